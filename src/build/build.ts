@@ -1,0 +1,166 @@
+import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
+import { UserError } from '../errors.js';
+import { guestInitPath, type HomeLayout } from '../paths.js';
+import { locateKernel } from '../kernel/kernel.js';
+import { sanitizeName } from '../util/ids.js';
+import { writeImage, type ImageManifest, type RunConfig } from './image.js';
+import type { BuildMode, Pack, PackResult } from './pack.js';
+import { detectPack } from './packs/index.js';
+import { formatRef, normalizeRef, PackageStore } from './package-store.js';
+import { RootfsBuilder } from './rootfs.js';
+import { loadUnikYaml, type UnikYaml } from './unikyaml.js';
+import { isElfFile } from './elf.js';
+
+export interface BuildProgress {
+  step(message: string): void;
+  line(text: string): void;
+  warn(message: string): void;
+}
+
+export const silentProgress: BuildProgress = { step: () => {}, line: () => {}, warn: () => {} };
+
+export interface BuildOptions {
+  dir: string;
+  mode: BuildMode;
+  layout: HomeLayout;
+  rootfsDir?: string;
+  /** package tag to record (default latest) */
+  tag?: string;
+  progress?: BuildProgress;
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface BuildResult {
+  name: string;
+  ref: string;
+  pack: string;
+  mode: BuildMode;
+  imageDir: string;
+  packageDir: string;
+  manifest: ImageManifest;
+  metadataFile: string;
+  durationMs: number;
+}
+
+/** Checks that make a project buildable, cheap enough to run before an async deploy is accepted. */
+export function inspectProject(dirArg: string, rootfsDir?: string): { dir: string; config: UnikYaml | null; pack: Pack; name: string; rootfsDir: string | undefined } {
+  const dir = resolve(dirArg);
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) {
+    throw new UserError('E_INVALID_ARGUMENT', `${dirArg} is not a directory`, { hint: 'give the project directory to build (default: .)' });
+  }
+  const config = loadUnikYaml(dir);
+  const extraRoot = rootfsDir ?? (config?.rootfs ? join(dir, config.rootfs) : undefined);
+  if (extraRoot) {
+    RootfsBuilder.assertNotDockerfile(extraRoot);
+    if (!existsSync(extraRoot) || !statSync(extraRoot).isDirectory()) {
+      throw new UserError('E_INVALID_ARGUMENT', `rootfs ${extraRoot} is not a directory`, { hint: 'point --rootfs (or rootfs: in unik.yaml) at a directory to merge into the image root' });
+    }
+  }
+  const pack = detectPack(dir, config);
+  return { dir, config, pack, name: config?.name ?? sanitizeName(basename(dir)), rootfsDir: extraRoot };
+}
+
+function mergeRun(pack: PackResult['run'], config: UnikYaml | null): RunConfig {
+  const y = config?.run;
+  return {
+    command: y?.command ?? pack.command,
+    env: { ...(pack.env ?? {}), ...(y?.env ?? {}) },
+    workdir: y?.workdir ?? pack.workdir ?? '/',
+    memoryMiB: y?.memoryMiB ?? pack.memoryMiB ?? 128,
+    ports: y?.ports ?? pack.ports ?? [],
+  };
+}
+
+function requireInit(): string {
+  const init = guestInitPath();
+  if (!existsSync(init)) {
+    throw new UserError('E_INIT_MISSING', `the guest init ${init} is not built`, { hint: 'run make setup (or make -C guest)' });
+  }
+  return init;
+}
+
+/** CLI-1: source dir → image (kernel + read-only erofs root + manifest) → local package store. */
+export async function buildProject(opts: BuildOptions): Promise<BuildResult> {
+  const started = Date.now();
+  const progress = opts.progress ?? silentProgress;
+  const { dir, config, pack, name, rootfsDir } = inspectProject(opts.dir, opts.rootfsDir);
+  const kernel = locateKernel(opts.layout, opts.mode);
+  const init = requireInit();
+  const ref = normalizeRef(`${name}:${opts.tag ?? 'latest'}`);
+
+  const unikDir = join(dir, '.unikctl');
+  const cacheDir = join(unikDir, 'cache');
+  const workDir = join(unikDir, `work-${process.pid}-${Date.now()}`);
+  const staging = join(workDir, 'rootfs');
+  mkdirSync(cacheDir, { recursive: true });
+  mkdirSync(workDir, { recursive: true });
+  try {
+    progress.step(`building ${name} with the ${pack.name} pack (${opts.mode})`);
+    const rootfs = new RootfsBuilder(staging);
+    rootfs.addFile(init, '/init');
+    const result = await pack.build({
+      dir, mode: opts.mode, cacheDir, workDir, config, env: opts.env ?? process.env,
+      log: (l) => progress.line(l), warn: (m) => progress.warn(m),
+    }, rootfs);
+    if (rootfsDir) {
+      progress.step(`merging ${rootfsDir} into the root filesystem`);
+      rootfs.mergeTree(rootfsDir);
+    }
+    progress.step('writing the image (erofs root filesystem, kernel, manifest)');
+    const imageDir = join(unikDir, 'image');
+    const run = mergeRun(result.run, config);
+    const manifest = await writeImage({ outDir: imageDir, stagingDir: staging, kernel, name, pack: pack.name, mode: opts.mode, run });
+    const metadataFile = writePackMetadata(unikDir, { pack: pack.name, mode: opts.mode, result, manifest });
+    const packageDir = new PackageStore(opts.layout).put(ref, imageDir);
+    return { name, ref: formatRef(ref), pack: pack.name, mode: opts.mode, imageDir, packageDir, manifest, metadataFile, durationMs: Date.now() - started };
+  } finally {
+    rmSync(workDir, { recursive: true, force: true });
+  }
+}
+
+function writePackMetadata(unikDir: string, m: { pack: string; mode: BuildMode; result: PackResult; manifest: ImageManifest }): string {
+  const dir = join(unikDir, 'native');
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, 'pack-metadata.json');
+  const metadata = {
+    pack: m.pack,
+    mode: m.mode,
+    toolchain: m.result.toolchain,
+    inputs: m.result.inputs,
+    artifacts: m.result.artifacts,
+    image: {
+      size: m.manifest.size,
+      kernel: { sha256: m.manifest.kernel.sha256, size: m.manifest.kernel.size },
+      rootfs: { sha256: m.manifest.rootfs.sha256, size: m.manifest.rootfs.size },
+    },
+  };
+  writeFileSync(file, `${JSON.stringify(metadata, null, 2)}\n`);
+  return file;
+}
+
+/** BLD-10: an ELF binary (static as is, dynamic with its library closure) → image in `outDir`. */
+export async function buildBinaryImage(opts: {
+  binary: string; outDir: string; layout: HomeLayout; mode: BuildMode; name: string; rootfsDir?: string; workDir: string;
+}): Promise<ImageManifest> {
+  if (!isElfFile(opts.binary)) {
+    throw new UserError('E_NOT_ELF', `${opts.binary} is not an ELF executable`, { hint: 'deploy a project directory, a package, or a Linux x86-64 binary' });
+  }
+  const kernel = locateKernel(opts.layout, opts.mode);
+  const staging = join(opts.workDir, 'rootfs');
+  rmSync(staging, { recursive: true, force: true });
+  const rootfs = new RootfsBuilder(staging);
+  rootfs.addFile(requireInit(), '/init');
+  const guest = `/app/${basename(opts.binary)}`;
+  rootfs.addFile(opts.binary, guest);
+  rootfs.addLibraryClosure([guest]);
+  if (opts.rootfsDir) rootfs.mergeTree(opts.rootfsDir);
+  try {
+    return await writeImage({
+      outDir: opts.outDir, stagingDir: staging, kernel, name: opts.name, pack: 'binary', mode: opts.mode,
+      run: { command: [guest], env: {}, workdir: '/app', memoryMiB: 64, ports: [] },
+    });
+  } finally {
+    rmSync(staging, { recursive: true, force: true });
+  }
+}

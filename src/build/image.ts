@@ -1,0 +1,106 @@
+import { createHash } from 'node:crypto';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { UserError } from '../errors.js';
+import type { KernelInfo } from '../kernel/kernel.js';
+import { run, which } from '../util/exec.js';
+
+export const MANIFEST_SCHEMA = 'unikctl.image/v1';
+
+export interface RunConfig {
+  command: string[];
+  env: Record<string, string>;
+  workdir: string;
+  memoryMiB: number;
+  ports: number[];
+}
+
+export interface ImageManifest {
+  schema: typeof MANIFEST_SCHEMA;
+  name: string;
+  pack: string;
+  mode: 'release' | 'debug';
+  kernel: { file: string; sha256: string; size: number; variant: string; configHash: string };
+  rootfs: { file: string; sha256: string; size: number; format: 'erofs' };
+  run: RunConfig;
+  /** sum of kernel and rootfs sizes */
+  size: number;
+}
+
+export function sha256File(path: string): string {
+  return createHash('sha256').update(readFileSync(path)).digest('hex');
+}
+
+/** Fixed filesystem UUID and timestamps: the same tree always gives the same bytes (BLD-8). */
+const EROFS_UUID = '756e696b-6374-6c00-0000-000000000000';
+
+export async function makeErofs(stagingDir: string, outFile: string): Promise<void> {
+  if (!which('mkfs.erofs')) {
+    throw new UserError('E_TOOL_MISSING', 'mkfs.erofs is not installed', { hint: 'apt-get install erofs-utils (or run make setup)' });
+  }
+  const r = await run(['mkfs.erofs', '--quiet', '-zlz4hc', '-T0', '--all-root', '-x-1', `-U${EROFS_UUID}`, outFile, stagingDir]);
+  if (r.code !== 0) throw new UserError('E_INTERNAL', `mkfs.erofs failed: ${r.stderr.trim() || r.stdout.trim()}`);
+}
+
+/** Writes kernel + rootfs + manifest into `outDir` (replaced atomically: a failed build leaves the old image). */
+export async function writeImage(opts: {
+  outDir: string; stagingDir: string; kernel: KernelInfo; name: string; pack: string; mode: 'release' | 'debug'; run: RunConfig;
+}): Promise<ImageManifest> {
+  const tmp = `${opts.outDir}.tmp-${process.pid}-${Date.now()}`;
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp, { recursive: true });
+  try {
+    await makeErofs(opts.stagingDir, join(tmp, 'rootfs.erofs'));
+    copyFileSync(opts.kernel.vmlinux, join(tmp, 'vmlinux'));
+    const kernelSize = statSync(join(tmp, 'vmlinux')).size;
+    const rootfsSize = statSync(join(tmp, 'rootfs.erofs')).size;
+    const manifest: ImageManifest = {
+      schema: MANIFEST_SCHEMA,
+      name: opts.name,
+      pack: opts.pack,
+      mode: opts.mode,
+      kernel: { file: 'vmlinux', sha256: sha256File(join(tmp, 'vmlinux')), size: kernelSize, variant: opts.kernel.variant, configHash: opts.kernel.hash },
+      rootfs: { file: 'rootfs.erofs', sha256: sha256File(join(tmp, 'rootfs.erofs')), size: rootfsSize, format: 'erofs' },
+      run: opts.run,
+      size: kernelSize + rootfsSize,
+    };
+    writeFileSync(join(tmp, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+    swapDir(tmp, opts.outDir);
+    return manifest;
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+/** Replaces `target` by `fresh` with two renames, so readers see either the old or the new image. */
+export function swapDir(fresh: string, target: string): void {
+  const old = `${target}.old-${process.pid}-${Date.now()}`;
+  if (existsSync(target)) renameSync(target, old);
+  renameSync(fresh, target);
+  rmSync(old, { recursive: true, force: true });
+}
+
+/** Reads and checks an image directory: the manifest parses and the digests match the files. */
+export function readImage(dir: string, opts: { verify?: boolean } = {}): ImageManifest {
+  const file = join(dir, 'manifest.json');
+  let manifest: ImageManifest;
+  try {
+    manifest = JSON.parse(readFileSync(file, 'utf8')) as ImageManifest;
+  } catch (e) {
+    throw new UserError('E_PACKAGE_INVALID', `${dir} has no readable manifest.json (${(e as Error).message})`, {
+      hint: 'rebuild it with unikctl build, or point at a directory that unikctl build produced',
+    });
+  }
+  if (manifest.schema !== MANIFEST_SCHEMA || !manifest.kernel || !manifest.rootfs || !Array.isArray(manifest.run?.command)) {
+    throw new UserError('E_PACKAGE_INVALID', `${file} is not a unikctl image manifest (schema ${String(manifest.schema)})`);
+  }
+  for (const part of [manifest.kernel, manifest.rootfs]) {
+    const p = join(dir, part.file);
+    if (!existsSync(p)) throw new UserError('E_PACKAGE_INVALID', `${dir} lacks ${part.file}`);
+    if (opts.verify && sha256File(p) !== part.sha256) {
+      throw new UserError('E_PACKAGE_INVALID', `${p} does not match its sha256 in manifest.json`, { hint: 'the package is corrupted: rebuild it' });
+    }
+  }
+  return manifest;
+}

@@ -1,0 +1,125 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parse } from 'yaml';
+import { UserError } from '../errors.js';
+
+/**
+ * unik.yaml: the universal pack (build.command + artifact.path) for any language, and run settings
+ * that also apply on top of a detected native pack.
+ *
+ *   name: hello                # image/deployment name (default: directory name)
+ *   build:
+ *     command: make hello      # a string runs with /bin/sh -c in the project dir; a list runs as argv
+ *     env: { CC: gcc }
+ *   artifact:
+ *     path: hello              # file or directory produced by the build, relative to the project
+ *   run:
+ *     command: [/app/hello, --port, "8080"]   # default: the artifact (a file) placed at /app/<name>
+ *     env: { GREETING: hi }
+ *     workdir: /app
+ *     ports: [8080]
+ *     memory: 64M              # or a number of MiB
+ *   rootfs: extra-root/        # a directory merged into the image root (never a Dockerfile)
+ */
+export interface UnikYaml {
+  name?: string;
+  build?: { command: string | string[]; env: Record<string, string> };
+  artifact?: { path: string };
+  run: { command?: string[]; env: Record<string, string>; workdir?: string; ports?: number[]; memoryMiB?: number };
+  rootfs?: string;
+}
+
+const invalid = (file: string, msg: string): UserError =>
+  new UserError('E_UNIKYAML_INVALID', `${file}: ${msg}`, { hint: 'fix unik.yaml; the format is documented in docs/unik-yaml.md' });
+
+export function parseMemory(v: unknown, where: string, file: string): number {
+  if (typeof v === 'number' && Number.isInteger(v) && v > 0) return v;
+  if (typeof v === 'string') {
+    const m = /^(\d+)\s*(M|Mi|MB|MiB|G|Gi|GB|GiB)?$/i.exec(v.trim());
+    if (m && m[1]) {
+      const n = Number(m[1]);
+      const unit = (m[2] ?? 'M').toUpperCase();
+      const mib = unit.startsWith('G') ? n * 1024 : n;
+      if (mib > 0) return mib;
+    }
+  }
+  throw invalid(file, `${where} must be a size like 128M or 1G (got ${JSON.stringify(v)})`);
+}
+
+function stringMap(v: unknown, where: string, file: string): Record<string, string> {
+  if (v === undefined || v === null) return {};
+  if (typeof v !== 'object' || Array.isArray(v)) throw invalid(file, `${where} must be a map of KEY: value`);
+  const out: Record<string, string> = {};
+  for (const [k, val] of Object.entries(v as Record<string, unknown>)) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) throw invalid(file, `${where}: "${k}" is not a valid environment variable name`);
+    if (typeof val !== 'string' && typeof val !== 'number' && typeof val !== 'boolean') throw invalid(file, `${where}.${k} must be a string`);
+    out[k] = String(val);
+  }
+  return out;
+}
+
+function stringList(v: unknown, where: string, file: string): string[] {
+  if (typeof v === 'string') return [v];
+  if (Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === 'string' || typeof x === 'number')) return v.map(String);
+  throw invalid(file, `${where} must be a non-empty list of strings`);
+}
+
+const KNOWN_TOP = new Set(['name', 'build', 'artifact', 'run', 'rootfs']);
+
+export function loadUnikYaml(dir: string): UnikYaml | null {
+  const file = join(dir, 'unik.yaml');
+  const alt = join(dir, 'unik.yml');
+  const path = existsSync(file) ? file : existsSync(alt) ? alt : null;
+  if (!path) return null;
+  let doc: unknown;
+  try {
+    doc = parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw invalid(path, `not valid YAML: ${(e as Error).message.split('\n')[0]}`);
+  }
+  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw invalid(path, 'the document must be a mapping');
+  const y = doc as Record<string, unknown>;
+  for (const k of Object.keys(y)) if (!KNOWN_TOP.has(k)) throw invalid(path, `unknown key "${k}" (known: ${[...KNOWN_TOP].join(', ')})`);
+
+  const out: UnikYaml = { run: { env: {} } };
+  if (y.name !== undefined) {
+    if (typeof y.name !== 'string' || !/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(y.name)) {
+      throw invalid(path, 'name must be lowercase letters, digits and dashes (at most 63)');
+    }
+    out.name = y.name;
+  }
+  if (y.build !== undefined) {
+    const b = y.build as Record<string, unknown>;
+    if (typeof b !== 'object' || b === null || b.command === undefined) throw invalid(path, 'build.command is required when build: is present');
+    const command = typeof b.command === 'string' ? b.command : stringList(b.command, 'build.command', path);
+    if (typeof command === 'string' && command.trim() === '') throw invalid(path, 'build.command is empty');
+    out.build = { command, env: stringMap(b.env, 'build.env', path) };
+  }
+  if (y.artifact !== undefined) {
+    const a = y.artifact as Record<string, unknown>;
+    if (typeof a !== 'object' || a === null || typeof a.path !== 'string' || a.path === '') throw invalid(path, 'artifact.path must be a path');
+    if (a.path.startsWith('/') || a.path.split('/').includes('..')) throw invalid(path, 'artifact.path must stay inside the project directory');
+    out.artifact = { path: a.path };
+  }
+  if (out.build && !out.artifact) throw invalid(path, 'artifact.path is required with build.command (what does the build produce?)');
+  if (y.run !== undefined) {
+    const r = y.run as Record<string, unknown>;
+    if (typeof r !== 'object' || r === null) throw invalid(path, 'run must be a mapping');
+    if (r.command !== undefined) out.run.command = stringList(r.command, 'run.command', path);
+    out.run.env = stringMap(r.env, 'run.env', path);
+    if (r.workdir !== undefined) {
+      if (typeof r.workdir !== 'string' || !r.workdir.startsWith('/')) throw invalid(path, 'run.workdir must be an absolute path in the guest');
+      out.run.workdir = r.workdir;
+    }
+    if (r.ports !== undefined) {
+      if (!Array.isArray(r.ports) || !r.ports.every((p) => Number.isInteger(p) && p > 0 && p < 65536)) throw invalid(path, 'run.ports must be a list of port numbers');
+      out.run.ports = r.ports as number[];
+    }
+    if (r.memory !== undefined) out.run.memoryMiB = parseMemory(r.memory, 'run.memory', path);
+  }
+  if (y.rootfs !== undefined) {
+    if (typeof y.rootfs !== 'string') throw invalid(path, 'rootfs must be a directory path');
+    out.rootfs = y.rootfs;
+  }
+  return out;
+}

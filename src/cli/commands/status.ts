@@ -1,0 +1,56 @@
+import type { Command } from 'commander';
+import type { StatusResult } from '../../engine/client.js';
+import { ago, formatBytes, formatDuration, table, type Output } from '../output.js';
+import { makeClient } from '../context.js';
+
+function stateCell(o: Output, state: string, exitCode: number | null): string {
+  const text = state === 'exited' ? `exited(${exitCode ?? '?'})` : state;
+  const color = state === 'running' ? 'green' : state === 'failed' ? 'red' : state === 'exited' ? (exitCode === 0 ? 'dim' : 'yellow') : 'cyan';
+  return o.paint(text, color);
+}
+
+export function renderStatus(o: Output, s: StatusResult): string {
+  const now = Date.now();
+  const lines: string[] = [];
+  if (s.deployments.length === 0) lines.push('no deployments');
+  else {
+    lines.push(table(s.deployments.map((d) => [
+      d.name, stateCell(o, d.state, d.exitCode), d.ports.join(',') || '-', formatBytes(d.imageBytes), d.accel ?? '-',
+      formatDuration(d.bootMs), formatDuration(d.uptimeMs), d.reason ?? '',
+    ]), ['NAME', 'STATE', 'PORTS', 'IMAGE', 'ACCEL', 'BOOT', 'UPTIME', 'REASON']));
+  }
+  if (s.operations.length > 0) {
+    lines.push('', 'RECENT OPERATIONS');
+    lines.push(table(s.operations.map((op) => [op.id, op.kind, op.target, op.state, ago(op.createdAt, now), op.error ? `${op.error.code}: ${op.error.message}` : '']),
+      ['ID', 'KIND', 'TARGET', 'STATE', 'CREATED', 'ERROR']));
+  }
+  return lines.join('\n');
+}
+
+export function registerStatus(program: Command, out: () => Output): void {
+  program
+    .command('status')
+    .description('lifecycle state of deployments plus recent operations, in one view')
+    .argument('[app]', 'only this deployment')
+    .option('-w, --watch', 'refresh every 2 seconds (Ctrl-C to stop)')
+    .addHelpText('after', '\nStates: pending → building → starting → running → exited(code) | failed(reason); destroying → gone.\n\nExamples:\n  unikctl status\n  unikctl status web --json')
+    .action(async (app: string | undefined, f: { watch?: boolean }) => {
+      const o = out();
+      const client = makeClient();
+      try {
+        for (;;) {
+          const s = await client.status(app);
+          if (o.json) {
+            process.stdout.write(`${JSON.stringify(s, null, f.watch ? 0 : 2)}\n`);
+          } else {
+            if (f.watch && process.stdout.isTTY) process.stdout.write('\x1b[2J\x1b[H');
+            o.data(renderStatus(o, s));
+          }
+          if (!f.watch) break;
+          await new Promise((r) => setTimeout(r, 2000));
+        }
+      } finally {
+        client.close();
+      }
+    });
+}

@@ -1,0 +1,66 @@
+import type { LogEntry } from '../runtime/logstore.js';
+import type { Deployment, Operation } from '../store/types.js';
+
+export interface DeployRequest {
+  /** a project dir, a package (path or name[:tag]) or an ELF binary */
+  target: string;
+  name?: string;
+  ports: string[];
+  memory?: string;
+  cpus?: number;
+  env: string[];
+  debug: boolean;
+  rootfs?: string;
+  labels: string[];
+  idempotencyKey?: string;
+  cwd: string;
+}
+
+export interface DeployResult {
+  name: string;
+  deploymentId: string;
+  operationId: string;
+  state: Deployment['state'];
+  source: Deployment['spec']['source']['kind'];
+  resolvedFrom: string;
+  candidates: string[];
+  /** an existing operation was returned for a repeated idempotency key */
+  reused: boolean;
+}
+
+export interface DestroyResult { name: string; operationId: string; state: 'destroying' | 'gone'; }
+
+export interface StatusResult { deployments: DeploymentView[]; operations: Operation[]; }
+
+export interface DeploymentView {
+  name: string;
+  id: string;
+  state: Deployment['state'];
+  exitCode: number | null;
+  reason: string | null;
+  ports: string[];
+  imageBytes: number | null;
+  image: string | null;
+  pack: string | null;
+  mode: 'release' | 'debug' | null;
+  accel: Deployment['accel'];
+  bootMs: number | null;
+  boot: Deployment['boot'];
+  uptimeMs: number | null;
+  createdAt: string;
+  startedAt: string | null;
+  endedAt: string | null;
+  metrics: { cpuSeconds: number | null; rssBytes: number | null };
+}
+
+export interface LogsRequest { name: string; follow: boolean; tail?: number; since?: string; signal: AbortSignal; }
+
+/** How the CLI reaches the engine: in-process (LocalClient) or over HTTP (a later HttpClient). */
+export interface Client {
+  deploy(req: DeployRequest): Promise<DeployResult>;
+  destroy(names: string[], opts: { graceMs: number }): Promise<DestroyResult[]>;
+  status(name?: string): Promise<StatusResult>;
+  logs(req: LogsRequest): AsyncIterable<LogEntry>;
+  waitFor(name: string, until: (d: Deployment | null) => boolean, timeoutMs: number): Promise<Deployment | null>;
+  close(): void;
+}

@@ -1,0 +1,32 @@
+import { rmSync } from 'node:fs';
+import { deploymentDir, type HomeLayout } from '../paths.js';
+import type { Store } from '../store/types.js';
+import { isAlive, signalRef, waitUntilDead } from '../util/proc.js';
+
+/**
+ * Runs a destroy operation to the end (in a detached worker): graceful stop through the supervisor,
+ * kill after the grace period, remove runtime artifacts and the record (RT-10: no orphans).
+ */
+export async function runDestroy(o: { layout: HomeLayout; store: Store; name: string; operationId: string; graceMs: number }): Promise<void> {
+  const { store, name, operationId } = o;
+  store.updateOperation(operationId, 'running');
+  const d = store.getDeployment(name);
+  if (d) {
+    if (signalRef(d.supervisor, 'SIGTERM')) {
+      // the supervisor asks the guest init to stop the app, and kills QEMU after the grace period
+      await waitUntilDead(d.supervisor, o.graceMs + 3000);
+    }
+    signalRef(d.supervisor, 'SIGKILL');
+    await waitUntilDead(d.supervisor, 2000);
+    const fresh = store.getDeployment(name);
+    for (const vmm of [d.vmm, fresh?.vmm]) {
+      if (isAlive(vmm)) {
+        signalRef(vmm, 'SIGKILL');
+        await waitUntilDead(vmm, 5000);
+      }
+    }
+    rmSync(deploymentDir(o.layout, name), { recursive: true, force: true });
+    store.deleteDeployment(name);
+  }
+  store.updateOperation(operationId, 'succeeded');
+}

@@ -1,0 +1,63 @@
+import { existsSync, statSync } from 'node:fs';
+import { basename, isAbsolute, resolve } from 'node:path';
+import { inspectProject } from '../build/build.js';
+import { isElfFile } from '../build/elf.js';
+import { readImage } from '../build/image.js';
+import { formatRef, normalizeRef, PackageStore } from '../build/package-store.js';
+import { UserError } from '../errors.js';
+import type { HomeLayout } from '../paths.js';
+import type { DeploySource } from '../store/types.js';
+import { sanitizeName } from '../util/ids.js';
+
+export interface ResolvedTarget { source: DeploySource; resolvedFrom: string; candidates: string[]; defaultName: string; }
+
+/**
+ * BLD-10/BLD-11: what `deploy X` means. Candidates, in order:
+ *   1. a path on disk: a package directory (manifest.json), a project directory, or an ELF binary;
+ *   2. the local package store, with X normalized to namespace/name:tag (hello → local/hello:latest);
+ *   3. the control plane's store (only when UNIKCTL_CONTROL_PLANE_URL is set).
+ */
+export function resolveTarget(target: string, cwd: string, layout: HomeLayout, rootfsDir?: string): ResolvedTarget {
+  const candidates: string[] = [];
+  const path = isAbsolute(target) ? target : resolve(cwd, target);
+  candidates.push(`path ${path}`);
+  if (existsSync(path)) {
+    const st = statSync(path);
+    if (st.isDirectory()) {
+      if (existsSync(resolve(path, 'manifest.json'))) {
+        const m = readImage(path);
+        return { source: { kind: 'package', dir: path }, resolvedFrom: `package directory ${path}`, candidates, defaultName: sanitizeName(m.name) };
+      }
+      const p = inspectProject(path, rootfsDir); // fails fast: no pack, broken unik.yaml, Dockerfile rootfs
+      return { source: { kind: 'project', dir: p.dir }, resolvedFrom: `project directory ${p.dir} (${p.pack.name} pack)`, candidates, defaultName: p.name };
+    }
+    if (st.isFile()) {
+      if (/\.(tar|tgz|tar\.gz)$/.test(path)) {
+        throw new UserError('E_NOT_IMPLEMENTED', `deploying a package archive (${basename(path)}) is not implemented yet`, { hint: 'extract it and deploy the directory that holds manifest.json' });
+      }
+      if (!isElfFile(path)) {
+        throw new UserError('E_NOT_ELF', `${path} is neither a directory nor an ELF executable`, { hint: 'deploy a project directory, a package (directory or name:tag) or a Linux x86-64 binary' });
+      }
+      return { source: { kind: 'binary', path }, resolvedFrom: `ELF binary ${path}`, candidates, defaultName: sanitizeName(basename(path)) };
+    }
+  }
+  let ref;
+  try {
+    ref = normalizeRef(target);
+  } catch {
+    ref = null;
+  }
+  if (ref) {
+    const full = formatRef(ref);
+    candidates.push(`local package store ${full}`);
+    const pkg = new PackageStore(layout).get(ref);
+    if (pkg) {
+      return { source: { kind: 'package', dir: pkg.dir, ref: full }, resolvedFrom: `local package store ${full}`, candidates, defaultName: sanitizeName(ref.name) };
+    }
+    candidates.push(process.env.UNIKCTL_CONTROL_PLANE_URL ? `control plane store ${full} (not implemented yet)` : `control plane store ${full} (skipped: UNIKCTL_CONTROL_PLANE_URL is not set)`);
+  }
+  throw new UserError('E_PACKAGE_NOT_FOUND', `nothing to deploy matches "${target}"; tried:\n  - ${candidates.join('\n  - ')}`, {
+    hint: 'give a project directory, an ELF binary, or a package built with unikctl build (see its name:tag in the build output)',
+    details: { candidates },
+  });
+}

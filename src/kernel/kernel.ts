@@ -1,0 +1,48 @@
+import { createHash } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { UserError } from '../errors.js';
+import { projectRoot, type HomeLayout } from '../paths.js';
+
+export type KernelVariant = 'release' | 'debug';
+
+export interface KernelInfo { variant: KernelVariant; hash: string; dir: string; vmlinux: string; }
+
+let cachedSourceVersion: string | null = null;
+
+function sourceVersion(): string {
+  if (cachedSourceVersion) return cachedSourceVersion;
+  try {
+    cachedSourceVersion = execFileSync('dpkg-query', ['-W', '-f=${Version}', 'linux-source-6.1'], { encoding: 'utf8' }).trim();
+  } catch {
+    throw new UserError('E_KERNEL_MISSING', 'the Debian package linux-source-6.1 is not installed', {
+      hint: 'run the set-up: make setup (or apt-get install linux-source-6.1 && kernel/build.sh release)',
+    });
+  }
+  return cachedSourceVersion;
+}
+
+/** Same digest as kernel/build.sh: the config fragments and the kernel source version name a build. */
+export function kernelConfigHash(variant: KernelVariant, srcVersion = sourceVersion()): string {
+  const dir = join(projectRoot, 'kernel', 'config');
+  const h = createHash('sha256');
+  h.update(`unikctl-kernel-v1\n${variant}\n${srcVersion}\n`);
+  h.update(readFileSync(join(dir, 'base.config')));
+  h.update('\n--\n');
+  h.update(readFileSync(join(dir, `${variant}.config`)));
+  return h.digest('hex').slice(0, 16);
+}
+
+/** Finds the cached kernel for the current config; never builds (that is the set-up's job: ~5 min). */
+export function locateKernel(layout: HomeLayout, variant: KernelVariant): KernelInfo {
+  const hash = kernelConfigHash(variant);
+  const dir = join(layout.kernels, `${variant}-${hash}`);
+  const vmlinux = join(dir, 'vmlinux');
+  if (!existsSync(vmlinux)) {
+    throw new UserError('E_KERNEL_MISSING', `the ${variant} kernel for the current config (${hash}) is not built in ${layout.kernels}`, {
+      hint: `run the set-up (make setup), or build it directly: kernel/build.sh ${variant}`,
+    });
+  }
+  return { variant, hash, dir, vmlinux };
+}

@@ -1,0 +1,41 @@
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** Root of the installed project (holds kernel/config, guest/build, dist). */
+export const projectRoot = resolve(fileURLToPath(new URL('.', import.meta.url)), '..');
+
+/** Where all local state lives: the SQLite store, deployments, the package store, kernels. */
+export function unikHome(env: NodeJS.ProcessEnv = process.env): string {
+  const h = env.UNIKCTL_HOME;
+  if (h && h.length > 0) return resolve(h);
+  const xdg = env.XDG_STATE_HOME && env.XDG_STATE_HOME.length > 0 ? env.XDG_STATE_HOME : join(homedir(), '.local', 'state');
+  return join(xdg, 'unikctl');
+}
+
+export interface HomeLayout {
+  home: string;
+  db: string;
+  deployments: string;
+  packages: string;
+  kernels: string;
+  cache: string;
+}
+
+export function homeLayout(env: NodeJS.ProcessEnv = process.env): HomeLayout {
+  const home = unikHome(env);
+  return {
+    home,
+    db: join(home, 'state.db'),
+    deployments: join(home, 'deployments'),
+    packages: join(home, 'packages'),
+    kernels: env.UNIKCTL_KERNEL_DIR && env.UNIKCTL_KERNEL_DIR.length > 0 ? resolve(env.UNIKCTL_KERNEL_DIR) : join(home, 'kernels'),
+    cache: join(home, 'cache'),
+  };
+}
+
+export function deploymentDir(layout: HomeLayout, name: string): string {
+  return join(layout.deployments, name);
+}
+
+export const guestInitPath = (): string => process.env.UNIKCTL_INIT && process.env.UNIKCTL_INIT.length > 0 ? resolve(process.env.UNIKCTL_INIT) : join(projectRoot, 'guest', 'build', 'unik-init');

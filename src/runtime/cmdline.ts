@@ -1,0 +1,65 @@
+import { readFileSync } from 'node:fs';
+import { UserError } from '../errors.js';
+
+/** x86 COMMAND_LINE_SIZE is 2048 bytes including the terminating NUL. */
+export const MAX_CMDLINE = 2047;
+
+export interface GuestConfig {
+  argv: string[];
+  env: Record<string, string>;
+  workdir: string;
+  nonce: string;
+  hostname: string;
+  hostTimeMs: number;
+  debug: boolean;
+}
+
+/** Encodes the run configuration for the guest init: NUL-terminated typed records, base64 (see guest/init.c). */
+export function encodeGuestConfig(c: GuestConfig): string {
+  const records: string[] = [];
+  for (const a of c.argv) records.push(`a${a}`);
+  for (const [k, v] of Object.entries(c.env)) records.push(`e${k}=${v}`);
+  records.push(`w${c.workdir}`, `n${c.nonce}`, `h${c.hostname}`, `t${c.hostTimeMs}`);
+  if (c.debug) records.push('d1');
+  for (const r of records) {
+    if (r.includes('\0')) throw new UserError('E_INVALID_ARGUMENT', 'arguments and environment values cannot contain NUL bytes');
+  }
+  return Buffer.from(records.map((r) => `${r}\0`).join(''), 'utf8').toString('base64');
+}
+
+/** Host TSC frequency for tsc_early_khz: skipping PIT calibration avoids a boot hang seen under TCG on busy hosts. */
+export function hostTscKhz(): number | null {
+  try {
+    const m = /^cpu MHz\s*:\s*([\d.]+)/m.exec(readFileSync('/proc/cpuinfo', 'utf8'));
+    return m && m[1] ? Math.round(Number(m[1]) * 1000) : null;
+  } catch {
+    return null;
+  }
+}
+
+export function kernelCmdline(opts: { guest: GuestConfig; debug: boolean; accel: 'kvm' | 'tcg'; network: boolean }): string {
+  const parts = [
+    'console=ttyS0',
+    'reboot=t',
+    'panic=-1',
+    'root=/dev/vda',
+    'rootfstype=erofs',
+    'ro',
+    'init=/init',
+    opts.debug ? 'loglevel=7' : 'quiet loglevel=1',
+  ];
+  if (opts.accel === 'tcg') {
+    const khz = hostTscKhz();
+    if (khz) parts.push(`tsc_early_khz=${khz}`);
+  }
+  if (opts.network) parts.push(`ip=10.0.2.15::10.0.2.2:255.255.255.0:${opts.guest.hostname}:eth0:off:10.0.2.3`);
+  parts.push(`unik.cfg=${encodeGuestConfig(opts.guest)}`);
+  const cmdline = parts.join(' ');
+  // QEMU appends the virtio-mmio device list (~100 bytes) to what we pass.
+  if (cmdline.length > MAX_CMDLINE - 160) {
+    throw new UserError('E_CMDLINE_TOO_LONG', `the command, arguments and environment take ${cmdline.length} bytes of the kernel command line (limit ~${MAX_CMDLINE - 160})`, {
+      hint: 'shorten the environment (-e) or the arguments; large configuration belongs in files inside the image (unik.yaml rootfs:)',
+    });
+  }
+  return cmdline;
+}

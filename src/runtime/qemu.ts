@@ -1,0 +1,74 @@
+import { spawn } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { UserError } from '../errors.js';
+import { which } from '../util/exec.js';
+import type { Accel, Vmm, VmmHandle, VmmStartOptions } from './vmm.js';
+
+export const QEMU_BINARY = 'qemu-system-x86_64';
+
+/**
+ * QEMU argv for one unikernel-style VM: `microvm` without ACPI or option ROMs, a PVH kernel, only the
+ * devices the app needs (serial console, one read-only virtio-blk root, one virtio-net with user-mode
+ * networking), and QEMU's seccomp sandbox.
+ */
+export function qemuArgs(o: VmmStartOptions): string[] {
+  const hostfwd = o.ports.map((p) => `,hostfwd=tcp:${p.hostAddress === '0.0.0.0' ? '' : p.hostAddress}:${p.hostPort}-:${p.guestPort}`).join('');
+  return [
+    '-name', `unikctl-${o.name},process=unikctl-${o.name}`,
+    '-M', 'microvm,x-option-roms=off,isa-serial=on,acpi=off,pic=on,pit=on,rtc=on',
+    '-accel', o.accel === 'kvm' ? 'kvm' : 'tcg',
+    '-cpu', o.accel === 'kvm' ? 'host' : 'max',
+    '-m', `${o.memoryMiB}M`,
+    '-smp', String(o.cpus),
+    '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
+    '-kernel', o.kernel,
+    '-append', o.cmdline,
+    '-chardev', 'stdio,id=console,signal=off',
+    '-serial', 'chardev:console',
+    '-drive', `id=root,file=${o.rootfs},format=raw,if=none,readonly=on`,
+    '-device', 'virtio-blk-device,drive=root',
+    '-netdev', `user,id=net0${hostfwd}`,
+    '-device', 'virtio-net-device,netdev=net0',
+    '-sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny',
+  ];
+}
+
+export function kvmAccessible(): boolean {
+  try {
+    accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export const qemuVmm: Vmm = {
+  name: 'qemu',
+  check(accel: Accel) {
+    if (!which(QEMU_BINARY)) {
+      throw new UserError('E_TOOL_MISSING', `${QEMU_BINARY} is not installed`, { hint: 'apt-get install qemu-system-x86 (or run make setup)' });
+    }
+    if (accel === 'kvm' && !kvmAccessible()) {
+      throw new UserError('E_KVM_UNAVAILABLE', '/dev/kvm is missing or not accessible to this user', {
+        hint: 'add the user to the kvm group (sudo usermod -aG kvm $USER), or use UNIKCTL_ACCEL=tcg',
+      });
+    }
+  },
+  start(o: VmmStartOptions): VmmHandle {
+    // setpriv --pdeathsig: QEMU dies with its supervisor, so a crashed supervisor never leaves a VM behind (RT-10).
+    const argv = ['--pdeathsig', 'SIGKILL', '--', QEMU_BINARY, ...qemuArgs(o)];
+    const child = spawn('setpriv', argv, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+      child.on('exit', (code, signal) => resolve({ code, signal }));
+      child.on('error', () => resolve({ code: 127, signal: null }));
+    });
+    if (!child.pid || !child.stdout || !child.stdin || !child.stderr) {
+      throw new UserError('E_QEMU_FAILED', `could not spawn ${QEMU_BINARY}`);
+    }
+    child.stdin.on('error', () => { /* the VM is gone; exit handling reports it */ });
+    return { pid: child.pid, child, console: child.stdout, consoleInput: child.stdin, stderr: child.stderr, exited };
+  },
+  kill(handle: VmmHandle) {
+    try { handle.child.kill('SIGKILL'); } catch { /* already gone */ }
+  },
+};

@@ -1,0 +1,268 @@
+import { randomBytes } from 'node:crypto';
+import { appendFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { buildBinaryImage, buildProject, type BuildProgress } from '../build/build.js';
+import { readImage, type ImageManifest } from '../build/image.js';
+import { copyImageDir } from '../build/package-store.js';
+import { toUserError, UserError } from '../errors.js';
+import { deploymentDir, type HomeLayout } from '../paths.js';
+import type { Deployment, ImageSummary, Store } from '../store/types.js';
+import { processRef, sleep } from '../util/proc.js';
+import { accelRequest, planAccel, recordKvmVerdict } from './accel.js';
+import { kernelCmdline } from './cmdline.js';
+import { ConsoleParser, type ConsoleEvent } from './console.js';
+import { LogWriter, type LogEntry } from './logstore.js';
+import { qemuVmm } from './qemu.js';
+import type { Accel, Vmm, VmmHandle } from './vmm.js';
+
+const SIGNAL_NAMES: Record<number, string> = { 1: 'SIGHUP', 2: 'SIGINT', 4: 'SIGILL', 6: 'SIGABRT', 7: 'SIGBUS', 8: 'SIGFPE', 9: 'SIGKILL', 11: 'SIGSEGV', 13: 'SIGPIPE', 15: 'SIGTERM' };
+
+export const consoleLogFile = (layout: HomeLayout, name: string): string => join(deploymentDir(layout, name), 'console.log');
+
+export interface SupervisorOptions {
+  layout: HomeLayout;
+  store: Store;
+  name: string;
+  operationId: string;
+  vmm?: Vmm;
+  env?: NodeJS.ProcessEnv;
+}
+
+type Outcome =
+  | { kind: 'exited'; code: number }
+  | { kind: 'failed'; reason: string }
+  | { kind: 'stopped' }
+  | { kind: 'kvm-timeout' };
+
+/**
+ * The per-deployment supervisor: runs detached from the CLI, builds (if needed), boots the VM, turns the
+ * serial console into the log stream and keeps the store's state true (RT-3, RT-4, RT-7).
+ */
+export class Supervisor {
+  private readonly dir: string;
+  private readonly log: LogWriter;
+  private readonly vmm: Vmm;
+  private stopRequested = false;
+  private readonly buildAbort = new AbortController();
+  private current: { handle: VmmHandle; nonce: string } | null = null;
+
+  constructor(private readonly o: SupervisorOptions) {
+    this.dir = deploymentDir(o.layout, o.name);
+    mkdirSync(this.dir, { recursive: true });
+    this.log = new LogWriter(join(this.dir, 'console.log'));
+    this.vmm = o.vmm ?? qemuVmm;
+  }
+
+  private diag(msg: string): void {
+    appendFileSync(join(this.dir, 'supervisor.log'), `${new Date().toISOString()} ${msg}\n`);
+  }
+
+  private logLine(s: LogEntry['s'], m: string): void {
+    this.log.append({ t: Date.now(), s, m });
+  }
+
+  /** Graceful stop (destroy): SIGTERM the app through the guest init, then kill QEMU after `graceMs`. */
+  async stop(graceMs: number): Promise<void> {
+    if (this.stopRequested) return;
+    this.stopRequested = true;
+    this.buildAbort.abort();
+    const cur = this.current;
+    if (!cur) return;
+    cur.handle.consoleInput.write(`\x1eUNIK:${cur.nonce}:stop\n`);
+    const timer = setTimeout(() => this.vmm.kill(cur.handle), graceMs);
+    await cur.handle.exited;
+    clearTimeout(timer);
+  }
+
+  async run(): Promise<void> {
+    const { store, name, operationId } = this.o;
+    const d = store.getDeployment(name);
+    if (!d) throw new Error(`deployment ${name} vanished before its supervisor started`);
+    store.patchDeployment(name, { supervisor: processRef(process.pid) });
+    try {
+      const manifest = await this.prepareImage(d);
+      if (this.stopRequested) return;
+      if (!store.transition(name, ['pending', 'building'], 'starting')) return;
+      await this.boot(d, manifest);
+    } catch (e) {
+      const err = toUserError(e);
+      this.diag(`failed: ${err.code} ${err.message}\n${(e as Error).stack ?? ''}`);
+      if (this.stopRequested) return;
+      const reason = `${err.code}: ${err.message}`;
+      store.transition(name, ['pending', 'building', 'starting', 'running'], 'failed', { reason, endedAt: Date.now() });
+      const op = store.getOperation(operationId);
+      if (op && op.state !== 'succeeded') store.updateOperation(operationId, 'failed', { code: err.code, message: err.message });
+    } finally {
+      this.log.close();
+    }
+  }
+
+  private async prepareImage(d: Deployment): Promise<ImageManifest> {
+    const { store, layout, name } = this.o;
+    const imageDir = join(this.dir, 'image');
+    const src = d.spec.source;
+    const started = Date.now();
+    if (src.kind === 'package') {
+      readImage(src.dir, { verify: true });
+      rmSync(imageDir, { recursive: true, force: true });
+      copyImageDir(src.dir, imageDir); // the deployment keeps its own copy: a rebuild never changes a running VM
+    } else {
+      store.transition(name, ['pending'], 'building');
+      const progress: BuildProgress = {
+        step: (m) => this.logLine('build', `==> ${m}`),
+        line: (l) => this.logLine('build', l),
+        warn: (m) => this.logLine('build', `warning: ${m}`),
+      };
+      const mode = d.spec.debug ? 'debug' : 'release';
+      if (src.kind === 'project') {
+        const r = await buildProject({ dir: src.dir, mode, layout, rootfsDir: d.spec.rootfsDir, progress, env: this.o.env });
+        rmSync(imageDir, { recursive: true, force: true });
+        copyImageDir(r.imageDir, imageDir);
+      } else {
+        await buildBinaryImage({ binary: src.path, outDir: imageDir, layout, mode, name, rootfsDir: d.spec.rootfsDir, workDir: join(this.dir, 'work') });
+      }
+    }
+    const manifest = readImage(imageDir);
+    const image: ImageSummary = {
+      dir: imageDir, name: manifest.name, pack: manifest.pack, mode: manifest.mode, sizeBytes: manifest.size,
+      kernelBytes: manifest.kernel.size, rootfsBytes: manifest.rootfs.size, rootfsSha256: manifest.rootfs.sha256,
+      kernelSha256: manifest.kernel.sha256, ...(src.kind === 'package' && src.ref ? { ref: src.ref } : {}),
+    };
+    store.patchDeployment(name, { image, boot: { ...d.boot, buildMs: src.kind === 'package' ? 0 : Date.now() - started } });
+    return manifest;
+  }
+
+  private async boot(d: Deployment, manifest: ImageManifest): Promise<void> {
+    const { layout, store, name } = this.o;
+    const plan = planAccel(layout, accelRequest(this.o.env));
+    this.vmm.check(plan.accel);
+    let outcome = await this.attempt(d, manifest, plan.accel, plan.probeTimeoutMs);
+    if (outcome.kind === 'kvm-timeout') {
+      recordKvmVerdict(layout, 'hangs');
+      this.logLine('init', `unikctl: KVM did not boot the guest within ${plan.probeTimeoutMs} ms; using TCG (software emulation) from now on`);
+      store.addEvent(name, 'accel', 'KVM hung the guest; fell back to TCG');
+      outcome = await this.attempt(d, manifest, 'tcg', null);
+    } else if (plan.probeTimeoutMs !== null && plan.accel === 'kvm') {
+      recordKvmVerdict(layout, 'works');
+    }
+    this.finish(outcome);
+  }
+
+  private finish(outcome: Outcome): void {
+    const { store, name, operationId } = this.o;
+    const endedAt = Date.now();
+    const live = ['pending', 'building', 'starting', 'running'] as const;
+    if (outcome.kind === 'stopped' || this.stopRequested) return; // destroy owns the record now
+    if (outcome.kind === 'exited') {
+      store.transition(name, live, 'exited', { exitCode: outcome.code, endedAt });
+    } else if (outcome.kind === 'failed') {
+      store.transition(name, live, 'failed', { reason: outcome.reason, endedAt });
+      const op = store.getOperation(operationId);
+      if (op && op.state === 'running') store.updateOperation(operationId, 'failed', { code: 'E_QEMU_FAILED', message: outcome.reason });
+    }
+  }
+
+  /** One boot: spawn the VMM, parse the console, wait for it to end. */
+  private async attempt(d: Deployment, manifest: ImageManifest, accel: Accel, probeTimeoutMs: number | null): Promise<Outcome> {
+    const { store, name, operationId } = this.o;
+    const nonce = randomBytes(8).toString('hex');
+    const imageDir = join(this.dir, 'image');
+    const debug = d.spec.debug || manifest.mode === 'debug';
+    const cmdline = kernelCmdline({
+      accel, debug, network: true,
+      guest: {
+        argv: manifest.run.command, env: { ...manifest.run.env, ...d.spec.env }, workdir: manifest.run.workdir, nonce,
+        hostname: name, hostTimeMs: Date.now(), debug,
+      },
+    });
+    const spawnedAt = Date.now();
+    const handle = this.vmm.start({
+      name, accel, cmdline, kernel: join(imageDir, manifest.kernel.file), rootfs: join(imageDir, manifest.rootfs.file),
+      memoryMiB: d.spec.memoryMiB ?? manifest.run.memoryMiB, cpus: d.spec.cpus, ports: d.spec.ports,
+    });
+    this.current = { handle, nonce };
+    store.patchDeployment(name, { vmm: processRef(handle.pid), accel });
+    this.diag(`qemu pid ${handle.pid} (${accel}) started`);
+
+    let started = false;
+    let firstOutput = false;
+    let exitEvent: ConsoleEvent | null = null;
+    let initError: string | null = null;
+    const kernelTail: string[] = [];
+    let qemuStderr = '';
+    handle.stderr.setEncoding('utf8').on('data', (c: string) => { qemuStderr = (qemuStderr + c).slice(-4000); });
+
+    const parser = new ConsoleParser(nonce, {
+      line: (l, at) => {
+        if (l.stream === 'kernel') {
+          kernelTail.push(l.text);
+          if (kernelTail.length > 20) kernelTail.shift();
+        }
+        this.log.append({ t: at, s: l.stream, m: l.text });
+        if (l.stream === 'app' && started && !firstOutput) {
+          firstOutput = true;
+          const cur = store.getDeployment(name);
+          store.patchDeployment(name, { boot: { ...(cur?.boot ?? {}), deployToFirstOutputMs: at - d.createdAt, vmmStartToFirstOutputMs: at - spawnedAt } });
+        }
+      },
+      event: (e, at) => {
+        if (e.event === 'start') {
+          started = true;
+          const cur = store.getDeployment(name);
+          const boot = { ...(cur?.boot ?? {}), vmmStartToAppStartMs: at - spawnedAt, guestUptimeAtAppStartMs: Number(e.fields.uptime_ms ?? NaN) };
+          store.transition(name, ['starting'], 'running', { startedAt: at, boot });
+          const op = store.getOperation(operationId);
+          if (op && op.state === 'running') store.updateOperation(operationId, 'succeeded');
+        } else if (e.event === 'exit') {
+          exitEvent = e;
+        } else if (e.event === 'error') {
+          initError = e.message;
+          this.log.append({ t: at, s: 'init', m: `unik-init: ${e.message}` });
+        } else if (e.event === 'warn') {
+          this.log.append({ t: at, s: 'init', m: `unik-init: ${e.message}` });
+        }
+      },
+    });
+    handle.console.on('data', (c: Buffer) => parser.push(c));
+
+    let timedOut = false;
+    const bootTimeoutMs = probeTimeoutMs ?? Number(this.o.env?.UNIKCTL_BOOT_TIMEOUT_MS ?? 120_000);
+    const bootTimer = setTimeout(() => {
+      if (started) return;
+      timedOut = true;
+      this.vmm.kill(handle);
+    }, bootTimeoutMs);
+
+    const result = await handle.exited;
+    clearTimeout(bootTimer);
+    await sleep(20); // let the last console bytes arrive
+    parser.flush();
+    parser.close();
+    this.current = null;
+    this.diag(`qemu exited code=${result.code} signal=${result.signal}`);
+
+    if (this.stopRequested) return { kind: 'stopped' };
+    if (timedOut && probeTimeoutMs !== null && !started) return { kind: 'kvm-timeout' };
+    if (timedOut) return { kind: 'failed', reason: `E_BOOT_TIMEOUT: the app did not start within ${bootTimeoutMs} ms${kernelTail.length ? ` (kernel: ${kernelTail.at(-1)})` : ''}` };
+    const ev = exitEvent as ConsoleEvent | null;
+    if (ev?.fields.code !== undefined) return { kind: 'exited', code: Number(ev.fields.code) };
+    if (ev?.fields.signal !== undefined) {
+      const sig = Number(ev.fields.signal);
+      return { kind: 'failed', reason: `the app was killed by signal ${sig}${SIGNAL_NAMES[sig] ? ` (${SIGNAL_NAMES[sig]})` : ''}` };
+    }
+    if (initError) return { kind: 'failed', reason: `guest init: ${initError}` };
+    const panic = kernelTail.find((l) => /Kernel panic|BUG:|Oops|general protection/.test(l));
+    if (panic) return { kind: 'failed', reason: `guest kernel crashed: ${panic.replace(/^\[\s*[\d.]+\]\s*/, '')}` };
+    if (result.code !== 0 || result.signal) {
+      const msg = qemuStderr.trim().split('\n').slice(-3).join(' ');
+      return { kind: 'failed', reason: `QEMU exited (${result.signal ?? `code ${result.code}`})${msg ? `: ${msg}` : ''}` };
+    }
+    return { kind: 'failed', reason: started ? 'the guest reset or powered off without reporting the app exit (guest crash)' : 'the VM stopped before the app started' };
+  }
+}
+
+export function describeMissingDeployment(name: string): UserError {
+  return new UserError('E_UNKNOWN_APP', `no deployment named "${name}"`, { hint: 'see the deployments with unikctl status' });
+}
+
+export const supervisorExists = (layout: HomeLayout, name: string): boolean => existsSync(deploymentDir(layout, name));

@@ -1,0 +1,114 @@
+/** Lifecycle states (RT-3). `destroying` ends with the record removed. */
+export type DeploymentState = 'pending' | 'building' | 'starting' | 'running' | 'exited' | 'failed' | 'destroying';
+export const TERMINAL_STATES: readonly DeploymentState[] = ['exited', 'failed'];
+export const LIVE_STATES: readonly DeploymentState[] = ['pending', 'building', 'starting', 'running'];
+
+export interface PortMapping { hostAddress: string; hostPort: number; guestPort: number; protocol: 'tcp'; }
+
+/** What to run: resolved at deploy time, before the async part starts. */
+export type DeploySource =
+  | { kind: 'project'; dir: string }
+  | { kind: 'package'; dir: string; ref?: string }
+  | { kind: 'binary'; path: string };
+
+export interface DeploymentSpec {
+  source: DeploySource;
+  resolvedFrom: string;
+  ports: PortMapping[];
+  memoryMiB?: number;
+  cpus: number;
+  env: Record<string, string>;
+  debug: boolean;
+  rootfsDir?: string;
+  labels: Record<string, string>;
+}
+
+export interface ProcessRef { pid: number; startTime: string; }
+
+export interface BootMetrics {
+  /** QEMU spawn → the guest init reports the app started. */
+  vmmStartToAppStartMs?: number;
+  /** deploy accepted → the first line the app printed. */
+  deployToFirstOutputMs?: number;
+  /** QEMU spawn → the first line the app printed. */
+  vmmStartToFirstOutputMs?: number;
+  /** guest kernel uptime when init started the app. */
+  guestUptimeAtAppStartMs?: number;
+  buildMs?: number;
+}
+
+export interface ImageSummary {
+  dir: string;
+  name: string;
+  pack: string;
+  mode: 'release' | 'debug';
+  sizeBytes: number;
+  kernelBytes: number;
+  rootfsBytes: number;
+  rootfsSha256: string;
+  kernelSha256: string;
+  ref?: string;
+}
+
+export interface Deployment {
+  name: string;
+  id: string;
+  state: DeploymentState;
+  exitCode: number | null;
+  reason: string | null;
+  spec: DeploymentSpec;
+  image: ImageSummary | null;
+  supervisor: ProcessRef | null;
+  vmm: ProcessRef | null;
+  accel: 'kvm' | 'tcg' | null;
+  boot: BootMetrics;
+  createdAt: number;
+  updatedAt: number;
+  startedAt: number | null;
+  endedAt: number | null;
+}
+
+export type OperationKind = 'deploy' | 'destroy';
+export type OperationState = 'queued' | 'running' | 'succeeded' | 'failed';
+
+export interface OperationError { code: string; message: string; }
+
+export interface Operation {
+  id: string;
+  kind: OperationKind;
+  target: string;
+  state: OperationState;
+  idempotencyKey: string | null;
+  requestHash: string | null;
+  error: OperationError | null;
+  createdAt: number;
+  updatedAt: number;
+  endedAt: number | null;
+}
+
+export interface DeploymentEvent { id: number; deployment: string; at: number; type: string; message: string; }
+
+/** Fields a state transition may set along with the new state. */
+export type DeploymentPatch = Partial<Pick<Deployment, 'exitCode' | 'reason' | 'image' | 'supervisor' | 'vmm' | 'accel' | 'boot' | 'startedAt' | 'endedAt'>>;
+
+export interface Store {
+  /** Inserts a deployment and its deploy operation atomically; fails with E_NAME_TAKEN if the name exists. */
+  createDeployment(d: Deployment, op: Operation): void;
+  /** Picks `base`, `base-2`, `base-3`… — the first name not in use. */
+  freeName(base: string): string;
+  getDeployment(name: string): Deployment | null;
+  listDeployments(): Deployment[];
+  /** Compare-and-set: applies only when the current state is one of `from`; returns the updated record or null. */
+  transition(name: string, from: readonly DeploymentState[], to: DeploymentState, patch?: DeploymentPatch): Deployment | null;
+  /** Updates fields without a state change (metrics, process refs). */
+  patchDeployment(name: string, patch: DeploymentPatch): void;
+  deleteDeployment(name: string): void;
+  createOperation(op: Operation): void;
+  findOperationByKey(key: string): Operation | null;
+  getOperation(id: string): Operation | null;
+  updateOperation(id: string, state: OperationState, error?: OperationError | null): void;
+  listOperations(limit: number, target?: string): Operation[];
+  addEvent(deployment: string, type: string, message: string): void;
+  listEvents(deployment: string, limit: number): DeploymentEvent[];
+  close(): void;
+}
