@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import { UserError } from '../errors.js';
 import type { KernelInfo } from '../kernel/kernel.js';
 import { run, which } from '../util/exec.js';
@@ -20,7 +21,8 @@ export interface ImageManifest {
   name: string;
   pack: string;
   mode: 'release' | 'debug';
-  kernel: { file: string; sha256: string; size: number; variant: string; configHash: string };
+  /** the PVH vmlinux, stored gzip-compressed; the runtime unpacks it once per digest into a cache */
+  kernel: { file: string; encoding: 'gzip'; sha256: string; size: number; rawSha256: string; rawSize: number; variant: string; configHash: string };
   rootfs: { file: string; sha256: string; size: number; format: 'erofs' };
   run: RunConfig;
   /** sum of kernel and rootfs sizes */
@@ -51,15 +53,18 @@ export async function writeImage(opts: {
   mkdirSync(tmp, { recursive: true });
   try {
     await makeErofs(opts.stagingDir, join(tmp, 'rootfs.erofs'));
-    copyFileSync(opts.kernel.vmlinux, join(tmp, 'vmlinux'));
-    const kernelSize = statSync(join(tmp, 'vmlinux')).size;
+    copyFileSync(opts.kernel.vmlinuxGz, join(tmp, 'vmlinux.gz'));
+    const kernelSize = statSync(join(tmp, 'vmlinux.gz')).size;
     const rootfsSize = statSync(join(tmp, 'rootfs.erofs')).size;
     const manifest: ImageManifest = {
       schema: MANIFEST_SCHEMA,
       name: opts.name,
       pack: opts.pack,
       mode: opts.mode,
-      kernel: { file: 'vmlinux', sha256: sha256File(join(tmp, 'vmlinux')), size: kernelSize, variant: opts.kernel.variant, configHash: opts.kernel.hash },
+      kernel: {
+        file: 'vmlinux.gz', encoding: 'gzip', sha256: sha256File(join(tmp, 'vmlinux.gz')), size: kernelSize,
+        rawSha256: sha256File(opts.kernel.vmlinux), rawSize: statSync(opts.kernel.vmlinux).size, variant: opts.kernel.variant, configHash: opts.kernel.hash,
+      },
       rootfs: { file: 'rootfs.erofs', sha256: sha256File(join(tmp, 'rootfs.erofs')), size: rootfsSize, format: 'erofs' },
       run: opts.run,
       size: kernelSize + rootfsSize,
@@ -92,7 +97,7 @@ export function readImage(dir: string, opts: { verify?: boolean } = {}): ImageMa
       hint: 'rebuild it with unikctl build, or point at a directory that unikctl build produced',
     });
   }
-  if (manifest.schema !== MANIFEST_SCHEMA || !manifest.kernel || !manifest.rootfs || !Array.isArray(manifest.run?.command)) {
+  if (manifest.schema !== MANIFEST_SCHEMA || !manifest.kernel?.rawSha256 || !manifest.rootfs || !Array.isArray(manifest.run?.command)) {
     throw new UserError('E_PACKAGE_INVALID', `${file} is not a unikctl image manifest (schema ${String(manifest.schema)})`);
   }
   for (const part of [manifest.kernel, manifest.rootfs]) {
@@ -103,4 +108,19 @@ export function readImage(dir: string, opts: { verify?: boolean } = {}): ImageMa
     }
   }
   return manifest;
+}
+
+/** The uncompressed kernel QEMU boots: unpacked once per digest into $UNIKCTL_HOME/cache/vmlinux/. */
+export function materializeKernel(imageDir: string, manifest: ImageManifest, cacheDir: string): string {
+  const out = join(cacheDir, 'vmlinux', manifest.kernel.rawSha256);
+  if (existsSync(out)) return out;
+  const raw = gunzipSync(readFileSync(join(imageDir, manifest.kernel.file)));
+  if (createHash('sha256').update(raw).digest('hex') !== manifest.kernel.rawSha256) {
+    throw new UserError('E_PACKAGE_INVALID', `${join(imageDir, manifest.kernel.file)} does not unpack to the kernel named in manifest.json`, { hint: 'the package is corrupted: rebuild it' });
+  }
+  mkdirSync(dirname(out), { recursive: true });
+  const tmp = `${out}.tmp-${process.pid}`;
+  writeFileSync(tmp, raw);
+  renameSync(tmp, out);
+  return out;
 }

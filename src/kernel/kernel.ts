@@ -1,13 +1,14 @@
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { UserError } from '../errors.js';
 import { projectRoot, type HomeLayout } from '../paths.js';
 
 export type KernelVariant = 'release' | 'debug';
 
-export interface KernelInfo { variant: KernelVariant; hash: string; dir: string; vmlinux: string; }
+export interface KernelInfo { variant: KernelVariant; hash: string; dir: string; vmlinux: string; vmlinuxGz: string; }
 
 let cachedSourceVersion: string | null = null;
 
@@ -44,5 +45,12 @@ export function locateKernel(layout: HomeLayout, variant: KernelVariant): Kernel
       hint: `run the set-up (make setup), or build it directly: kernel/build.sh ${variant}`,
     });
   }
-  return { variant, hash, dir, vmlinux };
+  const vmlinuxGz = join(dir, 'vmlinux.gz');
+  if (!existsSync(vmlinuxGz)) {
+    // images carry the kernel gzip-compressed: the PVH vmlinux is mostly alignment padding (16 MB → ~1.7 MB)
+    const tmp = `${vmlinuxGz}.tmp-${process.pid}`;
+    writeFileSync(tmp, gzipSync(readFileSync(vmlinux), { level: 9 }));
+    renameSync(tmp, vmlinuxGz);
+  }
+  return { variant, hash, dir, vmlinux, vmlinuxGz };
 }

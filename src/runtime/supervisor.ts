@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildBinaryImage, buildProject, type BuildProgress } from '../build/build.js';
-import { readImage, type ImageManifest } from '../build/image.js';
+import { materializeKernel, readImage, type ImageManifest } from '../build/image.js';
 import { copyImageDir } from '../build/package-store.js';
 import { toUserError, UserError } from '../errors.js';
 import { deploymentDir, type HomeLayout } from '../paths.js';
@@ -32,7 +32,7 @@ type Outcome =
   | { kind: 'exited'; code: number }
   | { kind: 'failed'; reason: string }
   | { kind: 'stopped' }
-  | { kind: 'kvm-timeout' };
+  | { kind: 'kvm-unusable'; why: string };
 
 /**
  * The per-deployment supervisor: runs detached from the CLI, builds (if needed), boots the VM, turns the
@@ -137,10 +137,10 @@ export class Supervisor {
     const plan = planAccel(layout, accelRequest(this.o.env));
     this.vmm.check(plan.accel);
     let outcome = await this.attempt(d, manifest, plan.accel, plan.probeTimeoutMs);
-    if (outcome.kind === 'kvm-timeout') {
+    if (outcome.kind === 'kvm-unusable') {
       recordKvmVerdict(layout, 'hangs');
-      this.logLine('init', `unikctl: KVM did not boot the guest within ${plan.probeTimeoutMs} ms; using TCG (software emulation) from now on`);
-      store.addEvent(name, 'accel', 'KVM hung the guest; fell back to TCG');
+      this.logLine('init', `unikctl: KVM is unusable here (${outcome.why}); using TCG (software emulation) from now on`);
+      store.addEvent(name, 'accel', `KVM unusable (${outcome.why}); fell back to TCG`);
       outcome = await this.attempt(d, manifest, 'tcg', null);
     } else if (plan.probeTimeoutMs !== null && plan.accel === 'kvm') {
       recordKvmVerdict(layout, 'works');
@@ -177,7 +177,7 @@ export class Supervisor {
     });
     const spawnedAt = Date.now();
     const handle = this.vmm.start({
-      name, accel, cmdline, kernel: join(imageDir, manifest.kernel.file), rootfs: join(imageDir, manifest.rootfs.file),
+      name, accel, cmdline, kernel: materializeKernel(imageDir, manifest, this.o.layout.cache), rootfs: join(imageDir, manifest.rootfs.file),
       memoryMiB: d.spec.memoryMiB ?? manifest.run.memoryMiB, cpus: d.spec.cpus, ports: d.spec.ports,
     });
     this.current = { handle, nonce };
@@ -242,7 +242,11 @@ export class Supervisor {
     this.diag(`qemu exited code=${result.code} signal=${result.signal}`);
 
     if (this.stopRequested) return { kind: 'stopped' };
-    if (timedOut && probeTimeoutMs !== null && !started) return { kind: 'kvm-timeout' };
+    if (probeTimeoutMs !== null && !started) {
+      // an unproven KVM that hangs or crashes QEMU before the app starts: retry under TCG
+      const why = timedOut ? `no app start within ${probeTimeoutMs} ms` : `QEMU exited early: ${qemuStderr.trim().split('\n').at(-1) ?? result.code}`;
+      return { kind: 'kvm-unusable', why };
+    }
     if (timedOut) return { kind: 'failed', reason: `E_BOOT_TIMEOUT: the app did not start within ${bootTimeoutMs} ms${kernelTail.length ? ` (kernel: ${kernelTail.at(-1)})` : ''}` };
     const ev = exitEvent as ConsoleEvent | null;
     if (ev?.fields.code !== undefined) return { kind: 'exited', code: Number(ev.fields.code) };

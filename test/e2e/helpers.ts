@@ -1,0 +1,121 @@
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { homeLayout } from '../../src/paths.js';
+
+export const ROOT = resolve(import.meta.dirname, '../..');
+const BIN = join(ROOT, 'bin', 'unikctl.js');
+
+export interface CliResult { code: number; stdout: string; stderr: string; }
+
+/** An isolated unikctl home for one test file; kernels come from the machine's set-up cache. */
+export class TestHome {
+  readonly dir = mkdtempSync(join(tmpdir(), 'unikctl-e2e-'));
+  readonly env: NodeJS.ProcessEnv;
+
+  constructor() {
+    this.env = {
+      ...process.env,
+      UNIKCTL_HOME: this.dir,
+      UNIKCTL_KERNEL_DIR: homeLayout(process.env).kernels,
+      UNIKCTL_ACCEL: process.env.UNIKCTL_ACCEL ?? 'tcg',
+      UNIKCTL_STOP_GRACE_MS: '3000',
+      NO_COLOR: '1',
+    };
+  }
+
+  cli(args: string[], opts: { cwd?: string } = {}): Promise<CliResult> {
+    return new Promise((res) => {
+      execFile(process.execPath, [BIN, ...args], { env: this.env, cwd: opts.cwd ?? ROOT, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+        const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
+        res({ code, stdout, stderr });
+      });
+    });
+  }
+
+  async json<T>(args: string[]): Promise<T> {
+    const r = await this.cli([...args, '--json']);
+    try {
+      return JSON.parse(r.stdout) as T;
+    } catch {
+      throw new Error(`unikctl ${args.join(' ')} --json did not print JSON (exit ${r.code}):\n${r.stdout}\n${r.stderr}`);
+    }
+  }
+
+  async status(name?: string): Promise<StatusJson> {
+    return this.json<StatusJson>(['status', ...(name ? [name] : [])]);
+  }
+
+  async waitState(name: string, states: string[], timeoutMs = 120_000): Promise<DeploymentJson> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const s = await this.status();
+      const d = s.deployments.find((x) => x.name === name);
+      if (d && states.includes(d.state)) return d;
+      if (Date.now() > deadline) throw new Error(`${name} did not reach ${states.join('|')} in ${timeoutMs} ms: ${JSON.stringify(d)}`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+
+  /** QEMU processes whose command line mentions this home (every VM's rootfs lives under it). */
+  qemuProcesses(): string[] {
+    try {
+      return execFileSync('pgrep', ['-af', `qemu-system.*${this.dir}`], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
+    } catch {
+      return [];
+    }
+  }
+
+  async cleanup(): Promise<void> {
+    const s = await this.status().catch(() => null);
+    const names = s?.deployments.map((d) => d.name) ?? [];
+    if (names.length > 0) await this.cli(['destroy', ...names, '--wait', '--timeout', '1']);
+    for (const line of this.qemuProcesses()) {
+      const pid = Number(line.split(' ')[0]);
+      try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export interface DeploymentJson {
+  name: string; state: string; exitCode: number | null; reason: string | null; ports: string[]; imageBytes: number | null;
+  bootMs: number | null; accel: string | null; boot: Record<string, number>;
+}
+export interface StatusJson { deployments: DeploymentJson[]; operations: Array<{ id: string; kind: string; target: string; state: string; error: { code: string } | null }>; }
+
+export function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const srv = createServer();
+    srv.once('error', rej);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => res(port));
+    });
+  });
+}
+
+/** GET with retries: `running` means the app process started, not that it already listens. */
+export async function httpGet(url: string, timeoutMs = 30_000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const r = await fetch(url, { signal: AbortSignal.timeout(3000) });
+      if (r.ok) return await r.text();
+      last = new Error(`HTTP ${r.status}`);
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`GET ${url} failed for ${timeoutMs} ms: ${String(last)}`);
+}
+
+export function compileFixture(src: string, out: string, flags: string[]): string {
+  execFileSync('gcc', ['-O2', '-Wall', ...flags, '-o', out, join(ROOT, 'test', 'fixtures', src)]);
+  return out;
+}
