@@ -1,0 +1,70 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { compileFixture, ROOT, TestHome } from './helpers.js';
+
+const BIN = join(ROOT, 'bin', 'unikctl.js');
+
+describe('runtime guarantees on real VMs: follow, graceful stop, no orphans, accelerator choice', () => {
+  const home = new TestHome();
+  const probe = compileFixture('probe.c', join(mkdtempSync(join(tmpdir(), 'unikctl-rt-')), 'probe'), ['-static']);
+
+  afterAll(async () => {
+    await home.cleanup();
+    expect(home.qemuProcesses()).toEqual([]);
+  });
+
+  it('logs --follow streams new output, sees the SIGTERM of a graceful destroy, and ends by itself', async () => {
+    expect((await home.cli(['deploy', probe, '--name', 'ticker', '-e', 'PROBE_MODE=sleep'])).code).toBe(0);
+    await home.waitState('ticker', ['running']);
+    const follower = spawn(process.execPath, [BIN, 'logs', '--follow', 'ticker'], { env: home.env });
+    let out = '';
+    follower.stdout.setEncoding('utf8').on('data', (c: string) => { out += c; });
+    const ended = new Promise<number | null>((r) => follower.on('exit', (code) => r(code)));
+    const deadline = Date.now() + 30_000;
+    while ((out.match(/probe: tick/g) ?? []).length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    expect((out.match(/probe: tick/g) ?? []).length).toBeGreaterThanOrEqual(3);
+
+    const d = await home.cli(['destroy', 'ticker', '--wait']);
+    expect(d.code, d.stderr).toBe(0);
+    expect(await Promise.race([ended, new Promise((r) => setTimeout(() => r('still running'), 15_000))])).toBe(0);
+    expect(out).toContain('probe: got SIGTERM, exiting');
+  });
+
+  it('a crashed supervisor takes its QEMU with it and status says failed (RT-10)', async () => {
+    expect((await home.cli(['deploy', probe, '--name', 'orphan-check', '-e', 'PROBE_MODE=sleep'])).code).toBe(0);
+    await home.waitState('orphan-check', ['running']);
+    expect(home.qemuProcesses().some((l) => l.includes('unikctl-orphan-check'))).toBe(true);
+    const sup = execFileSync('pgrep', ['-f', 'worker.js deploy orphan-check'], { encoding: 'utf8' }).trim().split('\n');
+    expect(sup).toHaveLength(1);
+    process.kill(Number(sup[0]), 'SIGKILL');
+    const deadline = Date.now() + 10_000;
+    while (home.qemuProcesses().some((l) => l.includes('unikctl-orphan-check')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    expect(home.qemuProcesses().filter((l) => l.includes('unikctl-orphan-check'))).toEqual([]);
+    const s = await home.status('orphan-check');
+    expect(s.deployments[0]?.state).toBe('failed');
+    expect(s.deployments[0]?.reason).toContain('supervisor');
+    expect((await home.cli(['destroy', 'orphan-check', '--wait'])).code).toBe(0);
+  });
+
+  it('UNIKCTL_ACCEL=auto boots: KVM where it works, otherwise a recorded fall-back to TCG', async () => {
+    const auto = new TestHome();
+    auto.env.UNIKCTL_ACCEL = 'auto';
+    auto.env.UNIKCTL_KVM_PROBE_TIMEOUT_MS = '8000';
+    try {
+      expect((await auto.cli(['deploy', probe, '--name', 'auto-accel'])).code).toBe(0);
+      const d = await auto.waitState('auto-accel', ['exited', 'failed']);
+      expect([d.state, d.exitCode]).toEqual(['exited', 0]);
+      expect(['kvm', 'tcg']).toContain(d.accel);
+      const logs = (await auto.cli(['logs', 'auto-accel'])).stdout;
+      let kvmUsable = false;
+      try { execFileSync('test', ['-r', '/dev/kvm', '-a', '-w', '/dev/kvm']); kvmUsable = true; } catch { /* no kvm */ }
+      if (d.accel === 'tcg' && kvmUsable) expect(logs).toContain('KVM is unusable here');
+      console.log(`auto accelerator on this host: ${d.accel}`);
+    } finally {
+      await auto.cleanup();
+    }
+  });
+});
