@@ -15,6 +15,8 @@ import { isAlive, sleep } from '../util/proc.js';
 import type { Client, DeployRequest, DeployResult, DeploymentView, DestroyResult, LogsRequest, StatusResult } from './client.js';
 import { resolveTarget } from './resolve.js';
 
+const isUniqueViolation = (e: unknown): boolean => (e as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE';
+
 const WORKER = fileURLToPath(new URL('../runtime/worker.js', import.meta.url));
 
 export function parsePort(spec: string): PortMapping {
@@ -146,7 +148,27 @@ export class LocalClient implements Client {
     }
 
     const now = Date.now();
-    const name = req.name ?? this.store.freeName(target.defaultName);
+    for (let attempt = 0; ; attempt++) {
+      const name = req.name ?? this.store.freeName(target.defaultName);
+      try {
+        return this.create(name, now, req, target, { ports, env, labels, memoryMiB, cpus, requestHash });
+      } catch (e) {
+        // a concurrent deploy took the derived name or the idempotency key first
+        if (req.idempotencyKey && isUniqueViolation(e)) {
+          const prior = this.store.findOperationByKey(req.idempotencyKey);
+          if (prior) return this.reuse(prior, requestHash, target);
+        }
+        if (req.name === undefined && e instanceof UserError && e.code === 'E_NAME_TAKEN' && attempt < 5) continue;
+        throw e;
+      }
+    }
+  }
+
+  private create(
+    name: string, now: number, req: DeployRequest, target: ReturnType<typeof resolveTarget>,
+    p: { ports: PortMapping[]; env: Record<string, string>; labels: Record<string, string>; memoryMiB: number | undefined; cpus: number; requestHash: string },
+  ): DeployResult {
+    const { ports, env, labels, memoryMiB, cpus, requestHash } = p;
     const op: Operation = {
       id: newId('op'), kind: 'deploy', target: name, state: 'running', idempotencyKey: req.idempotencyKey ?? null, requestHash,
       error: null, createdAt: now, updatedAt: now, endedAt: null,

@@ -49,6 +49,22 @@ describe('runtime guarantees on real VMs: follow, graceful stop, no orphans, acc
     expect((await home.cli(['destroy', 'orphan-check', '--wait'])).code).toBe(0);
   });
 
+  it('concurrent CLI invocations are safe: one idempotency key → one deployment; derived names stay unique', async () => {
+    const same = await Promise.all(Array.from({ length: 6 }, () => home.cli(['deploy', probe, '--idempotency-key', 'key-1', '--json'])));
+    for (const r of same) expect(r.code, r.stderr).toBe(0);
+    const ops = new Set(same.map((r) => (JSON.parse(r.stdout) as { operationId: string }).operationId));
+    expect(ops.size).toBe(1);
+    const conflict = await home.cli(['deploy', probe, '--idempotency-key', 'key-1', '-e', 'X=1']);
+    expect(conflict.stderr).toContain('E_IDEMPOTENCY_CONFLICT');
+
+    const many = await Promise.all(Array.from({ length: 3 }, () => home.cli(['deploy', probe, '--json'])));
+    const names = many.map((r) => (JSON.parse(r.stdout) as { name: string }).name).sort();
+    expect(names).toEqual(['probe-2', 'probe-3', 'probe-4']);
+    const all = [...names, 'probe'];
+    for (const n of all) await home.waitState(n, ['exited', 'failed']);
+    expect((await home.cli(['destroy', ...all, '--wait'])).code).toBe(0);
+  });
+
   it('UNIKCTL_ACCEL=auto boots: KVM where it works, otherwise a recorded fall-back to TCG', async () => {
     const auto = new TestHome();
     auto.env.UNIKCTL_ACCEL = 'auto';

@@ -1,0 +1,102 @@
+import { describe, expect, it } from 'vitest';
+import type { PortMapping } from '../store/types.js';
+import { qemuArgs } from './qemu.js';
+import type { VmmStartOptions } from './vmm.js';
+
+const opts = (over: Partial<VmmStartOptions> = {}): VmmStartOptions => ({
+  name: 'hello',
+  kernel: '/cache/vmlinux/abc',
+  rootfs: '/deployments/hello/image/rootfs.erofs',
+  cmdline: 'console=ttyS0 root=/dev/vda ro unik.cfg=AAAA',
+  memoryMiB: 256,
+  cpus: 2,
+  ports: [],
+  accel: 'kvm',
+  ...over,
+});
+
+/** The value following a flag (the first occurrence). */
+function valueOf(args: string[], flag: string): string | undefined {
+  const i = args.indexOf(flag);
+  return i === -1 ? undefined : args[i + 1];
+}
+/** Every value given to a repeated flag. */
+function valuesOf(args: string[], flag: string): string[] {
+  return args.flatMap((a, i) => (a === flag && i + 1 < args.length ? [args[i + 1] as string] : []));
+}
+
+const port = (hostAddress: string, hostPort: number, guestPort: number): PortMapping => ({ hostAddress, hostPort, guestPort, protocol: 'tcp' });
+
+describe('qemuArgs', () => {
+  it('uses the microvm machine without ACPI or option ROMs', () => {
+    const m = valueOf(qemuArgs(opts()), '-M') ?? '';
+    expect(m.split(',')[0]).toBe('microvm');
+    expect(m.split(',')).toEqual(expect.arrayContaining(['acpi=off', 'x-option-roms=off']));
+  });
+
+  it('has no default devices, no user config, no display and no reboot', () => {
+    const a = qemuArgs(opts());
+    expect(a).toEqual(expect.arrayContaining(['-nodefaults', '-no-user-config', '-no-reboot']));
+    expect(valueOf(a, '-display')).toBe('none');
+  });
+
+  it('turns the seccomp sandbox on and denies spawning', () => {
+    const s = valueOf(qemuArgs(opts()), '-sandbox') ?? '';
+    const parts = s.split(',');
+    expect(parts[0]).toBe('on');
+    expect(parts).toEqual(expect.arrayContaining(['spawn=deny', 'elevateprivileges=deny', 'obsolete=deny', 'resourcecontrol=deny']));
+  });
+
+  it('attaches the root filesystem as one read-only virtio-blk drive', () => {
+    const a = qemuArgs(opts());
+    const drives = valuesOf(a, '-drive');
+    expect(drives).toHaveLength(1);
+    const drive = (drives[0] ?? '').split(',');
+    expect(drive).toEqual(expect.arrayContaining(['id=root', 'file=/deployments/hello/image/rootfs.erofs', 'format=raw', 'if=none', 'readonly=on']));
+    expect(valuesOf(a, '-device')).toContain('virtio-blk-device,drive=root');
+  });
+
+  it('exposes only a virtio-blk and a virtio-net device', () => {
+    expect(valuesOf(qemuArgs(opts()), '-device')).toEqual(['virtio-blk-device,drive=root', 'virtio-net-device,netdev=net0']);
+  });
+
+  it('passes the kernel, command line, memory and CPUs as given', () => {
+    const a = qemuArgs(opts());
+    expect(valueOf(a, '-kernel')).toBe('/cache/vmlinux/abc');
+    expect(valueOf(a, '-append')).toBe('console=ttyS0 root=/dev/vda ro unik.cfg=AAAA');
+    expect(valueOf(a, '-m')).toBe('256M');
+    expect(valueOf(a, '-smp')).toBe('2');
+  });
+
+  it('names the process after the deployment', () => {
+    expect(valueOf(qemuArgs(opts({ name: 'web-2' })), '-name')).toBe('unikctl-web-2,process=unikctl-web-2');
+  });
+
+  it('routes the serial console to stdio', () => {
+    const a = qemuArgs(opts());
+    expect(valueOf(a, '-chardev')).toBe('stdio,id=console,signal=off');
+    expect(valueOf(a, '-serial')).toBe('chardev:console');
+  });
+
+  it('uses user-mode networking without forwards when no port is published', () => {
+    expect(valueOf(qemuArgs(opts()), '-netdev')).toBe('user,id=net0');
+  });
+
+  it('adds one hostfwd per published port, with and without a bind address', () => {
+    const a = qemuArgs(opts({ ports: [port('0.0.0.0', 8080, 80), port('127.0.0.1', 9000, 9090)] }));
+    expect(valueOf(a, '-netdev')).toBe('user,id=net0,hostfwd=tcp::8080-:80,hostfwd=tcp:127.0.0.1:9000-:9090');
+  });
+
+  it('uses KVM with the host CPU', () => {
+    const a = qemuArgs(opts({ accel: 'kvm' }));
+    expect(valueOf(a, '-accel')).toBe('kvm');
+    expect(valueOf(a, '-cpu')).toBe('host');
+  });
+
+  it('uses TCG with the max CPU model', () => {
+    const a = qemuArgs(opts({ accel: 'tcg' }));
+    expect(valueOf(a, '-accel')).toBe('tcg');
+    expect(valueOf(a, '-cpu')).toBe('max');
+    expect(a).not.toContain('-enable-kvm');
+  });
+});
