@@ -8,7 +8,8 @@ name=demo-go-http
 unikctl destroy "$name" --wait >/dev/null 2>&1 || true
 echo "\$ unikctl deploy examples/go-http --name $name -p $port:8080 --wait"
 unikctl deploy examples/go-http --name "$name" -p "$port:8080" --wait
-for _ in $(seq 1 50); do curl -fsS "http://127.0.0.1:$port/demo" && break; sleep 0.2; done
+echo "\$ curl http://127.0.0.1:$port/demo"
+for _ in $(seq 1 50); do curl -fsS "http://127.0.0.1:$port/demo" 2>/dev/null && break; sleep 0.2; done
 sleep 0.3
 echo; echo "\$ unikctl logs $name"; unikctl logs "$name"
 echo; echo "\$ unikctl status"; unikctl status

@@ -1,7 +1,11 @@
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { deploymentDir, type HomeLayout } from '../paths.js';
 import type { Store } from '../store/types.js';
 import { isAlive, signalRef, waitUntilDead } from '../util/proc.js';
+
+/** Written before the supervisor is signalled: carries destroy --timeout to it. */
+export const STOP_REQUEST_FILE = 'stop-request.json';
 
 /**
  * Runs a destroy operation to the end (in a detached worker): graceful stop through the supervisor,
@@ -12,6 +16,8 @@ export async function runDestroy(o: { layout: HomeLayout; store: Store; name: st
   store.updateOperation(operationId, 'running');
   const d = store.getDeployment(name);
   if (d) {
+    const dir = deploymentDir(o.layout, name);
+    if (existsSync(dir)) writeFileSync(join(dir, STOP_REQUEST_FILE), JSON.stringify({ graceMs: o.graceMs }));
     if (signalRef(d.supervisor, 'SIGTERM')) {
       // the supervisor asks the guest init to stop the app, and kills QEMU after the grace period
       await waitUntilDead(d.supervisor, o.graceMs + 3000);

@@ -3,9 +3,9 @@
  * deployment for its whole life; `worker.js destroy NAME OPID GRACE_MS` stops and removes one.
  * It never writes to a terminal: diagnostics go to the deployment's supervisor.log and the store.
  */
-import { appendFileSync, mkdirSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { runDestroy } from '../engine/destroy.js';
+import { runDestroy, STOP_REQUEST_FILE } from '../engine/destroy.js';
 import { toUserError } from '../errors.js';
 import { deploymentDir, homeLayout } from '../paths.js';
 import { SqliteStore } from '../store/sqlite.js';
@@ -18,9 +18,15 @@ async function main(): Promise<void> {
   const store = new SqliteStore(layout.db);
   if (mode === 'deploy') {
     const sup = new Supervisor({ layout, store, name, operationId, env: process.env });
-    const graceMs = Number(process.env.UNIKCTL_STOP_GRACE_MS ?? 10_000);
+    const graceMs = (): number => {
+      try {
+        return (JSON.parse(readFileSync(join(deploymentDir(layout, name), STOP_REQUEST_FILE), 'utf8')) as { graceMs: number }).graceMs;
+      } catch {
+        return Number(process.env.UNIKCTL_STOP_GRACE_MS ?? 10_000);
+      }
+    };
     let stopping: Promise<void> | null = null;
-    const onStop = (): void => { stopping ??= sup.stop(graceMs).then(() => process.exit(0)); };
+    const onStop = (): void => { stopping ??= sup.stop(graceMs()).then(() => process.exit(0)); };
     process.on('SIGTERM', onStop);
     process.on('SIGINT', onStop);
     process.on('SIGHUP', () => { /* the CLI's terminal closing must not stop a deployment */ });
