@@ -57,7 +57,7 @@ export class RootfsBuilder {
       if (st.isSymbolicLink()) {
         const target = readlinkSync(src);
         const resolved = posix.resolve(posix.dirname(guest), target);
-        if (!target.startsWith('/') && resolved.startsWith(guestDir)) {
+        if (!target.startsWith('/') && (resolved === guestDir || resolved.startsWith(`${guestDir.replace(/\/$/, '')}/`))) {
           const dst = this.hostPath(guest);
           mkdirSync(dirname(dst), { recursive: true });
           symlinkSync(target, dst);

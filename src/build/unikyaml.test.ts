@@ -104,8 +104,7 @@ describe('loadUnikYaml', () => {
     expect(invalidMessage(text)).toContain(mentions);
   });
 
-  // BUG: run: must be a mapping, but a YAML list passes the `typeof r !== 'object'` check and is accepted silently.
-  it.fails('rejects run: given as a list', () => {
+  it('rejects run: given as a list', () => {
     invalidMessage('run:\n  - /app/hello\n');
   });
 });

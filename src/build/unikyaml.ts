@@ -64,6 +64,12 @@ function stringList(v: unknown, where: string, file: string): string[] {
   throw invalid(file, `${where} must be a non-empty list of strings`);
 }
 
+function rejectUnknown(section: Record<string, unknown>, known: string[], where: string, file: string): void {
+  for (const k of Object.keys(section)) {
+    if (!known.includes(k)) throw invalid(file, `unknown key "${where}.${k}" (known: ${known.join(', ')})`);
+  }
+}
+
 const KNOWN_TOP = new Set(['name', 'build', 'artifact', 'run', 'rootfs']);
 
 export function loadUnikYaml(dir: string): UnikYaml | null {
@@ -90,7 +96,8 @@ export function loadUnikYaml(dir: string): UnikYaml | null {
   }
   if (y.build !== undefined) {
     const b = y.build as Record<string, unknown>;
-    if (typeof b !== 'object' || b === null || b.command === undefined) throw invalid(path, 'build.command is required when build: is present');
+    if (typeof b !== 'object' || b === null || Array.isArray(b) || b.command === undefined) throw invalid(path, 'build.command is required when build: is present');
+    rejectUnknown(b, ['command', 'env'], 'build', path);
     const command = typeof b.command === 'string' ? b.command : stringList(b.command, 'build.command', path);
     if (typeof command === 'string' && command.trim() === '') throw invalid(path, 'build.command is empty');
     out.build = { command, env: stringMap(b.env, 'build.env', path) };
@@ -98,13 +105,15 @@ export function loadUnikYaml(dir: string): UnikYaml | null {
   if (y.artifact !== undefined) {
     const a = y.artifact as Record<string, unknown>;
     if (typeof a !== 'object' || a === null || typeof a.path !== 'string' || a.path === '') throw invalid(path, 'artifact.path must be a path');
+    rejectUnknown(a, ['path'], 'artifact', path);
     if (a.path.startsWith('/') || a.path.split('/').includes('..')) throw invalid(path, 'artifact.path must stay inside the project directory');
     out.artifact = { path: a.path };
   }
   if (out.build && !out.artifact) throw invalid(path, 'artifact.path is required with build.command (what does the build produce?)');
   if (y.run !== undefined) {
     const r = y.run as Record<string, unknown>;
-    if (typeof r !== 'object' || r === null) throw invalid(path, 'run must be a mapping');
+    if (typeof r !== 'object' || r === null || Array.isArray(r)) throw invalid(path, 'run must be a mapping');
+    rejectUnknown(r, ['command', 'env', 'workdir', 'ports', 'memory'], 'run', path);
     if (r.command !== undefined) out.run.command = stringList(r.command, 'run.command', path);
     out.run.env = stringMap(r.env, 'run.env', path);
     if (r.workdir !== undefined) {

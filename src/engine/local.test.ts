@@ -56,9 +56,7 @@ describe('parsePort', () => {
     }
   });
 
-  // BUG: the address is only checked for shape (\d{1,3} x4), so 300.0.0.1 is accepted; deploy then probes
-  // the port on that address, the listen fails, and the user is told "host port 8080 is already in use".
-  it.fails('rejects an IPv4 bind address with an octet above 255', () => {
+  it('rejects an IPv4 bind address with an octet above 255', () => {
     expect(codeOf(() => parsePort('300.0.0.1:8080:80'))).toBe('E_INVALID_PORT');
   });
 });
@@ -135,9 +133,7 @@ describe('LocalClient.deploy input validation (fails before anything is recorded
     expect(await codeOfDeploy(over)).toBe(code);
   });
 
-  // BUG: -m/--memory is parsed with unikyaml.parseMemory, whose error is E_UNIKYAML_INVALID with the hint
-  // "fix unik.yaml" although the bad value came from the command line.
-  it.fails('reports a bad --memory as E_INVALID_ARGUMENT, not as a unik.yaml error', async () => {
+  it('reports a bad --memory as E_INVALID_ARGUMENT, not as a unik.yaml error', async () => {
     expect(await codeOfDeploy({ memory: '12X' })).toBe('E_INVALID_ARGUMENT');
   });
 });

@@ -36,7 +36,7 @@ export function parsePort(spec: string): PortMapping {
   const guestPort = Number((guest ?? '').replace(/\/tcp$/, ''));
   if (!/^\d+(\/tcp)?$/.test(host ?? '') || !/^\d+(\/tcp)?$/.test(guest ?? '')) throw bad();
   if (!(hostPort > 0 && hostPort < 65536 && guestPort > 0 && guestPort < 65536)) throw bad();
-  if (!/^(\d{1,3}\.){3}\d{1,3}$/.test(hostAddress)) throw bad();
+  if (!/^(\d{1,3}\.){3}\d{1,3}$/.test(hostAddress) || hostAddress.split('.').some((o) => Number(o) > 255)) throw bad();
   return { hostAddress, hostPort, guestPort, protocol: 'tcp' };
 }
 
@@ -51,6 +51,14 @@ export function parseEnv(items: string[]): Record<string, string> {
     env[key] = item.slice(i + 1);
   }
   return env;
+}
+
+function parseMemoryFlag(value: string): number {
+  try {
+    return parseMemory(value, '--memory', 'command line');
+  } catch {
+    throw new UserError('E_INVALID_ARGUMENT', `--memory ${value} is not a size`, { hint: 'use e.g. -m 128M or -m 1G' });
+  }
 }
 
 function parseLabels(items: string[]): Record<string, string> {
@@ -123,7 +131,7 @@ export class LocalClient implements Client {
     const ports = req.ports.map(parsePort);
     const env = parseEnv(req.env);
     const labels = parseLabels(req.labels);
-    const memoryMiB = req.memory !== undefined ? parseMemory(req.memory, '--memory', 'command line') : undefined;
+    const memoryMiB = req.memory !== undefined ? parseMemoryFlag(req.memory) : undefined;
     const cpus = req.cpus ?? 1;
     if (!Number.isInteger(cpus) || cpus < 1 || cpus > 16) throw new UserError('E_INVALID_ARGUMENT', `--cpus ${req.cpus} must be an integer from 1 to 16`);
 

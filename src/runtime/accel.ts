@@ -2,6 +2,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { UserError } from '../errors.js';
 import type { HomeLayout } from '../paths.js';
+import { envMs } from '../util/proc.js';
 import { kvmAccessible } from './qemu.js';
 import type { Accel } from './vmm.js';
 
@@ -53,6 +54,6 @@ export function planAccel(layout: HomeLayout, request: AccelRequest, kvmOk = kvm
   const verdict = readVerdict(layout);
   if (verdict?.kvm === 'hangs') return { accel: 'tcg', probeTimeoutMs: null, why: 'KVM hung a guest on this host earlier (see accel.json)' };
   if (verdict?.kvm === 'works') return { accel: 'kvm', probeTimeoutMs: null, why: 'KVM booted guests on this host before' };
-  const probe = Number(env.UNIKCTL_KVM_PROBE_TIMEOUT_MS ?? 10_000);
+  const probe = envMs(env, 'UNIKCTL_KVM_PROBE_TIMEOUT_MS', 10_000);
   return { accel: 'kvm', probeTimeoutMs: probe, why: 'trying KVM (falls back to TCG if the guest does not boot)' };
 }

@@ -4,10 +4,10 @@ import { join } from 'node:path';
 import { buildBinaryImage, buildProject, type BuildProgress } from '../build/build.js';
 import { materializeKernel, readImage, type ImageManifest } from '../build/image.js';
 import { copyImageDir } from '../build/package-store.js';
-import { toUserError, UserError } from '../errors.js';
+import { toUserError, UserError, type ErrorCode } from '../errors.js';
 import { deploymentDir, type HomeLayout } from '../paths.js';
 import type { Deployment, ImageSummary, Store } from '../store/types.js';
-import { processRef, sleep } from '../util/proc.js';
+import { envMs, processRef, sleep } from '../util/proc.js';
 import { accelRequest, planAccel, recordKvmVerdict } from './accel.js';
 import { kernelCmdline } from './cmdline.js';
 import { ConsoleParser, type ConsoleEvent } from './console.js';
@@ -30,7 +30,7 @@ export interface SupervisorOptions {
 
 type Outcome =
   | { kind: 'exited'; code: number }
-  | { kind: 'failed'; reason: string }
+  | { kind: 'failed'; reason: string; code: ErrorCode }
   | { kind: 'stopped' }
   | { kind: 'kvm-unusable'; why: string };
 
@@ -134,7 +134,8 @@ export class Supervisor {
 
   private async boot(d: Deployment, manifest: ImageManifest): Promise<void> {
     const { layout, store, name } = this.o;
-    const plan = planAccel(layout, accelRequest(this.o.env));
+    const env = this.o.env ?? process.env;
+    const plan = planAccel(layout, accelRequest(env), undefined, env);
     this.vmm.check(plan.accel);
     let outcome = await this.attempt(d, manifest, plan.accel, plan.probeTimeoutMs);
     if (outcome.kind === 'kvm-unusable') {
@@ -158,7 +159,7 @@ export class Supervisor {
     } else if (outcome.kind === 'failed') {
       store.transition(name, live, 'failed', { reason: outcome.reason, endedAt });
       const op = store.getOperation(operationId);
-      if (op && op.state === 'running') store.updateOperation(operationId, 'failed', { code: 'E_QEMU_FAILED', message: outcome.reason });
+      if (op && op.state === 'running') store.updateOperation(operationId, 'failed', { code: outcome.code, message: outcome.reason });
     }
   }
 
@@ -226,7 +227,7 @@ export class Supervisor {
     handle.console.on('data', (c: Buffer) => parser.push(c));
 
     let timedOut = false;
-    const bootTimeoutMs = probeTimeoutMs ?? Number(this.o.env?.UNIKCTL_BOOT_TIMEOUT_MS ?? 120_000);
+    const bootTimeoutMs = probeTimeoutMs ?? envMs(this.o.env ?? process.env, 'UNIKCTL_BOOT_TIMEOUT_MS', 120_000);
     const bootTimer = setTimeout(() => {
       if (started) return;
       timedOut = true;
@@ -247,21 +248,21 @@ export class Supervisor {
       const why = timedOut ? `no app start within ${probeTimeoutMs} ms` : `QEMU exited early: ${qemuStderr.trim().split('\n').at(-1) ?? result.code}`;
       return { kind: 'kvm-unusable', why };
     }
-    if (timedOut) return { kind: 'failed', reason: `E_BOOT_TIMEOUT: the app did not start within ${bootTimeoutMs} ms${kernelTail.length ? ` (kernel: ${kernelTail.at(-1)})` : ''}` };
+    if (timedOut) return { kind: 'failed', code: 'E_BOOT_TIMEOUT', reason: `E_BOOT_TIMEOUT: the app did not start within ${bootTimeoutMs} ms${kernelTail.length ? ` (kernel: ${kernelTail.at(-1)})` : ''}` };
     const ev = exitEvent as ConsoleEvent | null;
     if (ev?.fields.code !== undefined) return { kind: 'exited', code: Number(ev.fields.code) };
     if (ev?.fields.signal !== undefined) {
       const sig = Number(ev.fields.signal);
-      return { kind: 'failed', reason: `the app was killed by signal ${sig}${SIGNAL_NAMES[sig] ? ` (${SIGNAL_NAMES[sig]})` : ''}` };
+      return { kind: 'failed', code: 'E_APP_CRASHED', reason: `the app was killed by signal ${sig}${SIGNAL_NAMES[sig] ? ` (${SIGNAL_NAMES[sig]})` : ''}` };
     }
-    if (initError) return { kind: 'failed', reason: `guest init: ${initError}` };
+    if (initError) return { kind: 'failed', code: 'E_APP_START_FAILED', reason: `guest init: ${initError}` };
     const panic = kernelTail.find((l) => /Kernel panic|BUG:|Oops|general protection/.test(l));
-    if (panic) return { kind: 'failed', reason: `guest kernel crashed: ${panic.replace(/^\[\s*[\d.]+\]\s*/, '')}` };
+    if (panic) return { kind: 'failed', code: 'E_GUEST_CRASHED', reason: `guest kernel crashed: ${panic.replace(/^\[\s*[\d.]+\]\s*/, '')}` };
     if (result.code !== 0 || result.signal) {
       const msg = qemuStderr.trim().split('\n').slice(-3).join(' ');
-      return { kind: 'failed', reason: `QEMU exited (${result.signal ?? `code ${result.code}`})${msg ? `: ${msg}` : ''}` };
+      return { kind: 'failed', code: 'E_QEMU_FAILED', reason: `QEMU exited (${result.signal ?? `code ${result.code}`})${msg ? `: ${msg}` : ''}` };
     }
-    return { kind: 'failed', reason: started ? 'the guest reset or powered off without reporting the app exit (guest crash)' : 'the VM stopped before the app started' };
+    return { kind: 'failed', code: started ? 'E_GUEST_CRASHED' : 'E_QEMU_FAILED', reason: started ? 'the guest reset or powered off without reporting the app exit (guest crash)' : 'the VM stopped before the app started' };
   }
 }
 

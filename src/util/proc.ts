@@ -1,3 +1,4 @@
+import { UserError } from '../errors.js';
 import { readFileSync } from 'node:fs';
 import type { ProcessRef } from '../store/types.js';
 
@@ -44,4 +45,15 @@ export async function waitUntilDead(ref: ProcessRef | null | undefined, timeoutM
     await sleep(50);
   }
   return true;
+}
+
+/** A millisecond setting from the environment; a value that is not a non-negative number is an error, never NaN. */
+export function envMs(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < 0) {
+    throw new UserError('E_INVALID_ARGUMENT', `${name}=${raw} is not a number of milliseconds`, { hint: `unset ${name} or give e.g. ${fallback}` });
+  }
+  return n;
 }

@@ -1,0 +1,391 @@
+import type { ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { gzipSync } from 'node:zlib';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { MANIFEST_SCHEMA, type ImageManifest } from '../build/image.js';
+import { homeLayout, type HomeLayout } from '../paths.js';
+import { SqliteStore } from '../store/sqlite.js';
+import type { Deployment, Operation } from '../store/types.js';
+import { readLogs } from './logstore.js';
+import { consoleLogFile, Supervisor } from './supervisor.js';
+import type { Accel, Vmm, VmmHandle, VmmStartOptions } from './vmm.js';
+
+const sha = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');
+const RAW_KERNEL = Buffer.from('not really a PVH vmlinux, but gzip round-trips it');
+/** A pid above the kernel's maximum (2^22): processRef() of it is null, and nothing can ever signal it. */
+const FAKE_PID = 4_194_400;
+
+function writeFakeImage(dir: string, over: Partial<ImageManifest> = {}): ImageManifest {
+  mkdirSync(dir, { recursive: true });
+  const gz = gzipSync(RAW_KERNEL);
+  const rootfs = Buffer.from('erofs bytes');
+  writeFileSync(join(dir, 'vmlinux.gz'), gz);
+  writeFileSync(join(dir, 'rootfs.erofs'), rootfs);
+  const manifest: ImageManifest = {
+    schema: MANIFEST_SCHEMA, name: 'hello', pack: 'go', mode: 'release',
+    kernel: { file: 'vmlinux.gz', encoding: 'gzip', sha256: sha(gz), size: gz.length, rawSha256: sha(RAW_KERNEL), rawSize: RAW_KERNEL.length, variant: 'release', configHash: 'cfg' },
+    rootfs: { file: 'rootfs.erofs', sha256: sha(rootfs), size: rootfs.length, format: 'erofs' },
+    run: { command: ['/app/hello', '--flag'], env: { A: '1', B: 'from-image' }, workdir: '/app', memoryMiB: 64, ports: [8080] },
+    size: gz.length + rootfs.length,
+    ...over,
+  };
+  writeFileSync(join(dir, 'manifest.json'), JSON.stringify(manifest));
+  return manifest;
+}
+
+interface FakeHandle extends VmmHandle {
+  console: PassThrough;
+  consoleInput: PassThrough;
+  stderr: PassThrough;
+  exit(r: { code: number | null; signal: NodeJS.Signals | null }): void;
+  input(): string;
+}
+
+class FakeVmm implements Vmm {
+  readonly name = 'fake';
+  readonly checks: Accel[] = [];
+  readonly starts: VmmStartOptions[] = [];
+  readonly handles: FakeHandle[] = [];
+  kills = 0;
+  private waiters: Array<(h: FakeHandle) => void> = [];
+
+  check(accel: Accel): void {
+    this.checks.push(accel);
+  }
+
+  start(o: VmmStartOptions): VmmHandle {
+    this.starts.push(o);
+    let resolveExit!: (r: { code: number | null; signal: NodeJS.Signals | null }) => void;
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => { resolveExit = r; });
+    const consoleInput = new PassThrough();
+    let input = '';
+    consoleInput.setEncoding('utf8').on('data', (c: string) => { input += c; });
+    const child = { pid: FAKE_PID, kill: (sig?: NodeJS.Signals) => { resolveExit({ code: null, signal: sig ?? 'SIGTERM' }); return true; } } as unknown as ChildProcess;
+    const h: FakeHandle = {
+      pid: FAKE_PID, child, console: new PassThrough(), consoleInput, stderr: new PassThrough(), exited,
+      exit: resolveExit, input: () => input,
+    };
+    this.handles.push(h);
+    for (const w of this.waiters.splice(0)) w(h);
+    return h;
+  }
+
+  kill(handle: VmmHandle): void {
+    this.kills += 1;
+    handle.child.kill('SIGKILL');
+  }
+
+  /** The handle of the n-th start (0-based), once start() was called. */
+  started(n = 0): Promise<FakeHandle> {
+    const h = this.handles[n];
+    if (h) return Promise.resolve(h);
+    return new Promise((resolve) => this.waiters.push(() => { const x = this.handles[n]; if (x) resolve(x); }));
+  }
+}
+
+async function waitFor(cond: () => boolean, what: string, timeoutMs = 3000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+function cfgRecords(cmdline: string): string[] {
+  const m = /(?:^| )unik\.cfg=([A-Za-z0-9+/=]+)(?: |$)/.exec(cmdline);
+  if (!m?.[1]) throw new Error(`no unik.cfg in ${cmdline}`);
+  return Buffer.from(m[1], 'base64').toString('utf8').split('\0').slice(0, -1);
+}
+function nonceOf(cmdline: string): string {
+  const n = cfgRecords(cmdline).find((r) => r.startsWith('n'));
+  if (!n) throw new Error('no nonce record');
+  return n.slice(1);
+}
+const marker = (nonce: string, body: string): string => `\n\x1eUNIK:${nonce}:${body}\n`;
+
+let tmp: string;
+let layout: HomeLayout;
+let store: SqliteStore;
+let pkgDir: string;
+let manifest: ImageManifest;
+let op: Operation;
+let vmm: FakeVmm;
+
+function createDeployment(over: Partial<Deployment['spec']> = {}): Deployment {
+  const now = Date.now();
+  op = { id: 'op_test1', kind: 'deploy', target: 'hello', state: 'running', idempotencyKey: null, requestHash: null, error: null, createdAt: now, updatedAt: now, endedAt: null };
+  const d: Deployment = {
+    name: 'hello', id: 'dep_test1', state: 'pending', exitCode: null, reason: null,
+    spec: {
+      source: { kind: 'package', dir: pkgDir, ref: 'local/hello:latest' }, resolvedFrom: 'local package store local/hello:latest',
+      ports: [{ hostAddress: '127.0.0.1', hostPort: 18080, guestPort: 8080, protocol: 'tcp' }], cpus: 2, env: { B: 'from-cli', C: 'x=y' },
+      debug: false, labels: {}, ...over,
+    },
+    image: null, supervisor: null, vmm: null, accel: null, boot: {}, createdAt: now, updatedAt: now, startedAt: null, endedAt: null,
+  };
+  store.createDeployment(d, op);
+  return d;
+}
+
+function supervisor(env: NodeJS.ProcessEnv = {}): Supervisor {
+  return new Supervisor({ layout, store, name: 'hello', operationId: op.id, vmm, env: { UNIKCTL_ACCEL: 'tcg', UNIKCTL_BOOT_TIMEOUT_MS: '10000', ...env } });
+}
+
+const dep = (): Deployment => {
+  const d = store.getDeployment('hello');
+  if (!d) throw new Error('deployment vanished');
+  return d;
+};
+const appLines = (): string[] => readLogs(consoleLogFile(layout, 'hello')).filter((e) => e.s === 'app').map((e) => e.m);
+
+/** Boots to the start marker; returns the handle and the nonce. */
+async function bootToRunning(): Promise<{ h: FakeHandle; nonce: string }> {
+  const h = await vmm.started();
+  const nonce = nonceOf(vmm.starts[0]?.cmdline ?? '');
+  expect(dep().state).toBe('starting');
+  h.console.write(marker(nonce, 'start pid=2 uptime_ms=800'));
+  await waitFor(() => dep().state === 'running', 'state running');
+  return { h, nonce };
+}
+
+beforeEach(() => {
+  tmp = mkdtempSync(join(tmpdir(), 'unik-supervisor-'));
+  layout = homeLayout({ UNIKCTL_HOME: join(tmp, 'home') });
+  store = new SqliteStore(layout.db);
+  pkgDir = join(tmp, 'pkg');
+  manifest = writeFakeImage(pkgDir);
+  vmm = new FakeVmm();
+});
+afterEach(() => {
+  store.close();
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+describe('Supervisor', () => {
+  it('boots, goes running on the start marker, captures app output and records the exit code', async () => {
+    createDeployment();
+    const run = supervisor().run();
+    const { h, nonce } = await bootToRunning();
+
+    expect(store.getOperation(op.id)?.state).toBe('succeeded');
+    const running = dep();
+    expect(running.startedAt).not.toBeNull();
+    expect(running.accel).toBe('tcg');
+    expect(running.boot.guestUptimeAtAppStartMs).toBe(800);
+    expect(running.boot.vmmStartToAppStartMs).toBeGreaterThanOrEqual(0);
+    expect(running.image).toMatchObject({ name: 'hello', pack: 'go', mode: 'release', ref: 'local/hello:latest', rootfsSha256: manifest.rootfs.sha256, dir: join(layout.deployments, 'hello', 'image') });
+
+    h.console.write('[    0.512345] virtio_blk virtio0: [vda] 8 512-byte logical blocks\n');
+    h.console.write('hello from the app\r\nsecond line\n');
+    await waitFor(() => dep().boot.deployToFirstOutputMs !== undefined, 'first output metric');
+    h.console.write(marker(nonce, 'exit code=3 uptime_ms=900'));
+    h.exit({ code: 0, signal: null });
+    await run;
+
+    const d = dep();
+    expect(d.state).toBe('exited');
+    expect(d.exitCode).toBe(3);
+    expect(d.reason).toBeNull();
+    expect(d.endedAt).not.toBeNull();
+    expect(store.getOperation(op.id)?.state).toBe('succeeded');
+    expect(appLines()).toEqual(['hello from the app', 'second line']);
+    const all = readLogs(consoleLogFile(layout, 'hello'));
+    expect(all.filter((e) => e.s === 'kernel').map((e) => e.m)).toEqual(['[    0.512345] virtio_blk virtio0: [vda] 8 512-byte logical blocks']);
+    expect(all.some((e) => e.m.includes('UNIK:'))).toBe(false);
+  });
+
+  it('starts the VMM with the image, the deployment spec and a fresh nonce in the command line', async () => {
+    createDeployment();
+    const run = supervisor().run();
+    const h = await vmm.started();
+    const o = vmm.starts[0] as VmmStartOptions;
+    expect(vmm.checks).toEqual(['tcg']);
+    expect(o).toMatchObject({
+      name: 'hello', accel: 'tcg', memoryMiB: 64, cpus: 2,
+      kernel: join(layout.cache, 'vmlinux', sha(RAW_KERNEL)), rootfs: join(layout.deployments, 'hello', 'image', 'rootfs.erofs'),
+      ports: [{ hostAddress: '127.0.0.1', hostPort: 18080, guestPort: 8080, protocol: 'tcp' }],
+    });
+    expect(readFileSync(o.kernel)).toEqual(RAW_KERNEL); // the kernel was unpacked from vmlinux.gz
+    expect(readFileSync(o.rootfs, 'utf8')).toBe('erofs bytes');
+    const recs = cfgRecords(o.cmdline);
+    expect(recs.filter((r) => r.startsWith('a'))).toEqual(['a/app/hello', 'a--flag']);
+    expect(recs.filter((r) => r.startsWith('e'))).toEqual(['eA=1', 'eB=from-cli', 'eC=x=y']);
+    expect(recs).toEqual(expect.arrayContaining(['w/app', 'hhello']));
+    expect(recs.some((r) => r.startsWith('d'))).toBe(false);
+    expect(nonceOf(o.cmdline)).toMatch(/^[0-9a-f]{16}$/);
+    expect(o.cmdline.split(' ')).toEqual(expect.arrayContaining(['ro', 'root=/dev/vda', 'quiet']));
+    h.exit({ code: 0, signal: null });
+    await run;
+  });
+
+  it('a debug deployment boots the guest in debug mode', async () => {
+    createDeployment({ debug: true });
+    const run = supervisor().run();
+    const h = await vmm.started();
+    const cmdline = vmm.starts[0]?.cmdline ?? '';
+    expect(cmdline.split(' ')).toContain('loglevel=7');
+    expect(cmdline.split(' ')).not.toContain('quiet');
+    expect(cfgRecords(cmdline)).toContain('d1');
+    h.exit({ code: 0, signal: null });
+    await run;
+  });
+
+  it('an app killed by a signal is failed with the signal named', async () => {
+    createDeployment();
+    const run = supervisor().run();
+    const { h, nonce } = await bootToRunning();
+    h.console.write(marker(nonce, 'exit signal=11 uptime_ms=900'));
+    h.exit({ code: 0, signal: null });
+    await run;
+    const d = dep();
+    expect(d.state).toBe('failed');
+    expect(d.exitCode).toBeNull();
+    expect(d.reason).toBe('the app was killed by signal 11 (SIGSEGV)');
+    expect(store.getOperation(op.id)?.state).toBe('succeeded'); // the deploy itself did succeed
+  });
+
+  it('QEMU ending after the start without an exit marker is a guest crash', async () => {
+    createDeployment();
+    const run = supervisor().run();
+    const { h } = await bootToRunning();
+    h.console.write('partial output\n');
+    h.exit({ code: 0, signal: null });
+    await run;
+    const d = dep();
+    expect(d.state).toBe('failed');
+    expect(d.reason).toContain('guest crash');
+    expect(appLines()).toEqual(['partial output']);
+  });
+
+  it('a kernel panic after the start is reported as a guest kernel crash', async () => {
+    createDeployment();
+    const run = supervisor().run();
+    const { h } = await bootToRunning();
+    h.console.write('[    1.000000] Kernel panic - not syncing: Attempted to kill init!\n');
+    h.exit({ code: 0, signal: null });
+    await run;
+    expect(dep()).toMatchObject({ state: 'failed', reason: 'guest kernel crashed: Kernel panic - not syncing: Attempted to kill init!' });
+  });
+
+  it('QEMU failing before the start fails the deployment and the deploy operation with its stderr', async () => {
+    createDeployment();
+    const run = supervisor().run();
+    const h = await vmm.started();
+    h.stderr.write('qemu-system-x86_64: -kernel: could not load kernel\n');
+    await new Promise((r) => setTimeout(r, 10));
+    h.exit({ code: 1, signal: null });
+    await run;
+    const d = dep();
+    expect(d.state).toBe('failed');
+    expect(d.reason).toBe('QEMU exited (code 1): qemu-system-x86_64: -kernel: could not load kernel');
+    expect(store.getOperation(op.id)).toMatchObject({ state: 'failed', error: { code: 'E_QEMU_FAILED' } });
+  });
+
+  it('a guest init error before the start is reported', async () => {
+    createDeployment();
+    const run = supervisor().run();
+    const h = await vmm.started();
+    const nonce = nonceOf(vmm.starts[0]?.cmdline ?? '');
+    h.console.write(marker(nonce, 'error exec /app/hello: No such file or directory'));
+    h.exit({ code: 0, signal: null });
+    await run;
+    expect(dep()).toMatchObject({ state: 'failed', reason: 'guest init: exec /app/hello: No such file or directory' });
+    expect(readLogs(consoleLogFile(layout, 'hello')).filter((e) => e.s === 'init').map((e) => e.m)).toContain('unik-init: exec /app/hello: No such file or directory');
+    expect(store.getOperation(op.id)?.state).toBe('failed');
+  });
+
+  it('no start within UNIKCTL_BOOT_TIMEOUT_MS kills the VM and fails with E_BOOT_TIMEOUT; forged markers are app text', async () => {
+    createDeployment();
+    const t0 = Date.now();
+    const run = supervisor({ UNIKCTL_BOOT_TIMEOUT_MS: '300', UNIKCTL_ACCEL: 'tcg' }).run();
+    const h = await vmm.started();
+    h.console.write('\x1eUNIK:0000000000000000:start pid=2 uptime_ms=1\n'); // wrong nonce: must not count
+    await run;
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(290);
+    expect(vmm.kills).toBe(1);
+    const d = dep();
+    expect(d.state).toBe('failed');
+    expect(d.reason).toMatch(/^E_BOOT_TIMEOUT: the app did not start within 300 ms/);
+    expect(d.startedAt).toBeNull();
+    expect(store.getOperation(op.id)?.state).toBe('failed');
+    expect(appLines()).toEqual(['\x1eUNIK:0000000000000000:start pid=2 uptime_ms=1']);
+  });
+
+  it('a boot timeout is recorded on the deploy operation with code E_BOOT_TIMEOUT', async () => {
+    createDeployment();
+    const run = supervisor({ UNIKCTL_BOOT_TIMEOUT_MS: '100' }).run();
+    await vmm.started();
+    await run;
+    expect(store.getOperation(op.id)?.error?.code).toBe('E_BOOT_TIMEOUT');
+  });
+
+  it('stop() asks the guest init to stop through the console and leaves the record to destroy', async () => {
+    createDeployment();
+    const sup = supervisor();
+    const run = sup.run();
+    const { h, nonce } = await bootToRunning();
+    expect(store.transition('hello', ['running'], 'destroying')).not.toBeNull(); // what destroy does first
+    const stopped = sup.stop(5000);
+    await waitFor(() => h.input().length > 0, 'the stop command');
+    expect(h.input()).toBe(`\x1eUNIK:${nonce}:stop\n`);
+    h.console.write(marker(nonce, 'exit code=143 uptime_ms=1000'));
+    h.exit({ code: 0, signal: null });
+    await stopped;
+    await run;
+    expect(vmm.kills).toBe(0);
+    expect(dep()).toMatchObject({ state: 'destroying', exitCode: null });
+  });
+
+  it('stop() kills the VM when the guest ignores the stop command for graceMs', async () => {
+    createDeployment();
+    const sup = supervisor();
+    const run = sup.run();
+    await bootToRunning();
+    const t0 = Date.now();
+    await sup.stop(150);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(140);
+    expect(vmm.kills).toBe(1);
+    await run;
+    await sup.stop(150); // a second stop is a no-op
+    expect(vmm.kills).toBe(1);
+  });
+
+  it('a corrupted package fails with E_PACKAGE_INVALID without starting a VM', async () => {
+    writeFileSync(join(pkgDir, 'rootfs.erofs'), 'tampered');
+    createDeployment();
+    await supervisor().run();
+    expect(vmm.starts).toHaveLength(0);
+    expect(dep().state).toBe('failed');
+    expect(dep().reason).toMatch(/^E_PACKAGE_INVALID: /);
+    expect(store.getOperation(op.id)).toMatchObject({ state: 'failed', error: { code: 'E_PACKAGE_INVALID' } });
+  });
+
+  it('a kernel that does not unpack to its rawSha256 fails with E_PACKAGE_INVALID', async () => {
+    writeFakeImage(pkgDir, { kernel: { ...manifest.kernel, rawSha256: sha('something else') } });
+    createDeployment();
+    await supervisor().run();
+    expect(vmm.starts).toHaveLength(0);
+    expect(dep()).toMatchObject({ state: 'failed' });
+    expect(dep().reason).toMatch(/^E_PACKAGE_INVALID: .*does not unpack/);
+  });
+
+  it('an invalid UNIKCTL_ACCEL fails the deployment with E_INVALID_ARGUMENT', async () => {
+    createDeployment();
+    await supervisor({ UNIKCTL_ACCEL: 'xen' }).run();
+    expect(vmm.starts).toHaveLength(0);
+    expect(dep().reason).toMatch(/^E_INVALID_ARGUMENT: UNIKCTL_ACCEL=xen/);
+    expect(store.getOperation(op.id)?.error?.code).toBe('E_INVALID_ARGUMENT');
+  });
+
+  it('an environment too large for the kernel command line fails with E_CMDLINE_TOO_LONG', async () => {
+    createDeployment({ env: { BIG: 'x'.repeat(3000) } });
+    await supervisor().run();
+    expect(vmm.starts).toHaveLength(0);
+    expect(dep().state).toBe('failed');
+    expect(store.getOperation(op.id)?.error?.code).toBe('E_CMDLINE_TOO_LONG');
+  });
+});
