@@ -6,7 +6,7 @@ import { locateKernel } from '../kernel/kernel.js';
 import { sanitizeName } from '../util/ids.js';
 import { writeImage, type ImageManifest, type RunConfig } from './image.js';
 import type { BuildMode, Pack, PackResult } from './pack.js';
-import { detectPack } from './packs/index.js';
+import { choosePack } from './packs/index.js';
 import { formatRef, normalizeRef, PackageStore } from './package-store.js';
 import { RootfsBuilder } from './rootfs.js';
 import { loadUnikYaml, type UnikYaml } from './unikyaml.js';
@@ -44,7 +44,7 @@ export interface BuildResult {
 }
 
 /** Checks that make a project buildable, cheap enough to run before an async deploy is accepted. */
-export function inspectProject(dirArg: string, rootfsDir?: string): { dir: string; config: UnikYaml | null; pack: Pack; name: string; rootfsDir: string | undefined } {
+export function inspectProject(dirArg: string, rootfsDir?: string): { dir: string; config: UnikYaml | null; pack: Pack; alsoMatched: string[]; name: string; rootfsDir: string | undefined } {
   const dir = resolve(dirArg);
   if (!existsSync(dir) || !statSync(dir).isDirectory()) {
     throw new UserError('E_INVALID_ARGUMENT', `${dirArg} is not a directory`, { hint: 'give the project directory to build (default: .)' });
@@ -57,8 +57,8 @@ export function inspectProject(dirArg: string, rootfsDir?: string): { dir: strin
       throw new UserError('E_INVALID_ARGUMENT', `rootfs ${extraRoot} is not a directory`, { hint: 'point --rootfs (or rootfs: in unik.yaml) at a directory to merge into the image root' });
     }
   }
-  const pack = detectPack(dir, config);
-  return { dir, config, pack, name: config?.name ?? sanitizeName(basename(dir)), rootfsDir: extraRoot };
+  const { pack, alsoMatched } = choosePack(dir, config);
+  return { dir, config, pack, alsoMatched, name: config?.name ?? sanitizeName(basename(dir)), rootfsDir: extraRoot };
 }
 
 function mergeRun(pack: PackResult['run'], config: UnikYaml | null): RunConfig {
@@ -84,7 +84,10 @@ function requireInit(): string {
 export async function buildProject(opts: BuildOptions): Promise<BuildResult> {
   const started = Date.now();
   const progress = opts.progress ?? silentProgress;
-  const { dir, config, pack, name, rootfsDir } = inspectProject(opts.dir, opts.rootfsDir);
+  const { dir, config, pack, alsoMatched, name, rootfsDir } = inspectProject(opts.dir, opts.rootfsDir);
+  if (alsoMatched.length > 0) {
+    progress.warn(`the project also matches the ${alsoMatched.join(', ')} pack(s); using ${pack.name} by precedence (set pack: in unik.yaml to choose)`);
+  }
   const kernel = locateKernel(opts.layout, opts.mode);
   const init = requireInit();
   const ref = normalizeRef(`${name}:${opts.tag ?? 'latest'}`);

@@ -8,6 +8,7 @@ import { UserError } from '../errors.js';
  * that also apply on top of a detected native pack.
  *
  *   name: hello                # image/deployment name (default: directory name)
+ *   pack: python               # force a pack when the project matches several
  *   build:
  *     command: make hello      # a string runs with /bin/sh -c in the project dir; a list runs as argv
  *     env: { CC: gcc }
@@ -23,6 +24,8 @@ import { UserError } from '../errors.js';
  */
 export interface UnikYaml {
   name?: string;
+  /** force a pack when a project matches several (e.g. node + python) */
+  pack?: string;
   build?: { command: string | string[]; env: Record<string, string> };
   artifact?: { path: string };
   run: { command?: string[]; env: Record<string, string>; workdir?: string; ports?: number[]; memoryMiB?: number };
@@ -70,7 +73,7 @@ function rejectUnknown(section: Record<string, unknown>, known: string[], where:
   }
 }
 
-const KNOWN_TOP = new Set(['name', 'build', 'artifact', 'run', 'rootfs']);
+const KNOWN_TOP = new Set(['name', 'pack', 'build', 'artifact', 'run', 'rootfs']);
 
 export function loadUnikYaml(dir: string): UnikYaml | null {
   const file = join(dir, 'unik.yaml');
@@ -93,6 +96,10 @@ export function loadUnikYaml(dir: string): UnikYaml | null {
       throw invalid(path, 'name must be lowercase letters, digits and dashes (at most 63)');
     }
     out.name = y.name;
+  }
+  if (y.pack !== undefined) {
+    if (typeof y.pack !== 'string') throw invalid(path, 'pack must be a pack name (go, rust, node, python, java, dotnet, unik.yaml)');
+    out.pack = y.pack;
   }
   if (y.build !== undefined) {
     const b = y.build as Record<string, unknown>;
