@@ -93,7 +93,9 @@ export async function buildProject(opts: BuildOptions): Promise<BuildResult> {
   const ref = normalizeRef(`${name}:${opts.tag ?? 'latest'}`);
 
   const unikDir = join(dir, '.unikctl');
-  const cacheDir = join(unikDir, 'cache');
+  // BLD-5: caches live in the project; a control plane (whose uploads are fresh directories) points them at a shared root
+  const env = opts.env ?? process.env;
+  const cacheDir = env.UNIKCTL_BUILD_CACHE_ROOT ? join(env.UNIKCTL_BUILD_CACHE_ROOT, name) : join(unikDir, 'cache');
   const workDir = join(unikDir, `work-${process.pid}-${Date.now()}`);
   const staging = join(workDir, 'rootfs');
   mkdirSync(cacheDir, { recursive: true });
@@ -103,7 +105,7 @@ export async function buildProject(opts: BuildOptions): Promise<BuildResult> {
     const rootfs = new RootfsBuilder(staging);
     rootfs.addFile(init, '/init');
     const result = await pack.build({
-      dir, mode: opts.mode, cacheDir, workDir, config, env: opts.env ?? process.env,
+      dir, mode: opts.mode, cacheDir, workDir, config, env,
       log: (l) => progress.line(l), warn: (m) => progress.warn(m),
     }, rootfs);
     if (rootfsDir) {

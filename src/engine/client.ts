@@ -30,7 +30,9 @@ export interface DeployResult {
 
 export interface DestroyResult { name: string; operationId: string; state: 'destroying' | 'gone'; }
 
-export interface StatusResult { deployments: DeploymentView[]; operations: Operation[]; }
+export interface NodeView { name: string; address: string; status: 'ready' | 'down'; cordoned: boolean; labels: Record<string, string>; capacity: Record<string, number>; lastHeartbeatAt: number; }
+
+export interface StatusResult { deployments: DeploymentView[]; operations: Operation[]; nodes?: NodeView[]; }
 
 export interface DeploymentView {
   name: string;

@@ -111,7 +111,7 @@ export function toView(d: Deployment, now = Date.now()): DeploymentView {
 export class LocalClient implements Client {
   readonly store: Store;
 
-  constructor(private readonly layout: HomeLayout) {
+  constructor(readonly layout: HomeLayout) {
     this.store = new SqliteStore(layout.db);
   }
 
@@ -120,7 +120,9 @@ export class LocalClient implements Client {
   }
 
   private spawnWorker(args: string[]): void {
-    const child = spawn(process.execPath, [WORKER, ...args], { detached: true, stdio: 'ignore', env: process.env });
+    // the worker finds the same state through the environment
+    const env = { ...process.env, UNIKCTL_HOME: this.layout.home, UNIKCTL_KERNEL_DIR: this.layout.kernels };
+    const child = spawn(process.execPath, [WORKER, ...args], { detached: true, stdio: 'ignore', env });
     child.unref();
   }
 

@@ -1,15 +1,183 @@
-import { UserError } from '../../errors.js';
-import type { Pack } from '../pack.js';
-import { hasFile } from './common.js';
+import { existsSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { extname, join, posix } from 'node:path';
+import { UserError, isUserError } from '../../errors.js';
+import { run } from '../../util/exec.js';
+import { EM_X86_64, readElfInfo } from '../elf.js';
+import { fileDigest, treeDigest } from '../inputs.js';
+import type { Pack, PackArtifact } from '../pack.js';
+import { compileFailed, hasFile } from './common.js';
+import { DEFAULT_MEMORY_MIB, GUEST_APP, GUEST_NODE, guestCommand, lockState, modeRuntime, npmArgs, planInstall, resolveEntry, type PackageJson } from './node/plan.js';
+import { findHostNode, formatSize, npmEnv, preparedNode, sha256OfFile, stageApp, treeSize } from './node/runtime.js';
 
-/** node: detection is in place; the build is not implemented yet. */
+/**
+ * Node.js: the host's node binary (stripped in release) with its shared-library closure at /usr/bin/node, and
+ * the app with its PRODUCTION node_modules at /app. The project's own node_modules is never copied: the app is
+ * staged without it and `npm ci --omit=dev` installs from package-lock.json into the staging copy, with the npm
+ * cache in .unikctl/cache/npm. Release runs `node` plainly with NODE_ENV=production; debug adds
+ * --enable-source-maps (and warning/uncaught traces) with NODE_ENV=development and keeps node's symbol table.
+ */
 export const nodePack: Pack = {
   name: 'node',
   markers: 'package.json',
   detect: (dir) => hasFile(dir, 'package.json'),
-  async build() {
-    throw new UserError('E_NOT_IMPLEMENTED', 'the node pack can detect this project but cannot build it yet', {
-      hint: 'add a unik.yaml with build.command and artifact.path to build it with the universal pack',
-    });
+  async build(ctx, rootfs) {
+    const host = await findHostNode(ctx.env);
+    const pkgFile = join(ctx.dir, 'package.json');
+    let pkg: PackageJson;
+    try {
+      const parsed: unknown = JSON.parse(readFileSync(pkgFile, 'utf8'));
+      if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('the document is not an object');
+      pkg = parsed as PackageJson;
+    } catch (e) {
+      throw new UserError('E_BUILD_FAILED', `package.json is not valid: ${(e as Error).message}`, { hint: 'fix package.json (check it with `npm pkg get name`)' });
+    }
+    const locks = lockState(ctx.dir);
+    const plan = planInstall(pkg, locks, ctx.mode, ctx.warn);
+    const env = npmEnv(ctx.env, host.binary);
+
+    // 1. the app, staged without node_modules/.git/.unikctl (and without the extra-root directory of unik.yaml)
+    const app = join(ctx.workDir, 'app');
+    const extraRoot = ctx.config?.rootfs ? posix.normalize(ctx.config.rootfs).replace(/\/+$/, '') : null;
+    stageApp(ctx.dir, app, extraRoot ? [extraRoot] : []);
+
+    // 2. production dependencies only
+    if (plan.kind === 'none') {
+      ctx.log('no production dependencies: nothing to install');
+    } else {
+      const args = npmArgs(plan, join(ctx.cacheDir, 'npm'));
+      ctx.log(`npm ${args.join(' ')}`);
+      let r;
+      try {
+        r = await run([host.npm, ...args], { cwd: app, env, onLine: ctx.log });
+      } catch (e) {
+        throw new UserError('E_TOOLCHAIN_MISSING', `cannot run ${host.npm}: ${(e as Error).message}`, { hint: 'install npm (apt-get install npm, or Node.js from https://nodejs.org)' });
+      }
+      if (r.code !== 0) throw compileFailed(`npm ${args[0] ?? ''}`, r);
+    }
+    // install-time configuration (registry tokens!) and unikctl's own files do not belong in the image
+    for (const f of ['.npmrc', 'unik.yaml', 'unik.yml']) rmSync(join(app, f), { force: true });
+
+    // 3. how it starts
+    const runtime = modeRuntime(ctx.mode);
+    let command: string[];
+    let runEnv: Record<string, string>;
+    if (ctx.config?.run.command) {
+      command = ctx.config.run.command;
+      runEnv = runtime.env;
+      ctx.log(`start: unik.yaml run.command ${command.join(' ')}`);
+    } else {
+      const entry = resolveEntry(app, pkg, ctx.warn);
+      ctx.log(`start: ${entry.script} (from ${entry.source})`);
+      if (['.js', '.cjs', '.mjs'].includes(extname(entry.script))) {
+        // the closest thing to a compile step for plain JavaScript: a syntax error fails the build, not the boot
+        const r = await run([host.binary, '--check', entry.script], { cwd: app, env });
+        if (r.code !== 0) throw compileFailed(`node --check ${entry.script}`, r);
+      }
+      ({ command, env: runEnv } = guestCommand(entry, ctx.mode));
+    }
+
+    // 4. the runtime: node and its shared-library closure
+    const nodeSha = await sha256OfFile(host.binary);
+    const nodeFile = await preparedNode(host.binary, ctx.mode, ctx.workDir, ctx.env, ctx.warn);
+    rootfs.addFile(nodeFile, GUEST_NODE);
+    rootfs.addLibraryClosure([GUEST_NODE]);
+
+    // 5. the app, and the closure of native addons built for this platform
+    rootfs.addTree(app, GUEST_APP);
+    const addons = nativeAddons(rootfs.elfFilesUnder(GUEST_APP), (g) => rootfs.hostPath(g));
+    if (addons.foreign.length > 0) ctx.log(`${addons.foreign.length} native file(s) for other platforms are left as they are (never loaded here)`);
+    for (const g of addons.native) {
+      if (ctx.mode === 'release') await stripAddon(rootfs.hostPath(g), ctx.env);
+      try {
+        rootfs.addLibraryClosure([g]);
+      } catch (e) {
+        if (!isUserError(e) || e.code !== 'E_LIBRARY_MISSING') throw e;
+        ctx.warn(`${g}: ${e.message}; it will fail to load if the app uses it`);
+      }
+    }
+    if (addons.native.length > 0) ctx.log(`native addons: ${addons.native.join(', ')}`);
+
+    // 6. what went in (BLD-6, and the composition in the build output)
+    const artifacts = composition(rootfs.stagingDir);
+    const nodeSize = statSync(nodeFile).size;
+    const libs = artifacts.filter((a) => !a.path.startsWith(GUEST_APP) && a.path !== GUEST_NODE);
+    const libBytes = libs.reduce((n, a) => n + a.size, 0);
+    const nm = treeSize(join(app, 'node_modules'));
+    const appBytes = treeSize(app).bytes;
+    const packages = countPackages(app);
+    ctx.log(`image content: node ${formatSize(nodeSize)}${nodeFile === host.binary ? '' : ` (${ctx.mode === 'release' ? 'stripped' : 'debug info stripped'} from ${formatSize(statSync(host.binary).size)})`}, ` +
+      `${libs.length} shared libraries ${formatSize(libBytes)}, app ${formatSize(appBytes - nm.bytes)} + production node_modules ${formatSize(nm.bytes)} (${packages} package${packages === 1 ? '' : 's'})`);
+
+    const lockFile = locks.npmLock ? join(ctx.dir, locks.npmLock) : null;
+    return {
+      run: { command, env: runEnv, workdir: GUEST_APP, memoryMiB: DEFAULT_MEMORY_MIB },
+      toolchain: { node: host.version, npm: host.npmVersion, nodeBinary: host.binary },
+      inputs: {
+        'package.json': fileDigest(pkgFile) ?? '',
+        ...(lockFile && locks.npmLock ? { [locks.npmLock]: fileDigest(lockFile) ?? '' } : {}),
+        sources: treeDigest(ctx.dir),
+        node: `sha256:${nodeSha}`,
+      },
+      artifacts: [
+        { path: GUEST_NODE, size: nodeSize },
+        ...libs,
+        { path: GUEST_APP, size: appBytes },
+        { path: `${GUEST_APP}/node_modules`, size: nm.bytes },
+      ],
+    };
   },
 };
+
+/** x86-64 ELF files (native addons, bundled executables) vs. prebuilt binaries for other machines. */
+function nativeAddons(elfs: string[], hostPath: (g: string) => string): { native: string[]; foreign: string[] } {
+  const native: string[] = [];
+  const foreign: string[] = [];
+  for (const g of elfs) {
+    let ok = false;
+    try {
+      const info = readElfInfo(hostPath(g));
+      ok = info.is64 && info.machine === EM_X86_64 && info.type !== 'other';
+    } catch {
+      ok = false;
+    }
+    (ok ? native : foreign).push(g);
+  }
+  return { native, foreign };
+}
+
+/** Release: drop the symbols a native addon does not need to load (best effort). */
+async function stripAddon(file: string, env: NodeJS.ProcessEnv): Promise<void> {
+  try {
+    await run(['strip', '--strip-unneeded', file], { env });
+  } catch {
+    /* no strip: the addon goes in as built */
+  }
+}
+
+/** Every file outside /app, /etc and /init (node and its libraries), with sizes, sorted. */
+function composition(stagingDir: string): PackArtifact[] {
+  const out: PackArtifact[] = [];
+  const walk = (host: string, guest: string): void => {
+    for (const e of readdirSync(host, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+      const g = posix.join(guest, e.name);
+      if (g === GUEST_APP || g === '/etc' || g === '/init') continue;
+      const p = join(host, e.name);
+      if (e.isDirectory()) walk(p, g);
+      else if (e.isFile()) out.push({ path: g, size: statSync(p).size });
+    }
+  };
+  walk(stagingDir, '/');
+  return out;
+}
+
+/** Packages npm installed, from its hidden lock file (node_modules/.package-lock.json). */
+function countPackages(app: string): number {
+  const hidden = join(app, 'node_modules', '.package-lock.json');
+  if (!existsSync(hidden)) return 0;
+  try {
+    const lock = JSON.parse(readFileSync(hidden, 'utf8')) as { packages?: Record<string, unknown> };
+    return Object.keys(lock.packages ?? {}).filter((k) => k !== '').length;
+  } catch {
+    return 0;
+  }
+}

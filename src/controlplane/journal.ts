@@ -1,0 +1,189 @@
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { UserError } from '../errors.js';
+
+export type JobKind = 'deploy' | 'destroy';
+export type JobState = 'queued' | 'running' | 'succeeded' | 'failed';
+
+export interface JobError { code: string; message: string; }
+
+export interface Job {
+  id: string;
+  kind: JobKind;
+  target: string;
+  state: JobState;
+  idempotencyKey: string | null;
+  requestHash: string;
+  request: unknown;
+  attempts: number;
+  maxAttempts: number;
+  nextRunAt: number;
+  leaseOwner: string | null;
+  result: unknown;
+  error: JobError | null;
+  traceId: string;
+  createdAt: number;
+  updatedAt: number;
+  endedAt: number | null;
+}
+
+interface JobRow {
+  id: string; kind: string; target: string; state: string; idempotency_key: string | null; request_hash: string; request: string;
+  attempts: number; max_attempts: number; next_run_at: number; lease_owner: string | null; result: string | null; error: string | null;
+  trace_id: string; created_at: number; updated_at: number; ended_at: number | null; seq: number;
+}
+
+const toJob = (r: JobRow): Job => ({
+  id: r.id, kind: r.kind as JobKind, target: r.target, state: r.state as JobState, idempotencyKey: r.idempotency_key,
+  requestHash: r.request_hash, request: JSON.parse(r.request) as unknown, attempts: r.attempts, maxAttempts: r.max_attempts,
+  nextRunAt: r.next_run_at, leaseOwner: r.lease_owner, result: r.result ? (JSON.parse(r.result) as unknown) : null,
+  error: r.error ? (JSON.parse(r.error) as JobError) : null, traceId: r.trace_id, createdAt: r.created_at, updatedAt: r.updated_at, endedAt: r.ended_at,
+});
+
+/**
+ * The control plane's operation journal (CP-2): every deploy/destroy is a row written before the API answers.
+ * Workers claim rows (queued → running), finish them, or put them back with a retry time. After a crash,
+ * `recover()` requeues what was running, so every job is replayed until it finishes.
+ */
+export class Journal {
+  private readonly db: Database.Database;
+
+  constructor(file: string, opts: { synchronous?: 'NORMAL' | 'FULL' } = {}) {
+    mkdirSync(dirname(file), { recursive: true });
+    this.db = new Database(file);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('busy_timeout = 10000');
+    this.db.pragma(`synchronous = ${opts.synchronous ?? 'NORMAL'}`);
+    this.db.exec(`
+      CREATE TABLE IF NOT EXISTS jobs (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        target TEXT NOT NULL,
+        state TEXT NOT NULL,
+        idempotency_key TEXT UNIQUE,
+        request_hash TEXT NOT NULL,
+        request TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        max_attempts INTEGER NOT NULL,
+        next_run_at INTEGER NOT NULL,
+        lease_owner TEXT,
+        result TEXT,
+        error TEXT,
+        trace_id TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        ended_at INTEGER
+      );
+      CREATE INDEX IF NOT EXISTS jobs_ready ON jobs(state, next_run_at, seq);
+      CREATE INDEX IF NOT EXISTS jobs_target ON jobs(target, seq);
+      CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    `);
+  }
+
+  get database(): Database.Database {
+    return this.db;
+  }
+
+  /**
+   * Writes a new job, or returns the job already recorded under the same idempotency key (same request) —
+   * a different request under a used key is E_IDEMPOTENCY_CONFLICT.
+   */
+  enqueue(j: Omit<Job, 'state' | 'attempts' | 'leaseOwner' | 'result' | 'error' | 'updatedAt' | 'endedAt' | 'nextRunAt'>): { job: Job; created: boolean } {
+    const tx = this.db.transaction(() => {
+      if (j.idempotencyKey) {
+        const prior = this.byKey(j.idempotencyKey);
+        if (prior) {
+          if (prior.requestHash !== j.requestHash || prior.kind !== j.kind) {
+            throw new UserError('E_IDEMPOTENCY_CONFLICT', `idempotency key "${j.idempotencyKey}" was used by operation ${prior.id} with a different request`, {
+              hint: 'use a new idempotency key for a different request',
+            });
+          }
+          return { job: prior, created: false };
+        }
+      }
+      this.db.prepare(`INSERT INTO jobs (id, kind, target, state, idempotency_key, request_hash, request, attempts, max_attempts, next_run_at,
+        trace_id, created_at, updated_at) VALUES (?, ?, ?, 'queued', ?, ?, ?, 0, ?, ?, ?, ?, ?)`).run(
+        j.id, j.kind, j.target, j.idempotencyKey, j.requestHash, JSON.stringify(j.request), j.maxAttempts, j.createdAt, j.traceId, j.createdAt, j.createdAt,
+      );
+      return { job: this.get(j.id) as Job, created: true };
+    });
+    return tx.immediate();
+  }
+
+  byKey(key: string): Job | null {
+    const r = this.db.prepare('SELECT * FROM jobs WHERE idempotency_key = ?').get(key) as JobRow | undefined;
+    return r ? toJob(r) : null;
+  }
+
+  get(id: string): Job | null {
+    const r = this.db.prepare('SELECT * FROM jobs WHERE id = ?').get(id) as JobRow | undefined;
+    return r ? toJob(r) : null;
+  }
+
+  /** Takes the oldest ready job (queued, due) and marks it running for `owner`. */
+  claim(owner: string, now = Date.now()): Job | null {
+    const tx = this.db.transaction((): Job | null => {
+      const r = this.db.prepare("SELECT * FROM jobs WHERE state = 'queued' AND next_run_at <= ? ORDER BY seq LIMIT 1").get(now) as JobRow | undefined;
+      if (!r) return null;
+      this.db.prepare("UPDATE jobs SET state = 'running', lease_owner = ?, attempts = attempts + 1, updated_at = ? WHERE id = ?").run(owner, now, r.id);
+      return this.get(r.id);
+    });
+    return tx.immediate();
+  }
+
+  /** Marks a job done; only the worker holding it may (a replayed duplicate loses). */
+  finish(id: string, owner: string, outcome: { result?: unknown; error?: JobError }): boolean {
+    const now = Date.now();
+    const state: JobState = outcome.error ? 'failed' : 'succeeded';
+    const r = this.db.prepare("UPDATE jobs SET state = ?, result = ?, error = ?, lease_owner = NULL, updated_at = ?, ended_at = ? WHERE id = ? AND state = 'running' AND lease_owner = ?")
+      .run(state, outcome.result === undefined ? null : JSON.stringify(outcome.result), outcome.error ? JSON.stringify(outcome.error) : null, now, now, id, owner);
+    return r.changes === 1;
+  }
+
+  /** Puts a running job back in the queue to be retried at `runAt`. */
+  retry(id: string, owner: string, runAt: number, error: JobError): boolean {
+    const r = this.db.prepare("UPDATE jobs SET state = 'queued', next_run_at = ?, error = ?, lease_owner = NULL, updated_at = ? WHERE id = ? AND state = 'running' AND lease_owner = ?")
+      .run(runAt, JSON.stringify(error), Date.now(), id, owner);
+    return r.changes === 1;
+  }
+
+  /** After a restart: every job left running by a dead process goes back to the queue (replay). */
+  recover(deadOwners?: string[]): number {
+    const now = Date.now();
+    if (deadOwners) {
+      let n = 0;
+      for (const o of deadOwners) n += this.db.prepare("UPDATE jobs SET state = 'queued', lease_owner = NULL, updated_at = ? WHERE state = 'running' AND lease_owner = ?").run(now, o).changes;
+      return n;
+    }
+    return this.db.prepare("UPDATE jobs SET state = 'queued', lease_owner = NULL, updated_at = ? WHERE state = 'running'").run(now).changes;
+  }
+
+  counts(): Record<JobState, number> {
+    const out: Record<JobState, number> = { queued: 0, running: 0, succeeded: 0, failed: 0 };
+    for (const r of this.db.prepare('SELECT state, COUNT(*) AS n FROM jobs GROUP BY state').all() as Array<{ state: JobState; n: number }>) out[r.state] = r.n;
+    return out;
+  }
+
+  recent(limit: number, target?: string): Job[] {
+    const rows = target
+      ? this.db.prepare('SELECT * FROM jobs WHERE target = ? ORDER BY seq DESC LIMIT ?').all(target, limit)
+      : this.db.prepare('SELECT * FROM jobs ORDER BY seq DESC LIMIT ?').all(limit);
+    return (rows as JobRow[]).map(toJob);
+  }
+
+  /** Deploy jobs not finished yet (their deployments may not exist on a node yet). */
+  pendingDeploys(): Job[] {
+    return (this.db.prepare("SELECT * FROM jobs WHERE kind = 'deploy' AND state IN ('queued', 'running') ORDER BY seq").all() as JobRow[]).map(toJob);
+  }
+
+  nextDueAt(): number | null {
+    const r = this.db.prepare("SELECT MIN(next_run_at) AS t FROM jobs WHERE state = 'queued'").get() as { t: number | null };
+    return r.t;
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}

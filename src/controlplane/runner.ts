@@ -1,0 +1,73 @@
+import type { Client } from '../engine/client.js';
+import { UserError, isUserError } from '../errors.js';
+import type { Job, Journal } from './journal.js';
+import type { Runner } from './queue.js';
+
+/** What a deploy job carries: a resolved target on this host plus the deploy flags. */
+export interface DeployJobRequest {
+  target: string;
+  ports: string[];
+  env: string[];
+  memory?: string;
+  cpus?: number;
+  debug: boolean;
+  rootfs?: string;
+  labels: string[];
+  resolvedFrom: string;
+}
+export interface DestroyJobRequest { graceMs: number; }
+
+const BUILD_AND_BOOT_TIMEOUT_MS = 30 * 60_000;
+
+/**
+ * Runs jobs on a node through the same engine as local mode. Idempotent per job: the deploy passes the job id
+ * as the engine's idempotency key, so a job replayed after a crash finds its deployment instead of making a second.
+ */
+export class EngineRunner implements Runner {
+  constructor(private readonly node: Client) {}
+
+  async run(job: Job): Promise<unknown> {
+    if (job.kind === 'deploy') {
+      const r = job.request as DeployJobRequest;
+      const res = await this.node.deploy({
+        target: r.target, name: job.target, ports: r.ports, env: r.env, debug: r.debug, labels: r.labels, cwd: '/',
+        idempotencyKey: job.id,
+        ...(r.memory !== undefined ? { memory: r.memory } : {}),
+        ...(r.cpus !== undefined ? { cpus: r.cpus } : {}),
+        ...(r.rootfs !== undefined ? { rootfs: r.rootfs } : {}),
+      });
+      const d = await this.node.waitFor(job.target, (x) => !x || ['running', 'exited', 'failed'].includes(x.state), BUILD_AND_BOOT_TIMEOUT_MS);
+      if (!d) throw new UserError('E_CANCELLED', `deployment ${job.target} was removed before it started`);
+      if (d.state === 'failed') {
+        const code = /^(E_[A-Z_]+):/.exec(d.reason ?? '')?.[1] ?? 'E_DEPLOY_FAILED';
+        throw new UserError(code as 'E_INTERNAL', d.reason ?? 'the deployment failed');
+      }
+      return { name: res.name, deploymentId: res.deploymentId, state: d.state };
+    }
+    const r = job.request as DestroyJobRequest;
+    try {
+      await this.node.destroy([job.target], { graceMs: r.graceMs });
+    } catch (e) {
+      if (!(isUserError(e) && e.code === 'E_UNKNOWN_APP')) throw e; // already gone: a replayed destroy is done
+    }
+    const left = await this.node.waitFor(job.target, (x) => x === null, r.graceMs + 30_000);
+    if (left) throw new UserError('E_TRANSIENT', `deployment ${job.target} is still being destroyed`);
+    return { name: job.target, state: 'gone' };
+  }
+}
+
+/**
+ * A runner that does no VM work, for queue tests and benchmarks: it records the job's effect in the journal's
+ * database keyed by job id (idempotent), so "exactly once" is checkable after kill -9 and replay.
+ */
+export class FakeRunner implements Runner {
+  constructor(private readonly journal: Journal, private readonly workMs = 5) {
+    journal.database.exec('CREATE TABLE IF NOT EXISTS fake_effects (job_id TEXT PRIMARY KEY, runs INTEGER NOT NULL, at INTEGER NOT NULL)');
+  }
+
+  async run(job: Job): Promise<unknown> {
+    await new Promise((r) => setTimeout(r, this.workMs));
+    this.journal.database.prepare('INSERT INTO fake_effects (job_id, runs, at) VALUES (?, 1, ?) ON CONFLICT(job_id) DO UPDATE SET runs = runs + 1').run(job.id, Date.now());
+    return { fake: true, name: job.target };
+  }
+}

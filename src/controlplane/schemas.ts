@@ -1,0 +1,132 @@
+/** JSON schemas of the API (validated by fastify, published as OpenAPI at /openapi.json). */
+const str = { type: 'string' } as const;
+const nstr = { type: 'string', nullable: true } as const;
+const nnum = { type: 'number', nullable: true } as const;
+
+export const errorSchema = {
+  $id: 'Error',
+  type: 'object',
+  required: ['code', 'message', 'trace_id'],
+  properties: { code: str, message: str, trace_id: str, hint: str },
+} as const;
+
+const artifactId = { type: 'string', pattern: '^art_[0-9a-f]{16}$' } as const;
+const NAME_PATTERN = '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$';
+
+export const deployBodySchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['source'],
+  properties: {
+    source: {
+      oneOf: [
+        { type: 'object', additionalProperties: false, required: ['artifact', 'kind'], properties: { artifact: artifactId, kind: { type: 'string', enum: ['project', 'binary', 'package'] } } },
+        { type: 'object', additionalProperties: false, required: ['package'], properties: { package: { type: 'string', minLength: 1, maxLength: 256 } } },
+      ],
+    },
+    name: { type: 'string', pattern: NAME_PATTERN },
+    nameHint: { type: 'string', minLength: 1, maxLength: 128 },
+    ports: { type: 'array', maxItems: 64, items: { type: 'string', minLength: 1, maxLength: 64 } },
+    env: { type: 'array', maxItems: 256, items: { type: 'string', minLength: 1, maxLength: 4096 } },
+    memory: { type: 'string', minLength: 1, maxLength: 16 },
+    cpus: { type: 'integer', minimum: 1, maximum: 16 },
+    debug: { type: 'boolean' },
+    rootfsArtifact: artifactId,
+    labels: { type: 'array', maxItems: 64, items: { type: 'string', minLength: 1, maxLength: 256 } },
+    idempotencyKey: { type: 'string', minLength: 1, maxLength: 200 },
+  },
+} as const;
+
+export const deployResultSchema = {
+  type: 'object',
+  required: ['name', 'operationId', 'state', 'resolvedFrom', 'reused'],
+  properties: {
+    name: str, deploymentId: str, operationId: str, state: str, source: str, resolvedFrom: str,
+    candidates: { type: 'array', items: str }, reused: { type: 'boolean' },
+  },
+} as const;
+
+export const destroyBodySchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['names'],
+  properties: {
+    names: { type: 'array', minItems: 1, maxItems: 100, items: { type: 'string', pattern: NAME_PATTERN } },
+    timeoutSeconds: { type: 'number', minimum: 0, maximum: 3600 },
+    idempotencyKey: { type: 'string', minLength: 1, maxLength: 200 },
+  },
+} as const;
+
+export const destroyResultSchema = {
+  type: 'array',
+  items: { type: 'object', required: ['name', 'operationId', 'state'], properties: { name: str, operationId: str, state: { type: 'string', enum: ['destroying', 'gone'] } } },
+} as const;
+
+const operationSchema = {
+  type: 'object',
+  required: ['id', 'kind', 'target', 'state', 'createdAt'],
+  properties: {
+    id: str, kind: str, target: str, state: str, idempotencyKey: nstr, requestHash: nstr,
+    error: { type: 'object', nullable: true, properties: { code: str, message: str } },
+    createdAt: { type: 'number' }, updatedAt: { type: 'number' }, endedAt: nnum,
+  },
+} as const;
+
+const deploymentSchema = {
+  type: 'object',
+  required: ['name', 'state'],
+  properties: {
+    name: str, id: str, state: str, exitCode: { type: 'integer', nullable: true }, reason: nstr,
+    ports: { type: 'array', items: str }, imageBytes: nnum, image: nstr, pack: nstr, mode: nstr, accel: nstr, bootMs: nnum,
+    boot: { type: 'object', additionalProperties: { type: 'number' } }, uptimeMs: nnum, createdAt: str, startedAt: nstr, endedAt: nstr,
+    metrics: { type: 'object', properties: { cpuSeconds: nnum, rssBytes: nnum } },
+    node: str,
+  },
+} as const;
+
+export const nodeSchema = {
+  type: 'object',
+  required: ['name', 'status', 'cordoned'],
+  properties: {
+    name: str, address: str, status: { type: 'string', enum: ['ready', 'down'] }, cordoned: { type: 'boolean' },
+    labels: { type: 'object', additionalProperties: str },
+    capacity: { type: 'object', additionalProperties: { type: 'number' } },
+    lastHeartbeatAt: { type: 'number' },
+  },
+} as const;
+
+export const statusSchema = {
+  type: 'object',
+  required: ['deployments', 'operations'],
+  properties: {
+    deployments: { type: 'array', items: deploymentSchema },
+    operations: { type: 'array', items: operationSchema },
+    nodes: { type: 'array', items: nodeSchema },
+  },
+} as const;
+
+export const artifactResultSchema = {
+  type: 'object',
+  required: ['id', 'sha256', 'bytes'],
+  properties: { id: str, sha256: str, bytes: { type: 'integer' } },
+} as const;
+
+export const nodeRegisterSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name'],
+  properties: {
+    name: { type: 'string', pattern: NAME_PATTERN },
+    address: { type: 'string', maxLength: 256 },
+    labels: { type: 'object', maxProperties: 64, additionalProperties: { type: 'string', maxLength: 256 } },
+    capacity: { type: 'object', maxProperties: 32, additionalProperties: { type: 'number', minimum: 0 } },
+  },
+} as const;
+
+export const nodeNameParams = {
+  type: 'object', required: ['name'], properties: { name: { type: 'string', pattern: NAME_PATTERN } },
+} as const;
+
+export const errorResponses = {
+  400: { $ref: 'Error#' }, 401: { $ref: 'Error#' }, 403: { $ref: 'Error#' }, 404: { $ref: 'Error#' }, 409: { $ref: 'Error#' },
+} as const;

@@ -1,0 +1,178 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Client, DeployResult, DeploymentView, DestroyResult, StatusResult } from '../engine/client.js';
+import { parseEnv, parsePort } from '../engine/local.js';
+import { resolveTarget } from '../engine/resolve.js';
+import { UserError } from '../errors.js';
+import type { HomeLayout } from '../paths.js';
+import type { LogEntry } from '../runtime/logstore.js';
+import type { Operation } from '../store/types.js';
+import { NAME_RE, newId, sanitizeName } from '../util/ids.js';
+import type { ArtifactStore } from './artifacts.js';
+import type { Job, Journal } from './journal.js';
+import type { Queue } from './queue.js';
+import type { DeployJobRequest } from './runner.js';
+
+export interface DeployBody {
+  source: { artifact: string; kind: 'project' | 'binary' | 'package' } | { package: string };
+  name?: string;
+  nameHint?: string;
+  ports?: string[];
+  env?: string[];
+  memory?: string;
+  cpus?: number;
+  debug?: boolean;
+  rootfsArtifact?: string;
+  labels?: string[];
+  idempotencyKey?: string;
+}
+
+export interface DestroyBody { names: string[]; timeoutSeconds?: number; idempotencyKey?: string; }
+
+const hashRequest = (v: unknown): string => createHash('sha256').update(JSON.stringify(v)).digest('hex');
+
+/** The control plane's semantics, independent of HTTP: validate, journal, and read back state. */
+export class ControlPlane {
+  constructor(private readonly o: {
+    journal: Journal; queue: Queue; node: Client; nodeLayout: HomeLayout; artifacts: ArtifactStore; maxAttempts: number;
+  }) {}
+
+  private artifactDir(id: string): string {
+    const rec = this.o.artifacts.get(id);
+    if (!rec) throw new UserError('E_UNKNOWN_ARTIFACT', `no artifact ${id}`, { hint: 'upload it first with POST /v1/artifacts' });
+    return rec.dir;
+  }
+
+  private resolveSource(body: DeployBody): { target: string } {
+    const src = body.source;
+    if ('package' in src) return { target: src.package };
+    const dir = this.artifactDir(src.artifact);
+    if (src.kind !== 'binary') return { target: dir };
+    const files = readdirSync(dir).filter((f) => statSync(join(dir, f)).isFile());
+    if (files.length !== 1 || !files[0]) throw new UserError('E_INVALID_ARGUMENT', `artifact ${src.artifact} must hold exactly one file to deploy as a binary`);
+    return { target: join(dir, files[0]) };
+  }
+
+  private namesInUse(): Set<string> {
+    return new Set(this.o.journal.pendingDeploys().map((j) => j.target));
+  }
+
+  async deploy(body: DeployBody, traceId: string, headerKey?: string): Promise<DeployResult> {
+    const idempotencyKey = headerKey ?? body.idempotencyKey ?? null;
+    const requestHash = hashRequest({ ...body, idempotencyKey: undefined });
+    if (idempotencyKey) {
+      const prior = this.o.journal.byKey(idempotencyKey);
+      if (prior) return this.deployResultOf(this.sameRequest(prior, requestHash, idempotencyKey), true);
+    }
+    // fail fast on bad input, exactly like local mode, before anything is journaled
+    if (body.name !== undefined && !NAME_RE.test(body.name)) {
+      throw new UserError('E_INVALID_NAME', `"${body.name}" is not a valid name`, { hint: 'lowercase letters, digits and dashes, at most 63 characters' });
+    }
+    (body.ports ?? []).forEach(parsePort);
+    parseEnv(body.env ?? []);
+    const { target } = this.resolveSource(body);
+    const rootfs = body.rootfsArtifact ? this.artifactDir(body.rootfsArtifact) : undefined;
+    const resolved = resolveTarget(target, '/', this.o.nodeLayout, rootfs);
+
+    const live = new Set((await this.o.node.status()).deployments.map((d) => d.name));
+    const reserved = this.namesInUse();
+    let name = body.name;
+    if (name !== undefined) {
+      if (live.has(name) || reserved.has(name)) {
+        throw new UserError('E_NAME_TAKEN', `a deployment named "${name}" already exists`, { hint: `pick another name, or destroy it first` });
+      }
+    } else {
+      const base = sanitizeName(body.nameHint ?? resolved.defaultName);
+      name = base;
+      for (let i = 2; live.has(name) || reserved.has(name); i++) name = `${base}-${i}`;
+    }
+    const request: DeployJobRequest = {
+      target, ports: body.ports ?? [], env: body.env ?? [], debug: Boolean(body.debug), labels: body.labels ?? [], resolvedFrom: resolved.resolvedFrom,
+      ...(body.memory !== undefined ? { memory: body.memory } : {}),
+      ...(body.cpus !== undefined ? { cpus: body.cpus } : {}),
+      ...(rootfs !== undefined ? { rootfs } : {}),
+    };
+    const { job, created } = this.o.journal.enqueue({
+      id: newId('op'), kind: 'deploy', target: name, idempotencyKey, requestHash, request, maxAttempts: this.o.maxAttempts, traceId, createdAt: Date.now(),
+    });
+    if (created) this.o.queue.notify();
+    return this.deployResultOf(job, !created);
+  }
+
+  private sameRequest(prior: Job, requestHash: string, key: string): Job {
+    if (prior.requestHash !== requestHash) {
+      throw new UserError('E_IDEMPOTENCY_CONFLICT', `idempotency key "${key}" was used by operation ${prior.id} with a different request`, { hint: 'use a new idempotency key for a different request' });
+    }
+    return prior;
+  }
+
+  private deployResultOf(job: Job, reused: boolean): DeployResult {
+    const r = job.request as DeployJobRequest;
+    return {
+      name: job.target, deploymentId: '', operationId: job.id, state: 'pending', source: 'project', resolvedFrom: r.resolvedFrom,
+      candidates: [], reused,
+    };
+  }
+
+  async destroy(body: DestroyBody, traceId: string): Promise<DestroyResult[]> {
+    const names = [...new Set(body.names)];
+    const live = new Set((await this.o.node.status()).deployments.map((d) => d.name));
+    const reserved = this.namesInUse();
+    const missing = names.filter((n) => !live.has(n) && !reserved.has(n));
+    if (missing.length > 0) {
+      throw new UserError('E_UNKNOWN_APP', `no deployment named "${missing.join('", "')}"`, { hint: 'see the deployments with unikctl status' });
+    }
+    const graceMs = Math.round((body.timeoutSeconds ?? 10) * 1000);
+    const out: DestroyResult[] = [];
+    for (const name of names) {
+      const key = body.idempotencyKey ? `${body.idempotencyKey}/${name}` : null;
+      const { job, created } = this.o.journal.enqueue({
+        id: newId('op'), kind: 'destroy', target: name, idempotencyKey: key, requestHash: hashRequest({ name, graceMs }), request: { graceMs },
+        maxAttempts: this.o.maxAttempts, traceId, createdAt: Date.now(),
+      });
+      if (created) this.o.queue.notify();
+      out.push({ name, operationId: job.id, state: job.state === 'succeeded' ? 'gone' : 'destroying' });
+    }
+    return out;
+  }
+
+  async status(name?: string): Promise<StatusResult> {
+    const nodeStatus = await this.o.node.status().catch(() => ({ deployments: [], operations: [] }) as StatusResult);
+    const deployments: DeploymentView[] = [...nodeStatus.deployments];
+    const known = new Set(deployments.map((d) => d.name));
+    for (const j of this.o.journal.pendingDeploys()) {
+      if (known.has(j.target)) continue;
+      deployments.push(placeholder(j));
+    }
+    const filtered = name ? deployments.filter((d) => d.name === name) : deployments;
+    const operations = this.o.journal.recent(name ? 10 : 15, name).map(toOperation);
+    if (name && filtered.length === 0 && operations.length === 0) {
+      throw new UserError('E_UNKNOWN_APP', `no deployment named "${name}"`, { hint: 'see the deployments with unikctl status' });
+    }
+    return { deployments: filtered, operations };
+  }
+
+  logs(req: { name: string; follow: boolean; tail?: number; since?: string; signal: AbortSignal }): AsyncIterable<LogEntry> {
+    return this.o.node.logs(req);
+  }
+}
+
+function placeholder(j: Job): DeploymentView {
+  const now = new Date(j.createdAt).toISOString();
+  return {
+    name: j.target, id: '', state: 'pending', exitCode: null, reason: j.error ? `retrying after ${j.error.code}: ${j.error.message}` : null,
+    ports: ((j.request as DeployJobRequest).ports ?? []).map((p) => { const m = parsePort(p); return `${m.hostAddress === '0.0.0.0' ? '' : `${m.hostAddress}:`}${m.hostPort}->${m.guestPort}/tcp`; }),
+    imageBytes: null, image: null, pack: null, mode: null, accel: null, bootMs: null, boot: {}, uptimeMs: null,
+    createdAt: now, startedAt: null, endedAt: null, metrics: { cpuSeconds: null, rssBytes: null },
+  };
+}
+
+export function toOperation(j: Job): Operation {
+  return {
+    id: j.id, kind: j.kind, target: j.target, state: j.state, idempotencyKey: j.idempotencyKey, requestHash: j.requestHash,
+    error: j.state === 'failed' || j.state === 'queued' ? j.error : null, createdAt: j.createdAt, updatedAt: j.updatedAt, endedAt: j.endedAt,
+  };
+}
+
+export const newTraceId = (): string => randomBytes(8).toString('hex');

@@ -1,0 +1,177 @@
+import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
+import { basename, isAbsolute, join, resolve } from 'node:path';
+import { Readable } from 'node:stream';
+import { isElfFile } from '../build/elf.js';
+import { formatRef, normalizeRef, PackageStore } from '../build/package-store.js';
+import { RootfsBuilder } from '../build/rootfs.js';
+import { loadUnikYaml } from '../build/unikyaml.js';
+import { UserError, type ErrorCode } from '../errors.js';
+import { homeLayout } from '../paths.js';
+import type { LogEntry } from '../runtime/logstore.js';
+import type { Deployment } from '../store/types.js';
+import { sanitizeName } from '../util/ids.js';
+import { sleep } from '../util/proc.js';
+import { packBundle } from './bundle.js';
+import type { Client, DeployRequest, DeployResult, DestroyResult, LogsRequest, StatusResult } from './client.js';
+
+interface ApiError { code?: string; message?: string; trace_id?: string; hint?: string; }
+
+/**
+ * Remote mode (CP-5): the same Client contract over the control plane's HTTP API. Local sources, binaries and
+ * --rootfs directories are packed and uploaded; everything else goes by reference.
+ */
+export class HttpClient implements Client {
+  private readonly base: string;
+
+  constructor(url: string, private readonly token: string | undefined) {
+    this.base = url.replace(/\/+$/, '');
+  }
+
+  close(): void {}
+
+  private async call(method: string, path: string, init: { json?: unknown; body?: Readable; headers?: Record<string, string> } = {}): Promise<Response> {
+    const headers: Record<string, string> = { ...(init.headers ?? {}) };
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    let body: BodyInit | undefined;
+    if (init.json !== undefined) {
+      headers['content-type'] = 'application/json';
+      body = JSON.stringify(init.json);
+    } else if (init.body) {
+      body = Readable.toWeb(init.body) as unknown as BodyInit;
+    }
+    let res: Response;
+    try {
+      res = await fetch(`${this.base}${path}`, { method, headers, body, ...(init.body ? { duplex: 'half' } : {}) } as RequestInit);
+    } catch (e) {
+      const cause = (e as { cause?: { message?: string } }).cause?.message ?? (e as Error).message;
+      throw new UserError('E_CONTROL_PLANE_UNREACHABLE', `cannot reach the control plane at ${this.base}: ${cause}`, {
+        hint: 'check UNIKCTL_CONTROL_PLANE_URL and that unikctld is running (for a private CA, set NODE_EXTRA_CA_CERTS)',
+      });
+    }
+    if (!res.ok) {
+      let err: ApiError = {};
+      try { err = (await res.json()) as ApiError; } catch { /* not JSON */ }
+      const code = (err.code ?? 'E_INTERNAL') as ErrorCode;
+      throw new UserError(code, `${err.message ?? `HTTP ${res.status}`}${err.trace_id ? ` (trace ${err.trace_id})` : ''}`, {
+        ...(err.hint ? { hint: err.hint } : {}), details: { status: res.status, traceId: err.trace_id },
+      });
+    }
+    return res;
+  }
+
+  private async upload(path: string): Promise<string> {
+    const bundle = await packBundle(path);
+    try {
+      const res = await this.call('POST', '/v1/artifacts', {
+        body: createReadStream(bundle.file), headers: { 'content-type': 'application/gzip', 'x-content-sha256': bundle.sha256 },
+      });
+      return ((await res.json()) as { id: string }).id;
+    } finally {
+      bundle.cleanup();
+    }
+  }
+
+  async deploy(req: DeployRequest): Promise<DeployResult> {
+    const path = isAbsolute(req.target) ? req.target : resolve(req.cwd, req.target);
+    const candidates = [`path ${path}`];
+    let source: Record<string, string>;
+    let nameHint: string | undefined;
+    let resolvedFrom: string;
+    if (existsSync(path)) {
+      if (statSync(path).isDirectory()) {
+        const isPackage = existsSync(join(path, 'manifest.json'));
+        nameHint = isPackage ? sanitizeName((JSON.parse(readFileSync(join(path, 'manifest.json'), 'utf8')) as { name?: string }).name ?? basename(path)) : (loadUnikYaml(path)?.name ?? sanitizeName(basename(path)));
+        source = { artifact: await this.upload(path), kind: isPackage ? 'package' : 'project' };
+        resolvedFrom = `${isPackage ? 'package' : 'project'} directory ${path} (uploaded)`;
+      } else {
+        if (!isElfFile(path)) throw new UserError('E_NOT_ELF', `${path} is neither a directory nor an ELF executable`);
+        nameHint = sanitizeName(basename(path));
+        source = { artifact: await this.upload(path), kind: 'binary' };
+        resolvedFrom = `ELF binary ${path} (uploaded)`;
+      }
+    } else {
+      const ref = normalizeRef(req.target);
+      const full = formatRef(ref);
+      candidates.push(`local package store ${full}`);
+      const local = new PackageStore(homeLayout()).get(ref);
+      if (local) {
+        source = { artifact: await this.upload(local.dir), kind: 'package' };
+        nameHint = ref.name;
+        resolvedFrom = `local package store ${full} (uploaded)`;
+      } else {
+        candidates.push(`control plane store ${full}`);
+        source = { package: full };
+        resolvedFrom = `control plane store ${full}`;
+      }
+    }
+    let rootfsArtifact: string | undefined;
+    if (req.rootfs) {
+      RootfsBuilder.assertNotDockerfile(req.rootfs);
+      rootfsArtifact = await this.upload(resolve(req.cwd, req.rootfs));
+    }
+    const body = {
+      source, ports: req.ports, env: req.env, debug: req.debug, labels: req.labels,
+      ...(req.name !== undefined ? { name: req.name } : nameHint ? { nameHint } : {}),
+      ...(req.memory !== undefined ? { memory: req.memory } : {}),
+      ...(req.cpus !== undefined ? { cpus: req.cpus } : {}),
+      ...(rootfsArtifact ? { rootfsArtifact } : {}),
+    };
+    const res = await this.call('POST', '/v1/deployments', { json: body, ...(req.idempotencyKey ? { headers: { 'idempotency-key': req.idempotencyKey } } : {}) });
+    const r = (await res.json()) as DeployResult;
+    return { ...r, resolvedFrom: r.resolvedFrom.startsWith('control plane') ? r.resolvedFrom : resolvedFrom, candidates };
+  }
+
+  async destroy(names: string[], opts: { graceMs: number }): Promise<DestroyResult[]> {
+    const res = await this.call('POST', '/v1/destroy', { json: { names, timeoutSeconds: opts.graceMs / 1000 } });
+    return (await res.json()) as DestroyResult[];
+  }
+
+  async status(name?: string): Promise<StatusResult> {
+    const res = await this.call('GET', `/v1/status${name ? `?app=${encodeURIComponent(name)}` : ''}`);
+    return (await res.json()) as StatusResult;
+  }
+
+  async *logs(req: LogsRequest): AsyncIterable<LogEntry> {
+    const q = new URLSearchParams();
+    if (req.follow) q.set('follow', '1');
+    if (req.tail !== undefined) q.set('tail', String(req.tail));
+    if (req.since) q.set('since', req.since);
+    const res = await this.call('GET', `/v1/logs/${encodeURIComponent(req.name)}?${q.toString()}`);
+    if (!res.body) return;
+    const reader = res.body.getReader();
+    const onAbort = (): void => { void reader.cancel().catch(() => {}); };
+    req.signal.addEventListener('abort', onAbort);
+    const decoder = new TextDecoder();
+    let buf = '';
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buf += decoder.decode(value, { stream: true });
+        let i;
+        while ((i = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, i);
+          buf = buf.slice(i + 1);
+          if (line.trim()) yield JSON.parse(line) as LogEntry;
+        }
+      }
+    } catch (e) {
+      if (!req.signal.aborted) throw e;
+    } finally {
+      req.signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  async waitFor(name: string, until: (d: Deployment | null) => boolean, timeoutMs: number): Promise<Deployment | null> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const s = await this.status().catch((e: unknown) => { throw e; });
+      const v = s.deployments.find((d) => d.name === name);
+      // the views carry what the predicates look at (state, exit code, reason, boot)
+      const d = v ? ({ ...v, spec: undefined, createdAt: Date.parse(v.createdAt) } as unknown as Deployment) : null;
+      const pendingOp = s.operations.some((o) => o.target === name && (o.state === 'queued' || o.state === 'running'));
+      if ((until(d) && !(d === null && pendingOp)) || Date.now() > deadline) return d;
+      await sleep(300);
+    }
+  }
+}
