@@ -70,7 +70,7 @@ export class TestHome {
 
   async cleanup(): Promise<void> {
     const s = await this.status().catch(() => null);
-    const names = s?.deployments.map((d) => d.name) ?? [];
+    const names = s?.deployments?.map((d) => d.name) ?? [];
     if (names.length > 0) await this.cli(['destroy', ...names, '--wait', '--timeout', '1']);
     for (const line of this.qemuProcesses()) {
       const pid = Number(line.split(' ')[0]);
