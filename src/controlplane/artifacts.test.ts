@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
-import { chmodSync, createReadStream, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, createReadStream, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
-import { Header, type HeaderData } from 'tar';
+import { Header, Pax, type HeaderData } from 'tar';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { packBundle } from '../engine/bundle.js';
 import { UserError } from '../errors.js';
@@ -18,9 +18,9 @@ function entry(spec: Spec): Buffer {
   const body = spec.body === undefined ? Buffer.alloc(0) : Buffer.from(spec.body);
   const { body: _b, ...rest } = spec;
   const h = new Header({ mode: 0o644, uid: 0, gid: 0, mtime: new Date(0), type: 'File', ...rest, size: body.length });
-  if (h.encode()) throw new Error(`test header for ${spec.path} needs pax`);
+  const pax = h.encode() ? new Pax({ path: spec.path, linkpath: spec.linkpath, size: body.length }).encode() : Buffer.alloc(0);
   const pad = Buffer.alloc((512 - (body.length % 512)) % 512);
-  return Buffer.concat([h.block as Buffer, body, pad]);
+  return Buffer.concat([pax, h.block as Buffer, body, pad]);
 }
 
 const EOA = Buffer.alloc(1024);
@@ -177,6 +177,15 @@ describe('ArtifactStore round trip', () => {
     expect(new ArtifactStore({ dir: storeDir, ...LIMITS }).get(prev.id)).toEqual(prev);
   });
 
+  it('sweeps staging leftovers of a crashed process, but not fresh ones', () => {
+    mkdirSync(join(storeDir, '.tmp', 'stage-old', 'root'), { recursive: true });
+    mkdirSync(join(storeDir, '.tmp', 'stage-new'), { recursive: true });
+    const old = new Date(Date.now() - 2 * 3600_000);
+    utimesSync(join(storeDir, '.tmp', 'stage-old'), old, old);
+    mkStore();
+    expect(readdirSync(join(storeDir, '.tmp'))).toEqual(['stage-new']);
+  });
+
   it('lists its error codes', () => {
     expect(Object.keys(UPLOAD_ERROR_CODES).sort()).toEqual([
       'E_UPLOAD_CORRUPT', 'E_UPLOAD_DIGEST_MISMATCH', 'E_UPLOAD_TOO_LARGE', 'E_UPLOAD_UNSAFE_ENTRY', 'E_UPLOAD_UNSAFE_LINK', 'E_UPLOAD_UNSAFE_PATH',
@@ -197,6 +206,14 @@ describe('ArtifactStore rejects unsafe archives, leaving nothing behind', () => 
     const ctx = await storeWithPrevious();
     await expectRejected(ctx, gzipSync(tar({ path: 'ok.txt', body: 'fine' }, { path, body: 'pwned' })), 'E_UPLOAD_UNSAFE_PATH');
     await expectRejected(ctx, tar({ path, type: 'Directory' }), 'E_UPLOAD_UNSAFE_PATH');
+  });
+
+  it('E_UPLOAD_UNSAFE_PATH for an excessively deep path; long paths are fine', async () => {
+    const ctx = await storeWithPrevious();
+    await expectRejected(ctx, tar({ path: `${'a/'.repeat(1100)}f`, body: 'x' }), 'E_UPLOAD_UNSAFE_PATH');
+    const long = `${'long-directory-name/'.repeat(10)}file.txt`;
+    const rec = await ctx.store.put(body(tar({ path: long, body: 'x' }, { path: 'l', type: 'SymbolicLink', linkpath: long })));
+    expect(readFileSync(join(rec.dir, 'l'), 'utf8')).toBe('x');
   });
 
   it('E_UPLOAD_UNSAFE_PATH for a non-directory entry replacing the root', async () => {
@@ -311,9 +328,13 @@ describe('ArtifactStore rejects oversized, corrupt and mismatched uploads', () =
     await expectRejected(ctx, many, 'E_UPLOAD_TOO_LARGE');
   });
 
-  it('E_UPLOAD_TOO_LARGE for a bomb hidden where the tar parser skips data (a directory body, trailing data)', async () => {
+  it('E_UPLOAD_TOO_LARGE for a bomb hidden after the end-of-archive marker; a non-file body is corrupt', async () => {
     const ctx = await storeWithPrevious({ maxExtractedBytes: 1 << 20, maxEntries: 10 });
     await expectRejected(ctx, gzipSync(Buffer.concat([tar({ path: 'a', body: 'a' }), Buffer.alloc(16 << 20)])), 'E_UPLOAD_TOO_LARGE');
+    await expectRejected(ctx, gzipSync(tar({ path: 'l', type: 'SymbolicLink', linkpath: 'x', body: Buffer.alloc(4096, 7) })), 'E_UPLOAD_CORRUPT');
+    // ordinary trailing padding (tar pads to 10 KiB records) is fine
+    const padded = await ctx.store.put(body(gzipSync(Buffer.concat([tar({ path: 'p', body: 'p' }), Buffer.alloc(8192)]))));
+    expect(readFileSync(join(padded.dir, 'p'), 'utf8')).toBe('p');
   });
 
   it('E_UPLOAD_TOO_LARGE for more than maxEntries entries', async () => {

@@ -71,6 +71,10 @@ const TMP = '.tmp';
 const STALE_MS = 60 * 60 * 1000;
 /** decompressed bytes allowed per entry on top of file content: header, pax/long-name metadata, padding */
 const PER_ENTRY_OVERHEAD = 8 * 1024;
+/** node-tar's default maxDepth, counted the same way (raw path split on `/`) */
+const MAX_DEPTH = 1024;
+/** errors of the server's own disk, not of the upload */
+const HOST_FS_ERRORS = new Set(['ENOSPC', 'EDQUOT', 'EIO', 'EROFS', 'EACCES', 'EPERM', 'EMFILE', 'ENFILE', 'ENOMEM']);
 
 type Kind = 'dir' | 'file' | 'symlink';
 interface Planned { path: string; kind: Kind; size: number; exec: boolean; linkpath?: string }
@@ -152,7 +156,12 @@ export class ArtifactStore {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ENOTDIR') return null;
       throw e;
     }
-    const r = JSON.parse(raw) as Partial<ArtifactRecord>;
+    let r: Partial<ArtifactRecord>;
+    try {
+      r = JSON.parse(raw) as Partial<ArtifactRecord>;
+    } catch {
+      return null;
+    }
     if (r.id !== id || typeof r.sha256 !== 'string' || typeof r.bytes !== 'number' || typeof r.createdAt !== 'number') return null;
     return { id, sha256: r.sha256, bytes: r.bytes, kind: 'bundle', dir: join(this.dir, id, 'root'), createdAt: r.createdAt };
   }
@@ -371,6 +380,9 @@ function checkEntry(entry: ReadEntry, kinds: Map<string, Kind | 'parent'>): Plan
   if (raw.startsWith('/') || win32.isAbsolute(raw) || win32.parse(raw).root !== '') {
     throw uploadError('E_UPLOAD_UNSAFE_PATH', `the archive has an absolute path: ${raw}`, { details: { path: raw } });
   }
+  if (raw.split('/').length > MAX_DEPTH) {
+    throw uploadError('E_UPLOAD_UNSAFE_PATH', `the archive has a path nested more than ${MAX_DEPTH} levels deep: ${raw.slice(0, 80)}…`, { details: { depth: raw.split('/').length } });
+  }
   // node-tar treats `\` as a separator when looking for `..`; so do we
   if (raw.split(/[\\/]/).includes('..')) {
     throw uploadError('E_UPLOAD_UNSAFE_PATH', `the archive has a path with "..": ${raw}`, { details: { path: raw } });
@@ -516,6 +528,7 @@ function classify(e: unknown): unknown {
   const err = e as { code?: unknown; tarCode?: unknown; message?: unknown };
   const code = typeof err.code === 'string' ? err.code : '';
   const tarCode = typeof err.tarCode === 'string' ? err.tarCode : '';
+  if (HOST_FS_ERRORS.has(code)) return e;
   if (code === 'TAR_SYMLINK_ERROR' || tarCode === 'TAR_SYMLINK_ERROR') {
     return uploadError('E_UPLOAD_UNSAFE_LINK', `extraction refused to write through a symlink: ${String(err.message)}`, { cause: e });
   }

@@ -80,7 +80,7 @@ export async function packBundle(path: string, opts: BundleOptions = {}): Promis
   try {
     await pipeline(
       tarStream(entries),
-      createGzip({ level: 9 }),
+      createGzip(),
       async function* tap(src: AsyncIterable<Buffer>) {
         for await (const chunk of src) {
           hash.update(chunk);

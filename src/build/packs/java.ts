@@ -20,7 +20,8 @@ const PIN_FIX = 'pin exact versions in pom.xml (no version ranges, LATEST/RELEAS
  * or a thin jar plus its manifest Class-Path jars) goes to /app and a jlinked runtime holding only the modules
  * jdeps reports goes to /opt/java with the shared-library closure of its native code. JVM flags for a small
  * 1-vCPU VM are baked into the runtime (jlink --add-options), so run.command stays `java -jar`.
- * Release: javac -g:none, jlink --strip-debug --compress, stripped native libraries. Debug: javac -g, an
+ * Release: javac's default debug info (-g:source,lines: stack traces keep line numbers; maven.compiler.debug=false),
+ * jlink --strip-debug --compress, stripped native libraries. Debug: javac -g, an
  * uncompressed runtime with debug attributes and symbols, plus the JDWP agent module (attach a debugger with
  * `-e JAVA_TOOL_OPTIONS=-agentlib:jdwp=transport=dt_socket,server=y,suspend=n,address=0.0.0.0:5005 -p 5005:5005`).
  * Extra run-time-only modules (reflection, services) come from the pom property `unikctl.addModules`.

@@ -1,10 +1,11 @@
 import { existsSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { extname, join, posix } from 'node:path';
+import { basename, extname, join, posix, relative } from 'node:path';
 import { UserError, isUserError } from '../../errors.js';
-import { run } from '../../util/exec.js';
-import { EM_X86_64, readElfInfo } from '../elf.js';
+import { run, which } from '../../util/exec.js';
+import { EM_X86_64, isElfFile, libraryClosure, readElfInfo } from '../elf.js';
 import { fileDigest, treeDigest } from '../inputs.js';
 import type { Pack, PackArtifact } from '../pack.js';
+import type { RootfsBuilder } from '../rootfs.js';
 import { compileFailed, hasFile } from './common.js';
 import { DEFAULT_MEMORY_MIB, GUEST_APP, GUEST_NODE, guestCommand, lockState, modeRuntime, npmArgs, planInstall, resolveEntry, type PackageJson } from './node/plan.js';
 import { findHostNode, formatSize, npmEnv, preparedNode, sha256OfFile, stageApp, treeSize } from './node/runtime.js';
@@ -83,19 +84,16 @@ export const nodePack: Pack = {
     rootfs.addLibraryClosure([GUEST_NODE]);
 
     // 5. the app, and the closure of native addons built for this platform
+    const pruned = pruneForeignPrebuilds(join(app, 'node_modules'));
+    if (pruned.length > 0) ctx.log(`left out ${pruned.length} prebuilt addon(s) for other platforms: ${pruned.slice(0, 5).join(', ')}${pruned.length > 5 ? ', …' : ''}`);
+    if (ctx.mode === 'release') {
+      for (const f of nativeAddons(elfFilesIn(app), (p) => p).native) await stripAddon(f, ctx.env);
+    }
     rootfs.addTree(app, GUEST_APP);
     const addons = nativeAddons(rootfs.elfFilesUnder(GUEST_APP), (g) => rootfs.hostPath(g));
-    if (addons.foreign.length > 0) ctx.log(`${addons.foreign.length} native file(s) for other platforms are left as they are (never loaded here)`);
-    for (const g of addons.native) {
-      if (ctx.mode === 'release') await stripAddon(rootfs.hostPath(g), ctx.env);
-      try {
-        rootfs.addLibraryClosure([g]);
-      } catch (e) {
-        if (!isUserError(e) || e.code !== 'E_LIBRARY_MISSING') throw e;
-        ctx.warn(`${g}: ${e.message}; it will fail to load if the app uses it`);
-      }
-    }
-    if (addons.native.length > 0) ctx.log(`native addons: ${addons.native.join(', ')}`);
+    if (addons.foreign.length > 0) ctx.log(`${addons.foreign.length} ELF file(s) for other machines are left as they are (never loaded here)`);
+    addAddonClosure(rootfs, addons.native, ctx.warn);
+    if (addons.native.length > 0) ctx.log(`native code: ${addons.native.join(', ')}`);
 
     // 6. what went in (BLD-6, and the composition in the build output)
     const artifacts = composition(rootfs.stagingDir);
@@ -145,12 +143,92 @@ function nativeAddons(elfs: string[], hostPath: (g: string) => string): { native
   return { native, foreign };
 }
 
-/** Release: drop the symbols a native addon does not need to load (best effort). */
+/** Release: drop the symbols a native addon does not need to load (best effort, on the staged copy). */
 async function stripAddon(file: string, env: NodeJS.ProcessEnv): Promise<void> {
-  try {
-    await run(['strip', '--strip-unneeded', file], { env });
-  } catch {
-    /* no strip: the addon goes in as built */
+  const strip = which('strip', env);
+  if (strip) await run([strip, '--strip-unneeded', file], { env });
+}
+
+/** ELF files under a host directory (regular files only; symlinks are copies of something else). */
+function elfFilesIn(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string): void => {
+    for (const e of readdirSync(d, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.isFile() && isElfFile(p)) out.push(p);
+    }
+  };
+  if (existsSync(dir)) walk(dir);
+  return out;
+}
+
+/**
+ * prebuildify/node-gyp-build layout: node_modules/<pkg>/prebuilds/<platform>-<arch[+arch]>/. Only linux-x64
+ * can load in the guest; the folders for other platforms are removed from the staged copy (BLD-9).
+ */
+export function pruneForeignPrebuilds(nodeModules: string): string[] {
+  const removed: string[] = [];
+  const walk = (d: string): void => {
+    let entries;
+    try {
+      entries = readdirSync(d, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      if (!e.isDirectory()) continue;
+      const p = join(d, e.name);
+      if (e.name === 'prebuilds') {
+        for (const t of readdirSync(p, { withFileTypes: true })) {
+          const m = /^([a-z0-9]+)-([a-z0-9_+]+)$/i.exec(t.name);
+          if (!t.isDirectory() || !m) continue;
+          const dir = join(p, t.name);
+          if (m[1] === 'linux' && m[2]!.split('+').includes('x64')) {
+            // the guest has glibc: musl-tagged builds (node.napi.musl.node) can never load
+            for (const f of readdirSync(dir)) {
+              if (/(^|\.)musl\./.test(f)) {
+                rmSync(join(dir, f), { recursive: true, force: true });
+                removed.push(relative(nodeModules, join(dir, f)));
+              }
+            }
+            continue;
+          }
+          rmSync(dir, { recursive: true, force: true });
+          removed.push(relative(nodeModules, dir));
+        }
+      } else {
+        walk(p);
+      }
+    }
+  };
+  walk(nodeModules);
+  return removed.sort();
+}
+
+/**
+ * The libraries native addons need beyond what node already loads. An addon is dlopen()ed into node, so a
+ * NEEDED name node's closure already provides (libc.so.6, ld-linux...) is satisfied by the loaded copy and is
+ * not added again under another directory. A missing library is a warning: prebuilt binaries for another libc
+ * (e.g. *.musl.node) sit next to the one that loads.
+ */
+function addAddonClosure(rootfs: RootfsBuilder, guestPaths: string[], warn: (m: string) => void): void {
+  if (guestPaths.length === 0) return;
+  const have = new Set(libraryClosure([rootfs.hostPath(GUEST_NODE)]).map((e) => basename(e.guestPath)));
+  for (const g of guestPaths) {
+    let closure;
+    try {
+      closure = libraryClosure([rootfs.hostPath(g)]);
+    } catch (e) {
+      if (!isUserError(e) || e.code !== 'E_LIBRARY_MISSING') throw e;
+      warn(`${g}: ${e.message}; it will fail to load if the app uses it`);
+      continue;
+    }
+    for (const entry of closure) {
+      if (entry.guestPath.startsWith(rootfs.stagingDir) || have.has(basename(entry.guestPath))) continue;
+      rootfs.addFile(entry.hostPath, entry.guestPath);
+      have.add(basename(entry.guestPath));
+    }
   }
 }
 

@@ -1,15 +1,367 @@
+import { chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, posix } from 'node:path';
 import { UserError } from '../../errors.js';
-import type { Pack } from '../pack.js';
-import { hasFile } from './common.js';
+import { run, which } from '../../util/exec.js';
+import { DEFAULT_SEARCH_DIRS, libraryClosure, readElfInfo } from '../elf.js';
+import { fileDigest, treeDigest } from '../inputs.js';
+import type { BuildMode, Pack, PackArtifact } from '../pack.js';
+import { compileFailed, hasFile, requireLock, requireTool } from './common.js';
+import { dropRunpath } from './python/elfpatch.js';
+import { HELPER_PY } from './python/helper.js';
+import { checkRequirements, FOREIGN_LOCKS, LOCK_FILES } from './python/requirements.js';
+import { analyzeConfig, planStdlib, type FoundModule } from './python/stdlib.js';
 
-/** python: detection is in place; the build is not implemented yet. */
+/**
+ * Python (CPython from the host): the interpreter, its shared-library closure, ONLY the stdlib modules the app
+ * can import (python/stdlib.ts), the dependencies pip installs from the pinned lock file, and the app.
+ *
+ * Guest layout (Debian-like, prefix /usr): /usr/bin/python3, /usr/lib/x86_64-linux-gnu/libpython3.X.so.1.0
+ * (a default loader directory: the interpreter's RUNPATH into the host prefix is removed), /usr/lib/python3.X
+ * (pruned stdlib, lib-dynload), /usr/lib/python3.X/site-packages (dependencies), /app (the project).
+ *
+ * release: stdlib, dependencies and app modules compiled to sourceless .pyc (optimize 2 = -OO, deterministic
+ *          unchecked-hash headers, guest paths in code objects) with the .py dropped (the entry script stays a
+ *          .py); interpreter, libpython and extension modules stripped; runs `python3 -E -s -u -OO /app/main.py`.
+ * debug:   sources kept next to unchecked-hash __pycache__ (fast start on a read-only root), symbols kept,
+ *          runs `python3 -E -s -u -X dev -X faulthandler /app/main.py` (dev mode: warnings, asyncio debug...).
+ *
+ * pyproject.toml [tool.unikctl.python] (optional): include = ["mod", ...] extra stdlib modules the app imports
+ * by a computed name; keep-sources = true keeps the app's and dependencies' .py in release; optimize = 0|1|2.
+ */
+
+const INSTALL_PYTHON = 'install CPython 3 with pip (e.g. apt-get install python3 python3-pip, or pyenv install 3.11) so that `python3 -m pip --version` works';
+const GUEST_PYTHON = '/usr/bin/python3';
+const GUEST_LIBDIR = '/usr/lib/x86_64-linux-gnu';
+/** project directories never copied into /app (besides hidden ones and virtualenvs) */
+const SKIP_DIRS = new Set(['__pycache__', 'node_modules']);
+
+export interface PythonInfo {
+  executable: string;
+  version: string;
+  implementation: string;
+  major_minor: string;
+  stdlib: string;
+  dynload: string;
+  shared: boolean;
+  libpython: string | null;
+  pip: string | null;
+  stdlibRel: string;
+  dynloadRel: string;
+  siteGuest: string;
+  pyproject: null | { error: string } | { dependencies: string[]; unikctl: PythonToolConfig };
+}
+
+export interface PythonToolConfig { include?: unknown; 'keep-sources'?: unknown; optimize?: unknown; }
+
+interface AnalyzeResult { modules: FoundModule[]; trace: string[]; appMissing: string[]; failed: string[]; excluded: string[]; }
+interface CompileGroup { files: string[]; legacy: boolean; optimize: number; removeSources: boolean; }
+
+/** The interpreter flags of the default guest command. */
+export function interpreterFlags(mode: BuildMode, optimize: number): string[] {
+  if (mode === 'release') return ['-E', '-s', '-u', ...(optimize > 0 ? [`-${'O'.repeat(optimize)}`] : [])];
+  return ['-E', '-s', '-u', '-X', 'dev', '-X', 'faulthandler'];
+}
+
+/** What a build compiles, and how: release drops sources (sourceless .pyc), debug keeps them. */
+export function compilePlan(mode: BuildMode, opts: { stdlib: string[]; deps: string[]; app: string[]; optimize: number; keepSources: boolean }): CompileGroup[] {
+  if (mode === 'debug') {
+    return [{ files: [...opts.stdlib, ...opts.deps, ...opts.app], legacy: false, optimize: 0, removeSources: false }];
+  }
+  const own = [...opts.deps, ...opts.app];
+  return [
+    { files: opts.stdlib, legacy: true, optimize: opts.optimize, removeSources: true },
+    opts.keepSources
+      ? { files: own, legacy: false, optimize: opts.optimize, removeSources: false }
+      : { files: own, legacy: true, optimize: opts.optimize, removeSources: true },
+  ].filter((g) => g.files.length > 0);
+}
+
+function toolConfig(info: PythonInfo): { include: string[]; keepSources: boolean; optimize: number } {
+  const p = info.pyproject;
+  if (p && 'error' in p) {
+    throw new UserError('E_BUILD_FAILED', `pyproject.toml cannot be read: ${p.error}`, { hint: 'fix the TOML syntax of pyproject.toml' });
+  }
+  const t = p?.unikctl ?? {};
+  const bad = (what: string): UserError => new UserError('E_BUILD_FAILED', `pyproject.toml [tool.unikctl.python] ${what}`, {
+    hint: 'supported keys: include = ["module", ...], keep-sources = true|false, optimize = 0|1|2',
+  });
+  if (t.include !== undefined && !(Array.isArray(t.include) && t.include.every((x) => typeof x === 'string'))) throw bad('include must be a list of module names');
+  if (t['keep-sources'] !== undefined && typeof t['keep-sources'] !== 'boolean') throw bad('keep-sources must be true or false');
+  if (t.optimize !== undefined && t.optimize !== 0 && t.optimize !== 1 && t.optimize !== 2) throw bad('optimize must be 0, 1 or 2');
+  return { include: (t.include as string[] | undefined) ?? [], keepSources: (t['keep-sources'] as boolean | undefined) ?? false, optimize: (t.optimize as number | undefined) ?? 2 };
+}
+
+/** Copies the project into `dst` (no VCS/venv/cache directories, no compiled files); returns the .py files. */
+function copyProject(src: string, dst: string): string[] {
+  const py: string[] = [];
+  const walk = (s: string, d: string, rel: string): void => {
+    mkdirSync(d, { recursive: true });
+    for (const e of readdirSync(s).sort()) {
+      const sp = join(s, e);
+      const st = lstatSync(sp);
+      const r = rel ? `${rel}/${e}` : e;
+      if (st.isDirectory()) {
+        if (e.startsWith('.') || SKIP_DIRS.has(e) || existsSync(join(sp, 'pyvenv.cfg'))) continue;
+        walk(sp, join(d, e), r);
+      } else if (st.isSymbolicLink()) {
+        symlinkSync(readlinkSync(sp), join(d, e));
+      } else if (st.isFile() && !/\.py[co]$/.test(e)) {
+        copyFileSync(sp, join(d, e));
+        chmodSync(join(d, e), st.mode & 0o111 ? 0o755 : 0o644);
+        if (e.endsWith('.py')) py.push(r);
+      }
+    }
+  };
+  walk(src, dst, '');
+  return py;
+}
+
+function listPy(dir: string, rel = ''): string[] {
+  if (!existsSync(dir)) return [];
+  const out: string[] = [];
+  for (const e of readdirSync(dir).sort()) {
+    const p = join(dir, e);
+    const st = lstatSync(p);
+    const r = rel ? `${rel}/${e}` : e;
+    if (st.isDirectory()) out.push(...listPy(p, r));
+    else if (st.isFile() && e.endsWith('.py')) out.push(r);
+  }
+  return out;
+}
+
+function treeSize(path: string, skip: (name: string) => boolean = () => false): number {
+  let st;
+  try { st = lstatSync(path); } catch { return 0; }
+  if (st.isDirectory()) {
+    let n = 0;
+    for (const e of readdirSync(path)) if (!skip(e)) n += treeSize(join(path, e), skip);
+    return n;
+  }
+  return st.isFile() ? st.size : 0;
+}
+
+function copyInto(src: string, dst: string): void {
+  mkdirSync(dirname(dst), { recursive: true });
+  copyFileSync(src, dst);
+  chmodSync(dst, statSync(src).mode & 0o111 ? 0o755 : 0o644);
+}
+
+const mb = (n: number): string => `${(n / 1024 / 1024).toFixed(1)} MB`;
+
 export const pythonPack: Pack = {
   name: 'python',
   markers: 'requirements.txt, pyproject.toml or *.py',
   detect: (dir) => hasFile(dir, 'requirements.txt') || hasFile(dir, 'pyproject.toml') || hasFile(dir, /\.py$/),
-  async build() {
-    throw new UserError('E_NOT_IMPLEMENTED', 'the python pack can detect this project but cannot build it yet', {
-      hint: 'add a unik.yaml with build.command and artifact.path to build it with the universal pack',
+  async build(ctx, rootfs) {
+    const python3 = requireTool('python3', ctx.env, INSTALL_PYTHON);
+    const work = join(ctx.workDir, 'python');
+    mkdirSync(work, { recursive: true });
+    const helperFile = join(work, 'unikctl_python_helper.py');
+    writeFileSync(helperFile, HELPER_PY);
+    const helperEnv: NodeJS.ProcessEnv = { ...ctx.env, PYTHONHASHSEED: '0', PYTHONDONTWRITEBYTECODE: '1', SOURCE_DATE_EPOCH: '0' };
+    let seq = 0;
+    const helper = async <T>(py: string, cmd: string, cfg: unknown): Promise<T> => {
+      const cfgFile = join(work, `${cmd}-${seq++}.json`);
+      writeFileSync(cfgFile, JSON.stringify(cfg));
+      const r = await run([py, '-I', helperFile, cmd, cfgFile], { env: helperEnv });
+      if (r.code !== 0) {
+        if (cmd === 'info') {
+          throw new UserError('E_TOOLCHAIN_MISSING', `${python3} does not run: ${(r.stderr.trim() || r.stdout.trim()).split('\n').slice(-5).join('\n')}`, { hint: INSTALL_PYTHON });
+        }
+        throw compileFailed(`the python pack's ${cmd} step`, r);
+      }
+      return JSON.parse(r.stdout) as T;
+    };
+
+    // --- toolchain
+    const info = await helper<PythonInfo>(python3, 'info', { dir: ctx.dir });
+    if (info.implementation !== 'cpython') {
+      throw new UserError('E_TOOLCHAIN_MISSING', `python3 is ${info.implementation}; the python pack packages CPython`, { hint: INSTALL_PYTHON });
+    }
+    const py = info.executable;
+    const tool = toolConfig(info);
+    const mode = ctx.mode;
+
+    // --- lock inputs (BLD-4)
+    const inputs: Record<string, string> = {};
+    let pipArgs: string[] = [];
+    const lockName = LOCK_FILES.find((f) => existsSync(join(ctx.dir, f)));
+    if (lockName) {
+      const chk = checkRequirements(join(ctx.dir, lockName));
+      for (const f of chk.files) inputs[posix.relative(ctx.dir, f) || lockName] = fileDigest(f) ?? '';
+      requireLock(ctx, chk.unpinned.length === 0,
+        `${lockName} has requirements not pinned to one version (${chk.unpinned.slice(0, 5).join('; ')}${chk.unpinned.length > 5 ? '; ...' : ''})`,
+        `pin every requirement with == (e.g. \`pip freeze > ${lockName}\`, \`uv pip compile requirements.in -o ${lockName}\`)`);
+      if (chk.pinned.length + chk.unpinned.length > 0) pipArgs = ['-r', join(ctx.dir, lockName)];
+    } else {
+      const foreign = Object.keys(FOREIGN_LOCKS).find((f) => existsSync(join(ctx.dir, f)));
+      const declared = info.pyproject && 'dependencies' in info.pyproject ? info.pyproject.dependencies : [];
+      if (foreign || declared.length > 0) {
+        requireLock(ctx, false,
+          foreign ? `found ${foreign} but no requirements.lock (the python pack installs with pip from a pinned requirements file)` : 'pyproject.toml declares dependencies but there is no requirements.lock or requirements.txt',
+          foreign ? `export it: ${FOREIGN_LOCKS[foreign]}` : 'pin them: `uv pip compile pyproject.toml -o requirements.lock` (or pip-compile)');
+        pipArgs = declared; // debug only: the declared, unpinned dependencies
+      }
+    }
+    if (existsSync(join(ctx.dir, 'pyproject.toml'))) inputs['pyproject.toml'] = fileDigest(join(ctx.dir, 'pyproject.toml')) ?? '';
+    inputs.sources = treeDigest(ctx.dir, (rel) => !/\.py[co]$/.test(rel) && !rel.split('/').some((p) => p.startsWith('.') && p.length > 1));
+
+    // --- entry point
+    const configured = ctx.config?.run.command;
+    const entry = ['main.py', 'app.py'].find((f) => existsSync(join(ctx.dir, f)));
+    if (!entry && !configured) {
+      throw new UserError('E_BUILD_FAILED', 'no entry point: the python pack starts main.py or app.py', {
+        hint: 'add main.py (or app.py), or set run.command in unik.yaml (e.g. [python3, -m, mypkg])',
+      });
+    }
+    const flags = interpreterFlags(mode, tool.optimize);
+    const command = [GUEST_PYTHON, ...flags, `/app/${entry ?? 'main.py'}`];
+    // scripts started by path stay sources: the entry and anything run.command names
+    const keepAsScript = new Set([entry ?? '', ...(configured ?? []).map((a) => a.replace(/^\/app\//, ''))]);
+
+    // --- the app
+    const root = join(work, 'root');
+    const appDir = join(root, 'app');
+    const appPy = copyProject(ctx.dir, appDir);
+
+    // --- dependencies (pip, cache in .unikctl/cache/pip)
+    const target = join(work, 'site-packages');
+    if (pipArgs.length > 0) {
+      if (!info.pip) throw new UserError('E_TOOLCHAIN_MISSING', `pip is not installed for ${py}`, { hint: 'run `python3 -m ensurepip --upgrade` or apt-get install python3-pip' });
+      const args = [py, '-m', 'pip', 'install', '--target', target, '--no-compile', '--no-warn-script-location', '--disable-pip-version-check',
+        '--no-input', '--progress-bar', 'off', '--cache-dir', join(ctx.cacheDir, 'pip'), ...(mode === 'release' ? ['--no-deps'] : []), ...pipArgs];
+      ctx.log(`pip install --target site-packages${mode === 'release' ? ' --no-deps' : ''} ${pipArgs.map((a) => (a.startsWith('/') ? basename(a) : a)).join(' ')}`);
+      const r = await run(args, { cwd: ctx.dir, env: { ...helperEnv, PIP_ROOT_USER_ACTION: 'ignore', PIP_NO_INPUT: '1' }, onLine: ctx.log });
+      if (r.code !== 0) throw compileFailed('pip install', r);
+      rmSync(join(target, 'bin'), { recursive: true, force: true }); // console scripts with host shebangs: useless without a shell
+      if (mode === 'release') {
+        const chk = await helper<{ missing: Array<{ name: string; requiredBy: string }> }>(py, 'check-deps', { target });
+        if (chk.missing.length > 0) {
+          throw new UserError('E_LOCK_REQUIRED', `${lockName ?? 'the lock file'} is not complete: ${chk.missing.map((m) => `${m.name} (required by ${m.requiredBy})`).join(', ')} is not pinned`, {
+            hint: 'a release build installs exactly the lock file (pip --no-deps): pin the whole dependency tree, e.g. `pip freeze` in a venv, `pip-compile` or `uv pip compile`',
+          });
+        }
+      }
+    }
+    const depsPy = listPy(target);
+
+    // --- stdlib pruning
+    ctx.log('computing the stdlib modules the app can import (startup trace + modulefinder)');
+    const analysis = await helper<AnalyzeResult>(py, 'analyze', analyzeConfig({
+      stdlib: info.stdlib, dynload: info.dynload, appDir, appFiles: appPy, depsDir: existsSync(target) ? target : null,
+      flags, include: tool.include, usesDashM: configured?.includes('-m') ?? false,
+    }));
+    if (analysis.appMissing.length > 0) {
+      ctx.warn(`the app imports modules that are neither in the stdlib nor installed from the lock file: ${analysis.appMissing.join(', ')} (fine if optional; otherwise add them to ${lockName ?? 'requirements.txt'})`);
+    }
+    const bad = analysis.failed.filter((f) => tool.include.includes(f.split(':')[0] ?? ''));
+    if (bad.length > 0) ctx.warn(`[tool.unikctl.python] include: cannot import ${bad.join(', ')}`);
+    const plan = planStdlib(analysis.modules, info.stdlib, info.dynload);
+    const guestStdlib = `/usr/${info.stdlibRel}`;
+    const guestDynload = `/usr/${info.dynloadRel}`;
+    for (const f of plan.files) copyInto(join(info.stdlib, f), join(root, guestStdlib, f));
+    mkdirSync(join(root, guestDynload), { recursive: true }); // exec_prefix landmark, even when empty
+    for (const f of plan.extensions) copyInto(join(info.dynload, f), join(root, guestDynload, f));
+    if (existsSync(target)) {
+      mkdirSync(join(root, info.siteGuest), { recursive: true });
+      copyTree(target, join(root, info.siteGuest));
+    }
+
+    // --- interpreter and libpython
+    copyInto(py, join(root, GUEST_PYTHON));
+    symlinkSync('python3', join(root, '/usr/bin/python'));
+    symlinkSync('python3', join(root, `/usr/bin/python${info.major_minor}`));
+    const nativeOwn = [join(root, GUEST_PYTHON), ...plan.extensions.map((f) => join(root, guestDynload, f))];
+    let libGuest: string | null = null;
+    if (info.libpython) {
+      const soname = readElfInfo(info.libpython).soname ?? basename(info.libpython);
+      libGuest = `${GUEST_LIBDIR}/${soname}`;
+      copyInto(info.libpython, join(root, libGuest));
+      nativeOwn.push(join(root, libGuest));
+    }
+
+    // --- compile (release: sourceless -OO .pyc; debug: __pycache__ next to the sources)
+    const rel = (guestDir: string, files: string[]): string[] => files.map((f) => posix.join(guestDir, f).slice(1));
+    const groups = compilePlan(mode, {
+      stdlib: rel(guestStdlib, plan.files.filter((f) => f.endsWith('.py'))),
+      deps: rel(info.siteGuest, depsPy),
+      app: rel('/app', appPy.filter((f) => !keepAsScript.has(f))),
+      optimize: mode === 'release' ? tool.optimize : 0,
+      keepSources: tool.keepSources,
     });
+    const compiled = await helper<{ compiled: number; failed: string[]; removed: number }>(py, 'compile', { root, groups });
+    if (compiled.failed.length > 0) ctx.warn(`kept ${compiled.failed.length} file(s) as sources, they do not compile: ${compiled.failed.slice(0, 3).join('; ')}`);
+
+    // --- native files: strip (release), no RUNPATH into the host prefix
+    if (mode === 'release') {
+      const strip = which('strip', ctx.env);
+      if (!strip) ctx.warn('strip (binutils) is not on PATH: the interpreter is not stripped (install binutils for a smaller image)');
+      else {
+        const r = await run([strip, '--strip-unneeded', ...nativeOwn]);
+        if (r.code !== 0) throw compileFailed('strip', r);
+      }
+    }
+    for (const f of nativeOwn) dropRunpath(f);
+
+    // --- into the root filesystem, with the shared-library closure
+    rootfs.addTree(join(root, 'usr'), '/usr');
+    rootfs.addTree(appDir, '/app');
+    const elfs = [...rootfs.elfFilesUnder('/usr'), ...rootfs.elfFilesUnder('/app')].map((g) => rootfs.hostPath(g));
+    const closure = libraryClosure(elfs, { searchDirs: [rootfs.hostPath(GUEST_LIBDIR), ...DEFAULT_SEARCH_DIRS] });
+    let libs = 0;
+    for (const e of closure) {
+      if (e.guestPath.startsWith(rootfs.stagingDir)) continue; // ours (libpython, $ORIGIN libs of wheels)
+      rootfs.addFile(e.hostPath, e.guestPath);
+      libs++;
+    }
+    // glibc dlopens libgcc_s for pthread_exit/pthread_cancel (a thread ending during interpreter shutdown)
+    for (const d of DEFAULT_SEARCH_DIRS) {
+      if (existsSync(join(d, 'libgcc_s.so.1'))) {
+        rootfs.addFile(join(d, 'libgcc_s.so.1'), `${d}/libgcc_s.so.1`);
+        libs++;
+        break;
+      }
+    }
+
+    // --- report
+    const stdlibFull = treeSize(info.stdlib, (n) => n === 'site-packages' || n === 'dist-packages');
+    const sizeOf = (g: string): number => treeSize(rootfs.hostPath(g));
+    const stdlibSize = sizeOf(guestStdlib) - (existsSync(target) && info.siteGuest.startsWith(guestStdlib) ? sizeOf(info.siteGuest) : 0);
+    const naive = statSync(py).size + (info.libpython ? statSync(info.libpython).size : 0) + stdlibFull + treeSize(target);
+    ctx.log(`stdlib: kept ${plan.modules.length} modules (${plan.files.length} files, ${plan.extensions.length} extensions, ${mb(stdlibSize)}) of ${mb(stdlibFull)}; ${libs} shared libraries`);
+    ctx.log(`python closure: ${mb(sizeOf('/usr'))} uncompressed (a naive interpreter + whole stdlib + site-packages tree: ${mb(naive)})`);
+
+    const artifacts: PackArtifact[] = [
+      { path: GUEST_PYTHON, size: sizeOf(GUEST_PYTHON) },
+      ...(libGuest ? [{ path: libGuest, size: sizeOf(libGuest) }] : []),
+      { path: guestStdlib, size: stdlibSize },
+      ...(existsSync(target) ? [{ path: info.siteGuest, size: sizeOf(info.siteGuest) }] : []),
+      { path: '/app', size: sizeOf('/app') },
+    ];
+    return {
+      run: {
+        command,
+        workdir: '/app',
+        memoryMiB: 128,
+        // for a run.command without -E (unik.yaml): the same behaviour through the environment
+        env: { PYTHONUNBUFFERED: '1', ...(mode === 'debug' ? { PYTHONDEVMODE: '1', PYTHONFAULTHANDLER: '1' } : {}) },
+      },
+      toolchain: { python: info.version, ...(info.pip ? { pip: info.pip } : {}) },
+      inputs,
+      artifacts,
+    };
   },
 };
+
+/** Copies a directory tree (pip's output: regular files and directories). */
+function copyTree(src: string, dst: string): void {
+  mkdirSync(dst, { recursive: true });
+  for (const e of readdirSync(src).sort()) {
+    const s = join(src, e);
+    const st = lstatSync(s);
+    if (st.isDirectory()) copyTree(s, join(dst, e));
+    else if (st.isSymbolicLink()) symlinkSync(readlinkSync(s), join(dst, e));
+    else if (st.isFile()) copyInto(s, join(dst, e));
+  }
+}
+

@@ -69,7 +69,9 @@ describe('rust pack: the cargo plan', () => {
     expect(plan.env.CARGO_TARGET_DIR).toBe('/p/.unikctl/cache/cargo-target');
     expect(plan.env.CARGO_PROFILE_RELEASE_STRIP).toBe('symbols');
     // the cargo home is inside the project: its remap comes last so rustc (last match wins) uses it
-    expect(plan.env.CARGO_ENCODED_RUSTFLAGS?.split('\x1f')).toEqual(['--remap-path-prefix=/p=/src', '--remap-path-prefix=/p/.unikctl/cache/cargo=/cargo']);
+    expect(plan.env.CARGO_ENCODED_RUSTFLAGS?.split('\x1f')).toEqual([
+      '--remap-path-prefix=/p=/src', '--remap-path-prefix=/p/.unikctl/cache/cargo-target=/target', '--remap-path-prefix=/p/.unikctl/cache/cargo=/cargo',
+    ]);
     expect(plan.outDir).toBe(`/p/.unikctl/cache/cargo-target/${MUSL_TARGET}/release`);
   });
 

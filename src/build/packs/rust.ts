@@ -88,8 +88,12 @@ export function cargoBuildPlan(o: {
   };
   if (release) {
     env.CARGO_PROFILE_RELEASE_STRIP = 'symbols';
-    // rustc applies the last matching remap: the cargo home (inside the project's .unikctl) must come after the project root
-    const flags = [...(o.baseRustflags ?? []), `--remap-path-prefix=${o.workspaceRoot}=/src`, `--remap-path-prefix=${o.cargoHome}=/cargo`];
+    // rustc applies the last matching remap: the target dir and cargo home (usually inside the project's
+    // .unikctl/cache) come after the project root; build-script outputs (OUT_DIR) live in the target dir
+    const flags = [
+      ...(o.baseRustflags ?? []),
+      `--remap-path-prefix=${o.workspaceRoot}=/src`, `--remap-path-prefix=${o.targetDir}=/target`, `--remap-path-prefix=${o.cargoHome}=/cargo`,
+    ];
     env.CARGO_ENCODED_RUSTFLAGS = flags.join('\x1f');
   } else {
     env.CARGO_PROFILE_DEV_DEBUG = 'full';

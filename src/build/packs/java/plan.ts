@@ -91,7 +91,8 @@ export function jvmOptions(_mode: BuildMode): string[] {
 
 /**
  * `mvn … clean package`: batch mode, the Maven version printed (-V) for the toolchain record, the local
- * repository in the project's cache (BLD-5), javac -g:none in release and -g in debug, and a fixed archive
+ * repository in the project's cache (BLD-5), javac's default -g:source,lines in
+ * release (maven.compiler.debug=false) and -g (local variables too) in debug, and a fixed archive
  * timestamp when the pom has none (reproducible jars). `clean` because javac's debug flags are not part of
  * Maven's incremental-build check.
  */
