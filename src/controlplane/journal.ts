@@ -41,12 +41,33 @@ const toJob = (r: JobRow): Job => ({
   error: r.error ? (JSON.parse(r.error) as JobError) : null, traceId: r.trace_id, createdAt: r.created_at, updatedAt: r.updated_at, endedAt: r.ended_at,
 });
 
+/** The journal's contract (CP-2), implemented on SQLite (one replica) and etcd (several replicas). */
+export interface JobStore {
+  enqueue(j: NewJob): Promise<{ job: Job; created: boolean }>;
+  byKey(key: string): Promise<Job | null>;
+  get(id: string): Promise<Job | null>;
+  claim(owner: string, now?: number): Promise<Job | null>;
+  finish(id: string, owner: string, outcome: { result?: unknown; error?: JobError }): Promise<boolean>;
+  retry(id: string, owner: string, runAt: number, error: JobError): Promise<boolean>;
+  /** Requeues jobs left running (by the given dead owners, or by anyone when omitted). */
+  recover(deadOwners?: string[]): Promise<number>;
+  counts(): Promise<Record<JobState, number>>;
+  recent(limit: number, target?: string): Promise<Job[]>;
+  pendingDeploys(): Promise<Job[]>;
+  nextDueAt(): Promise<number | null>;
+  /** Test/benchmark support for the fake runner: an idempotent per-job effect. */
+  recordEffect(jobId: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+export type NewJob = Omit<Job, 'state' | 'attempts' | 'leaseOwner' | 'result' | 'error' | 'updatedAt' | 'endedAt' | 'nextRunAt'>;
+
 /**
  * The control plane's operation journal (CP-2): every deploy/destroy is a row written before the API answers.
  * Workers claim rows (queued → running), finish them, or put them back with a retry time. After a crash,
  * `recover()` requeues what was running, so every job is replayed until it finishes.
  */
-export class Journal {
+export class Journal implements JobStore {
   private readonly db: Database.Database;
 
   constructor(file: string, opts: { synchronous?: 'NORMAL' | 'FULL' } = {}) {
@@ -90,10 +111,10 @@ export class Journal {
    * Writes a new job, or returns the job already recorded under the same idempotency key (same request) —
    * a different request under a used key is E_IDEMPOTENCY_CONFLICT.
    */
-  enqueue(j: Omit<Job, 'state' | 'attempts' | 'leaseOwner' | 'result' | 'error' | 'updatedAt' | 'endedAt' | 'nextRunAt'>): { job: Job; created: boolean } {
+  async enqueue(j: NewJob): Promise<{ job: Job; created: boolean }> {
     const tx = this.db.transaction(() => {
       if (j.idempotencyKey) {
-        const prior = this.byKey(j.idempotencyKey);
+        const prior = this.byKeySync(j.idempotencyKey);
         if (prior) {
           if (prior.requestHash !== j.requestHash || prior.kind !== j.kind) {
             throw new UserError('E_IDEMPOTENCY_CONFLICT', `idempotency key "${j.idempotencyKey}" was used by operation ${prior.id} with a different request`, {
@@ -107,34 +128,42 @@ export class Journal {
         trace_id, created_at, updated_at) VALUES (?, ?, ?, 'queued', ?, ?, ?, 0, ?, ?, ?, ?, ?)`).run(
         j.id, j.kind, j.target, j.idempotencyKey, j.requestHash, JSON.stringify(j.request), j.maxAttempts, j.createdAt, j.traceId, j.createdAt, j.createdAt,
       );
-      return { job: this.get(j.id) as Job, created: true };
+      return { job: this.getSync(j.id) as Job, created: true };
     });
     return tx.immediate();
   }
 
-  byKey(key: string): Job | null {
+  async byKey(key: string): Promise<Job | null> {
+    return this.byKeySync(key);
+  }
+
+  private byKeySync(key: string): Job | null {
     const r = this.db.prepare('SELECT * FROM jobs WHERE idempotency_key = ?').get(key) as JobRow | undefined;
     return r ? toJob(r) : null;
   }
 
-  get(id: string): Job | null {
+  async get(id: string): Promise<Job | null> {
+    return this.getSync(id);
+  }
+
+  private getSync(id: string): Job | null {
     const r = this.db.prepare('SELECT * FROM jobs WHERE id = ?').get(id) as JobRow | undefined;
     return r ? toJob(r) : null;
   }
 
   /** Takes the oldest ready job (queued, due) and marks it running for `owner`. */
-  claim(owner: string, now = Date.now()): Job | null {
+  async claim(owner: string, now = Date.now()): Promise<Job | null> {
     const tx = this.db.transaction((): Job | null => {
       const r = this.db.prepare("SELECT * FROM jobs WHERE state = 'queued' AND next_run_at <= ? ORDER BY seq LIMIT 1").get(now) as JobRow | undefined;
       if (!r) return null;
       this.db.prepare("UPDATE jobs SET state = 'running', lease_owner = ?, attempts = attempts + 1, updated_at = ? WHERE id = ?").run(owner, now, r.id);
-      return this.get(r.id);
+      return this.getSync(r.id);
     });
     return tx.immediate();
   }
 
   /** Marks a job done; only the worker holding it may (a replayed duplicate loses). */
-  finish(id: string, owner: string, outcome: { result?: unknown; error?: JobError }): boolean {
+  async finish(id: string, owner: string, outcome: { result?: unknown; error?: JobError }): Promise<boolean> {
     const now = Date.now();
     const state: JobState = outcome.error ? 'failed' : 'succeeded';
     const r = this.db.prepare("UPDATE jobs SET state = ?, result = ?, error = ?, lease_owner = NULL, updated_at = ?, ended_at = ? WHERE id = ? AND state = 'running' AND lease_owner = ?")
@@ -143,14 +172,14 @@ export class Journal {
   }
 
   /** Puts a running job back in the queue to be retried at `runAt`. */
-  retry(id: string, owner: string, runAt: number, error: JobError): boolean {
+  async retry(id: string, owner: string, runAt: number, error: JobError): Promise<boolean> {
     const r = this.db.prepare("UPDATE jobs SET state = 'queued', next_run_at = ?, error = ?, lease_owner = NULL, updated_at = ? WHERE id = ? AND state = 'running' AND lease_owner = ?")
       .run(runAt, JSON.stringify(error), Date.now(), id, owner);
     return r.changes === 1;
   }
 
   /** After a restart: every job left running by a dead process goes back to the queue (replay). */
-  recover(deadOwners?: string[]): number {
+  async recover(deadOwners?: string[]): Promise<number> {
     const now = Date.now();
     if (deadOwners) {
       let n = 0;
@@ -160,13 +189,13 @@ export class Journal {
     return this.db.prepare("UPDATE jobs SET state = 'queued', lease_owner = NULL, updated_at = ? WHERE state = 'running'").run(now).changes;
   }
 
-  counts(): Record<JobState, number> {
+  async counts(): Promise<Record<JobState, number>> {
     const out: Record<JobState, number> = { queued: 0, running: 0, succeeded: 0, failed: 0 };
     for (const r of this.db.prepare('SELECT state, COUNT(*) AS n FROM jobs GROUP BY state').all() as Array<{ state: JobState; n: number }>) out[r.state] = r.n;
     return out;
   }
 
-  recent(limit: number, target?: string): Job[] {
+  async recent(limit: number, target?: string): Promise<Job[]> {
     const rows = target
       ? this.db.prepare('SELECT * FROM jobs WHERE target = ? ORDER BY seq DESC LIMIT ?').all(target, limit)
       : this.db.prepare('SELECT * FROM jobs ORDER BY seq DESC LIMIT ?').all(limit);
@@ -174,16 +203,21 @@ export class Journal {
   }
 
   /** Deploy jobs not finished yet (their deployments may not exist on a node yet). */
-  pendingDeploys(): Job[] {
+  async pendingDeploys(): Promise<Job[]> {
     return (this.db.prepare("SELECT * FROM jobs WHERE kind = 'deploy' AND state IN ('queued', 'running') ORDER BY seq").all() as JobRow[]).map(toJob);
   }
 
-  nextDueAt(): number | null {
+  async nextDueAt(): Promise<number | null> {
     const r = this.db.prepare("SELECT MIN(next_run_at) AS t FROM jobs WHERE state = 'queued'").get() as { t: number | null };
     return r.t;
   }
 
-  close(): void {
+  async recordEffect(jobId: string): Promise<void> {
+    this.db.exec('CREATE TABLE IF NOT EXISTS fake_effects (job_id TEXT PRIMARY KEY, runs INTEGER NOT NULL, at INTEGER NOT NULL)');
+    this.db.prepare('INSERT INTO fake_effects (job_id, runs, at) VALUES (?, 1, ?) ON CONFLICT(job_id) DO UPDATE SET runs = runs + 1').run(jobId, Date.now());
+  }
+
+  async close(): Promise<void> {
     this.db.close();
   }
 }

@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Client } from '../engine/client.js';
-import type { Journal } from './journal.js';
+import type { JobStore } from './journal.js';
 
 /** CP-8 metering and the queue's health, in Prometheus text format. */
 export class Metrics {
@@ -10,7 +10,7 @@ export class Metrics {
   readonly opRetries: Counter<'kind'>;
   readonly httpRequests: Counter<'method' | 'route' | 'status'>;
 
-  constructor(journal: Journal, node: Client) {
+  constructor(journal: JobStore, node: Client) {
     const registers = [this.registry];
     this.opDuration = new Histogram({
       name: 'unikctld_operation_duration_seconds', help: 'Time from a job being claimed to its end, by kind and outcome.',
@@ -21,8 +21,8 @@ export class Metrics {
     this.httpRequests = new Counter({ name: 'unikctld_http_requests_total', help: 'HTTP requests by method, route and status.', labelNames: ['method', 'route', 'status'], registers });
     new Gauge({
       name: 'unikctld_queue_jobs', help: 'Jobs in the journal by state.', labelNames: ['state'], registers,
-      collect() {
-        for (const [state, n] of Object.entries(journal.counts())) this.set({ state }, n);
+      async collect() {
+        for (const [state, n] of Object.entries(await journal.counts())) this.set({ state }, n);
       },
     });
     const perDeployment = (name: string, help: string, pick: (d: Awaited<ReturnType<Client['status']>>['deployments'][number]) => number | null): Gauge<'deployment'> =>

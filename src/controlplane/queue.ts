@@ -1,5 +1,5 @@
 import { isUserError } from '../errors.js';
-import type { Job, JobError, Journal } from './journal.js';
+import type { Job, JobError, JobStore } from './journal.js';
 
 /** Executes one job. Must be idempotent per job id: a job interrupted by a crash runs again. */
 export interface Runner {
@@ -36,17 +36,24 @@ export class Queue {
   private readonly inflight = new Set<string>();
 
   constructor(
-    private readonly journal: Journal,
+    private readonly journal: JobStore,
     private readonly runner: Runner,
     private readonly opts: { concurrency: number; owner: string; retry?: RetryPolicy; events?: QueueEvents; pollMs?: number },
   ) {}
 
-  start(): void {
+  /** Replays what a previous process left running, then starts the workers. */
+  async start(opts: { recover?: boolean } = {}): Promise<void> {
     if (this.running) return;
     this.running = true;
-    const replayed = this.journal.recover();
-    if (replayed > 0) this.opts.events?.log?.('replaying jobs left running by a previous process', { count: replayed });
+    if (opts.recover !== false) {
+      const replayed = await this.journal.recover();
+      if (replayed > 0) this.opts.events?.log?.('replaying jobs left running by a previous process', { count: replayed });
+    }
     for (let i = 0; i < this.opts.concurrency; i++) this.workers.push(this.work(i));
+  }
+
+  get isRunning(): boolean {
+    return this.running;
   }
 
   /** Wakes idle workers (called after an enqueue). */
@@ -68,7 +75,7 @@ export class Queue {
   }
 
   private async idle(): Promise<void> {
-    const due = this.journal.nextDueAt();
+    const due = await this.journal.nextDueAt().catch(() => null);
     const poll = this.opts.pollMs ?? 1000;
     const wait = due === null ? poll : Math.max(5, Math.min(poll, due - Date.now()));
     await new Promise<void>((resolve) => {
@@ -81,7 +88,14 @@ export class Queue {
   private async work(_index: number): Promise<void> {
     const retry = this.opts.retry ?? DEFAULT_RETRY;
     while (this.running) {
-      const job = this.journal.claim(this.opts.owner);
+      let job: Job | null;
+      try {
+        job = await this.journal.claim(this.opts.owner);
+      } catch (e) {
+        this.opts.events?.log?.('claiming a job failed; retrying', { error: String(e) });
+        await this.idle();
+        continue;
+      }
       if (!job) {
         await this.idle();
         continue;
@@ -90,16 +104,16 @@ export class Queue {
       const started = Date.now();
       try {
         const result = await this.runner.run(job);
-        this.journal.finish(job.id, this.opts.owner, { result: result ?? null });
+        await this.journal.finish(job.id, this.opts.owner, { result: result ?? null });
         this.opts.events?.finished?.(job, 'succeeded', Date.now() - started);
       } catch (e) {
         const error: JobError = isUserError(e) ? { code: e.code, message: e.message } : { code: 'E_INTERNAL', message: e instanceof Error ? e.message : String(e) };
         if (isRetryable(e) && job.attempts < Math.min(job.maxAttempts, retry.maxAttempts)) {
           const delay = backoffMs(job.attempts, retry);
-          this.journal.retry(job.id, this.opts.owner, Date.now() + delay, error);
+          await this.journal.retry(job.id, this.opts.owner, Date.now() + delay, error);
           this.opts.events?.retried?.(job, delay, error);
         } else {
-          this.journal.finish(job.id, this.opts.owner, { error });
+          await this.journal.finish(job.id, this.opts.owner, { error });
           this.opts.events?.finished?.(job, 'failed', Date.now() - started, error);
         }
       } finally {

@@ -1,6 +1,6 @@
 import type { Client } from '../engine/client.js';
 import { UserError, isUserError } from '../errors.js';
-import type { Job, Journal } from './journal.js';
+import type { Job, JobStore } from './journal.js';
 import type { Runner } from './queue.js';
 
 /** What a deploy job carries: a resolved target on this host plus the deploy flags. */
@@ -61,13 +61,11 @@ export class EngineRunner implements Runner {
  * database keyed by job id (idempotent), so "exactly once" is checkable after kill -9 and replay.
  */
 export class FakeRunner implements Runner {
-  constructor(private readonly journal: Journal, private readonly workMs = 5) {
-    journal.database.exec('CREATE TABLE IF NOT EXISTS fake_effects (job_id TEXT PRIMARY KEY, runs INTEGER NOT NULL, at INTEGER NOT NULL)');
-  }
+  constructor(private readonly store: JobStore, private readonly workMs = 5) {}
 
   async run(job: Job): Promise<unknown> {
     await new Promise((r) => setTimeout(r, this.workMs));
-    this.journal.database.prepare('INSERT INTO fake_effects (job_id, runs, at) VALUES (?, 1, ?) ON CONFLICT(job_id) DO UPDATE SET runs = runs + 1').run(job.id, Date.now());
+    await this.store.recordEffect(job.id);
     return { fake: true, name: job.target };
   }
 }

@@ -77,7 +77,7 @@ export async function serve(o: ServeOptions): Promise<{ close(): Promise<void>; 
   const https = o.tlsCert && o.tlsKey ? { cert: readFileSync(o.tlsCert), key: readFileSync(o.tlsKey) } : null;
   const app = await buildApp({ cp, auth, artifacts, metrics, nodes, version, https, logger: { level: o.logLevel } });
   log = (msg, f) => app.log.info(f, msg);
-  queue.start();
+  await queue.start();
   await app.listen({ host, port });
   const addr = app.server.address();
   const url = `${https ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${typeof addr === 'object' && addr ? addr.port : port}`;
@@ -87,7 +87,7 @@ export async function serve(o: ServeOptions): Promise<{ close(): Promise<void>; 
     async close() {
       await app.close();
       await queue.stop();
-      journal.close();
+      await journal.close();
       node.close();
     },
   };

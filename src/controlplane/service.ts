@@ -10,7 +10,7 @@ import type { LogEntry } from '../runtime/logstore.js';
 import type { Operation } from '../store/types.js';
 import { NAME_RE, newId, sanitizeName } from '../util/ids.js';
 import type { ArtifactStore } from './artifacts.js';
-import type { Job, Journal } from './journal.js';
+import type { Job, JobStore } from './journal.js';
 import type { Queue } from './queue.js';
 import type { DeployJobRequest } from './runner.js';
 
@@ -35,7 +35,7 @@ const hashRequest = (v: unknown): string => createHash('sha256').update(JSON.str
 /** The control plane's semantics, independent of HTTP: validate, journal, and read back state. */
 export class ControlPlane {
   constructor(private readonly o: {
-    journal: Journal; queue: Queue; node: Client; nodeLayout: HomeLayout; artifacts: ArtifactStore; maxAttempts: number;
+    journal: JobStore; queue: Queue; node: Client; nodeLayout: HomeLayout; artifacts: ArtifactStore; maxAttempts: number;
   }) {}
 
   private artifactDir(id: string): string {
@@ -54,15 +54,15 @@ export class ControlPlane {
     return { target: join(dir, files[0]) };
   }
 
-  private namesInUse(): Set<string> {
-    return new Set(this.o.journal.pendingDeploys().map((j) => j.target));
+  private async namesInUse(): Promise<Set<string>> {
+    return new Set((await this.o.journal.pendingDeploys()).map((j) => j.target));
   }
 
   async deploy(body: DeployBody, traceId: string, headerKey?: string): Promise<DeployResult> {
     const idempotencyKey = headerKey ?? body.idempotencyKey ?? null;
     const requestHash = hashRequest({ ...body, idempotencyKey: undefined });
     if (idempotencyKey) {
-      const prior = this.o.journal.byKey(idempotencyKey);
+      const prior = await this.o.journal.byKey(idempotencyKey);
       if (prior) return this.deployResultOf(this.sameRequest(prior, requestHash, idempotencyKey), true);
     }
     // fail fast on bad input, exactly like local mode, before anything is journaled
@@ -76,7 +76,7 @@ export class ControlPlane {
     const resolved = resolveTarget(target, '/', this.o.nodeLayout, rootfs);
 
     const live = new Set((await this.o.node.status()).deployments.map((d) => d.name));
-    const reserved = this.namesInUse();
+    const reserved = await this.namesInUse();
     let name = body.name;
     if (name !== undefined) {
       if (live.has(name) || reserved.has(name)) {
@@ -93,7 +93,7 @@ export class ControlPlane {
       ...(body.cpus !== undefined ? { cpus: body.cpus } : {}),
       ...(rootfs !== undefined ? { rootfs } : {}),
     };
-    const { job, created } = this.o.journal.enqueue({
+    const { job, created } = await this.o.journal.enqueue({
       id: newId('op'), kind: 'deploy', target: name, idempotencyKey, requestHash, request, maxAttempts: this.o.maxAttempts, traceId, createdAt: Date.now(),
     });
     if (created) this.o.queue.notify();
@@ -118,7 +118,7 @@ export class ControlPlane {
   async destroy(body: DestroyBody, traceId: string): Promise<DestroyResult[]> {
     const names = [...new Set(body.names)];
     const live = new Set((await this.o.node.status()).deployments.map((d) => d.name));
-    const reserved = this.namesInUse();
+    const reserved = await this.namesInUse();
     const missing = names.filter((n) => !live.has(n) && !reserved.has(n));
     if (missing.length > 0) {
       throw new UserError('E_UNKNOWN_APP', `no deployment named "${missing.join('", "')}"`, { hint: 'see the deployments with unikctl status' });
@@ -127,7 +127,7 @@ export class ControlPlane {
     const out: DestroyResult[] = [];
     for (const name of names) {
       const key = body.idempotencyKey ? `${body.idempotencyKey}/${name}` : null;
-      const { job, created } = this.o.journal.enqueue({
+      const { job, created } = await this.o.journal.enqueue({
         id: newId('op'), kind: 'destroy', target: name, idempotencyKey: key, requestHash: hashRequest({ name, graceMs }), request: { graceMs },
         maxAttempts: this.o.maxAttempts, traceId, createdAt: Date.now(),
       });
@@ -141,12 +141,12 @@ export class ControlPlane {
     const nodeStatus = await this.o.node.status().catch(() => ({ deployments: [], operations: [] }) as StatusResult);
     const deployments: DeploymentView[] = [...nodeStatus.deployments];
     const known = new Set(deployments.map((d) => d.name));
-    for (const j of this.o.journal.pendingDeploys()) {
+    for (const j of await this.o.journal.pendingDeploys()) {
       if (known.has(j.target)) continue;
       deployments.push(placeholder(j));
     }
     const filtered = name ? deployments.filter((d) => d.name === name) : deployments;
-    const operations = this.o.journal.recent(name ? 10 : 15, name).map(toOperation);
+    const operations = (await this.o.journal.recent(name ? 10 : 15, name)).map(toOperation);
     if (name && filtered.length === 0 && operations.length === 0) {
       throw new UserError('E_UNKNOWN_APP', `no deployment named "${name}"`, { hint: 'see the deployments with unikctl status' });
     }

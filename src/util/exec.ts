@@ -33,7 +33,8 @@ export function run(
 
 /** True if `cmd` resolves on PATH (or is an existing path). */
 export function which(cmd: string, env: NodeJS.ProcessEnv = process.env): string | null {
-  const r = spawnSync('sh', ['-c', 'command -v "$1"', 'sh', cmd], { env, encoding: 'utf8' });
-  const out = r.stdout.trim();
+  const r = spawnSync('/bin/sh', ['-c', 'command -v "$1"', 'sh', cmd], { env, encoding: 'utf8' });
+  if (r.error) return null;
+  const out = (r.stdout ?? '').trim();
   return r.status === 0 && out ? out : null;
 }

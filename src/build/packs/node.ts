@@ -106,13 +106,12 @@ export const nodePack: Pack = {
     ctx.log(`image content: node ${formatSize(nodeSize)}${nodeFile === host.binary ? '' : ` (${ctx.mode === 'release' ? 'stripped' : 'debug info stripped'} from ${formatSize(statSync(host.binary).size)})`}, ` +
       `${libs.length} shared libraries ${formatSize(libBytes)}, app ${formatSize(appBytes - nm.bytes)} + production node_modules ${formatSize(nm.bytes)} (${packages} package${packages === 1 ? '' : 's'})`);
 
-    const lockFile = locks.npmLock ? join(ctx.dir, locks.npmLock) : null;
     return {
       run: { command, env: runEnv, workdir: GUEST_APP, memoryMiB: DEFAULT_MEMORY_MIB },
       toolchain: { node: host.version, npm: host.npmVersion, nodeBinary: host.binary },
       inputs: {
         'package.json': fileDigest(pkgFile) ?? '',
-        ...(lockFile && locks.npmLock ? { [locks.npmLock]: fileDigest(lockFile) ?? '' } : {}),
+        ...(locks.npmLock ? { [locks.npmLock]: fileDigest(join(ctx.dir, locks.npmLock)) ?? '' } : {}),
         sources: treeDigest(ctx.dir),
         node: `sha256:${nodeSha}`,
       },

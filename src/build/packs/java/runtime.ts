@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UserError } from '../../../errors.js';
 import { run, which } from '../../../util/exec.js';
@@ -60,16 +61,20 @@ export async function linkRuntime(ctx: BuildContext, jdk: Jdk, modules: string[]
   }
 
   mkdirSync(root, { recursive: true });
+  // Linked and dumped at a path of fixed length (/tmp/unikctl-jlink-XXXXXX/rt): with address randomization off,
+  // the CDS archive still depends on the length of the JVM's path and environment (they shift the initial
+  // stack and the C heap), so both are fixed here and the archive is the same bytes on every build.
+  const work = mkdtempSync(join(existsSync('/tmp') ? '/tmp' : tmpdir(), 'unikctl-jlink-'));
+  const out = join(work, 'rt');
   const tmp = join(root, `tmp-${process.pid}-${Date.now()}`);
-  rmSync(tmp, { recursive: true, force: true });
   try {
-    const linkArgs = jlinkArgs({ mode: ctx.mode, modules, output: tmp, feature: jdk.feature, jvmOptions: options });
-    ctx.log(`jlink ${linkArgs.map((a) => (a === tmp ? '<runtime>' : a)).join(' ')}`);
+    const linkArgs = jlinkArgs({ mode: ctx.mode, modules, output: out, feature: jdk.feature, jvmOptions: options });
+    ctx.log(`jlink ${linkArgs.map((a) => (a === out ? '<runtime>' : a)).join(' ')}`);
     const r = await run([jdk.jlink, ...linkArgs], { env: { ...ctx.env, JAVA_HOME: jdk.home } });
     if (r.code !== 0) {
-      const out = `${r.stdout}\n${r.stderr}`;
-      if (/module-path|jmods|Module java\.base not found/i.test(out)) {
-        throw new UserError('E_TOOLCHAIN_MISSING', `jlink of the JDK at ${jdk.home} cannot link a runtime: ${out.trim().split('\n').slice(-3).join(' ')}`, {
+      const text = `${r.stdout}\n${r.stderr}`;
+      if (/module-path|jmods|Module java\.base not found/i.test(text)) {
+        throw new UserError('E_TOOLCHAIN_MISSING', `jlink of the JDK at ${jdk.home} cannot link a runtime: ${text.trim().split('\n').slice(-3).join(' ')}`, {
           hint: 'install the JDK\'s jmods (Debian/Ubuntu: apt-get install openjdk-17-jmods), or use a JDK whose jlink can link from its run-time image',
         });
       }
@@ -78,7 +83,7 @@ export async function linkRuntime(ctx: BuildContext, jdk: Jdk, modules: string[]
 
     let stripped = false;
     if (strip) {
-      for (const f of filesUnder(tmp).filter((p) => isElfFile(p))) {
+      for (const f of filesUnder(out).filter((p) => isElfFile(p))) {
         chmodSync(f, statSync(f).mode | 0o200);
         const s = await run([strip, '--strip-unneeded', f], { env: ctx.env });
         if (s.code !== 0) throw compileFailed(`strip ${f}`, s);
@@ -88,11 +93,13 @@ export async function linkRuntime(ctx: BuildContext, jdk: Jdk, modules: string[]
       ctx.log('strip (binutils) is not on PATH: the runtime keeps its native symbol tables');
     }
 
-    const java = join(tmp, 'bin', 'java');
-    const dumpArgv = setarch ? [setarch, process.arch === 'arm64' ? 'aarch64' : 'x86_64', '-R', java, '-Xshare:dump'] : [java, '-Xshare:dump'];
+    const java = join(out, 'bin', 'java');
+    // a fixed small heap: compressed oops (the guest's mode) whatever the host's memory, and the same archive
+    const dump = [java, '-Xmx128m', '-Xshare:dump'];
+    const dumpArgv = setarch ? [setarch, process.arch === 'arm64' ? 'aarch64' : 'x86_64', '-R', ...dump] : dump;
     ctx.log('java -Xshare:dump (class data sharing archive for faster start-up)');
-    const d = await run(dumpArgv, { env: { ...ctx.env, JAVA_HOME: tmp } });
-    const jsa = join(tmp, 'lib', 'server', 'classes.jsa');
+    const d = await run(dumpArgv, { cwd: '/', env: { LANG: 'C' } });
+    const jsa = join(out, 'lib', 'server', 'classes.jsa');
     const cds = d.code === 0 && existsSync(jsa);
     if (!cds) {
       ctx.warn(`the class data sharing archive could not be created (exit ${d.code ?? d.signal}); the JVM will start without it`);
@@ -104,10 +111,12 @@ export async function linkRuntime(ctx: BuildContext, jdk: Jdk, modules: string[]
     for (const old of readdirSync(root)) {
       if (old.startsWith(`${ctx.mode}-`)) rmSync(join(root, old), { recursive: true, force: true });
     }
+    cpSync(out, tmp, { recursive: true, verbatimSymlinks: true });
     renameSync(tmp, dir);
-    writeFileSync(meta, `${JSON.stringify({ jdk: jdk.home, version: jdk.version, modules, args: linkArgs.filter((a) => a !== tmp), stripped, cds }, null, 2)}\n`);
+    writeFileSync(meta, `${JSON.stringify({ jdk: jdk.home, version: jdk.version, modules, args: linkArgs.filter((a) => a !== out), stripped, cds }, null, 2)}\n`);
     return { dir, modules, cds, stripped, reused: false };
   } finally {
+    rmSync(work, { recursive: true, force: true });
     rmSync(tmp, { recursive: true, force: true });
   }
 }
