@@ -46,6 +46,8 @@ export function kernelCmdline(opts: { guest: GuestConfig; debug: boolean; accel:
     'rootfstype=erofs',
     'ro',
     'init=/init',
+    // seed the kernel's RNG from RDRAND at once: otherwise getrandom() blocks runtimes like Node for seconds under TCG
+    'random.trust_cpu=on',
     opts.debug ? 'loglevel=7' : 'quiet loglevel=1',
   ];
   if (opts.accel === 'tcg') {
