@@ -7,7 +7,7 @@ import { parseSince } from '../runtime/logstore.js';
 import type { ArtifactStore } from './artifacts.js';
 import { type Authenticator, type Scope } from './auth.js';
 import type { Metrics } from './metrics.js';
-import type { NodeRegistry } from './nodes.js';
+import type { NodeStore } from './nodes.js';
 import {
   artifactResultSchema, deployBodySchema, deployResultSchema, destroyBodySchema, destroyResultSchema, errorResponses, errorSchema,
   nodeNameParams, nodeRegisterSchema, nodeSchema, statusSchema,
@@ -37,7 +37,7 @@ export interface AppDeps {
   auth: Authenticator;
   artifacts: ArtifactStore;
   metrics: Metrics;
-  nodes: NodeRegistry;
+  nodes: NodeStore;
   version: string;
   logger?: FastifyServerOptions['logger'];
   https?: { key: Buffer; cert: Buffer } | null;
@@ -154,7 +154,7 @@ export async function buildApp(d: AppDeps): Promise<FastifyInstance> {
     },
   }, async (req) => {
     const q = req.query as { app?: string };
-    return { ...(await d.cp.status(q.app)), nodes: d.nodes.list() };
+    return { ...(await d.cp.status(q.app)), nodes: await d.nodes.list() };
   });
 
   app.get('/v1/logs/:machine', {
@@ -214,7 +214,7 @@ export async function buildApp(d: AppDeps): Promise<FastifyInstance> {
       response: { 202: { type: 'object', properties: { node: nodeSchema, moved: { type: 'array', items: { type: 'string' } }, notMoved: { type: 'array', items: { type: 'string' } }, reason: { type: 'string' } } }, ...errorResponses },
     },
   }, async (req, reply) => {
-    const node = d.nodes.setCordoned((req.params as { name: string }).name, true);
+    const node = await d.nodes.setCordoned((req.params as { name: string }).name, true);
     const here = (await d.cp.status()).deployments.map((x) => x.name);
     // one node per control plane for now: workloads have nowhere to move until multi-node scheduling lands
     return reply.code(202).send({ node, moved: [], notMoved: here, reason: 'no other eligible node: this control plane runs VMs on its own host only (multi-node scheduling is not implemented yet)' });

@@ -11,13 +11,48 @@ export interface NodeRecord {
   status: 'ready' | 'down';
 }
 
+interface PlacementRow { deployment: string; node: string; cpus: number; memory_mib: number; request: string; placed_at: number; }
+const toPlacement = (r: PlacementRow): Placement => ({
+  deployment: r.deployment, node: r.node, cpus: r.cpus, memoryMiB: r.memory_mib, request: JSON.parse(r.request) as unknown, placedAt: r.placed_at,
+});
+
 interface NodeRow { name: string; address: string; labels: string; capacity: string; cordoned: number; last_heartbeat: number; }
 
+export interface NodeInput { name: string; address?: string; labels?: Record<string, string>; capacity?: Record<string, number>; }
+
 /** Node inventory (CP-6): agents register and heartbeat; a node silent for longer than the grace period is `down`. */
-export class NodeRegistry {
+export interface NodeStore {
+  register(n: NodeInput): Promise<NodeRecord>;
+  heartbeat(n: { name: string; capacity?: Record<string, number> }): Promise<NodeRecord>;
+  setCordoned(name: string, cordoned: boolean): Promise<NodeRecord>;
+  get(name: string): Promise<NodeRecord | null>;
+  list(): Promise<NodeRecord[]>;
+}
+
+/** Which node runs which deployment, and what it asked for (used to forward calls and to reschedule). */
+export interface Placement {
+  deployment: string;
+  node: string;
+  cpus: number;
+  memoryMiB: number;
+  /** the deploy job request, so the workload can be recreated elsewhere */
+  request: unknown;
+  placedAt: number;
+}
+
+export interface PlacementStore {
+  setPlacement(p: Placement): Promise<void>;
+  getPlacement(deployment: string): Promise<Placement | null>;
+  listPlacements(): Promise<Placement[]>;
+  deletePlacement(deployment: string): Promise<void>;
+}
+
+export class NodeRegistry implements NodeStore, PlacementStore {
   constructor(private readonly db: Database.Database, private readonly graceMs = 30_000) {
     db.exec(`CREATE TABLE IF NOT EXISTS nodes (name TEXT PRIMARY KEY, address TEXT NOT NULL, labels TEXT NOT NULL,
-      capacity TEXT NOT NULL, cordoned INTEGER NOT NULL DEFAULT 0, last_heartbeat INTEGER NOT NULL)`);
+      capacity TEXT NOT NULL, cordoned INTEGER NOT NULL DEFAULT 0, last_heartbeat INTEGER NOT NULL);
+      CREATE TABLE IF NOT EXISTS placements (deployment TEXT PRIMARY KEY, node TEXT NOT NULL, cpus REAL NOT NULL, memory_mib INTEGER NOT NULL,
+      request TEXT NOT NULL, placed_at INTEGER NOT NULL)`);
   }
 
   private toRecord(r: NodeRow, now: number): NodeRecord {
@@ -27,34 +62,56 @@ export class NodeRegistry {
     };
   }
 
-  register(n: { name: string; address?: string; labels?: Record<string, string>; capacity?: Record<string, number> }): NodeRecord {
+  async register(n: NodeInput): Promise<NodeRecord> {
     const now = Date.now();
     this.db.prepare(`INSERT INTO nodes (name, address, labels, capacity, cordoned, last_heartbeat) VALUES (?, ?, ?, ?, 0, ?)
       ON CONFLICT(name) DO UPDATE SET address = excluded.address, labels = excluded.labels, capacity = excluded.capacity, last_heartbeat = excluded.last_heartbeat`)
       .run(n.name, n.address ?? '', JSON.stringify(n.labels ?? {}), JSON.stringify(n.capacity ?? {}), now);
-    return this.get(n.name) as NodeRecord;
+    return this.getSync(n.name) as NodeRecord;
   }
 
-  heartbeat(n: { name: string; capacity?: Record<string, number> }): NodeRecord {
+  async heartbeat(n: { name: string; capacity?: Record<string, number> }): Promise<NodeRecord> {
     const r = this.db.prepare('UPDATE nodes SET last_heartbeat = ?, capacity = COALESCE(?, capacity) WHERE name = ?')
       .run(Date.now(), n.capacity ? JSON.stringify(n.capacity) : null, n.name);
     if (r.changes === 0) throw new UserError('E_UNKNOWN_NODE', `node ${n.name} is not registered`, { hint: 'register it first (POST /v1/nodes/register)' });
-    return this.get(n.name) as NodeRecord;
+    return this.getSync(n.name) as NodeRecord;
   }
 
-  setCordoned(name: string, cordoned: boolean): NodeRecord {
+  async setCordoned(name: string, cordoned: boolean): Promise<NodeRecord> {
     const r = this.db.prepare('UPDATE nodes SET cordoned = ? WHERE name = ?').run(cordoned ? 1 : 0, name);
     if (r.changes === 0) throw new UserError('E_UNKNOWN_NODE', `node ${name} is not registered`);
-    return this.get(name) as NodeRecord;
+    return this.getSync(name) as NodeRecord;
   }
 
-  get(name: string): NodeRecord | null {
+  async get(name: string): Promise<NodeRecord | null> {
+    return this.getSync(name);
+  }
+
+  private getSync(name: string): NodeRecord | null {
     const r = this.db.prepare('SELECT * FROM nodes WHERE name = ?').get(name) as NodeRow | undefined;
     return r ? this.toRecord(r, Date.now()) : null;
   }
 
-  list(): NodeRecord[] {
+  async list(): Promise<NodeRecord[]> {
     const now = Date.now();
     return (this.db.prepare('SELECT * FROM nodes ORDER BY name').all() as NodeRow[]).map((r) => this.toRecord(r, now));
+  }
+
+  async setPlacement(p: Placement): Promise<void> {
+    this.db.prepare('INSERT OR REPLACE INTO placements (deployment, node, cpus, memory_mib, request, placed_at) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(p.deployment, p.node, p.cpus, p.memoryMiB, JSON.stringify(p.request), p.placedAt);
+  }
+
+  async getPlacement(deployment: string): Promise<Placement | null> {
+    const r = this.db.prepare('SELECT * FROM placements WHERE deployment = ?').get(deployment) as PlacementRow | undefined;
+    return r ? toPlacement(r) : null;
+  }
+
+  async listPlacements(): Promise<Placement[]> {
+    return (this.db.prepare('SELECT * FROM placements ORDER BY deployment').all() as PlacementRow[]).map(toPlacement);
+  }
+
+  async deletePlacement(deployment: string): Promise<void> {
+    this.db.prepare('DELETE FROM placements WHERE deployment = ?').run(deployment);
   }
 }

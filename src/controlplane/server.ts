@@ -9,12 +9,11 @@ import { homeLayout, projectRoot } from '../paths.js';
 import { buildApp } from './app.js';
 import { ArtifactStore } from './artifacts.js';
 import { Authenticator, loadAuthConfig } from './auth.js';
-import { Journal } from './journal.js';
 import { Metrics } from './metrics.js';
-import { NodeRegistry } from './nodes.js';
 import { Queue, type Runner } from './queue.js';
 import { EngineRunner, FakeRunner } from './runner.js';
 import { ControlPlane } from './service.js';
+import { openStores } from './stores.js';
 
 export interface ServeOptions {
   listen: string;
@@ -30,6 +29,9 @@ export interface ServeOptions {
   fakeWorkMs: number;
   sync: 'normal' | 'full';
   logLevel: string;
+  store: string;
+  replicaId?: string;
+  nodeGraceMs: number;
 }
 
 const int = (name: string) => (v: string): number => {
@@ -47,16 +49,17 @@ export async function serve(o: ServeOptions): Promise<{ close(): Promise<void>; 
   if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw new UserError('E_INVALID_ARGUMENT', '--tls-cert and --tls-key go together');
 
   const auth = new Authenticator(loadAuthConfig(o.auth));
-  const journal = new Journal(join(data, 'journal.db'), { synchronous: o.sync === 'full' ? 'FULL' : 'NORMAL' });
+  const owner = o.replicaId ?? `unikctld-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const stores = await openStores(o.store, { dataDir: data, replicaId: owner, sync: o.sync, nodeGraceMs: o.nodeGraceMs });
+  const journal = stores.jobs;
+  const nodes = stores.nodes;
   const userKernels = homeLayout(process.env).kernels;
   process.env.UNIKCTL_BUILD_CACHE_ROOT ??= join(data, 'build-cache'); // uploads are fresh dirs: keep toolchain caches warm
   const nodeLayout = homeLayout({ ...process.env, UNIKCTL_HOME: join(data, 'node'), UNIKCTL_KERNEL_DIR: process.env.UNIKCTL_KERNEL_DIR ?? userKernels });
   const node: Client = new LocalClient(nodeLayout);
   const artifacts = new ArtifactStore({ dir: join(data, 'artifacts'), maxUploadBytes: o.maxUploadBytes, maxExtractedBytes: o.maxUploadBytes * 8, maxEntries: 200_000 });
   const metrics = new Metrics(journal, node);
-  const nodes = new NodeRegistry(journal.database);
   const runner: Runner = o.runner === 'fake' ? new FakeRunner(journal, o.fakeWorkMs) : new EngineRunner(node);
-  const owner = `unikctld-${process.pid}-${randomBytes(4).toString('hex')}`;
   let log: ((msg: string, f: Record<string, unknown>) => void) | null = null;
   const queue = new Queue(journal, runner, {
     concurrency: o.workers, owner, retry: { maxAttempts: o.maxAttempts, baseMs: o.retryBaseMs, capMs: 60_000 },
@@ -77,7 +80,16 @@ export async function serve(o: ServeOptions): Promise<{ close(): Promise<void>; 
   const https = o.tlsCert && o.tlsKey ? { cert: readFileSync(o.tlsCert), key: readFileSync(o.tlsKey) } : null;
   const app = await buildApp({ cp, auth, artifacts, metrics, nodes, version, https, logger: { level: o.logLevel } });
   log = (msg, f) => app.log.info(f, msg);
-  await queue.start();
+  if (stores.election) {
+    // every replica serves the API and writes jobs to the shared store; only the leader runs them
+    await stores.election.start((leader) => {
+      app.log.info({ replica: owner, leader }, leader ? 'became the leader: running the queue' : 'lost leadership: queue stopped');
+      if (leader) void queue.start({ recover: true });
+      else void queue.stop();
+    });
+  } else {
+    await queue.start();
+  }
   await app.listen({ host, port });
   const addr = app.server.address();
   const url = `${https ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${typeof addr === 'object' && addr ? addr.port : port}`;
@@ -87,7 +99,8 @@ export async function serve(o: ServeOptions): Promise<{ close(): Promise<void>; 
     async close() {
       await app.close();
       await queue.stop();
-      await journal.close();
+      await stores.election?.stop();
+      await stores.close();
       node.close();
     },
   };
@@ -111,9 +124,12 @@ export function createServerProgram(): Command {
     .option('--fake-work-ms <ms>', 'simulated work per job with --runner fake', int('--fake-work-ms'), 5)
     .option('--sync <normal|full>', 'SQLite durability: normal survives process crashes, full also power loss (slower)', 'normal')
     .option('--log-level <level>', 'pino log level', process.env.UNIKCTLD_LOG_LEVEL ?? 'info')
+    .option('--store <spec>', 'sqlite (one replica) or etcd://host:port[,host:port...] (several replicas, leader election)', process.env.UNIKCTLD_STORE ?? 'sqlite')
+    .option('--replica-id <id>', 'this replica\'s id in leader election (default: random per process)')
+    .option('--node-grace-ms <ms>', 'a node that has not sent a heartbeat for this long is down', int('--node-grace-ms'), 30_000)
     .addHelpText('after', `
 Environment:
-  UNIKCTLD_LISTEN, UNIKCTLD_DATA, UNIKCTLD_AUTH_FILE, UNIKCTLD_TLS_CERT, UNIKCTLD_TLS_KEY, UNIKCTLD_LOG_LEVEL
+  UNIKCTLD_LISTEN, UNIKCTLD_DATA, UNIKCTLD_AUTH_FILE, UNIKCTLD_TLS_CERT, UNIKCTLD_TLS_KEY, UNIKCTLD_LOG_LEVEL, UNIKCTLD_STORE
                   defaults for the flags above
   UNIKCTL_KERNEL_DIR   kernels for the local node (default: the user's unikctl kernel cache)
   UNIKCTL_ACCEL        auto | kvm | tcg for the VMs this host runs
