@@ -5,6 +5,7 @@ setup:
 demo: setup
 	./scripts/demo.sh
 test: setup
+	./scripts/ci-tools.sh
 	npm test
 bench: setup
 	npm run bench

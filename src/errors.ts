@@ -53,6 +53,7 @@ export const ERROR_CODES = {
   E_UPLOAD_CORRUPT: 'the upload is truncated or not a tar archive',
   E_UPLOAD_DIGEST_MISMATCH: 'the upload does not match its declared sha256',
   E_UNKNOWN_ARTIFACT: 'no uploaded artifact has that id',
+  E_NO_CAPACITY: 'no node can run the deployment now',
   E_UNKNOWN_NODE: 'no node has that name',
   E_CONTROL_PLANE_UNREACHABLE: 'the control plane did not answer',
   E_INTERNAL: 'internal error',

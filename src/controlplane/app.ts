@@ -1,36 +1,17 @@
-import swagger from '@fastify/swagger';
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
-import { randomBytes } from 'node:crypto';
-import { Readable } from 'node:stream';
-import { isUserError, type ErrorCode } from '../errors.js';
+import type { FastifyInstance, FastifyReply, FastifyServerOptions } from 'fastify';
+import { createReadStream } from 'node:fs';
+import { packBundle } from '../engine/bundle.js';
 import { parseSince } from '../runtime/logstore.js';
 import type { ArtifactStore } from './artifacts.js';
-import { type Authenticator, type Scope } from './auth.js';
+import type { Authenticator } from './auth.js';
+import { createBaseApp, ndjsonReply } from './http.js';
 import type { Metrics } from './metrics.js';
 import type { NodeStore } from './nodes.js';
 import {
-  artifactResultSchema, deployBodySchema, deployResultSchema, destroyBodySchema, destroyResultSchema, errorResponses, errorSchema,
+  artifactResultSchema, deployBodySchema, deployResultSchema, destroyBodySchema, destroyResultSchema, errorResponses,
   nodeNameParams, nodeRegisterSchema, nodeSchema, statusSchema,
 } from './schemas.js';
 import type { ControlPlane, DeployBody, DestroyBody } from './service.js';
-
-declare module 'fastify' {
-  interface FastifyContextConfig { scope?: Scope; public?: boolean; }
-}
-
-/** HTTP status of each stable error code the API returns (anything else is a 500 with E_INTERNAL). */
-const STATUS: Partial<Record<string, number>> = {
-  E_USAGE: 400, E_VALIDATION: 400, E_BAD_JSON: 400, E_INVALID_ARGUMENT: 400, E_INVALID_NAME: 400, E_INVALID_PORT: 400,
-  E_NO_PACK: 400, E_UNIKYAML_INVALID: 400, E_DOCKERFILE_ROOTFS: 400, E_LOCK_REQUIRED: 400, E_NOT_ELF: 400, E_PACKAGE_INVALID: 400,
-  E_UPLOAD_UNSAFE_PATH: 400, E_UPLOAD_UNSAFE_LINK: 400, E_UPLOAD_UNSAFE_ENTRY: 400, E_UPLOAD_CORRUPT: 400, E_UPLOAD_DIGEST_MISMATCH: 400,
-  E_CMDLINE_TOO_LONG: 400,
-  E_UNAUTHENTICATED: 401, E_TOKEN_INVALID: 401, E_TOKEN_EXPIRED: 401, E_TOKEN_NOT_YET_VALID: 401,
-  E_FORBIDDEN: 403,
-  E_NOT_FOUND: 404, E_UNKNOWN_APP: 404, E_UNKNOWN_ARTIFACT: 404, E_PACKAGE_NOT_FOUND: 404, E_UNKNOWN_NODE: 404,
-  E_NAME_TAKEN: 409, E_IDEMPOTENCY_CONFLICT: 409, E_PORT_IN_USE: 409,
-  E_UPLOAD_TOO_LARGE: 413,
-  E_NOT_IMPLEMENTED: 501,
-};
 
 export interface AppDeps {
   cp: ControlPlane;
@@ -43,70 +24,15 @@ export interface AppDeps {
   https?: { key: Buffer; cert: Buffer } | null;
 }
 
-const TRACE_RE = /^[A-Za-z0-9._-]{1,64}$/;
-
 /** The unikctld HTTP API (CP-1…4). Built without listening, so tests can use `inject`. */
 export async function buildApp(d: AppDeps): Promise<FastifyInstance> {
-  const app = Fastify({
-    logger: d.logger ?? false,
-    ...(d.https ? { https: d.https } : {}),
-    genReqId: (req) => {
-      const h = req.headers['x-trace-id'];
-      return typeof h === 'string' && TRACE_RE.test(h) ? h : randomBytes(8).toString('hex');
-    },
-    bodyLimit: 1 << 20,
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
-  }) as unknown as FastifyInstance;
-
-  app.addSchema(errorSchema);
-  await app.register(swagger, {
-    openapi: {
-      openapi: '3.0.3',
-      info: { title: 'unikctld', description: 'The unikctl control plane API', version: d.version },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
-      security: [{ bearer: [] }],
-    },
-  });
-
-  const sendError = (reply: import('fastify').FastifyReply, status: number, code: string, message: string, hint?: string): void => {
-    void reply.code(status).type('application/json').send({ code, message, trace_id: reply.request.id, ...(hint ? { hint } : {}) });
-  };
-
-  app.addContentTypeParser(['application/gzip', 'application/x-gzip', 'application/x-tar', 'application/octet-stream'], (_req, payload, done) => done(null, payload));
-
-  app.addHook('onRequest', async (req, reply) => {
-    reply.header('x-trace-id', req.id);
-    if (req.routeOptions.config?.public) return;
-    const principal = await d.auth.authenticate(req.headers.authorization);
-    const scope = req.routeOptions.config?.scope;
-    if (scope) d.auth.authorize(principal, scope);
-  });
+  const app = await createBaseApp({ auth: d.auth, version: d.version, logger: d.logger, https: d.https, title: 'unikctld', description: 'The unikctl control plane API' });
   app.addHook('onResponse', async (req, reply) => {
     d.metrics.httpRequests.inc({ method: req.method, route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) });
   });
-
-  app.setErrorHandler((err, req, reply) => {
-    if (isUserError(err)) {
-      const status = (err as { status?: number }).status ?? STATUS[err.code] ?? 500;
-      if (status >= 500) req.log.error({ err }, 'request failed');
-      const challenge = (err as { challenge?: string }).challenge;
-      if (challenge) void reply.header('www-authenticate', challenge);
-      return sendError(reply, status, status >= 500 && !STATUS[err.code] ? 'E_INTERNAL' : err.code, err.message, err.hint);
-    }
-    const fe = err as { validation?: unknown; statusCode?: number; code?: string; message: string };
-    if (fe.validation) return sendError(reply, 400, 'E_VALIDATION', fe.message);
-    if (fe.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || fe.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || (fe.statusCode === 400 && /JSON/i.test(fe.message))) {
-      return sendError(reply, 400, 'E_BAD_JSON', fe.message);
-    }
-    if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return sendError(reply, 413, 'E_UPLOAD_TOO_LARGE', fe.message);
-    if (fe.statusCode && fe.statusCode >= 400 && fe.statusCode < 500) return sendError(reply, fe.statusCode, fe.statusCode === 415 ? 'E_VALIDATION' : 'E_BAD_REQUEST' as ErrorCode, fe.message);
-    req.log.error({ err }, 'unexpected error');
-    return sendError(reply, 500, 'E_INTERNAL', 'internal error (see the server log for this trace id)');
-  });
-  app.setNotFoundHandler((req, reply) => sendError(reply, 404, 'E_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`));
-
-  app.get('/healthz', { config: { public: true }, schema: { hide: true } }, async () => ({ ok: true, version: d.version }));
-  app.get('/openapi.json', { config: { scope: 'read' }, schema: { hide: true } }, async () => app.swagger());
+  const sendError = (reply: FastifyReply, status: number, code: string, message: string): void => {
+    void reply.code(status).type('application/json').send({ code, message, trace_id: reply.request.id });
+  };
 
   app.post('/v1/artifacts', {
     config: { scope: 'deploy' },
@@ -124,6 +50,22 @@ export async function buildApp(d: AppDeps): Promise<FastifyInstance> {
     const expected = req.headers['x-content-sha256'];
     const rec = await d.artifacts.put(body, typeof expected === 'string' ? { expectedSha256: expected } : {});
     return reply.code(201).send({ id: rec.id, sha256: rec.sha256, bytes: rec.bytes });
+  });
+
+  app.get('/v1/artifacts/:id', {
+    config: { scope: 'nodes' },
+    schema: {
+      summary: 'Download an uploaded artifact (node agents fetch what they are asked to run)',
+      params: { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^art_[0-9a-f]{16}$' } } },
+      response: { 200: { description: 'gzip\'d tar archive', content: { 'application/gzip': { schema: { type: 'string', format: 'binary' } } } }, ...errorResponses },
+    },
+  }, async (req, reply) => {
+    const rec = d.artifacts.get((req.params as { id: string }).id);
+    if (!rec) return sendError(reply, 404, 'E_UNKNOWN_ARTIFACT', `no artifact ${(req.params as { id: string }).id}`);
+    const bundle = await packBundle(rec.dir, { exclude: [] }); // the upload was already filtered: send it as is
+    const stream = createReadStream(bundle.file);
+    stream.on('close', () => bundle.cleanup());
+    return reply.type('application/gzip').header('x-content-sha256', bundle.sha256).send(stream);
   });
 
   app.post('/v1/deployments', {
@@ -164,30 +106,21 @@ export async function buildApp(d: AppDeps): Promise<FastifyInstance> {
       params: { type: 'object', required: ['machine'], properties: { machine: { type: 'string', pattern: '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$' } } },
       querystring: {
         type: 'object', additionalProperties: false,
-        properties: { follow: { type: 'string', enum: ['0', '1', 'true', 'false'] }, tail: { type: 'string', pattern: '^[0-9]{1,9}$' }, since: { type: 'string', maxLength: 64 } },
+        properties: {
+          follow: { type: 'string', enum: ['0', '1', 'true', 'false'] }, tail: { type: 'string', pattern: '^[0-9]{1,9}$' },
+          since: { type: 'string', maxLength: 64, pattern: '^(([0-9]+(\\.[0-9]+)?[smhd])+|[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9:.]+)?(Z|[+-][0-9]{2}:?[0-9]{2})?)$' },
+        },
       },
-      response: { 200: { type: 'string', description: 'application/x-ndjson: {"t": ms, "s": stream, "m": text} per line' }, ...errorResponses },
+      response: { 200: { description: 'one JSON object per line: {"t": ms, "s": stream, "m": text}', content: { 'application/x-ndjson': { schema: { type: 'string' } } } }, ...errorResponses },
     },
   }, async (req, reply) => {
     const { machine } = req.params as { machine: string };
     const q = req.query as { follow?: string; tail?: string; since?: string };
     if (q.since) parseSince(q.since); // bad input is a 400 before the stream starts
-    const abort = new AbortController();
-    req.raw.on('close', () => abort.abort());
-    const iter = d.cp.logs({ name: machine, follow: q.follow === '1' || q.follow === 'true', signal: abort.signal, ...(q.tail ? { tail: Number(q.tail) } : {}), ...(q.since ? { since: q.since } : {}) })[Symbol.asyncIterator]();
-    const first = await iter.next(); // errors such as E_UNKNOWN_APP surface here, as JSON with a status code
-    async function* lines(): AsyncGenerator<string> {
-      if (!first.done) yield `${JSON.stringify(first.value)}\n`;
-      for (;;) {
-        const n = await iter.next();
-        if (n.done) return;
-        yield `${JSON.stringify(n.value)}\n`;
-      }
-    }
-    return reply.type('application/x-ndjson').send(Readable.from(lines()));
+    return ndjsonReply(req, reply, (signal) => d.cp.logs({ name: machine, follow: q.follow === '1' || q.follow === 'true', signal, ...(q.tail ? { tail: Number(q.tail) } : {}), ...(q.since ? { since: q.since } : {}) }));
   });
 
-  app.get('/v1/metrics', { config: { scope: 'read' }, schema: { summary: 'Prometheus metrics (text format)', response: { 200: { type: 'string' }, ...errorResponses } } }, async (_req, reply) => {
+  app.get('/v1/metrics', { config: { scope: 'read' }, schema: { summary: 'Prometheus metrics (text format)', response: { 200: { description: 'Prometheus text exposition format', content: { 'text/plain': { schema: { type: 'string' } } } }, ...errorResponses } } }, async (_req, reply) => {
     const text = await d.metrics.registry.metrics();
     return reply.type(d.metrics.registry.contentType).send(text);
   });

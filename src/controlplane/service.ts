@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { Client, DeployResult, DeploymentView, DestroyResult, StatusResult } from '../engine/client.js';
 import { parseEnv, parsePort } from '../engine/local.js';
 import { resolveTarget } from '../engine/resolve.js';
+import { formatRef, normalizeRef, PackageStore } from '../build/package-store.js';
 import { UserError } from '../errors.js';
 import type { HomeLayout } from '../paths.js';
 import type { LogEntry } from '../runtime/logstore.js';
@@ -46,7 +47,13 @@ export class ControlPlane {
 
   private resolveSource(body: DeployBody): { target: string } {
     const src = body.source;
-    if ('package' in src) return { target: src.package };
+    if ('package' in src) {
+      // a reference into the package store, never a path on the control plane's host
+      const ref = normalizeRef(src.package);
+      const pkg = new PackageStore(this.o.nodeLayout).get(ref);
+      if (!pkg) throw new UserError('E_PACKAGE_NOT_FOUND', `no package ${formatRef(ref)} in the control plane's package store`, { hint: 'upload the package (unikctl deploy uploads local packages) or build it first' });
+      return { target: pkg.dir };
+    }
     const dir = this.artifactDir(src.artifact);
     if (src.kind !== 'binary') return { target: dir };
     const files = readdirSync(dir).filter((f) => statSync(join(dir, f)).isFile());
@@ -54,8 +61,9 @@ export class ControlPlane {
     return { target: join(dir, files[0]) };
   }
 
-  private async namesInUse(): Promise<Set<string>> {
-    return new Set((await this.o.journal.pendingDeploys()).map((j) => j.target));
+  private async reserved(name: string): Promise<boolean> {
+    const j = this.o.journal;
+    return j.hasPendingDeploy ? j.hasPendingDeploy(name) : (await j.pendingDeploys()).some((x) => x.target === name);
   }
 
   async deploy(body: DeployBody, traceId: string, headerKey?: string): Promise<DeployResult> {
@@ -76,16 +84,15 @@ export class ControlPlane {
     const resolved = resolveTarget(target, '/', this.o.nodeLayout, rootfs);
 
     const live = new Set((await this.o.node.status()).deployments.map((d) => d.name));
-    const reserved = await this.namesInUse();
     let name = body.name;
     if (name !== undefined) {
-      if (live.has(name) || reserved.has(name)) {
+      if (live.has(name) || (await this.reserved(name))) {
         throw new UserError('E_NAME_TAKEN', `a deployment named "${name}" already exists`, { hint: `pick another name, or destroy it first` });
       }
     } else {
       const base = sanitizeName(body.nameHint ?? resolved.defaultName);
       name = base;
-      for (let i = 2; live.has(name) || reserved.has(name); i++) name = `${base}-${i}`;
+      for (let i = 2; live.has(name) || (await this.reserved(name)); i++) name = `${base}-${i}`;
     }
     const request: DeployJobRequest = {
       target, ports: body.ports ?? [], env: body.env ?? [], debug: Boolean(body.debug), labels: body.labels ?? [], resolvedFrom: resolved.resolvedFrom,
@@ -118,8 +125,8 @@ export class ControlPlane {
   async destroy(body: DestroyBody, traceId: string): Promise<DestroyResult[]> {
     const names = [...new Set(body.names)];
     const live = new Set((await this.o.node.status()).deployments.map((d) => d.name));
-    const reserved = await this.namesInUse();
-    const missing = names.filter((n) => !live.has(n) && !reserved.has(n));
+    const missing: string[] = [];
+    for (const n of names) if (!live.has(n) && !(await this.reserved(n))) missing.push(n);
     if (missing.length > 0) {
       throw new UserError('E_UNKNOWN_APP', `no deployment named "${missing.join('", "')}"`, { hint: 'see the deployments with unikctl status' });
     }

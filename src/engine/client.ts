@@ -53,6 +53,8 @@ export interface DeploymentView {
   startedAt: string | null;
   endedAt: string | null;
   metrics: { cpuSeconds: number | null; rssBytes: number | null };
+  /** the node running it (cluster mode) */
+  node?: string;
 }
 
 export interface LogsRequest { name: string; follow: boolean; tail?: number; since?: string; signal: AbortSignal; }

@@ -8,6 +8,7 @@ import { loadUnikYaml } from '../build/unikyaml.js';
 import { UserError, type ErrorCode } from '../errors.js';
 import { homeLayout } from '../paths.js';
 import type { LogEntry } from '../runtime/logstore.js';
+import { readNdjson } from '../util/ndjson.js';
 import type { Deployment } from '../store/types.js';
 import { sanitizeName } from '../util/ids.js';
 import { sleep } from '../util/proc.js';
@@ -137,29 +138,7 @@ export class HttpClient implements Client {
     if (req.tail !== undefined) q.set('tail', String(req.tail));
     if (req.since) q.set('since', req.since);
     const res = await this.call('GET', `/v1/logs/${encodeURIComponent(req.name)}?${q.toString()}`);
-    if (!res.body) return;
-    const reader = res.body.getReader();
-    const onAbort = (): void => { void reader.cancel().catch(() => {}); };
-    req.signal.addEventListener('abort', onAbort);
-    const decoder = new TextDecoder();
-    let buf = '';
-    try {
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        buf += decoder.decode(value, { stream: true });
-        let i;
-        while ((i = buf.indexOf('\n')) >= 0) {
-          const line = buf.slice(0, i);
-          buf = buf.slice(i + 1);
-          if (line.trim()) yield JSON.parse(line) as LogEntry;
-        }
-      }
-    } catch (e) {
-      if (!req.signal.aborted) throw e;
-    } finally {
-      req.signal.removeEventListener('abort', onAbort);
-    }
+    yield* readNdjson<LogEntry>(res.body, req.signal);
   }
 
   async waitFor(name: string, until: (d: Deployment | null) => boolean, timeoutMs: number): Promise<Deployment | null> {

@@ -89,7 +89,10 @@ describe('python pack: pinned requirements (BLD-4)', () => {
   });
 });
 
-describe.skipIf(!PYTHON)('python pack: build inputs and toolchain', () => {
+// these run the host interpreter (and pip): allow for a loaded machine
+const SLOW = { timeout: 90_000 };
+
+describe.skipIf(!PYTHON)('python pack: build inputs and toolchain', SLOW, () => {
   it('release refuses unpinned requirements with E_LOCK_REQUIRED', async () => {
     const e = await buildError(ctxFor(project({ 'main.py': 'import six\n', 'requirements.txt': 'six>=1\n' }), 'release'));
     expect(e.code).toBe('E_LOCK_REQUIRED');
@@ -126,6 +129,13 @@ describe.skipIf(!PYTHON)('python pack: build inputs and toolchain', () => {
     expect(e.hint).toContain('pip');
   });
 
+  it('a syntax error in the app fails the build with the compiler\'s message (E_BUILD_FAILED)', async () => {
+    const e = await buildError(ctxFor(project({ 'main.py': 'import util\n', 'util.py': 'def f(:\n    pass\n' }), 'release'));
+    expect(e.code).toBe('E_BUILD_FAILED');
+    expect(e.message).toContain('File "/app/util.py", line 1');
+    expect(e.message).toContain('SyntaxError');
+  });
+
   it('without main.py, app.py or run.command there is nothing to start', async () => {
     const e = await buildError(ctxFor(project({ 'lib.py': 'X = 1\n' }), 'release'));
     expect(e.code).toBe('E_BUILD_FAILED');
@@ -141,14 +151,20 @@ describe('python pack: command and compile plan (BLD-3)', () => {
   });
 
   it('release compiles sourceless .pyc and drops sources; debug keeps them next to __pycache__', () => {
-    const files = { stdlib: ['usr/lib/python3.11/os.py'], deps: ['usr/lib/python3.11/site-packages/six.py'], app: ['app/util.py'], optimize: 2 };
+    const files = { stdlib: ['usr/lib/python3.11/os.py'], deps: ['usr/lib/python3.11/site-packages/six.py'], app: ['app/util.py'], scripts: ['app/main.py'], optimize: 2 };
     expect(compilePlan('release', { ...files, keepSources: false })).toEqual([
       { files: ['usr/lib/python3.11/os.py'], legacy: true, optimize: 2, removeSources: true },
-      { files: ['usr/lib/python3.11/site-packages/six.py', 'app/util.py'], legacy: true, optimize: 2, removeSources: true },
+      { files: ['usr/lib/python3.11/site-packages/six.py'], legacy: true, optimize: 2, removeSources: true },
+      { files: ['app/util.py'], legacy: true, optimize: 2, removeSources: true, strict: true },
+      { files: ['app/main.py'], legacy: false, optimize: 2, removeSources: false, strict: true, checkOnly: true },
     ]);
-    expect(compilePlan('release', { ...files, keepSources: true })[1]).toEqual({ files: ['usr/lib/python3.11/site-packages/six.py', 'app/util.py'], legacy: false, optimize: 2, removeSources: false });
+    // keep-sources: the app and its dependencies keep their .py next to __pycache__/*.opt-2.pyc; the stdlib does not
+    expect(compilePlan('release', { ...files, keepSources: true }).map((g) => [g.legacy, g.removeSources])).toEqual([[true, true], [false, false], [false, false], [false, false]]);
     expect(compilePlan('debug', { ...files, keepSources: false })).toEqual([
-      { files: ['usr/lib/python3.11/os.py', 'usr/lib/python3.11/site-packages/six.py', 'app/util.py'], legacy: false, optimize: 0, removeSources: false },
+      { files: ['usr/lib/python3.11/os.py'], legacy: false, optimize: 0, removeSources: false },
+      { files: ['usr/lib/python3.11/site-packages/six.py'], legacy: false, optimize: 0, removeSources: false },
+      { files: ['app/util.py'], legacy: false, optimize: 0, removeSources: false, strict: true },
+      { files: ['app/main.py'], legacy: false, optimize: 0, removeSources: false, strict: true, checkOnly: true },
     ]);
   });
 });
@@ -172,7 +188,7 @@ describe('python pack: stdlib pruning', () => {
     });
   });
 
-  it.skipIf(!hostPython)('the host analysis keeps what the app and its dependencies import, and what the stdlib imports by name', () => {
+  it.skipIf(!hostPython)('the host analysis keeps what the app and its dependencies import, and what the stdlib imports by name', SLOW, () => {
     const [stdlib, dynload] = hostPaths as [string, string];
     const app = join(tmp, 'app');
     const deps = join(tmp, 'deps');
@@ -210,6 +226,20 @@ describe('python pack: stdlib pruning', () => {
   });
 });
 
+describe.skipIf(!hostPython)('python pack: release lock completeness', () => {
+  it('check-deps reports a dependency of an installed distribution that the lock file does not pin', () => {
+    const target = join(tmp, 'site');
+    mkdirSync(join(target, 'foo-1.0.dist-info'), { recursive: true });
+    writeFileSync(join(target, 'foo-1.0.dist-info', 'METADATA'), 'Metadata-Version: 2.1\nName: foo\nVersion: 1.0\nRequires-Dist: bar>=1\nRequires-Dist: baz; extra == "fast"\nRequires-Dist: qux; python_version < "3"\n');
+    const helper = join(tmp, 'helper.py');
+    writeFileSync(helper, HELPER_PY);
+    writeFileSync(join(tmp, 'cfg.json'), JSON.stringify({ target }));
+    const r = spawnSync(hostPython as string, ['-I', helper, 'check-deps', join(tmp, 'cfg.json')], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    expect((JSON.parse(r.stdout) as { missing: unknown[] }).missing).toEqual([{ name: 'bar', requiredBy: 'foo', spec: 'bar>=1' }]);
+  });
+});
+
 describe.skipIf(!hostPython)('python pack: ELF patching', () => {
   it('dropRunpath removes RUNPATH/RPATH and keeps the rest of the dynamic section', () => {
     const copy = join(tmp, 'python3');
@@ -226,7 +256,7 @@ describe.skipIf(!hostPython)('python pack: ELF patching', () => {
   });
 });
 
-describe.skipIf(!hostPython)('python pack: a stdlib-only release build (no VM)', () => {
+describe.skipIf(!hostPython)('python pack: a stdlib-only release build (no VM)', SLOW, () => {
   it('stages the interpreter, libpython, a pruned sourceless stdlib and the app; the closure imports what the app needs', async () => {
     const dir = project({
       'main.py': 'import http.server\nimport util\nprint(util.answer())\n',

@@ -54,7 +54,7 @@ export interface PythonInfo {
 export interface PythonToolConfig { include?: unknown; 'keep-sources'?: unknown; optimize?: unknown; }
 
 interface AnalyzeResult { modules: FoundModule[]; trace: string[]; appMissing: string[]; failed: string[]; excluded: string[]; }
-interface CompileGroup { files: string[]; legacy: boolean; optimize: number; removeSources: boolean; }
+interface CompileGroup { files: string[]; legacy: boolean; optimize: number; removeSources: boolean; strict?: boolean; checkOnly?: boolean; }
 
 /** The interpreter flags of the default guest command. */
 export function interpreterFlags(mode: BuildMode, optimize: number): string[] {
@@ -62,18 +62,22 @@ export function interpreterFlags(mode: BuildMode, optimize: number): string[] {
   return ['-E', '-s', '-u', '-X', 'dev', '-X', 'faulthandler'];
 }
 
-/** What a build compiles, and how: release drops sources (sourceless .pyc), debug keeps them. */
-export function compilePlan(mode: BuildMode, opts: { stdlib: string[]; deps: string[]; app: string[]; optimize: number; keepSources: boolean }): CompileGroup[] {
-  if (mode === 'debug') {
-    return [{ files: [...opts.stdlib, ...opts.deps, ...opts.app], legacy: false, optimize: 0, removeSources: false }];
-  }
-  const own = [...opts.deps, ...opts.app];
-  return [
-    { files: opts.stdlib, legacy: true, optimize: opts.optimize, removeSources: true },
-    opts.keepSources
-      ? { files: own, legacy: false, optimize: opts.optimize, removeSources: false }
-      : { files: own, legacy: true, optimize: opts.optimize, removeSources: true },
-  ].filter((g) => g.files.length > 0);
+/**
+ * What a build compiles, and how: release drops sources (sourceless .pyc), debug keeps them. The app's own code
+ * is strict (a syntax error fails the build with the compiler's message); the scripts started by path (the
+ * entry) are only checked; stdlib and dependencies keep what does not compile as sources.
+ */
+export function compilePlan(mode: BuildMode, opts: { stdlib: string[]; deps: string[]; app: string[]; scripts: string[]; optimize: number; keepSources: boolean }): CompileGroup[] {
+  const release = mode === 'release';
+  const optimize = release ? opts.optimize : 0;
+  const dropOwn = release && !opts.keepSources;
+  const groups: CompileGroup[] = [
+    { files: opts.stdlib, legacy: release, optimize, removeSources: release },
+    { files: opts.deps, legacy: dropOwn, optimize, removeSources: dropOwn },
+    { files: opts.app, legacy: dropOwn, optimize, removeSources: dropOwn, strict: true },
+    { files: opts.scripts, legacy: false, optimize, removeSources: false, strict: true, checkOnly: true },
+  ];
+  return groups.filter((g) => g.files.length > 0);
 }
 
 function toolConfig(info: PythonInfo): { include: string[]; keepSources: boolean; optimize: number } {
@@ -286,11 +290,15 @@ export const pythonPack: Pack = {
       stdlib: rel(guestStdlib, plan.files.filter((f) => f.endsWith('.py'))),
       deps: rel(info.siteGuest, depsPy),
       app: rel('/app', appPy.filter((f) => !keepAsScript.has(f))),
-      optimize: mode === 'release' ? tool.optimize : 0,
+      scripts: rel('/app', appPy.filter((f) => keepAsScript.has(f))),
+      optimize: tool.optimize,
       keepSources: tool.keepSources,
     });
-    const compiled = await helper<{ compiled: number; failed: string[]; removed: number }>(py, 'compile', { root, groups });
-    if (compiled.failed.length > 0) ctx.warn(`kept ${compiled.failed.length} file(s) as sources, they do not compile: ${compiled.failed.slice(0, 3).join('; ')}`);
+    const compiled = await helper<{ compiled: number; failed: string[]; errors: string[]; removed: number }>(py, 'compile', { root, groups });
+    if (compiled.errors.length > 0) {
+      throw compileFailed('python byte-compilation of the app', { code: 1, signal: null, stdout: '', stderr: compiled.errors.join('\n') });
+    }
+    if (compiled.failed.length > 0) ctx.warn(`kept ${compiled.failed.length} dependency file(s) as sources, they do not compile: ${compiled.failed.slice(0, 3).join('; ')}`);
 
     // --- native files: strip (release), no RUNPATH into the host prefix
     if (mode === 'release') {

@@ -225,30 +225,42 @@ def check_deps(cfg):
 
 
 def compile_tree(cfg):
-    """Byte-compiles files deterministically; co_filename is the guest path (root stripped)."""
-    import py_compile
+    """Byte-compiles files deterministically; co_filename is the guest path (root stripped).
+    strict groups (the app's own code) report errors in full; the others keep what does not compile as source."""
     import importlib.util
+    import py_compile
     root = cfg['root']
     mode = py_compile.PycInvalidationMode.UNCHECKED_HASH
-    compiled, failed, removed = 0, [], 0
+    compiled, failed, errors, removed = 0, [], [], 0
     for group in cfg['groups']:
         for f in group['files']:
             src = os.path.join(root, f.lstrip('/'))
             guest = '/' + f.lstrip('/')
-            if group['legacy']:  # sourceless: x.pyc next to where x.py was, loaded whatever the -O level
-                cfile = src + 'c'
-            else:
-                cfile = importlib.util.cache_from_source(src, optimization=group['optimize'] or '')
             try:
-                py_compile.compile(src, cfile=cfile, dfile=guest, doraise=True, optimize=group['optimize'], invalidation_mode=mode, quiet=2)
+                if group.get('checkOnly'):  # a script run by path: compiled at start, only checked here
+                    with open(src, 'rb') as fh:
+                        compile(fh.read(), guest, 'exec', dont_inherit=True, optimize=group['optimize'])
+                    continue
+                if group['legacy']:  # sourceless: x.pyc next to where x.py was, loaded whatever the -O level
+                    cfile = src + 'c'
+                else:
+                    cfile = importlib.util.cache_from_source(src, optimization=group['optimize'] or '')
+                py_compile.compile(src, cfile=cfile, dfile=guest, doraise=True, optimize=group['optimize'], invalidation_mode=mode, quiet=0)
                 compiled += 1
-            except Exception as e:  # keep the source of what does not compile (e.g. Python 2 files in a dependency)
-                failed.append('%s: %s' % (guest, (str(e).strip().splitlines() or [e.__class__.__name__])[-1]))
+            except Exception as e:
+                if group.get('strict'):
+                    if isinstance(e, SyntaxError):
+                        import traceback
+                        errors.append(''.join(traceback.format_exception_only(e)).rstrip())
+                    else:
+                        errors.append(str(e).rstrip() or '%s: %s' % (guest, e.__class__.__name__))
+                else:  # keep the source of what does not compile (e.g. Python 2 files in a dependency)
+                    failed.append('%s: %s' % (guest, (str(e).strip().splitlines() or [e.__class__.__name__])[-1]))
                 continue
             if group['removeSources']:
                 os.remove(src)
                 removed += 1
-    return {'compiled': compiled, 'failed': failed, 'removed': removed}
+    return {'compiled': compiled, 'failed': failed, 'errors': errors, 'removed': removed}
 
 
 COMMANDS = {'info': info, 'analyze': analyze, 'check-deps': check_deps, 'compile': compile_tree}

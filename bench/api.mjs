@@ -1,0 +1,216 @@
+#!/usr/bin/env node
+// Control-plane API benchmark (npm run bench:api [-- --duration S] [--concurrency N] [--json]).
+//
+// 1. starts `unikctld serve --runner fake` (no VM work: a job only records its effect) on a free 127.0.0.1 port,
+//    with auth on, in a fresh temporary data directory holding one fake package;
+// 2. the baseline: N concurrent keep-alive clients send GET /healthz (no auth, no journal write) for --duration;
+// 3. the real path: the same N clients POST /v1/deployments (bearer token, a unique name and a unique
+//    Idempotency-Key per request) for --duration: every 202 is one deploy job journaled and queued;
+//    both phases are preceded by an unmeasured warm-up (--warmup);
+// 4. prints requests/s, p50/p95/p99 latency and error counts of both, the deploy/baseline ratios, the queue
+//    backlog the run left, and the targets (≥ 1,000 enqueues/s and p99 < 50 ms: PASS/MISS);
+// 5. writes every figure and raw latency sample to bench/results/api-<ISO date>-<hostname>.json.
+// The server is stopped on exit, on error and on Ctrl-C; its data directory is removed.
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, hostname, loadavg, tmpdir } from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { closedLoop } from './lib/api-load.mjs';
+import { freePort, installCleanup, onExit, sleep, track } from './lib/proc.mjs';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const SERVER_BIN = join(ROOT, 'bin', 'unikctld.js');
+const TARGETS = { enqueuesPerSecond: 1000, p99Ms: 50 };
+
+function usage(code) {
+  (code === 0 ? process.stdout : process.stderr).write(
+    'usage: node bench/api.mjs [--duration S] [--warmup S] [--concurrency N] [--workers N] [--fake-work-ms MS] [--json]\n' +
+    '  --duration S       measured seconds per phase (default 10)\n' +
+    '  --warmup S         unmeasured seconds before each phase (default 2)\n' +
+    '  --concurrency N    concurrent keep-alive clients (default 16)\n' +
+    '  --workers N        the server\'s job workers (default 4)\n' +
+    '  --fake-work-ms MS  simulated work per job in the server (default 5)\n' +
+    '  --json             print only the JSON result on stdout\n');
+  process.exit(code);
+}
+
+function parseArgs(argv) {
+  const o = { duration: 10, warmup: 2, concurrency: 16, workers: 4, fakeWorkMs: 5, json: false };
+  const num = { '--duration': 'duration', '--warmup': 'warmup', '--concurrency': 'concurrency', '--workers': 'workers', '--fake-work-ms': 'fakeWorkMs' };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const [flag, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
+    if (flag === '--json') o.json = true;
+    else if (flag === '-h' || flag === '--help') usage(0);
+    else if (num[flag]) {
+      const v = inline ?? argv[++i];
+      if (!/^\d+(\.\d+)?$/.test(v ?? '') || Number(v) <= 0 && flag !== '--warmup' && flag !== '--fake-work-ms') {
+        process.stderr.write(`bench: ${flag} needs a positive number, got ${v}\n`);
+        usage(2);
+      }
+      o[num[flag]] = Number(v);
+    } else {
+      process.stderr.write(`bench: unknown option ${a}\n`);
+      usage(2);
+    }
+  }
+  if (!Number.isInteger(o.concurrency) || !Number.isInteger(o.workers) || !Number.isInteger(o.fakeWorkMs)) {
+    process.stderr.write('bench: --concurrency, --workers and --fake-work-ms take integers\n');
+    usage(2);
+  }
+  return o;
+}
+
+function fakePackage(dataDir, name) {
+  const dir = join(dataDir, 'node', 'packages', 'local', name, 'latest');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'vmlinux.gz'), 'not a kernel\n');
+  writeFileSync(join(dir, 'rootfs.erofs'), 'not a filesystem\n');
+  const zero = '0'.repeat(64);
+  writeFileSync(join(dir, 'manifest.json'), JSON.stringify({
+    schema: 'unikctl.image/v1', name, pack: 'binary', mode: 'release',
+    kernel: { file: 'vmlinux.gz', encoding: 'gzip', sha256: zero, size: 13, rawSha256: zero, rawSize: 13, variant: 'release', configHash: '0' },
+    rootfs: { file: 'rootfs.erofs', sha256: zero, size: 17, format: 'erofs' },
+    run: { command: [`/app/${name}`], env: {}, workdir: '/app', memoryMiB: 64, ports: [] },
+    size: 30,
+  }));
+}
+
+/** Starts unikctld; resolves { child, base, log() } once /healthz answers. */
+async function startServer(o, scratch, token) {
+  const dataDir = join(scratch, 'data');
+  fakePackage(dataDir, 'bench');
+  writeFileSync(join(scratch, 'auth.yaml'), `tokens:\n  - name: bench\n    token: ${token}\n    scopes: [admin]\n`);
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const env = { ...process.env, UNIKCTL_HOME: join(scratch, 'home') };
+    delete env.UNIKCTL_CONTROL_PLANE_URL;
+    let log = '';
+    const child = track(spawn(process.execPath, [
+      SERVER_BIN, 'serve', '--listen', `127.0.0.1:${port}`, '--data', dataDir, '--auth', join(scratch, 'auth.yaml'),
+      '--runner', 'fake', '--fake-work-ms', String(o.fakeWorkMs), '--workers', String(o.workers), '--log-level', 'warn',
+    ], { cwd: scratch, env, stdio: ['ignore', 'pipe', 'pipe'] }));
+    child.stdout.on('data', (c) => { log += c; });
+    child.stderr.on('data', (c) => { log += c; });
+    const base = `http://127.0.0.1:${port}`;
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline && child.exitCode === null && child.signalCode === null) {
+      try {
+        const r = await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(2000) });
+        if (r.status === 200) return { child, base, log: () => log };
+      } catch { /* not up yet */ }
+      await sleep(100);
+    }
+    const exited = child.exitCode !== null || child.signalCode !== null;
+    child.kill('SIGKILL');
+    if (!(exited && /EADDRINUSE/.test(log) && attempt < 3)) throw new Error(`unikctld did not start on ${base}:\n${log}`);
+  }
+}
+
+async function stopServer(child) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(timer);
+}
+
+async function queueState(base, token) {
+  const r = await fetch(`${base}/v1/metrics`, { headers: { authorization: `Bearer ${token}` } });
+  const text = await r.text();
+  const out = {};
+  for (const m of text.matchAll(/^unikctld_queue_jobs\{state="(\w+)"\} (\S+)$/gm)) out[m[1]] = Number(m[2]);
+  return out;
+}
+
+const fmt = (x, d = 1) => (x === null || x === undefined || !Number.isFinite(x) ? 'n/a' : x.toFixed(d));
+
+async function main() {
+  const o = parseArgs(process.argv.slice(2));
+  installCleanup();
+  const say = (s) => { if (!o.json) process.stdout.write(`${s}\n`); };
+  const scratch = mkdtempSync(join(tmpdir(), 'unikctld-bench-'));
+  onExit(() => rmSync(scratch, { recursive: true, force: true }));
+  const token = `unik_bench_${randomBytes(16).toString('hex')}`;
+  const runId = randomBytes(3).toString('hex');
+  const auth = { authorization: `Bearer ${token}` };
+  const nCpu = cpus().length;
+
+  say(`unikctld API benchmark: ${o.concurrency} keep-alive clients, ${o.duration} s per phase (+${o.warmup} s warm-up), ` +
+    `server --runner fake --workers ${o.workers} --fake-work-ms ${o.fakeWorkMs}`);
+  say(`note: the load generator (this process, one thread) and the server share this machine's ${nCpu} core(s): ` +
+    'absolute figures are lower than with a separate client machine');
+  const la = loadavg();
+  say(`load average before the run: ${la.map((x) => x.toFixed(2)).join(' ')}${la[0] > nCpu / 2 ? ' (other processes are using the cores too: figures are noisy)' : ''}`);
+
+  const { child, base, log } = await startServer(o, scratch, token);
+  let result;
+  try {
+    const healthz = () => ({ method: 'GET', path: '/healthz' });
+    let uniq = 0;
+    const deploy = (phase) => (c) => {
+      const n = uniq++;
+      const id = `${runId}-${phase}-${c}-${n}`;
+      return {
+        method: 'POST', path: '/v1/deployments',
+        headers: { ...auth, 'idempotency-key': `bench-${id}` },
+        body: { source: { package: 'local/bench:latest' }, name: `b-${id}` },
+      };
+    };
+    const phase = async (label, makeRequest, okStatus) => {
+      if (o.warmup > 0) await closedLoop({ base, concurrency: o.concurrency, durationMs: o.warmup * 1000, makeRequest: makeRequest('w'), okStatus });
+      const r = await closedLoop({ base, concurrency: o.concurrency, durationMs: o.duration * 1000, makeRequest: makeRequest('m'), okStatus, serverPid: child.pid });
+      say(`${label.padEnd(24)} ${fmt(r.rps, 0).padStart(7)} req/s   p50 ${fmt(r.latencyMs.p50, 2)} ms   p95 ${fmt(r.latencyMs.p95, 2)} ms   ` +
+        `p99 ${fmt(r.latencyMs.p99, 2)} ms   max ${fmt(r.latencyMs.max, 1)} ms   errors ${r.errors}/${r.requests}` +
+        `${r.errors ? ` ${JSON.stringify(r.errorKinds)}` : ''}   cpu: server ${fmt(r.cpu.serverCores, 2)} + client ${fmt(r.cpu.loadGeneratorCores, 2)} cores`);
+      return r;
+    };
+
+    const baseline = await phase('GET /healthz (baseline)', () => healthz, 200);
+    const queuedBefore = await queueState(base, token);
+    const enqueue = await phase('POST /v1/deployments', deploy, 202);
+    const queueAfter = await queueState(base, token);
+    const rpsRatio = enqueue.rps / baseline.rps;
+    const p99Ratio = enqueue.latencyMs.p99 / baseline.latencyMs.p99;
+    say(`deploy/baseline: ${fmt(rpsRatio * 100, 1)} % of the /healthz rate, p99 ${fmt(p99Ratio, 1)}x the /healthz p99`);
+    say(`queue after the deploy phase: ${JSON.stringify(queueAfter)} (jobs: ${o.workers} workers x ${o.fakeWorkMs} ms fake work ` +
+      `= at most ~${Math.round((o.workers * 1000) / Math.max(o.fakeWorkMs, 1))} jobs/s drained)`);
+    const pass = {
+      throughput: enqueue.rps >= TARGETS.enqueuesPerSecond,
+      p99: enqueue.latencyMs.p99 !== null && enqueue.latencyMs.p99 < TARGETS.p99Ms,
+      noErrors: enqueue.errors === 0,
+    };
+    say(`target >= ${TARGETS.enqueuesPerSecond} enqueues/s: ${pass.throughput ? 'PASS' : 'MISS'} (${fmt(enqueue.rps, 0)}/s)`);
+    say(`target p99 < ${TARGETS.p99Ms} ms:        ${pass.p99 ? 'PASS' : 'MISS'} (${fmt(enqueue.latencyMs.p99, 2)} ms)`);
+    say(`errors:                    ${pass.noErrors ? 'none' : `${enqueue.errors} (${JSON.stringify(enqueue.errorKinds)})`}`);
+
+    const at = new Date().toISOString().replace(/\.\d+Z$/, 'Z').replace(/:/g, '-');
+    const file = join(ROOT, 'bench', 'results', `api-${at}-${hostname()}.json`);
+    result = {
+      benchmark: 'api', at: new Date().toISOString(), host: hostname(), cpus: nCpu, cpuModel: cpus()[0]?.model ?? null,
+      node: process.version, loadavgBefore: loadavg(),
+      note: `load generator and server share the same ${nCpu} core(s)`,
+      options: o, targets: TARGETS, pass,
+      baseline: { endpoint: 'GET /healthz', ...baseline },
+      enqueue: { endpoint: 'POST /v1/deployments', ...enqueue },
+      ratios: { rps: Math.round(rpsRatio * 1000) / 1000, p99: Math.round(p99Ratio * 1000) / 1000 },
+      queue: { beforeDeployPhase: queuedBefore, afterDeployPhase: queueAfter },
+    };
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(file, `${JSON.stringify(result)}\n`);
+    say(`raw results: ${relative(process.cwd(), file)}`);
+    if (o.json) process.stdout.write(`${JSON.stringify({ ...result, baseline: { ...result.baseline, rawLatenciesMs: undefined }, enqueue: { ...result.enqueue, rawLatenciesMs: undefined } }, null, 2)}\n`);
+  } catch (e) {
+    process.stderr.write(`bench: ${e.stack ?? e}\n--- server log ---\n${log()}\n`);
+    process.exitCode = 1;
+  } finally {
+    await stopServer(child);
+    const errs = log().split('\n').filter((l) => { try { return JSON.parse(l).level >= 50; } catch { return false; } });
+    if (errs.length) process.stderr.write(`bench: the server logged ${errs.length} error(s):\n${errs.slice(0, 5).join('\n')}\n`);
+  }
+}
+
+await main();

@@ -1,0 +1,106 @@
+// Closed-loop HTTP load for bench/api.mjs: N clients on keep-alive connections, each sending its next request as
+// soon as the previous answer has been read, for a fixed time. Latency is measured per request from just before
+// http.request() to the end of the response body, on the load generator's clock (performance.now()).
+import http from 'node:http';
+import { readFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+
+/** Percentile by linear interpolation between closest ranks (numpy's default); `sorted` ascending, `p` in [0, 100]. */
+export function percentile(sorted, p) {
+  if (sorted.length === 0) return NaN;
+  const h = (sorted.length - 1) * (p / 100);
+  const lo = Math.floor(h);
+  const hi = Math.ceil(h);
+  return sorted[lo] + (sorted[hi] - sorted[lo]) * (h - lo);
+}
+
+const r2 = (x) => (Number.isFinite(x) ? Math.round(x * 100) / 100 : null);
+
+export function latencySummary(values) {
+  const v = Float64Array.from(values).sort();
+  if (v.length === 0) return { n: 0, min: null, p50: null, p95: null, p99: null, max: null, mean: null };
+  let sum = 0;
+  for (const x of v) sum += x;
+  return {
+    n: v.length, min: r2(v[0]), p50: r2(percentile(v, 50)), p95: r2(percentile(v, 95)), p99: r2(percentile(v, 99)),
+    max: r2(v[v.length - 1]), mean: r2(sum / v.length),
+  };
+}
+
+/** One request; resolves { status, ms, error } and never rejects. */
+function once(agent, base, req) {
+  return new Promise((resolve) => {
+    const t0 = performance.now();
+    const body = req.body === undefined ? undefined : Buffer.from(JSON.stringify(req.body));
+    const headers = { ...(req.headers ?? {}), ...(body ? { 'content-type': 'application/json', 'content-length': String(body.length) } : {}) };
+    const r = http.request(`${base}${req.path}`, { method: req.method, agent, headers }, (res) => {
+      res.on('data', () => {});
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, ms: performance.now() - t0, error: null }));
+      res.on('error', (e) => resolve({ status: 0, ms: performance.now() - t0, error: e.code ?? e.message }));
+    });
+    r.setTimeout(30_000, () => r.destroy(new Error('timeout')));
+    r.on('error', (e) => resolve({ status: 0, ms: performance.now() - t0, error: e.code ?? e.message }));
+    r.end(body);
+  });
+}
+
+/** utime + stime of a process in seconds (Linux /proc), or null. */
+export function procCpuSeconds(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100; // fields 14 and 15, in clock ticks (USER_HZ = 100 on Linux)
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Runs `concurrency` closed loops for `durationMs`. `makeRequest(client, seq)` returns { method, path, headers, body }.
+ * A request counts as ok when its status is `okStatus`; anything else (another status or a network error) is an error.
+ * Requests still in flight at the deadline are awaited and counted (so the rate uses the real elapsed time).
+ */
+export async function closedLoop({ base, concurrency, durationMs, makeRequest, okStatus, serverPid }) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency, maxFreeSockets: concurrency });
+  const latencies = [];
+  const perSecond = [];
+  const statuses = {};
+  const errors = {};
+  let ok = 0;
+  let failed = 0;
+  const cpu0 = process.cpuUsage();
+  const srv0 = serverPid ? procCpuSeconds(serverPid) : null;
+  const t0 = performance.now();
+  const deadline = t0 + durationMs;
+  const client = async (c) => {
+    for (let seq = 0; performance.now() < deadline; seq++) {
+      const r = await once(agent, base, makeRequest(c, seq));
+      const sec = Math.floor((performance.now() - t0) / 1000);
+      perSecond[sec] = (perSecond[sec] ?? 0) + 1;
+      statuses[r.status] = (statuses[r.status] ?? 0) + 1;
+      if (r.status === okStatus) {
+        ok++;
+        latencies.push(r.ms);
+      } else {
+        failed++;
+        const key = r.error ?? `HTTP ${r.status}`;
+        errors[key] = (errors[key] ?? 0) + 1;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, (_, c) => client(c)));
+  const elapsedS = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  const srv1 = serverPid ? procCpuSeconds(serverPid) : null;
+  agent.destroy();
+  return {
+    concurrency, elapsedS: r2(elapsedS), requests: ok + failed, ok, errors: failed, errorKinds: errors, statuses,
+    rps: r2(ok / elapsedS), latencyMs: latencySummary(latencies),
+    perSecond: Array.from(perSecond, (n) => n ?? 0),
+    cpu: {
+      loadGeneratorCores: r2((cpu.user + cpu.system) / 1e6 / elapsedS),
+      serverCores: srv0 !== null && srv1 !== null ? r2((srv1 - srv0) / elapsedS) : null,
+    },
+    rawLatenciesMs: latencies.map((x) => Math.round(x * 1000) / 1000),
+  };
+}

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Installs the test-only tools of the control-plane conformance test (test/e2e/controlplane-conformance.test.ts),
+# idempotently, on Debian 12:
+#   - promtool, from Debian's `prometheus` package (only when `promtool` is not on PATH already);
+#   - Schemathesis (pinned), from PyPI into a virtualenv at .venv-tools/ (only when that exact version is not
+#     there already).
+# A second run only checks, and takes well under a second. Everything it does is said on stderr.
+# Environment: PYTHON (default python3) is the interpreter the venv is made from.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SCHEMATHESIS_VERSION="4.32.5"
+VENV=".venv-tools"
+PYTHON="${PYTHON:-python3}"
+
+say() { printf 'ci-tools: %s\n' "$*" >&2; }
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+apt_updated=0
+apt_install() {
+  if [ "$apt_updated" = 0 ]; then
+    say "apt-get update"
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    apt_updated=1
+  fi
+  say "apt-get install --no-install-recommends $*"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
+}
+
+# 1. promtool (Debian ships it in the prometheus package). The package's service is not wanted: where systemd
+#    runs, it is stopped and disabled again so that no Prometheus server is left listening on :9090.
+if command -v promtool >/dev/null 2>&1; then
+  say "promtool present: $(command -v promtool)"
+else
+  apt_install prometheus
+  if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
+  command -v promtool >/dev/null 2>&1 || { say "promtool is still missing after installing prometheus"; exit 1; }
+  say "installed promtool: $(promtool --version 2>&1 | head -n1)"
+fi
+
+# 2. Schemathesis in .venv-tools/
+have_st() { [ -x "$VENV/bin/st" ] && "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('schemathesis') != '$SCHEMATHESIS_VERSION')" >/dev/null 2>&1; }
+if have_st; then
+  say "schemathesis $SCHEMATHESIS_VERSION present in $VENV/"
+else
+  command -v "$PYTHON" >/dev/null 2>&1 || { say "$PYTHON not found: install python3 (apt-get install python3 python3-venv)"; exit 1; }
+  if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
+    rm -rf "$VENV"
+    say "creating the virtualenv $VENV/ with $("$PYTHON" --version 2>&1)"
+    if ! "$PYTHON" -m venv "$VENV" >&2 2>/dev/null; then
+      # Debian's own python3 has no ensurepip without python3-venv
+      rm -rf "$VENV"
+      if command -v apt-get >/dev/null 2>&1; then
+        apt_install python3-venv
+        "$PYTHON" -m venv "$VENV" >&2
+      else
+        say "'$PYTHON -m venv' failed and apt-get is not available"; exit 1
+      fi
+    fi
+  fi
+  say "pip install schemathesis==$SCHEMATHESIS_VERSION into $VENV/"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-input "schemathesis==$SCHEMATHESIS_VERSION" >&2
+  have_st || { say "schemathesis $SCHEMATHESIS_VERSION did not install into $VENV/"; exit 1; }
+  say "installed $("$VENV/bin/st" --version 2>&1 | head -n1)"
+fi
+# keep the venv out of git status (Python >= 3.13 writes this file itself; 3.11 does not)
+[ -f "$VENV/.gitignore" ] || printf '# created by scripts/ci-tools.sh\n*\n' > "$VENV/.gitignore"

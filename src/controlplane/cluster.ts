@@ -1,0 +1,198 @@
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { AgentClient, type AgentDeployRequest } from '../agent/client.js';
+import { PackageStore, normalizeRef } from '../build/package-store.js';
+import { parseMemory } from '../build/unikyaml.js';
+import { packBundle } from '../engine/bundle.js';
+import type { Client, DeployRequest, DeployResult, DeploymentView, DestroyResult, LogsRequest, StatusResult } from '../engine/client.js';
+import { UserError, isUserError } from '../errors.js';
+import type { HomeLayout } from '../paths.js';
+import type { LogEntry } from '../runtime/logstore.js';
+import type { Deployment } from '../store/types.js';
+import { sleep } from '../util/proc.js';
+import type { ArtifactStore } from './artifacts.js';
+import type { NodeRecord, NodeStore, Placement, PlacementStore } from './nodes.js';
+import { place, type NodeInfo, type Policy } from './scheduler.js';
+
+const LIVE = new Set(['pending', 'building', 'starting', 'running']);
+
+/**
+ * The control plane's view of a cluster as one `Client`: deploy schedules onto a node agent and records the
+ * placement; destroy, status and logs are forwarded to the node that runs the deployment (CP-6).
+ */
+export class ClusterClient implements Client {
+  constructor(private readonly o: {
+    store: NodeStore & PlacementStore;
+    artifacts: ArtifactStore;
+    nodeToken: string;
+    policy: Policy;
+    staleAfterMs: number;
+    /** the control plane's own package store, for deploys by reference */
+    layout: HomeLayout;
+  }) {}
+
+  close(): void {}
+
+  private async nodeInfos(): Promise<NodeInfo[]> {
+    const [nodes, placements] = await Promise.all([this.o.store.list(), this.o.store.listPlacements()]);
+    return nodes.map((n) => {
+      const mine = placements.filter((p) => p.node === n.name);
+      return {
+        name: n.name, status: n.status, cordoned: n.cordoned, labels: n.labels, lastHeartbeatAt: n.lastHeartbeatAt,
+        capacity: { cpus: n.capacity.cpus ?? 0, memoryMiB: n.capacity.memoryMiB ?? 0 },
+        allocated: { cpus: mine.reduce((a, p) => a + p.cpus, 0), memoryMiB: mine.reduce((a, p) => a + p.memoryMiB, 0), vms: mine.length },
+      };
+    });
+  }
+
+  private async agentOf(node: string): Promise<{ agent: AgentClient; record: NodeRecord }> {
+    const record = await this.o.store.get(node);
+    if (!record) throw new UserError('E_UNKNOWN_NODE', `node ${node} is not registered`);
+    return { agent: new AgentClient(record.address, this.o.nodeToken), record };
+  }
+
+  /** The artifact an agent fetches for a deploy target that lives on the control plane host. */
+  private async sourceOf(target: string): Promise<AgentDeployRequest['source']> {
+    const kindOf = (path: string): 'binary' | 'package' | 'project' =>
+      statSync(path).isFile() ? 'binary' : existsSync(join(path, 'manifest.json')) ? 'package' : 'project';
+    const m = /\/(art_[0-9a-f]{16})\//.exec(target);
+    if (m?.[1] && existsSync(target)) return { artifact: m[1], kind: kindOf(target) };
+    const pkg = new PackageStore(this.o.layout).get(normalizeRef(target));
+    if (!pkg) throw new UserError('E_PACKAGE_NOT_FOUND', `${target} is neither an uploaded artifact nor in the control plane's package store`);
+    const bundle = await packBundle(pkg.dir, { exclude: [] });
+    try {
+      const { createReadStream } = await import('node:fs');
+      return { artifact: (await this.o.artifacts.put(createReadStream(bundle.file))).id, kind: 'package' };
+    } finally {
+      bundle.cleanup();
+    }
+  }
+
+  private async schedule(req: { name: string; cpus: number; memoryMiB: number; labels: Record<string, string>; avoid?: string[] }): Promise<string> {
+    const r = place(await this.nodeInfos(), req, { policy: this.o.policy, staleAfterMs: this.o.staleAfterMs });
+    if (!r.ok) throw new UserError('E_NO_CAPACITY', r.reason, { hint: 'add or uncordon nodes, free capacity, or relax --label constraints; the deployment stays pending and is placed when capacity appears' });
+    return r.node;
+  }
+
+  async deploy(req: DeployRequest): Promise<DeployResult> {
+    const name = req.name;
+    if (!name || !req.idempotencyKey) throw new UserError('E_INTERNAL', 'cluster deploys need a name and an idempotency key');
+    let p = await this.o.store.getPlacement(name);
+    if (!p) {
+      const labels = Object.fromEntries(req.labels.map((l) => l.split('=', 2) as [string, string]));
+      const memoryMiB = req.memory ? parseMemory(req.memory, '--memory', 'request') : 128;
+      const cpus = req.cpus ?? 1;
+      const node = await this.schedule({ name, cpus, memoryMiB, labels });
+      const request: AgentDeployRequest = {
+        name, source: await this.sourceOf(req.target), ports: req.ports, env: req.env, debug: req.debug, labels: req.labels, idempotencyKey: req.idempotencyKey,
+        ...(req.memory !== undefined ? { memory: req.memory } : {}), cpus,
+      };
+      p = { deployment: name, node, cpus, memoryMiB, request, placedAt: Date.now() };
+      await this.o.store.setPlacement(p); // persisted before the agent starts anything: a replay finds it
+    }
+    const { agent } = await this.agentOf(p.node);
+    const r = await agent.deploy(p.request as AgentDeployRequest);
+    return { ...r, resolvedFrom: `${r.resolvedFrom} on node ${p.node}` };
+  }
+
+  /** Drain / node failure: bring the workload up on another node, then remove it from the old one. */
+  async move(name: string, from: string, opts: { sourceDown: boolean; graceMs: number }): Promise<{ name: string; from: string; to: string } | null> {
+    const p = await this.o.store.getPlacement(name);
+    if (!p || p.node !== from) return null; // already moved (a replayed job) or destroyed meanwhile
+    const labels = Object.fromEntries(((p.request as AgentDeployRequest).labels ?? []).map((l) => l.split('=', 2) as [string, string]));
+    const to = await this.schedule({ name, cpus: p.cpus, memoryMiB: p.memoryMiB, labels, avoid: [from] });
+    const request: AgentDeployRequest = { ...(p.request as AgentDeployRequest), idempotencyKey: `move:${name}:${from}:${p.placedAt}` };
+    const moved: Placement = { ...p, node: to, request, placedAt: Date.now() };
+    const { agent } = await this.agentOf(to);
+    await agent.deploy(request);
+    const deadline = Date.now() + 30 * 60_000;
+    for (;;) {
+      const d = (await agent.status()).deployments.find((x) => x.name === name);
+      if (d?.state === 'running') break;
+      if (d && (d.state === 'failed' || d.state === 'exited')) throw new UserError('E_DEPLOY_FAILED', `moving ${name} to ${to}: ${d.reason ?? d.state}`);
+      if (Date.now() > deadline) throw new UserError('E_TRANSIENT', `moving ${name} to ${to}: not running yet`);
+      await sleep(300);
+    }
+    await this.o.store.setPlacement(moved);
+    if (!opts.sourceDown) {
+      const old = await this.agentOf(from).catch(() => null);
+      await old?.agent.destroy([name], opts.graceMs).catch(() => undefined);
+    }
+    return { name, from, to };
+  }
+
+  async destroy(names: string[], opts: { graceMs: number }): Promise<DestroyResult[]> {
+    const out: DestroyResult[] = [];
+    for (const name of names) {
+      const p = await this.o.store.getPlacement(name);
+      if (!p) throw new UserError('E_UNKNOWN_APP', `no deployment named "${name}"`);
+      const node = await this.agentOf(p.node).catch(() => null);
+      if (node && node.record.status === 'ready') {
+        try {
+          await node.agent.destroy([name], opts.graceMs);
+          const deadline = Date.now() + opts.graceMs + 30_000;
+          while ((await node.agent.status()).deployments.some((d) => d.name === name) && Date.now() < deadline) await sleep(200);
+        } catch (e) {
+          if (!(isUserError(e) && e.code === 'E_UNKNOWN_APP')) throw e;
+        }
+      }
+      await this.o.store.deletePlacement(name);
+      out.push({ name, operationId: '', state: 'gone' });
+    }
+    return out;
+  }
+
+  async status(name?: string): Promise<StatusResult> {
+    const [nodes, placements] = await Promise.all([this.o.store.list(), this.o.store.listPlacements()]);
+    const views: DeploymentView[] = [];
+    const reported = new Set<string>();
+    await Promise.all(nodes.filter((n) => n.status === 'ready').map(async (n) => {
+      const s = await new AgentClient(n.address, this.o.nodeToken).status().catch(() => null);
+      for (const d of s?.deployments ?? []) {
+        // an agent may still hold a copy that was moved away: report what the placement says
+        const p = placements.find((x) => x.deployment === d.name);
+        if (p && p.node !== n.name) continue;
+        views.push({ ...d, node: n.name } as DeploymentView);
+        reported.add(d.name);
+      }
+    }));
+    for (const p of placements) {
+      if (reported.has(p.deployment)) continue;
+      const node = nodes.find((n) => n.name === p.node);
+      views.push({
+        name: p.deployment, id: '', state: 'pending', exitCode: null,
+        reason: node?.status === 'down' ? `node ${p.node} is down; the workload is being rescheduled` : `placed on node ${p.node}`,
+        ports: [], imageBytes: null, image: null, pack: null, mode: null, accel: null, bootMs: null, boot: {}, uptimeMs: null,
+        createdAt: new Date(p.placedAt).toISOString(), startedAt: null, endedAt: null, metrics: { cpuSeconds: null, rssBytes: null }, node: p.node,
+      } as DeploymentView);
+    }
+    views.sort((a, b) => a.name.localeCompare(b.name));
+    return { deployments: name ? views.filter((v) => v.name === name) : views, operations: [] };
+  }
+
+  async *logs(req: LogsRequest): AsyncIterable<LogEntry> {
+    const p = await this.o.store.getPlacement(req.name);
+    if (!p) throw new UserError('E_UNKNOWN_APP', `no deployment named "${req.name}"`, { hint: 'see the deployments with unikctl status' });
+    const { agent } = await this.agentOf(p.node);
+    yield* agent.logs(req);
+  }
+
+  async waitFor(name: string, until: (d: Deployment | null) => boolean, timeoutMs: number): Promise<Deployment | null> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const v = (await this.status(name)).deployments[0];
+      const d = v && !(v.state === 'pending' && v.id === '') ? ({ ...v, createdAt: Date.parse(v.createdAt) } as unknown as Deployment) : v ? ({ ...v, state: 'pending', createdAt: Date.parse(v.createdAt) } as unknown as Deployment) : null;
+      if (until(d) || Date.now() > deadline) return d;
+      await sleep(300);
+    }
+  }
+
+  /** Workloads on a node, for drain and failure handling. */
+  async placementsOn(node: string): Promise<Placement[]> {
+    return (await this.o.store.listPlacements()).filter((p) => p.node === node);
+  }
+
+  static isLive(state: string): boolean {
+    return LIVE.has(state);
+  }
+}

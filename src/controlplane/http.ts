@@ -1,0 +1,118 @@
+import swagger from '@fastify/swagger';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { isUserError } from '../errors.js';
+import { errorSchema } from './schemas.js';
+import type { Authenticator, Scope } from './auth.js';
+
+declare module 'fastify' {
+  interface FastifyContextConfig { scope?: Scope; public?: boolean; }
+}
+
+/** HTTP status of each stable error code the API returns (anything else is a 500 with E_INTERNAL). */
+const STATUS: Partial<Record<string, number>> = {
+  E_USAGE: 400, E_VALIDATION: 400, E_BAD_JSON: 400, E_INVALID_ARGUMENT: 400, E_INVALID_NAME: 400, E_INVALID_PORT: 400,
+  E_NO_PACK: 400, E_UNIKYAML_INVALID: 400, E_DOCKERFILE_ROOTFS: 400, E_LOCK_REQUIRED: 400, E_NOT_ELF: 400, E_PACKAGE_INVALID: 400,
+  E_UPLOAD_UNSAFE_PATH: 400, E_UPLOAD_UNSAFE_LINK: 400, E_UPLOAD_UNSAFE_ENTRY: 400, E_UPLOAD_CORRUPT: 400, E_UPLOAD_DIGEST_MISMATCH: 400,
+  E_CMDLINE_TOO_LONG: 400,
+  E_UNAUTHENTICATED: 401, E_TOKEN_INVALID: 401, E_TOKEN_EXPIRED: 401, E_TOKEN_NOT_YET_VALID: 401,
+  E_FORBIDDEN: 403,
+  E_NOT_FOUND: 404, E_UNKNOWN_APP: 404, E_UNKNOWN_ARTIFACT: 404, E_PACKAGE_NOT_FOUND: 404, E_UNKNOWN_NODE: 404,
+  E_NAME_TAKEN: 409, E_IDEMPOTENCY_CONFLICT: 409, E_PORT_IN_USE: 409,
+  E_UPLOAD_TOO_LARGE: 413,
+  E_NOT_IMPLEMENTED: 501,
+};
+
+export interface BaseAppOptions {
+  auth: Authenticator;
+  version: string;
+  title: string;
+  description: string;
+  logger?: FastifyServerOptions['logger'];
+  https?: { key: Buffer; cert: Buffer } | null;
+}
+
+const TRACE_RE = /^[A-Za-z0-9._-]{1,64}$/;
+
+/**
+ * What every unikctl HTTP server shares (control plane and node agent): trace ids on every response (CP-3),
+ * bearer auth with per-route scopes (CP-4), `{code, message, trace_id}` errors, OpenAPI generation.
+ */
+export async function createBaseApp(o: BaseAppOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: o.logger ?? false,
+    ...(o.https ? { https: o.https } : {}),
+    genReqId: (req) => {
+      const h = req.headers['x-trace-id'];
+      return typeof h === 'string' && TRACE_RE.test(h) ? h : randomBytes(8).toString('hex');
+    },
+    bodyLimit: 1 << 20,
+    maxParamLength: 4096, // longer path parameters reach the schema and get a 400 E_VALIDATION
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
+  }) as unknown as FastifyInstance;
+
+  app.addSchema(errorSchema);
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: { title: o.title, description: o.description, version: o.version },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+  });
+
+  const sendError = (reply: FastifyReply, status: number, code: string, message: string, hint?: string): void => {
+    void reply.code(status).type('application/json').send({ code, message, trace_id: reply.request.id, ...(hint ? { hint } : {}) });
+  };
+
+  app.addContentTypeParser(['application/gzip', 'application/x-gzip', 'application/x-tar', 'application/octet-stream'], (_req, payload, done) => done(null, payload));
+
+  app.addHook('onRequest', async (req, reply) => {
+    reply.header('x-trace-id', req.id);
+    if (req.routeOptions.config?.public) return;
+    const principal = await o.auth.authenticate(req.headers.authorization);
+    const scope = req.routeOptions.config?.scope;
+    if (scope) o.auth.authorize(principal, scope);
+  });
+
+  app.setErrorHandler((err, req, reply) => {
+    if (isUserError(err)) {
+      const status = (err as { status?: number }).status ?? STATUS[err.code] ?? 500;
+      if (status >= 500) req.log.error({ err }, 'request failed');
+      const challenge = (err as { challenge?: string }).challenge;
+      if (challenge) void reply.header('www-authenticate', challenge);
+      return sendError(reply, status, status >= 500 && !STATUS[err.code] ? 'E_INTERNAL' : err.code, err.message, err.hint);
+    }
+    const fe = err as { validation?: unknown; statusCode?: number; code?: string; message: string };
+    if (fe.validation) return sendError(reply, 400, 'E_VALIDATION', fe.message);
+    if (fe.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || fe.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || (fe.statusCode === 400 && /JSON/i.test(fe.message))) {
+      return sendError(reply, 400, 'E_BAD_JSON', fe.message);
+    }
+    if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return sendError(reply, 413, 'E_UPLOAD_TOO_LARGE', fe.message);
+    if (fe.statusCode && fe.statusCode >= 400 && fe.statusCode < 500) return sendError(reply, fe.statusCode, 'E_VALIDATION', fe.message);
+    req.log.error({ err }, 'unexpected error');
+    return sendError(reply, 500, 'E_INTERNAL', 'internal error (see the server log for this trace id)');
+  });
+  app.setNotFoundHandler((req, reply) => sendError(reply, 404, 'E_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`));
+  app.get('/healthz', { config: { public: true }, schema: { hide: true } }, async () => ({ ok: true, version: o.version }));
+  app.get('/openapi.json', { config: { scope: 'read' }, schema: { hide: true } }, async () => app.swagger());
+  return app;
+}
+
+/** Streams log entries as JSON lines; an error before the first entry (e.g. E_UNKNOWN_APP) is still a JSON error with a status. */
+export async function ndjsonReply(req: FastifyRequest, reply: FastifyReply, open: (signal: AbortSignal) => AsyncIterable<unknown>): Promise<FastifyReply> {
+  const abort = new AbortController();
+  req.raw.on('close', () => abort.abort());
+  const iter = open(abort.signal)[Symbol.asyncIterator]();
+  const first = await iter.next();
+  async function* lines(): AsyncGenerator<string> {
+    if (!first.done) yield `${JSON.stringify(first.value)}\n`;
+    for (;;) {
+      const n = await iter.next();
+      if (n.done) return;
+      yield `${JSON.stringify(n.value)}\n`;
+    }
+  }
+  return reply.type('application/x-ndjson').send(Readable.from(lines()));
+}
