@@ -147,10 +147,13 @@ export async function buildApp(d: AppDeps): Promise<FastifyInstance> {
       response: { 202: { type: 'object', properties: { node: nodeSchema, moved: { type: 'array', items: { type: 'string' } }, notMoved: { type: 'array', items: { type: 'string' } }, reason: { type: 'string' } } }, ...errorResponses },
     },
   }, async (req, reply) => {
-    const node = await d.nodes.setCordoned((req.params as { name: string }).name, true);
-    const here = (await d.cp.status()).deployments.map((x) => x.name);
-    // one node per control plane for now: workloads have nowhere to move until multi-node scheduling lands
-    return reply.code(202).send({ node, moved: [], notMoved: here, reason: 'no other eligible node: this control plane runs VMs on its own host only (multi-node scheduling is not implemented yet)' });
+    const name = (req.params as { name: string }).name;
+    const node = await d.nodes.setCordoned(name, true);
+    const moved = await d.cp.drain(name, req.id);
+    return reply.code(202).send({
+      node, moved, notMoved: [],
+      reason: moved.length > 0 ? 'each workload gets a move operation: it comes up on another eligible node before the copy here is destroyed' : 'nothing runs on this node',
+    });
   });
 
   return app;

@@ -21,6 +21,15 @@ const LIVE = new Set(['pending', 'building', 'starting', 'running']);
  * placement; destroy, status and logs are forwarded to the node that runs the deployment (CP-6).
  */
 export class ClusterClient implements Client {
+  /** Placement decisions are serialized: two workers must not both fill the last slot of a node. */
+  private placing: Promise<unknown> = Promise.resolve();
+
+  private serialized<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.placing.then(fn, fn);
+    this.placing = next.catch(() => undefined);
+    return next;
+  }
+
   constructor(private readonly o: {
     store: NodeStore & PlacementStore;
     artifacts: ArtifactStore;
@@ -75,21 +84,24 @@ export class ClusterClient implements Client {
   }
 
   async deploy(req: DeployRequest): Promise<DeployResult> {
-    const name = req.name;
-    if (!name || !req.idempotencyKey) throw new UserError('E_INTERNAL', 'cluster deploys need a name and an idempotency key');
-    let p = await this.o.store.getPlacement(name);
-    if (!p) {
+    const name = req.name ?? '';
+    const idempotencyKey = req.idempotencyKey ?? '';
+    if (!name || !idempotencyKey) throw new UserError('E_INTERNAL', 'cluster deploys need a name and an idempotency key');
+    const p = await this.serialized(async () => {
+      const existing = await this.o.store.getPlacement(name);
+      if (existing) return existing;
       const labels = Object.fromEntries(req.labels.map((l) => l.split('=', 2) as [string, string]));
       const memoryMiB = req.memory ? parseMemory(req.memory, '--memory', 'request') : 128;
       const cpus = req.cpus ?? 1;
       const node = await this.schedule({ name, cpus, memoryMiB, labels });
       const request: AgentDeployRequest = {
-        name, source: await this.sourceOf(req.target), ports: req.ports, env: req.env, debug: req.debug, labels: req.labels, idempotencyKey: req.idempotencyKey,
+        name, source: await this.sourceOf(req.target), ports: req.ports, env: req.env, debug: req.debug, labels: req.labels, idempotencyKey,
         ...(req.memory !== undefined ? { memory: req.memory } : {}), cpus,
       };
-      p = { deployment: name, node, cpus, memoryMiB, request, placedAt: Date.now() };
-      await this.o.store.setPlacement(p); // persisted before the agent starts anything: a replay finds it
-    }
+      const placed: Placement = { deployment: name, node, cpus, memoryMiB, request, placedAt: Date.now() };
+      await this.o.store.setPlacement(placed); // persisted before the agent starts anything: a replay finds it
+      return placed;
+    });
     const { agent } = await this.agentOf(p.node);
     const r = await agent.deploy(p.request as AgentDeployRequest);
     return { ...r, resolvedFrom: `${r.resolvedFrom} on node ${p.node}` };
@@ -100,8 +112,9 @@ export class ClusterClient implements Client {
     const p = await this.o.store.getPlacement(name);
     if (!p || p.node !== from) return null; // already moved (a replayed job) or destroyed meanwhile
     const labels = Object.fromEntries(((p.request as AgentDeployRequest).labels ?? []).map((l) => l.split('=', 2) as [string, string]));
-    const to = await this.schedule({ name, cpus: p.cpus, memoryMiB: p.memoryMiB, labels, avoid: [from] });
     const request: AgentDeployRequest = { ...(p.request as AgentDeployRequest), idempotencyKey: `move:${name}:${from}:${p.placedAt}` };
+    // decisions are serialized; the target's allocation counts once the copy runs (concurrent moves may overcommit)
+    const to = await this.serialized(() => this.schedule({ name, cpus: p.cpus, memoryMiB: p.memoryMiB, labels, avoid: [from] }));
     const moved: Placement = { ...p, node: to, request, placedAt: Date.now() };
     const { agent } = await this.agentOf(to);
     await agent.deploy(request);

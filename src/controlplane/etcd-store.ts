@@ -1,6 +1,523 @@
+import { Etcd3, Range, type Campaign, type Election, type IKeyValue, type IOperation } from 'etcd3';
 import { UserError } from '../errors.js';
-import type { ControlPlaneStores, StoreOptions } from './stores.js';
+import type { Job, JobError, JobState, JobStore, NewJob } from './journal.js';
+import type { NodeInput, NodeRecord, NodeStore, Placement, PlacementStore } from './nodes.js';
+import type { ControlPlaneStores, LeaderElection, StoreOptions } from './stores.js';
 
-export async function openEtcdStores(spec: string, _o: StoreOptions): Promise<ControlPlaneStores> {
-  throw new UserError('E_NOT_IMPLEMENTED', `the etcd store (${spec}) is not implemented yet`, { hint: 'use the default sqlite store (one replica)' });
+/**
+ * The control plane's state in etcd (CP-7), for several replicas: the same contracts as the SQLite Journal and
+ * NodeRegistry, plus leader election. Every replica serves the API and writes jobs into etcd itself (no request
+ * forwarding); only the elected leader claims and runs them.
+ *
+ * Key layout, all under a prefix (default `/unikctl/`; `etcd://h1:2379,h2:2379/other` uses `/other/`):
+ *   seq                       bumped once per enqueue: its revision is the new job's sequence number
+ *   jobs/<seq>                the job (JSON), keyed by its 20-digit sequence number: the order of `recent()`
+ *   job-ids/<id>              → seq (never changes)
+ *   idempotency/<key>         → seq of the job that the idempotency key made
+ *   state/<state>/<seq>       a copy of the job, in the index of its current state: claim reads `state/queued/`
+ *                             in key (= seq) order, counts count each state's index
+ *   target/<target>/<seq>     → id, the target's jobs in seq order (`recent(limit, target)`)
+ *   effects/<jobId>           the fake runner's per-job effect: {runs, at}
+ *   nodes/<name>, placements/<deployment>
+ *   election/unikctld/<lease> the leader-election candidates (etcd3's Election: the oldest key leads)
+ * Every change of a job is one transaction that rewrites jobs/<seq>, moves the state-index copy and compares the
+ * mod revision of what it read, so it applies only if nothing changed in between (optimistic concurrency). A claim
+ * additionally compares the create revision of this replica's election key ("fencing"): a replica that lost its
+ * leadership can no longer claim, even before it notices.
+ */
+
+const DEFAULT_PREFIX = '/unikctl/';
+const ELECTION_NAME = 'unikctld';
+/** lease TTL of the election key: how long a killed leader keeps its leadership */
+const ELECTION_TTL_S = 5;
+const RECAMPAIGN_MS = 1000;
+const CALL_TIMEOUT_MS = 15_000;
+const CAS_TRIES = 50;
+const CLAIM_PAGE = 64;
+const STATES: readonly JobState[] = ['queued', 'running', 'succeeded', 'failed'];
+
+interface StoredJob extends Job { seq: string; }
+
+const pad = (rev: string): string => rev.padStart(20, '0');
+const str = (kv: IKeyValue): string => kv.value.toString('utf8');
+const parse = <T>(kv: IKeyValue): T => JSON.parse(str(kv)) as T;
+const toJob = (s: StoredJob): Job => {
+  const { seq: _seq, ...job } = s;
+  return job;
+};
+
+/** `etcd://h1:2379,h2:2379[/prefix]` → client URLs and key prefix */
+export function parseEtcdSpec(spec: string): { hosts: string[]; prefix: string } {
+  const m = /^etcd:\/\/([^/]+)(\/.*)?$/.exec(spec);
+  const hosts = (m?.[1] ?? '').split(',').map((h) => h.trim()).filter(Boolean);
+  if (!m || hosts.length === 0 || hosts.some((h) => !/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d+$/.test(h))) {
+    throw new UserError('E_INVALID_ARGUMENT', `--store ${spec} is not etcd://host:port[,host:port...][/prefix]`, { hint: 'e.g. --store etcd://10.0.0.1:2379,10.0.0.2:2379,10.0.0.3:2379' });
+  }
+  const path = (m[2] ?? '').replace(/^\/+|\/+$/g, '');
+  return { hosts: hosts.map((h) => `http://${h}`), prefix: path ? `/${path}/` : DEFAULT_PREFIX };
+}
+
+export function etcdClient(hosts: string[]): Etcd3 {
+  return new Etcd3({
+    hosts,
+    dialTimeout: 5000,
+    // unary calls get a deadline (a dead cluster fails a request instead of hanging it); streams (watches, lease keep-alives) do not
+    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + CALL_TIMEOUT_MS }),
+  });
+}
+
+/** Keys of one store under its prefix. */
+class Keys {
+  constructor(readonly p: string) {}
+  seq(): string { return `${this.p}seq`; }
+  job(seq: string): string { return `${this.p}jobs/${seq}`; }
+  jobs(): string { return `${this.p}jobs/`; }
+  id(id: string): string { return `${this.p}job-ids/${id}`; }
+  idem(key: string): string { return `${this.p}idempotency/${key}`; }
+  state(state: JobState, seq = ''): string { return `${this.p}state/${state}/${seq}`; }
+  target(target: string, seq = ''): string { return `${this.p}target/${encodeURIComponent(target)}/${seq}`; }
+  effect(jobId: string): string { return `${this.p}effects/${jobId}`; }
+  effects(): string { return `${this.p}effects/`; }
+  node(name = ''): string { return `${this.p}nodes/${name}`; }
+  placement(deployment = ''): string { return `${this.p}placements/${deployment}`; }
+}
+
+/** What a claim compares to prove that this replica still leads (see EtcdElection). */
+export interface Fence { key: string; createRevision: string; }
+
+export class EtcdJobStore implements JobStore {
+  private readonly k: Keys;
+  /** id → seq (never changes once written) */
+  private readonly seqs = new Map<string, string>();
+  /** seqs this process is trying to claim right now: its other workers pick the next job instead of colliding */
+  private readonly claiming = new Set<string>();
+
+  /**
+   * @param fence when given, claims are fenced: they succeed only while it returns this replica's election key
+   *   (null: not the leader, claim nothing)
+   */
+  constructor(private readonly c: Etcd3, prefix: string, private readonly fence?: () => Fence | null) {
+    this.k = new Keys(prefix);
+  }
+
+  async enqueue(j: NewJob): Promise<{ job: Job; created: boolean }> {
+    if (j.idempotencyKey) {
+      const prior = await this.byKey(j.idempotencyKey);
+      if (prior) return { job: this.sameRequest(prior, j), created: false };
+    }
+    // the revision of this put is unique and grows: the job's place in the queue
+    const seq = pad((await this.c.put(this.k.seq()).value('').exec()).header.revision);
+    const stored: StoredJob = JSON.parse(JSON.stringify({
+      id: j.id, kind: j.kind, target: j.target, state: 'queued', idempotencyKey: j.idempotencyKey, requestHash: j.requestHash, request: j.request,
+      attempts: 0, maxAttempts: j.maxAttempts, nextRunAt: j.createdAt, leaseOwner: null, result: null, error: null, traceId: j.traceId,
+      createdAt: j.createdAt, updatedAt: j.createdAt, endedAt: null, seq,
+    } satisfies StoredJob)) as StoredJob;
+    const value = JSON.stringify(stored);
+    let txn = this.c.if(this.k.id(j.id), 'Create', '==', 0);
+    if (j.idempotencyKey) txn = txn.and(this.k.idem(j.idempotencyKey), 'Create', '==', 0);
+    const ops: IOperation[] = [
+      this.c.put(this.k.job(seq)).value(value),
+      this.c.put(this.k.state('queued', seq)).value(value),
+      this.c.put(this.k.id(j.id)).value(seq),
+      this.c.put(this.k.target(j.target, seq)).value(j.id),
+    ];
+    if (j.idempotencyKey) ops.push(this.c.put(this.k.idem(j.idempotencyKey)).value(seq));
+    const res = await txn.then(...ops).else(...(j.idempotencyKey ? [this.c.get(this.k.idem(j.idempotencyKey))] : [])).commit();
+    if (res.succeeded) {
+      this.seqs.set(j.id, seq);
+      return { job: toJob(stored), created: true };
+    }
+    const priorSeq = res.responses[0]?.response_range.kvs[0];
+    if (!j.idempotencyKey || !priorSeq) throw new UserError('E_STATE', `operation id ${j.id} is already in the journal`);
+    // another request with the same key won the race
+    const prior = await this.bySeq(str(priorSeq));
+    if (!prior) throw new UserError('E_STATE', `idempotency key "${j.idempotencyKey}" points at a missing operation`);
+    return { job: this.sameRequest(prior, j), created: false };
+  }
+
+  private sameRequest(prior: Job, j: NewJob): Job {
+    if (prior.requestHash !== j.requestHash || prior.kind !== j.kind) {
+      throw new UserError('E_IDEMPOTENCY_CONFLICT', `idempotency key "${j.idempotencyKey}" was used by operation ${prior.id} with a different request`, {
+        hint: 'use a new idempotency key for a different request',
+      });
+    }
+    return prior;
+  }
+
+  private async bySeq(seq: string, revision?: string): Promise<Job | null> {
+    const q = this.c.get(this.k.job(seq));
+    const r = await (revision ? q.revision(revision) : q).exec();
+    const kv = r.kvs[0];
+    return kv ? toJob(parse<StoredJob>(kv)) : null;
+  }
+
+  private async seqOf(id: string): Promise<string | null> {
+    const known = this.seqs.get(id);
+    if (known) return known;
+    const seq = await this.c.get(this.k.id(id)).string();
+    if (seq) this.seqs.set(id, seq);
+    return seq;
+  }
+
+  async byKey(key: string): Promise<Job | null> {
+    const seq = await this.c.get(this.k.idem(key)).string();
+    return seq ? this.bySeq(seq) : null;
+  }
+
+  async get(id: string): Promise<Job | null> {
+    const seq = await this.seqOf(id);
+    return seq ? this.bySeq(seq) : null;
+  }
+
+  /** Moves a job from one state's index to another's, if `from` (as read at `modRevision`) is unchanged. */
+  private async move(from: StoredJob, modRevision: string, to: StoredJob, fence?: Fence): Promise<{ ok: boolean; fenced: boolean }> {
+    const value = JSON.stringify(to);
+    let txn = this.c.if(this.k.state(from.state, from.seq), 'Mod', '==', modRevision);
+    if (fence) txn = txn.and(fence.key, 'Create', '==', fence.createRevision);
+    const res = await txn.then(
+      this.c.put(this.k.job(to.seq)).value(value),
+      this.c.delete().key(this.k.state(from.state, from.seq)),
+      this.c.put(this.k.state(to.state, to.seq)).value(value),
+    ).else(...(fence ? [this.c.get(fence.key)] : [])).commit();
+    if (res.succeeded) return { ok: true, fenced: false };
+    const kv = res.responses[0]?.response_range.kvs[0];
+    return { ok: false, fenced: fence !== undefined && kv?.create_revision !== fence.createRevision };
+  }
+
+  /** The first queued job that is due, in seq order, that no other worker of this process is claiming. */
+  private async firstDue(now: number): Promise<{ job: StoredJob; mod: string } | null> {
+    const prefix = this.k.state('queued');
+    let start = prefix;
+    for (;;) {
+      const r = await this.c.getAll().inRange(new Range(start, Range.prefix(prefix).end)).limit(CLAIM_PAGE).exec();
+      for (const kv of r.kvs) {
+        const job = parse<StoredJob>(kv);
+        if (job.nextRunAt <= now && !this.claiming.has(job.seq)) return { job, mod: kv.mod_revision };
+      }
+      const last = r.kvs[r.kvs.length - 1];
+      if (!r.more || !last) return null;
+      start = `${last.key.toString('utf8')}\0`;
+    }
+  }
+
+  async claim(owner: string, now = Date.now()): Promise<Job | null> {
+    for (let i = 0; i < CAS_TRIES; i++) {
+      let fence: Fence | undefined;
+      if (this.fence) {
+        const f = this.fence();
+        if (!f) return null; // not the leader
+        fence = f;
+      }
+      const found = await this.firstDue(now);
+      if (!found) return null;
+      const { job, mod } = found;
+      this.claiming.add(job.seq);
+      try {
+        const next: StoredJob = { ...job, state: 'running', leaseOwner: owner, attempts: job.attempts + 1, updatedAt: now };
+        const r = await this.move(job, mod, next, fence);
+        if (r.ok) {
+          this.seqs.set(job.id, job.seq);
+          return toJob(next);
+        }
+        if (r.fenced) return null;
+      } finally {
+        this.claiming.delete(job.seq);
+      }
+    }
+    return null; // heavy contention: the worker polls again
+  }
+
+  /** Applies `change` to a running job held by `owner`; false when it is not running or someone else holds it. */
+  private async changeRunning(id: string, owner: string, change: (j: StoredJob) => StoredJob): Promise<boolean> {
+    const seq = await this.seqOf(id);
+    if (!seq) return false;
+    for (let i = 0; i < CAS_TRIES; i++) {
+      const kv = (await this.c.get(this.k.state('running', seq)).exec()).kvs[0];
+      if (!kv) return false;
+      const job = parse<StoredJob>(kv);
+      if (job.leaseOwner !== owner) return false;
+      if ((await this.move(job, kv.mod_revision, change(job))).ok) return true;
+    }
+    throw new UserError('E_STATE', `operation ${id} keeps changing under concurrent updates`);
+  }
+
+  async finish(id: string, owner: string, outcome: { result?: unknown; error?: JobError }): Promise<boolean> {
+    const now = Date.now();
+    const state: JobState = outcome.error ? 'failed' : 'succeeded';
+    const result = outcome.result === undefined ? null : (JSON.parse(JSON.stringify(outcome.result) ?? 'null') as unknown);
+    return this.changeRunning(id, owner, (j) => ({ ...j, state, result, error: outcome.error ?? null, leaseOwner: null, updatedAt: now, endedAt: now }));
+  }
+
+  async retry(id: string, owner: string, runAt: number, error: JobError): Promise<boolean> {
+    const now = Date.now();
+    return this.changeRunning(id, owner, (j) => ({ ...j, state: 'queued', nextRunAt: runAt, error, leaseOwner: null, updatedAt: now }));
+  }
+
+  async recover(deadOwners?: string[]): Promise<number> {
+    const now = Date.now();
+    let n = 0;
+    const r = await this.c.getAll().prefix(this.k.state('running')).exec();
+    for (const kv of r.kvs) {
+      const job = parse<StoredJob>(kv);
+      if (deadOwners && (job.leaseOwner === null || !deadOwners.includes(job.leaseOwner))) continue;
+      // a job that changed meanwhile was finished or retried by its owner: nothing to recover
+      if ((await this.move(job, kv.mod_revision, { ...job, state: 'queued', leaseOwner: null, updatedAt: now })).ok) n++;
+    }
+    return n;
+  }
+
+  async counts(): Promise<Record<JobState, number>> {
+    // one snapshot: every count reads at the same revision
+    const rev = (await this.c.get(this.k.seq()).exec()).header.revision;
+    const out: Record<JobState, number> = { queued: 0, running: 0, succeeded: 0, failed: 0 };
+    await Promise.all(STATES.map(async (s) => { out[s] = await this.c.getAll().prefix(this.k.state(s)).revision(rev).count(); }));
+    return out;
+  }
+
+  async recent(limit: number, target?: string): Promise<Job[]> {
+    if (limit <= 0) return [];
+    if (!target) {
+      const r = await this.c.getAll().prefix(this.k.jobs()).sort('Key', 'Descend').limit(limit).exec();
+      return r.kvs.map((kv) => toJob(parse<StoredJob>(kv)));
+    }
+    const prefix = this.k.target(target);
+    const r = await this.c.getAll().prefix(prefix).sort('Key', 'Descend').limit(limit).keys();
+    const rev = (await this.c.get(this.k.seq()).exec()).header.revision;
+    const jobs = await Promise.all(r.map((key) => this.bySeq(key.slice(prefix.length), rev)));
+    return jobs.filter((j): j is Job => j !== null);
+  }
+
+  async pendingDeploys(): Promise<Job[]> {
+    const queued = await this.c.getAll().prefix(this.k.state('queued')).exec();
+    const running = await this.c.getAll().prefix(this.k.state('running')).revision(queued.header.revision).exec();
+    return [...queued.kvs, ...running.kvs].map((kv) => parse<StoredJob>(kv)).filter((j) => j.kind === 'deploy')
+      .sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0)).map(toJob);
+  }
+
+  async nextDueAt(): Promise<number | null> {
+    const r = await this.c.getAll().prefix(this.k.state('queued')).exec();
+    let min: number | null = null;
+    for (const kv of r.kvs) {
+      const t = parse<StoredJob>(kv).nextRunAt;
+      if (min === null || t < min) min = t;
+    }
+    return min;
+  }
+
+  async recordEffect(jobId: string): Promise<void> {
+    await update(this.c, this.k.effect(jobId), (prior: { runs: number; at: number } | null) => ({ runs: (prior?.runs ?? 0) + 1, at: prior?.at ?? Date.now() }));
+  }
+
+  async close(): Promise<void> {
+    // the client belongs to EtcdStores
+  }
+}
+
+/** Optimistic read-modify-write of one JSON key; `fn` gets null when the key does not exist. */
+async function update<T, R>(c: Etcd3, key: string, fn: (prior: T | null) => R): Promise<R> {
+  for (let i = 0; i < CAS_TRIES; i++) {
+    const kv = (await c.get(key).exec()).kvs[0];
+    const next = fn(kv ? parse<T>(kv) : null);
+    const res = await c.if(key, 'Mod', '==', kv ? kv.mod_revision : 0).then(c.put(key).value(JSON.stringify(next))).commit();
+    if (res.succeeded) return next;
+  }
+  throw new UserError('E_STATE', `${key} keeps changing under concurrent updates`);
+}
+
+interface StoredNode { name: string; address: string; labels: Record<string, string>; capacity: Record<string, number>; cordoned: boolean; lastHeartbeat: number; }
+
+export class EtcdNodeStore implements NodeStore, PlacementStore {
+  private readonly k: Keys;
+
+  constructor(private readonly c: Etcd3, prefix: string, private readonly graceMs = 30_000) {
+    this.k = new Keys(prefix);
+  }
+
+  private toRecord(n: StoredNode, now = Date.now()): NodeRecord {
+    return {
+      name: n.name, address: n.address, labels: n.labels, capacity: n.capacity, cordoned: n.cordoned, lastHeartbeatAt: n.lastHeartbeat,
+      status: now - n.lastHeartbeat > this.graceMs ? 'down' : 'ready',
+    };
+  }
+
+  async register(n: NodeInput): Promise<NodeRecord> {
+    const now = Date.now();
+    const s = await update(this.c, this.k.node(n.name), (prior: StoredNode | null): StoredNode => ({
+      name: n.name, address: n.address ?? '', labels: n.labels ?? {}, capacity: n.capacity ?? {}, cordoned: prior?.cordoned ?? false, lastHeartbeat: now,
+    }));
+    return this.toRecord(s);
+  }
+
+  /** Changes a registered node; E_UNKNOWN_NODE when it is not. */
+  private async change(name: string, fn: (n: StoredNode) => StoredNode, hint?: string): Promise<NodeRecord> {
+    const unknown = new UserError('E_UNKNOWN_NODE', `node ${name} is not registered`, hint ? { hint } : undefined);
+    const s = await update(this.c, this.k.node(name), (prior: StoredNode | null): StoredNode => {
+      if (!prior) throw unknown;
+      return fn(prior);
+    });
+    return this.toRecord(s);
+  }
+
+  async heartbeat(n: { name: string; capacity?: Record<string, number> }): Promise<NodeRecord> {
+    const now = Date.now();
+    return this.change(n.name, (p) => ({ ...p, lastHeartbeat: now, capacity: n.capacity ?? p.capacity }), 'register it first (POST /v1/nodes/register)');
+  }
+
+  async setCordoned(name: string, cordoned: boolean): Promise<NodeRecord> {
+    return this.change(name, (p) => ({ ...p, cordoned }));
+  }
+
+  async get(name: string): Promise<NodeRecord | null> {
+    const kv = (await this.c.get(this.k.node(name)).exec()).kvs[0];
+    return kv ? this.toRecord(parse<StoredNode>(kv)) : null;
+  }
+
+  async list(): Promise<NodeRecord[]> {
+    const now = Date.now();
+    const r = await this.c.getAll().prefix(this.k.node()).sort('Key', 'Ascend').exec();
+    return r.kvs.map((kv) => this.toRecord(parse<StoredNode>(kv), now));
+  }
+
+  async setPlacement(p: Placement): Promise<void> {
+    const stored: Placement = JSON.parse(JSON.stringify({ deployment: p.deployment, node: p.node, cpus: p.cpus, memoryMiB: p.memoryMiB, request: p.request, placedAt: p.placedAt })) as Placement;
+    await this.c.put(this.k.placement(p.deployment)).value(JSON.stringify(stored)).exec();
+  }
+
+  async getPlacement(deployment: string): Promise<Placement | null> {
+    const kv = (await this.c.get(this.k.placement(deployment)).exec()).kvs[0];
+    return kv ? parse<Placement>(kv) : null;
+  }
+
+  async listPlacements(): Promise<Placement[]> {
+    const r = await this.c.getAll().prefix(this.k.placement()).sort('Key', 'Ascend').exec();
+    return r.kvs.map((kv) => parse<Placement>(kv));
+  }
+
+  async deletePlacement(deployment: string): Promise<void> {
+    await this.c.delete().key(this.k.placement(deployment)).exec();
+  }
+}
+
+/**
+ * Leader election with etcd3's Election (the etcd Go client's recipe): each replica puts a key under
+ * `election/unikctld/` bound to a lease of ELECTION_TTL_S seconds that it keeps alive; the oldest key leads. A
+ * replica that dies (kill -9) stops its keep-alives, etcd deletes its key when the lease expires, and the next
+ * candidate is elected. A replica whose lease is lost (etcd unreachable for too long) steps down and campaigns again.
+ */
+export class EtcdElection implements LeaderElection {
+  private readonly election: Election;
+  private campaign: Campaign | null = null;
+  private leading = false;
+  private stopped = false;
+  private fenceKey: Fence | null = null;
+  private onChange: (leader: boolean) => void = () => undefined;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly c: Etcd3, prefix: string, private readonly replicaId: string, private readonly ttlS = ELECTION_TTL_S) {
+    this.election = c.namespace(prefix).election(ELECTION_NAME, ttlS);
+  }
+
+  /** This replica's election key while it leads (for fenced claims), else null. */
+  fence(): Fence | null {
+    return this.leading ? this.fenceKey : null;
+  }
+
+  async start(onChange: (leader: boolean) => void): Promise<void> {
+    this.onChange = onChange;
+    this.stopped = false;
+    await this.run(true);
+  }
+
+  /** One campaign: `elected` → lead; `error` (lease lost, etcd trouble) → step down, campaign again soon. */
+  private async run(first: boolean): Promise<void> {
+    this.timer = null;
+    if (this.stopped) return;
+    const campaign = this.election.campaign(this.replicaId);
+    this.campaign = campaign;
+    let failed = false;
+    const fail = (e: unknown): void => {
+      if (failed || this.campaign !== campaign) return;
+      failed = true;
+      this.campaign = null;
+      this.stepDown();
+      campaign.resign().catch(() => undefined);
+      if (!this.stopped) {
+        process.emitWarning(`unikctld: leader election (replica ${this.replicaId}) failed: ${e instanceof Error ? e.message : String(e)}; campaigning again`);
+        this.timer = setTimeout(() => void this.run(false), RECAMPAIGN_MS);
+        this.timer.unref();
+      }
+    };
+    campaign.on('error', fail);
+    campaign.on('elected', () => {
+      void (async () => {
+        const key = await campaign.getCampaignKey();
+        const kv = (await this.c.get(key).exec()).kvs[0];
+        if (!kv) throw new Error('the election key vanished: the lease expired');
+        if (this.campaign !== campaign || this.stopped) return;
+        this.fenceKey = { key, createRevision: kv.create_revision };
+        this.leading = true;
+        this.onChange(true);
+      })().catch(fail);
+    });
+    if (first) {
+      // surfaces an unreachable cluster at start-up (the lease grant is the campaign's first request)
+      try {
+        await campaign.getCampaignKey();
+      } catch (e) {
+        this.stopped = true;
+        this.campaign = null;
+        campaign.resign().catch(() => undefined);
+        throw new UserError('E_STATE', `cannot reach etcd for leader election: ${e instanceof Error ? e.message : String(e)}`, { hint: 'check the --store etcd:// endpoints' });
+      }
+    }
+  }
+
+  private stepDown(): void {
+    this.fenceKey = null;
+    if (!this.leading) return;
+    this.leading = false;
+    this.onChange(false);
+  }
+
+  isLeader(): boolean {
+    return this.leading;
+  }
+
+  async leader(): Promise<string | null> {
+    return (await this.election.leader()) ?? null;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    const c = this.campaign;
+    this.campaign = null;
+    this.leading = false;
+    this.fenceKey = null;
+    // resigning deletes the key at once: the other replica takes over without waiting for the TTL
+    await c?.resign().catch(() => undefined);
+  }
+}
+
+export async function openEtcdStores(spec: string, o: StoreOptions): Promise<ControlPlaneStores> {
+  const { hosts, prefix } = parseEtcdSpec(spec);
+  const client = etcdClient(hosts);
+  try {
+    await client.get(`${prefix}seq`).exec();
+  } catch (e) {
+    client.close();
+    throw new UserError('E_STATE', `cannot reach etcd at ${hosts.join(', ')}: ${e instanceof Error ? e.message : String(e)}`, { hint: 'check that the etcd cluster is up and the --store endpoints' });
+  }
+  const election = new EtcdElection(client, prefix, o.replicaId);
+  return {
+    kind: 'etcd',
+    jobs: new EtcdJobStore(client, prefix, () => election.fence()),
+    nodes: new EtcdNodeStore(client, prefix, o.nodeGraceMs),
+    election,
+    async close() {
+      await election.stop();
+      client.close();
+    },
+  };
 }

@@ -48,7 +48,7 @@ export async function createBaseApp(o: BaseAppOptions): Promise<FastifyInstance>
       return typeof h === 'string' && TRACE_RE.test(h) ? h : randomBytes(8).toString('hex');
     },
     bodyLimit: 1 << 20,
-    maxParamLength: 4096, // longer path parameters reach the schema and get a 400 E_VALIDATION
+    routerOptions: { maxParamLength: 4096 }, // longer path parameters reach the schema and get a 400 E_VALIDATION
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
   }) as unknown as FastifyInstance;
 

@@ -3,7 +3,8 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { UserError } from '../errors.js';
 
-export type JobKind = 'deploy' | 'destroy';
+/** `move` relocates a workload (drain, failed node) in cluster mode. */
+export type JobKind = 'deploy' | 'destroy' | 'move';
 export type JobState = 'queued' | 'running' | 'succeeded' | 'failed';
 
 export interface JobError { code: string; message: string; }

@@ -108,8 +108,10 @@ export class Queue {
         this.opts.events?.finished?.(job, 'succeeded', Date.now() - started);
       } catch (e) {
         const error: JobError = isUserError(e) ? { code: e.code, message: e.message } : { code: 'E_INTERNAL', message: e instanceof Error ? e.message : String(e) };
-        if (isRetryable(e) && job.attempts < Math.min(job.maxAttempts, retry.maxAttempts)) {
-          const delay = backoffMs(job.attempts, retry);
+        // no capacity is not a failure of the job: it waits (pending, with the reason) until a node fits
+        const waiting = isUserError(e) && e.code === 'E_NO_CAPACITY';
+        if (waiting || (isRetryable(e) && job.attempts < Math.min(job.maxAttempts, retry.maxAttempts))) {
+          const delay = waiting ? Math.min(5000, backoffMs(job.attempts, retry)) : backoffMs(job.attempts, retry);
           await this.journal.retry(job.id, this.opts.owner, Date.now() + delay, error);
           this.opts.events?.retried?.(job, delay, error);
         } else {

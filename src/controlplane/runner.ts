@@ -2,6 +2,7 @@ import type { Client } from '../engine/client.js';
 import { UserError, isUserError } from '../errors.js';
 import type { Job, JobStore } from './journal.js';
 import type { Runner } from './queue.js';
+import { ClusterClient } from './cluster.js';
 
 /** What a deploy job carries: a resolved target on this host plus the deploy flags. */
 export interface DeployJobRequest {
@@ -16,6 +17,7 @@ export interface DeployJobRequest {
   resolvedFrom: string;
 }
 export interface DestroyJobRequest { graceMs: number; }
+export interface MoveJobRequest { from: string; sourceDown: boolean; graceMs: number; }
 
 const BUILD_AND_BOOT_TIMEOUT_MS = 30 * 60_000;
 
@@ -27,6 +29,11 @@ export class EngineRunner implements Runner {
   constructor(private readonly node: Client) {}
 
   async run(job: Job): Promise<unknown> {
+    if (job.kind === 'move') {
+      if (!(this.node instanceof ClusterClient)) throw new UserError('E_INVALID_ARGUMENT', 'move jobs need cluster mode (--nodes agents)');
+      const r = job.request as MoveJobRequest;
+      return (await this.node.move(job.target, r.from, { sourceDown: r.sourceDown, graceMs: r.graceMs })) ?? { name: job.target, moved: false };
+    }
     if (job.kind === 'deploy') {
       const r = job.request as DeployJobRequest;
       const res = await this.node.deploy({

@@ -6,12 +6,14 @@ import type { Client } from '../engine/client.js';
 import { LocalClient } from '../engine/local.js';
 import { UserError } from '../errors.js';
 import { homeLayout, projectRoot } from '../paths.js';
+import { defaultCapacity, runAgent } from '../agent/agent.js';
 import { buildApp } from './app.js';
 import { ArtifactStore } from './artifacts.js';
 import { Authenticator, loadAuthConfig } from './auth.js';
 import { Metrics } from './metrics.js';
 import { Queue, type Runner } from './queue.js';
 import { EngineRunner, FakeRunner } from './runner.js';
+import { ClusterClient } from './cluster.js';
 import { ControlPlane } from './service.js';
 import { openStores } from './stores.js';
 
@@ -32,6 +34,9 @@ export interface ServeOptions {
   store: string;
   replicaId?: string;
   nodeGraceMs: number;
+  nodes: 'local' | 'agents';
+  nodeToken?: string;
+  policy: 'spread' | 'binpack';
 }
 
 const int = (name: string) => (v: string): number => {
@@ -56,8 +61,14 @@ export async function serve(o: ServeOptions): Promise<{ close(): Promise<void>; 
   const userKernels = homeLayout(process.env).kernels;
   process.env.UNIKCTL_BUILD_CACHE_ROOT ??= join(data, 'build-cache'); // uploads are fresh dirs: keep toolchain caches warm
   const nodeLayout = homeLayout({ ...process.env, UNIKCTL_HOME: join(data, 'node'), UNIKCTL_KERNEL_DIR: process.env.UNIKCTL_KERNEL_DIR ?? userKernels });
-  const node: Client = new LocalClient(nodeLayout);
   const artifacts = new ArtifactStore({ dir: join(data, 'artifacts'), maxUploadBytes: o.maxUploadBytes, maxExtractedBytes: o.maxUploadBytes * 8, maxEntries: 200_000 });
+  let node: Client;
+  if (o.nodes === 'agents') {
+    if (!o.nodeToken) throw new UserError('E_INVALID_ARGUMENT', '--nodes agents needs --node-token (or UNIKCTLD_NODE_TOKEN): the token agents accept from the control plane');
+    node = new ClusterClient({ store: nodes, artifacts, nodeToken: o.nodeToken, policy: o.policy, staleAfterMs: o.nodeGraceMs, layout: nodeLayout });
+  } else {
+    node = new LocalClient(nodeLayout);
+  }
   const metrics = new Metrics(journal, node);
   const runner: Runner = o.runner === 'fake' ? new FakeRunner(journal, o.fakeWorkMs) : new EngineRunner(node);
   let log: ((msg: string, f: Record<string, unknown>) => void) | null = null;
@@ -80,6 +91,14 @@ export async function serve(o: ServeOptions): Promise<{ close(): Promise<void>; 
   const https = o.tlsCert && o.tlsKey ? { cert: readFileSync(o.tlsCert), key: readFileSync(o.tlsKey) } : null;
   const app = await buildApp({ cp, auth, artifacts, metrics, nodes, version, https, logger: { level: o.logLevel } });
   log = (msg, f) => app.log.info(f, msg);
+  // the leader recreates the workloads of nodes that stopped heartbeating
+  const monitor = setInterval(() => {
+    if (!queue.isRunning || o.nodes !== 'agents') return;
+    void nodes.list().then((list) => cp.rescheduleDownNodes(list)).then((n) => {
+      if (n > 0) app.log.warn({ moves: n }, 'rescheduling the workloads of down nodes');
+    }).catch((e: unknown) => app.log.error({ err: String(e) }, 'down-node check failed'));
+  }, Math.max(500, Math.min(5000, Math.floor(o.nodeGraceMs / 3))));
+  monitor.unref();
   if (stores.election) {
     // every replica serves the API and writes jobs to the shared store; only the leader runs them
     await stores.election.start((leader) => {
@@ -97,6 +116,7 @@ export async function serve(o: ServeOptions): Promise<{ close(): Promise<void>; 
   return {
     url,
     async close() {
+      clearInterval(monitor);
       await app.close();
       await queue.stop();
       await stores.election?.stop();
@@ -126,7 +146,10 @@ export function createServerProgram(): Command {
     .option('--log-level <level>', 'pino log level', process.env.UNIKCTLD_LOG_LEVEL ?? 'info')
     .option('--store <spec>', 'sqlite (one replica) or etcd://host:port[,host:port...] (several replicas, leader election)', process.env.UNIKCTLD_STORE ?? 'sqlite')
     .option('--replica-id <id>', 'this replica\'s id in leader election (default: random per process)')
-    .option('--node-grace-ms <ms>', 'a node that has not sent a heartbeat for this long is down', int('--node-grace-ms'), 30_000)
+    .option('--node-grace-ms <ms>', 'a node that has not sent a heartbeat for this long is down (its workloads are rescheduled)', int('--node-grace-ms'), 30_000)
+    .option('--nodes <local|agents>', 'run VMs on this host (local) or place them on registered node agents (agents)', process.env.UNIKCTLD_NODES ?? 'local')
+    .option('--node-token <token>', 'with --nodes agents: the token presented to agents (they are started with the same --token)', process.env.UNIKCTLD_NODE_TOKEN)
+    .option('--policy <spread|binpack>', 'placement policy in agents mode: spread workloads (default) or fill nodes first', 'spread')
     .addHelpText('after', `
 Environment:
   UNIKCTLD_LISTEN, UNIKCTLD_DATA, UNIKCTLD_AUTH_FILE, UNIKCTLD_TLS_CERT, UNIKCTLD_TLS_KEY, UNIKCTLD_LOG_LEVEL, UNIKCTLD_STORE
@@ -139,8 +162,52 @@ Example:
     .action(async (o: ServeOptions) => {
       if (o.runner !== 'engine' && o.runner !== 'fake') throw new UserError('E_INVALID_ARGUMENT', '--runner must be engine or fake');
       if (o.sync !== 'normal' && o.sync !== 'full') throw new UserError('E_INVALID_ARGUMENT', '--sync must be normal or full');
+      if (o.nodes !== 'local' && o.nodes !== 'agents') throw new UserError('E_INVALID_ARGUMENT', '--nodes must be local or agents');
+      if (o.policy !== 'spread' && o.policy !== 'binpack') throw new UserError('E_INVALID_ARGUMENT', '--policy must be spread or binpack');
       const s = await serve(o);
       const stop = (): void => { void s.close().then(() => process.exit(0)); };
+      process.on('SIGTERM', stop);
+      process.on('SIGINT', stop);
+    });
+  program
+    .command('agent')
+    .description('run a node agent: registers with the control plane, heartbeats, and runs the VMs placed on this host')
+    .requiredOption('--control-plane <url>', 'control plane URL', process.env.UNIKCTL_CONTROL_PLANE_URL)
+    .requiredOption('--name <name>', 'node name (unique in the cluster)', process.env.UNIKCTLD_NODE_NAME)
+    .requiredOption('--token <token>', 'node token: needs the nodes scope on the control plane, which presents it back to this agent', process.env.UNIKCTLD_NODE_TOKEN)
+    .option('--listen <host:port>', 'agent API address', '127.0.0.1:7171')
+    .option('--advertise <url>', 'URL the control plane uses to reach this agent (default: from --listen)')
+    .option('--publish-address <ip>', 'host address published VM ports bind to (default: the --listen host)')
+    .option('--labels <k=v,...>', 'node labels for placement constraints (deploy --label)', '')
+    .option('--data <dir>', 'state directory of this node', join(homeLayout().home, 'agent'))
+    .option('--heartbeat-ms <ms>', 'heartbeat interval', int('--heartbeat-ms'), 10_000)
+    .option('--cpus <n>', 'CPUs offered to VMs (default: all)', int('--cpus'))
+    .option('--memory <mib>', 'memory offered to VMs in MiB (default: all)', int('--memory'))
+    .option('--tls-cert <file>', 'serve the agent API over HTTPS with this certificate')
+    .option('--tls-key <file>', 'private key for --tls-cert')
+    .option('--log-level <level>', 'pino log level', 'info')
+    .addHelpText('after', `
+Defaults follow Nomad/Kubernetes practice: heartbeat every 10 s; the control plane marks a node down after
+--node-grace-ms (30 s) without one and reschedules its workloads.
+
+Example:
+  unikctld agent --control-plane https://cp:7070 --name n1 --token $NODE_TOKEN --listen 10.0.0.5:7171 --labels zone=a`)
+    .action(async (o: { controlPlane: string; name: string; token: string; listen: string; advertise?: string; publishAddress?: string; labels: string; data: string; heartbeatMs: number; cpus?: number; memory?: number; tlsCert?: string; tlsKey?: string; logLevel: string }) => {
+      const host = o.listen.replace(/:\d+$/, '');
+      const https = o.tlsCert && o.tlsKey ? { cert: readFileSync(o.tlsCert), key: readFileSync(o.tlsKey) } : null;
+      const labels = Object.fromEntries(o.labels.split(',').filter(Boolean).map((kv) => {
+        const [k, v] = kv.split('=', 2);
+        if (!k || v === undefined) throw new UserError('E_INVALID_ARGUMENT', `--labels ${kv} is not k=v`);
+        return [k, v];
+      }));
+      const def = defaultCapacity();
+      const version = (JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')) as { version: string }).version;
+      const agent = await runAgent({
+        controlPlane: o.controlPlane, name: o.name, token: o.token, listen: o.listen, advertise: o.advertise ?? `${https ? 'https' : 'http'}://${o.listen}`,
+        publishAddress: o.publishAddress ?? (host === '0.0.0.0' ? '0.0.0.0' : host), labels, data: resolve(o.data), heartbeatMs: o.heartbeatMs,
+        capacity: { cpus: o.cpus ?? def.cpus, memoryMiB: o.memory ?? def.memoryMiB }, https, logLevel: o.logLevel, version,
+      });
+      const stop = (): void => { void agent.close().then(() => process.exit(0)); };
       process.on('SIGTERM', stop);
       process.on('SIGINT', stop);
     });

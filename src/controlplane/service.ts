@@ -14,6 +14,7 @@ import type { ArtifactStore } from './artifacts.js';
 import type { Job, JobStore } from './journal.js';
 import type { Queue } from './queue.js';
 import type { DeployJobRequest } from './runner.js';
+import { ClusterClient } from './cluster.js';
 
 export interface DeployBody {
   source: { artifact: string; kind: 'project' | 'binary' | 'package' } | { package: string };
@@ -158,6 +159,42 @@ export class ControlPlane {
       throw new UserError('E_UNKNOWN_APP', `no deployment named "${name}"`, { hint: 'see the deployments with unikctl status' });
     }
     return { deployments: filtered, operations };
+  }
+
+  /** Cordon a node and queue a move for each of its workloads (cluster mode). */
+  async drain(node: string, traceId: string): Promise<string[]> {
+    if (!(this.o.node instanceof ClusterClient)) return [];
+    const moved: string[] = [];
+    for (const p of await this.o.node.placementsOn(node)) {
+      const { created } = await this.o.journal.enqueue({
+        id: newId('op'), kind: 'move', target: p.deployment, idempotencyKey: `drain:${node}:${p.deployment}:${p.placedAt}`,
+        requestHash: hashRequest({ from: node, placedAt: p.placedAt }), request: { from: node, sourceDown: false, graceMs: 10_000 },
+        maxAttempts: this.o.maxAttempts, traceId, createdAt: Date.now(),
+      });
+      if (created) this.o.queue.notify();
+      moved.push(p.deployment);
+    }
+    return moved;
+  }
+
+  /** A node that stopped heartbeating: its workloads are recreated elsewhere (run by the leader). */
+  async rescheduleDownNodes(nodes: Array<{ name: string; status: string }>): Promise<number> {
+    if (!(this.o.node instanceof ClusterClient)) return 0;
+    let n = 0;
+    for (const node of nodes.filter((x) => x.status === 'down')) {
+      for (const p of await this.o.node.placementsOn(node.name)) {
+        const { created } = await this.o.journal.enqueue({
+          id: newId('op'), kind: 'move', target: p.deployment, idempotencyKey: `down:${node.name}:${p.deployment}:${p.placedAt}`,
+          requestHash: hashRequest({ from: node.name, placedAt: p.placedAt }), request: { from: node.name, sourceDown: true, graceMs: 0 },
+          maxAttempts: 1_000, traceId: newTraceId(), createdAt: Date.now(),
+        });
+        if (created) {
+          n++;
+          this.o.queue.notify();
+        }
+      }
+    }
+    return n;
   }
 
   logs(req: { name: string; follow: boolean; tail?: number; since?: string; signal: AbortSignal }): AsyncIterable<LogEntry> {

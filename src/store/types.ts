@@ -68,7 +68,7 @@ export interface Deployment {
   endedAt: number | null;
 }
 
-export type OperationKind = 'deploy' | 'destroy';
+export type OperationKind = 'deploy' | 'destroy' | 'move';
 export type OperationState = 'queued' | 'running' | 'succeeded' | 'failed';
 
 export interface OperationError { code: string; message: string; }

@@ -8,6 +8,7 @@ import { freePort, ROOT } from './helpers.js';
 export const ADMIN_TOKEN = 'unik_test_admin_0123456789abcdef';
 export const READER_TOKEN = 'unik_test_reader_0123456789abcdef';
 export const DEPLOYER_TOKEN = 'unik_test_deployer_0123456789abcdef';
+export const NODE_TOKEN = 'unik_test_node_0123456789abcdef';
 export const JWT_SECRET = 'test-secret-for-hs256-jwt-0123456789abcdef';
 
 export interface ServerOptions { runner?: 'engine' | 'fake'; workers?: number; tls?: { cert: string; key: string }; data?: string; extra?: string[]; }
@@ -30,6 +31,7 @@ export class TestServer {
       `  - { name: admin, token: ${ADMIN_TOKEN}, scopes: [admin] }`,
       `  - { name: reader, token: ${READER_TOKEN}, scopes: [read, logs] }`,
       `  - { name: deployer, token: ${DEPLOYER_TOKEN}, scopes: [deploy, read, logs] }`,
+      `  - { name: nodes, token: ${NODE_TOKEN}, scopes: [nodes] }`,
       'jwt:',
       '  secret_file: jwt.secret',
       '  issuer: unikctl-tests',

@@ -1,5 +1,5 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { basename, join, posix } from 'node:path';
+import { basename, join, posix, resolve } from 'node:path';
 import { UserError } from '../../errors.js';
 import { run, which, type RunResult } from '../../util/exec.js';
 import { DEFAULT_SEARCH_DIRS, libraryClosure } from '../elf.js';
@@ -24,7 +24,8 @@ const PIN_FIX = 'pin exact versions in pom.xml (no version ranges, LATEST/RELEAS
  * jlink --strip-debug --compress, stripped native libraries. Debug: javac -g, an
  * uncompressed runtime with debug attributes and symbols, plus the JDWP agent module (attach a debugger with
  * `-e JAVA_TOOL_OPTIONS=-agentlib:jdwp=transport=dt_socket,server=y,suspend=n,address=0.0.0.0:5005 -p 5005:5005`).
- * Extra run-time-only modules (reflection, services) come from the pom property `unikctl.addModules`.
+ * Pom properties: `unikctl.addModules` (extra run-time-only modules: reflection, services), `unikctl.cds`
+ * (false: no class data sharing archive; it speeds up JVM start-up but Java < 19 cannot dump it reproducibly).
  * Gradle projects are detected but not built yet.
  */
 export const javaPack: Pack = {
@@ -51,7 +52,12 @@ export const javaPack: Pack = {
     ctx.log(`mvn ${args.join(' ')}   (JAVA_HOME=${jdk.home})`);
     let r: RunResult;
     try {
-      r = await run([mvn, ...args], { cwd: ctx.dir, env: { ...ctx.env, JAVA_HOME: jdk.home }, onLine: ctx.log });
+      const onLine = (line: string): void => {
+        const clean = stripAnsi(line);
+        if (clean.trim()) ctx.log(clean);
+      };
+      r = await run([mvn, ...args], { cwd: ctx.dir, env: { ...ctx.env, JAVA_HOME: jdk.home }, onLine });
+      r = { ...r, stdout: stripAnsi(r.stdout), stderr: stripAnsi(r.stderr) };
     } catch (e) {
       throw new UserError('E_TOOLCHAIN_MISSING', `cannot run ${mvn}: ${(e as Error).message}`, { hint: MAVEN_HINT });
     }
@@ -61,7 +67,7 @@ export const javaPack: Pack = {
     requireLock(ctx, modelProblems.length === 0, `Maven reports unpinned versions: ${modelProblems.join('; ')}`, PIN_FIX);
 
     // 2. the runnable jar
-    const buildDir = join(ctx.dir, pom.buildDirectory ?? 'target');
+    const buildDir = resolve(ctx.dir, pom.buildDirectory ?? 'target');
     const app = pickRunnableJar(buildDir);
     if (!app) {
       throw new UserError('E_ARTIFACT_MISSING', `mvn package built no runnable jar (a jar whose manifest has Main-Class) in ${posix.relative(ctx.dir, buildDir) || '.'}`, {
@@ -85,7 +91,7 @@ export const javaPack: Pack = {
     ctx.log(`jdeps: the app needs ${found.join(',') || 'java.base'}; linking ${modules.join(',')}`);
 
     // 4. the runtime and the image
-    const runtime = await linkRuntime(ctx, jdk, modules);
+    const runtime = await linkRuntime(ctx, jdk, modules, { cds: pom.cds });
     rootfs.addTree(runtime.dir, GUEST_JAVA_HOME);
     const guestJar = `${GUEST_APP}/${basename(app.jar)}`;
     rootfs.addFile(app.jar, guestJar);
@@ -129,6 +135,12 @@ function addRuntimeClosure(rootfs: RootfsBuilder): number {
     added++;
   }
   return added;
+}
+
+/** Debian's Maven prints ESC[0m even in batch mode. */
+function stripAnsi(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '');
 }
 
 /** Maven prints compiler errors as [ERROR] lines followed by boilerplate; keep the errors for the message. */

@@ -14,10 +14,19 @@ export function renderStatus(o: Output, s: StatusResult): string {
   const lines: string[] = [];
   if (s.deployments.length === 0) lines.push('no deployments');
   else {
+    const cluster = s.deployments.some((d) => d.node !== undefined);
     lines.push(table(s.deployments.map((d) => [
-      d.name, stateCell(o, d.state, d.exitCode), d.ports.join(',') || '-', formatBytes(d.imageBytes), d.accel ?? '-',
+      d.name, stateCell(o, d.state, d.exitCode), ...(cluster ? [d.node ?? '-'] : []), d.ports.join(',') || '-', formatBytes(d.imageBytes), d.accel ?? '-',
       formatDuration(d.bootMs), formatDuration(d.uptimeMs), d.reason ?? '',
-    ]), ['NAME', 'STATE', 'PORTS', 'IMAGE', 'ACCEL', 'BOOT', 'UPTIME', 'REASON']));
+    ]), ['NAME', 'STATE', ...(cluster ? ['NODE'] : []), 'PORTS', 'IMAGE', 'ACCEL', 'BOOT', 'UPTIME', 'REASON']));
+  }
+  if (s.nodes && s.nodes.length > 0) {
+    lines.push('', 'NODES');
+    lines.push(table(s.nodes.map((n) => [
+      n.name, o.paint(n.status, n.status === 'ready' ? 'green' : 'red'), n.cordoned ? 'cordoned' : 'eligible', n.address,
+      Object.entries(n.labels).map(([k, v]) => `${k}=${v}`).join(',') || '-', `${n.capacity.cpus ?? '?'} cpu / ${n.capacity.memoryMiB ?? '?'} MiB`,
+      String(n.capacity.runningVms ?? '-'), ago(n.lastHeartbeatAt),
+    ]), ['NODE', 'STATUS', 'PLACEMENT', 'ADDRESS', 'LABELS', 'CAPACITY', 'VMS', 'HEARTBEAT']));
   }
   if (s.operations.length > 0) {
     lines.push('', 'RECENT OPERATIONS');

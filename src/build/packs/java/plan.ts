@@ -98,7 +98,7 @@ export function jvmOptions(_mode: BuildMode): string[] {
  */
 export function mavenArgs(opts: { mode: BuildMode; repo: string; hasOutputTimestamp: boolean }): string[] {
   return [
-    '-B', '-V', '--no-transfer-progress',
+    '-B', '-V', '--no-transfer-progress', '-Dstyle.color=never',
     `-Dmaven.repo.local=${opts.repo}`,
     `-Dmaven.compiler.debug=${opts.mode === 'debug' ? 'true' : 'false'}`,
     ...(opts.hasOutputTimestamp ? [] : ['-Dproject.build.outputTimestamp=1980-01-01T00:00:02Z']),

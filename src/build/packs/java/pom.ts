@@ -16,6 +16,8 @@ export interface PomInfo {
   packaging: string;
   /** unikctl.addModules: extra jlink modules the app needs at run time (reflection, services) */
   addModules: string[];
+  /** unikctl.cds (default true): dump a class data sharing archive into the runtime */
+  cds: boolean;
 }
 
 /** XML comments and CDATA would confuse the tag scanning below. */
@@ -75,6 +77,7 @@ export function readPom(xmlRaw: string): PomInfo {
     hasOutputTimestamp: 'project.build.outputTimestamp' in props,
     packaging: /<packaging>([^<]*)<\/packaging>/.exec(topLevel)?.[1]?.trim() ?? 'jar',
     addModules,
+    cds: (props['unikctl.cds'] ?? 'true').toLowerCase() !== 'false',
   };
 }
 

@@ -38,20 +38,21 @@ export function treeBytes(dir: string): number {
 
 /**
  * A jlinked runtime with exactly `modules`, kept in DIR/.unikctl/cache/jlink keyed by the JDK build, the modules
- * and the options, so an unchanged app does not re-link. After jlink: release strips the symbol tables of the
- * runtime's native libraries (libjvm.so alone carries ~4 MB), then the default class data sharing archive
- * (lib/server/classes.jsa) is dumped with the runtime's own flags — it saves most of the JVM's start-up class
- * loading, which matters under TCG. The dump runs with address randomization off so the archive is the same
- * bytes every time (reproducible image).
+ * and the options, so an unchanged app does not re-link (jlink's own output is reproducible). After jlink:
+ * release strips the symbol tables of the runtime's native libraries (libjvm.so alone carries ~4 MB), then the
+ * default class data sharing archive (lib/server/classes.jsa) is dumped with the runtime's own flags: it maps
+ * the pre-parsed JDK classes instead of loading them, ~1-2 s less JVM start-up under TCG. The dump runs at a
+ * path of fixed length, with a fixed environment and address randomization off; Java 19+ then writes the same
+ * bytes every time, Java 17 still does not (its dump is racy), which the runtime cache papers over.
  */
-export async function linkRuntime(ctx: BuildContext, jdk: Jdk, modules: string[]): Promise<JavaRuntime> {
+export async function linkRuntime(ctx: BuildContext, jdk: Jdk, modules: string[], opts: { cds: boolean }): Promise<JavaRuntime> {
   const options = jvmOptions(ctx.mode);
   const strip = ctx.mode === 'release' ? which('strip', ctx.env) : null;
   const setarch = which('setarch', ctx.env);
   const libjvm = join(jdk.home, 'lib', 'server', 'libjvm.so');
   const jvmStamp = existsSync(libjvm) ? `${statSync(libjvm).size}:${statSync(libjvm).mtimeMs}` : 'none';
   const args = jlinkArgs({ mode: ctx.mode, modules, output: 'OUT', feature: jdk.feature, jvmOptions: options });
-  const key = createHash('sha256').update(JSON.stringify({ v: 1, home: jdk.home, version: jdk.version, jvmStamp, args, strip: Boolean(strip), setarch: Boolean(setarch) })).digest('hex').slice(0, 16);
+  const key = createHash('sha256').update(JSON.stringify({ v: 1, home: jdk.home, version: jdk.version, jvmStamp, args, strip: Boolean(strip), setarch: Boolean(setarch), cds: opts.cds })).digest('hex').slice(0, 16);
   const root = join(ctx.cacheDir, 'jlink');
   const dir = join(root, `${ctx.mode}-${key}`);
   const meta = `${dir}.json`; // written last: its presence marks a complete runtime
@@ -61,9 +62,8 @@ export async function linkRuntime(ctx: BuildContext, jdk: Jdk, modules: string[]
   }
 
   mkdirSync(root, { recursive: true });
-  // Linked and dumped at a path of fixed length (/tmp/unikctl-jlink-XXXXXX/rt): with address randomization off,
-  // the CDS archive still depends on the length of the JVM's path and environment (they shift the initial
-  // stack and the C heap), so both are fixed here and the archive is the same bytes on every build.
+  // Linked and dumped at a path of fixed length (/tmp/unikctl-jlink-XXXXXX/rt): the CDS archive depends on the
+  // length of the JVM's path and environment (they shift the initial stack and the C heap), so both are fixed.
   const work = mkdtempSync(join(existsSync('/tmp') ? '/tmp' : tmpdir(), 'unikctl-jlink-'));
   const out = join(work, 'rt');
   const tmp = join(root, `tmp-${process.pid}-${Date.now()}`);
@@ -93,19 +93,22 @@ export async function linkRuntime(ctx: BuildContext, jdk: Jdk, modules: string[]
       ctx.log('strip (binutils) is not on PATH: the runtime keeps its native symbol tables');
     }
 
-    const java = join(out, 'bin', 'java');
-    // a fixed small heap: compressed oops (the guest's mode) whatever the host's memory, and the same archive
-    const dump = [java, '-Xmx128m', '-Xshare:dump'];
-    const dumpArgv = setarch ? [setarch, process.arch === 'arm64' ? 'aarch64' : 'x86_64', '-R', ...dump] : dump;
-    ctx.log('java -Xshare:dump (class data sharing archive for faster start-up)');
-    const d = await run(dumpArgv, { cwd: '/', env: { LANG: 'C' } });
-    const jsa = join(out, 'lib', 'server', 'classes.jsa');
-    const cds = d.code === 0 && existsSync(jsa);
-    if (!cds) {
-      ctx.warn(`the class data sharing archive could not be created (exit ${d.code ?? d.signal}); the JVM will start without it`);
-      rmSync(jsa, { force: true });
-    } else if (!setarch) {
-      ctx.warn('setarch is not on PATH: the class data sharing archive is not byte-for-byte reproducible');
+    let cds = false;
+    if (opts.cds) {
+      const java = join(out, 'bin', 'java');
+      // a fixed small heap: compressed oops (the guest's mode) whatever the host's memory, and the same archive
+      const dump = [java, '-Xmx128m', '-Xshare:dump'];
+      const dumpArgv = setarch ? [setarch, process.arch === 'arm64' ? 'aarch64' : 'x86_64', '-R', ...dump] : dump;
+      ctx.log('java -Xshare:dump (class data sharing archive for faster start-up)');
+      const d = await run(dumpArgv, { cwd: '/', env: { LANG: 'C' } });
+      const jsa = join(out, 'lib', 'server', 'classes.jsa');
+      cds = d.code === 0 && existsSync(jsa);
+      if (!cds) {
+        ctx.warn(`the class data sharing archive could not be created (exit ${d.code ?? d.signal}); the JVM will start without it`);
+        rmSync(jsa, { force: true });
+      } else if (jdk.feature < 19) {
+        ctx.log(`note: Java ${jdk.feature}'s CDS dump is not byte-for-byte reproducible; rebuilds reuse the runtime cached in .unikctl/cache/jlink (set the pom property unikctl.cds=false for images reproducible from a clean cache)`);
+      }
     }
     // keep one runtime per mode: older links of this project are dead weight
     for (const old of readdirSync(root)) {

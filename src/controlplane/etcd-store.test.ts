@@ -1,0 +1,320 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { delimiter, join } from 'node:path';
+import type { Etcd3 } from 'etcd3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isUserError } from '../errors.js';
+import { EtcdElection, EtcdJobStore, EtcdNodeStore, etcdClient, parseEtcdSpec } from './etcd-store.js';
+import { Journal, type Job, type JobStore, type NewJob } from './journal.js';
+import { NodeRegistry, type NodeStore, type PlacementStore } from './nodes.js';
+
+/**
+ * The etcd store against a real single-member etcd (Debian's etcd-server; scripts/ci-tools.sh installs it), and
+ * the JobStore/NodeStore contract run against both implementations, SQLite and etcd, so they keep the same
+ * semantics. Fails, rather than skips, when etcd is not installed.
+ */
+
+function onPath(cmd: string): string | null {
+  for (const dir of (process.env.PATH ?? '').split(delimiter).filter(Boolean).concat(['/usr/bin', '/usr/local/bin'])) {
+    try {
+      accessSync(join(dir, cmd), constants.X_OK);
+      return join(dir, cmd);
+    } catch { /* not here */ }
+  }
+  return null;
+}
+
+const freePort = (): Promise<number> => new Promise((res, rej) => {
+  const srv = createServer();
+  srv.once('error', rej);
+  srv.listen(0, '127.0.0.1', () => {
+    const a = srv.address();
+    srv.close(() => res(typeof a === 'object' && a ? a.port : 0));
+  });
+});
+
+let etcd: ChildProcess | null = null;
+let etcdLog = '';
+let dir = '';
+let endpoint = '';
+const clients: Etcd3[] = [];
+const client = (): Etcd3 => {
+  const c = etcdClient([`http://${endpoint}`]);
+  clients.push(c);
+  return c;
+};
+const prefix = (): string => `/t-${randomBytes(4).toString('hex')}/`;
+
+beforeAll(async () => {
+  const bin = onPath('etcd');
+  if (!bin) throw new Error('etcd is not installed: run scripts/ci-tools.sh (it installs Debian\'s etcd-server; CI runs it before the tests)');
+  dir = mkdtempSync(join(tmpdir(), 'unikctl-etcd-unit-'));
+  const [cp, pp] = [await freePort(), await freePort()];
+  endpoint = `127.0.0.1:${cp}`;
+  etcd = spawn(bin, ['--name', 'u1', '--data-dir', join(dir, 'u1'), '--listen-client-urls', `http://${endpoint}`, '--advertise-client-urls', `http://${endpoint}`,
+    '--listen-peer-urls', `http://127.0.0.1:${pp}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${pp}`, '--initial-cluster', `u1=http://127.0.0.1:${pp}`,
+    '--initial-cluster-state', 'new', '--logger', 'zap', '--log-level', 'error'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  etcd.stdout?.on('data', (c: Buffer) => { etcdLog += c.toString(); });
+  etcd.stderr?.on('data', (c: Buffer) => { etcdLog += c.toString(); });
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    if (etcd.exitCode !== null) throw new Error(`etcd exited (${etcd.exitCode}):\n${etcdLog}`);
+    const ok = await fetch(`http://${endpoint}/health`).then(async (r) => r.ok && ((await r.json()) as { health?: string }).health === 'true', () => false);
+    if (ok) break;
+    if (Date.now() > deadline) throw new Error(`etcd did not come up:\n${etcdLog}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}, 30_000);
+
+afterAll(async () => {
+  for (const c of clients) c.close();
+  const p = etcd;
+  if (p && p.exitCode === null) {
+    const gone = new Promise((r) => p.once('exit', r));
+    p.kill('SIGKILL');
+    await gone;
+  }
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+let n = 0;
+const newJob = (o: Partial<NewJob> = {}): NewJob => {
+  n++;
+  return {
+    id: o.id ?? `op_${n}_${randomBytes(3).toString('hex')}`, kind: o.kind ?? 'deploy', target: o.target ?? `app-${n}`, idempotencyKey: o.idempotencyKey ?? null,
+    requestHash: o.requestHash ?? 'h1', request: o.request ?? { target: 'pkg', n }, maxAttempts: o.maxAttempts ?? 5, traceId: o.traceId ?? `t${n}`, createdAt: o.createdAt ?? Date.now(),
+  };
+};
+const code = async (p: Promise<unknown>): Promise<string> => p.then(() => 'resolved', (e: unknown) => (isUserError(e) ? e.code : String(e)));
+/** the parts of a job that do not depend on the implementation's clock */
+const shape = (j: Job | null): unknown => j && { id: j.id, kind: j.kind, target: j.target, state: j.state, idempotencyKey: j.idempotencyKey, requestHash: j.requestHash,
+  request: j.request, attempts: j.attempts, maxAttempts: j.maxAttempts, leaseOwner: j.leaseOwner, result: j.result, error: j.error, traceId: j.traceId, ended: j.endedAt !== null };
+
+type Impl = { name: string; jobs: () => JobStore; nodes: (graceMs?: number) => NodeStore & PlacementStore };
+const impls: Impl[] = [
+  { name: 'sqlite', jobs: () => new Journal(join(mkdtempSync(join(tmpdir(), 'unikctl-journal-')), 'journal.db')),
+    nodes: (g) => new NodeRegistry(new Journal(join(mkdtempSync(join(tmpdir(), 'unikctl-journal-')), 'journal.db')).database, g) },
+  { name: 'etcd', jobs: () => new EtcdJobStore(client(), prefix()), nodes: (g) => new EtcdNodeStore(client(), prefix(), g) },
+];
+
+describe.each(impls)('JobStore contract: $name', (impl) => {
+  it('enqueue: a job is queued; the same idempotency key returns it again, a different request under it is E_IDEMPOTENCY_CONFLICT', async () => {
+    const s = impl.jobs();
+    const a = await s.enqueue(newJob({ idempotencyKey: 'k1', request: { x: [1, 2] } }));
+    expect(a.created).toBe(true);
+    expect(shape(a.job)).toMatchObject({ state: 'queued', attempts: 0, leaseOwner: null, result: null, error: null, ended: false, request: { x: [1, 2] } });
+    expect(a.job.nextRunAt).toBe(a.job.createdAt);
+    const again = await s.enqueue(newJob({ idempotencyKey: 'k1' }));
+    expect([again.created, again.job.id]).toEqual([false, a.job.id]);
+    expect(await code(s.enqueue(newJob({ idempotencyKey: 'k1', requestHash: 'other' })))).toBe('E_IDEMPOTENCY_CONFLICT');
+    expect(await code(s.enqueue(newJob({ idempotencyKey: 'k1', kind: 'destroy' })))).toBe('E_IDEMPOTENCY_CONFLICT');
+    expect(shape(await s.byKey('k1'))).toEqual(shape(a.job));
+    expect(shape(await s.get(a.job.id))).toEqual(shape(a.job));
+    expect(await s.get('op_nope')).toBeNull();
+    expect(await s.byKey('nope')).toBeNull();
+    await s.close();
+  });
+
+  it('20 concurrent enqueues with one key make one job', async () => {
+    const s = impl.jobs();
+    const rs = await Promise.all(Array.from({ length: 20 }, () => s.enqueue(newJob({ idempotencyKey: 'same' }))));
+    expect(new Set(rs.map((r) => r.job.id)).size).toBe(1);
+    expect(rs.filter((r) => r.created)).toHaveLength(1);
+    expect((await s.counts()).queued).toBe(1);
+    await s.close();
+  });
+
+  it('claim takes the oldest due job; retry/finish only by the owner holding it; recover requeues', async () => {
+    const s = impl.jobs();
+    const t0 = Date.now();
+    const [a, b, c] = [newJob({ createdAt: t0 }), newJob({ createdAt: t0 }), newJob({ createdAt: t0 + 60_000 })];
+    for (const j of [a, b, c]) await s.enqueue(j);
+    expect(await s.nextDueAt()).toBe(t0);
+    const ca = await s.claim('w1', t0);
+    expect(shape(ca)).toMatchObject({ id: a.id, state: 'running', leaseOwner: 'w1', attempts: 1 });
+    expect(await s.retry(a.id, 'w2', t0 + 30_000, { code: 'E_TRANSIENT', message: 'x' })).toBe(false);
+    expect(await s.retry(a.id, 'w1', t0 + 30_000, { code: 'E_TRANSIENT', message: 'x' })).toBe(true);
+    expect(shape(await s.get(a.id))).toMatchObject({ state: 'queued', leaseOwner: null, attempts: 1, error: { code: 'E_TRANSIENT', message: 'x' } });
+    expect(await s.retry(a.id, 'w1', t0, { code: 'E_TRANSIENT', message: 'x' })).toBe(false); // not running any more
+    // a is not due before t0+30s: b is next; c only after a (seq order once both are due)
+    expect((await s.claim('w1', t0))?.id).toBe(b.id);
+    expect(await s.claim('w1', t0)).toBeNull();
+    expect((await s.claim('w2', t0 + 61_000))?.id).toBe(a.id);
+    expect((await s.get(a.id))?.attempts).toBe(2);
+    expect(await s.finish(b.id, 'w2', { result: { ok: 1 } })).toBe(false);
+    expect(await s.finish(b.id, 'w1', { result: { ok: 1 } })).toBe(true);
+    expect(await s.finish(b.id, 'w1', { result: { ok: 2 } })).toBe(false);
+    expect(shape(await s.get(b.id))).toMatchObject({ state: 'succeeded', result: { ok: 1 }, leaseOwner: null, ended: true });
+    expect(await s.finish(a.id, 'w2', { error: { code: 'E_DEPLOY_FAILED', message: 'no' } })).toBe(true);
+    expect(shape(await s.get(a.id))).toMatchObject({ state: 'failed', error: { code: 'E_DEPLOY_FAILED', message: 'no' }, result: null });
+    const cc = await s.claim('w3', t0 + 61_000);
+    expect(cc?.id).toBe(c.id);
+    expect(await s.recover(['w1', 'w2'])).toBe(0);
+    expect(await s.recover(['w3'])).toBe(1);
+    expect(shape(await s.get(c.id))).toMatchObject({ state: 'queued', leaseOwner: null, attempts: 1 });
+    await s.claim('w4', t0 + 61_000);
+    expect(await s.recover()).toBe(1);
+    expect(await s.counts()).toEqual({ queued: 1, running: 0, succeeded: 1, failed: 1 });
+    expect(await s.finish(c.id, 'w4', {})).toBe(false); // recovered: w4 lost it
+    expect(await s.nextDueAt()).toBe(t0 + 60_000);
+    await s.close();
+  });
+
+  it('recent (all or one target, newest first), pendingDeploys (in order), counts, recordEffect', async () => {
+    const s = impl.jobs();
+    const t0 = Date.now() - 1000;
+    const jobs = [newJob({ target: 'x' }), newJob({ target: 'y' }), newJob({ target: 'x', kind: 'destroy' }), newJob({ target: 'x' })].map((j) => ({ ...j, createdAt: t0 }));
+    for (const j of jobs) await s.enqueue(j);
+    expect((await s.recent(3)).map((j) => j.id)).toEqual([jobs[3]?.id, jobs[2]?.id, jobs[1]?.id]);
+    expect((await s.recent(10, 'x')).map((j) => j.id)).toEqual([jobs[3]?.id, jobs[2]?.id, jobs[0]?.id]);
+    expect(await s.recent(10, 'nope')).toEqual([]);
+    const first = await s.claim('w');
+    await s.finish(first?.id ?? '', 'w', { result: null });
+    await s.claim('w');
+    expect((await s.pendingDeploys()).map((j) => [j.id, j.state])).toEqual([[jobs[1]?.id, 'running'], [jobs[3]?.id, 'queued']]);
+    expect(await s.counts()).toEqual({ queued: 2, running: 1, succeeded: 1, failed: 0 });
+    await s.recordEffect('op_a');
+    await s.recordEffect('op_a');
+    await s.recordEffect('op_b');
+    await s.close();
+  });
+});
+
+describe.each(impls)('NodeStore + PlacementStore contract: $name', (impl) => {
+  it('register, heartbeat, cordon (kept across re-registration), list by name, down after the grace period; placements', async () => {
+    const s = impl.nodes(200);
+    expect(await code(s.heartbeat({ name: 'n1' }))).toBe('E_UNKNOWN_NODE');
+    expect(await code(s.setCordoned('n1', true))).toBe('E_UNKNOWN_NODE');
+    const r = await s.register({ name: 'n2', address: 'http://10.0.0.2:7070', labels: { zone: 'a' }, capacity: { cpus: 4 } });
+    expect(r).toMatchObject({ name: 'n2', address: 'http://10.0.0.2:7070', labels: { zone: 'a' }, capacity: { cpus: 4 }, cordoned: false, status: 'ready' });
+    await s.register({ name: 'n1' });
+    expect((await s.setCordoned('n2', true)).cordoned).toBe(true);
+    expect((await s.register({ name: 'n2', capacity: { cpus: 8 } }))).toMatchObject({ cordoned: true, capacity: { cpus: 8 }, labels: {}, address: '' });
+    expect((await s.heartbeat({ name: 'n2' })).capacity).toEqual({ cpus: 8 });
+    expect((await s.heartbeat({ name: 'n2', capacity: { cpus: 2 } })).capacity).toEqual({ cpus: 2 });
+    expect((await s.list()).map((x) => x.name)).toEqual(['n1', 'n2']);
+    expect(await s.get('n3')).toBeNull();
+    await new Promise((res) => setTimeout(res, 300));
+    expect((await s.get('n1'))?.status).toBe('down');
+    expect((await s.heartbeat({ name: 'n1' })).status).toBe('ready');
+
+    const p = { deployment: 'web', node: 'n1', cpus: 0.5, memoryMiB: 128, request: { target: 'pkg', env: ['A=1'] }, placedAt: 1 };
+    await s.setPlacement(p);
+    await s.setPlacement({ ...p, deployment: 'api', node: 'n2' });
+    expect(await s.getPlacement('web')).toEqual(p);
+    await s.setPlacement({ ...p, node: 'n2' });
+    expect((await s.getPlacement('web'))?.node).toBe('n2');
+    expect((await s.listPlacements()).map((x) => x.deployment)).toEqual(['api', 'web']);
+    await s.deletePlacement('web');
+    expect(await s.getPlacement('web')).toBeNull();
+    expect(await s.listPlacements()).toHaveLength(1);
+  });
+});
+
+describe('etcd store specifics', () => {
+  it('parses etcd:// specs', () => {
+    expect(parseEtcdSpec('etcd://h1:2379,10.0.0.2:2380')).toEqual({ hosts: ['http://h1:2379', 'http://10.0.0.2:2380'], prefix: '/unikctl/' });
+    expect(parseEtcdSpec('etcd://h1:2379/team/a/')).toEqual({ hosts: ['http://h1:2379'], prefix: '/team/a/' });
+    for (const bad of ['etcd://', 'etcd://h1', 'etcd://h1:2379,,x', 'etcd:h1:2379']) expect(() => parseEtcdSpec(bad), bad).toThrow(/etcd:\/\/host:port/);
+  });
+
+  it('two stores on two clients claim 60 jobs with 4 workers each: every job exactly once', async () => {
+    const p = prefix();
+    const [s1, s2] = [new EtcdJobStore(client(), p), new EtcdJobStore(client(), p)];
+    const ids = new Set<string>();
+    for (let i = 0; i < 60; i++) ids.add((await s1.enqueue(newJob())).job.id);
+    const claimed: string[] = [];
+    const worker = async (s: EtcdJobStore, owner: string): Promise<void> => {
+      for (;;) {
+        const j = await s.claim(owner);
+        if (!j) return;
+        claimed.push(j.id);
+        expect(await s.finish(j.id, owner, { result: null })).toBe(true);
+      }
+    };
+    await Promise.all([0, 1, 2, 3].flatMap((i) => [worker(s1, `a${i}`), worker(s2, `b${i}`)]));
+    expect(claimed).toHaveLength(60);
+    expect(new Set(claimed)).toEqual(ids);
+    expect(await s2.counts()).toEqual({ queued: 0, running: 0, succeeded: 60, failed: 0 });
+  }, 60_000);
+
+  it('recordEffect counts runs per job', async () => {
+    const p = prefix();
+    const c = client();
+    const s = new EtcdJobStore(c, p);
+    await Promise.all([s.recordEffect('op_a'), s.recordEffect('op_a'), s.recordEffect('op_b')]);
+    const effects = await c.getAll().prefix(`${p}effects/`).json() as Record<string, { runs: number }>;
+    expect(Object.fromEntries(Object.entries(effects).map(([k, v]) => [k.slice(p.length), v.runs]))).toEqual({ 'effects/op_a': 2, 'effects/op_b': 1 });
+  });
+
+  it('leader election: one leader, fenced claims, takeover on resign and on a dead leader (lease expiry)', async () => {
+    const p = prefix();
+    const [c1, c2] = [client(), client()];
+    const e1 = new EtcdElection(c1, p, 'r1', 2);
+    const e2 = new EtcdElection(c2, p, 'r2', 2);
+    const changes: string[] = [];
+    const became = (e: EtcdElection, id: string): Promise<void> => new Promise((res) => {
+      void e.start((l) => {
+        changes.push(`${id}:${l}`);
+        if (l) res();
+      });
+    });
+    const l1 = became(e1, 'r1');
+    await l1;
+    const l2 = became(e2, 'r2');
+    await new Promise((r) => setTimeout(r, 300));
+    expect([e1.isLeader(), e2.isLeader(), await e1.leader(), await e2.leader()]).toEqual([true, false, 'r1', 'r1']);
+
+    const [s1, s2] = [new EtcdJobStore(c1, p, () => e1.fence()), new EtcdJobStore(c2, p, () => e2.fence())];
+    await s2.enqueue(newJob());
+    await s2.enqueue(newJob());
+    expect(await s2.claim('r2')).toBeNull(); // not the leader
+    expect((await s1.claim('r1'))?.leaseOwner).toBe('r1');
+
+    // a deposed leader that has not noticed yet cannot claim: delete its election key behind its back
+    const fence = e1.fence();
+    expect(fence).not.toBeNull();
+    await c1.delete().key(fence?.key ?? '').exec();
+    expect(await s1.claim('r1')).toBeNull();
+    await l2;
+    expect(await e2.leader()).toBe('r2');
+    expect((await s2.claim('r2'))?.leaseOwner).toBe('r2');
+    await e1.stop();
+
+    await e2.stop();
+  }, 30_000);
+
+  it('a leader killed with SIGKILL loses its leadership when its lease expires: the other replica takes over', async () => {
+    const p = prefix();
+    // the dead leader is another process: etcd3's Election with the same name and key layout as EtcdElection
+    const script = `import('etcd3').then(({ Etcd3 }) => new Etcd3({ hosts: ['http://${endpoint}'] }).namespace('${p}').election('unikctld', 2)
+      .campaign('dead').on('elected', () => console.log('elected')))`;
+    const child = spawn(process.execPath, ['-e', script], { cwd: process.cwd(), stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      await new Promise<void>((res, rej) => {
+        child.stdout?.on('data', (c: Buffer) => { if (c.toString().includes('elected')) res(); });
+        child.once('exit', (code) => rej(new Error(`the campaigning child exited (${code})`)));
+      });
+      const e = new EtcdElection(client(), p, 'alive', 2);
+      let elected = 0;
+      const became = new Promise<void>((res) => { void e.start((l) => { if (l) { elected = Date.now(); res(); } }); });
+      await new Promise((r) => setTimeout(r, 500));
+      expect([e.isLeader(), await e.leader()]).toEqual([false, 'dead']);
+      const gone = new Promise((r) => child.once('exit', r));
+      const killed = Date.now();
+      child.kill('SIGKILL');
+      await gone;
+      await became;
+      expect(await e.leader()).toBe('alive');
+      expect(elected - killed).toBeLessThan(2000 + 2500); // the TTL, plus etcd's expiry check and the watch
+      expect(e.fence()).not.toBeNull();
+      await e.stop();
+      expect(await e.leader()).toBeNull(); // resigned: no candidate left
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    }
+  }, 30_000);
+});
