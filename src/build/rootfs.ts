@@ -19,6 +19,8 @@ const MOUNT_POINTS = ['/proc', '/sys', '/dev', '/tmp'];
  */
 export class RootfsBuilder {
   private readonly files = new Map<string, string>();
+  /** host real path → the guest path it was first copied to: a second copy becomes a symlink */
+  private readonly copied = new Map<string, string>();
 
   constructor(readonly stagingDir: string) {
     mkdirSync(stagingDir, { recursive: true });
@@ -45,8 +47,15 @@ export class RootfsBuilder {
     const dst = this.hostPath(guestPath);
     mkdirSync(dirname(dst), { recursive: true });
     const real = realpathSync(hostFile);
-    copyFileSync(real, dst);
-    chmodSync(dst, statSync(real).mode & 0o111 ? 0o755 : 0o644);
+    const first = this.copied.get(real);
+    if (first !== undefined && first !== guestPath) {
+      // the same file under two names (e.g. ld-linux in /lib64 and /lib/x86_64-linux-gnu): store it once
+      symlinkSync(first, dst);
+    } else {
+      copyFileSync(real, dst);
+      chmodSync(dst, statSync(real).mode & 0o111 ? 0o755 : 0o644);
+      this.copied.set(real, guestPath);
+    }
     this.files.set(guestPath, dst);
   }
 
@@ -80,10 +89,10 @@ export class RootfsBuilder {
   }
 
   /** Adds the shared-library closure (and ELF interpreter) of the given ELF files already placed in the tree. */
-  addLibraryClosure(guestPaths: string[]): number {
+  addLibraryClosure(guestPaths: string[], opts: { searchDirs?: string[] } = {}): number {
     const elfs = guestPaths.map((g) => this.hostPath(g)).filter((h) => isElfFile(h));
     if (elfs.length === 0) return 0;
-    const closure = libraryClosure(elfs);
+    const closure = libraryClosure(elfs, opts.searchDirs ? { searchDirs: opts.searchDirs } : {});
     for (const entry of closure) {
       if (entry.guestPath.startsWith(this.stagingDir)) continue; // found next to the app ($ORIGIN): already in the tree
       this.addFile(entry.hostPath, entry.guestPath);

@@ -250,7 +250,7 @@ describe('etcd store specifics', () => {
     expect(Object.fromEntries(Object.entries(effects).map(([k, v]) => [k.slice(p.length), v.runs]))).toEqual({ 'effects/op_a': 2, 'effects/op_b': 1 });
   });
 
-  it('leader election: one leader, fenced claims, takeover on resign and on a dead leader (lease expiry)', async () => {
+  it('leader election: one leader, fenced claims (a deposed leader cannot claim), takeover when the leader key goes', async () => {
     const p = prefix();
     const [c1, c2] = [client(), client()];
     const e1 = new EtcdElection(c1, p, 'r1', 2);
