@@ -190,6 +190,10 @@ export class ClusterClient implements Client {
     yield* agent.logs(req);
   }
 
+  async has(name: string): Promise<boolean> {
+    return (await this.o.store.getPlacement(name)) !== null;
+  }
+
   async waitFor(name: string, until: (d: Deployment | null) => boolean, timeoutMs: number): Promise<Deployment | null> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {

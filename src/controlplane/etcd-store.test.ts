@@ -241,6 +241,21 @@ describe('etcd store specifics', () => {
     expect(await s2.counts()).toEqual({ queued: 0, running: 0, succeeded: 60, failed: 0 });
   }, 60_000);
 
+  it('reads past one page: claim skips 70 jobs that are not due, pendingDeploys/nextDueAt/counts see all 521', async () => {
+    const s = new EtcdJobStore(client(), prefix());
+    const later = Date.now() + 3_600_000;
+    for (let i = 0; i < 70; i++) await s.enqueue(newJob({ createdAt: later }));
+    const due = (await s.enqueue(newJob())).job;
+    for (let b = 0; b < 9; b++) await Promise.all(Array.from({ length: 50 }, () => s.enqueue(newJob({ createdAt: later }))));
+    expect((await s.claim('w'))?.id).toBe(due.id);
+    const pending = await s.pendingDeploys();
+    expect(pending).toHaveLength(521);
+    expect(pending[70]?.id).toBe(due.id);
+    expect(await s.nextDueAt()).toBe(later);
+    expect(await s.recover()).toBe(1);
+    expect(await s.counts()).toEqual({ queued: 521, running: 0, succeeded: 0, failed: 0 });
+  }, 60_000);
+
   it('recordEffect counts runs per job', async () => {
     const p = prefix();
     const c = client();

@@ -34,6 +34,7 @@ const RECAMPAIGN_MS = 1000;
 const CALL_TIMEOUT_MS = 15_000;
 const CAS_TRIES = 50;
 const CLAIM_PAGE = 64;
+const RANGE_PAGE = 500;
 const STATES: readonly JobState[] = ['queued', 'running', 'succeeded', 'failed'];
 
 interface StoredJob extends Job { seq: string; }
@@ -187,7 +188,7 @@ export class EtcdJobStore implements JobStore {
   /** The first queued job that is due, in seq order, that no other worker of this process is claiming. */
   private async firstDue(now: number): Promise<{ job: StoredJob; mod: string } | null> {
     const prefix = this.k.state('queued');
-    let start = prefix;
+    let start: string | Buffer = prefix;
     for (;;) {
       const r = await this.c.getAll().inRange(new Range(start, Range.prefix(prefix).end)).limit(CLAIM_PAGE).exec();
       for (const kv of r.kvs) {
@@ -196,7 +197,7 @@ export class EtcdJobStore implements JobStore {
       }
       const last = r.kvs[r.kvs.length - 1];
       if (!r.more || !last) return null;
-      start = `${last.key.toString('utf8')}\0`;
+      start = Buffer.concat([last.key, Buffer.from([0])]);
     }
   }
 
@@ -256,8 +257,7 @@ export class EtcdJobStore implements JobStore {
   async recover(deadOwners?: string[]): Promise<number> {
     const now = Date.now();
     let n = 0;
-    const r = await this.c.getAll().prefix(this.k.state('running')).exec();
-    for (const kv of r.kvs) {
+    for (const kv of (await rangeAll(this.c, this.k.state('running'))).kvs) {
       const job = parse<StoredJob>(kv);
       if (deadOwners && (job.leaseOwner === null || !deadOwners.includes(job.leaseOwner))) continue;
       // a job that changed meanwhile was finished or retried by its owner: nothing to recover
@@ -288,16 +288,15 @@ export class EtcdJobStore implements JobStore {
   }
 
   async pendingDeploys(): Promise<Job[]> {
-    const queued = await this.c.getAll().prefix(this.k.state('queued')).exec();
-    const running = await this.c.getAll().prefix(this.k.state('running')).revision(queued.header.revision).exec();
+    const queued = await rangeAll(this.c, this.k.state('queued'));
+    const running = await rangeAll(this.c, this.k.state('running'), queued.revision);
     return [...queued.kvs, ...running.kvs].map((kv) => parse<StoredJob>(kv)).filter((j) => j.kind === 'deploy')
       .sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0)).map(toJob);
   }
 
   async nextDueAt(): Promise<number | null> {
-    const r = await this.c.getAll().prefix(this.k.state('queued')).exec();
     let min: number | null = null;
-    for (const kv of r.kvs) {
+    for (const kv of (await rangeAll(this.c, this.k.state('queued'))).kvs) {
       const t = parse<StoredJob>(kv).nextRunAt;
       if (min === null || t < min) min = t;
     }
@@ -322,6 +321,26 @@ async function update<T, R>(c: Etcd3, key: string, fn: (prior: T | null) => R): 
     if (res.succeeded) return next;
   }
   throw new UserError('E_STATE', `${key} keeps changing under concurrent updates`);
+}
+
+/**
+ * Every key under `prefix`, in key order, read in pages at one revision (one consistent snapshot; a single
+ * response could otherwise outgrow gRPC's 4 MiB message limit).
+ */
+async function rangeAll(c: Etcd3, prefix: string, revision?: string): Promise<{ kvs: IKeyValue[]; revision: string }> {
+  const end = Range.prefix(prefix).end;
+  const kvs: IKeyValue[] = [];
+  let start: string | Buffer = prefix;
+  let rev = revision;
+  for (;;) {
+    const q = c.getAll().inRange(new Range(start, end)).limit(RANGE_PAGE);
+    const r = await (rev ? q.revision(rev) : q).exec();
+    rev ??= r.header.revision;
+    kvs.push(...r.kvs);
+    const last = r.kvs[r.kvs.length - 1];
+    if (!r.more || !last) return { kvs, revision: rev };
+    start = Buffer.concat([last.key, Buffer.from([0])]);
+  }
 }
 
 interface StoredNode { name: string; address: string; labels: Record<string, string>; capacity: Record<string, number>; cordoned: boolean; lastHeartbeat: number; }
@@ -374,8 +393,7 @@ export class EtcdNodeStore implements NodeStore, PlacementStore {
 
   async list(): Promise<NodeRecord[]> {
     const now = Date.now();
-    const r = await this.c.getAll().prefix(this.k.node()).sort('Key', 'Ascend').exec();
-    return r.kvs.map((kv) => this.toRecord(parse<StoredNode>(kv), now));
+    return (await rangeAll(this.c, this.k.node())).kvs.map((kv) => this.toRecord(parse<StoredNode>(kv), now));
   }
 
   async setPlacement(p: Placement): Promise<void> {
@@ -389,8 +407,7 @@ export class EtcdNodeStore implements NodeStore, PlacementStore {
   }
 
   async listPlacements(): Promise<Placement[]> {
-    const r = await this.c.getAll().prefix(this.k.placement()).sort('Key', 'Ascend').exec();
-    return r.kvs.map((kv) => parse<Placement>(kv));
+    return (await rangeAll(this.c, this.k.placement())).kvs.map((kv) => parse<Placement>(kv));
   }
 
   async deletePlacement(deployment: string): Promise<void> {

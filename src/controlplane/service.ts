@@ -84,16 +84,17 @@ export class ControlPlane {
     const rootfs = body.rootfsArtifact ? this.artifactDir(body.rootfsArtifact) : undefined;
     const resolved = resolveTarget(target, '/', this.o.nodeLayout, rootfs);
 
-    const live = new Set((await this.o.node.status()).deployments.map((d) => d.name));
+    const taken = async (n: string): Promise<boolean> =>
+      (this.o.node.has ? await this.o.node.has(n) : (await this.o.node.status()).deployments.some((d) => d.name === n)) || (await this.reserved(n));
     let name = body.name;
     if (name !== undefined) {
-      if (live.has(name) || (await this.reserved(name))) {
+      if (await taken(name)) {
         throw new UserError('E_NAME_TAKEN', `a deployment named "${name}" already exists`, { hint: `pick another name, or destroy it first` });
       }
     } else {
       const base = sanitizeName(body.nameHint ?? resolved.defaultName);
       name = base;
-      for (let i = 2; live.has(name) || (await this.reserved(name)); i++) name = `${base}-${i}`;
+      for (let i = 2; await taken(name); i++) name = `${base}-${i}`;
     }
     const request: DeployJobRequest = {
       target, ports: body.ports ?? [], env: body.env ?? [], debug: Boolean(body.debug), labels: body.labels ?? [], resolvedFrom: resolved.resolvedFrom,

@@ -66,5 +66,7 @@ export interface Client {
   status(name?: string): Promise<StatusResult>;
   logs(req: LogsRequest): AsyncIterable<LogEntry>;
   waitFor(name: string, until: (d: Deployment | null) => boolean, timeoutMs: number): Promise<Deployment | null>;
+  /** Whether a deployment has this name (cheaper than status when only the name matters). */
+  has?(name: string): Promise<boolean>;
   close(): void;
 }

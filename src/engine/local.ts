@@ -277,6 +277,10 @@ export class LocalClient implements Client {
     yield* followLogs(file, { ...opts, signal: req.signal, isDone });
   }
 
+  async has(name: string): Promise<boolean> {
+    return this.store.getDeployment(name) !== null;
+  }
+
   async waitFor(name: string, until: (d: Deployment | null) => boolean, timeoutMs: number): Promise<Deployment | null> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
