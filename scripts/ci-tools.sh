@@ -69,3 +69,19 @@ else
 fi
 # keep the venv out of git status (Python >= 3.13 writes this file itself; 3.11 does not)
 [ -f "$VENV/.gitignore" ] || printf '# created by scripts/ci-tools.sh\n*\n' > "$VENV/.gitignore"
+
+# ---------------------------------------------------------------------------------------------------------------
+# 3. etcd, for the etcd store (CP-7): src/controlplane/etcd-store.test.ts and test/e2e/controlplane-ha.test.ts
+#    start their own throw-away members on loopback. Debian's etcd-server gives `etcd`, etcd-client `etcdctl`
+#    (handy to look at the keys under /unikctl/ when a test fails). As with prometheus, the packaged service is
+#    not wanted: where systemd runs, it is stopped and disabled so that nothing is left listening on :2379.
+if command -v etcd >/dev/null 2>&1 && command -v etcdctl >/dev/null 2>&1; then
+  say "etcd present: $(command -v etcd) ($(etcd --version 2>/dev/null | head -n1))"
+else
+  apt_install etcd-server etcd-client
+  if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now etcd >/dev/null 2>&1 || true
+  fi
+  command -v etcd >/dev/null 2>&1 || { say "etcd is still missing after installing etcd-server"; exit 1; }
+  say "installed $(etcd --version 2>/dev/null | head -n1)"
+fi
