@@ -1,5 +1,5 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -118,4 +118,24 @@ export async function httpGet(url: string, timeoutMs = 30_000): Promise<string> 
 export function compileFixture(src: string, out: string, flags: string[]): string {
   execFileSync('gcc', ['-O2', '-Wall', ...flags, '-o', out, join(ROOT, 'test', 'fixtures', src)]);
   return out;
+}
+
+/** Every file path in an erofs image (extracted with fsck.erofs), sorted. */
+export function listImage(erofs: string): string[] {
+  const dir = mkdtempSync(join(tmpdir(), 'unikctl-list-'));
+  try {
+    execFileSync('fsck.erofs', [`--extract=${join(dir, 'root')}`, erofs]);
+    const files: string[] = [];
+    const walk = (d: string, rel: string): void => {
+      for (const e of readdirSync(d, { withFileTypes: true })) {
+        const r = `${rel}/${e.name}`;
+        if (e.isDirectory()) walk(join(d, e.name), r);
+        else files.push(r);
+      }
+    };
+    walk(join(dir, 'root'), '');
+    return files.sort();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }

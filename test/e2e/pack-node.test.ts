@@ -1,9 +1,8 @@
-import { execFileSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, httpGet, ROOT, TestHome } from './helpers.js';
+import { freePort, httpGet, listImage, ROOT, TestHome } from './helpers.js';
 
 const NODE_HTTP = join(ROOT, 'examples', 'node-http');
 /**
@@ -13,24 +12,6 @@ const NODE_HTTP = join(ROOT, 'examples', 'node-http');
  */
 const SIZE_BOUND = 50_000_000;
 
-function listImage(rootfs: string): string[] {
-  const dir = mkdtempSync(join(tmpdir(), 'unikctl-node-list-'));
-  try {
-    execFileSync('fsck.erofs', [`--extract=${join(dir, 'root')}`, rootfs]);
-    const files: string[] = [];
-    const walk = (d: string, rel: string): void => {
-      for (const e of readdirSync(d, { withFileTypes: true })) {
-        const r = `${rel}/${e.name}`;
-        if (e.isDirectory()) walk(join(d, e.name), r);
-        else files.push(r);
-      }
-    };
-    walk(join(dir, 'root'), '');
-    return files.sort();
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
 
 interface BuildJson { ref: string; pack: string; manifest: { size: number; rootfs: { sha256: string; size: number }; kernel: { size: number }; run: { command: string[]; env: Record<string, string>; memoryMiB: number; ports: number[] } } }
 

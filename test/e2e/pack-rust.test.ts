@@ -1,32 +1,12 @@
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, httpGet, ROOT, TestHome } from './helpers.js';
+import { freePort, httpGet, listImage, ROOT, TestHome } from './helpers.js';
 
 const RUST_HTTP = join(ROOT, 'examples', 'rust-http');
 /** a std-only Rust server: a static musl binary (or glibc + 3 libraries) and the kernel */
 const SIZE_TARGET = 6 * 1024 * 1024;
 
-function imageFiles(erofs: string): string[] {
-  const dir = mkdtempSync(join(tmpdir(), 'unikctl-list-'));
-  try {
-    execFileSync('fsck.erofs', [`--extract=${join(dir, 'root')}`, erofs]);
-    const files: string[] = [];
-    const walk = (d: string, rel: string): void => {
-      for (const e of readdirSync(d, { withFileTypes: true })) {
-        const r = `${rel}/${e.name}`;
-        if (e.isDirectory()) walk(join(d, e.name), r);
-        else files.push(r);
-      }
-    };
-    walk(join(dir, 'root'), '');
-    return files.sort();
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
 
 describe('rust pack: examples/rust-http on a real VM', () => {
   const home = new TestHome();
@@ -62,7 +42,7 @@ describe('rust pack: examples/rust-http on a real VM', () => {
     expect(meta.inputs['Cargo.lock']).toMatch(/^sha256:/);
 
     // only init, config files, the binary and (for a glibc build) its closure
-    const files = imageFiles(join(RUST_HTTP, '.unikctl', 'image', 'rootfs.erofs'));
+    const files = listImage(join(RUST_HTTP, '.unikctl', 'image', 'rootfs.erofs'));
     const base = ['/app/rust-http', '/etc/group', '/etc/hosts', '/etc/nsswitch.conf', '/etc/passwd', '/etc/resolv.conf', '/init'];
     if (meta.toolchain.target === 'x86_64-unknown-linux-musl') expect(files).toEqual(base);
     else expect(files.filter((f) => !f.startsWith('/lib'))).toEqual(base);
