@@ -61,6 +61,11 @@ export class Supervisor {
     this.log.append({ t: Date.now(), s, m });
   }
 
+  /** True while no VM runs yet (building or preparing the image). */
+  get vmRunning(): boolean {
+    return this.current !== null;
+  }
+
   /** Graceful stop (destroy): SIGTERM the app through the guest init, then kill QEMU after `graceMs`. */
   async stop(graceMs: number): Promise<void> {
     if (this.stopRequested) return;

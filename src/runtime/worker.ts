@@ -26,7 +26,13 @@ async function main(): Promise<void> {
       }
     };
     let stopping: Promise<void> | null = null;
-    const onStop = (): void => { stopping ??= sup.stop(graceMs()).then(() => process.exit(0)); };
+    const onStop = (): void => {
+      // before the VM exists the work is a build: end it with its compiler processes (this worker leads their group)
+      if (!sup.vmRunning) {
+        try { process.kill(-process.pid, 'SIGKILL'); } catch { process.exit(0); }
+      }
+      stopping ??= sup.stop(graceMs()).then(() => process.exit(0));
+    };
     process.on('SIGTERM', onStop);
     process.on('SIGINT', onStop);
     process.on('SIGHUP', () => { /* the CLI's terminal closing must not stop a deployment */ });
