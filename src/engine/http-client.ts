@@ -13,6 +13,7 @@ import type { Deployment } from '../store/types.js';
 import { sanitizeName } from '../util/ids.js';
 import { sleep } from '../util/proc.js';
 import { packBundle } from './bundle.js';
+import { isPackageArchive } from './resolve.js';
 import type { Client, DeployRequest, DeployResult, DestroyResult, LogsRequest, StatusResult } from './client.js';
 
 interface ApiError { code?: string; message?: string; trace_id?: string; hint?: string; }
@@ -60,7 +61,12 @@ export class HttpClient implements Client {
     return res;
   }
 
-  private async upload(path: string): Promise<string> {
+  private async upload(path: string, opts: { raw?: boolean } = {}): Promise<string> {
+    if (opts.raw) {
+      // already an archive (a package archive): send it as it is
+      const res = await this.call('POST', '/v1/artifacts', { body: createReadStream(path), headers: { 'content-type': 'application/gzip' } });
+      return ((await res.json()) as { id: string }).id;
+    }
     const bundle = await packBundle(path);
     try {
       const res = await this.call('POST', '/v1/artifacts', {
@@ -84,6 +90,10 @@ export class HttpClient implements Client {
         nameHint = isPackage ? sanitizeName((JSON.parse(readFileSync(join(path, 'manifest.json'), 'utf8')) as { name?: string }).name ?? basename(path)) : (loadUnikYaml(path)?.name ?? sanitizeName(basename(path)));
         source = { artifact: await this.upload(path), kind: isPackage ? 'package' : 'project' };
         resolvedFrom = `${isPackage ? 'package' : 'project'} directory ${path} (uploaded)`;
+      } else if (isPackageArchive(path)) {
+        nameHint = sanitizeName(basename(path).replace(/\.(tar|tgz|tar\.gz)$/, ''));
+        source = { artifact: await this.upload(path, { raw: true }), kind: 'package' };
+        resolvedFrom = `package archive ${path} (uploaded)`;
       } else {
         if (!isElfFile(path)) throw new UserError('E_NOT_ELF', `${path} is neither a directory nor an ELF executable`);
         nameHint = sanitizeName(basename(path));

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { isAbsolute, resolve as resolvePath } from 'node:path';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { parseMemory } from '../build/unikyaml.js';
@@ -13,7 +14,7 @@ import { LIVE_STATES, type Deployment, type Operation, type PortMapping, type St
 import { NAME_RE, newId } from '../util/ids.js';
 import { isAlive, sleep } from '../util/proc.js';
 import type { Client, DeployRequest, DeployResult, DeploymentView, DestroyResult, LogsRequest, StatusResult } from './client.js';
-import { resolveTarget } from './resolve.js';
+import { extractPackageArchive, isPackageArchive, resolveTarget } from './resolve.js';
 
 const isUniqueViolation = (e: unknown): boolean => (e as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE';
 
@@ -137,7 +138,10 @@ export class LocalClient implements Client {
     const cpus = req.cpus ?? 1;
     if (!Number.isInteger(cpus) || cpus < 1 || cpus > 16) throw new UserError('E_INVALID_ARGUMENT', `--cpus ${req.cpus} must be an integer from 1 to 16`);
 
-    const target = resolveTarget(req.target, req.cwd, this.layout, req.rootfs);
+    const archivePath = isAbsolute(req.target) ? req.target : resolvePath(req.cwd, req.target);
+    const fromArchive = isPackageArchive(archivePath) && existsSync(archivePath);
+    const resolved = resolveTarget(fromArchive ? await extractPackageArchive(archivePath, this.layout) : req.target, req.cwd, this.layout, req.rootfs);
+    const target = fromArchive ? { ...resolved, resolvedFrom: `package archive ${archivePath}` } : resolved;
     const requestHash = createHash('sha256').update(JSON.stringify({ t: target.source, n: req.name, ports, env, memoryMiB, cpus, d: req.debug, r: req.rootfs, labels })).digest('hex');
     if (req.idempotencyKey) {
       const prior = this.store.findOperationByKey(req.idempotencyKey);

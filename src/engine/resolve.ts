@@ -1,5 +1,5 @@
 import { existsSync, statSync } from 'node:fs';
-import { basename, isAbsolute, resolve } from 'node:path';
+import { basename, isAbsolute, join, resolve } from 'node:path';
 import { inspectProject } from '../build/build.js';
 import { isElfFile } from '../build/elf.js';
 import { readImage } from '../build/image.js';
@@ -32,8 +32,8 @@ export function resolveTarget(target: string, cwd: string, layout: HomeLayout, r
       return { source: { kind: 'project', dir: p.dir }, resolvedFrom: `project directory ${p.dir} (${p.pack.name} pack)`, candidates, defaultName: p.name };
     }
     if (st.isFile()) {
-      if (/\.(tar|tgz|tar\.gz)$/.test(path)) {
-        throw new UserError('E_NOT_IMPLEMENTED', `deploying a package archive (${basename(path)}) is not implemented yet`, { hint: 'extract it and deploy the directory that holds manifest.json' });
+      if (isPackageArchive(path)) {
+        throw new UserError('E_INTERNAL', `package archive ${path} must be extracted before resolution (see extractPackageArchive)`);
       }
       if (!isElfFile(path)) {
         throw new UserError('E_NOT_ELF', `${path} is neither a directory nor an ELF executable`, { hint: 'deploy a project directory, a package (directory or name:tag) or a Linux x86-64 binary' });
@@ -60,4 +60,18 @@ export function resolveTarget(target: string, cwd: string, layout: HomeLayout, r
     hint: 'give a project directory, an ELF binary, or a package built with unikctl build (see its name:tag in the build output)',
     details: { candidates },
   });
+}
+
+export const isPackageArchive = (path: string): boolean => /\.(tar|tgz|tar\.gz)$/.test(path);
+
+/** A package archive (tar/tar.gz of an image directory) is extracted safely once per content digest. */
+export async function extractPackageArchive(path: string, layout: HomeLayout): Promise<string> {
+  const { ArtifactStore } = await import('../controlplane/artifacts.js');
+  const { createReadStream } = await import('node:fs');
+  const store = new ArtifactStore({ dir: join(layout.cache, 'archives'), maxUploadBytes: 4 * 1024 ** 3, maxExtractedBytes: 16 * 1024 ** 3, maxEntries: 100_000 });
+  const rec = await store.put(createReadStream(path));
+  if (!existsSync(join(rec.dir, 'manifest.json'))) {
+    throw new UserError('E_PACKAGE_INVALID', `${path} holds no manifest.json at its top level`, { hint: 'archive the image directory itself, e.g. tar czf app.tgz -C DIR/.unikctl/image .' });
+  }
+  return rec.dir;
 }

@@ -1,4 +1,6 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, httpGet, listImage, ROOT, TestHome } from './helpers.js';
@@ -82,6 +84,21 @@ describe('golden path: examples/go-http on a real VM', () => {
     expect(logs).not.toMatch(/^\[\s*\d+\.\d+\]/m); // no kernel messages in a release deployment
     const tail = await home.cli(['logs', 'web', '--tail', '1']);
     expect(tail.stdout.trim().split('\n')).toHaveLength(1);
+  });
+
+  it('a package archive (tar.gz of the image) deploys too', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'unikctl-archive-'));
+    try {
+      const archive = join(dir, 'go-http.tgz');
+      execFileSync('tar', ['czf', archive, '-C', join(GO_HTTP, '.unikctl', 'image'), '.']);
+      const r = await home.cli(['deploy', archive, '--name', 'from-archive', '--json']);
+      expect(r.code, r.stderr).toBe(0);
+      expect((JSON.parse(r.stdout) as { resolvedFrom: string }).resolvedFrom).toBe(`package archive ${archive}`);
+      expect((await home.waitState('from-archive', ['running', 'failed'])).state).toBe('running');
+      expect((await home.cli(['destroy', 'from-archive', '--wait'])).code).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('destroy stops the VM, frees the port and removes its files', async () => {
