@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -8,7 +9,7 @@ import { MANIFEST_SCHEMA, type ImageManifest } from '../build/image.js';
 import { normalizeRef, PackageStore } from '../build/package-store.js';
 import { UserError } from '../errors.js';
 import { homeLayout, type HomeLayout } from '../paths.js';
-import { resolveTarget } from './resolve.js';
+import { extractPackageArchive, isPackageArchive, resolveTarget } from './resolve.js';
 
 const sha = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');
 
@@ -91,9 +92,17 @@ describe('resolveTarget', () => {
     expect(e.message).toContain(join(cwd, 'script.sh'));
   });
 
-  it('a package archive is reported as not implemented', () => {
-    writeFileSync(join(cwd, 'app.tar.gz'), 'x');
-    expect(errorOf(() => resolveTarget('app.tar.gz', cwd, layout)).code).toBe('E_NOT_IMPLEMENTED');
+  it('a package archive is extracted safely before resolution', async () => {
+    const bad = join(cwd, 'bad.tar.gz');
+    writeFileSync(bad, 'x');
+    await expect(extractPackageArchive(bad, layout)).rejects.toMatchObject({ code: 'E_UPLOAD_CORRUPT' });
+    const content = join(cwd, 'content');
+    mkdirSync(content);
+    writeFileSync(join(content, 'README'), 'no manifest here');
+    const nomanifest = join(cwd, 'nomanifest.tar');
+    execFileSync('tar', ['cf', nomanifest, '-C', content, '.']);
+    await expect(extractPackageArchive(nomanifest, layout)).rejects.toMatchObject({ code: 'E_PACKAGE_INVALID' });
+    expect(isPackageArchive('x.tgz') && isPackageArchive('x.tar.gz') && isPackageArchive('x.tar') && !isPackageArchive('x.zip')).toBe(true);
   });
 
   it('a name in the local package store resolves there', () => {
