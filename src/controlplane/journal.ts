@@ -133,6 +133,7 @@ export class Journal implements JobStore {
         ended_at INTEGER
       );
       CREATE INDEX IF NOT EXISTS jobs_ready ON jobs(state, next_run_at, seq);
+      CREATE INDEX IF NOT EXISTS jobs_queue ON jobs(state, seq);
       CREATE INDEX IF NOT EXISTS jobs_target ON jobs(target, seq);
       CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
       CREATE TABLE IF NOT EXISTS fake_effects (job_id TEXT PRIMARY KEY, runs INTEGER NOT NULL, at INTEGER NOT NULL);
@@ -191,7 +192,8 @@ export class Journal implements JobStore {
   /** Takes the oldest ready job (queued, due) and marks it running for `owner`. */
   async claim(owner: string, now = Date.now()): Promise<Job | null> {
     const tx = this.db.transaction((): Job | null => {
-      const r = this.stmt("SELECT * FROM jobs WHERE state = 'queued' AND next_run_at <= ? ORDER BY seq LIMIT 1").get(now) as JobRow | undefined;
+      // walk the queue in order and stop at the first due job (not: sort every due job per claim)
+      const r = this.stmt("SELECT * FROM jobs INDEXED BY jobs_queue WHERE state = 'queued' AND next_run_at <= ? ORDER BY seq LIMIT 1").get(now) as JobRow | undefined;
       if (!r) return null;
       this.stmt("UPDATE jobs SET state = 'running', lease_owner = ?, attempts = attempts + 1, updated_at = ? WHERE id = ?").run(owner, now, r.id);
       return this.getSync(r.id);
