@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { PortMapping } from '../store/types.js';
-import { qemuArgs } from './qemu.js';
+import { qemuArgs, tcgCacheMiB } from './qemu.js';
 import type { VmmStartOptions } from './vmm.js';
 
 const opts = (over: Partial<VmmStartOptions> = {}): VmmStartOptions => ({
@@ -95,8 +95,18 @@ describe('qemuArgs', () => {
 
   it('uses TCG with the max CPU model', () => {
     const a = qemuArgs(opts({ accel: 'tcg' }));
-    expect(valueOf(a, '-accel')).toBe('tcg');
+    expect(valueOf(a, '-accel')).toBe('tcg,tb-size=32'); // translation cache sized with the 256 MiB guest
     expect(valueOf(a, '-cpu')).toBe('max');
     expect(a).not.toContain('-enable-kvm');
+  });
+});
+
+describe('tcgCacheMiB', () => {
+  it('sizes the translation cache with the guest, within 8–64 MiB, with an override', () => {
+    expect(tcgCacheMiB(64, {})).toBe(8);
+    expect(tcgCacheMiB(32, {})).toBe(8);
+    expect(tcgCacheMiB(256, {})).toBe(32);
+    expect(tcgCacheMiB(4096, {})).toBe(64);
+    expect(tcgCacheMiB(64, { UNIKCTL_TCG_TB_MIB: '128' })).toBe(128);
   });
 });
