@@ -95,17 +95,17 @@ describe('qemuArgs', () => {
 
   it('uses TCG with the max CPU model', () => {
     const a = qemuArgs(opts({ accel: 'tcg' }));
-    expect(valueOf(a, '-accel')).toBe('tcg,tb-size=32'); // translation cache sized with the 256 MiB guest
+    expect(valueOf(a, '-accel')).toBe('tcg,tb-size=64'); // translation cache sized with the 256 MiB guest
     expect(valueOf(a, '-cpu')).toBe('max');
     expect(a).not.toContain('-enable-kvm');
   });
 });
 
 describe('tcgCacheMiB', () => {
-  it('sizes the translation cache with the guest, within 8–64 MiB, with an override', () => {
-    expect(tcgCacheMiB(64, {})).toBe(8);
-    expect(tcgCacheMiB(32, {})).toBe(8);
-    expect(tcgCacheMiB(256, {})).toBe(32);
+  it('sizes the translation cache with the guest, within 16–64 MiB, with an override', () => {
+    expect(tcgCacheMiB(64, {})).toBe(16);
+    expect(tcgCacheMiB(32, {})).toBe(16);
+    expect(tcgCacheMiB(128, {})).toBe(32);
     expect(tcgCacheMiB(4096, {})).toBe(64);
     expect(tcgCacheMiB(64, { UNIKCTL_TCG_TB_MIB: '128' })).toBe(128);
   });

@@ -175,7 +175,7 @@ export class Supervisor {
     const imageDir = join(this.dir, 'image');
     const debug = d.spec.debug || manifest.mode === 'debug';
     const cmdline = kernelCmdline({
-      accel, debug, network: true,
+      accel, debug, network: true, env: this.o.env ?? process.env,
       guest: {
         argv: manifest.run.command, env: { ...manifest.run.env, ...d.spec.env }, workdir: manifest.run.workdir, nonce,
         hostname: name, hostTimeMs: Date.now(), debug,

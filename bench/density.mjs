@@ -1,0 +1,763 @@
+#!/usr/bin/env node
+// Density benchmark (npm run bench:density [-- --max N] [--json] [--quick] ...).
+//
+// 1. builds examples/go-http with the CLI (private UNIKCTL_HOME, shared kernel cache);
+// 2. the baseline, in the same run: the same Go program as a plain host process (built with the pack's own
+//    flags), measured like the VMs (RSS/PSS/USS, idle CPU, wake-ups, spawn → first output);
+// 3. the real path: `unikctl deploy local/go-http --name d-N --wait`, one VM after another (64 MiB guests,
+//    no ports) until --max, until host MemAvailable < --min-available-gib, until the idle VMs already use
+//    --max-idle-cpu of one core, or until a VM fails. After each VM: its QEMU and its supervisor (the
+//    detached Node process that owns it) are found through /proc, and every running VM's memory is sampled
+//    (so per-VM cost vs VM count is charted), with MemAvailable. After the last one: settle, a final sample,
+//    idle CPU of all QEMU and supervisor processes over --idle-seconds, and `status --json` (metering);
+// 4. flag experiments: QEMU spawned directly with the runtime's own argv (dist/runtime/qemu.js qemuArgs) and
+//    one change at a time (TCG translation-cache size, guest RAM without transparent huge pages, guest
+//    clocksource watchdog, erofs compressed-page cache, and all of them together), --flag-vms VMs each,
+//    memory and idle CPU measured the same way, plus an interleaved boot-latency series per variant; and the
+//    same pair (current vs tsc=reliable) booted while the host CPUs are saturated, which is what trips the
+//    guest's clocksource watchdog on a crowded host; optional (--ksm, root): kernel same-page merging;
+// 5. writes every raw sample to bench/results/density-<ISO date>-<hostname>.json and prints a summary.
+// Everything is destroyed at the end, also on Ctrl-C and on error, and the absence of left-over QEMU
+// processes is verified.
+import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, homedir, hostname, tmpdir } from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { freePort, installCleanup, killByEnv, onExit, run, runSync, sleep, track } from './lib/proc.mjs';
+import { summarize } from './lib/stats.mjs';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const EXAMPLE = join(ROOT, 'examples', 'go-http');
+const PACKAGE_REF = 'local/go-http';
+const CLI = join(ROOT, 'bin', 'unikctl.js');
+const QEMU = 'qemu-system-x86_64';
+const ACCEL = 'tcg';
+const TARGETS = { idleRssMiB: 64, vms: 100, idleCpuPctOfCore: 25 };
+
+function usage(code) {
+  (code === 0 ? process.stdout : process.stderr).write(
+    'usage: node bench/density.mjs [options]\n' +
+    '  --max N                 VMs to start through the CLI (default 40; the machine is shared)\n' +
+    '  --min-available-gib G   stop when host MemAvailable drops below G GiB (default 2)\n' +
+    '  --max-idle-cpu PCT      stop when the running VMs use PCT % of one core while idle (default 100)\n' +
+    '  --settle S              seconds to let the VMs (and their Node supervisors, whose V8 heap shrinks for ~30 s) settle before the final sample (default 45)\n' +
+    '  --flag-settle S         the same for the direct-QEMU flag experiments (no supervisor; default 15)\n' +
+    '  --idle-seconds S        idle CPU sampling window (default 10)\n' +
+    '  --flag-vms K            VMs per variant in the QEMU flag experiments (default 3)\n' +
+    '  --boot-runs R           boots per variant in the flag boot-latency series (default 6)\n' +
+    '  --no-flags              skip the flag experiments\n' +
+    '  --no-contend            skip the experiment that saturates the host CPUs while VMs boot\n' +
+    '  --ksm                   also measure kernel same-page merging (root; toggles /sys/kernel/mm/ksm for ~1 min, then restores it)\n' +
+    '  --quick                 smoke test: --max 3, 1 VM per variant, short windows (not a measurement)\n' +
+    '  --json                  print only the JSON result on stdout\n');
+  process.exit(code);
+}
+
+function parseArgs(argv) {
+  const o = { max: 40, minAvailableGiB: 2, maxIdleCpu: 100, settle: 45, flagSettle: 15, idleSeconds: 10, flagVms: 3, bootRuns: 6, flags: true, contend: true, ksm: false, quick: false, json: false };
+  const numeric = { '--max': 'max', '--min-available-gib': 'minAvailableGiB', '--max-idle-cpu': 'maxIdleCpu', '--settle': 'settle', '--flag-settle': 'flagSettle', '--idle-seconds': 'idleSeconds', '--flag-vms': 'flagVms', '--boot-runs': 'bootRuns' };
+  const set = new Set();
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const [flag, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
+    if (flag === '--json') o.json = true;
+    else if (flag === '--quick') o.quick = true;
+    else if (flag === '--no-flags') o.flags = false;
+    else if (flag === '--no-contend') o.contend = false;
+    else if (flag === '--ksm') o.ksm = true;
+    else if (flag === '-h' || flag === '--help') usage(0);
+    else if (numeric[flag]) {
+      const v = inline ?? argv[++i];
+      if (!/^\d+(\.\d+)?$/.test(v ?? '')) { process.stderr.write(`density: ${flag} needs a number, got ${v}\n`); usage(2); }
+      o[numeric[flag]] = Number(v);
+      set.add(numeric[flag]);
+    } else { process.stderr.write(`density: unknown option ${a}\n`); usage(2); }
+  }
+  if (o.quick) {
+    for (const [k, v] of Object.entries({ max: 3, settle: 5, flagSettle: 5, idleSeconds: 5, flagVms: 1, bootRuns: 2 })) if (!set.has(k)) o[k] = v;
+  }
+  if (!Number.isInteger(o.max) || o.max < 1) { process.stderr.write('density: --max must be a positive integer\n'); usage(2); }
+  return o;
+}
+
+const opts = parseArgs(process.argv.slice(2));
+const say = (m) => process.stderr.write(`${m}\n`);
+const r1 = (x) => (Number.isFinite(x) ? Math.round(x * 10) / 10 : null);
+const r2 = (x) => (Number.isFinite(x) ? Math.round(x * 100) / 100 : null);
+const avg = (a) => { const v = a.filter(Number.isFinite); return v.length ? v.reduce((x, y) => x + y, 0) / v.length : NaN; };
+const sum = (a) => a.filter(Number.isFinite).reduce((x, y) => x + y, 0);
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+
+// ---------------------------------------------------------------- /proc readers
+
+/** Memory of one process from /proc/PID/smaps_rollup, in MiB. USS = private pages (what killing it frees). */
+export function procMem(pid) {
+  try {
+    const t = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+    const g = (k) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(t)?.[1] ?? NaN) / 1024;
+    const m = {
+      rss: g('Rss'), pss: g('Pss'), pssAnon: g('Pss_Anon'), pssFile: g('Pss_File'), pssShmem: g('Pss_Shmem'),
+      uss: g('Private_Clean') + g('Private_Dirty'), anonHuge: g('AnonHugePages'),
+    };
+    for (const k of Object.keys(m)) m[k] = r2(m[k]);
+    return m;
+  } catch {
+    return null;
+  }
+}
+
+/** CPU ticks (utime + stime) of a process, all threads. */
+export function procTicks(pid) {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    return Number(f[11]) + Number(f[12]);
+  } catch {
+    return NaN;
+  }
+}
+
+/** Voluntary context switches per thread (tid → count): how often each thread woke up from sleep. */
+export function procWakeups(pid) {
+  const m = new Map();
+  try {
+    for (const t of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        const s = readFileSync(`/proc/${pid}/task/${t}/status`, 'utf8');
+        m.set(t, Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(s)?.[1] ?? 0));
+      } catch { /* thread gone */ }
+    }
+  } catch { /* process gone */ }
+  return m;
+}
+
+/** Wake-ups between two procWakeups() snapshots: threads that exited in between are not counted, new ones fully. */
+const wakeupDelta = (a, b) => [...b.entries()].reduce((acc, [tid, n]) => acc + (n - (a.get(tid) ?? 0)), 0);
+
+export function memAvailableMiB() {
+  const t = readFileSync('/proc/meminfo', 'utf8');
+  return Number(/^MemAvailable:\s+(\d+) kB/m.exec(t)?.[1] ?? NaN) / 1024;
+}
+
+function memTotalMiB() {
+  return Number(/^MemTotal:\s+(\d+) kB/m.exec(readFileSync('/proc/meminfo', 'utf8'))?.[1] ?? NaN) / 1024;
+}
+
+/** Whole-host CPU counters (all cores) from /proc/stat: busy and total jiffies. */
+function hostCpu() {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const idle = f[3] + (f[4] || 0);
+  const total = f.reduce((a, b) => a + b, 0);
+  return { busy: total - idle, total };
+}
+
+/**
+ * The processes behind each deployment of a private UNIKCTL_HOME: the QEMU (`-name unikctl-NAME,...`) and the
+ * supervisor (`node .../worker.js deploy NAME OPID`), told apart by their command lines; only processes whose
+ * environment holds UNIKCTL_HOME=home count, so nothing of another user or test is ever touched.
+ */
+export function findDeploymentProcs(home) {
+  const needle = Buffer.from(`\0UNIKCTL_HOME=${home}\0`);
+  const out = new Map();
+  const entry = (n) => { if (!out.has(n)) out.set(n, { qemu: null, supervisor: null }); return out.get(n); };
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const env = Buffer.concat([Buffer.from([0]), readFileSync(`/proc/${d}/environ`), Buffer.from([0])]);
+      if (!env.includes(needle)) continue;
+      const argv = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0').filter(Boolean);
+      const pid = Number(d);
+      if (argv[0]?.endsWith(QEMU)) {
+        const nameArg = argv[argv.indexOf('-name') + 1] ?? '';
+        const m = /^unikctl-([^,]+)/.exec(nameArg);
+        if (m) entry(m[1]).qemu = pid;
+      } else {
+        const w = argv.findIndex((a) => a.endsWith('worker.js'));
+        if (w >= 0 && argv[w + 1] === 'deploy' && argv[w + 2]) entry(argv[w + 2]).supervisor = pid;
+      }
+    } catch { /* gone, or not ours */ }
+  }
+  return out;
+}
+
+/** QEMU processes of this run's direct boots that are still alive (should be none). */
+function directQemuLeft() {
+  const re = new RegExp(`^unikctl-d(flag|boot|cont|ksm)-${process.pid}-`);
+  const left = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const argv = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
+      if (argv[0]?.endsWith(QEMU) && re.test(argv[argv.indexOf('-name') + 1] ?? '')) left.push(Number(d));
+    } catch { /* gone */ }
+  }
+  return left;
+}
+
+/** CPU % of one core and wake-ups/s of a set of processes over a window. */
+async function idleWindow(pids, seconds) {
+  const t0 = performance.now();
+  const c0 = pids.map(procTicks);
+  const w0 = pids.map(procWakeups);
+  const h0 = hostCpu();
+  await sleep(seconds * 1000);
+  const dt = (performance.now() - t0) / 1000;
+  const c1 = pids.map(procTicks);
+  const w1 = pids.map(procWakeups);
+  const h1 = hostCpu();
+  const cpuPct = pids.map((_, i) => ((c1[i] - c0[i]) / CLK_TCK / dt) * 100);
+  const wakeups = pids.map((_, i) => wakeupDelta(w0[i], w1[i]) / dt);
+  const hostBusyPctOfMachine = ((h1.busy - h0.busy) / Math.max(1, h1.total - h0.total)) * 100;
+  return { seconds: r2(dt), cpuPctOfCore: cpuPct.map(r2), wakeupsPerSec: wakeups.map(r1), totalCpuPctOfCore: r2(sum(cpuPct)), hostBusyPctOfMachine: r1(hostBusyPctOfMachine) };
+}
+
+function machine() {
+  const info = readFileSync('/proc/cpuinfo', 'utf8');
+  const model = /^model name\s*:\s*(.+)$/m.exec(info)?.[1]?.trim() ?? cpus()[0]?.model ?? 'unknown';
+  let thp = 'unknown';
+  try { thp = /\[(\w+)\]/.exec(readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8'))?.[1] ?? thp; } catch { /* no THP */ }
+  let ksm = null;
+  try { ksm = Number(readFileSync('/sys/kernel/mm/ksm/run', 'utf8')); } catch { /* no KSM */ }
+  const kernel = readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim();
+  return { hostname: hostname(), cpuModel: model, cores: cpus().length, memTotalMiB: Math.round(memTotalMiB()), accel: ACCEL, accelLabel: 'TCG (software emulation, no KVM)', hostKernel: kernel, transparentHugepage: thp, ksmRun: ksm };
+}
+
+// ---------------------------------------------------------------- the baseline: the same program on the host
+
+async function hostBaseline(workDir) {
+  const goBin = spawnSync('go', ['version'], { encoding: 'utf8' });
+  if (goBin.status !== 0) return { skipped: 'go is not installed: the host-process baseline needs the Go toolchain' };
+  const out = join(workDir, 'go-http-host');
+  // the go pack's release flags (src/build/packs/go.ts): static, trimmed, stripped
+  const b = await run(['go', 'build', '-trimpath', '-buildvcs=false', '-ldflags=-s -w -buildid=', '-o', out, '.'], {
+    cwd: EXAMPLE, env: { ...process.env, CGO_ENABLED: '0', GOTOOLCHAIN: 'local', GOFLAGS: '-mod=readonly' },
+  });
+  if (b.code !== 0) return { skipped: `go build failed: ${b.stderr.trim().split('\n').at(-1)}` };
+  const port = await freePort();
+  const t0 = performance.now();
+  const child = track(spawn(out, [], { env: { PATH: process.env.PATH, PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'] }));
+  let firstOutputMs = null;
+  await new Promise((resolve) => {
+    const onData = () => { if (firstOutputMs === null) { firstOutputMs = performance.now() - t0; resolve(); } };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData); // log.Printf writes to stderr
+    child.on('exit', resolve);
+    setTimeout(resolve, 10_000);
+  });
+  if (firstOutputMs === null) { child.kill('SIGKILL'); return { skipped: 'the host binary did not start' }; }
+  await sleep(Math.min(opts.settle, 10) * 1000);
+  const mem = procMem(child.pid);
+  const idle = await idleWindow([child.pid], opts.idleSeconds);
+  child.kill('SIGKILL');
+  return {
+    what: 'examples/go-http built with the go pack\'s release flags, run directly on the host (no VM, no supervisor)',
+    binaryBytes: Number(spawnSync('stat', ['-c', '%s', out], { encoding: 'utf8' }).stdout.trim()),
+    spawnToFirstOutputMs: r1(firstOutputMs), mem, idleCpuPctOfCore: idle.cpuPctOfCore[0], wakeupsPerSec: idle.wakeupsPerSec[0], window: idle,
+  };
+}
+
+// ---------------------------------------------------------------- direct QEMU boots (flag experiments)
+
+function makeDirect({ qemuArgs, kernelCmdline, ConsoleParser, manifest, vmlinux, rootfs }) {
+  /** Applies a variant to the runtime's argv and cmdline; returns the argv. */
+  const argvFor = (v, name, nonce) => {
+    let cmdline = kernelCmdline({
+      accel: ACCEL, debug: false, network: true,
+      guest: { argv: manifest.run.command, env: manifest.run.env, workdir: manifest.run.workdir, nonce, hostname: name, hostTimeMs: Date.now(), debug: false },
+    });
+    if (v.strip) cmdline = cmdline.split(' ').filter((t) => !v.strip.includes(t)).join(' ');
+    if (v.append) cmdline = `${cmdline} ${v.append}`;
+    const memoryMiB = v.memoryMiB ?? manifest.run.memoryMiB;
+    const argv = qemuArgs({ name, kernel: vmlinux, rootfs, memoryMiB, cpus: 1, accel: ACCEL, ports: [], cmdline });
+    if (v.accel) argv[argv.indexOf('-accel') + 1] = v.accel;
+    if (v.memfd) argv.push('-object', `memory-backend-memfd,id=ram,size=${memoryMiB}M,share=on`, '-machine', 'memory-backend=ram');
+    if (v.extraArgs) argv.push(...v.extraArgs);
+    return argv;
+  };
+  /** Boots one VM and keeps it running; resolves at the app's first output (or failure). */
+  const start = (v, name, { keepKernelLines = false } = {}) => new Promise((resolve) => {
+    const nonce = randomBytes(8).toString('hex');
+    const argv = argvFor(v, name, nonce);
+    const t0 = performance.now();
+    const child = track(spawn('setpriv', ['--pdeathsig', 'SIGKILL', '--', QEMU, ...argv], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...(v.env ?? {}) } }));
+    child.stdin.on('error', () => {});
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (c) => { stderr = (stderr + c).slice(-2000); });
+    const vm = { child, pid: child.pid, argv, kernelLines: [], firstOutputMs: null, error: null };
+    let started = false;
+    let done = false;
+    const finish = () => { if (!done) { done = true; clearTimeout(timer); resolve(vm); } };
+    const parser = new ConsoleParser(nonce, {
+      line: (l) => {
+        if (keepKernelLines && l.stream === 'kernel') vm.kernelLines.push(l.text);
+        if (l.stream === 'app' && started && vm.firstOutputMs === null) { vm.firstOutputMs = r1(performance.now() - t0); finish(); }
+      },
+      event: (e) => { if (e.event === 'start') started = true; },
+    });
+    child.stdout.on('data', (c) => parser.push(c));
+    child.on('exit', (code, sig) => { vm.exited = true; vm.error ??= `QEMU exited (${sig ?? code})${stderr.trim() ? `: ${stderr.trim().split('\n').at(-1)}` : ''}`; finish(); });
+    const timer = setTimeout(() => { vm.error = 'no app output within 120 s'; finish(); }, 120_000);
+  });
+  const stop = async (vms) => {
+    for (const vm of vms) { try { vm.child.kill('SIGKILL'); } catch { /* gone */ } }
+    await Promise.all(vms.map((vm) => (vm.exited ? null : new Promise((r) => { vm.child.once('exit', r); setTimeout(r, 5000); }))));
+  };
+  return { argvFor, start, stop };
+}
+
+/**
+ * The QEMU / kernel command-line changes tried one at a time. `strip` removes kernel command-line tokens the
+ * runtime adds (only when present in the current command line; see resolveVariants).
+ */
+const BASE_VARIANTS = [
+  { id: 'current', label: 'current argv (dist/runtime/qemu.js qemuArgs)', change: '(none)' },
+  { id: 'tb16', label: 'TCG translation cache 16 MiB', change: '-accel tcg,tb-size=16', accel: 'tcg,tb-size=16' },
+  { id: 'tb8', label: 'TCG translation cache 8 MiB', change: '-accel tcg,tb-size=8', accel: 'tcg,tb-size=8' },
+  { id: 'memfd', label: 'guest RAM from a memfd (no THP)', change: '-object memory-backend-memfd,id=ram,size=<mem>M,share=on -machine memory-backend=ram', memfd: true },
+  { id: 'erofs', label: 'erofs: no compressed-page cache', change: 'kernel cmdline: + rootflags=cache_strategy=disabled', append: 'rootflags=cache_strategy=disabled' },
+  { id: 'tsc', label: 'guest tsc=reliable', change: 'kernel cmdline: + tsc=reliable', append: 'tsc=reliable' },
+  { id: 'apictimer', label: 'guest LAPIC timer back on', change: 'kernel cmdline: − noapictimer', strip: ['noapictimer'], needs: 'noapictimer' },
+  { id: 'timer', label: 'LAPIC timer + tsc=reliable', change: 'kernel cmdline: − noapictimer, + tsc=reliable', strip: ['noapictimer'], append: 'tsc=reliable' },
+  { id: 'mem48', label: 'guest -m 48M', change: '-m 48M (instead of the image\'s 64M)', memoryMiB: 48 },
+  { id: 'malloc', label: 'MALLOC_ARENA_MAX=1 for QEMU', change: 'QEMU env MALLOC_ARENA_MAX=1', env: { MALLOC_ARENA_MAX: '1' } },
+  {
+    id: 'recommended', label: 'recommended: tb-size=16 + memfd + timer + erofs no cache', change: 'all of: -accel tcg,tb-size=16; memfd RAM; − noapictimer, + tsc=reliable; + rootflags=cache_strategy=disabled',
+    accel: 'tcg,tb-size=16', memfd: true, strip: ['noapictimer'], append: 'tsc=reliable rootflags=cache_strategy=disabled',
+  },
+  {
+    id: 'recommended-tb8', label: 'recommended with tb-size=8', change: 'as recommended, -accel tcg,tb-size=8',
+    accel: 'tcg,tb-size=8', memfd: true, strip: ['noapictimer'], append: 'tsc=reliable rootflags=cache_strategy=disabled',
+  },
+];
+let VARIANTS = BASE_VARIANTS;
+
+/** Drops the variants whose change does not apply to this runtime (e.g. removing a token it does not add). */
+function resolveVariants(currentCmdline) {
+  const tokens = new Set(currentCmdline.split(' '));
+  VARIANTS = BASE_VARIANTS.filter((v) => !v.needs || tokens.has(v.needs)).map((v) => {
+    if (!v.strip) return v;
+    const strip = v.strip.filter((t) => tokens.has(t));
+    const change = strip.length === v.strip.length ? v.change : v.change.replace(/ − noapictimer,?/, '');
+    return { ...v, strip, change };
+  });
+}
+
+async function flagExperiments(direct) {
+  const results = [];
+  for (const v of VARIANTS) {
+    say(`density: flags: ${v.id} (${v.change}): ${opts.flagVms} VM(s)`);
+    const vms = [];
+    for (let i = 0; i < opts.flagVms; i++) vms.push(await direct.start(v, `dflag-${process.pid}-${v.id}-${i}`));
+    const failed = vms.find((vm) => vm.firstOutputMs === null);
+    if (failed) {
+      await direct.stop(vms);
+      results.push({ ...v, env: undefined, ok: false, error: failed.error });
+      say(`density:   failed: ${failed.error}`);
+      continue;
+    }
+    await sleep(opts.flagSettle * 1000);
+    const mems = vms.map((vm) => procMem(vm.pid));
+    const idle = await idleWindow(vms.map((vm) => vm.pid), opts.idleSeconds);
+    await direct.stop(vms);
+    const m = (k) => r2(avg(mems.map((x) => x?.[k])));
+    const row = {
+      id: v.id, label: v.label, change: v.change, ok: true, vms: vms.length,
+      bootMs: vms.map((vm) => vm.firstOutputMs),
+      perVm: { rss: m('rss'), pss: m('pss'), uss: m('uss'), pssAnon: m('pssAnon'), pssShmem: m('pssShmem'), pssFile: m('pssFile'), anonHuge: m('anonHuge') },
+      idleCpuPctOfCorePerVm: r2(avg(idle.cpuPctOfCore)), wakeupsPerSecPerVm: r1(avg(idle.wakeupsPerSec)), window: idle, samples: mems,
+    };
+    results.push(row);
+    say(`density:   QEMU per VM: RSS ${row.perVm.rss} MiB, USS ${row.perVm.uss} MiB, PSS ${row.perVm.pss} MiB (anon ${row.perVm.pssAnon}, guest-RAM shmem ${row.perVm.pssShmem}, THP ${row.perVm.anonHuge}); idle ${row.idleCpuPctOfCorePerVm} % of a core, ${row.wakeupsPerSecPerVm} wake-ups/s`);
+  }
+  return results;
+}
+
+/** Interleaved boot series (spawn → first app output) for the variants whose boot time might change. */
+async function flagBootSeries(direct, ids) {
+  const series = Object.fromEntries(ids.map((id) => [id, []]));
+  for (let i = 0; i < opts.bootRuns; i++) {
+    const order = i % 2 ? [...ids].reverse() : ids;
+    for (const id of order) {
+      const v = VARIANTS.find((x) => x.id === id);
+      const vm = await direct.start(v, `dboot-${process.pid}-${id}`);
+      await direct.stop([vm]);
+      series[id].push(vm.firstOutputMs);
+    }
+  }
+  say(`density: flags: boot series (${opts.bootRuns} each, interleaved): ${ids.map((id) => `${id} p50 ${summarize(series[id]).p50} ms`).join(', ')}`);
+  return Object.fromEntries(ids.map((id) => [id, { samples: series[id], summary: summarize(series[id]) }]));
+}
+
+/**
+ * The same VMs booted while every host core is saturated by a busy loop (what a crowded host looks like):
+ * the guest's clocksource watchdog, whose reference is jiffies, sees the TSC "skew" when the vCPU thread is
+ * descheduled, marks the TSC unstable and falls back to jiffies; the guest then keeps a periodic tick.
+ * The kernel console goes to loglevel 5 here (warnings) to catch that message.
+ */
+async function contendedExperiment(direct) {
+  const pairs = [VARIANTS.find((v) => v.id === 'current'), VARIANTS.find((v) => v.id === 'timer')];
+  const out = [];
+  for (const base of pairs) {
+    const v = { ...base, append: [base.append, 'loglevel=5'].filter(Boolean).join(' ') };
+    const hogs = Array.from({ length: cpus().length + 1 }, () => track(spawn(process.execPath, ['-e', 'for(;;){}'], { stdio: 'ignore' })));
+    const vms = [];
+    try {
+      for (let i = 0; i < opts.flagVms; i++) vms.push(await direct.start(v, `dcont-${process.pid}-${base.id}-${i}`, { keepKernelLines: true }));
+      await sleep(3000); // the watchdog runs every 0.5 s
+    } finally {
+      for (const h of hogs) h.kill('SIGKILL');
+    }
+    await sleep(opts.flagSettle * 1000);
+    const ok = vms.filter((vm) => vm.firstOutputMs !== null && !vm.exited);
+    const idle = await idleWindow(ok.map((vm) => vm.pid), opts.idleSeconds);
+    const lines = vms.flatMap((vm) => vm.kernelLines);
+    await direct.stop(vms);
+    const unstable = vms.filter((vm) => vm.kernelLines.some((l) => /Marking clocksource '[^']*' as unstable|Marking TSC unstable|TSC found unstable|Switched to clocksource (refined-)?jiffies/.test(l))).length;
+    const row = {
+      id: base.id, change: base.change, vms: vms.length, booted: ok.length, tscMarkedUnstable: unstable,
+      idleCpuPctOfCorePerVm: r2(avg(idle.cpuPctOfCore)), wakeupsPerSecPerVm: r1(avg(idle.wakeupsPerSec)), window: idle,
+      clocksourceLines: [...new Set(lines.filter((l) => /clocksource|TSC|tsc/.test(l)).map((l) => l.replace(/^\[\s*[\d.]+\]\s*/, '')))].slice(0, 12),
+    };
+    out.push(row);
+    say(`density: contended boots, ${base.id}: TSC marked unstable in ${unstable}/${vms.length} VM(s); afterwards idle ${row.idleCpuPctOfCorePerVm} % of a core and ${row.wakeupsPerSecPerVm} wake-ups/s per VM`);
+  }
+  return out;
+}
+
+/** Kernel same-page merging across identical guests (opt-in, root): enable KSM, wait, measure, restore. */
+async function ksmExperiment(direct) {
+  const base = '/sys/kernel/mm/ksm';
+  const read = (f) => readFileSync(join(base, f), 'utf8').trim();
+  let prior;
+  try { prior = { run: read('run'), pages_to_scan: read('pages_to_scan') }; } catch { return { skipped: 'no /sys/kernel/mm/ksm' }; }
+  const v = VARIANTS.find((x) => x.id === 'tb16'); // anonymous guest RAM (KSM cannot merge the memfd's shared pages)
+  const n = Math.max(2, opts.flagVms);
+  const vms = [];
+  for (let i = 0; i < n; i++) vms.push(await direct.start(v, `dksm-${process.pid}-${i}`));
+  await sleep(opts.flagSettle * 1000);
+  const before = vms.map((vm) => procMem(vm.pid));
+  const ksmd = spawnSync('pgrep', ['-x', 'ksmd'], { encoding: 'utf8' }).stdout.trim().split('\n')[0];
+  const k0 = ksmd ? procTicks(Number(ksmd)) : NaN;
+  const t0 = performance.now();
+  try {
+    writeFileSync(join(base, 'pages_to_scan'), '1000');
+    writeFileSync(join(base, 'run'), '1');
+  } catch (e) {
+    await direct.stop(vms);
+    return { skipped: `cannot enable KSM (${e.code ?? e.message}): needs root` };
+  }
+  onExit(() => { try { writeFileSync(join(base, 'run'), '2'); writeFileSync(join(base, 'run'), prior.run); writeFileSync(join(base, 'pages_to_scan'), prior.pages_to_scan); } catch { /* best effort */ } });
+  await sleep(60_000);
+  const after = vms.map((vm) => procMem(vm.pid));
+  const ksmdCpuPct = ((procTicks(Number(ksmd)) - k0) / CLK_TCK / ((performance.now() - t0) / 1000)) * 100;
+  const pagesSharing = Number(read('pages_sharing'));
+  writeFileSync(join(base, 'run'), '2'); // unmerge
+  await sleep(2000);
+  writeFileSync(join(base, 'run'), prior.run);
+  writeFileSync(join(base, 'pages_to_scan'), prior.pages_to_scan);
+  await direct.stop(vms);
+  const res = {
+    variant: v.change, vms: n, settingsDuring: { run: 1, pages_to_scan: 1000 }, restored: prior, pagesSharing,
+    pssPerVmBefore: r2(avg(before.map((m) => m?.pss))), pssPerVmAfter: r2(avg(after.map((m) => m?.pss))),
+    ussPerVmBefore: r2(avg(before.map((m) => m?.uss))), ussPerVmAfter: r2(avg(after.map((m) => m?.uss))),
+    ksmdCpuPctOfCore: r2(ksmdCpuPct), windowSeconds: 60,
+  };
+  say(`density: KSM over ${n} VMs: PSS per VM ${res.pssPerVmBefore} → ${res.pssPerVmAfter} MiB, ksmd ${res.ksmdCpuPctOfCore} % of a core`);
+  return res;
+}
+
+// ---------------------------------------------------------------- main
+
+async function main() {
+  installCleanup();
+  for (const f of ['dist/runtime/qemu.js', 'dist/runtime/cmdline.js', 'dist/runtime/console.js', 'dist/build/image.js']) {
+    if (!existsSync(join(ROOT, f))) throw new Error(`${f} is missing: run npm run build first`);
+  }
+  const imp = (f) => import(pathToFileURL(join(ROOT, f)).href);
+  const { qemuArgs } = await imp('dist/runtime/qemu.js');
+  const { kernelCmdline } = await imp('dist/runtime/cmdline.js');
+  const { ConsoleParser } = await imp('dist/runtime/console.js');
+  const { readImage, materializeKernel } = await imp('dist/build/image.js');
+
+  const home = mkdtempSync(join(tmpdir(), 'unikctl-density-'));
+  onExit(() => rmSync(home, { recursive: true, force: true }));
+  const env = { ...process.env, UNIKCTL_HOME: home, UNIKCTL_ACCEL: ACCEL, NO_COLOR: '1' };
+  env.UNIKCTL_KERNEL_DIR ??= join(homedir(), '.local', 'state', 'unikctl', 'kernels');
+  delete env.UNIKCTL_CONTROL_PLANE_URL;
+  delete env.UNIKCTL_TOKEN;
+  const cli = (args) => run([process.execPath, CLI, ...args], { env, cwd: ROOT });
+  const started = new Date();
+  const m = machine();
+  const qemuVersion = (await run([QEMU, '--version'])).stdout.split('\n')[0]?.trim() ?? 'unknown';
+  say(`density: up to ${opts.max} VMs on ${m.cpuModel} (${m.cores} cores, ${(m.memTotalMiB / 1024).toFixed(1)} GiB), ${m.accelLabel}, ${qemuVersion}; host THP ${m.transparentHugepage}`);
+
+  // every deployment of this run is destroyed on exit; anything left with our private home is killed
+  const live = new Set();
+  onExit(() => {
+    const left = killByEnv('UNIKCTL_HOME', home);
+    if (left.length) say(`density: killed leftover processes ${left.join(' ')}`);
+  });
+  onExit(() => { if (live.size) runSync([process.execPath, CLI, 'destroy', ...live, '--wait', '--timeout', '2'], { env, timeoutMs: 120_000 }); });
+
+  // 1. the image
+  say(`density: unikctl build ${relative(ROOT, EXAMPLE)}`);
+  const built = await cli(['build', EXAMPLE, '--json']);
+  if (built.code !== 0) throw new Error(`unikctl build failed:\n${built.stderr}${built.stdout}`);
+  const buildInfo = JSON.parse(built.stdout);
+  const imageDir = join(home, 'bench-image');
+  cpSync(buildInfo.imageDir ?? join(EXAMPLE, '.unikctl', 'image'), imageDir, { recursive: true });
+  const manifest = readImage(imageDir, { verify: true });
+  const vmlinux = materializeKernel(imageDir, manifest, join(home, 'cache'));
+  const rootfs = join(imageDir, manifest.rootfs.file);
+
+  // 2. the host-process baseline
+  say('density: baseline: the same Go program as a host process');
+  const baseline = await hostBaseline(home);
+  if (baseline.skipped) say(`density:   skipped: ${baseline.skipped}`);
+  else say(`density:   host process: RSS ${baseline.mem.rss} MiB, PSS ${baseline.mem.pss} MiB, idle ${baseline.idleCpuPctOfCore} % of a core, first output after ${baseline.spawnToFirstOutputMs} ms`);
+
+  // 3. the real path
+  const memStart = memAvailableMiB();
+  const steps = [];
+  let stopReason = `reached --max ${opts.max}`;
+  let prevTicks = null;
+  for (let i = 1; i <= opts.max; i++) {
+    const avail = memAvailableMiB();
+    if (avail < opts.minAvailableGiB * 1024) { stopReason = `host MemAvailable ${Math.round(avail)} MiB < ${opts.minAvailableGiB} GiB`; break; }
+    const name = `d-${i}`;
+    live.add(name);
+    const t0 = performance.now();
+    const d = await cli(['deploy', PACKAGE_REF, '--name', name, '--wait', '--timeout', '120', '--json']);
+    const deployWaitMs = performance.now() - t0;
+    const st = await cli(['status', name, '--json']);
+    const dep = st.code === 0 ? JSON.parse(st.stdout).deployments?.find((x) => x.name === name) : null;
+    if (d.code !== 0 || dep?.state !== 'running') {
+      stopReason = `VM ${i} failed: ${dep?.reason ?? (d.stderr.trim() || d.stdout.trim()).split('\n').at(-1)} (state ${dep?.state ?? 'unknown'})`;
+      say(`density: ${stopReason}`);
+      steps.push({ n: i, name, ok: false, error: stopReason });
+      break;
+    }
+    // wait for the first app output (the runtime's boot record), which --wait does not include
+    let boot = dep.boot ?? {};
+    for (let k = 0; k < 40 && boot.deployToFirstOutputMs === undefined; k++) {
+      await sleep(250);
+      const s2 = await cli(['status', name, '--json']);
+      boot = (s2.code === 0 ? JSON.parse(s2.stdout).deployments?.find((x) => x.name === name)?.boot : null) ?? boot;
+    }
+    const procs = findDeploymentProcs(home);
+    const all = [...procs.entries()].filter(([, p]) => p.qemu);
+    const samples = all.map(([n, p]) => ({ name: n, qemu: procMem(p.qemu), supervisor: p.supervisor ? procMem(p.supervisor) : null }));
+    const mine = samples.find((s) => s.name === name);
+    // idle CPU of the VMs started before this one, since the previous step (a headroom check, not the final figure)
+    const older = all.filter(([n]) => n !== name).map(([, p]) => p.qemu);
+    const ticksNow = { at: performance.now(), ticks: Object.fromEntries(older.map((pid) => [pid, procTicks(pid)])) };
+    let olderIdleCpuPct = null;
+    if (prevTicks && older.length) {
+      const dt = (ticksNow.at - prevTicks.at) / 1000;
+      olderIdleCpuPct = r2(sum(older.map((pid) => (prevTicks.ticks[pid] !== undefined ? (ticksNow.ticks[pid] - prevTicks.ticks[pid]) / CLK_TCK / dt * 100 : NaN))));
+    }
+    prevTicks = { at: performance.now(), ticks: Object.fromEntries(all.map(([, p]) => [p.qemu, procTicks(p.qemu)])) };
+    const step = {
+      n: i, name, ok: true, deployWaitMs: r1(deployWaitMs), boot, qemuPid: procs.get(name)?.qemu ?? null, supervisorPid: procs.get(name)?.supervisor ?? null,
+      memAvailableMiB: r1(memAvailableMiB()), running: samples.length,
+      self: mine ?? null,
+      avgAll: {
+        qemuRss: r2(avg(samples.map((s) => s.qemu?.rss))), qemuPss: r2(avg(samples.map((s) => s.qemu?.pss))), qemuUss: r2(avg(samples.map((s) => s.qemu?.uss))),
+        supRss: r2(avg(samples.map((s) => s.supervisor?.rss))), supPss: r2(avg(samples.map((s) => s.supervisor?.pss))), supUss: r2(avg(samples.map((s) => s.supervisor?.uss))),
+      },
+      olderIdleCpuPct,
+    };
+    steps.push(step);
+    say(`density: VM ${i}: deploy→first output ${boot.deployToFirstOutputMs ?? '?'} ms (deploy --wait ${Math.round(deployWaitMs)} ms); QEMU RSS ${mine?.qemu?.rss} / PSS ${mine?.qemu?.pss} MiB, supervisor RSS ${mine?.supervisor?.rss} / PSS ${mine?.supervisor?.pss} MiB; MemAvailable ${Math.round(step.memAvailableMiB)} MiB${olderIdleCpuPct !== null ? `; older VMs idle ${olderIdleCpuPct} % of a core` : ''}`);
+    if (olderIdleCpuPct !== null && olderIdleCpuPct > opts.maxIdleCpu) { stopReason = `the idle VMs already use ${olderIdleCpuPct} % of one core (> --max-idle-cpu ${opts.maxIdleCpu})`; break; }
+  }
+  const upCount = steps.filter((s) => s.ok).length;
+
+  // final sample after settling, idle CPU, metering
+  let final = null;
+  if (upCount > 0) {
+    say(`density: ${upCount} VMs up; settling ${opts.settle} s`);
+    await sleep(opts.settle * 1000);
+    const procs = findDeploymentProcs(home);
+    const entries = [...procs.entries()].filter(([, p]) => p.qemu);
+    const mem = entries.map(([n, p]) => ({ name: n, qemuPid: p.qemu, supervisorPid: p.supervisor, qemu: procMem(p.qemu), supervisor: p.supervisor ? procMem(p.supervisor) : null }));
+    const qemuPids = entries.map(([, p]) => p.qemu);
+    const supPids = entries.map(([, p]) => p.supervisor).filter(Boolean);
+    say(`density: idle CPU over ${opts.idleSeconds} s`);
+    const both = await idleWindow([...qemuPids, ...supPids], opts.idleSeconds);
+    const q = both.cpuPctOfCore.slice(0, qemuPids.length);
+    const s = both.cpuPctOfCore.slice(qemuPids.length);
+    const st = await cli(['status', '--json']);
+    const deployments = st.code === 0 ? JSON.parse(st.stdout).deployments ?? [] : [];
+    const metering = deployments.map((x) => ({ name: x.name, state: x.state, imageBytes: x.imageBytes, bootMs: x.bootMs, deployToFirstOutputMs: x.boot?.deployToFirstOutputMs ?? null, cpuSeconds: x.metrics?.cpuSeconds ?? null, rssBytes: x.metrics?.rssBytes ?? null }));
+    const k = (arr, key) => r2(avg(arr.map((x) => x?.[key])));
+    const qm = mem.map((x) => x.qemu);
+    const sm = mem.map((x) => x.supervisor);
+    const sharedOnce = (arr) => r2(avg(arr.map((x) => (x ? x.rss - x.uss : NaN))));
+    final = {
+      vms: mem.length, memAvailableMiB: r1(memAvailableMiB()), memAvailableDropMiB: r1(memStart - memAvailableMiB()),
+      qemu: { rss: k(qm, 'rss'), pss: k(qm, 'pss'), uss: k(qm, 'uss'), pssAnon: k(qm, 'pssAnon'), pssFile: k(qm, 'pssFile'), pssShmem: k(qm, 'pssShmem'), anonHuge: k(qm, 'anonHuge'), sharedPerProcess: sharedOnce(qm) },
+      supervisor: { rss: k(sm, 'rss'), pss: k(sm, 'pss'), uss: k(sm, 'uss'), pssAnon: k(sm, 'pssAnon'), pssFile: k(sm, 'pssFile'), sharedPerProcess: sharedOnce(sm) },
+      idle: {
+        seconds: both.seconds, qemuTotalCpuPctOfCore: r2(sum(q)), qemuPerVmCpuPct: r2(avg(q)), supervisorTotalCpuPctOfCore: r2(sum(s)), supervisorPerVmCpuPct: r2(avg(s)),
+        qemuWakeupsPerSecPerVm: r1(avg(both.wakeupsPerSec.slice(0, qemuPids.length))), hostBusyPctOfMachine: both.hostBusyPctOfMachine,
+        perProcess: { qemu: q, supervisor: s },
+      },
+      perVm: mem,
+      metering: {
+        source: 'unikctl status --json (deployments[].metrics, boot, imageBytes)',
+        deployments: metering,
+        allReported: metering.length === mem.length && metering.every((x) => x.cpuSeconds !== null && x.rssBytes !== null && x.deployToFirstOutputMs !== null && x.imageBytes !== null),
+      },
+    };
+    final.perVmTotalPss = r2(final.qemu.pss + (final.supervisor.pss ?? 0));
+    say(`density: per VM after settling: QEMU RSS ${final.qemu.rss} / PSS ${final.qemu.pss} / USS ${final.qemu.uss} MiB; supervisor RSS ${final.supervisor.rss} / PSS ${final.supervisor.pss} / USS ${final.supervisor.uss} MiB; idle CPU: QEMU ${final.idle.qemuTotalCpuPctOfCore} % + supervisors ${final.idle.supervisorTotalCpuPctOfCore} % of one core for ${mem.length} VMs`);
+  }
+
+  // destroy everything, then verify that nothing is left
+  const names = [...live];
+  let cleanup = { destroyed: [], leftover: [] };
+  if (names.length) {
+    say(`density: destroying ${names.length} deployments`);
+    const t0 = performance.now();
+    const x = await cli(['destroy', ...names, '--wait', '--timeout', '5', '--json']);
+    cleanup.destroyMs = Math.round(performance.now() - t0);
+    if (x.code === 0) { cleanup.destroyed = names; live.clear(); } else say(`density: destroy failed: ${x.stderr.trim()}`);
+  }
+  await sleep(500);
+  const leftProcs = [...findDeploymentProcs(home).entries()].filter(([, p]) => p.qemu || p.supervisor);
+  if (leftProcs.length) {
+    cleanup.leftover = leftProcs.map(([n, p]) => ({ name: n, ...p }));
+    const killed = killByEnv('UNIKCTL_HOME', home);
+    say(`density: WARNING: ${leftProcs.length} deployment(s) had processes left after destroy; killed ${killed.join(' ')}`);
+  }
+  cleanup.verifiedNoQemuLeft = [...findDeploymentProcs(home).values()].every((p) => !p.qemu);
+
+  // 4. flag experiments
+  let flags = null;
+  let flagBoot = null;
+  let contended = null;
+  let ksm = null;
+  if (opts.flags) {
+    const direct = makeDirect({ qemuArgs, kernelCmdline, ConsoleParser, manifest, vmlinux, rootfs });
+    const cur = direct.argvFor(BASE_VARIANTS[0], 'x', '0123456789abcdef');
+    resolveVariants(cur[cur.indexOf('-append') + 1]);
+    flags = await flagExperiments(direct);
+    flagBoot = await flagBootSeries(direct, ['current', 'tb16', 'tb8', ...(VARIANTS.some((v) => v.id === 'apictimer') ? ['apictimer'] : []), 'timer', 'recommended', 'recommended-tb8']);
+    if (opts.contend) contended = await contendedExperiment(direct);
+    if (opts.ksm) ksm = await ksmExperiment(direct);
+    cleanup.verifiedNoDirectQemuLeft = directQemuLeft().length === 0;
+  }
+
+  // 5. summary, extrapolation, targets
+  const summary = summarizeDensity({ steps, final, baseline, flags, flagBoot, upCount });
+  const result = {
+    schema: 'unikctl.bench.density/v1',
+    startedAt: started.toISOString(), finishedAt: new Date().toISOString(),
+    machine: { ...m, qemu: qemuVersion, node: process.version },
+    note: `absolute figures are ${m.accelLabel} on ${m.cpuModel} (${m.cores} cores, ${(m.memTotalMiB / 1024).toFixed(1)} GiB), a machine shared with other work; memory per VM carries over to other hosts, CPU and times do not`,
+    options: opts, quick: opts.quick,
+    image: { ref: PACKAGE_REF, pack: manifest.pack, mode: manifest.mode, size: manifest.size, memoryMiB: manifest.run.memoryMiB },
+    currentArgv: makeDirect({ qemuArgs, kernelCmdline, ConsoleParser, manifest, vmlinux, rootfs }).argvFor(BASE_VARIANTS[0], 'NAME', '0123456789abcdef'),
+    variants: VARIANTS.map((v) => ({ id: v.id, change: v.change })),
+    baseline, stopReason, memAvailableAtStartMiB: r1(memStart), steps, final, cleanup, flags, flagBoot, contended, ksm, summary, targets: summary.targets,
+  };
+  const resultsDir = join(ROOT, 'bench', 'results');
+  mkdirSync(resultsDir, { recursive: true });
+  const file = join(resultsDir, `density-${started.toISOString().replace(/[:]/g, '-').replace(/\.\d+Z$/, 'Z')}-${m.hostname}.json`);
+  writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
+  result.file = relative(ROOT, file);
+  if (opts.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  else process.stdout.write(`${textReport(result)}\n`);
+  if (!cleanup.verifiedNoQemuLeft) process.exitCode = 1;
+}
+
+/** Per-VM cost, extrapolation to 100 VMs and the issue's targets. */
+export function summarizeDensity({ steps, final, baseline, flags, flagBoot, upCount }) {
+  const ok = steps.filter((s) => s.ok);
+  const last = ok.at(-1);
+  const timeToNth = ok.map((s) => ({ n: s.n, deployToFirstOutputMs: s.boot?.deployToFirstOutputMs ?? null, deployWaitMs: s.deployWaitMs }));
+  const out = { vmsStarted: upCount, timeToNth, targets: [] };
+  if (!final) return out;
+  // host memory for N VMs = N × private (USS) + the shared pages once (QEMU binary, libraries, the kernel file, node)
+  const need = (n, q, s) => (n * (q.uss + (s?.uss ?? 0)) + q.sharedPerProcess + (s?.sharedPerProcess ?? 0)) / 1024;
+  out.perVm = {
+    qemuRss: final.qemu.rss, qemuPss: final.qemu.pss, qemuUss: final.qemu.uss,
+    supervisorRss: final.supervisor.rss, supervisorPss: final.supervisor.pss, supervisorUss: final.supervisor.uss,
+    totalPss: final.perVmTotalPss, totalUss: r2(final.qemu.uss + (final.supervisor.uss ?? 0)),
+  };
+  out.hostGiBFor100 = r2(need(100, final.qemu, final.supervisor));
+  out.hostGiBFor100QemuOnly = r2(need(100, final.qemu, null));
+  out.idleCpuFor100PctOfCore = r2(((final.idle.qemuTotalCpuPctOfCore + final.idle.supervisorTotalCpuPctOfCore) / final.vms) * 100);
+  out.nthVm = { n: last?.n, deployToFirstOutputMs: last?.boot?.deployToFirstOutputMs ?? null, firstVmMs: ok[0]?.boot?.deployToFirstOutputMs ?? null };
+  if (baseline && !baseline.skipped) {
+    out.vsHostProcess = {
+      qemuPssRatio: r1(final.qemu.pss / baseline.mem.pss), totalPssRatio: r1(final.perVmTotalPss / baseline.mem.pss), qemuRssRatio: r1(final.qemu.rss / baseline.mem.rss),
+      hostProcessRss: baseline.mem.rss, hostProcessPss: baseline.mem.pss,
+      startRatio: last?.boot?.deployToFirstOutputMs ? r1(last.boot.deployToFirstOutputMs / baseline.spawnToFirstOutputMs) : null,
+    };
+  }
+  const rec = flags?.find((f) => f.id === 'recommended' && f.ok);
+  const cur = flags?.find((f) => f.id === 'current' && f.ok);
+  if (rec && cur) {
+    // the flag experiment ran few VMs: shared pages are apportioned over few processes there, so compare private memory (USS)
+    const qRec = { uss: rec.perVm.uss, sharedPerProcess: final.qemu.sharedPerProcess };
+    out.recommended = {
+      qemuUssCurrent: cur.perVm.uss, qemuUssRecommended: rec.perVm.uss, qemuRssCurrent: cur.perVm.rss, qemuRssRecommended: rec.perVm.rss,
+      qemuUssSavedMiB: r2(cur.perVm.uss - rec.perVm.uss),
+      estQemuPssAtN: r2(final.qemu.pss - (cur.perVm.uss - rec.perVm.uss)),
+      hostGiBFor100: r2(need(100, qRec, final.supervisor)),
+      bootP50Current: flagBoot?.current?.summary.p50 ?? null, bootP50Recommended: flagBoot?.recommended?.summary.p50 ?? null,
+    };
+  }
+  const rssCur = final.qemu.rss;
+  const rssRec = out.recommended ? r2(rssCur - (out.recommended.qemuRssCurrent - out.recommended.qemuRssRecommended)) : null;
+  out.targets = [
+    { target: `idle VM host RSS ≤ ${TARGETS.idleRssMiB} MiB (QEMU process RSS, current argv)`, value: `${rssCur} MiB RSS (PSS ${final.qemu.pss}, USS ${final.qemu.uss}); + supervisor RSS ${final.supervisor.rss} (PSS ${final.supervisor.pss})`, pass: rssCur <= TARGETS.idleRssMiB },
+    ...(rssRec !== null ? [{ target: `idle VM host RSS ≤ ${TARGETS.idleRssMiB} MiB with the recommended flags (estimated from the flag experiment)`, value: `≈ ${rssRec} MiB RSS, ≈ ${out.recommended.estQemuPssAtN} MiB PSS`, pass: rssRec <= TARGETS.idleRssMiB }] : []),
+    { target: `≥ ${TARGETS.vms} concurrent idle Go VMs`, value: upCount >= TARGETS.vms ? `${upCount} ran` : `${upCount} ran (not run at 100 on this shared machine); 100 would need ≈ ${out.hostGiBFor100} GiB host memory (QEMU + supervisors) of ${(memTotalMiB() / 1024).toFixed(1)} GiB`, pass: upCount >= TARGETS.vms ? true : null, extrapolated: upCount < TARGETS.vms },
+    { target: `host CPU while ${TARGETS.vms} VMs idle ≤ ${TARGETS.idleCpuPctOfCore} % of one core`, value: `${out.idleCpuFor100PctOfCore} % (extrapolated from ${final.vms} VMs: QEMU ${final.idle.qemuTotalCpuPctOfCore} % + supervisors ${final.idle.supervisorTotalCpuPctOfCore} %)`, pass: out.idleCpuFor100PctOfCore <= TARGETS.idleCpuPctOfCore, extrapolated: final.vms < TARGETS.vms },
+  ].map((t) => ({ ...t, verdict: t.pass === null ? 'NOT RUN' : t.pass ? 'PASS' : 'MISS' }));
+  return out;
+}
+
+function textReport(r) {
+  const s = r.summary;
+  const L = [];
+  L.push('', `unikctl density benchmark — ${r.image.ref} (${r.image.memoryMiB} MiB guests), ${r.machine.accelLabel}, ${r.machine.cpuModel}, ${r.machine.cores} cores${r.quick ? ' (--quick: a smoke test, not a measurement)' : ''}`);
+  L.push(`stopped: ${r.stopReason}; ${s.vmsStarted} VMs ran at once`);
+  if (r.final) {
+    const f = r.final;
+    L.push('', 'per VM after settling (MiB)          RSS      PSS      USS');
+    L.push(`  QEMU                            ${String(f.qemu.rss).padStart(7)}  ${String(f.qemu.pss).padStart(7)}  ${String(f.qemu.uss).padStart(7)}`);
+    L.push(`  supervisor (node)               ${String(f.supervisor.rss).padStart(7)}  ${String(f.supervisor.pss).padStart(7)}  ${String(f.supervisor.uss).padStart(7)}`);
+    if (r.baseline && !r.baseline.skipped) L.push(`  baseline: same app, host process ${String(r.baseline.mem.rss).padStart(7)}  ${String(r.baseline.mem.pss).padStart(7)}  ${String(r.baseline.mem.uss).padStart(7)}`);
+    L.push(`idle CPU (${f.idle.seconds} s): QEMU ${f.idle.qemuTotalCpuPctOfCore} % + supervisors ${f.idle.supervisorTotalCpuPctOfCore} % of one core for ${f.vms} VMs (${f.idle.qemuWakeupsPerSecPerVm} QEMU wake-ups/s per VM); host busy ${f.idle.hostBusyPctOfMachine} % of the machine (includes other work)`);
+    L.push(`time to the N-th VM (deploy → first output): 1st ${s.nthVm.firstVmMs} ms, #${s.nthVm.n} ${s.nthVm.deployToFirstOutputMs} ms; MemAvailable dropped ${f.memAvailableDropMiB} MiB`);
+    L.push(`100 VMs would need ≈ ${s.hostGiBFor100} GiB (N × USS + shared pages once); idle CPU ≈ ${s.idleCpuFor100PctOfCore} % of one core`);
+    L.push(`metering (status --json): ${f.metering.allReported ? 'cpuSeconds, rssBytes, boot and imageBytes reported for every deployment' : 'INCOMPLETE'}`);
+  }
+  if (r.flags) {
+    L.push('', 'QEMU flag experiments (direct QEMU, per VM, MiB)                    RSS     USS     PSS   idle%  wk/s  boot p50');
+    for (const f of r.flags) {
+      if (!f.ok) { L.push(`  ${f.id.padEnd(16)} FAILED: ${f.error}`); continue; }
+      L.push(`  ${f.id.padEnd(16)} ${f.change.slice(0, 50).padEnd(50)} ${String(f.perVm.rss).padStart(6)}  ${String(f.perVm.uss).padStart(6)}  ${String(f.perVm.pss).padStart(6)}  ${String(f.idleCpuPctOfCorePerVm).padStart(5)}  ${String(f.wakeupsPerSecPerVm).padStart(4)}  ${r.flagBoot?.[f.id]?.summary.p50 ?? ''}`);
+    }
+  }
+  if (r.contended) for (const c of r.contended) L.push(`  under CPU contention, ${c.id}: TSC marked unstable in ${c.tscMarkedUnstable}/${c.vms}; then idle ${c.idleCpuPctOfCorePerVm} % of a core, ${c.wakeupsPerSecPerVm} wake-ups/s per VM`);
+  if (r.ksm && !r.ksm.skipped) L.push(`  KSM (${r.ksm.vms} VMs, 60 s): PSS per VM ${r.ksm.pssPerVmBefore} → ${r.ksm.pssPerVmAfter} MiB; ksmd ${r.ksm.ksmdCpuPctOfCore} % of a core`);
+  L.push('', 'targets (from the issue)');
+  for (const t of r.targets) L.push(`  ${t.verdict}${t.extrapolated ? '*' : ' '} ${t.target}: ${t.value}`);
+  L.push('  * extrapolated, not run at that scale', '', `cleanup: ${r.cleanup.verifiedNoQemuLeft ? 'no QEMU left' : 'QEMU LEFT BEHIND'}`, `raw samples: ${r.file}`);
+  return L.join('\n');
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  main().catch((e) => {
+    say(`density: ${e instanceof Error ? (process.env.UNIKCTL_DEBUG ? e.stack : e.message) : e}`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,290 @@
+// Renders the merged benchmark results (bench/index.mjs) as Markdown plus SVG charts (bench/lib/svg.mjs).
+// Every figure is shown next to the baseline measured in the same run, as a ratio; absolute times carry the
+// accelerator and the machine they were measured on.
+import { percentile } from './stats.mjs';
+import { barChart, boxPlot, lineChart, stackedBarChart } from './svg.mjs';
+
+const isNum = (x) => typeof x === 'number' && Number.isFinite(x);
+const f1 = (x) => (isNum(x) ? (Math.round(x * 10) / 10).toString() : 'n/a');
+const f2 = (x) => (isNum(x) ? (Math.round(x * 100) / 100).toString() : 'n/a');
+const ms = (x) => (isNum(x) ? `${Math.round(x)} ms` : 'n/a');
+const mib = (b) => (isNum(b) ? `${(b / 1048576).toFixed(2)} MiB` : 'n/a');
+const ratio = (a, b) => (isNum(a) && isNum(b) && b > 0 ? `${(Math.round((a / b) * 100) / 100).toString()}×` : 'n/a');
+const verdict = (pass) => (pass === true ? '**PASS**' : pass === false ? '**MISS**' : 'not run');
+
+/** Markdown table; the first `left` columns are left-aligned (text), the rest right-aligned (figures). */
+function table(head, rows, left = 1) {
+  return [`| ${head.join(' | ')} |`, `|${head.map((h, i) => (i < left ? '---' : '---:')).join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+}
+const ordinal = (n) => (isNum(n) ? `${n}${n % 100 >= 11 && n % 100 <= 13 ? 'th' : ({ 1: 'st', 2: 'nd', 3: 'rd' }[n % 10] ?? 'th')}` : '?');
+
+/** p50/p95/p99/min/max of raw samples (ms). */
+export function stats(values) {
+  const v = values.filter(isNum).sort((a, b) => a - b);
+  if (!v.length) return { n: 0, p50: NaN, p95: NaN, p99: NaN, min: NaN, max: NaN };
+  return { n: v.length, p50: percentile(v, 50), p95: percentile(v, 95), p99: percentile(v, 99), min: v[0], max: v[v.length - 1] };
+}
+
+// ------------------------------------------------------------------------------------------ boot
+
+function bootSection(boot, ctx) {
+  const out = ['## Boot latency', ''];
+  if (!boot) return [...out, '_not run_', ''];
+  const s = boot.samples ?? {};
+  const series = [
+    { key: 'cliDeploy', name: 'unikctl deploy → first app output (CLI, real path)', values: (s.cli ?? []).map((x) => x.deployToFirstOutputMs) },
+    { key: 'cliVmm', name: 'unikctl VMM start → app start (CLI, real path)', values: (s.cli ?? []).map((x) => x.vmmStartToAppStartMs) },
+    { key: 'unik', name: `unikctl kernel: QEMU spawn → first output`, values: (s.unikctl ?? []).map((x) => x.spawnToFirstOutputMs) },
+    { key: 'generic', name: `generic kernel: QEMU spawn → first output`, values: (s.generic ?? []).map((x) => x.spawnToFirstOutputMs) },
+    { key: 'unikApp', name: 'unikctl kernel: QEMU spawn → app start', values: (s.unikctl ?? []).map((x) => x.spawnToAppStartMs) },
+    { key: 'genericApp', name: 'generic kernel: QEMU spawn → app start', values: (s.generic ?? []).map((x) => x.spawnToAppStartMs) },
+  ].map((x) => ({ ...x, st: stats(x.values) }));
+  const by = Object.fromEntries(series.map((x) => [x.key, x.st]));
+  const m = boot.machine ?? {};
+  const label = `${(m.accel ?? 'tcg').toUpperCase()} (no KVM) · ${m.cpuModel ?? ''} (${m.cores ?? '?'} cores) · QEMU ${/version ([\d.]+)/.exec(m.qemu ?? '')?.[1] ?? '?'}`;
+  ctx.svgs.boot = boxPlot({
+    title: 'Boot latency: specialized kernel vs Debian generic cloud kernel (same QEMU argv)',
+    subtitle: label, unit: 'ms', xLabel: 'milliseconds (TCG, this machine)',
+    series: series.slice(0, 4).map((x, i) => ({ name: x.name, values: x.values, color: ['#1f77b4', '#17becf', '#2ca02c', '#d62728'][i] })),
+  });
+  out.push(`Accelerator: **${m.accelLabel ?? 'TCG'}**, ${m.cpuModel ?? '?'}, ${m.cores ?? '?'} cores, ${m.qemu ?? ''}. ${ctx.kvmNote}`, '');
+  out.push(`Method: \`bench/boot.mjs\`, ${boot.runs} boots per series${boot.quick ? ' (**--quick: a smoke test, not a measurement**)' : ''}. The real path deploys \`${boot.image?.ref ?? 'local/go-http'}\` through the CLI and reads the boot figures the runtime records (RT-7); the baseline boots the *same* root filesystem with QEMU spawned directly from the runtime's own argv, once with the unikctl kernel and once with Debian's generic cloud kernel (${boot.generic?.package ?? ''} ${boot.generic?.version ?? ''}), interleaved. Guest memory for both: ${boot.comparison?.memoryMiB ?? '?'} MiB.`, '');
+  out.push(`![boot latency](${ctx.svgFile('boot')})`, '');
+  out.push(table(['series', 'n', 'p50', 'p95', 'p99', 'min', 'max'], series.map((x) => [x.name, x.st.n, ms(x.st.p50), ms(x.st.p95), ms(x.st.p99), ms(x.st.min), ms(x.st.max)])));
+  out.push('');
+  out.push(`**Generic / unikctl kernel** (QEMU spawn → first output, same argv, same rootfs, same run): p50 **${ratio(by.generic.p50, by.unik.p50)}**, p95 **${ratio(by.generic.p95, by.unik.p95)}**, p99 **${ratio(by.generic.p99, by.unik.p99)}**; to app start: p50 ${ratio(by.genericApp.p50, by.unikApp.p50)}.`, '');
+  if (boot.comparison?.flagDiffs?.length) {
+    out.push('QEMU argv differences, generic vs unikctl (everything else identical):', '', ...boot.comparison.flagDiffs.map((d) => `- \`${d}\``), ...(boot.generic?.why ?? []).map((w) => `- why: ${w}`), '');
+  }
+  const sz = boot.sizes;
+  if (sz) out.push(`Sizes in this run: unikctl image ${mib(sz.unikctlImage)} (vmlinux.gz ${mib(sz.unikctlKernelGz)} + rootfs ${mib(sz.rootfs)}); generic vmlinuz ${mib(sz.genericVmlinuz)} + initramfs ${mib(sz.genericInitramfs)}.`, '');
+  const failures = boot.failures ?? 0;
+  if (failures) out.push(`**${failures} boot(s) failed** — see the raw file.`, '');
+  ctx.targets.push(...(boot.targets ?? []).map((t) => ({ part: 'boot', target: t.target, value: t.value, pass: t.pass })));
+  ctx.targets.push({ part: 'boot', target: 'p50/p95/p99 over ≥ 20 boots', value: `${by.cliDeploy.n} CLI boots, ${by.unik.n} + ${by.generic.n} direct`, pass: by.cliDeploy.n >= 20 && by.unik.n >= 20 });
+  return out;
+}
+
+// ------------------------------------------------------------------------------------------ density
+
+function densitySection(d, ctx) {
+  const out = ['## Density: idle Go VMs', ''];
+  if (!d) return [...out, '_not run_', ''];
+  const m = d.machine ?? {};
+  const label = `${(m.accel ?? 'tcg').toUpperCase()} · ${m.cpuModel ?? ''} (${m.cores} cores, ${f1((m.memTotalMiB ?? NaN) / 1024)} GiB) · QEMU ${/version ([\d.]+)/.exec(m.qemu ?? '')?.[1] ?? '?'}`;
+  const s = d.summary ?? {};
+  const fin = d.final;
+  const base = d.baseline && !d.baseline.skipped ? d.baseline : null;
+  out.push(`Method: \`bench/density.mjs\`${d.quick ? ' (**--quick: a smoke test, not a measurement**)' : ''}: \`unikctl deploy ${d.image?.ref} --name d-N --wait\` one after another (${d.image?.memoryMiB} MiB guests, no ports, private UNIKCTL_HOME) until ${d.options?.max} VMs, MemAvailable < ${d.options?.minAvailableGiB} GiB or a failure; stopped: **${d.stopReason}**. Each VM costs two host processes: its **QEMU** and its **supervisor** (a detached Node process); both are measured from \`/proc/PID/smaps_rollup\` (RSS counts shared pages in full, PSS divides them among the processes sharing them, USS is what killing the process frees). After a ${d.options?.settle} s settle, idle CPU is sampled from \`/proc/PID/stat\` over ${d.options?.idleSeconds} s. Baseline in the same run: the same Go program as a plain host process. Machine: ${label}; shared with other work while measured.`, '');
+  if (fin) {
+    const steps = (d.steps ?? []).filter((x) => x.ok);
+    const pts = (f) => steps.map((x) => [x.n, f(x)]);
+    ctx.svgs.densityMem = lineChart({
+      title: 'Host memory per idle VM vs number of VMs', subtitle: label, integerX: true, xLabel: 'VMs running', yLabel: 'MiB per VM',
+      series: [
+        { name: 'QEMU RSS', points: pts((x) => x.avgAll.qemuRss), color: '#1f77b4', dash: '5 3' },
+        { name: 'QEMU PSS', points: pts((x) => x.avgAll.qemuPss), color: '#1f77b4' },
+        { name: 'supervisor RSS', points: pts((x) => x.avgAll.supRss), color: '#ff7f0e', dash: '5 3' },
+        { name: 'supervisor PSS', points: pts((x) => x.avgAll.supPss), color: '#ff7f0e' },
+        { name: 'QEMU + supervisor PSS', points: pts((x) => x.avgAll.qemuPss + (x.avgAll.supPss ?? 0)), color: '#d62728' },
+        ...(base ? [{ name: 'baseline: host process RSS', points: steps.map((x) => [x.n, base.mem.rss]), color: '#2ca02c' }] : []),
+      ],
+      hlines: [{ y: 64, name: 'target: idle VM RSS ≤ 64 MiB', color: '#888' }],
+    });
+    ctx.svgs.densityTime = lineChart({
+      title: 'Time to start the N-th VM (deploy → first app output)', subtitle: `${label}; earlier VMs idle`, integerX: true, xLabel: 'N', yLabel: 'ms',
+      series: [
+        { name: 'deploy → first app output (runtime record)', points: steps.map((x) => [x.n, x.boot?.deployToFirstOutputMs]), color: '#1f77b4' },
+        { name: 'deploy --wait returns (CLI wall clock)', points: steps.map((x) => [x.n, x.deployWaitMs]), color: '#9467bd', dash: '5 3' },
+      ],
+    });
+    out.push(`![memory per VM](${ctx.svgFile('densityMem')})`, '');
+    const row = (name, x) => [name, f1(x?.rss), f1(x?.pss), f1(x?.uss)];
+    out.push(table(['per VM, after settling (MiB)', 'RSS', 'PSS', 'USS'], [
+      row('QEMU', fin.qemu), row('supervisor (Node)', fin.supervisor),
+      ['**QEMU + supervisor**', f1(fin.qemu.rss + fin.supervisor.rss), `**${f1(fin.perVmTotalPss)}**`, f1(fin.qemu.uss + fin.supervisor.uss)],
+      ...(base ? [row('baseline: same program as a host process', base.mem)] : []),
+    ]));
+    out.push('');
+    if (base) out.push(`Versus the host process (same run): QEMU PSS **${ratio(fin.qemu.pss, base.mem.pss)}**, QEMU + supervisor PSS **${ratio(fin.perVmTotalPss, base.mem.pss)}**; start: deploy → first output of the ${ordinal(s.nthVm?.n)} VM ${ms(s.nthVm?.deployToFirstOutputMs)} vs ${ms(base.spawnToFirstOutputMs)} for the process (${ratio(s.nthVm?.deployToFirstOutputMs, base.spawnToFirstOutputMs)}).`, '');
+    out.push(`QEMU detail (PSS): anonymous ${f1(fin.qemu.pssAnon)} MiB of which transparent huge pages ${f1(fin.qemu.anonHuge)} MiB (TCG translation cache + touched guest RAM), file-backed ${f1(fin.qemu.pssFile)} MiB (QEMU binary, libraries, the kernel file QEMU keeps mapped; shared by all VMs). Shared pages per QEMU (RSS − USS): ${f1(fin.qemu.sharedPerProcess)} MiB; per supervisor: ${f1(fin.supervisor.sharedPerProcess)} MiB.`, '');
+    out.push(`Idle CPU (${fin.idle.seconds} s, ${fin.vms} VMs): QEMU **${f2(fin.idle.qemuTotalCpuPctOfCore)} %** + supervisors **${f2(fin.idle.supervisorTotalCpuPctOfCore)} %** of one core (${f2(fin.idle.qemuPerVmCpuPct)} % + ${f2(fin.idle.supervisorPerVmCpuPct)} % per VM; ${f1(fin.idle.qemuWakeupsPerSecPerVm)} QEMU wake-ups/s per VM); the host process baseline: ${f2(base?.idleCpuPctOfCore)} %. Whole machine busy during the window: ${f1(fin.idle.hostBusyPctOfMachine)} % (includes other users).`, '');
+    out.push(`![time to N-th VM](${ctx.svgFile('densityTime')})`, '');
+    out.push(`Time to the N-th VM: 1st ${ms(s.nthVm?.firstVmMs)}, ${ordinal(s.nthVm?.n)} ${ms(s.nthVm?.deployToFirstOutputMs)}. MemAvailable fell by ${f1(fin.memAvailableDropMiB)} MiB for ${fin.vms} VMs (${f1(fin.memAvailableDropMiB / fin.vms)} MiB per VM; includes page cache and other users' activity).`, '');
+    out.push(`**Extrapolation** (N × USS + the shared pages once): 100 idle VMs need ≈ **${f2(s.hostGiBFor100)} GiB** with the current runtime (QEMU alone: ${f2(s.hostGiBFor100QemuOnly)} GiB)${s.recommended ? `, ≈ **${f2(s.recommended.hostGiBFor100)} GiB** with the recommended QEMU changes below` : ''}; their idle CPU ≈ ${f2(s.idleCpuFor100PctOfCore)} % of one core. ${fin.vms >= 100 ? '' : `**100 VMs were not run** on this shared machine (${fin.vms} were).`}`, '');
+  }
+  // flag experiments
+  if (d.flags?.length) {
+    const ok = d.flags.filter((x) => x.ok);
+    ctx.svgs.densityFlags = stackedBarChart({
+      title: 'QEMU memory per idle VM by configuration (direct QEMU)', subtitle: `${d.options?.flagVms} VM(s) per variant · ${label}`,
+      categories: ok.map((x) => x.id), unit: 'MiB (QEMU PSS per VM)',
+      parts: [
+        { name: 'anonymous (TCG cache, QEMU heap, THP guest RAM)', values: ok.map((x) => x.perVm.pssAnon), color: '#1f77b4' },
+        { name: 'guest RAM in memfd (4 KiB pages)', values: ok.map((x) => x.perVm.pssShmem), color: '#2ca02c' },
+        { name: 'file-backed (shared at scale)', values: ok.map((x) => x.perVm.pssFile), color: '#c7c7c7' },
+      ],
+      notes: ok.map((x) => `RSS ${f1(x.perVm.rss)}`),
+      vline: { x: 64, name: 'target 64 MiB' },
+    });
+    out.push('### What reduces the per-VM cost', '');
+    out.push(`Each change below was applied alone to the runtime's own argv (\`dist/runtime/qemu.js\` \`qemuArgs\`, kernel command line from \`dist/runtime/cmdline.js\`), QEMU spawned directly, ${d.options?.flagVms} VM(s) each, measured ${d.options?.flagSettle ?? d.options?.settle} s after boot. Idle CPU and wake-ups depend on the guest's timer set-up (see 3. below) and on how busy the host was while a VM booted (see the contention experiment), so compare them within one run. With few VMs the shared file pages are split among few processes, so compare **USS** (private) and the anonymous/guest parts; boot p50 is from an interleaved series of ${d.options?.bootRuns} boots per variant.`, '');
+    out.push(`![flags](${ctx.svgFile('densityFlags')})`, '');
+    out.push(table(['variant', 'change', 'RSS', 'USS', 'PSS', 'anon (THP)', 'guest memfd', 'idle % core', 'wake-ups/s', 'boot p50'],
+      d.flags.map((x) => (x.ok ? [x.id, `\`${x.change}\``, f1(x.perVm.rss), f1(x.perVm.uss), f1(x.perVm.pss), `${f1(x.perVm.pssAnon)} (${f1(x.perVm.anonHuge)})`, f1(x.perVm.pssShmem), f2(x.idleCpuPctOfCorePerVm), f1(x.wakeupsPerSecPerVm), d.flagBoot?.[x.id] ? ms(d.flagBoot[x.id].summary.p50) : ''] : [x.id, `\`${x.change}\``, 'failed', x.error ?? '', '', '', '', '', '', ''])), 2));
+    out.push('');
+    if (d.contended?.length) {
+      out.push('Under host CPU contention (every core saturated by a busy loop while the VMs boot, then idle):', '');
+      out.push(table(['variant', 'TSC marked unstable', 'idle % core per VM', 'wake-ups/s per VM'], d.contended.map((c) => [`${c.id} (\`${c.change}\`)`, `${c.tscMarkedUnstable}/${c.vms}`, f2(c.idleCpuPctOfCorePerVm), f1(c.wakeupsPerSecPerVm)])));
+      out.push('');
+    }
+    if (d.ksm && !d.ksm.skipped) out.push(`Kernel same-page merging (host setting, root: \`/sys/kernel/mm/ksm/run=1\`, pages_to_scan 1000; ${d.ksm.vms} VMs with anonymous guest RAM, 60 s): QEMU PSS per VM ${f1(d.ksm.pssPerVmBefore)} → **${f1(d.ksm.pssPerVmAfter)} MiB**, USS ${f1(d.ksm.ussPerVmBefore)} → ${f1(d.ksm.ussPerVmAfter)} MiB; ksmd used ${f2(d.ksm.ksmdCpuPctOfCore)} % of a core. Restored afterwards.`, '');
+    else if (d.ksm?.skipped) out.push(`KSM: skipped (${d.ksm.skipped}).`, '');
+    if (ctx.recommendations) out.push(ctx.recommendations, '');
+  }
+  if (fin?.metering) {
+    const md = fin.metering.deployments ?? [];
+    out.push('### Metering (CP-8, RT-7)', '');
+    out.push(`\`unikctl status --json\` reported, for ${md.length} deployments: ${fin.metering.allReported ? '**cpuSeconds, rssBytes (QEMU), boot latency and imageBytes for every one**' : '**incomplete metering**'}. First three:`, '');
+    out.push(table(['deployment', 'cpuSeconds', 'rssBytes', 'deploy → first output', 'imageBytes'], md.slice(0, 3).map((x) => [x.name, f2(x.cpuSeconds), mib(x.rssBytes), ms(x.deployToFirstOutputMs), mib(x.imageBytes)])));
+    out.push('', 'Not yet metered: the supervisor process (≈ the second row of the table above) is not included in `metrics`.', '');
+  }
+  out.push(d.cleanup?.verifiedNoQemuLeft ? 'Clean-up: every deployment destroyed; no QEMU process left (verified through /proc).' : '**Clean-up: QEMU processes were left behind** (see the raw file).', '');
+  ctx.targets.push(...(d.targets ?? []).map((t) => ({ part: 'density', target: t.target, value: t.value, pass: /concurrent idle/.test(t.target) && t.extrapolated ? null : t.pass, extrapolated: t.extrapolated })));
+  const recF = (d.flags ?? []).filter((x) => ['recommended', 'recommended-tb8', 'timer'].includes(x.id) && x.ok);
+  if (recF.length && fin) {
+    const perVm = Math.max(...recF.map((x) => x.idleCpuPctOfCorePerVm));
+    const est = (perVm + fin.idle.supervisorPerVmCpuPct) * 100;
+    ctx.targets.push({ part: 'density', target: 'host CPU while 100 VMs idle ≤ 25 % of one core, with the recommended changes', value: `≈ ${f1(est)} % (${f2(perVm)} % per VM, the worst of the timer/recommended variants in the flag experiment, + supervisors; VMs booted on a quiet host)`, pass: est <= 25, extrapolated: true });
+  }
+  return out;
+}
+
+// ------------------------------------------------------------------------------------------ size
+
+function sizeSection(sz, ctx) {
+  const out = ['## Image size', ''];
+  if (!sz) return [...out, '_not run_', ''];
+  const rows = sz.rows ?? [];
+  const ok = rows.filter((r) => r.ok && r.naive && !r.naive.error);
+  out.push(`Method: \`bench/size.mjs\`: every \`examples/*\` is built with \`unikctl build DIR --json\`; the image is what the manifest stores (kernel ${'`vmlinux.gz`'} + ${'`rootfs.erofs`'}). The naive baseline, measured on this host in the same run, is the same app with its whole runtime copied in, uncompressed, plus the generic kernel (${sz.genericKernel ? `${sz.genericKernel.package}: vmlinuz ${mib(sz.genericKernel.vmlinuzBytes)} + initramfs ${mib(sz.genericKernel.initramfsBytes)}` : 'not cached: compared without a kernel'}).`, '');
+  if (ok.length) {
+    ctx.svgs.size = barChart({
+      title: 'Image size per pack vs its naive baseline', subtitle: 'naive = whole runtime + generic kernel, uncompressed', log: true, unit: 'MiB',
+      categories: ok.map((r) => `${r.example} (${r.pack})`),
+      series: [
+        { name: 'unikctl image (kernel + rootfs)', values: ok.map((r) => r.image.total / 1048576), color: '#1f77b4' },
+        { name: 'naive baseline', values: ok.map((r) => r.naive.total / 1048576), color: '#d62728' },
+      ],
+      notes: ok.map((r) => `${r.ratio}× smaller`), fmt: (v) => `${v.toFixed(v < 10 ? 2 : 1)} MiB`,
+    });
+    out.push(`![image sizes](${ctx.svgFile('size')})`, '');
+  }
+  out.push(table(['example', 'pack', 'unikctl image', 'kernel + rootfs', 'naive baseline', 'naive / unikctl', 'runtime only: naive / rootfs'], rows.map((r) => (r.ok
+    ? [r.example, r.pack, mib(r.image.total), `${mib(r.image.kernel)} + ${mib(r.image.rootfs)}`, r.naive?.error ? `n/a (${r.naive.error})` : mib(r.naive.total), r.ratio ? `**${r.ratio}×**` : 'n/a', r.rootfsRatio ? `${r.rootfsRatio}×` : 'n/a']
+    : [r.example, '—', `skipped: ${String(r.error).slice(0, 120)}`, '', '', '', ''])), 2));
+  out.push('');
+  out.push('Naive baselines:', '', ...ok.map((r) => `- ${r.example}: ${r.naive.what} (${r.naive.parts.slice(0, 6).map((p) => `${p.what} ${mib(p.bytes)}`).join(', ')}${r.naive.parts.length > 6 ? ', …' : ''})`), '');
+  const go = rows.find((r) => r.ok && r.pack === 'go');
+  if (go && !ctx.targets.some((t) => t.target.startsWith('Go hello image'))) ctx.targets.push({ part: 'size', target: 'Go hello image (kernel + rootfs) ≤ 6 MB', value: `${(go.image.total / 1e6).toFixed(2)} MB`, pass: go.image.total <= 6_000_000 });
+  return out;
+}
+
+// ------------------------------------------------------------------------------------------ api / sched (written by other engineers; rendered defensively)
+
+function apiSection(api, ctx) {
+  const out = ['## Control-plane API', ''];
+  if (!api) return [...out, ctx.absent.api ?? '_not run_', ''];
+  try {
+    const b = api.baseline;
+    const e = api.enqueue;
+    out.push(`Method: \`bench/api.mjs\` (${api.note ?? ''}); ${api.options?.concurrency} keep-alive clients, ${api.options?.duration} s per phase. Baseline in the same run: \`GET /healthz\`.`, '');
+    out.push(table(['endpoint', 'req/s', 'p50', 'p95', 'p99', 'errors'], [b, e].map((x) => [`\`${x.endpoint}\``, f1(x.rps), `${f2(x.latencyMs?.p50)} ms`, `${f2(x.latencyMs?.p95)} ms`, `${f2(x.latencyMs?.p99)} ms`, `${x.errors}/${x.requests}`])));
+    out.push('', `Deploy/baseline: ${f1((api.ratios?.rps ?? NaN) * 100)} % of the /healthz rate, p99 ${f2(api.ratios?.p99)}× the /healthz p99.`, '');
+    if (api.targets && api.pass) {
+      ctx.targets.push({ part: 'api', target: `≥ ${api.targets.enqueuesPerSecond} enqueues/s`, value: `${f1(e.rps)}/s`, pass: api.pass.throughput });
+      ctx.targets.push({ part: 'api', target: `p99 < ${api.targets.p99Ms} ms`, value: `${f2(e.latencyMs?.p99)} ms`, pass: api.pass.p99 });
+    }
+  } catch (err) {
+    out.push(`_result format not recognized (${err.message}); see the raw file_`, '');
+  }
+  return out;
+}
+
+function schedSection(sc, ctx) {
+  const out = ['## Scheduler', ''];
+  if (!sc) return [...out, ctx.absent.sched ?? '_not run_', ''];
+  try {
+    out.push(`Method: \`bench/sched.mjs\`${sc.quick ? ' (--quick)' : ''}: ${sc.method ?? ''}. Baselines in the same run: a linear scan and a sort-all implementation making the same decisions.`, '');
+    const rows = [];
+    for (const p of sc.placement ?? []) {
+      for (const [kind, s] of Object.entries(p.series ?? {})) {
+        const thr = s.decisionsPerSec ?? s.decisionsPerSecond ?? s.throughput ?? s.perSecond;
+        rows.push([`${p.nodes.toLocaleString('en')} nodes`, kind, `${f2(s.latencyMs?.p50)} ms`, `${f2(s.latencyMs?.p99)} ms`, isNum(thr) ? f1(thr) : 'n/a', kind === 'index' ? '—' : `p99 ×${p.ratios?.[kind]?.p99 ?? 'n/a'}`]);
+      }
+    }
+    out.push(table(['cluster', 'implementation', 'p50 / placement', 'p99 / placement', 'decisions/s', 'vs index'], rows, 2), '');
+    if (sc.drain?.series) out.push(`Drain (${sc.drain.deployments} deployments off one node, ${sc.drain.nodes} nodes): ${Object.entries(sc.drain.series).map(([k, v]) => `${k} ${f2(v.medianMs)} ms`).join(', ')}.`, '');
+    const t = sc.targets?.p99MsAt10k;
+    if (t) ctx.targets.push({ part: 'sched', target: `placement p99 ≤ ${t.target} ms at 10,000 nodes`, value: `${f2(t.measured)} ms`, pass: t.pass });
+  } catch (err) {
+    out.push(`_result format not recognized (${err.message}); see the raw file_`, '');
+  }
+  return out;
+}
+
+/** The recommendation text for the density section, from the flag experiments. */
+export function recommendations(d) {
+  if (!d?.flags) return '';
+  const by = Object.fromEntries(d.flags.filter((x) => x.ok).map((x) => [x.id, x]));
+  const cur = by.current;
+  if (!cur) return '';
+  const dU = (id) => (by[id] ? f1(cur.perVm.uss - by[id].perVm.uss) : 'n/a');
+  const boot = (id) => (d.flagBoot?.[id] ? ms(d.flagBoot[id].summary.p50) : 'n/a');
+  const cont = Object.fromEntries((d.contended ?? []).map((c) => [c.id === 'tsc' ? 'timer' : c.id, c]));
+  const L = ['**Recommended changes** (measured effect per VM, this run):', ''];
+  L.push(`1. \`-accel tcg,tb-size=16\` (src/runtime/qemu.ts, TCG only): the translation cache defaults to 1 GiB and is backed by transparent huge pages; an idle Go VM fills ~30 MiB of it. 16 MiB saves **${dU('tb16')} MiB** USS with boot p50 ${boot('tb16')} vs ${boot('current')}; 8 MiB saves ${dU('tb8')} MiB but boots in ${boot('tb8')} (the cache is flushed during boot).`);
+  L.push(`2. Guest RAM from a memfd: \`-object memory-backend-memfd,id=ram,size=<mem>M,share=on -machine memory-backend=ram\`: QEMU madvises anonymous guest RAM for huge pages, so every touched 4 KiB page costs a 2 MiB page on a host with THP=madvise; shmem is not huge-paged by default. Saves **${dU('memfd')} MiB**. (Trade-off: KSM cannot merge shared memory; see KSM below.)`);
+  const idle = (id) => (by[id] ? `${f2(by[id].idleCpuPctOfCorePerVm)} % of a core and ${f1(by[id].wakeupsPerSecPerVm)} wake-ups/s` : 'n/a');
+  const contTxt = cont.current && cont.timer ? ` Booted on a saturated host: the clocksource watchdog marked the TSC unstable in ${cont.current.tscMarkedUnstable}/${cont.current.vms} VMs with the current command line (afterwards ${f2(cont.current.idleCpuPctOfCorePerVm)} % and ${f1(cont.current.wakeupsPerSecPerVm)} wake-ups/s per idle VM) vs ${cont.timer.tscMarkedUnstable}/${cont.timer.vms} with the change (${f2(cont.timer.idleCpuPctOfCorePerVm)} %, ${f1(cont.timer.wakeupsPerSecPerVm)}/s).` : '';
+  if (by.apictimer) {
+    L.push(`3. **Idle CPU: drop \`noapictimer\` and add \`tsc=reliable\`** (src/runtime/cmdline.ts, TCG). With \`noapictimer\` the guest's only clock event device is the PIT and the idle guest keeps waking: current ${idle('current')} per idle VM; without it ${idle('apictimer')}; without it and with \`tsc=reliable\` **${idle('timer')}** (at 100 VMs: ${f1((by.current.idleCpuPctOfCorePerVm ?? NaN) * 100)} % → ${f1((by.timer?.idleCpuPctOfCorePerVm ?? NaN) * 100)} % of one core; target ≤ 25 %). The price is the APIC timer calibration at boot: p50 ${boot('current')} → ${boot('timer')}. \`tsc=reliable\` is needed as well because on a busy host the guest's clocksource watchdog (reference: jiffies) takes the descheduled vCPU for TSC skew, marks the TSC unstable and falls back to jiffies, which also stops the tickless idle and leaves the app a 10 ms clock.${contTxt}${cont.timer && cont.timer.idleCpuPctOfCorePerVm > 0.3 ? ` Caveat: a VM that boots while the host CPUs are saturated fails the kernel's APIC timer calibration check (\`APIC timer disabled due to verification failure\`) and falls back to the PIT, i.e. to today's idle cost, never worse. A robust fix needs a guest that need not calibrate (KVM's TSC-deadline timer; TCG has none) or a kernel that is told the APIC timer rate.` : ''}`);
+  } else {
+    L.push(`3. Kernel command line \`tsc=reliable\` (src/runtime/cmdline.ts, TCG): on a busy host the guest's clocksource watchdog (reference: jiffies) takes the descheduled vCPU for TSC skew, marks the TSC unstable and falls back to jiffies, which disables the tickless idle (and gives the app a 10 ms clock): ${idle('current')} → ${idle(by.timer ? 'timer' : 'tsc')} per idle VM.${contTxt}`);
+  }
+  L.push(`4. \`rootflags=cache_strategy=disabled\` (kernel command line): erofs stops keeping compressed pages next to the decompressed page cache: **${dU('erofs')} MiB**.`);
+  L.push(`All four together: USS ${f1(cur.perVm.uss)} → **${f1(by.recommended?.perVm.uss)} MiB**, RSS ${f1(cur.perVm.rss)} → ${f1(by.recommended?.perVm.rss)} MiB, boot p50 ${boot('current')} → ${boot('recommended')} (with tb-size=8: ${f1(by['recommended-tb8']?.perVm.uss)} MiB USS, boot ${boot('recommended-tb8')}).`);
+  L.push('', `No effect (measured, not recommended): guest \`-m 48M\` (${dU('mem48')} MiB: only touched guest pages cost host memory), \`MALLOC_ARENA_MAX=1\` (${dU('malloc')} MiB).`);
+  L.push(`Not a QEMU flag: the **supervisor** (one Node process per VM) costs ${f1(d.final?.supervisor.uss)} MiB USS + ${f1(d.final?.supervisor.sharedPerProcess)} MiB shared per VM; V8 flags change little (measured by hand: \`--max-semi-space-size=1 --max-old-space-size=32 --v8-pool-size=1\` −0.5 MiB, \`--jitless\` −1 MiB). Only one supervisor process for many VMs (or a small native supervisor) removes it.`);
+  return L.join('\n');
+}
+
+/**
+ * merged: { startedAt, machine, kvm, parts: { boot, density, size, api, sched } } → { markdown, svgs }.
+ * svgFile(key) names the SVG file for a chart key (relative to the Markdown file).
+ */
+export function renderReport(merged, { svgFile }) {
+  const ctx = { svgs: {}, svgFile, targets: [], absent: merged.absent ?? {}, kvmNote: merged.kvm?.note ?? '' };
+  const p = merged.parts ?? {};
+  ctx.recommendations = recommendations(p.density?.result);
+  const m = merged.machine ?? {};
+  const body = [
+    ...bootSection(p.boot?.result, ctx),
+    ...densitySection(p.density?.result, ctx),
+    ...sizeSection(p.size?.result, ctx),
+    ...apiSection(p.api?.result, ctx),
+    ...schedSection(p.sched?.result, ctx),
+  ];
+  const head = [
+    `# unikctl benchmark report — ${merged.startedAt?.slice(0, 10)} on \`${m.hostname}\``, '',
+    `Machine: ${m.cpuModel}, ${m.cores} cores, ${f1(m.memTotalMiB / 1024)} GiB, Linux ${m.hostKernel}, ${m.qemu}, Node ${m.node}. **Accelerator: ${m.accelLabel}.** ${merged.kvm?.note ?? ''}`, '',
+    'Absolute times are TCG times on this (shared) machine; the ratios against the baselines measured in the same run are the portable figures.', '',
+    '| part | run | raw data |', '|---|---|---|',
+    ...['boot', 'density', 'size', 'api', 'sched'].map((k) => `| ${k} | ${p[k] ? `${p[k].reused ? `reused from an earlier run (${p[k].result?.startedAt ?? p[k].result?.at ?? '?'})` : 'this run'}${p[k].failed ? ', **exited with an error**' : ''}` : (ctx.absent[k] ?? 'not run')} | ${p[k]?.file ? `\`${p[k].file}\`` : ''} |`),
+    '',
+    '## Targets', '',
+    table(['part', 'target', 'measured', 'verdict'], ctx.targets.map((t) => [t.part, t.target, t.value, `${verdict(t.pass)}${t.extrapolated && t.pass !== null ? ' (extrapolated)' : ''}`]), 4),
+    '',
+  ];
+  return { markdown: [...head, ...body, '## Reproduce', '', '```sh', 'npm ci && npm run build', 'npm run bench                        # everything: boot, density, size, api, sched', 'npm run bench -- --only density      # one part (boot|density|size|api|sched, comma-separated)', 'node bench/density.mjs --max 100     # more VMs, if the machine is yours', '```', ''].join('\n'), svgs: ctx.svgs };
+}

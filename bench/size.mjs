@@ -1,0 +1,293 @@
+#!/usr/bin/env node
+// Image-size benchmark (npm run bench:size [-- --only go,python] [--json]).
+//
+// For every examples/* project: copies it to a private directory, builds it with the CLI
+// (`unikctl build DIR --json`, private UNIKCTL_HOME, shared kernel cache) and compares the image
+// (kernel + root filesystem, as stored) with a NAIVE baseline measured in the same run on this host: the same
+// app with its whole runtime copied in, plus the generic distribution kernel (Debian's cloud kernel as
+// fetched by bench/boot.mjs: vmlinuz + the initramfs it needs for virtio and erofs), uncompressed as it would
+// sit on an ext4 disk image:
+//   go      the same program built unstripped (no -ldflags=-s -w)
+//   rust    the same crate built for the host target with symbols (CARGO_PROFILE_RELEASE_STRIP=none) + its libs
+//   c       the binary + every shared library it loads (whole files)
+//   python  the interpreter + its libraries + the WHOLE stdlib directory + every site-packages directory + the app
+//   node    the node binary + its libraries + the app + node_modules from `npm ci --include=dev`
+//   java    the full JDK directory + the jar
+//   dotnet  (built only where the SDK exists) the self-contained publish is already the closure: not compared
+// A pack whose toolchain is missing is reported as skipped with the CLI's error; nothing is guessed.
+// Writes bench/results/size-<ISO date>-<hostname>.json.
+import { spawn } from 'node:child_process';
+import { cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpus, homedir, hostname, tmpdir } from 'node:os';
+import { basename, dirname, join, relative } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { installCleanup, onExit, track } from './lib/proc.mjs';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const CLI = join(ROOT, 'bin', 'unikctl.js');
+const SKIP_COPY = new Set(['.unikctl', 'target', 'node_modules', 'bin', 'obj', '__pycache__', '.venv', 'venv']);
+
+function usage(code) {
+  (code === 0 ? process.stdout : process.stderr).write(
+    'usage: node bench/size.mjs [--only NAME[,NAME...]] [--build-timeout S] [--json]\n' +
+    '  --only            examples to measure (directory names or pack names, e.g. go-http or go)\n' +
+    '  --build-timeout S per-example build timeout (default 900)\n' +
+    '  --json            print only the JSON result on stdout\n');
+  process.exit(code);
+}
+
+function parseArgs(argv) {
+  const o = { only: null, buildTimeout: 900, json: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const [flag, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
+    if (flag === '--json') o.json = true;
+    else if (flag === '--only') o.only = (inline ?? argv[++i] ?? '').split(',').filter(Boolean);
+    else if (flag === '--build-timeout') o.buildTimeout = Number(inline ?? argv[++i]);
+    else if (flag === '-h' || flag === '--help') usage(0);
+    else { process.stderr.write(`size: unknown option ${a}\n`); usage(2); }
+  }
+  if (!(o.buildTimeout > 0)) { process.stderr.write('size: --build-timeout needs a positive number\n'); usage(2); }
+  return o;
+}
+
+const opts = parseArgs(process.argv.slice(2));
+const say = (m) => process.stderr.write(`${m}\n`);
+const MiB = (b) => (Number.isFinite(b) ? `${(b / 1048576).toFixed(2)} MiB` : 'n/a');
+const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? Math.round((a / b) * 10) / 10 : null);
+
+/** Runs argv with a timeout; never throws. */
+function runT(argv, { cwd, env, timeoutMs = 600_000 } = {}) {
+  return new Promise((resolve) => {
+    const child = track(spawn(argv[0], argv.slice(1), { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] }));
+    const out = [];
+    const err = [];
+    child.stdout.on('data', (c) => out.push(c));
+    child.stderr.on('data', (c) => err.push(c));
+    const timer = setTimeout(() => { err.push(Buffer.from(`\n(timed out after ${timeoutMs / 1000} s)`)); child.kill('SIGKILL'); }, timeoutMs);
+    child.on('error', (e) => err.push(Buffer.from(String(e.message))));
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? 1, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
+    });
+  });
+}
+
+/** Apparent size of a file or tree in bytes (symlinks not followed, hard links counted once). */
+export function treeBytes(path, seen = new Set()) {
+  let st;
+  try { st = lstatSync(path); } catch { return 0; }
+  if (st.isSymbolicLink()) return 0;
+  if (st.isDirectory()) {
+    let n = 0;
+    for (const e of readdirSync(path)) n += treeBytes(join(path, e), seen);
+    return n;
+  }
+  const key = `${st.dev}:${st.ino}`;
+  if (seen.has(key)) return 0;
+  seen.add(key);
+  return st.size;
+}
+
+/** The shared libraries a binary loads (ldd), resolved to real files. */
+async function libClosure(binary) {
+  const r = await runT(['ldd', binary], { timeoutMs: 30_000 });
+  if (r.code !== 0) return []; // static
+  const libs = new Set();
+  for (const line of r.stdout.split('\n')) {
+    const m = /=>\s*(\/\S+)/.exec(line) ?? /^\s*(\/\S+)\s+\(/.exec(line);
+    if (m) { try { libs.add(realpathSync(m[1])); } catch { /* vanished */ } }
+  }
+  return [...libs];
+}
+
+const APP_SKIP = new Set(['.unikctl', 'node_modules', 'target', '__pycache__']);
+/** The project's own files (not the build output, not the naive baseline's scratch, not dependencies). */
+function appBytes(dir, seen = new Set()) {
+  let n = 0;
+  for (const e of readdirSync(dir)) {
+    if (APP_SKIP.has(e) || e.startsWith('.naive')) continue;
+    n += treeBytes(join(dir, e), seen);
+  }
+  return n;
+}
+
+const fileSize = (p) => { try { return statSync(p).size; } catch { return NaN; } };
+const parts = (list) => list.map(([what, bytes, path]) => ({ what, bytes, ...(path ? { path } : {}) }));
+
+// ------------------------------------------------------------------ naive baselines, one per pack
+
+const BASELINES = {
+  async go({ dir }) {
+    const out = join(dir, '.naive-go-bin');
+    const r = await runT(['go', 'build', '-trimpath', '-buildvcs=false', '-o', out, '.'], { cwd: dir, env: { ...process.env, CGO_ENABLED: '0', GOTOOLCHAIN: 'local', GOFLAGS: '-mod=readonly' } });
+    if (r.code !== 0) return { error: `go build: ${r.stderr.trim().split('\n').at(-1)}` };
+    return { what: 'the same program, unstripped (go build without -ldflags=-s -w)', parts: parts([['unstripped binary', fileSize(out)]]) };
+  },
+  async rust({ dir }) {
+    const target = join(dir, '.naive-target');
+    const r = await runT(['cargo', 'build', '--release', '--target-dir', target], { cwd: dir, env: { ...process.env, CARGO_PROFILE_RELEASE_STRIP: 'none', CARGO_PROFILE_RELEASE_DEBUG: '1' }, timeoutMs: opts.buildTimeout * 1000 });
+    if (r.code !== 0) return { error: `cargo build: ${r.stderr.trim().split('\n').at(-1)}` };
+    const name = /^name\s*=\s*"([^"]+)"/m.exec(readFileSync(join(dir, 'Cargo.toml'), 'utf8'))?.[1];
+    const bin = join(target, 'release', name ?? basename(dir));
+    const libs = await libClosure(bin);
+    return { what: 'the same crate for the host target (glibc), with symbols and line tables, + its shared libraries', parts: parts([['binary with symbols', fileSize(bin)], ...libs.map((l) => [`lib ${basename(l)}`, fileSize(l), l])]) };
+  },
+  async c({ dir, metadata }) {
+    const art = metadata?.artifacts?.[0]?.path;
+    const bin = art ? (art.startsWith('/') ? art : join(dir, art)) : null;
+    if (!bin || !existsSync(bin)) return { error: 'the built binary is not in the build directory' };
+    const libs = await libClosure(bin);
+    return { what: 'the binary + every shared library it loads (whole files)', parts: parts([['binary', fileSize(bin)], ...libs.map((l) => [`lib ${basename(l)}`, fileSize(l), l])]) };
+  },
+  async python({ dir, env }) {
+    const code = 'import sys, sysconfig, json, os\n' +
+      'ld = sysconfig.get_config_var("LDLIBRARY") or ""; libdir = sysconfig.get_config_var("LIBDIR") or ""\n' +
+      'lib = os.path.join(libdir, ld) if ".so" in ld else None\n' +
+      'print(json.dumps({"exe": os.path.realpath(sys.executable), "stdlib": sysconfig.get_paths()["stdlib"], "purelib": sysconfig.get_paths()["purelib"], "lib": lib if lib and os.path.exists(lib) else None, "version": sys.version.split()[0]}))';
+    const r = await runT(['python3', '-c', code], { env });
+    if (r.code !== 0) return { error: `python3: ${r.stderr.trim().split('\n').at(-1)}` };
+    const info = JSON.parse(r.stdout);
+    // the app's dependencies as a naive `pip install -r requirements.txt` lays them out (with their own dependencies)
+    const site = join(dir, '.naive-site-packages');
+    let depsNote = 'site-packages: the app\'s requirements installed by pip';
+    const req = ['requirements.txt', 'requirements.lock'].map((f) => join(dir, f)).find((f) => existsSync(f));
+    if (req) {
+      const p = await runT(['python3', '-m', 'pip', 'install', '--quiet', '--no-input', '--disable-pip-version-check', '--target', site, '-r', req], { env, timeoutMs: opts.buildTimeout * 1000 });
+      if (p.code !== 0) depsNote = `site-packages: not measured (pip install failed: ${p.stderr.trim().split('\n').at(-1)})`;
+    } else depsNote = 'site-packages: none (no requirements file)';
+    const libs = await libClosure(info.exe);
+    const seen = new Set();
+    // the whole stdlib directory as installed (test suite, idlelib, config dir, caches), but not the host's own
+    // site-packages (whatever else is installed on this machine is not the app's)
+    const stdlibBytes = treeBytes(info.stdlib, seen) - (info.purelib.startsWith(`${info.stdlib}/`) ? treeBytes(info.purelib) : 0);
+    const extraLib = info.lib && !libs.includes(realpathSync(info.lib)) ? [[`lib ${basename(info.lib)}`, treeBytes(realpathSync(info.lib), seen), info.lib]] : [];
+    return {
+      what: `CPython ${info.version} (${info.exe}): interpreter + its libraries + the whole stdlib directory (without the host's site-packages) + ${depsNote} + the app`,
+      parts: parts([
+        ['interpreter', fileSize(info.exe), info.exe],
+        ...libs.map((l) => [`lib ${basename(l)}`, fileSize(l), l]),
+        ...extraLib,
+        ['whole stdlib directory', stdlibBytes, info.stdlib],
+        ['site-packages (requirements)', existsSync(site) ? treeBytes(site) : 0],
+        ['app', appBytes(dir)],
+      ]),
+    };
+  },
+  async node({ dir, metadata, env }) {
+    const nodeBin = metadata?.toolchain?.nodeBinary ?? (await runT(['sh', '-c', 'command -v node'])).stdout.trim();
+    const exe = realpathSync(nodeBin);
+    const r = await runT(['npm', 'ci', '--include=dev', '--ignore-scripts', '--no-audit', '--no-fund'], { cwd: dir, env, timeoutMs: opts.buildTimeout * 1000 });
+    if (r.code !== 0) return { error: `npm ci: ${r.stderr.trim().split('\n').at(-1)}` };
+    const libs = await libClosure(exe);
+    const seen = new Set();
+    const nm = treeBytes(join(dir, 'node_modules'), seen);
+    return {
+      what: 'the node binary + its libraries + the app + node_modules from npm ci --include=dev',
+      parts: parts([['node binary', fileSize(exe), exe], ...libs.map((l) => [`lib ${basename(l)}`, fileSize(l), l]), ['node_modules incl. dev deps', nm], ['app', appBytes(dir, seen)]]),
+    };
+  },
+  async java({ dir, metadata, manifestArtifacts }) {
+    let javaHome = metadata?.toolchain?.javaHome;
+    if (!javaHome) {
+      const r = await runT(['java', '-XshowSettings:properties', '-version']);
+      javaHome = /java\.home = (.+)/.exec(r.stderr)?.[1]?.trim();
+    }
+    if (!javaHome || !existsSync(javaHome)) return { error: 'no JDK found' };
+    const jar = manifestArtifacts.find((a) => a.path.endsWith('.jar'));
+    const localJar = readdirSync(join(dir, 'target')).find((f) => f.endsWith('.jar'));
+    const jarBytes = jar?.size ?? (localJar ? fileSize(join(dir, 'target', localJar)) : NaN);
+    return { what: `the full JDK directory (${javaHome}) + the jar`, parts: parts([['full JDK', treeBytes(realpathSync(javaHome)), javaHome], ['jar', jarBytes]]) };
+  },
+};
+
+/** The generic kernel bench/boot.mjs fetched (Debian cloud kernel): vmlinuz + the initramfs it needs. */
+function genericKernel() {
+  const cache = join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'unikctl-bench');
+  try {
+    for (const d of readdirSync(cache).filter((x) => x.startsWith('linux-image-')).sort().reverse()) {
+      const boot = join(cache, d, 'root', 'boot');
+      const vmlinuz = readdirSync(boot).find((f) => f.startsWith('vmlinuz-'));
+      if (!vmlinuz) continue;
+      const initrd = readdirSync(join(cache, d)).find((f) => f.startsWith('initramfs-'));
+      return { package: d, vmlinuz: join(boot, vmlinuz), vmlinuzBytes: fileSize(join(boot, vmlinuz)), initramfsBytes: initrd ? fileSize(join(cache, d, initrd)) : 0 };
+    }
+  } catch { /* not fetched */ }
+  return null;
+}
+
+async function main() {
+  installCleanup();
+  const home = mkdtempSync(join(tmpdir(), 'unikctl-size-'));
+  onExit(() => rmSync(home, { recursive: true, force: true }));
+  const env = { ...process.env, UNIKCTL_HOME: home, NO_COLOR: '1' };
+  env.UNIKCTL_KERNEL_DIR ??= join(homedir(), '.local', 'state', 'unikctl', 'kernels');
+  delete env.UNIKCTL_CONTROL_PLANE_URL;
+  delete env.UNIKCTL_TOKEN;
+  const started = new Date();
+  const kernel = genericKernel();
+  if (!kernel) say('size: the generic kernel is not cached (npm run bench:boot fetches it): baselines are compared without a kernel');
+  const examples = readdirSync(join(ROOT, 'examples')).filter((d) => existsSync(join(ROOT, 'examples', d)) && statSync(join(ROOT, 'examples', d)).isDirectory()).sort();
+  const rows = [];
+  for (const ex of examples) {
+    if (opts.only && !opts.only.some((o) => o === ex || ex.startsWith(`${o}-`))) continue;
+    const dir = join(home, 'src', ex);
+    mkdirSync(dirname(dir), { recursive: true });
+    cpSync(join(ROOT, 'examples', ex), dir, { recursive: true, filter: (src) => !SKIP_COPY.has(basename(src)) || src === join(ROOT, 'examples', ex) });
+    say(`size: unikctl build examples/${ex}`);
+    const t0 = performance.now();
+    const b = await runT([process.execPath, CLI, 'build', dir, '--json'], { env, cwd: ROOT, timeoutMs: opts.buildTimeout * 1000 });
+    const buildMs = Math.round(performance.now() - t0);
+    if (b.code !== 0) {
+      let err = b.stderr.trim().split('\n').filter(Boolean).at(-1) ?? `exit ${b.code}`;
+      try { const j = JSON.parse(b.stdout); err = `${j.error?.code ?? ''} ${j.error?.message ?? ''}`.trim() || err; } catch { /* not JSON */ }
+      say(`size:   skipped: ${err}`);
+      rows.push({ example: ex, ok: false, error: err, buildMs });
+      continue;
+    }
+    const info = JSON.parse(b.stdout);
+    const manifest = info.manifest;
+    let metadata = null;
+    try { metadata = JSON.parse(readFileSync(info.metadata, 'utf8')); } catch { /* older build output */ }
+    const image = { total: manifest.size, kernel: manifest.kernel.size, kernelRaw: manifest.kernel.rawSize, rootfs: manifest.rootfs.size, kernelEncoding: manifest.kernel.encoding ?? 'raw', rootfsFormat: manifest.rootfs.format };
+    const fn = BASELINES[manifest.pack === 'unik.yaml' ? 'c' : manifest.pack];
+    let naive = fn ? await fn({ dir, metadata, env, manifestArtifacts: metadata?.artifacts ?? [] }).catch((e) => ({ error: e.message })) : { error: `no naive baseline defined for the ${manifest.pack} pack` };
+    if (naive && !naive.error) {
+      naive.runtimeBytes = naive.parts.reduce((a, p) => a + (Number.isFinite(p.bytes) ? p.bytes : 0), 0);
+      naive.kernelBytes = kernel ? kernel.vmlinuzBytes + kernel.initramfsBytes : 0;
+      naive.total = naive.runtimeBytes + naive.kernelBytes;
+    }
+    const row = {
+      example: ex, ok: true, pack: manifest.pack, mode: manifest.mode, buildMs, image, naive,
+      ratio: naive?.error ? null : ratio(naive.total, image.total),
+      rootfsRatio: naive?.error ? null : ratio(naive.runtimeBytes, image.rootfs),
+    };
+    rows.push(row);
+    say(`size:   image ${MiB(image.total)} (kernel ${MiB(image.kernel)} + rootfs ${MiB(image.rootfs)}); naive ${naive?.error ? `n/a (${naive.error})` : `${MiB(naive.total)} → ${row.ratio}× larger`}`);
+  }
+  const result = {
+    schema: 'unikctl.bench.size/v1', startedAt: started.toISOString(), finishedAt: new Date().toISOString(),
+    machine: { hostname: hostname(), cores: cpus().length },
+    note: 'sizes are bytes as stored: the unikctl image is vmlinux.gz + rootfs.erofs (compressed); the naive baseline is uncompressed files as they would sit on an ext4 disk image, plus the generic kernel',
+    genericKernel: kernel, rows,
+  };
+  const resultsDir = join(ROOT, 'bench', 'results');
+  mkdirSync(resultsDir, { recursive: true });
+  const file = join(resultsDir, `size-${started.toISOString().replace(/[:]/g, '-').replace(/\.\d+Z$/, 'Z')}-${hostname()}.json`);
+  writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
+  result.file = relative(ROOT, file);
+  if (opts.json) { process.stdout.write(`${JSON.stringify(result, null, 2)}\n`); return; }
+  const L = ['', 'unikctl image size vs a naive image (same app, whole runtime copied in, generic kernel)', ''];
+  L.push(`${'example'.padEnd(14)} ${'pack'.padEnd(10)} ${'unikctl image'.padStart(14)} ${'naive'.padStart(12)} ${'ratio'.padStart(7)}`);
+  for (const r of rows) {
+    if (!r.ok) { L.push(`${r.example.padEnd(14)} skipped: ${r.error}`); continue; }
+    L.push(`${r.example.padEnd(14)} ${r.pack.padEnd(10)} ${MiB(r.image.total).padStart(14)} ${(r.naive.error ? 'n/a' : MiB(r.naive.total)).padStart(12)} ${(r.ratio ? `${r.ratio}×` : '').padStart(7)}${r.naive.error ? `  (${r.naive.error})` : ''}`);
+  }
+  L.push('', kernel ? `generic kernel: ${kernel.package} vmlinuz ${MiB(kernel.vmlinuzBytes)} + initramfs ${MiB(kernel.initramfsBytes)}` : 'generic kernel: not cached (run npm run bench:boot first)', `raw data: ${result.file}`);
+  process.stdout.write(`${L.join('\n')}\n`);
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  main().catch((e) => { say(`size: ${e instanceof Error ? e.message : e}`); process.exit(1); });
+}
