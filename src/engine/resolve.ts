@@ -54,7 +54,7 @@ export function resolveTarget(target: string, cwd: string, layout: HomeLayout, r
     if (pkg) {
       return { source: { kind: 'package', dir: pkg.dir, ref: full }, resolvedFrom: `local package store ${full}`, candidates, defaultName: sanitizeName(ref.name) };
     }
-    candidates.push(process.env.UNIKCTL_CONTROL_PLANE_URL ? `control plane store ${full} (not implemented yet)` : `control plane store ${full} (skipped: UNIKCTL_CONTROL_PLANE_URL is not set)`);
+    candidates.push(`control plane store ${full} (skipped: local mode; set UNIKCTL_CONTROL_PLANE_URL to use a control plane)`);
   }
   throw new UserError('E_PACKAGE_NOT_FOUND', `nothing to deploy matches "${target}"; tried:\n  - ${candidates.join('\n  - ')}`, {
     hint: 'give a project directory, an ELF binary, or a package built with unikctl build (see its name:tag in the build output)',
