@@ -136,20 +136,11 @@ describe('resolveTarget', () => {
     const candidates = [
       `path ${join(cwd, 'nothere')}`,
       'local package store local/nothere:latest',
-      'control plane store local/nothere:latest (skipped: UNIKCTL_CONTROL_PLANE_URL is not set)',
+      'control plane store local/nothere:latest (skipped: local mode; set UNIKCTL_CONTROL_PLANE_URL to use a control plane)',
     ];
     expect(e.details).toEqual({ candidates });
     for (const c of candidates) expect(e.message).toContain(c);
     expect(e.hint).toBeTruthy();
-  });
-
-  it('with a control plane configured the miss names the control plane candidate', () => {
-    vi.stubEnv('UNIKCTL_CONTROL_PLANE_URL', 'http://cp.example:8080');
-    const e = errorOf(() => resolveTarget('team/app:v1', cwd, layout));
-    expect(e.code).toBe('E_PACKAGE_NOT_FOUND');
-    expect(e.details?.candidates).toEqual([
-      `path ${join(cwd, 'team/app:v1')}`, 'local package store team/app:v1', 'control plane store team/app:v1 (not implemented yet)',
-    ]);
   });
 
   it('a miss that is not a valid reference lists only the path', () => {
