@@ -13,15 +13,16 @@
 // 5. writes every raw sample to bench/results/boot-<ISO date>-<hostname>.json.
 // Every QEMU process and deployment it starts is stopped on exit, on error and on Ctrl-C.
 import { randomBytes } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, homedir, hostname, tmpdir } from 'node:os';
+import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, homedir, hostname } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { argvDiff } from './lib/argv-diff.mjs';
 import { prepareGenericKernel } from './lib/generic-kernel.mjs';
 import { freePort, installCleanup, killByEnv, onExit, run, runSync, sleep } from './lib/proc.mjs';
 import { bootOnce, QEMU } from './lib/qemu-boot.mjs';
+import { loadRuntime, privateHome } from './lib/harness.mjs';
 import { summarize } from './lib/stats.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -78,23 +79,9 @@ function machine() {
 
 async function main() {
   installCleanup();
-  for (const f of ['dist/runtime/qemu.js', 'dist/runtime/cmdline.js', 'dist/runtime/console.js', 'dist/build/image.js']) {
-    if (!existsSync(join(ROOT, f))) throw new Error(`${f} is missing: run npm run build first`);
-  }
-  const imp = (f) => import(pathToFileURL(join(ROOT, f)).href);
-  const { qemuArgs } = await imp('dist/runtime/qemu.js');
-  const { kernelCmdline } = await imp('dist/runtime/cmdline.js');
-  const { ConsoleParser } = await imp('dist/runtime/console.js');
-  const { readImage, materializeKernel } = await imp('dist/build/image.js');
-
-  // A private state directory: the benchmark never touches the user's deployments; kernels come from the shared cache.
-  const home = mkdtempSync(join(tmpdir(), 'unikctl-bench-'));
-  onExit(() => rmSync(home, { recursive: true, force: true }));
-  const env = { ...process.env, UNIKCTL_HOME: home, UNIKCTL_ACCEL: ACCEL, NO_COLOR: '1' };
-  env.UNIKCTL_KERNEL_DIR ??= join(homedir(), '.local', 'state', 'unikctl', 'kernels');
-  delete env.UNIKCTL_CONTROL_PLANE_URL;
-  delete env.UNIKCTL_TOKEN;
-  const cli = (args) => run([process.execPath, CLI, ...args], { env, cwd: ROOT });
+  const { qemuArgs, kernelCmdline, ConsoleParser, readImage, materializeKernel } = await loadRuntime();
+  // a private state directory: the benchmark never touches the user's deployments; kernels come from the shared cache
+  const { home, env, cli } = privateHome('unikctl-bench-', ACCEL);
   const qemuVersion = (await run([QEMU, '--version'])).stdout.split('\n')[0]?.trim() ?? 'unknown';
   const started = new Date();
   const m = machine();
