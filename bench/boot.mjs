@@ -79,7 +79,7 @@ function machine() {
 
 async function main() {
   installCleanup();
-  const { qemuArgs, kernelCmdline, ConsoleParser, readImage, materializeKernel } = await loadRuntime();
+  const { qemuArgs, launchCommand, kernelCmdline, ConsoleParser, readImage, materializeKernel } = await loadRuntime();
   // a private state directory: the benchmark never touches the user's deployments; kernels come from the shared cache
   const { home, env, cli } = privateHome('unikctl-bench-', ACCEL);
   const qemuVersion = (await run([QEMU, '--version'])).stdout.split('\n')[0]?.trim() ?? 'unknown';
@@ -175,7 +175,7 @@ async function main() {
     const o = baseOpts(memoryMiB, await freePort());
     const cmdline = guestCmdline(nonce);
     const qemuArgv = kind === 'unikctl' ? unikArgv(o, cmdline) : genericArgv(o, cmdline, machineChanges);
-    const r = await bootOnce({ qemuArgv, nonce, ConsoleParser, timeoutMs: BOOT_TIMEOUT_MS });
+    const r = await bootOnce({ qemuArgv, nonce, ConsoleParser, launchCommand, timeoutMs: BOOT_TIMEOUT_MS });
     const round = (x) => (x === null ? null : Math.round(x * 10) / 10);
     return { ...r, spawnToAppStartMs: round(r.spawnToAppStartMs), spawnToFirstOutputMs: round(r.spawnToFirstOutputMs), memoryMiB, qemuArgv };
   };

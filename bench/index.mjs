@@ -17,9 +17,10 @@ import { spawn, spawnSync } from 'node:child_process';
 import { accessSync, constants, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, homedir, hostname, tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { renderReport } from './lib/report.mjs';
 import { installCleanup, onExit, run, track } from './lib/proc.mjs';
+import { loadRuntime } from './lib/harness.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const RESULTS = join(ROOT, 'bench', 'results');
@@ -126,11 +127,7 @@ async function probeKvm() {
   const b = await run([process.execPath, join(ROOT, 'bin', 'unikctl.js'), 'build', join(ROOT, 'examples', 'go-http'), '--json'], { env, cwd: ROOT });
   const info = b.code === 0 ? parseJson(b.stdout) : null;
   if (!info) return { available: null, note: 'KVM: not probed (the go-http build failed).' };
-  const imp = (f) => import(pathToFileURL(join(ROOT, f)).href);
-  const { qemuArgs } = await imp('dist/runtime/qemu.js');
-  const { kernelCmdline } = await imp('dist/runtime/cmdline.js');
-  const { ConsoleParser } = await imp('dist/runtime/console.js');
-  const { readImage, materializeKernel } = await imp('dist/build/image.js');
+  const { qemuArgs, launchCommand, kernelCmdline, ConsoleParser, readImage, materializeKernel } = await loadRuntime();
   const { bootOnce } = await import('./lib/qemu-boot.mjs');
   const imageDir = join(home, 'image');
   cpSync(info.imageDir, imageDir, { recursive: true });
@@ -139,7 +136,7 @@ async function probeKvm() {
   const nonce = Math.random().toString(16).slice(2, 18).padEnd(16, '0');
   const cmdline = kernelCmdline({ accel: 'kvm', debug: false, network: true, guest: { argv: manifest.run.command, env: manifest.run.env, workdir: manifest.run.workdir, nonce, hostname: 'kvmprobe', hostTimeMs: Date.now(), debug: false } });
   const argv = qemuArgs({ name: `kvmprobe-${process.pid}`, kernel: vmlinux, rootfs: join(imageDir, manifest.rootfs.file), memoryMiB: manifest.run.memoryMiB, cpus: 1, accel: 'kvm', ports: [], cmdline });
-  const r = await bootOnce({ qemuArgv: argv, nonce, ConsoleParser, timeoutMs: 20_000 });
+  const r = await bootOnce({ qemuArgv: argv, nonce, ConsoleParser, launchCommand, timeoutMs: 20_000 });
   if (r.ok) return { available: true, spawnToFirstOutputMs: r.spawnToFirstOutputMs, note: `KVM: a probe boot worked (${Math.round(r.spawnToFirstOutputMs)} ms to first output) but the parts measure TCG; run them with UNIKCTL_ACCEL=kvm for KVM figures.` };
   return { available: false, error: r.error, note: `KVM: /dev/kvm exists but does not run this guest (probe: ${r.error}), so every figure is TCG.` };
 }

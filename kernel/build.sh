@@ -2,7 +2,7 @@
 # Build the unikctl guest kernel (a PVH vmlinux) from Debian's linux-source-6.1.
 # Usage: kernel/build.sh release|debug [--print-dir]
 # Output: $KERNEL_DIR/<variant>-<hash>/{vmlinux,config,build.json}; <hash> covers the config
-# fragments and the source version, so an unchanged config is never rebuilt.
+# fragments, the patches in kernel/patches and the source version, so an unchanged kernel is never rebuilt.
 set -euo pipefail
 variant=${1:?usage: build.sh release|debug [--print-dir]}
 case "$variant" in release|debug) ;; *) echo "unknown variant: $variant" >&2; exit 2;; esac
@@ -13,7 +13,11 @@ tarball=/usr/src/linux-source-6.1.tar.xz
 [ -f "$tarball" ] || { echo "E_KERNEL_SOURCE: $tarball missing: apt-get install linux-source-6.1" >&2; exit 1; }
 srcver=$(dpkg-query -W -f='${Version}' linux-source-6.1)
 # keep in sync with src/kernel/kernel.ts (kernelConfigHash)
-hash=$( { printf 'unikctl-kernel-v1\n%s\n%s\n' "$variant" "$srcver"; cat "$here/config/base.config"; printf '\n--\n'; cat "$here/config/$variant.config"; } | sha256sum | cut -c1-16)
+patches=$(find "$here/patches" -maxdepth 1 -name '*.patch' 2>/dev/null | LC_ALL=C sort)
+# the source tree is patched once per patch set; an empty set keeps the pristine tree's name
+phash=$( { for p in $patches; do basename "$p"; cat "$p"; done; } | sha256sum | cut -c1-12)
+hash=$( { printf 'unikctl-kernel-v1\n%s\n%s\n' "$variant" "$srcver"; cat "$here/config/base.config"; printf '\n--\n'; cat "$here/config/$variant.config";
+          for p in $patches; do printf '\n-- patch %s\n' "$(basename "$p")"; cat "$p"; done; } | sha256sum | cut -c1-16)
 out="$kdir/$variant-$hash"
 if [ "${2:-}" = "--print-dir" ]; then echo "$out"; exit 0; fi
 if [ -f "$out/vmlinux" ]; then echo "kernel $variant cached: $out" >&2; exit 0; fi
@@ -22,19 +26,24 @@ mkdir -p "$kdir/src" "$kdir/build"
 exec 9>"$kdir/.lock-$variant"; flock 9
 [ -f "$out/vmlinux" ] && { echo "kernel $variant cached: $out" >&2; exit 0; }
 
-src="$kdir/src/$srcver/linux-source-6.1"
+tree=$srcver; [ -n "$patches" ] && tree="$srcver-p$phash"
+src="$kdir/src/$tree/linux-source-6.1"
 if [ ! -f "$src/.unikctl-extracted" ]; then
   exec 8>"$kdir/.lock-src"; flock 8
   if [ ! -f "$src/.unikctl-extracted" ]; then
     echo "extracting $tarball ..." >&2
-    rm -rf "$kdir/src/$srcver"; mkdir -p "$kdir/src/$srcver"
-    tar -xJf "$tarball" -C "$kdir/src/$srcver"
+    rm -rf "$kdir/src/$tree"; mkdir -p "$kdir/src/$tree"
+    tar -xJf "$tarball" -C "$kdir/src/$tree"
+    for p in $patches; do
+      echo "applying $(basename "$p")" >&2
+      patch -s -p1 -d "$src" < "$p" || { echo "E_KERNEL_PATCH: $(basename "$p") does not apply to linux-source-6.1 $srcver" >&2; exit 1; }
+    done
     touch "$src/.unikctl-extracted"
   fi
   flock -u 8
 fi
 
-obj="$kdir/build/$variant"  # kept between builds: a changed fragment rebuilds incrementally
+obj="$kdir/build/$variant"; [ -n "$patches" ] && obj="$obj-p$phash"  # kept between builds: a changed fragment rebuilds incrementally
 mkdir -p "$obj"
 start=$(date +%s)
 echo "configuring kernel $variant ($hash) ..." >&2

@@ -35,6 +35,8 @@ fi
 
 # 4. the guest init (static C)
 make -s -C guest
+# the VMM launcher (host side: death signal + no transparent huge pages)
+make -s -C host
 
 # 5. the kernels: release and debug variants, cached by config hash
 for variant in release debug; do

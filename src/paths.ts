@@ -38,4 +38,6 @@ export function deploymentDir(layout: HomeLayout, name: string): string {
   return join(layout.deployments, name);
 }
 
+/** The VMM launcher built by the set-up from host/launch.c (death signal + no transparent huge pages). */
+export const vmmLauncherPath = (): string => join(projectRoot, 'host', 'build', 'unikctl-launch');
 export const guestInitPath = (): string => process.env.UNIKCTL_INIT && process.env.UNIKCTL_INIT.length > 0 ? resolve(process.env.UNIKCTL_INIT) : join(projectRoot, 'guest', 'build', 'unik-init');

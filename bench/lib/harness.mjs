@@ -14,11 +14,11 @@ export async function loadRuntime() {
     if (!existsSync(join(ROOT, f))) throw new Error(`${f} is missing: run npm run build first`);
   }
   const imp = (f) => import(pathToFileURL(join(ROOT, f)).href);
-  const { qemuArgs } = await imp('dist/runtime/qemu.js');
+  const { qemuArgs, launchCommand } = await imp('dist/runtime/qemu.js');
   const { kernelCmdline } = await imp('dist/runtime/cmdline.js');
   const { ConsoleParser } = await imp('dist/runtime/console.js');
   const { readImage, materializeKernel } = await imp('dist/build/image.js');
-  return { qemuArgs, kernelCmdline, ConsoleParser, readImage, materializeKernel };
+  return { qemuArgs, launchCommand, kernelCmdline, ConsoleParser, readImage, materializeKernel };
 }
 
 /** A temporary UNIKCTL_HOME (removed on exit) and a `cli(args)` that runs unikctl in it, locally. */

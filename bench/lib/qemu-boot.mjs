@@ -8,12 +8,13 @@ export const QEMU = 'qemu-system-x86_64';
 
 /**
  * Boots `qemuArgv` (everything after the QEMU binary), waits for the guest init's start marker and then the
- * first app line, then kills QEMU. Spawned through `setpriv --pdeathsig SIGKILL`, as the runtime does, so
- * QEMU also dies if the benchmark itself is killed.
+ * first app line, then kills QEMU. Spawned the way the runtime spawns it (`launchCommand` from
+ * dist/runtime/qemu.js: host/launch.c, death signal + no huge pages), so QEMU also dies if the benchmark is killed.
  */
-export async function bootOnce({ qemuArgv, nonce, ConsoleParser, timeoutMs = 120_000 }) {
+export async function bootOnce({ qemuArgv, nonce, ConsoleParser, launchCommand, timeoutMs = 120_000 }) {
   const t0 = performance.now();
-  const child = track(spawn('setpriv', ['--pdeathsig', 'SIGKILL', '--', QEMU, ...qemuArgv], { stdio: ['pipe', 'pipe', 'pipe'] }));
+  const launch = launchCommand(qemuArgv);
+  const child = track(spawn(launch.file, launch.args, { stdio: ['pipe', 'pipe', 'pipe'] }));
   child.stdin.on('error', () => {});
   const r = { ok: false, spawnToAppStartMs: null, spawnToFirstOutputMs: null, guestUptimeAtAppStartMs: null, firstLine: null, error: null };
   const tail = [];

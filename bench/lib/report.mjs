@@ -111,7 +111,7 @@ function densitySection(d, ctx) {
     out.push(`Idle CPU (${fin.idle.seconds} s, ${fin.vms} VMs): QEMU **${f2(fin.idle.qemuTotalCpuPctOfCore)} %** + supervisors **${f2(fin.idle.supervisorTotalCpuPctOfCore)} %** of one core (${f2(fin.idle.qemuPerVmCpuPct)} % + ${f2(fin.idle.supervisorPerVmCpuPct)} % per VM; ${f1(fin.idle.qemuWakeupsPerSecPerVm)} QEMU wake-ups/s per VM); the host process baseline: ${f2(base?.idleCpuPctOfCore)} %. Whole machine busy during the window: ${f1(fin.idle.hostBusyPctOfMachine)} % (includes other users).`, '');
     out.push(`![time to N-th VM](${ctx.svgFile('densityTime')})`, '');
     out.push(`Time to the N-th VM: 1st ${ms(s.nthVm?.firstVmMs)}, ${ordinal(s.nthVm?.n)} ${ms(s.nthVm?.deployToFirstOutputMs)}. MemAvailable fell by ${f1(fin.memAvailableDropMiB)} MiB for ${fin.vms} VMs (${f1(fin.memAvailableDropMiB / fin.vms)} MiB per VM; includes page cache and other users' activity).`, '');
-    out.push(`**Extrapolation** (N × USS + the shared pages once): 100 idle VMs need ≈ **${f2(s.hostGiBFor100)} GiB** with the current runtime (QEMU alone: ${f2(s.hostGiBFor100QemuOnly)} GiB)${s.recommended ? `, ≈ **${f2(s.recommended.hostGiBFor100)} GiB** with the recommended QEMU changes below` : ''}; their idle CPU ≈ ${f2(s.idleCpuFor100PctOfCore)} % of one core. ${fin.vms >= 100 ? '' : `**100 VMs were not run** on this shared machine (${fin.vms} were).`}`, '');
+    out.push(`**Extrapolation** (N × USS + the shared pages once): 100 idle VMs need ≈ **${f2(s.hostGiBFor100)} GiB** with the current runtime (QEMU alone: ${f2(s.hostGiBFor100QemuOnly)} GiB); their idle CPU ≈ ${f2(s.idleCpuFor100PctOfCore)} % of one core. ${fin.vms >= 100 ? '' : `**100 VMs were not run** on this shared machine (${fin.vms} were).`}`, '');
   }
   // flag experiments
   if (d.flags?.length) {
@@ -120,7 +120,7 @@ function densitySection(d, ctx) {
       title: 'QEMU memory per idle VM by configuration (direct QEMU)', subtitle: `${d.options?.flagVms} VM(s) per variant · ${label}`,
       categories: ok.map((x) => x.id), unit: 'MiB (QEMU PSS per VM)',
       parts: [
-        { name: 'anonymous (TCG cache, QEMU heap, THP guest RAM)', values: ok.map((x) => x.perVm.pssAnon), color: '#1f77b4' },
+        { name: 'anonymous (TCG cache, QEMU heap, touched guest RAM)', values: ok.map((x) => x.perVm.pssAnon), color: '#1f77b4' },
         { name: 'guest RAM in memfd (4 KiB pages)', values: ok.map((x) => x.perVm.pssShmem), color: '#2ca02c' },
         { name: 'file-backed (shared at scale)', values: ok.map((x) => x.perVm.pssFile), color: '#c7c7c7' },
       ],
@@ -128,7 +128,7 @@ function densitySection(d, ctx) {
       vline: { x: 64, name: 'target 64 MiB' },
     });
     out.push('### What reduces the per-VM cost', '');
-    out.push(`Each change below was applied alone to the runtime's own argv (\`dist/runtime/qemu.js\` \`qemuArgs\`, kernel command line from \`dist/runtime/cmdline.js\`), QEMU spawned directly, ${d.options?.flagVms} VM(s) each, measured ${d.options?.flagSettle ?? d.options?.settle} s after boot. Idle CPU and wake-ups depend on the guest's timer set-up (see 3. below) and on how busy the host was while a VM booted (see the contention experiment), so compare them within one run. With few VMs the shared file pages are split among few processes, so compare **USS** (private) and the anonymous/guest parts; boot p50 is from an interleaved series of ${d.options?.bootRuns} boots per variant.`, '');
+    out.push(`Each change below was applied alone to the runtime's own argv (\`dist/runtime/qemu.js\` \`qemuArgs\`, kernel command line from \`dist/runtime/cmdline.js\`), QEMU spawned directly, ${d.options?.flagVms} VM(s) each, measured ${d.options?.flagSettle ?? d.options?.settle} s after boot. Idle CPU and wake-ups depend on the guest's timer set-up (see 4. below) and on how busy the host was while a VM booted (see the contention experiment), so compare them within one run. With few VMs the shared file pages are split among few processes, so compare **USS** (private) and the anonymous/guest parts; boot p50 is from an interleaved series of ${d.options?.bootRuns} boots per variant.`, '');
     out.push(`![flags](${ctx.svgFile('densityFlags')})`, '');
     out.push(table(['variant', 'change', 'RSS', 'USS', 'PSS', 'anon (THP)', 'guest memfd', 'idle % core', 'wake-ups/s', 'boot p50'],
       d.flags.map((x) => (x.ok ? [x.id, `\`${x.change}\``, f1(x.perVm.rss), f1(x.perVm.uss), f1(x.perVm.pss), `${f1(x.perVm.pssAnon)} (${f1(x.perVm.anonHuge)})`, f1(x.perVm.pssShmem), f2(x.idleCpuPctOfCorePerVm), f1(x.wakeupsPerSecPerVm), d.flagBoot?.[x.id] ? ms(d.flagBoot[x.id].summary.p50) : ''] : [x.id, `\`${x.change}\``, 'failed', x.error ?? '', '', '', '', '', '', ''])), 2));
@@ -151,12 +151,6 @@ function densitySection(d, ctx) {
   }
   out.push(d.cleanup?.verifiedNoQemuLeft ? 'Clean-up: every deployment destroyed; no QEMU process left (verified through /proc).' : '**Clean-up: QEMU processes were left behind** (see the raw file).', '');
   ctx.targets.push(...(d.targets ?? []).map((t) => ({ part: 'density', target: t.target, value: t.value, pass: /concurrent idle/.test(t.target) && t.extrapolated ? null : t.pass, extrapolated: t.extrapolated })));
-  const recF = (d.flags ?? []).filter((x) => ['recommended', 'recommended-tb8', 'timer'].includes(x.id) && x.ok);
-  if (recF.length && fin) {
-    const perVm = Math.max(...recF.map((x) => x.idleCpuPctOfCorePerVm));
-    const est = (perVm + fin.idle.supervisorPerVmCpuPct) * 100;
-    ctx.targets.push({ part: 'density', target: 'host CPU while 100 VMs idle ≤ 25 % of one core, with the recommended changes', value: `≈ ${f1(est)} % (${f2(perVm)} % per VM, the worst of the timer/recommended variants in the flag experiment, + supervisors; VMs booted on a quiet host)`, pass: est <= 25, extrapolated: true });
-  }
   return out;
 }
 
@@ -233,28 +227,23 @@ function schedSection(sc, ctx) {
   return out;
 }
 
-/** The recommendation text for the density section, from the flag experiments. */
+/** What each applied density setting is worth (the variant that undoes it, same run), and what else was tried. */
 export function recommendations(d) {
   if (!d?.flags) return '';
   const by = Object.fromEntries(d.flags.filter((x) => x.ok).map((x) => [x.id, x]));
   const cur = by.current;
   if (!cur) return '';
-  const dU = (id) => (by[id] ? f1(cur.perVm.uss - by[id].perVm.uss) : 'n/a');
+  const worth = (id, k = 'rss') => (by[id] ? f1(by[id].perVm[k] - cur.perVm[k]) : 'n/a');
   const boot = (id) => (d.flagBoot?.[id] ? ms(d.flagBoot[id].summary.p50) : 'n/a');
-  const cont = Object.fromEntries((d.contended ?? []).map((c) => [c.id === 'tsc' ? 'timer' : c.id, c]));
-  const L = ['**Recommended changes** (measured effect per VM, this run):', ''];
-  L.push(`1. \`-accel tcg,tb-size=16\` (src/runtime/qemu.ts, TCG only): the translation cache defaults to 1 GiB and is backed by transparent huge pages; an idle Go VM fills ~30 MiB of it. 16 MiB saves **${dU('tb16')} MiB** USS with boot p50 ${boot('tb16')} vs ${boot('current')}; 8 MiB saves ${dU('tb8')} MiB but boots in ${boot('tb8')} (the cache is flushed during boot).`);
-  L.push(`2. Guest RAM from a memfd: \`-object memory-backend-memfd,id=ram,size=<mem>M,share=on -machine memory-backend=ram\`: QEMU madvises anonymous guest RAM for huge pages, so every touched 4 KiB page costs a 2 MiB page on a host with THP=madvise; shmem is not huge-paged by default. Saves **${dU('memfd')} MiB**. (Trade-off: KSM cannot merge shared memory; see KSM below.)`);
   const idle = (id) => (by[id] ? `${f2(by[id].idleCpuPctOfCorePerVm)} % of a core and ${f1(by[id].wakeupsPerSecPerVm)} wake-ups/s` : 'n/a');
-  const contTxt = cont.current && cont.timer ? ` Booted on a saturated host: the clocksource watchdog marked the TSC unstable in ${cont.current.tscMarkedUnstable}/${cont.current.vms} VMs with the current command line (afterwards ${f2(cont.current.idleCpuPctOfCorePerVm)} % and ${f1(cont.current.wakeupsPerSecPerVm)} wake-ups/s per idle VM) vs ${cont.timer.tscMarkedUnstable}/${cont.timer.vms} with the change (${f2(cont.timer.idleCpuPctOfCorePerVm)} %, ${f1(cont.timer.wakeupsPerSecPerVm)}/s).` : '';
-  if (by.apictimer) {
-    L.push(`3. **Idle CPU: drop \`noapictimer\` and add \`tsc=reliable\`** (src/runtime/cmdline.ts, TCG). With \`noapictimer\` the guest's only clock event device is the PIT and the idle guest keeps waking: current ${idle('current')} per idle VM; without it ${idle('apictimer')}; without it and with \`tsc=reliable\` **${idle('timer')}** (at 100 VMs: ${f1((by.current.idleCpuPctOfCorePerVm ?? NaN) * 100)} % → ${f1((by.timer?.idleCpuPctOfCorePerVm ?? NaN) * 100)} % of one core; target ≤ 25 %). The price is the APIC timer calibration at boot: p50 ${boot('current')} → ${boot('timer')}. \`tsc=reliable\` is needed as well because on a busy host the guest's clocksource watchdog (reference: jiffies) takes the descheduled vCPU for TSC skew, marks the TSC unstable and falls back to jiffies, which also stops the tickless idle and leaves the app a 10 ms clock.${contTxt}${cont.timer && cont.timer.idleCpuPctOfCorePerVm > 0.3 ? ` Caveat: a VM that boots while the host CPUs are saturated fails the kernel's APIC timer calibration check (\`APIC timer disabled due to verification failure\`) and falls back to the PIT, i.e. to today's idle cost, never worse. A robust fix needs a guest that need not calibrate (KVM's TSC-deadline timer; TCG has none) or a kernel that is told the APIC timer rate.` : ''}`);
-  } else {
-    L.push(`3. Kernel command line \`tsc=reliable\` (src/runtime/cmdline.ts, TCG): on a busy host the guest's clocksource watchdog (reference: jiffies) takes the descheduled vCPU for TSC skew, marks the TSC unstable and falls back to jiffies, which disables the tickless idle (and gives the app a 10 ms clock): ${idle('current')} → ${idle(by.timer ? 'timer' : 'tsc')} per idle VM.${contTxt}`);
-  }
-  L.push(`4. \`rootflags=cache_strategy=disabled\` (kernel command line): erofs stops keeping compressed pages next to the decompressed page cache: **${dU('erofs')} MiB**.`);
-  L.push(`All four together: USS ${f1(cur.perVm.uss)} → **${f1(by.recommended?.perVm.uss)} MiB**, RSS ${f1(cur.perVm.rss)} → ${f1(by.recommended?.perVm.rss)} MiB, boot p50 ${boot('current')} → ${boot('recommended')} (with tb-size=8: ${f1(by['recommended-tb8']?.perVm.uss)} MiB USS, boot ${boot('recommended-tb8')}).`);
-  L.push('', `No effect (measured, not recommended): guest \`-m 48M\` (${dU('mem48')} MiB: only touched guest pages cost host memory), \`MALLOC_ARENA_MAX=1\` (${dU('malloc')} MiB).`);
+  const cont = Object.fromEntries((d.contended ?? []).map((c) => [c.id, c]));
+  const L = ['**Applied by default** — what each setting is worth, measured by undoing it alone (this run, per VM):', ''];
+  L.push(`1. **No transparent huge pages for QEMU** (host/launch.c: \`PR_SET_THP_DISABLE\`, inherited by QEMU): QEMU madvises guest RAM and the TCG cache for huge pages, so with THP=madvise a touched 4 KiB guest page costs a 2 MiB host page. Undoing it: RSS +${worth('thp')} MiB, USS +${worth('thp', 'uss')} MiB.`);
+  L.push(`2. **Lean kernel ELF** (src/kernel/elf-lean.ts) and **page-aligned entry text** (kernel/patches/0002): the linked vmlinux carries 2 MiB alignment padding that QEMU copies into guest RAM and keeps mapped. Booting the ELF as linked: RSS +${worth('fat-kernel')} MiB, boot p50 ${boot('fat-kernel')} vs ${boot('current')}.`);
+  L.push(`3. **erofs without a compressed-page cache** (\`rootflags=cache_strategy=disabled\`): RSS +${worth('erofs-cache')} MiB when the cache is on; boot p50 ${boot('erofs-cache')} with it vs ${boot('current')}.`);
+  L.push(`4. **The guest is told its APIC timer rate** (\`lapic_timer_khz=1000000\`, kernel/patches/0001; TCG has no TSC-deadline timer): no PIT calibration at boot and a tickless idle. Current ${idle('current')} per idle VM; with PIT clock events (\`UNIKCTL_TCG_TIMER=pit\`, the previous default) ${idle('pit')}; letting the guest calibrate costs boot p50 ${boot('calibrate')} vs ${boot('current')} (PIT: ${boot('pit')}).${cont.current && cont.pit ? ` Booted on a saturated host: TSC marked unstable in ${cont.current.tscMarkedUnstable}/${cont.current.vms} VMs (then ${f2(cont.current.idleCpuPctOfCorePerVm)} % and ${f1(cont.current.wakeupsPerSecPerVm)} wake-ups/s per idle VM) vs ${cont.pit.tscMarkedUnstable}/${cont.pit.vms} with PIT timers (${f2(cont.pit.idleCpuPctOfCorePerVm)} %, ${f1(cont.pit.wakeupsPerSecPerVm)}/s).` : ''}`);
+  L.push(`5. **TCG translation cache sized with the guest** (tb-size = guest/4, 16 MiB for 64 MiB guests; QEMU's default grows to ~60 MiB): 8 MiB would save ${by.tb8 ? f1(cur.perVm.rss - by.tb8.perVm.rss) : 'n/a'} MiB RSS but boots in ${boot('tb8')}; 32 MiB costs ${worth('tb32')} MiB and boots in ${boot('tb32')}.`);
+  L.push('', `Tried, not applied: guest RAM from a memfd (RSS ${by.memfd ? `${worth('memfd')} MiB vs current` : 'n/a'}; with THP off it buys nothing and it stops KSM from merging), guest \`-m 48M\` (${worth('mem48')} MiB: only touched guest pages cost host memory), \`MALLOC_ARENA_MAX=1\` (${worth('malloc')} MiB).`);
   L.push(`Not a QEMU flag: the **supervisor** (one Node process per VM) costs ${f1(d.final?.supervisor.uss)} MiB USS + ${f1(d.final?.supervisor.sharedPerProcess)} MiB shared per VM; V8 flags change little (measured by hand: \`--max-semi-space-size=1 --max-old-space-size=32 --v8-pool-size=1\` −0.5 MiB, \`--jitless\` −1 MiB). Only one supervisor process for many VMs (or a small native supervisor) removes it.`);
   return L.join('\n');
 }

@@ -1,13 +1,15 @@
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { UserError } from '../errors.js';
+import { leanVmlinux } from './elf-lean.js';
 import { projectRoot, type HomeLayout } from '../paths.js';
 
 export type KernelVariant = 'release' | 'debug';
 
+/** `vmlinux` is the ELF QEMU boots (the lean copy, see elf-lean.ts); `vmlinuxGz` is what images carry. */
 export interface KernelInfo { variant: KernelVariant; hash: string; dir: string; vmlinux: string; vmlinuxGz: string; }
 
 let cachedSourceVersion: string | null = null;
@@ -24,7 +26,7 @@ function sourceVersion(): string {
   return cachedSourceVersion;
 }
 
-/** Same digest as kernel/build.sh: the config fragments and the kernel source version name a build. */
+/** Same digest as kernel/build.sh: the config fragments, the patches and the kernel source version name a build. */
 export function kernelConfigHash(variant: KernelVariant, srcVersion = sourceVersion()): string {
   const dir = join(projectRoot, 'kernel', 'config');
   const h = createHash('sha256');
@@ -32,6 +34,12 @@ export function kernelConfigHash(variant: KernelVariant, srcVersion = sourceVers
   h.update(readFileSync(join(dir, 'base.config')));
   h.update('\n--\n');
   h.update(readFileSync(join(dir, `${variant}.config`)));
+  const patchDir = join(projectRoot, 'kernel', 'patches');
+  const patches = existsSync(patchDir) ? readdirSync(patchDir).filter((f) => f.endsWith('.patch')).sort() : [];
+  for (const p of patches) {
+    h.update(`\n-- patch ${p}\n`);
+    h.update(readFileSync(join(patchDir, p)));
+  }
   return h.digest('hex').slice(0, 16);
 }
 
@@ -45,12 +53,17 @@ export function locateKernel(layout: HomeLayout, variant: KernelVariant): Kernel
       hint: `run the set-up (make setup), or build it directly: kernel/build.sh ${variant}`,
     });
   }
-  const vmlinuxGz = join(dir, 'vmlinux.gz');
+  // QEMU boots a lean copy (2 MiB alignment padding removed: less guest RAM written, a smaller file kept mapped);
+  // images carry it gzip-compressed. Both are derived once per kernel build.
+  const lean = join(dir, 'vmlinux.lean');
+  const vmlinuxGz = join(dir, 'vmlinux.lean.gz');
   if (!existsSync(vmlinuxGz)) {
-    // images carry the kernel gzip-compressed: the PVH vmlinux is mostly alignment padding (16 MB → ~1.7 MB)
-    const tmp = `${vmlinuxGz}.tmp-${process.pid}`;
-    writeFileSync(tmp, gzipSync(readFileSync(vmlinux), { level: 9 }));
-    renameSync(tmp, vmlinuxGz);
+    const bytes = leanVmlinux(readFileSync(vmlinux));
+    const tmp = `.tmp-${process.pid}`;
+    writeFileSync(lean + tmp, bytes);
+    writeFileSync(vmlinuxGz + tmp, gzipSync(bytes, { level: 9 }));
+    renameSync(lean + tmp, lean);
+    renameSync(vmlinuxGz + tmp, vmlinuxGz);
   }
-  return { variant, hash, dir, vmlinux, vmlinuxGz };
+  return { variant, hash, dir, vmlinux: lean, vmlinuxGz };
 }

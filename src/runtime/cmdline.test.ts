@@ -128,6 +128,23 @@ describe('kernelCmdline', () => {
     expect(kernelCmdline({ ...base, accel: 'tcg' })).not.toContain('tsc_early_khz');
   });
 
+  it('tells the kernel the APIC timer rate under TCG (no calibration, tickless idle); PIT timers on request', () => {
+    const tcg = words(kernelCmdline({ ...base, accel: 'tcg', env: {} }));
+    expect(tcg).toContain('lapic_timer_khz=1000000');
+    expect(tcg).toContain('tsc=reliable');
+    expect(tcg).not.toContain('noapictimer');
+    const pit = words(kernelCmdline({ ...base, accel: 'tcg', env: { UNIKCTL_TCG_TIMER: 'pit' } }));
+    expect(pit).toContain('noapictimer');
+    expect(pit.some((w) => w.startsWith('lapic_timer_khz='))).toBe(false);
+    // KVM guests have the TSC-deadline timer: nothing to tell them
+    const kvm = words(kernelCmdline({ ...base, env: {} }));
+    expect(kvm.some((w) => w.startsWith('lapic_timer_khz=') || w === 'noapictimer' || w === 'tsc=reliable')).toBe(false);
+  });
+
+  it('mounts the erofs root without a compressed-page cache', () => {
+    expect(words(kernelCmdline(base))).toEqual(expect.arrayContaining(['rootfstype=erofs', 'rootflags=cache_strategy=disabled', 'ro']));
+  });
+
   it('configures the QEMU user-mode network statically with the hostname', () => {
     expect(words(kernelCmdline(base))).toContain('ip=10.0.2.15::10.0.2.2:255.255.255.0:hello:eth0:off:10.0.2.3');
     expect(kernelCmdline({ ...base, network: false })).not.toContain('ip=');

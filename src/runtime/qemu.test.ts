@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { PortMapping } from '../store/types.js';
-import { qemuArgs, tcgCacheMiB } from './qemu.js';
+import { launchCommand, QEMU_BINARY, qemuArgs, tcgCacheMiB } from './qemu.js';
 import type { VmmStartOptions } from './vmm.js';
 
 const opts = (over: Partial<VmmStartOptions> = {}): VmmStartOptions => ({
@@ -108,5 +108,17 @@ describe('tcgCacheMiB', () => {
     expect(tcgCacheMiB(128, {})).toBe(32);
     expect(tcgCacheMiB(4096, {})).toBe(64);
     expect(tcgCacheMiB(64, { UNIKCTL_TCG_TB_MIB: '128' })).toBe(128);
+  });
+});
+
+describe('launchCommand', () => {
+  it('starts QEMU through the launcher with this process as the parent to watch', () => {
+    const l = launchCommand(['-m', '64M'], process.execPath, 4242);
+    expect(l).toEqual({ file: process.execPath, args: ['4242', QEMU_BINARY, '-m', '64M'], launcher: 'unikctl-launch' });
+  });
+
+  it('falls back to setpriv --pdeathsig when the launcher is not built', () => {
+    const l = launchCommand(['-m', '64M'], '/nonexistent/unikctl-launch', 4242);
+    expect(l).toEqual({ file: 'setpriv', args: ['--pdeathsig', 'SIGKILL', '--', QEMU_BINARY, '-m', '64M'], launcher: 'setpriv' });
   });
 });

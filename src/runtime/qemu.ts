@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, existsSync } from 'node:fs';
 import { UserError } from '../errors.js';
+import { vmmLauncherPath } from '../paths.js';
 import { which } from '../util/exec.js';
 import type { Accel, Vmm, VmmHandle, VmmStartOptions } from './vmm.js';
 
@@ -44,6 +45,16 @@ export function tcgCacheMiB(memoryMiB: number, env: NodeJS.ProcessEnv = process.
   return Math.min(64, Math.max(16, Math.round(memoryMiB / 4)));
 }
 
+/**
+ * How QEMU is started so that it dies with this process (RT-10): through host/launch.c, which also turns
+ * transparent huge pages off for QEMU (−7 MiB per idle VM; see docs/performance.md), or, when the set-up has
+ * not built it, through util-linux's `setpriv --pdeathsig` (same guarantee, huge pages stay on).
+ */
+export function launchCommand(qemuArgv: string[], launcher = vmmLauncherPath(), parentPid = process.pid): { file: string; args: string[]; launcher: 'unikctl-launch' | 'setpriv' } {
+  if (existsSync(launcher)) return { file: launcher, args: [String(parentPid), QEMU_BINARY, ...qemuArgv], launcher: 'unikctl-launch' };
+  return { file: 'setpriv', args: ['--pdeathsig', 'SIGKILL', '--', QEMU_BINARY, ...qemuArgv], launcher: 'setpriv' };
+}
+
 export function kvmAccessible(): boolean {
   try {
     accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
@@ -66,9 +77,8 @@ export const qemuVmm: Vmm = {
     }
   },
   start(o: VmmStartOptions): VmmHandle {
-    // setpriv --pdeathsig: QEMU dies with its supervisor, so a crashed supervisor never leaves a VM behind (RT-10).
-    const argv = ['--pdeathsig', 'SIGKILL', '--', QEMU_BINARY, ...qemuArgs(o)];
-    const child = spawn('setpriv', argv, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const launch = launchCommand(qemuArgs(o));
+    const child = spawn(launch.file, launch.args, { stdio: ['pipe', 'pipe', 'pipe'] });
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
       child.on('exit', (code, signal) => resolve({ code, signal }));
       child.on('error', () => resolve({ code: 127, signal: null }));

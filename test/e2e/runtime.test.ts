@@ -1,5 +1,5 @@
-import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -33,10 +33,13 @@ describe('runtime guarantees on real VMs: follow, graceful stop, no orphans, acc
     expect(out).toContain('probe: got SIGTERM, exiting');
   });
 
-  it('a crashed supervisor takes its QEMU with it and status says failed (RT-10)', async () => {
+  it('a crashed supervisor takes its QEMU with it and status says failed (RT-10); QEMU runs without huge pages', async () => {
     expect((await home.cli(['deploy', probe, '--name', 'orphan-check', '-e', 'PROBE_MODE=sleep'])).code).toBe(0);
     await home.waitState('orphan-check', ['running']);
-    expect(home.qemuProcesses().some((l) => l.includes('unikctl-orphan-check'))).toBe(true);
+    const qemuLine = home.qemuProcesses().find((l) => l.includes('unikctl-orphan-check'));
+    expect(qemuLine).toBeDefined();
+    // started through host/launch.c: the VM's memory is never backed by transparent huge pages
+    expect(readFileSync(`/proc/${Number(qemuLine?.split(' ')[0])}/status`, 'utf8')).toMatch(/^THP_enabled:\s+0$/m);
     const sup = execFileSync('pgrep', ['-f', 'worker.js deploy orphan-check'], { encoding: 'utf8' }).trim().split('\n');
     expect(sup).toHaveLength(1);
     process.kill(Number(sup[0]), 'SIGKILL');
@@ -47,6 +50,15 @@ describe('runtime guarantees on real VMs: follow, graceful stop, no orphans, acc
     expect(s.deployments[0]?.state).toBe('failed');
     expect(s.deployments[0]?.reason).toContain('supervisor');
     expect((await home.cli(['destroy', 'orphan-check', '--wait'])).code).toBe(0);
+  });
+
+  it('the launcher refuses to start a VM for a parent that is already gone', () => {
+    // the supervisor died between fork and the death signal being armed: QEMU must not start as an orphan
+    const r = spawnSync(join(ROOT, 'host', 'build', 'unikctl-launch'), ['1', 'true'], { encoding: 'utf8' });
+    expect(r.status).toBe(125);
+    const ok = spawnSync(join(ROOT, 'host', 'build', 'unikctl-launch'), [String(process.pid), 'sh', '-c', 'grep THP_enabled /proc/self/status'], { encoding: 'utf8' });
+    expect(ok.status).toBe(0);
+    expect(ok.stdout).toMatch(/THP_enabled:\s+0/);
   });
 
   it('concurrent CLI invocations are safe: one idempotency key → one deployment; derived names stay unique', async () => {
