@@ -322,8 +322,8 @@ const BASE_VARIANTS = [
   { id: 'erofs-cache', label: 'erofs compressed-page cache on', change: 'kernel cmdline: − rootflags=cache_strategy=disabled', strip: ['rootflags=cache_strategy=disabled'], needs: 'rootflags=cache_strategy=disabled' },
   { id: 'calibrate', label: 'guest calibrates its APIC timer', change: 'kernel cmdline: − lapic_timer_khz', strip: ['lapic_timer_khz='], needs: 'lapic_timer_khz=' },
   { id: 'pit', label: 'PIT clock events (UNIKCTL_TCG_TIMER=pit)', change: 'kernel cmdline: − lapic_timer_khz, + noapictimer', strip: ['lapic_timer_khz='], append: 'noapictimer', needs: 'lapic_timer_khz=' },
-  { id: 'tb8', label: 'TCG translation cache 8 MiB', change: '-accel tcg,tb-size=8', accel: 'tcg,tb-size=8' },
-  { id: 'tb32', label: 'TCG translation cache 32 MiB', change: '-accel tcg,tb-size=32', accel: 'tcg,tb-size=32' },
+  { id: 'tb16', label: 'TCG translation cache 16 MiB', change: '-accel tcg,tb-size=16 (the default before: guest/4)', accel: 'tcg,tb-size=16' },
+  { id: 'tb4', label: 'TCG translation cache 4 MiB', change: '-accel tcg,tb-size=4', accel: 'tcg,tb-size=4' },
   { id: 'memfd', label: 'guest RAM from a memfd', change: '-object memory-backend-memfd,id=ram,size=<mem>M,share=on -machine memory-backend=ram', memfd: true },
   { id: 'mem48', label: 'guest -m 48M', change: '-m 48M (instead of the image\'s 64M)', memoryMiB: 48 },
   { id: 'malloc', label: 'MALLOC_ARENA_MAX=1 for QEMU', change: 'QEMU env MALLOC_ARENA_MAX=1', env: { MALLOC_ARENA_MAX: '1' } },
@@ -628,7 +628,7 @@ async function main() {
     const cur = direct.argvFor(BASE_VARIANTS[0], 'x', '0123456789abcdef');
     resolveVariants(cur[cur.indexOf('-append') + 1], rawKernel);
     flags = await flagExperiments(direct);
-    flagBoot = await flagBootSeries(direct, ['current', 'calibrate', 'pit', 'erofs-cache', 'fat-kernel', 'tb8', 'tb32'].filter((id) => VARIANTS.some((v) => v.id === id)));
+    flagBoot = await flagBootSeries(direct, ['current', 'calibrate', 'pit', 'erofs-cache', 'fat-kernel', 'tb16', 'tb4'].filter((id) => VARIANTS.some((v) => v.id === id)));
     if (opts.contend) contended = await contendedExperiment(direct);
     if (opts.ksm) ksm = await ksmExperiment(direct);
     cleanup.verifiedNoDirectQemuLeft = directQemuLeft().length === 0;

@@ -102,9 +102,10 @@ describe('qemuArgs', () => {
 });
 
 describe('tcgCacheMiB', () => {
-  it('sizes the translation cache with the guest, within 16–64 MiB, with an override', () => {
-    expect(tcgCacheMiB(64, {})).toBe(16);
-    expect(tcgCacheMiB(32, {})).toBe(16);
+  it('gives small native guests 8 MiB, bigger ones guest/4 within 16–64 MiB, with an override', () => {
+    expect(tcgCacheMiB(64, {})).toBe(8);
+    expect(tcgCacheMiB(32, {})).toBe(8);
+    expect(tcgCacheMiB(65, {})).toBe(16);
     expect(tcgCacheMiB(128, {})).toBe(32);
     expect(tcgCacheMiB(4096, {})).toBe(64);
     expect(tcgCacheMiB(64, { UNIKCTL_TCG_TB_MIB: '128' })).toBe(128);
