@@ -5,6 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import { ArtifactStore } from '../controlplane/artifacts.js';
 import { Authenticator, hashToken } from '../controlplane/auth.js';
 import { createBaseApp, ndjsonReply } from '../controlplane/http.js';
+import type { StatusResult } from '../engine/client.js';
 import { LocalClient, parsePort } from '../engine/local.js';
 import { UserError, type ErrorCode } from '../errors.js';
 import { homeLayout } from '../paths.js';
@@ -104,8 +105,8 @@ export async function runAgent(o: AgentOptions): Promise<{ app: FastifyInstance;
   if (!m || !m[1] || !m[2]) throw new UserError('E_INVALID_ARGUMENT', `--listen ${o.listen} is not HOST:PORT`);
   await app.listen({ host: m[1], port: Number(m[2]) });
 
-  const capacity = async (): Promise<Record<string, number>> => {
-    const s = await engine.status().catch(() => null);
+  const capacity = async (known?: StatusResult | null): Promise<Record<string, number>> => {
+    const s = known ?? await engine.status().catch(() => null);
     const running = s?.deployments.filter((d) => ['pending', 'building', 'starting', 'running'].includes(d.state)).length ?? 0;
     return { cpus: o.capacity.cpus, memoryMiB: o.capacity.memoryMiB, runningVms: running };
   };
@@ -126,7 +127,17 @@ export async function runAgent(o: AgentOptions): Promise<{ app: FastifyInstance;
   const timer = setInterval(() => {
     void (async () => {
       try {
-        await cpCall('POST', '/v1/nodes/heartbeat', { name: o.name, capacity: await capacity() });
+        const local = await engine.status().catch(() => null);
+        const now = Date.now();
+        const deployments = (local?.deployments ?? []).filter((d) => d.state !== 'destroying')
+          .map((d) => ({ name: d.name, ageMs: Math.max(0, now - Date.parse(d.createdAt)) }));
+        const res = await cpCall('POST', '/v1/nodes/heartbeat', { name: o.name, capacity: await capacity(local), deployments });
+        const { orphans = [] } = (await res.json()) as { orphans?: string[] };
+        if (orphans.length) {
+          // rescheduled elsewhere while this node was down: the control plane's copy is the live one
+          app.log.warn({ orphans }, 'destroying local copies of deployments that now run on other nodes');
+          await engine.destroy(orphans, { graceMs: 5000 }).catch((e: unknown) => app.log.warn({ err: String(e) }, 'destroying orphaned copies failed'));
+        }
       } catch (e) {
         if (e instanceof UserError && e.code === 'E_UNKNOWN_NODE') await register().catch(() => {}); // the control plane lost us: register again
         else app.log.warn({ err: String(e) }, 'heartbeat failed');

@@ -6,10 +6,10 @@ import type { ArtifactStore } from './artifacts.js';
 import type { Authenticator } from './auth.js';
 import { createBaseApp, ndjsonReply } from './http.js';
 import type { Metrics } from './metrics.js';
-import type { NodeStore } from './nodes.js';
+import { orphanedDeployments, type NodeStore, type PlacementStore, type ReportedDeployment } from './nodes.js';
 import {
   artifactResultSchema, deployBodySchema, deployResultSchema, destroyBodySchema, destroyResultSchema, errorResponses,
-  nodeNameParams, nodeRegisterSchema, nodeSchema, statusSchema,
+  heartbeatResultSchema, nodeNameParams, nodeRegisterSchema, nodeSchema, statusSchema,
 } from './schemas.js';
 import type { ControlPlane, DeployBody, DestroyBody } from './service.js';
 
@@ -18,7 +18,7 @@ export interface AppDeps {
   auth: Authenticator;
   artifacts: ArtifactStore;
   metrics: Metrics;
-  nodes: NodeStore;
+  nodes: NodeStore & PlacementStore;
   version: string;
   logger?: FastifyServerOptions['logger'];
   https?: { key: Buffer; cert: Buffer } | null;
@@ -131,8 +131,14 @@ export async function buildApp(d: AppDeps): Promise<FastifyInstance> {
   }, async (req) => d.nodes.register(req.body as { name: string }));
   app.post('/v1/nodes/heartbeat', {
     config: { scope: 'nodes' },
-    schema: { summary: 'A node agent heartbeat with its capacity', body: nodeRegisterSchema, response: { 200: nodeSchema, ...errorResponses } },
-  }, async (req) => d.nodes.heartbeat(req.body as { name: string }));
+    schema: { summary: 'A node agent heartbeat with its capacity and local deployments', body: nodeRegisterSchema, response: { 200: heartbeatResultSchema, ...errorResponses } },
+  }, async (req) => {
+    const body = req.body as { name: string; capacity?: Record<string, number>; deployments?: ReportedDeployment[] };
+    const node = await d.nodes.heartbeat(body);
+    if (!body.deployments?.length) return { ...node, orphans: [] };
+    const placements = new Map((await d.nodes.listPlacements()).map((p) => [p.deployment, p]));
+    return { ...node, orphans: orphanedDeployments(body.name, body.deployments, placements, Date.now()) };
+  });
   for (const [verb, cordoned] of [['cordon', true], ['uncordon', false]] as const) {
     app.post(`/v1/nodes/:name/${verb}`, {
       config: { scope: 'nodes' },

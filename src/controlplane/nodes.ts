@@ -47,6 +47,22 @@ export interface PlacementStore {
   deletePlacement(deployment: string): Promise<void>;
 }
 
+/** What an agent reports of a local deployment in its heartbeat: the name and its age by the agent's own clock. */
+export interface ReportedDeployment { name: string; ageMs: number; }
+
+/**
+ * The local copies an agent should remove: deployments whose placement moved to another node after the copy was
+ * created — a node that comes back after its workloads were rescheduled while it was down. A copy created after
+ * its placement was last set is a move in progress towards this node and is kept; so is anything without a
+ * placement (a control plane that lost its store must not wipe its nodes).
+ */
+export function orphanedDeployments(node: string, reported: ReportedDeployment[], placements: ReadonlyMap<string, Placement>, now: number): string[] {
+  return reported.filter((r) => {
+    const p = placements.get(r.name);
+    return p !== undefined && p.node !== node && now - r.ageMs < p.placedAt;
+  }).map((r) => r.name);
+}
+
 export class NodeRegistry implements NodeStore, PlacementStore {
   constructor(private readonly db: Database.Database, private readonly graceMs = 30_000) {
     db.exec(`CREATE TABLE IF NOT EXISTS nodes (name TEXT PRIMARY KEY, address TEXT NOT NULL, labels TEXT NOT NULL,

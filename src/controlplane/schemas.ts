@@ -120,7 +120,18 @@ export const nodeRegisterSchema = {
     address: { type: 'string', maxLength: 256 },
     labels: { type: 'object', maxProperties: 64, additionalProperties: { type: 'string', maxLength: 256 } },
     capacity: { type: 'object', maxProperties: 32, additionalProperties: { type: 'number', minimum: 0 } },
+    /** heartbeats: the agent's local deployments, so the control plane can name copies that moved away */
+    deployments: {
+      type: 'array', maxItems: 10_000,
+      items: { type: 'object', additionalProperties: false, required: ['name', 'ageMs'], properties: { name: { type: 'string', pattern: NAME_PATTERN }, ageMs: { type: 'number', minimum: 0 } } },
+    },
   },
+} as const;
+
+/** A heartbeat's answer: the node, and the local copies its agent should destroy (moved elsewhere while it was down). */
+export const heartbeatResultSchema = {
+  ...nodeSchema,
+  properties: { ...nodeSchema.properties, orphans: { type: 'array', items: str } },
 } as const;
 
 export const nodeNameParams = {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { buildBinaryImage, buildProject, type BuildProgress } from '../build/build.js';
+import type { BuildProgress } from '../build/build.js';
 import { materializeKernel, readImage, type ImageManifest } from '../build/image.js';
 import { copyImageDir } from '../build/package-store.js';
 import { toUserError, UserError, type ErrorCode } from '../errors.js';
@@ -119,6 +119,8 @@ export class Supervisor {
         warn: (m) => this.logLine('build', `warning: ${m}`),
       };
       const mode = d.spec.debug ? 'debug' : 'release';
+      // loaded only here: a supervisor that runs a built package never holds the packs' code (less memory per VM)
+      const { buildBinaryImage, buildProject } = await import('../build/build.js');
       if (src.kind === 'project') {
         const r = await buildProject({ dir: src.dir, mode, layout, rootfsDir: d.spec.rootfsDir, progress, env: this.o.env });
         rmSync(imageDir, { recursive: true, force: true });

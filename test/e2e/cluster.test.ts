@@ -131,4 +131,23 @@ describe('cluster: agents, scheduler, drain, node failure', () => {
     console.log(`n4 marked down after ${downAfter} ms; its ${victims.length} workloads rescheduled ${Date.now() - t0} ms after the kill`);
     for (const d of s.deployments.filter((x) => victims.includes(x.name))) expect(await httpGet(`${addressOf(d)}/after-failure`)).toContain(`host ${d.name}`);
   });
+
+  it('the killed agent comes back: its stale copies of the rescheduled workloads are destroyed, the live ones keep running', async () => {
+    const n4 = nodes[2];
+    if (!n4) throw new Error('no n4');
+    // the VMs of a killed agent outlive it (detached supervisors): the copies that now also run on n2
+    const stale = qemuOn(n4.data);
+    expect(stale.length).toBeGreaterThan(0);
+    await startAgent(n4);
+    await until('n4 ready again', async () => (await cluster()).nodes.find((n) => n.name === 'n4')?.status === 'ready', 30_000);
+    const t0 = Date.now();
+    await until('stale copies on n4 destroyed', async () => qemuOn(n4.data).length === 0, 60_000);
+    console.log(`n4 back: ${stale.length} stale cop${stale.length === 1 ? 'y' : 'ies'} destroyed ${Date.now() - t0} ms after it was ready again`);
+    const onN2 = (await cluster()).deployments.filter((d) => d.node === 'n2');
+    expect(onN2.length).toBeGreaterThan(0);
+    for (const d of onN2) {
+      expect(d.state).toBe('running');
+      expect(await httpGet(`${addressOf(d)}/after-return`)).toContain(`host ${d.name}`);
+    }
+  });
 });

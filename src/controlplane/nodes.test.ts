@@ -1,0 +1,33 @@
+import { describe, expect, it } from 'vitest';
+import { orphanedDeployments, type Placement } from './nodes.js';
+
+const placed = (deployment: string, node: string, placedAt: number): [string, Placement] =>
+  [deployment, { deployment, node, cpus: 1, memoryMiB: 64, request: {}, placedAt }];
+
+describe('orphanedDeployments', () => {
+  const now = 1_000_000;
+  const placements = new Map([
+    placed('here', 'n1', 500_000),
+    placed('moved-away', 'n2', 900_000), // rescheduled to n2 at t=900 s
+    placed('moving-in', 'n3', 100_000), // placement still on n3: a move to n1 is in progress
+  ]);
+
+  it('names copies whose placement moved to another node after they were created', () => {
+    const reported = [
+      { name: 'here', ageMs: 600_000 },
+      { name: 'moved-away', ageMs: 400_000 }, // created at t=600 s, before the move
+      { name: 'moving-in', ageMs: 5_000 }, // created at t=995 s, after its placement was last set
+      { name: 'unplaced', ageMs: 10_000 },
+    ];
+    expect(orphanedDeployments('n1', reported, placements, now)).toEqual(['moved-away']);
+  });
+
+  it('keeps everything placed on the node, and anything the control plane has no placement for', () => {
+    expect(orphanedDeployments('n2', [{ name: 'moved-away', ageMs: 1 }], placements, now)).toEqual([]);
+    expect(orphanedDeployments('n1', [{ name: 'unknown', ageMs: 999_999 }], new Map(), now)).toEqual([]);
+  });
+
+  it('keeps a copy created after the move (a later move back to this node)', () => {
+    expect(orphanedDeployments('n1', [{ name: 'moved-away', ageMs: 50_000 }], placements, now)).toEqual([]);
+  });
+});
