@@ -114,12 +114,13 @@ describe('tcgCacheMiB', () => {
 
 describe('launchCommand', () => {
   it('starts QEMU through the launcher with this process as the parent to watch', () => {
-    const l = launchCommand(['-m', '64M'], process.execPath, 4242);
+    const l = launchCommand(['-m', '64M'], process.execPath, 4242, {});
     expect(l).toEqual({ file: process.execPath, args: ['4242', QEMU_BINARY, '-m', '64M'], launcher: 'unikctl-launch' });
   });
 
-  it('falls back to setpriv --pdeathsig when the launcher is not built', () => {
-    const l = launchCommand(['-m', '64M'], '/nonexistent/unikctl-launch', 4242);
-    expect(l).toEqual({ file: 'setpriv', args: ['--pdeathsig', 'SIGKILL', '--', QEMU_BINARY, '-m', '64M'], launcher: 'setpriv' });
+  it('falls back to setpriv --pdeathsig when the launcher is not built, or when huge pages are asked for', () => {
+    const fallback = { file: 'setpriv', args: ['--pdeathsig', 'SIGKILL', '--', QEMU_BINARY, '-m', '64M'], launcher: 'setpriv' };
+    expect(launchCommand(['-m', '64M'], '/nonexistent/unikctl-launch', 4242, {})).toEqual(fallback);
+    expect(launchCommand(['-m', '64M'], process.execPath, 4242, { UNIKCTL_GUEST_THP: 'on' })).toEqual(fallback);
   });
 });

@@ -49,11 +49,12 @@ export function tcgCacheMiB(memoryMiB: number, env: NodeJS.ProcessEnv = process.
 
 /**
  * How QEMU is started so that it dies with this process (RT-10): through host/launch.c, which also turns
- * transparent huge pages off for QEMU (−7 MiB per idle VM; see docs/performance.md), or, when the set-up has
- * not built it, through util-linux's `setpriv --pdeathsig` (same guarantee, huge pages stay on).
+ * transparent huge pages off for QEMU (−6 MiB per idle VM; see docs/performance.md), or through util-linux's
+ * `setpriv --pdeathsig` (same guarantee, huge pages stay on) when the set-up has not built the launcher or
+ * UNIKCTL_GUEST_THP=on asks for huge pages (memory-hungry guests under KVM run faster on them).
  */
-export function launchCommand(qemuArgv: string[], launcher = vmmLauncherPath(), parentPid = process.pid): { file: string; args: string[]; launcher: 'unikctl-launch' | 'setpriv' } {
-  if (existsSync(launcher)) return { file: launcher, args: [String(parentPid), QEMU_BINARY, ...qemuArgv], launcher: 'unikctl-launch' };
+export function launchCommand(qemuArgv: string[], launcher = vmmLauncherPath(), parentPid = process.pid, env: NodeJS.ProcessEnv = process.env): { file: string; args: string[]; launcher: 'unikctl-launch' | 'setpriv' } {
+  if (env.UNIKCTL_GUEST_THP !== 'on' && existsSync(launcher)) return { file: launcher, args: [String(parentPid), QEMU_BINARY, ...qemuArgv], launcher: 'unikctl-launch' };
   return { file: 'setpriv', args: ['--pdeathsig', 'SIGKILL', '--', QEMU_BINARY, ...qemuArgv], launcher: 'setpriv' };
 }
 
