@@ -11,19 +11,24 @@ type ClusterDeployment = DeploymentJson & { node?: string };
 
 /** CP-6 on real VMs: three node agents on 127.0.0.2/3/4, placement, drain, and a killed agent. */
 describe('cluster: agents, scheduler, drain, node failure', () => {
-  const server = new TestServer({ runner: 'engine', extra: ['--nodes', 'agents', '--node-token', NODE_TOKEN, '--node-grace-ms', '4000'] });
+  // n5 serves its agent API over HTTPS with a self-signed certificate that the control plane trusts
+  const tlsDir = mkdtempSync(join(tmpdir(), 'unikctl-agent-tls-'));
+  const tls = { cert: join(tlsDir, 'cert.pem'), key: join(tlsDir, 'key.pem') };
+  const server = new TestServer({ runner: 'engine', extra: ['--nodes', 'agents', '--node-token', NODE_TOKEN, '--node-grace-ms', '4000'], env: { NODE_EXTRA_CA_CERTS: tls.cert } });
   const home = new TestHome();
   const nodes = [
-    { name: 'n2', ip: '127.0.0.2', labels: 'zone=a' },
-    { name: 'n3', ip: '127.0.0.3', labels: 'zone=b' },
-    { name: 'n4', ip: '127.0.0.4', labels: 'zone=b' },
+    { name: 'n2', ip: '127.0.0.2', labels: 'zone=a', tls: false },
+    { name: 'n3', ip: '127.0.0.3', labels: 'zone=b', tls: false },
+    { name: 'n4', ip: '127.0.0.4', labels: 'zone=b', tls: false },
+    { name: 'n5', ip: '127.0.0.5', labels: 'zone=c', tls: true }, // started by the TLS test, last
   ].map((n) => ({ ...n, data: mkdtempSync(join(tmpdir(), `unikctl-agent-${n.name}-`)), proc: null as ChildProcess | null }));
   const ports = new Map<string, number>();
 
   const startAgent = async (n: (typeof nodes)[number]): Promise<void> => {
     const port = await freePort();
     n.proc = spawn(process.execPath, [join(ROOT, 'bin', 'unikctld.js'), 'agent', '--control-plane', server.url, '--name', n.name, '--token', NODE_TOKEN,
-      '--listen', `${n.ip}:${port}`, '--labels', n.labels, '--data', n.data, '--heartbeat-ms', '1000', '--cpus', '8', '--memory', '8192', '--log-level', 'warn'],
+      '--listen', `${n.ip}:${port}`, '--labels', n.labels, '--data', n.data, '--heartbeat-ms', '1000', '--cpus', '8', '--memory', '8192', '--log-level', 'warn',
+      ...(n.tls ? ['--tls-cert', tls.cert, '--tls-key', tls.key] : [])],
     { env: { ...process.env, UNIKCTL_KERNEL_DIR: homeLayout(process.env).kernels, UNIKCTL_ACCEL: process.env.UNIKCTL_ACCEL ?? 'tcg', UNIKCTL_STOP_GRACE_MS: '3000' }, stdio: 'ignore' });
   };
   const cluster = async (): Promise<{ deployments: ClusterDeployment[]; nodes: Array<{ name: string; status: string; cordoned: boolean }> }> =>
@@ -51,11 +56,12 @@ describe('cluster: agents, scheduler, drain, node failure', () => {
   };
 
   beforeAll(async () => {
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', tls.key, '-out', tls.cert, '-days', '1', '-subj', '/CN=127.0.0.5', '-addext', 'subjectAltName=IP:127.0.0.5'], { stdio: 'ignore' });
     await server.start();
     const build = await home.cli(['build', join(ROOT, 'examples', 'go-http')]); // a local package, uploaded by deploy
     expect(build.code, build.stderr).toBe(0);
     Object.assign(home.env, server.cliEnv());
-    for (const n of nodes) await startAgent(n);
+    for (const n of nodes.filter((x) => !x.tls)) await startAgent(n);
     await until('3 ready nodes', async () => (await cluster()).nodes?.filter((n) => n.status === 'ready').length === 3, 30_000);
   });
 
@@ -76,6 +82,7 @@ describe('cluster: agents, scheduler, drain, node failure', () => {
     }
     server.cleanup();
     await home.cleanup();
+    rmSync(tlsDir, { recursive: true, force: true });
   });
 
   it('places 6 VMs by policy (spread) and labels; each answers through the node that runs it', async () => {
@@ -149,5 +156,26 @@ describe('cluster: agents, scheduler, drain, node failure', () => {
       expect(d.state).toBe('running');
       expect(await httpGet(`${addressOf(d)}/after-return`)).toContain(`host ${d.name}`);
     }
+  });
+
+  it('an agent served over HTTPS: registration, forwarded deploy, status, logs and destroy work through TLS', async () => {
+    const n5 = nodes[3];
+    if (!n5) throw new Error('no n5');
+    await startAgent(n5);
+    await until('n5 ready', async () => (await cluster()).nodes.find((n) => n.name === 'n5')?.status === 'ready', 30_000);
+    const port = await freePort();
+    ports.set('tls1', port);
+    const r = await home.cli(['deploy', 'local/go-http', '--name', 'tls1', '-p', `${port}:8080`, '--label', 'zone=c']);
+    expect(r.code, r.stderr).toBe(0);
+    const d = await until('tls1 running on n5', async () => (await cluster()).deployments.find((x) => x.name === 'tls1' && x.state === 'running'));
+    expect(d.node).toBe('n5');
+    expect(await httpGet(`${addressOf(d)}/over-tls`)).toContain('host tls1');
+    const logs = await until('tls1 logs through the agent', async () => {
+      const l = await home.cli(['logs', 'tls1']);
+      return l.stdout.includes('/over-tls') ? l : null;
+    }, 30_000);
+    expect(logs.code).toBe(0);
+    expect((await home.cli(['destroy', 'tls1', '--wait'])).code).toBe(0);
+    await until('tls1 gone from n5', async () => qemuOn(n5.data).length === 0, 30_000);
   });
 });

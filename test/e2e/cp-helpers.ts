@@ -11,7 +11,7 @@ export const DEPLOYER_TOKEN = 'unik_test_deployer_0123456789abcdef';
 export const NODE_TOKEN = 'unik_test_node_0123456789abcdef';
 export const JWT_SECRET = 'test-secret-for-hs256-jwt-0123456789abcdef';
 
-export interface ServerOptions { runner?: 'engine' | 'fake'; workers?: number; tls?: { cert: string; key: string }; data?: string; extra?: string[]; }
+export interface ServerOptions { runner?: 'engine' | 'fake'; workers?: number; tls?: { cert: string; key: string }; data?: string; extra?: string[]; env?: Record<string, string>; }
 
 /** A real unikctld process on loopback with a throw-away data directory and a known auth file. */
 export class TestServer {
@@ -45,7 +45,7 @@ export class TestServer {
     const args = [join(ROOT, 'bin', 'unikctld.js'), 'serve', '--listen', `127.0.0.1:${port}`, '--data', this.data, '--auth', join(this.data, 'auth.yaml'),
       '--runner', this.o.runner ?? 'engine', '--workers', String(this.o.workers ?? 2), '--retry-base-ms', '100', '--log-level', 'warn',
       ...(this.o.tls ? ['--tls-cert', this.o.tls.cert, '--tls-key', this.o.tls.key] : []), ...(this.o.extra ?? [])];
-    const env = { ...process.env, UNIKCTL_KERNEL_DIR: homeLayout(process.env).kernels, UNIKCTL_ACCEL: process.env.UNIKCTL_ACCEL ?? 'tcg', UNIKCTL_STOP_GRACE_MS: '3000' };
+    const env = { ...process.env, UNIKCTL_KERNEL_DIR: homeLayout(process.env).kernels, UNIKCTL_ACCEL: process.env.UNIKCTL_ACCEL ?? 'tcg', UNIKCTL_STOP_GRACE_MS: '3000', ...(this.o.env ?? {}) };
     this.proc = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc.stdout?.on('data', (c: Buffer) => { this.log += c.toString(); });
     this.proc.stderr?.on('data', (c: Buffer) => { this.log += c.toString(); });
