@@ -23,6 +23,8 @@ const LIVE = new Set(['pending', 'building', 'starting', 'running']);
 export class ClusterClient implements Client {
   /** Placement decisions are serialized: two workers must not both fill the last slot of a node. */
   private placing: Promise<unknown> = Promise.resolve();
+  /** Capacity held by moves whose copy is starting (their placement still names the old node). */
+  private readonly inFlight = new Map<string, { node: string; cpus: number; memoryMiB: number }>();
 
   private serialized<T>(fn: () => Promise<T>): Promise<T> {
     const next = this.placing.then(fn, fn);
@@ -45,7 +47,7 @@ export class ClusterClient implements Client {
   private async nodeInfos(): Promise<NodeInfo[]> {
     const [nodes, placements] = await Promise.all([this.o.store.list(), this.o.store.listPlacements()]);
     return nodes.map((n) => {
-      const mine = placements.filter((p) => p.node === n.name);
+      const mine = [...placements.filter((p) => p.node === n.name), ...[...this.inFlight.values()].filter((m) => m.node === n.name)];
       return {
         name: n.name, status: n.status, cordoned: n.cordoned, labels: n.labels, lastHeartbeatAt: n.lastHeartbeatAt,
         capacity: { cpus: n.capacity.cpus ?? 0, memoryMiB: n.capacity.memoryMiB ?? 0 },
@@ -113,20 +115,29 @@ export class ClusterClient implements Client {
     if (!p || p.node !== from) return null; // already moved (a replayed job) or destroyed meanwhile
     const labels = Object.fromEntries(((p.request as AgentDeployRequest).labels ?? []).map((l) => l.split('=', 2) as [string, string]));
     const request: AgentDeployRequest = { ...(p.request as AgentDeployRequest), idempotencyKey: `move:${name}:${from}:${p.placedAt}` };
-    // decisions are serialized; the target's allocation counts once the copy runs (concurrent moves may overcommit)
-    const to = await this.serialized(() => this.schedule({ name, cpus: p.cpus, memoryMiB: p.memoryMiB, labels, avoid: [from] }));
-    const moved: Placement = { ...p, node: to, request, placedAt: Date.now() };
-    const { agent } = await this.agentOf(to);
-    await agent.deploy(request);
-    const deadline = Date.now() + 30 * 60_000;
-    for (;;) {
-      const d = (await agent.status()).deployments.find((x) => x.name === name);
-      if (d?.state === 'running') break;
-      if (d && (d.state === 'failed' || d.state === 'exited')) throw new UserError('E_DEPLOY_FAILED', `moving ${name} to ${to}: ${d.reason ?? d.state}`);
-      if (Date.now() > deadline) throw new UserError('E_TRANSIENT', `moving ${name} to ${to}: not running yet`);
-      await sleep(300);
+    // decisions are serialized, and the target's share is held until the new placement is recorded, so concurrent
+    // moves never fill the same free slot twice
+    const to = await this.serialized(async () => {
+      const node = await this.schedule({ name, cpus: p.cpus, memoryMiB: p.memoryMiB, labels, avoid: [from] });
+      this.inFlight.set(name, { node, cpus: p.cpus, memoryMiB: p.memoryMiB });
+      return node;
+    });
+    try {
+      const moved: Placement = { ...p, node: to, request, placedAt: Date.now() };
+      const { agent } = await this.agentOf(to);
+      await agent.deploy(request);
+      const deadline = Date.now() + 30 * 60_000;
+      for (;;) {
+        const d = (await agent.status()).deployments.find((x) => x.name === name);
+        if (d?.state === 'running') break;
+        if (d && (d.state === 'failed' || d.state === 'exited')) throw new UserError('E_DEPLOY_FAILED', `moving ${name} to ${to}: ${d.reason ?? d.state}`);
+        if (Date.now() > deadline) throw new UserError('E_TRANSIENT', `moving ${name} to ${to}: not running yet`);
+        await sleep(300);
+      }
+      await this.o.store.setPlacement(moved);
+    } finally {
+      this.inFlight.delete(name);
     }
-    await this.o.store.setPlacement(moved);
     if (!opts.sourceDown) {
       const old = await this.agentOf(from).catch(() => null);
       await old?.agent.destroy([name], opts.graceMs).catch(() => undefined);
