@@ -572,7 +572,7 @@ async function main() {
     const s = both.cpuPctOfCore.slice(qemuPids.length);
     const st = await cli(['status', '--json']);
     const deployments = st.code === 0 ? JSON.parse(st.stdout).deployments ?? [] : [];
-    const metering = deployments.map((x) => ({ name: x.name, state: x.state, imageBytes: x.imageBytes, bootMs: x.bootMs, deployToFirstOutputMs: x.boot?.deployToFirstOutputMs ?? null, cpuSeconds: x.metrics?.cpuSeconds ?? null, rssBytes: x.metrics?.rssBytes ?? null }));
+    const metering = deployments.map((x) => ({ name: x.name, state: x.state, imageBytes: x.imageBytes, bootMs: x.bootMs, deployToFirstOutputMs: x.boot?.deployToFirstOutputMs ?? null, cpuSeconds: x.metrics?.cpuSeconds ?? null, rssBytes: x.metrics?.rssBytes ?? null, supervisorRssBytes: x.metrics?.supervisorRssBytes ?? null }));
     const k = (arr, key) => r2(avg(arr.map((x) => x?.[key])));
     const qm = mem.map((x) => x.qemu);
     const sm = mem.map((x) => x.supervisor);
@@ -590,7 +590,7 @@ async function main() {
       metering: {
         source: 'unikctl status --json (deployments[].metrics, boot, imageBytes)',
         deployments: metering,
-        allReported: metering.length === mem.length && metering.every((x) => x.cpuSeconds !== null && x.rssBytes !== null && x.deployToFirstOutputMs !== null && x.imageBytes !== null),
+        allReported: metering.length === mem.length && metering.every((x) => x.cpuSeconds !== null && x.rssBytes !== null && x.supervisorRssBytes !== null && x.deployToFirstOutputMs !== null && x.imageBytes !== null),
       },
     };
     final.perVmTotalPss = r2(final.qemu.pss + (final.supervisor.pss ?? 0));
@@ -705,7 +705,7 @@ function textReport(r) {
     L.push(`idle CPU (${f.idle.seconds} s): QEMU ${f.idle.qemuTotalCpuPctOfCore} % + supervisors ${f.idle.supervisorTotalCpuPctOfCore} % of one core for ${f.vms} VMs (${f.idle.qemuWakeupsPerSecPerVm} QEMU wake-ups/s per VM); host busy ${f.idle.hostBusyPctOfMachine} % of the machine (includes other work)`);
     L.push(`time to the N-th VM (deploy → first output): 1st ${s.nthVm.firstVmMs} ms, #${s.nthVm.n} ${s.nthVm.deployToFirstOutputMs} ms; MemAvailable dropped ${f.memAvailableDropMiB} MiB`);
     L.push(`100 VMs would need ≈ ${s.hostGiBFor100} GiB (N × USS + shared pages once); idle CPU ≈ ${s.idleCpuFor100PctOfCore} % of one core`);
-    L.push(`metering (status --json): ${f.metering.allReported ? 'cpuSeconds, rssBytes, boot and imageBytes reported for every deployment' : 'INCOMPLETE'}`);
+    L.push(`metering (status --json): ${f.metering.allReported ? 'cpuSeconds, rssBytes, supervisorRssBytes, boot and imageBytes reported for every deployment' : 'INCOMPLETE'}`);
   }
   if (r.flags) {
     L.push('', 'QEMU flag experiments (direct QEMU, per VM, MiB)                    RSS     USS     PSS   idle%  wk/s  boot p50');

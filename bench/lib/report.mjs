@@ -145,9 +145,11 @@ function densitySection(d, ctx) {
   if (fin?.metering) {
     const md = fin.metering.deployments ?? [];
     out.push('### Metering (CP-8, RT-7)', '');
-    out.push(`\`unikctl status --json\` reported, for ${md.length} deployments: ${fin.metering.allReported ? '**cpuSeconds, rssBytes (QEMU), boot latency and imageBytes for every one**' : '**incomplete metering**'}. First three:`, '');
-    out.push(table(['deployment', 'cpuSeconds', 'rssBytes', 'deploy → first output', 'imageBytes'], md.slice(0, 3).map((x) => [x.name, f2(x.cpuSeconds), mib(x.rssBytes), ms(x.deployToFirstOutputMs), mib(x.imageBytes)])));
-    out.push('', 'Not yet metered: the supervisor process (≈ the second row of the table above) is not included in `metrics`.', '');
+    out.push(`\`unikctl status --json\` reported, for ${md.length} deployments: ${fin.metering.allReported ? '**cpuSeconds, rssBytes (QEMU), supervisorRssBytes, boot latency and imageBytes for every one**' : '**incomplete metering**'}. First three:`, '');
+    out.push(table(['deployment', 'cpuSeconds', 'rssBytes', 'supervisorRssBytes', 'deploy → first output', 'imageBytes'], md.slice(0, 3).map((x) => [x.name, f2(x.cpuSeconds), mib(x.rssBytes), x.supervisorRssBytes === undefined ? 'n/a' : mib(x.supervisorRssBytes), ms(x.deployToFirstOutputMs), mib(x.imageBytes)])));
+    out.push('', md[0] && md[0].supervisorRssBytes !== undefined
+      ? 'The supervisor that owns each VM is metered apart: `metrics.supervisorRssBytes` (`unikctld_deployment_supervisor_memory_bytes`).'
+      : 'Not yet metered (this result predates it): the supervisor process (≈ the second row of the table above).', '');
   }
   out.push(d.cleanup?.verifiedNoQemuLeft ? 'Clean-up: every deployment destroyed; no QEMU process left (verified through /proc).' : '**Clean-up: QEMU processes were left behind** (see the raw file).', '');
   ctx.targets.push(...(d.targets ?? []).map((t) => ({ part: 'density', target: t.target, value: t.value, pass: /concurrent idle/.test(t.target) && t.extrapolated ? null : t.pass, extrapolated: t.extrapolated })));

@@ -187,7 +187,7 @@ export class ClusterClient implements Client {
         name: p.deployment, id: '', state: 'pending', exitCode: null,
         reason: node?.status === 'down' ? `node ${p.node} is down; the workload is being rescheduled` : `placed on node ${p.node}`,
         ports: [], imageBytes: null, image: null, pack: null, mode: null, accel: null, bootMs: null, boot: {}, uptimeMs: null,
-        createdAt: new Date(p.placedAt).toISOString(), startedAt: null, endedAt: null, metrics: { cpuSeconds: null, rssBytes: null }, node: p.node,
+        createdAt: new Date(p.placedAt).toISOString(), startedAt: null, endedAt: null, metrics: { cpuSeconds: null, rssBytes: null, supervisorRssBytes: null }, node: p.node,
       } as DeploymentView);
     }
     views.sort((a, b) => a.name.localeCompare(b.name));

@@ -41,5 +41,6 @@ export class Metrics {
     perDeployment('unikctld_deployment_image_bytes', 'Image size (kernel + root filesystem) of each deployment.', (d) => d.imageBytes);
     perDeployment('unikctld_deployment_cpu_seconds', 'CPU time used by the VM process of each running deployment.', (d) => d.metrics.cpuSeconds);
     perDeployment('unikctld_deployment_memory_bytes', 'Resident memory of the VM process of each running deployment.', (d) => d.metrics.rssBytes);
+    perDeployment('unikctld_deployment_supervisor_memory_bytes', 'Resident memory of the supervisor process that owns each running VM.', (d) => d.metrics.supervisorRssBytes);
   }
 }

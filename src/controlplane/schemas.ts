@@ -79,7 +79,7 @@ const deploymentSchema = {
     name: str, id: str, state: str, exitCode: { type: 'integer', nullable: true }, reason: nstr,
     ports: { type: 'array', items: str }, imageBytes: nnum, image: nstr, pack: nstr, mode: nstr, accel: nstr, bootMs: nnum,
     boot: { type: 'object', additionalProperties: { type: 'number' } }, uptimeMs: nnum, createdAt: str, startedAt: nstr, endedAt: nstr,
-    metrics: { type: 'object', properties: { cpuSeconds: nnum, rssBytes: nnum } },
+    metrics: { type: 'object', properties: { cpuSeconds: nnum, rssBytes: nnum, supervisorRssBytes: nnum } },
     node: str,
   },
 } as const;

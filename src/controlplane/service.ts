@@ -209,7 +209,7 @@ function placeholder(j: Job): DeploymentView {
     name: j.target, id: '', state: 'pending', exitCode: null, reason: j.error ? `retrying after ${j.error.code}: ${j.error.message}` : null,
     ports: ((j.request as DeployJobRequest).ports ?? []).map((p) => { const m = parsePort(p); return `${m.hostAddress === '0.0.0.0' ? '' : `${m.hostAddress}:`}${m.hostPort}->${m.guestPort}/tcp`; }),
     imageBytes: null, image: null, pack: null, mode: null, accel: null, bootMs: null, boot: {}, uptimeMs: null,
-    createdAt: now, startedAt: null, endedAt: null, metrics: { cpuSeconds: null, rssBytes: null },
+    createdAt: now, startedAt: null, endedAt: null, metrics: { cpuSeconds: null, rssBytes: null, supervisorRssBytes: null },
   };
 }
 

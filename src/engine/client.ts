@@ -52,7 +52,8 @@ export interface DeploymentView {
   createdAt: string;
   startedAt: string | null;
   endedAt: string | null;
-  metrics: { cpuSeconds: number | null; rssBytes: number | null };
+  /** VM process (QEMU) CPU time and resident memory; the supervisor that owns the VM is reported apart */
+  metrics: { cpuSeconds: number | null; rssBytes: number | null; supervisorRssBytes: number | null };
   /** the node running it (cluster mode) */
   node?: string;
 }

@@ -93,6 +93,14 @@ function procMetrics(pid: number): { cpuSeconds: number | null; rssBytes: number
   }
 }
 
+export const NO_METRICS: DeploymentView['metrics'] = { cpuSeconds: null, rssBytes: null, supervisorRssBytes: null };
+
+function deploymentMetrics(d: Deployment): DeploymentView['metrics'] {
+  if (!d.vmm) return NO_METRICS;
+  const supervisor = d.supervisor && isAlive(d.supervisor) ? procMetrics(d.supervisor.pid).rssBytes : null;
+  return { ...procMetrics(d.vmm.pid), supervisorRssBytes: supervisor };
+}
+
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
 export function toView(d: Deployment, now = Date.now()): DeploymentView {
@@ -104,7 +112,7 @@ export function toView(d: Deployment, now = Date.now()): DeploymentView {
     mode: d.image?.mode ?? null, accel: d.accel, bootMs: d.boot.vmmStartToAppStartMs ?? null, boot: d.boot,
     uptimeMs: running && d.startedAt ? now - d.startedAt : null,
     createdAt: new Date(d.createdAt).toISOString(), startedAt: iso(d.startedAt), endedAt: iso(d.endedAt),
-    metrics: running && d.vmm ? procMetrics(d.vmm.pid) : { cpuSeconds: null, rssBytes: null },
+    metrics: running ? deploymentMetrics(d) : NO_METRICS,
   };
 }
 

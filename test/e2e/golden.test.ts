@@ -72,6 +72,10 @@ describe('golden path: examples/go-http on a real VM', () => {
     expect(d?.ports).toEqual([`${port}->8080/tcp`]);
     expect(d?.accel).toBe(process.env.UNIKCTL_ACCEL === 'kvm' ? 'kvm' : 'tcg');
     expect(d?.bootMs).toBeGreaterThan(0);
+    // metering (CP-8): the VM process and the supervisor that owns it, measured apart
+    expect(d?.metrics?.cpuSeconds).toBeGreaterThan(0);
+    expect(d?.metrics?.rssBytes).toBeGreaterThan(16 * 1024 * 1024);
+    expect(d?.metrics?.supervisorRssBytes).toBeGreaterThan(16 * 1024 * 1024);
     expect(s.operations.find((o) => o.id === dep.operationId)?.state).toBe('succeeded');
 
     let logs = '';

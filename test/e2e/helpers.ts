@@ -83,6 +83,7 @@ export class TestHome {
 export interface DeploymentJson {
   name: string; state: string; exitCode: number | null; reason: string | null; ports: string[]; imageBytes: number | null;
   bootMs: number | null; accel: string | null; boot: Record<string, number>;
+  metrics?: { cpuSeconds: number | null; rssBytes: number | null; supervisorRssBytes: number | null };
 }
 export interface StatusJson { deployments: DeploymentJson[]; operations: Array<{ id: string; kind: string; target: string; state: string; error: { code: string } | null }>; }
 
