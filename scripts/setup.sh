@@ -10,7 +10,7 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 # 1. Debian packages (the host tools; no Docker anywhere)
-PKGS=(qemu-system-x86 erofs-utils linux-source-6.1 flex bison libelf-dev bc xz-utils make gcc libc6-dev musl-tools util-linux)
+PKGS=(qemu-system-x86 erofs-utils linux-source-6.1 patch flex bison libelf-dev bc xz-utils make gcc libc6-dev musl-tools util-linux)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
