@@ -17,8 +17,8 @@ export function renderStatus(o: Output, s: StatusResult): string {
     const cluster = s.deployments.some((d) => d.node !== undefined);
     lines.push(table(s.deployments.map((d) => [
       d.name, stateCell(o, d.state, d.exitCode), ...(cluster ? [d.node ?? '-'] : []), d.ports.join(',') || '-', formatBytes(d.imageBytes), d.accel ?? '-',
-      formatDuration(d.bootMs), formatDuration(d.uptimeMs), d.reason ?? '',
-    ]), ['NAME', 'STATE', ...(cluster ? ['NODE'] : []), 'PORTS', 'IMAGE', 'ACCEL', 'BOOT', 'UPTIME', 'REASON']));
+      formatDuration(d.bootMs), formatDuration(d.uptimeMs), formatBytes(d.metrics?.rssBytes), d.reason ?? '',
+    ]), ['NAME', 'STATE', ...(cluster ? ['NODE'] : []), 'PORTS', 'IMAGE', 'ACCEL', 'BOOT', 'UPTIME', 'MEM', 'REASON']));
   }
   if (s.nodes && s.nodes.length > 0) {
     lines.push('', 'NODES');
