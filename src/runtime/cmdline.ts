@@ -47,7 +47,7 @@ export function kernelCmdline(opts: { guest: GuestConfig; debug: boolean; accel:
     'panic=-1',
     'root=/dev/vda',
     'rootfstype=erofs',
-    // decompress in place: no second copy of compressed blocks in the guest page cache (−4 MiB per idle Go VM)
+    // decompress in place: no second copy of compressed blocks in the guest page cache (−2 MiB per idle Go VM)
     'rootflags=cache_strategy=disabled',
     'ro',
     'init=/init',
@@ -65,7 +65,7 @@ export function kernelCmdline(opts: { guest: GuestConfig; debug: boolean; accel:
     // TCG offers no TSC-deadline timer, so the kernel would spend ~0.25 s calibrating the APIC timer against the PIT.
     // Our kernel takes the rate instead (kernel/patches/0001: QEMU's emulated APIC counts at 1 GHz) and keeps the
     // tickless APIC timer: fast boot and ~3 wake-ups/s per idle VM. UNIKCTL_TCG_TIMER=pit is the old trade-off
-    // (PIT clock events: ~160 wake-ups/s ≈ 0.7 % of a core per idle VM), kept for comparison.
+    // (PIT clock events: ~155 wake-ups/s ≈ 1 % of a core per idle VM), kept for comparison.
     parts.push((opts.env ?? process.env).UNIKCTL_TCG_TIMER === 'pit' ? 'noapictimer' : `lapic_timer_khz=${TCG_APIC_KHZ}`);
   }
   if (opts.network) parts.push(`ip=10.0.2.15::10.0.2.2:255.255.255.0:${opts.guest.hostname}:eth0:off:10.0.2.3`);
