@@ -27,6 +27,18 @@ describe('orphanedDeployments', () => {
     expect(orphanedDeployments('n1', [{ name: 'unknown', ageMs: 999_999 }], new Map(), now)).toEqual([]);
   });
 
+  it('names unplaced copies whose name was destroyed after they were created, keeps everything else unplaced', () => {
+    const ops = new Map([
+      ['destroyed', { kind: 'destroy', state: 'succeeded', createdAt: 950_000 }],
+      ['destroying', { kind: 'destroy', state: 'running', createdAt: 950_000 }],
+      ['redeployed', { kind: 'destroy', state: 'succeeded', createdAt: 900_000 }], // the copy is newer than the destroy
+      ['deployed', { kind: 'deploy', state: 'succeeded', createdAt: 950_000 }],
+    ]);
+    const reported = ['destroyed', 'destroying', 'deployed', 'no-journal'].map((name) => ({ name, ageMs: 200_000 }))
+      .concat([{ name: 'redeployed', ageMs: 10_000 }]);
+    expect(orphanedDeployments('n1', reported, new Map(), now, ops)).toEqual(['destroyed']);
+  });
+
   it('keeps a copy created after the move (a later move back to this node)', () => {
     expect(orphanedDeployments('n1', [{ name: 'moved-away', ageMs: 50_000 }], placements, now)).toEqual([]);
   });

@@ -50,16 +50,27 @@ export interface PlacementStore {
 /** What an agent reports of a local deployment in its heartbeat: the name and its age by the agent's own clock. */
 export interface ReportedDeployment { name: string; ageMs: number; }
 
+/** The newest journaled operation on a deployment name. */
+export interface LastOperation { kind: string; state: string; createdAt: number; }
+
 /**
- * The local copies an agent should remove: deployments whose placement moved to another node after the copy was
- * created — a node that comes back after its workloads were rescheduled while it was down. A copy created after
- * its placement was last set is a move in progress towards this node and is kept; so is anything without a
- * placement (a control plane that lost its store must not wipe its nodes).
+ * The local copies an agent should remove, for a node that comes back after being unreachable:
+ *  - copies whose placement moved to another node after the copy was created (rescheduled while it was down);
+ *  - copies without a placement whose newest operation is a succeeded destroy issued after the copy was created
+ *    (destroyed while the node could not be reached).
+ * A copy created after its placement was last set is a move in progress towards this node and is kept; so is a
+ * copy the control plane knows nothing about (a control plane that lost its store must not wipe its nodes).
  */
-export function orphanedDeployments(node: string, reported: ReportedDeployment[], placements: ReadonlyMap<string, Placement>, now: number): string[] {
+export function orphanedDeployments(
+  node: string, reported: ReportedDeployment[], placements: ReadonlyMap<string, Placement>, now: number,
+  lastOperations: ReadonlyMap<string, LastOperation> = new Map(),
+): string[] {
   return reported.filter((r) => {
+    const createdAt = now - r.ageMs;
     const p = placements.get(r.name);
-    return p !== undefined && p.node !== node && now - r.ageMs < p.placedAt;
+    if (p) return p.node !== node && createdAt < p.placedAt;
+    const op = lastOperations.get(r.name);
+    return op !== undefined && op.kind === 'destroy' && op.state === 'succeeded' && createdAt < op.createdAt;
   }).map((r) => r.name);
 }
 

@@ -146,6 +146,12 @@ export class ControlPlane {
     return out;
   }
 
+  /** The newest journaled operation on a deployment name (null when the journal has none). */
+  async lastOperation(name: string): Promise<{ kind: string; state: string; createdAt: number } | null> {
+    const [job] = await this.o.journal.recent(1, name);
+    return job ? { kind: job.kind, state: job.state, createdAt: job.createdAt } : null;
+  }
+
   async status(name?: string): Promise<StatusResult> {
     const nodeStatus = await this.o.node.status().catch(() => ({ deployments: [], operations: [] }) as StatusResult);
     const deployments: DeploymentView[] = [...nodeStatus.deployments];
