@@ -283,7 +283,8 @@ function makeDirect({ qemuArgs, launchCommand, kernelCmdline, ConsoleParser, man
     const nonce = randomBytes(8).toString('hex');
     const argv = argvFor(v, name, nonce);
     const t0 = performance.now();
-    const launch = v.launcher === 'setpriv' ? { file: 'setpriv', args: ['--pdeathsig', 'SIGKILL', '--', QEMU, ...argv] } : launchCommand(argv);
+    // the thp variant asks the runtime's own launch rule for huge pages (it then starts QEMU through setpriv)
+    const launch = launchCommand(argv, undefined, undefined, v.launcher === 'setpriv' ? { ...process.env, UNIKCTL_GUEST_THP: 'on' } : process.env);
     const child = track(spawn(launch.file, launch.args, { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...(v.env ?? {}) } }));
     child.stdin.on('error', () => {});
     let stderr = '';
@@ -623,7 +624,8 @@ async function main() {
   let ksm = null;
   if (opts.flags) {
     // the kernel as linked, next to the lean copy the runtime boots (for the fat-kernel variant)
-    const rawKernel = [join(env.UNIKCTL_KERNEL_DIR, `release-${manifest.kernel.configHash}`, 'vmlinux')].find((f) => existsSync(f)) ?? null;
+    const linked = join(env.UNIKCTL_KERNEL_DIR, `release-${manifest.kernel.configHash}`, 'vmlinux');
+    const rawKernel = existsSync(linked) ? linked : null;
     const direct = makeDirect({ qemuArgs, launchCommand, kernelCmdline, ConsoleParser, manifest, vmlinux, rawKernel, rootfs });
     const cur = direct.argvFor(BASE_VARIANTS[0], 'x', '0123456789abcdef');
     resolveVariants(cur[cur.indexOf('-append') + 1], rawKernel);

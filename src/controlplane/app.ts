@@ -6,7 +6,7 @@ import type { ArtifactStore } from './artifacts.js';
 import type { Authenticator } from './auth.js';
 import { createBaseApp, ndjsonReply } from './http.js';
 import type { Metrics } from './metrics.js';
-import { orphanedDeployments, type LastOperation, type NodeStore, type PlacementStore, type ReportedDeployment } from './nodes.js';
+import { orphanedDeployments, type LastOperation, type NodeStore, type Placement, type PlacementStore, type ReportedDeployment } from './nodes.js';
 import {
   artifactResultSchema, deployBodySchema, deployResultSchema, destroyBodySchema, destroyResultSchema, errorResponses,
   heartbeatResultSchema, nodeNameParams, nodeRegisterSchema, nodeSchema, statusSchema,
@@ -136,14 +136,18 @@ export async function buildApp(d: AppDeps): Promise<FastifyInstance> {
     const body = req.body as { name: string; capacity?: Record<string, number>; deployments?: ReportedDeployment[] };
     const node = await d.nodes.heartbeat(body);
     if (!body.deployments?.length) return { ...node, orphans: [] };
-    const placements = new Map((await d.nodes.listPlacements()).map((p) => [p.deployment, p]));
-    // copies the control plane no longer places anywhere: was their name destroyed meanwhile?
-    const unplaced = body.deployments.filter((r) => !placements.has(r.name)).map((r) => r.name);
+    // every agent heartbeats every few seconds: look up only what this node reports, never scan all placements
+    const placements = new Map<string, Placement>();
     const lastOps = new Map<string, LastOperation>();
-    for (const name of unplaced) {
-      const op = await d.cp.lastOperation(name);
-      if (op) lastOps.set(name, op);
-    }
+    await Promise.all(body.deployments.map(async (r) => {
+      const p = await d.nodes.getPlacement(r.name);
+      if (p) placements.set(r.name, p);
+      else {
+        // no placement anywhere: was this name destroyed meanwhile?
+        const op = await d.cp.lastOperation(r.name);
+        if (op) lastOps.set(r.name, op);
+      }
+    }));
     return { ...node, orphans: orphanedDeployments(body.name, body.deployments, placements, Date.now(), lastOps) };
   });
   for (const [verb, cordoned] of [['cordon', true], ['uncordon', false]] as const) {
