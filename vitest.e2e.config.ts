@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config';
+import { reportersFor } from './vitest.report.js';
 
 // e2e tests boot real VMs under QEMU (TCG on hosts without working KVM): few, serial, generous timeouts.
 export default defineConfig({
@@ -8,5 +9,6 @@ export default defineConfig({
     hookTimeout: 300_000,
     fileParallelism: false,
     globalSetup: ['test/e2e/global-setup.ts'],
+    ...reportersFor('e2e'),
   },
 });

@@ -10,7 +10,7 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 # 1. Debian packages (the host tools; no Docker anywhere)
-PKGS=(qemu-system-x86 erofs-utils linux-source-6.1 patch flex bison libelf-dev bc xz-utils make gcc libc6-dev musl-tools util-linux)
+PKGS=(qemu-system-x86 erofs-utils linux-source-6.1 patch flex bison libelf-dev bc xz-utils make gcc libc6-dev musl-tools util-linux bubblewrap slirp4netns passwd)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -19,6 +19,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# the unprivileged user that sandboxed remote builds run as (docs/security.md)
+if ! getent passwd unikctl-build >/dev/null; then
+  say "creating the build user unikctl-build"
+  $SUDO useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin unikctl-build
 fi
 
 # 2. npm packages (from the committed lock file)

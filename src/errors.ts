@@ -57,6 +57,8 @@ export const ERROR_CODES = {
   E_UNKNOWN_NODE: 'no node has that name',
   E_CONTROL_PLANE_UNREACHABLE: 'the control plane did not answer',
   E_INTERNAL: 'internal error',
+  E_SANDBOX_UNAVAILABLE: 'this host cannot sandbox remote builds',
+  E_BUILD_LIMIT: 'the build exceeded its memory, time or disk limit',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -7,6 +7,7 @@ import { Authenticator, hashToken } from '../controlplane/auth.js';
 import { createBaseApp, ndjsonReply } from '../controlplane/http.js';
 import type { StatusResult } from '../engine/client.js';
 import { LocalClient, parsePort } from '../engine/local.js';
+import type { BuildSandboxPolicy } from '../store/types.js';
 import { UserError, type ErrorCode } from '../errors.js';
 import { homeLayout } from '../paths.js';
 import type { AgentDeployRequest } from './client.js';
@@ -26,6 +27,8 @@ export interface AgentOptions {
   https?: { key: Buffer; cert: Buffer } | null;
   logLevel: string;
   version: string;
+  /** build the projects the control plane sends in a sandbox with this policy (null: unsandboxed, trusted clients only) */
+  buildSandbox: BuildSandboxPolicy | null;
 }
 
 /** Binds ports without an explicit address to this node's publish address. */
@@ -42,7 +45,7 @@ export function bindPorts(ports: string[], address: string): string[] {
  */
 export async function runAgent(o: AgentOptions): Promise<{ app: FastifyInstance; close(): Promise<void> }> {
   const layout = homeLayout({ ...process.env, UNIKCTL_HOME: o.data, UNIKCTL_KERNEL_DIR: process.env.UNIKCTL_KERNEL_DIR ?? homeLayout(process.env).kernels });
-  const engine = new LocalClient(layout);
+  const engine = new LocalClient(layout, o.buildSandbox ? { buildSandbox: o.buildSandbox } : {});
   const artifacts = new ArtifactStore({ dir: join(o.data, 'artifacts'), maxUploadBytes: 4 * 1024 ** 3, maxExtractedBytes: 16 * 1024 ** 3, maxEntries: 200_000 });
   // the control plane authenticates with the same node token the agent uses towards it
   const auth = new Authenticator({ tokens: [{ name: 'control-plane', sha256: hashToken(o.token), scopes: ['nodes'] }] });

@@ -1,10 +1,11 @@
-import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { basename, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { UserError } from '../errors.js';
 import { guestInitPath, type HomeLayout } from '../paths.js';
 import { locateKernel } from '../kernel/kernel.js';
 import { sanitizeName } from '../util/ids.js';
-import { writeImage, type ImageManifest, type RunConfig } from './image.js';
+import { makeErofs, writeImage, type ImageManifest, type RunConfig } from './image.js';
+import { processStartTime } from '../util/proc.js';
 import type { BuildMode, Pack, PackResult } from './pack.js';
 import { choosePack } from './packs/index.js';
 import { formatRef, normalizeRef, PackageStore } from './package-store.js';
@@ -43,6 +44,22 @@ export interface BuildResult {
   durationMs: number;
 }
 
+/**
+ * `rel` (from unik.yaml) inside the project `dir`, after resolving symlinks: what a remote build may read is the
+ * uploaded project only, never a file of the host it builds on.
+ */
+export function insideProject(dir: string, rel: string, what: string): string {
+  const path = resolve(dir, rel);
+  const escapes = (p: string, root: string): boolean => { const r = relative(root, p); return r === '..' || r.startsWith(`..${sep}`) || isAbsolute(r); };
+  if (isAbsolute(rel) || escapes(path, dir)) {
+    throw new UserError('E_UNIKYAML_INVALID', `${what} ${rel} is outside the project directory`, { hint: `make ${what} in unik.yaml a path inside the project` });
+  }
+  if (existsSync(path) && escapes(realpathSync(path), realpathSync(dir))) {
+    throw new UserError('E_UNIKYAML_INVALID', `${what} ${rel} leads outside the project directory through a symlink`, { hint: `make ${what} in unik.yaml a path inside the project, without symlinks that leave it` });
+  }
+  return path;
+}
+
 /** Checks that make a project buildable, cheap enough to run before an async deploy is accepted. */
 export function inspectProject(dirArg: string, rootfsDir?: string): { dir: string; config: UnikYaml | null; pack: Pack; alsoMatched: string[]; name: string; rootfsDir: string | undefined } {
   const dir = resolve(dirArg);
@@ -50,7 +67,7 @@ export function inspectProject(dirArg: string, rootfsDir?: string): { dir: strin
     throw new UserError('E_INVALID_ARGUMENT', `${dirArg} is not a directory`, { hint: 'give the project directory to build (default: .)' });
   }
   const config = loadUnikYaml(dir);
-  const extraRoot = rootfsDir ?? (config?.rootfs ? join(dir, config.rootfs) : undefined);
+  const extraRoot = rootfsDir ?? (config?.rootfs ? insideProject(dir, config.rootfs, 'rootfs') : undefined);
   if (extraRoot) {
     RootfsBuilder.assertNotDockerfile(extraRoot);
     if (!existsSync(extraRoot) || !statSync(extraRoot).isDirectory()) {
@@ -80,45 +97,82 @@ function requireInit(): string {
   return init;
 }
 
-/** CLI-1: source dir → image (kernel + read-only erofs root + manifest) → local package store. */
-export async function buildProject(opts: BuildOptions): Promise<BuildResult> {
-  const started = Date.now();
-  const progress = opts.progress ?? silentProgress;
+/** The part of a build that runs the project's own tools: pack → root filesystem tree → erofs file. */
+export interface RootfsBuild {
+  name: string;
+  pack: string;
+  run: RunConfig;
+  result: PackResult;
+  /** the packed root filesystem, inside the work directory */
+  erofsFile: string;
+}
+
+/**
+ * Runs the pack (the project's compilers, package managers and build.command) and packs the root filesystem.
+ * Everything it writes goes to `workDir` and `cacheDir`: this is what a sandboxed build runs.
+ */
+export async function buildRootfs(opts: {
+  dir: string; mode: BuildMode; cacheDir: string; workDir: string; rootfsDir?: string; env: NodeJS.ProcessEnv; progress: BuildProgress;
+}): Promise<RootfsBuild> {
+  const { progress } = opts;
   const { dir, config, pack, alsoMatched, name, rootfsDir } = inspectProject(opts.dir, opts.rootfsDir);
   if (alsoMatched.length > 0) {
     progress.warn(`the project also matches the ${alsoMatched.join(', ')} pack(s); using ${pack.name} by precedence (set pack: in unik.yaml to choose)`);
   }
-  const kernel = locateKernel(opts.layout, opts.mode);
   const init = requireInit();
-  const ref = normalizeRef(`${name}:${opts.tag ?? 'latest'}`);
+  mkdirSync(opts.cacheDir, { recursive: true });
+  const staging = join(opts.workDir, 'rootfs');
+  progress.step(`building ${name} with the ${pack.name} pack (${opts.mode})`);
+  const rootfs = new RootfsBuilder(staging);
+  rootfs.addFile(init, '/init');
+  const result = await pack.build({
+    dir, mode: opts.mode, cacheDir: opts.cacheDir, workDir: opts.workDir, config, env: opts.env,
+    log: (l) => progress.line(l), warn: (m) => progress.warn(m),
+  }, rootfs);
+  if (rootfsDir) {
+    progress.step(`merging ${rootfsDir} into the root filesystem`);
+    rootfs.mergeTree(rootfsDir);
+  }
+  progress.step('packing the root filesystem (erofs)');
+  const erofsFile = join(opts.workDir, 'rootfs.erofs');
+  await makeErofs(staging, erofsFile);
+  rmSync(staging, { recursive: true, force: true });
+  return { name, pack: pack.name, run: mergeRun(result.run, config), result, erofsFile };
+}
 
+/** A private work directory under $UNIKCTL_HOME/work (never in the project: a killed build leaves nothing there). */
+export function newWorkDir(layout: HomeLayout): string {
+  const root = join(layout.home, 'work');
+  mkdirSync(root, { recursive: true });
+  // leftovers of builds whose process is gone (killed by a destroy, a crash) are swept by the next build
+  for (const e of readdirSync(root)) {
+    const pid = Number(e.split('-')[0]);
+    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && processStartTime(pid) === null) rmSync(join(root, e), { recursive: true, force: true });
+  }
+  return mkdtempSync(join(root, `${process.pid}-`));
+}
+
+/** CLI-1: source dir → image (kernel + read-only erofs root + manifest) → local package store. */
+export async function buildProject(opts: BuildOptions): Promise<BuildResult> {
+  const started = Date.now();
+  const progress = opts.progress ?? silentProgress;
+  const kernel = locateKernel(opts.layout, opts.mode);
+  const dir = resolve(opts.dir);
   const unikDir = join(dir, '.unikctl');
-  // BLD-5: caches live in the project; a control plane (whose uploads are fresh directories) points them at a shared root
   const env = opts.env ?? process.env;
-  const cacheDir = env.UNIKCTL_BUILD_CACHE_ROOT ? join(env.UNIKCTL_BUILD_CACHE_ROOT, name) : join(unikDir, 'cache');
-  const workDir = join(unikDir, `work-${process.pid}-${Date.now()}`);
-  const staging = join(workDir, 'rootfs');
-  mkdirSync(cacheDir, { recursive: true });
-  mkdirSync(workDir, { recursive: true });
+  const workDir = newWorkDir(opts.layout);
   try {
-    progress.step(`building ${name} with the ${pack.name} pack (${opts.mode})`);
-    const rootfs = new RootfsBuilder(staging);
-    rootfs.addFile(init, '/init');
-    const result = await pack.build({
-      dir, mode: opts.mode, cacheDir, workDir, config, env,
-      log: (l) => progress.line(l), warn: (m) => progress.warn(m),
-    }, rootfs);
-    if (rootfsDir) {
-      progress.step(`merging ${rootfsDir} into the root filesystem`);
-      rootfs.mergeTree(rootfsDir);
-    }
+    const name0 = inspectProject(dir, opts.rootfsDir).name;
+    // BLD-5: caches live in the project unless the caller points them elsewhere
+    const cacheDir = env.UNIKCTL_BUILD_CACHE_ROOT ? join(env.UNIKCTL_BUILD_CACHE_ROOT, name0) : join(unikDir, 'cache');
+    const built = await buildRootfs({ dir, mode: opts.mode, cacheDir, workDir, ...(opts.rootfsDir ? { rootfsDir: opts.rootfsDir } : {}), env, progress });
     progress.step('writing the image (erofs root filesystem, kernel, manifest)');
     const imageDir = join(unikDir, 'image');
-    const run = mergeRun(result.run, config);
-    const manifest = await writeImage({ outDir: imageDir, stagingDir: staging, kernel, name, pack: pack.name, mode: opts.mode, run });
-    const metadataFile = writePackMetadata(unikDir, { pack: pack.name, mode: opts.mode, result, manifest });
+    const manifest = await writeImage({ outDir: imageDir, rootfs: { erofsFile: built.erofsFile }, kernel, name: built.name, pack: built.pack, mode: opts.mode, run: built.run });
+    const metadataFile = writePackMetadata(unikDir, { pack: built.pack, mode: opts.mode, result: built.result, manifest });
+    const ref = normalizeRef(`${built.name}:${opts.tag ?? 'latest'}`);
     const packageDir = new PackageStore(opts.layout).put(ref, imageDir);
-    return { name, ref: formatRef(ref), pack: pack.name, mode: opts.mode, imageDir, packageDir, manifest, metadataFile, durationMs: Date.now() - started };
+    return { name: built.name, ref: formatRef(ref), pack: built.pack, mode: opts.mode, imageDir, packageDir, manifest, metadataFile, durationMs: Date.now() - started };
   } finally {
     rmSync(workDir, { recursive: true, force: true });
   }
@@ -162,7 +216,7 @@ export async function buildBinaryImage(opts: {
   if (opts.rootfsDir) rootfs.mergeTree(opts.rootfsDir);
   try {
     return await writeImage({
-      outDir: opts.outDir, stagingDir: staging, kernel, name: opts.name, pack: 'binary', mode: opts.mode,
+      outDir: opts.outDir, rootfs: { stagingDir: staging }, kernel, name: opts.name, pack: 'binary', mode: opts.mode,
       run: { command: [guest], env: {}, workdir: '/app', memoryMiB: 64, ports: [] },
     });
   } finally {

@@ -45,15 +45,19 @@ export async function makeErofs(stagingDir: string, outFile: string): Promise<vo
   if (r.code !== 0) throw new UserError('E_INTERNAL', `mkfs.erofs failed: ${r.stderr.trim() || r.stdout.trim()}`);
 }
 
-/** Writes kernel + rootfs + manifest into `outDir` (replaced atomically: a failed build leaves the old image). */
+/**
+ * Writes kernel + rootfs + manifest into `outDir` (replaced atomically: a failed build leaves the old image).
+ * The root filesystem is a staging tree to pack, or an erofs file packed elsewhere (a sandboxed build).
+ */
 export async function writeImage(opts: {
-  outDir: string; stagingDir: string; kernel: KernelInfo; name: string; pack: string; mode: 'release' | 'debug'; run: RunConfig;
+  outDir: string; rootfs: { stagingDir: string } | { erofsFile: string }; kernel: KernelInfo; name: string; pack: string; mode: 'release' | 'debug'; run: RunConfig;
 }): Promise<ImageManifest> {
   const tmp = `${opts.outDir}.tmp-${process.pid}-${Date.now()}`;
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
   try {
-    await makeErofs(opts.stagingDir, join(tmp, 'rootfs.erofs'));
+    if ('stagingDir' in opts.rootfs) await makeErofs(opts.rootfs.stagingDir, join(tmp, 'rootfs.erofs'));
+    else copyFileSync(opts.rootfs.erofsFile, join(tmp, 'rootfs.erofs'));
     copyFileSync(opts.kernel.vmlinuxGz, join(tmp, 'vmlinux.gz'));
     const kernelSize = statSync(join(tmp, 'vmlinux.gz')).size;
     const rootfsSize = statSync(join(tmp, 'rootfs.erofs')).size;
@@ -79,12 +83,32 @@ export async function writeImage(opts: {
   }
 }
 
-/** Replaces `target` by `fresh` with two renames, so readers see either the old or the new image. */
+/**
+ * Replaces `target` by `fresh` with two renames, so readers see either the old or the new image. Two builds
+ * swapping the same target at once both succeed (the later one wins): a rename onto a directory that the other
+ * build has just put in place fails with ENOTEMPTY, and is retried after moving that one aside.
+ */
 export function swapDir(fresh: string, target: string): void {
-  const old = `${target}.old-${process.pid}-${Date.now()}`;
-  if (existsSync(target)) renameSync(target, old);
-  renameSync(fresh, target);
-  rmSync(old, { recursive: true, force: true });
+  for (let attempt = 0; ; attempt++) {
+    const old = `${target}.old-${process.pid}-${Date.now()}-${attempt}`;
+    if (existsSync(target)) {
+      try {
+        renameSync(target, old);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e; // the other build moved it first
+      }
+    }
+    try {
+      renameSync(fresh, target);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if ((code === 'ENOTEMPTY' || code === 'EEXIST') && attempt < 20) continue;
+      throw e;
+    } finally {
+      rmSync(old, { recursive: true, force: true });
+    }
+    return;
+  }
 }
 
 /** Reads and checks an image directory: the manifest parses and the digests match the files. */

@@ -1,10 +1,12 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { Client } from '../engine/client.js';
 import { LocalClient } from '../engine/local.js';
 import { UserError } from '../errors.js';
+import { DEFAULT_BUILD_SANDBOX, sandboxUnavailable } from '../build/sandbox.js';
+import type { BuildSandboxPolicy } from '../store/types.js';
 import { homeLayout, projectRoot } from '../paths.js';
 import { defaultCapacity, runAgent } from '../agent/agent.js';
 import { buildApp } from './app.js';
@@ -39,13 +41,54 @@ export interface ServeOptions {
   policy: 'spread' | 'binpack';
 }
 
+/** The build-sandbox flags of `serve` and `agent`. */
+export interface SandboxFlags {
+  buildSandbox: string;
+  buildMemory: number;
+  buildCpus: number;
+  buildTimeout: number;
+  buildDisk: number;
+  buildNetwork: string;
+}
+
+function addSandboxFlags(cmd: Command): Command {
+  const d = DEFAULT_BUILD_SANDBOX;
+  return cmd
+    .option('--build-sandbox <on|off>', 'build the projects clients send as an unprivileged user in a bubblewrap sandbox with the limits below (off: as this daemon\'s user — only for trusted clients)', 'on')
+    .option('--build-memory <mib>', 'memory limit of one build (MiB, no swap)', int('--build-memory'), d.memoryMiB)
+    .option('--build-cpus <n>', 'CPU limit of one build (cores)', int('--build-cpus'), d.cpus)
+    .option('--build-timeout <seconds>', 'wall-clock limit of one build', int('--build-timeout'), d.timeoutSeconds)
+    .option('--build-disk <mib>', 'disk limit of one build (its project copy, work directory and cache growth)', int('--build-disk'), d.diskMiB)
+    .option('--build-network <isolated|none>', 'isolated: the outside network (package registries) but not this host\'s loopback; none: no network', d.network);
+}
+
+/** The sandbox policy of the flags (null with --build-sandbox off); fails fast when this host cannot sandbox. */
+export function sandboxPolicy(o: SandboxFlags, hide: Array<string | undefined>): BuildSandboxPolicy | null {
+  if (o.buildSandbox === 'off') return null;
+  if (o.buildSandbox !== 'on') throw new UserError('E_INVALID_ARGUMENT', '--build-sandbox must be on or off');
+  if (o.buildNetwork !== 'isolated' && o.buildNetwork !== 'none') throw new UserError('E_INVALID_ARGUMENT', '--build-network must be isolated or none');
+  for (const [flag, v] of [['--build-memory', o.buildMemory], ['--build-cpus', o.buildCpus], ['--build-timeout', o.buildTimeout], ['--build-disk', o.buildDisk]] as const) {
+    if (v < 1) throw new UserError('E_INVALID_ARGUMENT', `${flag} must be at least 1`);
+  }
+  const why = sandboxUnavailable({ network: o.buildNetwork });
+  if (why) {
+    throw new UserError('E_SANDBOX_UNAVAILABLE', `this host cannot sandbox builds: ${why}`, {
+      hint: 'run make setup (bubblewrap, slirp4netns, the unikctl-build user) and start the daemon as root, or pass --build-sandbox off if every client is trusted',
+    });
+  }
+  return {
+    memoryMiB: o.buildMemory, cpus: o.buildCpus, pids: DEFAULT_BUILD_SANDBOX.pids, timeoutSeconds: o.buildTimeout, diskMiB: o.buildDisk,
+    network: o.buildNetwork, hide: hide.filter((h): h is string => Boolean(h)).map((h) => resolve(h)),
+  };
+}
+
 const int = (name: string) => (v: string): number => {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer`);
   return n;
 };
 
-export async function serve(o: ServeOptions): Promise<{ close(): Promise<void>; url: string }> {
+export async function serve(o: ServeOptions & SandboxFlags): Promise<{ close(): Promise<void>; url: string }> {
   const version = (JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')) as { version: string }).version;
   const data = resolve(o.data);
   const m = /^(.*):(\d+)$/.exec(o.listen);
@@ -67,7 +110,8 @@ export async function serve(o: ServeOptions): Promise<{ close(): Promise<void>; 
     if (!o.nodeToken) throw new UserError('E_INVALID_ARGUMENT', '--nodes agents needs --node-token (or UNIKCTLD_NODE_TOKEN): the token agents accept from the control plane');
     node = new ClusterClient({ store: nodes, artifacts, nodeToken: o.nodeToken, policy: o.policy, staleAfterMs: o.nodeGraceMs, layout: nodeLayout });
   } else {
-    node = new LocalClient(nodeLayout);
+    const buildSandbox = sandboxPolicy(o, [data, dirname(resolve(o.auth)), o.tlsCert, o.tlsKey]);
+    node = new LocalClient(nodeLayout, buildSandbox ? { buildSandbox } : {});
   }
   const metrics = new Metrics(journal, node);
   const runner: Runner = o.runner === 'fake' ? new FakeRunner(journal, o.fakeWorkMs) : new EngineRunner(node);
@@ -128,8 +172,8 @@ export async function serve(o: ServeOptions): Promise<{ close(): Promise<void>; 
 
 export function createServerProgram(): Command {
   const program = new Command('unikctld').description('unikctl control plane and node agent').helpCommand(false).showSuggestionAfterError(true);
-  program
-    .command('serve')
+  addSandboxFlags(program
+    .command('serve'))
     .description('run the control plane HTTP API with its durable operation queue; VMs run on this host')
     .option('--listen <host:port>', 'address to listen on', process.env.UNIKCTLD_LISTEN ?? '127.0.0.1:7070')
     .option('--data <dir>', 'state directory (journal, artifacts, the local node)', process.env.UNIKCTLD_DATA ?? join(homeLayout().home, 'controlplane'))
@@ -159,7 +203,7 @@ Environment:
 
 Example:
   unikctld serve --listen 127.0.0.1:7070 --data /var/lib/unikctld --auth /etc/unikctld/auth.yaml`)
-    .action(async (o: ServeOptions) => {
+    .action(async (o: ServeOptions & SandboxFlags) => {
       if (o.runner !== 'engine' && o.runner !== 'fake') throw new UserError('E_INVALID_ARGUMENT', '--runner must be engine or fake');
       if (o.sync !== 'normal' && o.sync !== 'full') throw new UserError('E_INVALID_ARGUMENT', '--sync must be normal or full');
       if (o.nodes !== 'local' && o.nodes !== 'agents') throw new UserError('E_INVALID_ARGUMENT', '--nodes must be local or agents');
@@ -169,8 +213,8 @@ Example:
       process.on('SIGTERM', stop);
       process.on('SIGINT', stop);
     });
-  program
-    .command('agent')
+  addSandboxFlags(program
+    .command('agent'))
     .description('run a node agent: registers with the control plane, heartbeats, and runs the VMs placed on this host')
     .requiredOption('--control-plane <url>', 'control plane URL', process.env.UNIKCTL_CONTROL_PLANE_URL)
     .requiredOption('--name <name>', 'node name (unique in the cluster)', process.env.UNIKCTLD_NODE_NAME)
@@ -192,7 +236,7 @@ Defaults follow Nomad/Kubernetes practice: heartbeat every 10 s; the control pla
 
 Example:
   unikctld agent --control-plane https://cp:7070 --name n1 --token $NODE_TOKEN --listen 10.0.0.5:7171 --labels zone=a`)
-    .action(async (o: { controlPlane: string; name: string; token: string; listen: string; advertise?: string; publishAddress?: string; labels: string; data: string; heartbeatMs: number; cpus?: number; memory?: number; tlsCert?: string; tlsKey?: string; logLevel: string }) => {
+    .action(async (o: SandboxFlags & { controlPlane: string; name: string; token: string; listen: string; advertise?: string; publishAddress?: string; labels: string; data: string; heartbeatMs: number; cpus?: number; memory?: number; tlsCert?: string; tlsKey?: string; logLevel: string }) => {
       const host = o.listen.replace(/:\d+$/, '');
       const https = o.tlsCert && o.tlsKey ? { cert: readFileSync(o.tlsCert), key: readFileSync(o.tlsKey) } : null;
       const labels = Object.fromEntries(o.labels.split(',').filter(Boolean).map((kv) => {
@@ -206,6 +250,7 @@ Example:
         controlPlane: o.controlPlane, name: o.name, token: o.token, listen: o.listen, advertise: o.advertise ?? `${https ? 'https' : 'http'}://${o.listen}`,
         publishAddress: o.publishAddress ?? (host === '0.0.0.0' ? '0.0.0.0' : host), labels, data: resolve(o.data), heartbeatMs: o.heartbeatMs,
         capacity: { cpus: o.cpus ?? def.cpus, memoryMiB: o.memory ?? def.memoryMiB }, https, logLevel: o.logLevel, version,
+        buildSandbox: sandboxPolicy(o, [o.data, o.tlsCert, o.tlsKey]),
       });
       const stop = (): void => { void agent.close().then(() => process.exit(0)); };
       process.on('SIGTERM', stop);

@@ -10,7 +10,7 @@ import type { HomeLayout } from '../paths.js';
 import { followLogs, parseSince, readLogs, type LogEntry, type ReadOptions } from '../runtime/logstore.js';
 import { consoleLogFile, describeMissingDeployment } from '../runtime/supervisor.js';
 import { SqliteStore } from '../store/sqlite.js';
-import { LIVE_STATES, type Deployment, type Operation, type PortMapping, type Store } from '../store/types.js';
+import { LIVE_STATES, type BuildSandboxPolicy, type Deployment, type Operation, type PortMapping, type Store } from '../store/types.js';
 import { NAME_RE, newId } from '../util/ids.js';
 import { isAlive, sleep } from '../util/proc.js';
 import type { Client, DeployRequest, DeployResult, DeploymentView, DestroyResult, LogsRequest, StatusResult } from './client.js';
@@ -120,7 +120,8 @@ export function toView(d: Deployment, now = Date.now()): DeploymentView {
 export class LocalClient implements Client {
   readonly store: Store;
 
-  constructor(readonly layout: HomeLayout) {
+  /** `buildSandbox`: a daemon's engine builds the projects it is sent in a sandbox with this policy (src/build/sandbox.ts). */
+  constructor(readonly layout: HomeLayout, private readonly opts: { buildSandbox?: BuildSandboxPolicy } = {}) {
     this.store = new SqliteStore(layout.db);
   }
 
@@ -197,7 +198,10 @@ export class LocalClient implements Client {
     };
     const d: Deployment = {
       name, id: newId('dep'), state: 'pending', exitCode: null, reason: null,
-      spec: { source: target.source, resolvedFrom: target.resolvedFrom, ports, memoryMiB, cpus, env, debug: req.debug, rootfsDir: req.rootfs, labels },
+      spec: {
+        source: target.source, resolvedFrom: target.resolvedFrom, ports, memoryMiB, cpus, env, debug: req.debug, rootfsDir: req.rootfs, labels,
+        ...(this.opts.buildSandbox && target.source.kind === 'project' ? { buildSandbox: this.opts.buildSandbox } : {}),
+      },
       image: null, supervisor: null, vmm: null, accel: null, boot: {}, createdAt: now, updatedAt: now, startedAt: null, endedAt: null,
     };
     this.store.createDeployment(d, op);

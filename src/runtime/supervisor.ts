@@ -3,7 +3,7 @@ import { appendFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BuildProgress } from '../build/build.js';
 import { materializeKernel, readImage, type ImageManifest } from '../build/image.js';
-import { copyImageDir } from '../build/package-store.js';
+import { copyImageDir, normalizeRef, PackageStore } from '../build/package-store.js';
 import { toUserError, UserError, type ErrorCode } from '../errors.js';
 import { deploymentDir, type HomeLayout } from '../paths.js';
 import type { Deployment, ImageSummary, Store } from '../store/types.js';
@@ -121,7 +121,21 @@ export class Supervisor {
       const mode = d.spec.debug ? 'debug' : 'release';
       // loaded only here: a supervisor that runs a built package never holds the packs' code (less memory per VM)
       const { buildBinaryImage, buildProject } = await import('../build/build.js');
-      if (src.kind === 'project') {
+      if (src.kind === 'project' && d.spec.buildSandbox) {
+        // code a client sent to a daemon: built as the build user in a sandbox, never in the artifact itself
+        const { sandboxedBuild } = await import('../build/sandbox.js');
+        const r = await sandboxedBuild({
+          layout, projectDir: src.dir, mode, cacheKey: name, policy: d.spec.buildSandbox, progress, env: this.o.env ?? process.env,
+          signal: this.buildAbort.signal, ...(d.spec.rootfsDir ? { rootfsDir: d.spec.rootfsDir } : {}),
+        });
+        try {
+          rmSync(imageDir, { recursive: true, force: true });
+          copyImageDir(r.imageDir, imageDir);
+          new PackageStore(layout).put(normalizeRef(`${r.manifest.name}:latest`), r.imageDir);
+        } finally {
+          rmSync(r.workRoot, { recursive: true, force: true });
+        }
+      } else if (src.kind === 'project') {
         const r = await buildProject({ dir: src.dir, mode, layout, rootfsDir: d.spec.rootfsDir, progress, env: this.o.env });
         rmSync(imageDir, { recursive: true, force: true });
         copyImageDir(r.imageDir, imageDir);

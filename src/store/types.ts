@@ -21,6 +21,21 @@ export interface DeploymentSpec {
   debug: boolean;
   rootfsDir?: string;
   labels: Record<string, string>;
+  /** set by a daemon (control plane, agent): the project is built in a sandbox with these limits (src/build/sandbox.ts) */
+  buildSandbox?: BuildSandboxPolicy;
+}
+
+/** The limits and network of a sandboxed build (unikctld serve / agent flags). */
+export interface BuildSandboxPolicy {
+  memoryMiB: number;
+  cpus: number;
+  pids: number;
+  timeoutSeconds: number;
+  diskMiB: number;
+  /** isolated: outside network without the host's loopback (slirp4netns); none: no network at all */
+  network: 'isolated' | 'none';
+  /** host paths the build must never see, hidden even when they lie below a bound directory */
+  hide: string[];
 }
 
 export interface ProcessRef { pid: number; startTime: string; }
