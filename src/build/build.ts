@@ -1,11 +1,12 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { basename, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
 import { UserError } from '../errors.js';
 import { guestInitPath, type HomeLayout } from '../paths.js';
 import { locateKernel } from '../kernel/kernel.js';
 import { sanitizeName } from '../util/ids.js';
 import { makeErofs, writeImage, type ImageManifest, type RunConfig } from './image.js';
 import { processStartTime } from '../util/proc.js';
+import { insideProject } from './project-path.js';
 import type { BuildMode, Pack, PackResult } from './pack.js';
 import { choosePack } from './packs/index.js';
 import { formatRef, normalizeRef, PackageStore } from './package-store.js';
@@ -42,22 +43,6 @@ export interface BuildResult {
   manifest: ImageManifest;
   metadataFile: string;
   durationMs: number;
-}
-
-/**
- * `rel` (from unik.yaml) inside the project `dir`, after resolving symlinks: what a remote build may read is the
- * uploaded project only, never a file of the host it builds on.
- */
-export function insideProject(dir: string, rel: string, what: string): string {
-  const path = resolve(dir, rel);
-  const escapes = (p: string, root: string): boolean => { const r = relative(root, p); return r === '..' || r.startsWith(`..${sep}`) || isAbsolute(r); };
-  if (isAbsolute(rel) || escapes(path, dir)) {
-    throw new UserError('E_UNIKYAML_INVALID', `${what} ${rel} is outside the project directory`, { hint: `make ${what} in unik.yaml a path inside the project` });
-  }
-  if (existsSync(path) && escapes(realpathSync(path), realpathSync(dir))) {
-    throw new UserError('E_UNIKYAML_INVALID', `${what} ${rel} leads outside the project directory through a symlink`, { hint: `make ${what} in unik.yaml a path inside the project, without symlinks that leave it` });
-  }
-  return path;
 }
 
 /** Checks that make a project buildable, cheap enough to run before an async deploy is accepted. */

@@ -1,10 +1,11 @@
 import { existsSync, statSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { basename } from 'node:path';
 import { UserError } from '../../errors.js';
 import { run } from '../../util/exec.js';
 import { treeDigest } from '../inputs.js';
 import type { Pack } from '../pack.js';
 import { compileFailed } from './common.js';
+import { insideProject } from '../project-path.js';
 
 /** unik.yaml with build.command + artifact.path: any language, any build tool on the host. */
 export const universalPack: Pack = {
@@ -26,7 +27,7 @@ export const universalPack: Pack = {
       throw new UserError('E_TOOLCHAIN_MISSING', `cannot run the build command ${argv[0]}: ${(e as Error).message}`, { hint: 'install the tool or fix build.command in unik.yaml' });
     }
     if (r.code !== 0) throw compileFailed('the unik.yaml build.command', r);
-    const artifact = join(ctx.dir, cfg.artifact.path);
+    const artifact = insideProject(ctx.dir, cfg.artifact.path, 'artifact.path');
     if (!existsSync(artifact)) {
       throw new UserError('E_ARTIFACT_MISSING', `the build finished but ${cfg.artifact.path} does not exist`, { hint: 'make artifact.path in unik.yaml name what build.command produces' });
     }
