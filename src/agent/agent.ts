@@ -45,7 +45,7 @@ export function bindPorts(ports: string[], address: string): string[] {
  */
 export async function runAgent(o: AgentOptions): Promise<{ app: FastifyInstance; close(): Promise<void> }> {
   const layout = homeLayout({ ...process.env, UNIKCTL_HOME: o.data, UNIKCTL_KERNEL_DIR: process.env.UNIKCTL_KERNEL_DIR ?? homeLayout(process.env).kernels });
-  const engine = new LocalClient(layout, o.buildSandbox ? { buildSandbox: o.buildSandbox } : {});
+  const engine = new LocalClient(layout, { remoteBuild: { sandbox: o.buildSandbox } });
   const artifacts = new ArtifactStore({ dir: join(o.data, 'artifacts'), maxUploadBytes: 4 * 1024 ** 3, maxExtractedBytes: 16 * 1024 ** 3, maxEntries: 200_000 });
   // the control plane authenticates with the same node token the agent uses towards it
   const auth = new Authenticator({ tokens: [{ name: 'control-plane', sha256: hashToken(o.token), scopes: ['nodes'] }] });

@@ -12,14 +12,14 @@ describe('sandboxEnv', () => {
   const env = sandboxEnv({
     PATH: '/root/.cargo/bin:/secret/bin:/usr/bin', HOME: '/root', LANG: 'C.UTF-8', GOFLAGS: '-buildvcs=false', PIP_FIND_LINKS: '/opt/wheels',
     UNIKCTLD_NODE_TOKEN: 'n', UNIKCTL_TOKEN: 't', JWT_SECRET: 's', AWS_SECRET_ACCESS_KEY: 'k', GITHUB_TOKEN: 'g', CARGO_REGISTRY_TOKEN: 'c',
-    npm_config_registry: 'https://registry.example', npm_config__authToken: 'a', DATABASE_URL: 'postgres://u:p@h/db', SSH_AUTH_SOCK: '/tmp/ssh',
+    npm_config_registry: 'https://registry.example', npm_config__authToken: 'a', npm_config_cache: '/root/.npm', DATABASE_URL: 'postgres://u:p@h/db', SSH_AUTH_SOCK: '/tmp/ssh',
   }, (d) => d.startsWith('/usr') || d.startsWith('/root/.cargo'));
 
   it('keeps the toolchains\' own variables', () => {
     expect(env).toMatchObject({ LANG: 'C.UTF-8', GOFLAGS: '-buildvcs=false', PIP_FIND_LINKS: '/opt/wheels', npm_config_registry: 'https://registry.example' });
   });
   it('drops the daemon\'s variables and anything named like a credential', () => {
-    for (const k of ['UNIKCTLD_NODE_TOKEN', 'UNIKCTL_TOKEN', 'JWT_SECRET', 'AWS_SECRET_ACCESS_KEY', 'GITHUB_TOKEN', 'CARGO_REGISTRY_TOKEN', 'npm_config__authToken', 'DATABASE_URL', 'SSH_AUTH_SOCK']) {
+    for (const k of ['UNIKCTLD_NODE_TOKEN', 'UNIKCTL_TOKEN', 'JWT_SECRET', 'AWS_SECRET_ACCESS_KEY', 'GITHUB_TOKEN', 'CARGO_REGISTRY_TOKEN', 'npm_config__authToken', 'npm_config_cache', 'DATABASE_URL', 'SSH_AUTH_SOCK']) {
       expect(env[k], k).toBeUndefined();
     }
   });

@@ -45,8 +45,12 @@ const MAX_LINE = 4000;
 const SETUP_HINT = 'run make setup on this host (it installs bubblewrap and slirp4netns and creates the unikctl-build user), or start the daemon with --build-sandbox off (unsafe: builds then run as the daemon user)';
 
 /** Variables a toolchain needs, by exact name or prefix; everything else is dropped. */
-const PASS_NAMES = new Set(['LANG', 'LANGUAGE', 'TZ', 'JAVA_HOME', 'GOROOT', 'MAVEN_OPTS', 'SSL_CERT_FILE', 'SSL_CERT_DIR', 'SOURCE_DATE_EPOCH']);
-const PASS_PREFIXES = ['LC_', 'GO', 'CARGO_', 'RUSTUP_', 'PIP_', 'PYENV_', 'npm_config_', 'UV_', 'POETRY_'];
+const PASS_NAMES = new Set([
+  'LANG', 'LANGUAGE', 'TZ', 'JAVA_HOME', 'GOROOT', 'MAVEN_OPTS', 'SSL_CERT_FILE', 'SSL_CERT_DIR', 'SOURCE_DATE_EPOCH',
+  // npm's registry settings; not the npm_config_* that `npm run` exports (its cache and prefix are host paths)
+  'npm_config_registry', 'npm_config_nodedir', 'npm_config_cafile', 'npm_config_strict_ssl',
+]);
+const PASS_PREFIXES = ['LC_', 'GO', 'CARGO_', 'RUSTUP_', 'PIP_', 'PYENV_', 'UV_', 'POETRY_'];
 const CREDENTIAL = /TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|PRIVATE|_KEY|APIKEY|COOKIE/i;
 
 /** The build's environment: toolchain variables of the daemon's environment, none of its secrets. */

@@ -110,8 +110,7 @@ export async function serve(o: ServeOptions & SandboxFlags): Promise<{ close(): 
     if (!o.nodeToken) throw new UserError('E_INVALID_ARGUMENT', '--nodes agents needs --node-token (or UNIKCTLD_NODE_TOKEN): the token agents accept from the control plane');
     node = new ClusterClient({ store: nodes, artifacts, nodeToken: o.nodeToken, policy: o.policy, staleAfterMs: o.nodeGraceMs, layout: nodeLayout });
   } else {
-    const buildSandbox = sandboxPolicy(o, [data, dirname(resolve(o.auth)), o.tlsCert, o.tlsKey]);
-    node = new LocalClient(nodeLayout, buildSandbox ? { buildSandbox } : {});
+    node = new LocalClient(nodeLayout, { remoteBuild: { sandbox: sandboxPolicy(o, [data, dirname(resolve(o.auth)), o.tlsCert, o.tlsKey]) } });
   }
   const metrics = new Metrics(journal, node);
   const runner: Runner = o.runner === 'fake' ? new FakeRunner(journal, o.fakeWorkMs) : new EngineRunner(node);

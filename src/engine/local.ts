@@ -120,8 +120,8 @@ export function toView(d: Deployment, now = Date.now()): DeploymentView {
 export class LocalClient implements Client {
   readonly store: Store;
 
-  /** `buildSandbox`: a daemon's engine builds the projects it is sent in a sandbox with this policy (src/build/sandbox.ts). */
-  constructor(readonly layout: HomeLayout, private readonly opts: { buildSandbox?: BuildSandboxPolicy } = {}) {
+  /** `remoteBuild`: the engine of a daemon, which builds the projects clients send it (sandboxed unless the policy is null). */
+  constructor(readonly layout: HomeLayout, private readonly opts: { remoteBuild?: { sandbox: BuildSandboxPolicy | null } } = {}) {
     this.store = new SqliteStore(layout.db);
   }
 
@@ -200,7 +200,7 @@ export class LocalClient implements Client {
       name, id: newId('dep'), state: 'pending', exitCode: null, reason: null,
       spec: {
         source: target.source, resolvedFrom: target.resolvedFrom, ports, memoryMiB, cpus, env, debug: req.debug, rootfsDir: req.rootfs, labels,
-        ...(this.opts.buildSandbox && target.source.kind === 'project' ? { buildSandbox: this.opts.buildSandbox } : {}),
+        ...(this.opts.remoteBuild && target.source.kind === 'project' ? { remoteBuild: this.opts.remoteBuild } : {}),
       },
       image: null, supervisor: null, vmm: null, accel: null, boot: {}, createdAt: now, updatedAt: now, startedAt: null, endedAt: null,
     };

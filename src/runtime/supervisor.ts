@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
+import { appendFileSync, cpSync, existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BuildProgress } from '../build/build.js';
 import { materializeKernel, readImage, type ImageManifest } from '../build/image.js';
@@ -121,11 +121,12 @@ export class Supervisor {
       const mode = d.spec.debug ? 'debug' : 'release';
       // loaded only here: a supervisor that runs a built package never holds the packs' code (less memory per VM)
       const { buildBinaryImage, buildProject } = await import('../build/build.js');
-      if (src.kind === 'project' && d.spec.buildSandbox) {
+      const remote = d.spec.remoteBuild;
+      if (src.kind === 'project' && remote?.sandbox) {
         // code a client sent to a daemon: built as the build user in a sandbox, never in the artifact itself
         const { sandboxedBuild } = await import('../build/sandbox.js');
         const r = await sandboxedBuild({
-          layout, projectDir: src.dir, mode, cacheKey: name, policy: d.spec.buildSandbox, progress, env: this.o.env ?? process.env,
+          layout, projectDir: src.dir, mode, cacheKey: name, policy: remote.sandbox, progress, env: this.o.env ?? process.env,
           signal: this.buildAbort.signal, ...(d.spec.rootfsDir ? { rootfsDir: d.spec.rootfsDir } : {}),
         });
         try {
@@ -136,9 +137,19 @@ export class Supervisor {
           rmSync(r.workRoot, { recursive: true, force: true });
         }
       } else if (src.kind === 'project') {
-        const r = await buildProject({ dir: src.dir, mode, layout, rootfsDir: d.spec.rootfsDir, progress, env: this.o.env });
-        rmSync(imageDir, { recursive: true, force: true });
-        copyImageDir(r.imageDir, imageDir);
+        // a daemon without the sandbox (trusted clients) still builds a copy: a stored artifact never changes
+        const copy = remote ? join(this.dir, 'project') : null;
+        if (copy) {
+          rmSync(copy, { recursive: true, force: true });
+          cpSync(src.dir, copy, { recursive: true, verbatimSymlinks: true });
+        }
+        try {
+          const r = await buildProject({ dir: copy ?? src.dir, mode, layout, rootfsDir: d.spec.rootfsDir, progress, env: this.o.env });
+          rmSync(imageDir, { recursive: true, force: true });
+          copyImageDir(r.imageDir, imageDir);
+        } finally {
+          if (copy) rmSync(copy, { recursive: true, force: true });
+        }
       } else {
         await buildBinaryImage({ binary: src.path, outDir: imageDir, layout, mode, name, rootfsDir: d.spec.rootfsDir, workDir: join(this.dir, 'work') });
       }

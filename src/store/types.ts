@@ -21,8 +21,12 @@ export interface DeploymentSpec {
   debug: boolean;
   rootfsDir?: string;
   labels: Record<string, string>;
-  /** set by a daemon (control plane, agent): the project is built in a sandbox with these limits (src/build/sandbox.ts) */
-  buildSandbox?: BuildSandboxPolicy;
+  /**
+   * Set by a daemon (control plane, agent) for a project a client sent: it is built in a sandbox with this policy
+   * (src/build/sandbox.ts), or — with the sandbox turned off — as the daemon's user on a copy. Either way the
+   * uploaded artifact is never written.
+   */
+  remoteBuild?: { sandbox: BuildSandboxPolicy | null };
 }
 
 /** The limits and network of a sandboxed build (unikctld serve / agent flags). */
