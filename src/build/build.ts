@@ -98,9 +98,13 @@ export interface RootfsBuild {
  */
 export async function buildRootfs(opts: {
   dir: string; mode: BuildMode; cacheDir: string; workDir: string; rootfsDir?: string; env: NodeJS.ProcessEnv; progress: BuildProgress;
+  /** the image name when unik.yaml names none (a copied project's directory name means nothing) */
+  defaultName?: string;
 }): Promise<RootfsBuild> {
   const { progress } = opts;
-  const { dir, config, pack, alsoMatched, name, rootfsDir } = inspectProject(opts.dir, opts.rootfsDir);
+  const inspected = inspectProject(opts.dir, opts.rootfsDir);
+  const { dir, config, pack, alsoMatched, rootfsDir } = inspected;
+  const name = config?.name ?? opts.defaultName ?? inspected.name;
   if (alsoMatched.length > 0) {
     progress.warn(`the project also matches the ${alsoMatched.join(', ')} pack(s); using ${pack.name} by precedence (set pack: in unik.yaml to choose)`);
   }

@@ -12,7 +12,7 @@ import { toUserError } from '../errors.js';
 import { buildRootfs } from './build.js';
 import type { BuildMode } from './pack.js';
 
-export interface SandboxJob { dir: string; mode: BuildMode; cacheDir: string; workDir: string; outDir: string; rootfsDir?: string; }
+export interface SandboxJob { dir: string; mode: BuildMode; cacheDir: string; workDir: string; outDir: string; rootfsDir?: string; defaultName: string; }
 
 const emit = (event: Record<string, unknown>): void => {
   writeSync(1, `${JSON.stringify(event)}\n`);
@@ -22,7 +22,7 @@ async function main(): Promise<void> {
   const job = JSON.parse(process.argv[2] ?? '{}') as SandboxJob;
   try {
     const built = await buildRootfs({
-      dir: job.dir, mode: job.mode, cacheDir: job.cacheDir, workDir: job.workDir, env: process.env,
+      dir: job.dir, mode: job.mode, cacheDir: job.cacheDir, workDir: job.workDir, env: process.env, defaultName: job.defaultName,
       ...(job.rootfsDir ? { rootfsDir: job.rootfsDir } : {}),
       progress: { step: (m) => emit({ t: 'step', m }), line: (m) => emit({ t: 'line', m }), warn: (m) => emit({ t: 'warn', m }) },
     });

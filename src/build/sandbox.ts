@@ -60,6 +60,13 @@ export function sandboxEnv(env: NodeJS.ProcessEnv, visible: (dir: string) => boo
     if (v === undefined || CREDENTIAL.test(k) || k.startsWith('UNIKCTL')) continue;
     if (PASS_NAMES.has(k) || PASS_PREFIXES.some((p) => k.startsWith(p))) out[k] = v;
   }
+  // toolchain homes that default to $HOME/… on the host: the build's HOME is its own, so name them explicitly
+  const home = env.HOME;
+  if (home) {
+    for (const [k, d] of [['RUSTUP_HOME', '.rustup'], ['PYENV_ROOT', '.pyenv']] as const) {
+      if (out[k] === undefined && visible(join(home, d))) out[k] = join(home, d);
+    }
+  }
   const path = (env.PATH ?? '/usr/local/bin:/usr/bin:/bin').split(':').filter((d) => d.startsWith('/') && visible(d));
   out.PATH = [...new Set([...path, '/usr/local/bin', '/usr/bin', '/bin'])].join(':');
   out.HOME = `${INSIDE}/home`;
@@ -280,7 +287,7 @@ export async function sandboxedBuild(o: {
       writeFileSync(resolvConf, 'nameserver 10.0.2.3\n'); // slirp4netns's DNS forwarder
     }
     const job: SandboxJob = {
-      dir: `${INSIDE}/src`, mode: o.mode, cacheDir: `${INSIDE}/cache`, workDir: `${INSIDE}/work`, outDir: `${INSIDE}/out`,
+      dir: `${INSIDE}/src`, mode: o.mode, cacheDir: `${INSIDE}/cache`, workDir: `${INSIDE}/work`, outDir: `${INSIDE}/out`, defaultName: o.cacheKey,
       ...(o.rootfsDir ? { rootfsDir: `${INSIDE}/rootfs-extra` } : {}),
     };
     const { args } = bwrapArgs({ sandboxDir, cacheDir, rootfsDir: o.rootfsDir, policy: o.policy, layout: o.layout, env: o.env, user, resolvConf, job });

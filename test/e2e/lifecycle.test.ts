@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -81,6 +81,36 @@ describe('exit codes, guest crashes, unik.yaml apps and bare binaries on real VM
     const d = await home.waitState('victim', ['failed', 'exited'], 30_000);
     expect(d.state).toBe('failed');
     expect(d.reason).toMatch(/SIGKILL/);
+  });
+
+  it('a destroy during a build leaves nothing in the project, and the next build sweeps its work directory', async () => {
+    const proj = mkdtempSync(join(tmpdir(), 'unikctl-slow-build-'));
+    writeFileSync(join(proj, 'unik.yaml'), 'name: slow-build\nbuild:\n  command: sleep 120\nartifact:\n  path: hello\n');
+    expect((await home.cli(['deploy', proj, '--name', 'slow-build', '--json'])).code).toBe(0);
+    await home.waitState('slow-build', ['building']);
+    const workRoot = join(home.dir, 'work');
+    const deadline = Date.now() + 30_000;
+    while ((!existsSync(workRoot) || readdirSync(workRoot).length === 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    expect(readdirSync(workRoot)).toHaveLength(1);
+    const r = await home.cli(['destroy', 'slow-build', '--wait']);
+    expect(r.code, r.stderr).toBe(0);
+    // the killed build wrote nothing into the project (its work directory lives under $UNIKCTL_HOME/work)
+    expect(readdirSync(proj).filter((f) => f.startsWith('.unikctl'))).toEqual([]);
+    // the next build removes the dead build's work directory
+    const b = await home.cli(['build', C_HELLO]);
+    expect(b.code, b.stderr).toBe(0);
+    expect(readdirSync(workRoot)).toEqual([]);
+    rmSync(proj, { recursive: true, force: true });
+  });
+
+  it('two concurrent builds of one project both succeed (the image is swapped atomically)', async () => {
+    const proj = mkdtempSync(join(tmpdir(), 'unikctl-twin-build-'));
+    cpSync(C_HELLO, proj, { recursive: true });
+    const [a, b] = await Promise.all([home.cli(['build', proj]), home.cli(['build', proj])]);
+    expect(a.code, a.stderr).toBe(0);
+    expect(b.code, b.stderr).toBe(0);
+    expect(readdirSync(join(proj, '.unikctl')).filter((f) => f.startsWith('image'))).toEqual(['image']);
+    rmSync(proj, { recursive: true, force: true });
   });
 
   it('destroy takes several names at once and leaves no QEMU behind', async () => {
