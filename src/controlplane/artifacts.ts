@@ -6,7 +6,7 @@
  *   art_<16 hex>/root/           the extracted tree
  *   .tmp/                        uploads and extractions in progress (private, swept of stale leftovers)
  * An artifact appears by one rename of a fully populated `.tmp/stage-*` directory, so a reader sees either
- * nothing or a complete artifact, and a failed upload never touches existing ones (SPEC §5).
+ * nothing or a complete artifact, and a failed upload never touches existing ones (docs/spec.md §5).
  *
  * Safety (every check runs in pass 1, over the headers only, before anything is written):
  *   - entry paths: absolute (posix or Windows-style) or with a `..` segment → E_UPLOAD_UNSAFE_PATH

@@ -1,5 +1,5 @@
 /**
- * Control-plane authentication and authorization (SPEC §4 CP-3/CP-4, §5), framework-agnostic: the HTTP
+ * Control-plane authentication and authorization (docs/spec.md §4 CP-3/CP-4, §5), framework-agnostic: the HTTP
  * server calls `Authenticator.authenticate()` from its request hook (every endpoint but `/healthz`) and
  * `Authenticator.authorize()` with the scope the route needs. Failures are `ApiAuthError`s carrying a
  * stable code and the HTTP status (401 or 403) plus an RFC 6750 `WWW-Authenticate` challenge.

@@ -60,7 +60,7 @@ export interface DeploymentView {
 
 export interface LogsRequest { name: string; follow: boolean; tail?: number; since?: string; signal: AbortSignal; }
 
-/** How the CLI reaches the engine: in-process (LocalClient) or over HTTP (a later HttpClient). */
+/** How the CLI reaches the engine: in-process (LocalClient), over HTTP (HttpClient), or a cluster of agents (ClusterClient). */
 export interface Client {
   deploy(req: DeployRequest): Promise<DeployResult>;
   destroy(names: string[], opts: { graceMs: number }): Promise<DestroyResult[]>;

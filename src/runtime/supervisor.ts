@@ -61,7 +61,7 @@ export class Supervisor {
     this.log.append({ t: Date.now(), s, m });
   }
 
-  /** True while no VM runs yet (building or preparing the image). */
+  /** True once a VM runs (false while the image is built or prepared). */
   get vmRunning(): boolean {
     return this.current !== null;
   }
