@@ -232,7 +232,7 @@ async function hostBaseline(workDir) {
   const goBin = spawnSync('go', ['version'], { encoding: 'utf8' });
   if (goBin.status !== 0) return { skipped: 'go is not installed: the host-process baseline needs the Go toolchain' };
   const out = join(workDir, 'go-http-host');
-  // the go pack's release flags (src/build/packs/go.ts): static, trimmed, stripped
+  // the go pack's release flags (src/image/packs/go.ts): static, trimmed, stripped
   const b = await run(['go', 'build', '-trimpath', '-buildvcs=false', '-ldflags=-s -w -buildid=', '-o', out, '.'], {
     cwd: EXAMPLE, env: { ...process.env, CGO_ENABLED: '0', GOTOOLCHAIN: 'local', GOFLAGS: '-mod=readonly' },
   });

@@ -118,7 +118,7 @@ function machine(qemu) {
 /** Is KVM usable here? One direct boot of examples/go-http with -accel kvm, 20 s at most. */
 async function probeKvm() {
   try { accessSync('/dev/kvm', constants.R_OK | constants.W_OK); } catch { return { available: false, note: 'KVM: /dev/kvm is missing or not accessible, so no KVM figures.' }; }
-  for (const f of ['dist/runtime/qemu.js', 'dist/runtime/cmdline.js', 'dist/runtime/console.js', 'dist/build/image.js']) {
+  for (const f of ['dist/runtime/qemu.js', 'dist/runtime/cmdline.js', 'dist/runtime/console.js', 'dist/image/image.js']) {
     if (!existsSync(join(ROOT, f))) return { available: null, note: 'KVM: not probed (run npm run build).' };
   }
   const home = mkdtempSync(join(tmpdir(), 'unikctl-kvmprobe-'));

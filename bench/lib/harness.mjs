@@ -10,14 +10,14 @@ export const CLI = join(ROOT, 'bin', 'unikctl.js');
 
 /** The runtime's own argv builder, kernel command line, console parser and image helpers, from dist/. */
 export async function loadRuntime() {
-  for (const f of ['dist/runtime/qemu.js', 'dist/runtime/cmdline.js', 'dist/runtime/console.js', 'dist/build/image.js']) {
+  for (const f of ['dist/runtime/qemu.js', 'dist/runtime/cmdline.js', 'dist/runtime/console.js', 'dist/image/image.js']) {
     if (!existsSync(join(ROOT, f))) throw new Error(`${f} is missing: run npm run build first`);
   }
   const imp = (f) => import(pathToFileURL(join(ROOT, f)).href);
   const { qemuArgs, launchCommand } = await imp('dist/runtime/qemu.js');
   const { kernelCmdline } = await imp('dist/runtime/cmdline.js');
   const { ConsoleParser } = await imp('dist/runtime/console.js');
-  const { readImage, materializeKernel } = await imp('dist/build/image.js');
+  const { readImage, materializeKernel } = await imp('dist/image/image.js');
   return { qemuArgs, launchCommand, kernelCmdline, ConsoleParser, readImage, materializeKernel };
 }
 

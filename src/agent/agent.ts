@@ -2,7 +2,7 @@ import { cpus as hostCpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
-import { ArtifactStore } from '../controlplane/artifacts.js';
+import { ArtifactStore } from '../store/artifacts.js';
 import { Authenticator, hashToken } from '../controlplane/auth.js';
 import { createBaseApp, ndjsonReply } from '../controlplane/http.js';
 import type { StatusResult } from '../engine/client.js';
@@ -10,7 +10,7 @@ import { LocalClient, parsePort } from '../engine/local.js';
 import type { BuildSandboxPolicy } from '../store/types.js';
 import { UserError, type ErrorCode } from '../errors.js';
 import { homeLayout } from '../paths.js';
-import type { AgentDeployRequest } from './client.js';
+import type { AgentDeployRequest } from '../controlplane/agent-client.js';
 
 export interface AgentOptions {
   controlPlane: string;

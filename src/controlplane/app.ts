@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyServerOptions } from 'fastif
 import { createReadStream } from 'node:fs';
 import { packBundle } from '../engine/bundle.js';
 import { parseSince } from '../runtime/logstore.js';
-import type { ArtifactStore } from './artifacts.js';
+import type { ArtifactStore } from '../store/artifacts.js';
 import type { Authenticator } from './auth.js';
 import { createBaseApp, ndjsonReply } from './http.js';
 import type { Metrics } from './metrics.js';

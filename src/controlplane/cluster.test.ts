@@ -7,7 +7,7 @@ import { homeLayout } from '../paths.js';
 
 // Fake node agents: a deploy starts a copy that reports `running` after a short delay.
 const agents = vi.hoisted(() => ({ running: new Map<string, Set<string>>(), deploys: [] as Array<{ address: string; name: string }> }));
-vi.mock('../agent/client.js', () => ({
+vi.mock('./agent-client.js', () => ({
   AgentClient: class {
     constructor(readonly address: string) {}
     async deploy(req: { name: string }) {
@@ -28,7 +28,7 @@ vi.mock('../agent/client.js', () => ({
 
 const { ClusterClient } = await import('./cluster.js');
 const { NodeRegistry } = await import('./nodes.js');
-const { ArtifactStore } = await import('./artifacts.js');
+const { ArtifactStore } = await import('../store/artifacts.js');
 
 describe('ClusterClient.move', () => {
   it('concurrent moves off a failed node never fill the same free slot twice', async () => {

@@ -1,8 +1,8 @@
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { AgentClient, type AgentDeployRequest } from '../agent/client.js';
-import { PackageStore, normalizeRef } from '../build/package-store.js';
-import { parseMemory } from '../build/unikyaml.js';
+import { AgentClient, type AgentDeployRequest } from './agent-client.js';
+import { PackageStore, normalizeRef } from '../image/package-store.js';
+import { parseMemory } from '../image/unikyaml.js';
 import { packBundle } from '../engine/bundle.js';
 import type { Client, DeployRequest, DeployResult, DeploymentView, DestroyResult, LogsRequest, StatusResult } from '../engine/client.js';
 import { UserError, isUserError } from '../errors.js';
@@ -10,7 +10,7 @@ import type { HomeLayout } from '../paths.js';
 import type { LogEntry } from '../runtime/logstore.js';
 import type { Deployment } from '../store/types.js';
 import { sleep } from '../util/proc.js';
-import type { ArtifactStore } from './artifacts.js';
+import type { ArtifactStore } from '../store/artifacts.js';
 import type { NodeRecord, NodeStore, Placement, PlacementStore } from './nodes.js';
 import { place, type NodeInfo, type Policy } from './scheduler.js';
 

@@ -1,10 +1,10 @@
 import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
 import { basename, isAbsolute, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
-import { isElfFile } from '../build/elf.js';
-import { formatRef, normalizeRef, PackageStore } from '../build/package-store.js';
-import { RootfsBuilder } from '../build/rootfs.js';
-import { loadUnikYaml } from '../build/unikyaml.js';
+import { isElfFile } from '../image/elf.js';
+import { formatRef, normalizeRef, PackageStore } from '../image/package-store.js';
+import { RootfsBuilder } from '../image/rootfs.js';
+import { loadUnikYaml } from '../image/unikyaml.js';
 import { UserError, type ErrorCode } from '../errors.js';
 import { homeLayout } from '../paths.js';
 import type { LogEntry } from '../runtime/logstore.js';

@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, resolve as resolvePath } from 'node:path';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { parseMemory } from '../build/unikyaml.js';
+import { parseMemory } from '../image/unikyaml.js';
 import { UserError } from '../errors.js';
 import type { HomeLayout } from '../paths.js';
 import { followLogs, parseSince, readLogs, type LogEntry, type ReadOptions } from '../runtime/logstore.js';

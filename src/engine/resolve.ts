@@ -1,9 +1,9 @@
 import { existsSync, statSync } from 'node:fs';
 import { basename, isAbsolute, join, resolve } from 'node:path';
-import { inspectProject } from '../build/build.js';
-import { isElfFile } from '../build/elf.js';
-import { readImage } from '../build/image.js';
-import { formatRef, normalizeRef, PackageStore } from '../build/package-store.js';
+import { inspectProject } from '../image/build.js';
+import { isElfFile } from '../image/elf.js';
+import { readImage } from '../image/image.js';
+import { formatRef, normalizeRef, PackageStore } from '../image/package-store.js';
 import { UserError } from '../errors.js';
 import type { HomeLayout } from '../paths.js';
 import type { DeploySource } from '../store/types.js';
@@ -66,7 +66,7 @@ export const isPackageArchive = (path: string): boolean => /\.(tar|tgz|tar\.gz)$
 
 /** A package archive (tar/tar.gz of an image directory) is extracted safely once per content digest. */
 export async function extractPackageArchive(path: string, layout: HomeLayout): Promise<string> {
-  const { ArtifactStore } = await import('../controlplane/artifacts.js');
+  const { ArtifactStore } = await import('../store/artifacts.js');
   const { createReadStream } = await import('node:fs');
   const store = new ArtifactStore({ dir: join(layout.cache, 'archives'), maxUploadBytes: 4 * 1024 ** 3, maxExtractedBytes: 16 * 1024 ** 3, maxEntries: 100_000 });
   const rec = await store.put(createReadStream(path));

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { MANIFEST_SCHEMA, type ImageManifest } from '../build/image.js';
+import { MANIFEST_SCHEMA, type ImageManifest } from '../image/image.js';
 import { homeLayout, type HomeLayout } from '../paths.js';
 import { SqliteStore } from '../store/sqlite.js';
 import type { Deployment, Operation } from '../store/types.js';

@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { appendFileSync, cpSync, existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import type { BuildProgress } from '../build/build.js';
-import { materializeKernel, readImage, type ImageManifest } from '../build/image.js';
-import { copyImageDir, normalizeRef, PackageStore } from '../build/package-store.js';
+import type { BuildProgress } from '../image/build.js';
+import { materializeKernel, readImage, type ImageManifest } from '../image/image.js';
+import { copyImageDir, normalizeRef, PackageStore } from '../image/package-store.js';
 import { toUserError, UserError, type ErrorCode } from '../errors.js';
 import { deploymentDir, type HomeLayout } from '../paths.js';
 import type { Deployment, ImageSummary, Store } from '../store/types.js';
@@ -120,11 +120,11 @@ export class Supervisor {
       };
       const mode = d.spec.debug ? 'debug' : 'release';
       // loaded only here: a supervisor that runs a built package never holds the packs' code (less memory per VM)
-      const { buildBinaryImage, buildProject } = await import('../build/build.js');
+      const { buildBinaryImage, buildProject } = await import('../image/build.js');
       const remote = d.spec.remoteBuild;
       if (src.kind === 'project' && remote?.sandbox) {
         // code a client sent to a daemon: built as the build user in a sandbox, never in the artifact itself
-        const { sandboxedBuild } = await import('../build/sandbox.js');
+        const { sandboxedBuild } = await import('../image/sandbox.js');
         const r = await sandboxedBuild({
           layout, projectDir: src.dir, mode, cacheKey: name, policy: remote.sandbox, progress, env: this.o.env ?? process.env,
           signal: this.buildAbort.signal, ...(d.spec.rootfsDir ? { rootfsDir: d.spec.rootfsDir } : {}),

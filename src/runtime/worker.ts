@@ -5,7 +5,7 @@
  */
 import { appendFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { runDestroy, STOP_REQUEST_FILE } from '../engine/destroy.js';
+import { runDestroy, STOP_REQUEST_FILE } from './destroy.js';
 import { toUserError } from '../errors.js';
 import { deploymentDir, homeLayout } from '../paths.js';
 import { SqliteStore } from '../store/sqlite.js';

@@ -1,3 +1,5 @@
+import type { ProcessRef } from '../util/proc.js';
+
 /** Lifecycle states (RT-3). `destroying` ends with the record removed. */
 export type DeploymentState = 'pending' | 'building' | 'starting' | 'running' | 'exited' | 'failed' | 'destroying';
 export const TERMINAL_STATES: readonly DeploymentState[] = ['exited', 'failed'];
@@ -23,7 +25,7 @@ export interface DeploymentSpec {
   labels: Record<string, string>;
   /**
    * Set by a daemon (control plane, agent) for a project a client sent: it is built in a sandbox with this policy
-   * (src/build/sandbox.ts), or — with the sandbox turned off — as the daemon's user on a copy. Either way the
+   * (src/image/sandbox.ts), or — with the sandbox turned off — as the daemon's user on a copy. Either way the
    * uploaded artifact is never written.
    */
   remoteBuild?: { sandbox: BuildSandboxPolicy | null };
@@ -42,7 +44,6 @@ export interface BuildSandboxPolicy {
   hide: string[];
 }
 
-export interface ProcessRef { pid: number; startTime: string; }
 
 export interface BootMetrics {
   /** QEMU spawn → the guest init reports the app started. */

@@ -1,6 +1,8 @@
 import { UserError } from '../errors.js';
 import { readFileSync } from 'node:fs';
-import type { ProcessRef } from '../store/types.js';
+
+/** One process: its pid plus its start time, so a reused pid is not mistaken for it. */
+export interface ProcessRef { pid: number; startTime: string; }
 
 /** Field 22 of /proc/PID/stat (start time in clock ticks): with the pid it names one process, immune to pid reuse. */
 export function processStartTime(pid: number): string | null {

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { buildProject } from '../../build/build.js';
+import { buildProject } from '../../image/build.js';
 import { homeLayout } from '../../paths.js';
 import { formatBytes, formatDuration, type Output } from '../output.js';
 

@@ -1,5 +1,5 @@
 /**
- * The program a sandboxed build runs (src/build/sandbox.ts starts it inside bubblewrap as the build user):
+ * The program a sandboxed build runs (src/image/sandbox.ts starts it inside bubblewrap as the build user):
  * `node sandbox-main.js JSON` runs the pack and packs the root filesystem, and reports on stdout as JSON lines:
  *   {"t":"step"|"line"|"warn","m":"…"}        progress, shown in the deployment's build log
  *   {"t":"result","name","pack","run"}         success: the erofs file is at <outDir>/rootfs.erofs

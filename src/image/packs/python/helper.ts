@@ -1,6 +1,6 @@
 // The Python side of the python pack: runs on the host with the interpreter that goes into the image
 // (written to the build work dir and run with -I). Kept as text so the TypeScript build needs no asset copying.
-export const HELPER_PY = String.raw`# unikctl python pack helper (src/build/packs/python/helper.ts): runs on the host with the interpreter that
+export const HELPER_PY = String.raw`# unikctl python pack helper (src/image/packs/python/helper.ts): runs on the host with the interpreter that
 # goes into the image.
 # usage: python3 -I helper.py COMMAND CONFIG.json  -> one JSON document on stdout
 import ast
