@@ -57,6 +57,7 @@ export const ERROR_CODES = {
   E_UNKNOWN_NODE: 'no node has that name',
   E_CONTROL_PLANE_UNREACHABLE: 'the control plane did not answer',
   E_INTERNAL: 'internal error',
+  E_NODE_IDENTITY: 'a node acted under another node\'s name, or joined with a name another node holds',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
