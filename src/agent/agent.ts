@@ -48,13 +48,14 @@ interface AgentIdentity { name: string; controlPlane: string; credential: string
 
 export const identityFile = (data: string): string => join(data, 'node-identity.json');
 
-function readIdentity(data: string, name: string, controlPlane: string): AgentIdentity | null {
+/** The identity kept in the data dir; the control-plane URL may change (another replica, a load balancer), the name may not. */
+function readIdentity(data: string, name: string): AgentIdentity | null {
   const file = identityFile(data);
   if (!existsSync(file)) return null;
   const id = JSON.parse(readFileSync(file, 'utf8')) as AgentIdentity;
-  if (id.name !== name || id.controlPlane !== controlPlane) {
-    throw new UserError('E_INVALID_ARGUMENT', `${file} is the identity of node ${id.name} at ${id.controlPlane}, not of ${name} at ${controlPlane}`, {
-      hint: 'start the agent with the --name and --control-plane it joined with, or give it another --data directory',
+  if (id.name !== name) {
+    throw new UserError('E_INVALID_ARGUMENT', `${file} is the identity of node ${id.name}, not of ${name}`, {
+      hint: 'start the agent with the --name it joined with, or give it another --data directory',
     });
   }
   return id;
@@ -101,7 +102,7 @@ export async function runAgent(o: AgentOptions): Promise<{ app: FastifyInstance;
   if (!m || !m[1] || !m[2]) throw new UserError('E_INVALID_ARGUMENT', `--listen ${o.listen} is not HOST:PORT`);
   mkdirSync(o.data, { recursive: true });
   const capacityOf = (running: number): Record<string, number> => ({ cpus: o.capacity.cpus, memoryMiB: o.capacity.memoryMiB, runningVms: running });
-  let identity = readIdentity(o.data, o.name, cp);
+  let identity = readIdentity(o.data, o.name);
   let joined = false;
   if (!identity) {
     const joinToken = o.joinToken;
