@@ -59,6 +59,7 @@ export const ERROR_CODES = {
   E_INTERNAL: 'internal error',
   E_SANDBOX_UNAVAILABLE: 'this host cannot sandbox remote builds',
   E_BUILD_LIMIT: 'the build exceeded its memory, time or disk limit',
+  E_NODE_IDENTITY: 'a node acted under another node\'s name, or joined with a name another node holds',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -1,15 +1,17 @@
 import type { FastifyInstance, FastifyReply, FastifyServerOptions } from 'fastify';
 import { createReadStream } from 'node:fs';
 import { packBundle } from '../engine/bundle.js';
+import { UserError } from '../errors.js';
 import { parseSince } from '../runtime/logstore.js';
 import type { ArtifactStore } from '../store/artifacts.js';
 import type { Authenticator } from './auth.js';
 import { createBaseApp, ndjsonReply } from './http.js';
 import type { Metrics } from './metrics.js';
+import { requireSameNode, type NodeAuthenticator } from './node-identity.js';
 import { orphanedDeployments, type LastOperation, type NodeStore, type Placement, type PlacementStore, type ReportedDeployment } from './nodes.js';
 import {
   artifactResultSchema, deployBodySchema, deployResultSchema, destroyBodySchema, destroyResultSchema, errorResponses,
-  heartbeatResultSchema, nodeNameParams, nodeRegisterSchema, nodeSchema, statusSchema,
+  heartbeatResultSchema, joinResultSchema, logsQuerySchema, nodeJoinSchema, nodeNameParams, nodeRegisterSchema, nodeRemovedSchema, nodeSchema, statusSchema,
 } from './schemas.js';
 import type { ControlPlane, DeployBody, DestroyBody } from './service.js';
 
@@ -19,6 +21,8 @@ export interface AppDeps {
   artifacts: ArtifactStore;
   metrics: Metrics;
   nodes: NodeStore & PlacementStore;
+  /** join token and node credentials */
+  nodeAuth: NodeAuthenticator;
   version: string;
   logger?: FastifyServerOptions['logger'];
   https?: { key: Buffer; cert: Buffer } | null;
@@ -26,7 +30,7 @@ export interface AppDeps {
 
 /** The unikctld HTTP API (CP-1…4). Built without listening, so tests can use `inject`. */
 export async function buildApp(d: AppDeps): Promise<FastifyInstance> {
-  const app = await createBaseApp({ auth: d.auth, version: d.version, logger: d.logger, https: d.https, title: 'unikctld', description: 'The unikctl control plane API' });
+  const app = await createBaseApp({ auth: d.auth, nodes: d.nodeAuth, version: d.version, logger: d.logger, https: d.https, title: 'unikctld', description: 'The unikctl control plane API' });
   app.addHook('onResponse', async (req, reply) => {
     d.metrics.httpRequests.inc({ method: req.method, route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) });
   });
@@ -53,14 +57,20 @@ export async function buildApp(d: AppDeps): Promise<FastifyInstance> {
   });
 
   app.get('/v1/artifacts/:id', {
-    config: { scope: 'nodes' },
+    // a node credential fetches what a deploy placed on its node references; operators need admin
+    config: { node: true, scope: 'admin' },
     schema: {
-      summary: 'Download an uploaded artifact (node agents fetch what they are asked to run)',
+      summary: 'Download an uploaded artifact (a node agent fetches what it is asked to run)',
       params: { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^art_[0-9a-f]{16}$' } } },
       response: { 200: { description: 'gzip\'d tar archive', content: { 'application/gzip': { schema: { type: 'string', format: 'binary' } } } }, ...errorResponses },
     },
   }, async (req, reply) => {
-    const rec = d.artifacts.get((req.params as { id: string }).id);
+    const { id } = req.params as { id: string };
+    // checked before existence: a node learns nothing about artifacts that are not its own
+    if (req.nodeName !== null && !(await d.nodes.artifactGranted(req.nodeName, id))) {
+      return sendError(reply, 403, 'E_FORBIDDEN', `artifact ${id} is not referenced by any deployment placed on node ${req.nodeName}`);
+    }
+    const rec = d.artifacts.get(id);
     if (!rec) return sendError(reply, 404, 'E_UNKNOWN_ARTIFACT', `no artifact ${(req.params as { id: string }).id}`);
     const bundle = await packBundle(rec.dir, { exclude: [] }); // the upload was already filtered: send it as is
     const stream = createReadStream(bundle.file);
@@ -104,13 +114,7 @@ export async function buildApp(d: AppDeps): Promise<FastifyInstance> {
     schema: {
       summary: 'The serial-console log of a deployment as JSON lines; follow=1 keeps streaming',
       params: { type: 'object', required: ['machine'], properties: { machine: { type: 'string', pattern: '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$' } } },
-      querystring: {
-        type: 'object', additionalProperties: false,
-        properties: {
-          follow: { type: 'string', enum: ['0', '1', 'true', 'false'] }, tail: { type: 'string', pattern: '^[0-9]{1,9}$' },
-          since: { type: 'string', maxLength: 64, pattern: '^(([0-9]+(\\.[0-9]+)?[smhd])+|[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9:.]+)?(Z|[+-][0-9]{2}:?[0-9]{2})?)$' },
-        },
-      },
+      querystring: logsQuerySchema,
       response: { 200: { description: 'one JSON object per line: {"t": ms, "s": stream, "m": text}', content: { 'application/x-ndjson': { schema: { type: 'string' } } } }, ...errorResponses },
     },
   }, async (req, reply) => {
@@ -125,15 +129,27 @@ export async function buildApp(d: AppDeps): Promise<FastifyInstance> {
     return reply.type(d.metrics.registry.contentType).send(text);
   });
 
+  app.post('/v1/nodes/join', {
+    config: { join: true },
+    schema: {
+      summary: 'A node agent joins with the join token and receives its own credentials (once)',
+      body: nodeJoinSchema, response: { 201: joinResultSchema, ...errorResponses },
+    },
+  }, async (req, reply) => reply.code(201).send(await d.nodeAuth.join(req.body as { name: string })));
   app.post('/v1/nodes/register', {
-    config: { scope: 'nodes' },
-    schema: { summary: 'Register (or re-register) a node agent', body: nodeRegisterSchema, response: { 200: nodeSchema, ...errorResponses } },
-  }, async (req) => d.nodes.register(req.body as { name: string }));
+    config: { node: true },
+    schema: { summary: 'A joined node agent re-registers its address, labels and capacity', body: nodeRegisterSchema, response: { 200: nodeSchema, ...errorResponses } },
+  }, async (req) => {
+    const body = req.body as { name: string };
+    requireSameNode(req.nodeName, body.name);
+    return d.nodes.register(body);
+  });
   app.post('/v1/nodes/heartbeat', {
-    config: { scope: 'nodes' },
+    config: { node: true },
     schema: { summary: 'A node agent heartbeat with its capacity and local deployments', body: nodeRegisterSchema, response: { 200: heartbeatResultSchema, ...errorResponses } },
   }, async (req) => {
     const body = req.body as { name: string; capacity?: Record<string, number>; deployments?: ReportedDeployment[] };
+    requireSameNode(req.nodeName, body.name);
     const node = await d.nodes.heartbeat(body);
     if (!body.deployments?.length) return { ...node, orphans: [] };
     // every agent heartbeats every few seconds: look up only what this node reports, never scan all placements
@@ -156,6 +172,18 @@ export async function buildApp(d: AppDeps): Promise<FastifyInstance> {
       schema: { summary: `${verb} a node (placement eligibility)`, params: nodeNameParams, response: { 200: nodeSchema, ...errorResponses } },
     }, async (req) => d.nodes.setCordoned((req.params as { name: string }).name, cordoned));
   }
+  app.delete('/v1/nodes/:name', {
+    config: { scope: 'nodes' },
+    schema: {
+      summary: 'Remove a node: its credential stops working at once; its workloads are rescheduled elsewhere',
+      params: nodeNameParams, response: { 200: nodeRemovedSchema, ...errorResponses },
+    },
+  }, async (req) => {
+    const name = (req.params as { name: string }).name;
+    if (!(await d.nodes.remove(name))) throw new UserError('E_UNKNOWN_NODE', `node ${name} is not registered`);
+    // the removed node is not trusted to hand its workloads over: they move as if it were down
+    return { node: name, rescheduled: await d.cp.rescheduleDownNodes([{ name, status: 'down' }]) };
+  });
   app.post('/v1/nodes/:name/drain', {
     config: { scope: 'nodes' },
     schema: {

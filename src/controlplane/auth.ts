@@ -126,8 +126,35 @@ const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$/;
 
 const TOKEN_HINT = "send 'Authorization: Bearer <token>' (the CLI reads UNIKCTL_TOKEN)";
 
-function invalidToken(message: string, opts: { cause?: unknown; details?: Record<string, unknown>; hint?: string } = {}): ApiAuthError {
+export function invalidToken(message: string, opts: { cause?: unknown; details?: Record<string, unknown>; hint?: string } = {}): ApiAuthError {
   return new ApiAuthError(401, 'E_TOKEN_INVALID', message, { hint: 'check the token, or ask an administrator for a new one', ...opts });
+}
+
+/**
+ * The credential of an `Authorization: Bearer <value>` header, checked for shape only; ApiAuthError (401) when the
+ * header is missing, not Bearer, empty, too long or not an RFC 6750 b64token.
+ */
+export function bearerValue(authorizationHeader: string | undefined): string {
+  if (authorizationHeader === undefined || authorizationHeader.trim() === '') {
+    throw new ApiAuthError(401, 'E_UNAUTHENTICATED', 'authentication required: no Authorization header', { hint: TOKEN_HINT });
+  }
+  const m = /^\s*(\S+)(?:[ \t]+(.*))?$/.exec(authorizationHeader);
+  const scheme = m?.[1] ?? '';
+  if (scheme.toLowerCase() !== 'bearer') {
+    throw new ApiAuthError(401, 'E_UNAUTHENTICATED', `authentication required: the Authorization scheme must be Bearer (got ${JSON.stringify(scheme.slice(0, 32))})`, { hint: TOKEN_HINT });
+  }
+  const value = (m?.[2] ?? '').trim();
+  if (value === '') throw new ApiAuthError(401, 'E_UNAUTHENTICATED', 'authentication required: the Bearer credential is empty', { hint: TOKEN_HINT });
+  if (value.length > MAX_BEARER_LENGTH) throw invalidToken(`malformed bearer token: longer than ${MAX_BEARER_LENGTH} characters`);
+  if (!B64TOKEN.test(value)) throw invalidToken('malformed bearer token: it contains characters a bearer token cannot have');
+  return value;
+}
+
+/** True when `presented` (a credential) hashes to `sha256Hex`, compared in constant time. */
+export function matchesHash(presented: string, sha256Hex: string): boolean {
+  const stored = Buffer.from(sha256Hex, 'hex');
+  const digest = createHash('sha256').update(presented, 'utf8').digest();
+  return stored.length === digest.length && timingSafeEqual(digest, stored);
 }
 
 interface StoredToken {
@@ -155,19 +182,7 @@ export class Authenticator {
 
   /** Throws ApiAuthError (401) for a missing/malformed/unknown/expired/invalid credential. */
   async authenticate(authorizationHeader: string | undefined): Promise<Principal> {
-    if (authorizationHeader === undefined || authorizationHeader.trim() === '') {
-      throw new ApiAuthError(401, 'E_UNAUTHENTICATED', 'authentication required: no Authorization header', { hint: TOKEN_HINT });
-    }
-    const m = /^\s*(\S+)(?:[ \t]+(.*))?$/.exec(authorizationHeader);
-    const scheme = m?.[1] ?? '';
-    if (scheme.toLowerCase() !== 'bearer') {
-      throw new ApiAuthError(401, 'E_UNAUTHENTICATED', `authentication required: the Authorization scheme must be Bearer (got ${JSON.stringify(scheme.slice(0, 32))})`, { hint: TOKEN_HINT });
-    }
-    const value = (m?.[2] ?? '').trim();
-    if (value === '') throw new ApiAuthError(401, 'E_UNAUTHENTICATED', 'authentication required: the Bearer credential is empty', { hint: TOKEN_HINT });
-    if (value.length > MAX_BEARER_LENGTH) throw invalidToken(`malformed bearer token: longer than ${MAX_BEARER_LENGTH} characters`);
-    if (!B64TOKEN.test(value)) throw invalidToken('malformed bearer token: it contains characters a bearer token cannot have');
-
+    const value = bearerValue(authorizationHeader);
     if (this.jwt && JWT_SHAPE.test(value)) return this.verifyJwt(value, this.jwt);
     return this.lookupToken(value);
   }

@@ -1,17 +1,18 @@
 import Database from 'better-sqlite3';
-import { mkdtempSync } from 'node:fs';
+import { createReadStream, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { homeLayout } from '../paths.js';
 
 // Fake node agents: a deploy starts a copy that reports `running` after a short delay.
-const agents = vi.hoisted(() => ({ running: new Map<string, Set<string>>(), deploys: [] as Array<{ address: string; name: string }> }));
+const agents = vi.hoisted(() => ({ running: new Map<string, Set<string>>(), deploys: [] as Array<{ address: string; name: string }>, keys: [] as string[] }));
 vi.mock('./agent-client.js', () => ({
   AgentClient: class {
-    constructor(readonly address: string) {}
+    constructor(readonly address: string, readonly key: string) {}
     async deploy(req: { name: string }) {
       agents.deploys.push({ address: this.address, name: req.name });
+      agents.keys.push(this.key);
       setTimeout(() => {
         const set = agents.running.get(this.address) ?? new Set<string>();
         set.add(req.name);
@@ -22,34 +23,64 @@ vi.mock('./agent-client.js', () => ({
     async status() {
       return { deployments: [...(agents.running.get(this.address) ?? [])].map((name) => ({ name, state: 'running' })), operations: [] };
     }
-    async destroy() { return []; }
+    async destroy(names: string[]) {
+      for (const n of names) agents.running.get(this.address)?.delete(n);
+      return [];
+    }
   },
 }));
 
 const { ClusterClient } = await import('./cluster.js');
 const { NodeRegistry } = await import('./nodes.js');
 const { ArtifactStore } = await import('../store/artifacts.js');
+const { packBundle } = await import('../engine/bundle.js');
 
 describe('ClusterClient.move', () => {
   it('concurrent moves off a failed node never fill the same free slot twice', async () => {
     const store = new NodeRegistry(new Database(':memory:'), 60_000);
     // b and c can each take exactly one 256 MiB workload
     for (const [name, memoryMiB] of [['a', 4096], ['b', 256], ['c', 256]] as const) {
-      await store.register({ name, address: `http://${name}`, capacity: { cpus: 4, memoryMiB } });
+      await store.join({ name, address: `http://${name}`, capacity: { cpus: 4, memoryMiB } }, { credentialSha256: '0'.repeat(64), agentKey: `key-${name}` });
     }
     for (const w of ['w1', 'w2']) {
-      await store.setPlacement({ deployment: w, node: 'a', cpus: 1, memoryMiB: 256, request: { name: w, labels: [] }, placedAt: Date.now() - 1000 });
+      await store.setPlacement({ deployment: w, node: 'a', cpus: 1, memoryMiB: 256, request: { name: w, labels: [], source: { artifact: `art_${w}`, kind: 'project' } }, placedAt: Date.now() - 1000 });
+      await store.grantArtifact({ node: 'a', deployment: w, artifact: `art_${w}` });
     }
     const dir = mkdtempSync(join(tmpdir(), 'unikctl-cluster-'));
     const cluster = new ClusterClient({
-      store, artifacts: new ArtifactStore({ dir, maxUploadBytes: 1024, maxExtractedBytes: 1024, maxEntries: 10 }), nodeToken: 't', policy: 'spread',
+      store, artifacts: new ArtifactStore({ dir, maxUploadBytes: 1024, maxExtractedBytes: 1024, maxEntries: 10 }), policy: 'spread',
       staleAfterMs: 60_000, layout: homeLayout({ UNIKCTL_HOME: dir }),
     });
     const moves = await Promise.all(['w1', 'w2'].map((w) => cluster.move(w, 'a', { sourceDown: true, graceMs: 0 })));
     expect(moves.map((m) => m?.to).sort()).toEqual(['b', 'c']);
     expect((await store.listPlacements()).map((p) => `${p.deployment}@${p.node}`).sort()).toEqual(moves.map((m) => `${m?.name}@${m?.to}`).sort());
+    // each artifact follows its workload: the target may fetch it, the node it left no longer can
+    for (const m of moves) {
+      expect(await store.artifactGranted(m?.to ?? '', `art_${m?.name}`)).toBe(true);
+      expect(await store.artifactGranted('a', `art_${m?.name}`)).toBe(false);
+    }
+    // and the agent of each target was called with that node's own key, learnt at join
+    expect(agents.keys.sort()).toEqual(['key-b', 'key-c']);
     // a third move finds no room: b and c are full once both copies are placed
-    await store.setPlacement({ deployment: 'w3', node: 'a', cpus: 1, memoryMiB: 256, request: { name: 'w3', labels: [] }, placedAt: Date.now() });
+    await store.setPlacement({ deployment: 'w3', node: 'a', cpus: 1, memoryMiB: 256, request: { name: 'w3', labels: [], source: { artifact: 'art_w3', kind: 'project' } }, placedAt: Date.now() });
     await expect(cluster.move('w3', 'a', { sourceDown: true, graceMs: 0 })).rejects.toMatchObject({ code: 'E_NO_CAPACITY' });
+  });
+
+  it('a deploy lets only the node it is placed on fetch its artifact, and destroy takes that back', async () => {
+    const store = new NodeRegistry(new Database(':memory:'), 60_000);
+    for (const name of ['x', 'y']) await store.join({ name, address: `http://${name}`, capacity: { cpus: 4, memoryMiB: 4096 } }, { credentialSha256: '0'.repeat(64), agentKey: `key-${name}` });
+    const dir = mkdtempSync(join(tmpdir(), 'unikctl-cluster-'));
+    writeFileSync(join(dir, 'main.go'), 'package main');
+    const artifacts = new ArtifactStore({ dir: join(dir, 'artifacts'), maxUploadBytes: 1 << 20, maxExtractedBytes: 1 << 20, maxEntries: 10 });
+    const bundle = await packBundle(dir, { exclude: ['artifacts'] });
+    const rec = await artifacts.put(createReadStream(bundle.file));
+    bundle.cleanup();
+    const cluster = new ClusterClient({ store, artifacts, policy: 'spread', staleAfterMs: 60_000, layout: homeLayout({ UNIKCTL_HOME: dir }) });
+    await cluster.deploy({ target: rec.dir, name: 'web', idempotencyKey: 'k1', ports: [], env: ['SECRET=1'], labels: [], debug: false, cwd: '/' });
+    const on = (await store.getPlacement('web'))?.node ?? '';
+    const other = on === 'x' ? 'y' : 'x';
+    expect([await store.artifactGranted(on, rec.id), await store.artifactGranted(other, rec.id)]).toEqual([true, false]);
+    await cluster.destroy(['web'], { graceMs: 0 });
+    expect(await store.artifactGranted(on, rec.id)).toBe(false);
   });
 });

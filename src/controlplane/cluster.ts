@@ -35,7 +35,6 @@ export class ClusterClient implements Client {
   constructor(private readonly o: {
     store: NodeStore & PlacementStore;
     artifacts: ArtifactStore;
-    nodeToken: string;
     policy: Policy;
     staleAfterMs: number;
     /** the control plane's own package store, for deploys by reference */
@@ -56,10 +55,17 @@ export class ClusterClient implements Client {
     });
   }
 
+  /** A client for the node's agent, authenticated with the key that agent learnt when it joined. */
+  private async agentFor(record: NodeRecord): Promise<AgentClient> {
+    const identity = await this.o.store.identity(record.name);
+    if (!identity) throw new UserError('E_UNKNOWN_NODE', `node ${record.name} has not joined`, { hint: 'start its agent with --join-token' });
+    return new AgentClient(record.address, identity.agentKey);
+  }
+
   private async agentOf(node: string): Promise<{ agent: AgentClient; record: NodeRecord }> {
     const record = await this.o.store.get(node);
     if (!record) throw new UserError('E_UNKNOWN_NODE', `node ${node} is not registered`);
-    return { agent: new AgentClient(record.address, this.o.nodeToken), record };
+    return { agent: await this.agentFor(record), record };
   }
 
   /** The artifact an agent fetches for a deploy target that lives on the control plane host. */
@@ -101,6 +107,8 @@ export class ClusterClient implements Client {
         ...(req.memory !== undefined ? { memory: req.memory } : {}), cpus,
       };
       const placed: Placement = { deployment: name, node, cpus, memoryMiB, request, placedAt: Date.now() };
+      // the node may fetch the artifact from now on (and only that node): granted before a replay could skip it
+      await this.o.store.grantArtifact({ node, deployment: name, artifact: request.source.artifact });
       await this.o.store.setPlacement(placed); // persisted before the agent starts anything: a replay finds it
       return placed;
     });
@@ -124,6 +132,7 @@ export class ClusterClient implements Client {
     });
     try {
       const moved: Placement = { ...p, node: to, request, placedAt: Date.now() };
+      await this.o.store.grantArtifact({ node: to, deployment: name, artifact: request.source.artifact });
       const { agent } = await this.agentOf(to);
       await agent.deploy(request);
       const deadline = Date.now() + 30 * 60_000;
@@ -142,6 +151,7 @@ export class ClusterClient implements Client {
       const old = await this.agentOf(from).catch(() => null);
       await old?.agent.destroy([name], opts.graceMs).catch(() => undefined);
     }
+    await this.o.store.revokeArtifacts(name, from);
     return { name, from, to };
   }
 
@@ -161,6 +171,7 @@ export class ClusterClient implements Client {
         }
       }
       await this.o.store.deletePlacement(name);
+      await this.o.store.revokeArtifacts(name);
       out.push({ name, operationId: '', state: 'gone' });
     }
     return out;
@@ -171,7 +182,7 @@ export class ClusterClient implements Client {
     const views: DeploymentView[] = [];
     const reported = new Set<string>();
     await Promise.all(nodes.filter((n) => n.status === 'ready').map(async (n) => {
-      const s = await new AgentClient(n.address, this.o.nodeToken).status().catch(() => null);
+      const s = await this.agentFor(n).then((a) => a.status()).catch(() => null);
       for (const d of s?.deployments ?? []) {
         // an agent may still hold a copy that was moved away: report what the placement says
         const p = placements.find((x) => x.deployment === d.name);

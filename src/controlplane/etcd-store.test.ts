@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isUserError } from '../errors.js';
 import { EtcdElection, EtcdJobStore, EtcdNodeStore, etcdClient, parseEtcdSpec } from './etcd-store.js';
 import { Journal, type Job, type JobStore, type NewJob } from './journal.js';
-import { NodeRegistry, type NodeStore, type PlacementStore } from './nodes.js';
+import { NodeRegistry, type NodeIdentity, type NodeStore, type PlacementStore } from './nodes.js';
 
 /**
  * The etcd store against a real single-member etcd (Debian's etcd-server; scripts/ci-tools.sh installs it), and
@@ -92,6 +92,8 @@ const code = async (p: Promise<unknown>): Promise<string> => p.then(() => 'resol
 /** the parts of a job that do not depend on the implementation's clock */
 const shape = (j: Job | null): unknown => j && { id: j.id, kind: j.kind, target: j.target, state: j.state, idempotencyKey: j.idempotencyKey, requestHash: j.requestHash,
   request: j.request, attempts: j.attempts, maxAttempts: j.maxAttempts, leaseOwner: j.leaseOwner, result: j.result, error: j.error, traceId: j.traceId, ended: j.endedAt !== null };
+
+const identity = (k: string): NodeIdentity => ({ credentialSha256: k.repeat(64).slice(0, 64), agentKey: `key-${k}` });
 
 type Impl = { name: string; jobs: () => JobStore; nodes: (graceMs?: number) => NodeStore & PlacementStore };
 const impls: Impl[] = [
@@ -184,13 +186,14 @@ describe.each(impls)('JobStore contract: $name', (impl) => {
 });
 
 describe.each(impls)('NodeStore + PlacementStore contract: $name', (impl) => {
-  it('register, heartbeat, cordon (kept across re-registration), list by name, down after the grace period; placements', async () => {
+  it('join, register, heartbeat, cordon (kept across re-registration), list by name, down after the grace period; placements', async () => {
     const s = impl.nodes(200);
     expect(await code(s.heartbeat({ name: 'n1' }))).toBe('E_UNKNOWN_NODE');
     expect(await code(s.setCordoned('n1', true))).toBe('E_UNKNOWN_NODE');
-    const r = await s.register({ name: 'n2', address: 'http://10.0.0.2:7070', labels: { zone: 'a' }, capacity: { cpus: 4 } });
+    expect(await code(s.register({ name: 'n1' }))).toBe('E_UNKNOWN_NODE'); // only a joined node registers
+    const r = await s.join({ name: 'n2', address: 'http://10.0.0.2:7070', labels: { zone: 'a' }, capacity: { cpus: 4 } }, identity('2'));
     expect(r).toMatchObject({ name: 'n2', address: 'http://10.0.0.2:7070', labels: { zone: 'a' }, capacity: { cpus: 4 }, cordoned: false, status: 'ready' });
-    await s.register({ name: 'n1' });
+    await s.join({ name: 'n1' }, identity('1'));
     expect((await s.setCordoned('n2', true)).cordoned).toBe(true);
     expect((await s.register({ name: 'n2', capacity: { cpus: 8 } }))).toMatchObject({ cordoned: true, capacity: { cpus: 8 }, labels: {}, address: '' });
     expect((await s.heartbeat({ name: 'n2' })).capacity).toEqual({ cpus: 8 });
@@ -211,6 +214,59 @@ describe.each(impls)('NodeStore + PlacementStore contract: $name', (impl) => {
     await s.deletePlacement('web');
     expect(await s.getPlacement('web')).toBeNull();
     expect(await s.listPlacements()).toHaveLength(1);
+  });
+
+  it('identities: a joined name cannot be joined again (even concurrently), survives a reopen, and goes with remove', async () => {
+    const s = impl.nodes();
+    await s.join({ name: 'a', address: 'http://a' }, identity('a'));
+    expect(await s.identity('a')).toEqual(identity('a'));
+    expect(await s.identity('b')).toBeNull();
+    const e = await s.join({ name: 'a', address: 'http://evil' }, identity('e')).catch((x: unknown) => x);
+    expect(e).toMatchObject({ code: 'E_NODE_IDENTITY', status: 409 });
+    expect((await s.get('a'))?.address).toBe('http://a');
+    expect(await s.identity('a')).toEqual(identity('a'));
+    // two joins racing for one name: exactly one wins
+    const race = await Promise.all(['1', '2', '3'].map((k) => code(s.join({ name: 'b' }, identity(k)))));
+    expect(race.filter((c) => c === 'resolved')).toHaveLength(1);
+    expect(race.filter((c) => c === 'E_NODE_IDENTITY')).toHaveLength(2);
+    // grants: per node, revoked per node or for every node
+    await s.grantArtifact({ node: 'a', deployment: 'web', artifact: 'art_1' });
+    await s.grantArtifact({ node: 'b', deployment: 'web', artifact: 'art_1' });
+    await s.grantArtifact({ node: 'b', deployment: 'api', artifact: 'art_2' });
+    expect([await s.artifactGranted('a', 'art_1'), await s.artifactGranted('a', 'art_2'), await s.artifactGranted('b', 'art_2')]).toEqual([true, false, true]);
+    await s.revokeArtifacts('web', 'a');
+    expect([await s.artifactGranted('a', 'art_1'), await s.artifactGranted('b', 'art_1')]).toEqual([false, true]);
+    await s.revokeArtifacts('web');
+    expect(await s.artifactGranted('b', 'art_1')).toBe(false);
+    expect(await s.remove('b')).toBe(true);
+    expect([await s.identity('b'), await s.get('b'), await s.artifactGranted('b', 'art_2')]).toEqual([null, null, false]);
+    expect(await s.remove('b')).toBe(false);
+    // the name is free again: a new identity can join under it
+    expect((await s.join({ name: 'b' }, identity('4'))).name).toBe('b');
+    expect(await s.identity('b')).toEqual(identity('4'));
+  });
+});
+
+describe('identities survive a restart', () => {
+  it('sqlite: a reopened journal has the identity; a pre-identity journal gains the columns', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'unikctl-journal-')), 'journal.db');
+    const j1 = new Journal(file);
+    // the nodes table as it was before identities
+    j1.database.exec(`CREATE TABLE nodes (name TEXT PRIMARY KEY, address TEXT NOT NULL, labels TEXT NOT NULL, capacity TEXT NOT NULL, cordoned INTEGER NOT NULL DEFAULT 0, last_heartbeat INTEGER NOT NULL);
+      INSERT INTO nodes VALUES ('old', 'http://old', '{}', '{}', 0, 0)`);
+    const s1 = new NodeRegistry(j1.database);
+    expect(await s1.identity('old')).toBeNull();
+    await s1.join({ name: 'old' }, identity('o')); // a record without an identity is claimed by its first join
+    await j1.close();
+    const j2 = new Journal(file);
+    expect(await new NodeRegistry(j2.database).identity('old')).toEqual(identity('o'));
+    await j2.close();
+  });
+
+  it('etcd: another store on another client (a second replica) sees the identity', async () => {
+    const p = prefix();
+    await new EtcdNodeStore(client(), p).join({ name: 'x' }, identity('x'));
+    expect(await new EtcdNodeStore(client(), p).identity('x')).toEqual(identity('x'));
   });
 });
 

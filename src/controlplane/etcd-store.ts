@@ -1,7 +1,7 @@
 import { Etcd3, Range, type Campaign, type Election, type IKeyValue, type IOperation } from 'etcd3';
 import { UserError } from '../errors.js';
 import type { Job, JobError, JobState, JobStore, NewJob } from './journal.js';
-import type { NodeInput, NodeRecord, NodeStore, Placement, PlacementStore } from './nodes.js';
+import { nameTaken, type ArtifactGrant, type NodeIdentity, type NodeInput, type NodeRecord, type NodeStore, type Placement, type PlacementStore } from './nodes.js';
 import type { ControlPlaneStores, LeaderElection, StoreOptions } from './stores.js';
 
 /**
@@ -18,7 +18,7 @@ import type { ControlPlaneStores, LeaderElection, StoreOptions } from './stores.
  *                             in key (= seq) order, counts count each state's index
  *   target/<target>/<seq>     → id, the target's jobs in seq order (`recent(limit, target)`)
  *   effects/<jobId>           the fake runner's per-job effect: {runs, at}
- *   nodes/<name>, placements/<deployment>
+ *   nodes/<name>, placements/<deployment>, grants/<node>/<deployment> (value: the artifact id the node may fetch)
  *   election/unikctld/<lease> the leader-election candidates (etcd3's Election: the oldest key leads)
  * Every change of a job is one transaction that rewrites jobs/<seq>, moves the state-index copy and compares the
  * mod revision of what it read, so it applies only if nothing changed in between (optimistic concurrency). A claim
@@ -81,6 +81,7 @@ class Keys {
   effects(): string { return `${this.p}effects/`; }
   node(name = ''): string { return `${this.p}nodes/${name}`; }
   placement(deployment = ''): string { return `${this.p}placements/${deployment}`; }
+  grant(node = '', deployment = ''): string { return node ? `${this.p}grants/${node}/${deployment}` : `${this.p}grants/`; }
 }
 
 /** What a claim compares to prove that this replica still leads (see EtcdElection). */
@@ -343,7 +344,12 @@ async function rangeAll(c: Etcd3, prefix: string, revision?: string): Promise<{ 
   }
 }
 
-interface StoredNode { name: string; address: string; labels: Record<string, string>; capacity: Record<string, number>; cordoned: boolean; lastHeartbeat: number; }
+interface StoredNode {
+  name: string; address: string; labels: Record<string, string>; capacity: Record<string, number>; cordoned: boolean; lastHeartbeat: number;
+  identity?: NodeIdentity;
+}
+
+const JOIN_FIRST = 'the node joins first (POST /v1/nodes/join with the join token)';
 
 export class EtcdNodeStore implements NodeStore, PlacementStore {
   private readonly k: Keys;
@@ -359,12 +365,30 @@ export class EtcdNodeStore implements NodeStore, PlacementStore {
     };
   }
 
+  async join(n: NodeInput, identity: NodeIdentity): Promise<NodeRecord> {
+    const now = Date.now();
+    // a compare-and-set on the key's revision: of two concurrent joins for one name the second sees the first's identity
+    const s = await update(this.c, this.k.node(n.name), (prior: StoredNode | null): StoredNode => {
+      if (prior?.identity) throw nameTaken(n.name);
+      return { name: n.name, address: n.address ?? '', labels: n.labels ?? {}, capacity: n.capacity ?? {}, cordoned: prior?.cordoned ?? false, lastHeartbeat: now, identity };
+    });
+    return this.toRecord(s);
+  }
+
   async register(n: NodeInput): Promise<NodeRecord> {
     const now = Date.now();
-    const s = await update(this.c, this.k.node(n.name), (prior: StoredNode | null): StoredNode => ({
-      name: n.name, address: n.address ?? '', labels: n.labels ?? {}, capacity: n.capacity ?? {}, cordoned: prior?.cordoned ?? false, lastHeartbeat: now,
-    }));
-    return this.toRecord(s);
+    return this.change(n.name, (p) => ({ ...p, address: n.address ?? '', labels: n.labels ?? {}, capacity: n.capacity ?? {}, lastHeartbeat: now }), JOIN_FIRST);
+  }
+
+  async identity(name: string): Promise<NodeIdentity | null> {
+    const kv = (await this.c.get(this.k.node(name)).exec()).kvs[0];
+    return (kv && parse<StoredNode>(kv).identity) ?? null;
+  }
+
+  async remove(name: string): Promise<boolean> {
+    const r = await this.c.delete().key(this.k.node(name)).exec();
+    await this.c.delete().prefix(this.k.grant(name)).exec();
+    return Number(r.deleted) > 0;
   }
 
   /** Changes a registered node; E_UNKNOWN_NODE when it is not. */
@@ -379,7 +403,7 @@ export class EtcdNodeStore implements NodeStore, PlacementStore {
 
   async heartbeat(n: { name: string; capacity?: Record<string, number> }): Promise<NodeRecord> {
     const now = Date.now();
-    return this.change(n.name, (p) => ({ ...p, lastHeartbeat: now, capacity: n.capacity ?? p.capacity }), 'register it first (POST /v1/nodes/register)');
+    return this.change(n.name, (p) => ({ ...p, lastHeartbeat: now, capacity: n.capacity ?? p.capacity }), JOIN_FIRST);
   }
 
   async setCordoned(name: string, cordoned: boolean): Promise<NodeRecord> {
@@ -412,6 +436,26 @@ export class EtcdNodeStore implements NodeStore, PlacementStore {
 
   async deletePlacement(deployment: string): Promise<void> {
     await this.c.delete().key(this.k.placement(deployment)).exec();
+  }
+
+  async grantArtifact(g: ArtifactGrant): Promise<void> {
+    await this.c.put(this.k.grant(g.node, g.deployment)).value(g.artifact).exec();
+  }
+
+  async artifactGranted(node: string, artifact: string): Promise<boolean> {
+    // a node holds a grant per deployment placed on it: a short range
+    return Object.values(await this.c.getAll().prefix(this.k.grant(node)).strings()).includes(artifact);
+  }
+
+  async revokeArtifacts(deployment: string, node?: string): Promise<void> {
+    if (node !== undefined) {
+      await this.c.delete().key(this.k.grant(node, deployment)).exec();
+      return;
+    }
+    // every node's grant for the deployment (destroys are rare; the grants are few)
+    const all = this.k.grant();
+    const keys = (await rangeAll(this.c, all)).kvs.map((kv) => kv.key.toString()).filter((k) => k.slice(all.length).split('/')[1] === deployment);
+    await Promise.all(keys.map((k) => this.c.delete().key(k).exec()));
   }
 }
 

@@ -5,9 +5,16 @@ import { Readable } from 'node:stream';
 import { isUserError } from '../errors.js';
 import { errorSchema } from './schemas.js';
 import type { Authenticator, Scope } from './auth.js';
+import { NodeAuthenticator } from './node-identity.js';
 
 declare module 'fastify' {
-  interface FastifyContextConfig { scope?: Scope; public?: boolean; }
+  /**
+   * Who may call a route: `scope` (operator tokens and JWTs), `join` (only the join token), `node` (only a node
+   * credential; with a scope too, either one).
+   */
+  interface FastifyContextConfig { scope?: Scope; public?: boolean; join?: boolean; node?: boolean; }
+  /** The node a node credential authenticated, on routes open to nodes; null otherwise. */
+  interface FastifyRequest { nodeName: string | null; }
 }
 
 /** HTTP status of each stable error code the API returns (anything else is a 500 with E_INTERNAL). */
@@ -19,6 +26,7 @@ const STATUS: Partial<Record<string, number>> = {
   E_UNAUTHENTICATED: 401, E_TOKEN_INVALID: 401, E_TOKEN_EXPIRED: 401, E_TOKEN_NOT_YET_VALID: 401,
   E_FORBIDDEN: 403,
   E_NOT_FOUND: 404, E_UNKNOWN_APP: 404, E_UNKNOWN_ARTIFACT: 404, E_PACKAGE_NOT_FOUND: 404, E_UNKNOWN_NODE: 404,
+  E_NODE_IDENTITY: 403,
   E_NAME_TAKEN: 409, E_IDEMPOTENCY_CONFLICT: 409, E_PORT_IN_USE: 409,
   E_UPLOAD_TOO_LARGE: 413,
   E_NOT_IMPLEMENTED: 501,
@@ -31,6 +39,8 @@ export interface BaseAppOptions {
   description: string;
   logger?: FastifyServerOptions['logger'];
   https?: { key: Buffer; cert: Buffer } | null;
+  /** the control plane's node identities (join token, node credentials); agents have none */
+  nodes?: NodeAuthenticator;
 }
 
 const TRACE_RE = /^[A-Za-z0-9._-]{1,64}$/;
@@ -68,12 +78,22 @@ export async function createBaseApp(o: BaseAppOptions): Promise<FastifyInstance>
 
   app.addContentTypeParser(['application/gzip', 'application/x-gzip', 'application/x-tar', 'application/octet-stream'], (_req, payload, done) => done(null, payload));
 
+  app.decorateRequest('nodeName', null);
   app.addHook('onRequest', async (req, reply) => {
     reply.header('x-trace-id', req.id);
-    if (req.routeOptions.config?.public) return;
-    const principal = await o.auth.authenticate(req.headers.authorization);
-    const scope = req.routeOptions.config?.scope;
-    if (scope) o.auth.authorize(principal, scope);
+    const config = req.routeOptions.config;
+    if (config?.public) return;
+    const header = req.headers.authorization;
+    if (config?.join || config?.node) {
+      if (!o.nodes) throw new Error(`route ${req.routeOptions.url ?? ''} is for nodes, but this server has no node identities`);
+      if (config.join) return o.nodes.checkJoinToken(header);
+      if (!config.scope || NodeAuthenticator.isNodeCredential(header)) {
+        req.nodeName = await o.nodes.authenticateNode(header);
+        return;
+      }
+    }
+    const principal = await o.auth.authenticate(header);
+    if (config?.scope) o.auth.authorize(principal, config.scope);
   });
 
   app.setErrorHandler((err, req, reply) => {

@@ -1,6 +1,23 @@
 import type Database from 'better-sqlite3';
 import { UserError } from '../errors.js';
 
+/**
+ * What the control plane keeps of a node's identity (see node-identity.ts): the SHA-256 of the credential the node
+ * presents (never the credential), and the key the control plane presents to the node's agent. The agent key has to
+ * stay usable because the control plane is the side that sends it; the agent, which verifies it, keeps only its hash.
+ */
+export interface NodeIdentity { credentialSha256: string; agentKey: string; }
+
+/** A node credential used for another node's name, or a join for a name another node holds. */
+export class NodeIdentityError extends UserError {
+  constructor(readonly status: 403 | 409, message: string, hint: string) {
+    super('E_NODE_IDENTITY', message, { hint });
+    this.name = 'NodeIdentityError';
+  }
+}
+
+export const nameTaken = (name: string): NodeIdentityError => new NodeIdentityError(409, `node ${name} has already joined with another credential`, `pick another --name, or have an administrator remove the node first (DELETE /v1/nodes/${name})`);
+
 export interface NodeRecord {
   name: string;
   address: string;
@@ -16,13 +33,22 @@ const toPlacement = (r: PlacementRow): Placement => ({
   deployment: r.deployment, node: r.node, cpus: r.cpus, memoryMiB: r.memory_mib, request: JSON.parse(r.request) as unknown, placedAt: r.placed_at,
 });
 
-interface NodeRow { name: string; address: string; labels: string; capacity: string; cordoned: number; last_heartbeat: number; }
+interface NodeRow { name: string; address: string; labels: string; capacity: string; cordoned: number; last_heartbeat: number; credential_sha256: string | null; agent_key: string | null; }
 
 export interface NodeInput { name: string; address?: string; labels?: Record<string, string>; capacity?: Record<string, number>; }
 
-/** Node inventory (CP-6): agents register and heartbeat; a node silent for longer than the grace period is `down`. */
+/** Node inventory (CP-6): agents join, then register and heartbeat; a node silent for longer than the grace period is `down`. */
 export interface NodeStore {
+  /**
+   * Creates the node with its identity (atomically: of two joins for one name, one wins). A name held by a node that
+   * joined is E_NODE_IDENTITY; a record without an identity (registered before nodes had one) is claimed.
+   */
+  join(n: NodeInput, identity: NodeIdentity): Promise<NodeRecord>;
+  /** Updates a joined node's address, labels and capacity; E_UNKNOWN_NODE when it is not there. */
   register(n: NodeInput): Promise<NodeRecord>;
+  identity(name: string): Promise<NodeIdentity | null>;
+  /** Deletes the node, its identity and its artifact grants (revocation); false when there was no such node. */
+  remove(name: string): Promise<boolean>;
   heartbeat(n: { name: string; capacity?: Record<string, number> }): Promise<NodeRecord>;
   setCordoned(name: string, cordoned: boolean): Promise<NodeRecord>;
   get(name: string): Promise<NodeRecord | null>;
@@ -45,7 +71,14 @@ export interface PlacementStore {
   getPlacement(deployment: string): Promise<Placement | null>;
   listPlacements(): Promise<Placement[]>;
   deletePlacement(deployment: string): Promise<void>;
+  /** Lets `node` fetch `artifact` for `deployment` (recorded before the node is asked to run it). */
+  grantArtifact(g: ArtifactGrant): Promise<void>;
+  artifactGranted(node: string, artifact: string): Promise<boolean>;
+  /** Drops the grants of a deployment: on `node` only, or on every node. */
+  revokeArtifacts(deployment: string, node?: string): Promise<void>;
 }
+
+export interface ArtifactGrant { node: string; deployment: string; artifact: string; }
 
 /** What an agent reports of a local deployment in its heartbeat: the name and its age by the agent's own clock. */
 export interface ReportedDeployment { name: string; ageMs: number; }
@@ -79,7 +112,11 @@ export class NodeRegistry implements NodeStore, PlacementStore {
     db.exec(`CREATE TABLE IF NOT EXISTS nodes (name TEXT PRIMARY KEY, address TEXT NOT NULL, labels TEXT NOT NULL,
       capacity TEXT NOT NULL, cordoned INTEGER NOT NULL DEFAULT 0, last_heartbeat INTEGER NOT NULL);
       CREATE TABLE IF NOT EXISTS placements (deployment TEXT PRIMARY KEY, node TEXT NOT NULL, cpus REAL NOT NULL, memory_mib INTEGER NOT NULL,
-      request TEXT NOT NULL, placed_at INTEGER NOT NULL)`);
+      request TEXT NOT NULL, placed_at INTEGER NOT NULL);
+      CREATE TABLE IF NOT EXISTS artifact_grants (node TEXT NOT NULL, deployment TEXT NOT NULL, artifact TEXT NOT NULL, PRIMARY KEY (node, deployment))`);
+    // journals written before nodes had identities: add the columns (their nodes join once to claim their names)
+    const columns = new Set((db.prepare('PRAGMA table_info(nodes)').all() as Array<{ name: string }>).map((c) => c.name));
+    for (const c of ['credential_sha256', 'agent_key']) if (!columns.has(c)) db.exec(`ALTER TABLE nodes ADD COLUMN ${c} TEXT`);
   }
 
   private toRecord(r: NodeRow, now: number): NodeRecord {
@@ -89,18 +126,41 @@ export class NodeRegistry implements NodeStore, PlacementStore {
     };
   }
 
-  async register(n: NodeInput): Promise<NodeRecord> {
-    const now = Date.now();
-    this.db.prepare(`INSERT INTO nodes (name, address, labels, capacity, cordoned, last_heartbeat) VALUES (?, ?, ?, ?, 0, ?)
-      ON CONFLICT(name) DO UPDATE SET address = excluded.address, labels = excluded.labels, capacity = excluded.capacity, last_heartbeat = excluded.last_heartbeat`)
-      .run(n.name, n.address ?? '', JSON.stringify(n.labels ?? {}), JSON.stringify(n.capacity ?? {}), now);
+  async join(n: NodeInput, identity: NodeIdentity): Promise<NodeRecord> {
+    this.db.transaction(() => {
+      const prior = this.db.prepare('SELECT credential_sha256 FROM nodes WHERE name = ?').get(n.name) as { credential_sha256: string | null } | undefined;
+      if (prior?.credential_sha256) throw nameTaken(n.name);
+      this.db.prepare(`INSERT INTO nodes (name, address, labels, capacity, cordoned, last_heartbeat, credential_sha256, agent_key) VALUES (?, ?, ?, ?, 0, ?, ?, ?)
+        ON CONFLICT(name) DO UPDATE SET address = excluded.address, labels = excluded.labels, capacity = excluded.capacity, last_heartbeat = excluded.last_heartbeat,
+        credential_sha256 = excluded.credential_sha256, agent_key = excluded.agent_key`)
+        .run(n.name, n.address ?? '', JSON.stringify(n.labels ?? {}), JSON.stringify(n.capacity ?? {}), Date.now(), identity.credentialSha256, identity.agentKey);
+    }).immediate();
     return this.getSync(n.name) as NodeRecord;
+  }
+
+  async register(n: NodeInput): Promise<NodeRecord> {
+    const r = this.db.prepare('UPDATE nodes SET address = ?, labels = ?, capacity = ?, last_heartbeat = ? WHERE name = ?')
+      .run(n.address ?? '', JSON.stringify(n.labels ?? {}), JSON.stringify(n.capacity ?? {}), Date.now(), n.name);
+    if (r.changes === 0) throw new UserError('E_UNKNOWN_NODE', `node ${n.name} is not registered`, { hint: 'the node joins first (POST /v1/nodes/join with the join token)' });
+    return this.getSync(n.name) as NodeRecord;
+  }
+
+  async identity(name: string): Promise<NodeIdentity | null> {
+    const r = this.db.prepare('SELECT credential_sha256, agent_key FROM nodes WHERE name = ?').get(name) as Pick<NodeRow, 'credential_sha256' | 'agent_key'> | undefined;
+    return r?.credential_sha256 && r.agent_key ? { credentialSha256: r.credential_sha256, agentKey: r.agent_key } : null;
+  }
+
+  async remove(name: string): Promise<boolean> {
+    return this.db.transaction(() => {
+      this.db.prepare('DELETE FROM artifact_grants WHERE node = ?').run(name);
+      return this.db.prepare('DELETE FROM nodes WHERE name = ?').run(name).changes > 0;
+    }).immediate();
   }
 
   async heartbeat(n: { name: string; capacity?: Record<string, number> }): Promise<NodeRecord> {
     const r = this.db.prepare('UPDATE nodes SET last_heartbeat = ?, capacity = COALESCE(?, capacity) WHERE name = ?')
       .run(Date.now(), n.capacity ? JSON.stringify(n.capacity) : null, n.name);
-    if (r.changes === 0) throw new UserError('E_UNKNOWN_NODE', `node ${n.name} is not registered`, { hint: 'register it first (POST /v1/nodes/register)' });
+    if (r.changes === 0) throw new UserError('E_UNKNOWN_NODE', `node ${n.name} is not registered`, { hint: 'the node joins first (POST /v1/nodes/join with the join token)' });
     return this.getSync(n.name) as NodeRecord;
   }
 
@@ -140,5 +200,18 @@ export class NodeRegistry implements NodeStore, PlacementStore {
 
   async deletePlacement(deployment: string): Promise<void> {
     this.db.prepare('DELETE FROM placements WHERE deployment = ?').run(deployment);
+  }
+
+  async grantArtifact(g: ArtifactGrant): Promise<void> {
+    this.db.prepare('INSERT OR REPLACE INTO artifact_grants (node, deployment, artifact) VALUES (?, ?, ?)').run(g.node, g.deployment, g.artifact);
+  }
+
+  async artifactGranted(node: string, artifact: string): Promise<boolean> {
+    return this.db.prepare('SELECT 1 FROM artifact_grants WHERE node = ? AND artifact = ? LIMIT 1').get(node, artifact) !== undefined;
+  }
+
+  async revokeArtifacts(deployment: string, node?: string): Promise<void> {
+    if (node === undefined) this.db.prepare('DELETE FROM artifact_grants WHERE deployment = ?').run(deployment);
+    else this.db.prepare('DELETE FROM artifact_grants WHERE deployment = ? AND node = ?').run(deployment, node);
   }
 }

@@ -128,10 +128,73 @@ export const nodeRegisterSchema = {
   },
 } as const;
 
+/** A join: the node's name, address, labels and capacity (its deployments come with heartbeats). */
+export const nodeJoinSchema = {
+  ...nodeRegisterSchema,
+  properties: (({ deployments: _d, ...rest }) => rest)(nodeRegisterSchema.properties),
+} as const;
+
+/** A join's answer: the node, and its two secrets (shown once; the control plane keeps the credential's hash). */
+export const joinResultSchema = {
+  type: 'object',
+  required: ['node', 'credential', 'agentKey'],
+  properties: {
+    node: nodeSchema,
+    credential: { type: 'string', description: 'the node credential: the agent authenticates to the control plane with it' },
+    agentKey: { type: 'string', description: 'the control plane authenticates to this agent with it' },
+  },
+} as const;
+
+export const nodeRemovedSchema = {
+  type: 'object',
+  required: ['node', 'rescheduled'],
+  properties: { node: str, rescheduled: { type: 'integer', description: 'workloads of the node queued to move elsewhere' } },
+} as const;
+
+/** What the control plane asks an agent to run (validated by the agent: a bad body is a 400, never a 500). */
+export const agentDeployBodySchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'source', 'ports', 'env', 'debug', 'labels', 'idempotencyKey'],
+  properties: {
+    name: { type: 'string', pattern: NAME_PATTERN },
+    source: {
+      type: 'object', additionalProperties: false, required: ['artifact', 'kind'],
+      properties: { artifact: artifactId, kind: { type: 'string', enum: ['project', 'binary', 'package'] } },
+    },
+    ports: deployBodySchema.properties.ports,
+    env: deployBodySchema.properties.env,
+    memory: deployBodySchema.properties.memory,
+    cpus: deployBodySchema.properties.cpus,
+    debug: { type: 'boolean' },
+    labels: deployBodySchema.properties.labels,
+    idempotencyKey: { type: 'string', minLength: 1, maxLength: 400 },
+  },
+} as const;
+
+export const agentDestroyBodySchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['names', 'graceMs'],
+  properties: {
+    names: destroyBodySchema.properties.names,
+    graceMs: { type: 'integer', minimum: 0, maximum: 3_600_000 },
+  },
+} as const;
+
 /** A heartbeat's answer: the node, and the local copies its agent should destroy (moved elsewhere while it was down). */
 export const heartbeatResultSchema = {
   ...nodeSchema,
   properties: { ...nodeSchema.properties, orphans: { type: 'array', items: str } },
+} as const;
+
+/** `GET …/logs/{name}` options, for the control plane and the agents alike. */
+export const logsQuerySchema = {
+  type: 'object', additionalProperties: false,
+  properties: {
+    follow: { type: 'string', enum: ['0', '1', 'true', 'false'] }, tail: { type: 'string', pattern: '^[0-9]{1,9}$' },
+    since: { type: 'string', maxLength: 64, pattern: '^(([0-9]+(\\.[0-9]+)?[smhd])+|[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9:.]+)?(Z|[+-][0-9]{2}:?[0-9]{2})?)$' },
+  },
 } as const;
 
 export const nodeNameParams = {

@@ -1,4 +1,4 @@
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -11,7 +11,8 @@ import { homeLayout, projectRoot } from '../paths.js';
 import { defaultCapacity, runAgent } from '../agent/agent.js';
 import { buildApp } from './app.js';
 import { ArtifactStore } from '../store/artifacts.js';
-import { Authenticator, loadAuthConfig } from './auth.js';
+import { Authenticator, MIN_PLAIN_TOKEN_LENGTH, loadAuthConfig } from './auth.js';
+import { NodeAuthenticator } from './node-identity.js';
 import { Metrics } from './metrics.js';
 import { Queue, type Runner } from './queue.js';
 import { EngineRunner, FakeRunner } from './runner.js';
@@ -37,6 +38,8 @@ export interface ServeOptions {
   replicaId?: string;
   nodeGraceMs: number;
   nodes: 'local' | 'agents';
+  joinToken?: string;
+  /** the pre-identity name of --join-token, still accepted */
   nodeToken?: string;
   policy: 'spread' | 'binpack';
 }
@@ -105,10 +108,14 @@ export async function serve(o: ServeOptions & SandboxFlags): Promise<{ close(): 
   process.env.UNIKCTL_BUILD_CACHE_ROOT ??= join(data, 'build-cache'); // uploads are fresh dirs: keep toolchain caches warm
   const nodeLayout = homeLayout({ ...process.env, UNIKCTL_HOME: join(data, 'node'), UNIKCTL_KERNEL_DIR: process.env.UNIKCTL_KERNEL_DIR ?? userKernels });
   const artifacts = new ArtifactStore({ dir: join(data, 'artifacts'), maxUploadBytes: o.maxUploadBytes, maxExtractedBytes: o.maxUploadBytes * 8, maxEntries: 200_000 });
+  const joinToken = o.joinToken ?? o.nodeToken ?? null;
+  if (joinToken !== null && joinToken.length < MIN_PLAIN_TOKEN_LENGTH) {
+    throw new UserError('E_INVALID_ARGUMENT', `--join-token must be at least ${MIN_PLAIN_TOKEN_LENGTH} characters`, { hint: 'generate one with: openssl rand -hex 32' });
+  }
+  const nodeAuth = new NodeAuthenticator(nodes, joinToken);
   let node: Client;
   if (o.nodes === 'agents') {
-    if (!o.nodeToken) throw new UserError('E_INVALID_ARGUMENT', '--nodes agents needs --node-token (or UNIKCTLD_NODE_TOKEN): the token agents accept from the control plane');
-    node = new ClusterClient({ store: nodes, artifacts, nodeToken: o.nodeToken, policy: o.policy, staleAfterMs: o.nodeGraceMs, layout: nodeLayout });
+    node = new ClusterClient({ store: nodes, artifacts, policy: o.policy, staleAfterMs: o.nodeGraceMs, layout: nodeLayout });
   } else {
     node = new LocalClient(nodeLayout, { remoteBuild: { sandbox: sandboxPolicy(o, [data, dirname(resolve(o.auth)), o.tlsCert, o.tlsKey]) } });
   }
@@ -132,8 +139,10 @@ export async function serve(o: ServeOptions & SandboxFlags): Promise<{ close(): 
   });
   const cp = new ControlPlane({ journal, queue, node, nodeLayout, artifacts, maxAttempts: o.maxAttempts });
   const https = o.tlsCert && o.tlsKey ? { cert: readFileSync(o.tlsCert), key: readFileSync(o.tlsKey) } : null;
-  const app = await buildApp({ cp, auth, artifacts, metrics, nodes, version, https, logger: { level: o.logLevel } });
+  const app = await buildApp({ cp, auth, artifacts, metrics, nodes, nodeAuth, version, https, logger: { level: o.logLevel } });
   log = (msg, f) => app.log.info(f, msg);
+  // joined nodes keep working without it; only new nodes cannot join
+  if (o.nodes === 'agents' && joinToken === null) app.log.warn('no --join-token: nodes that have not joined yet cannot join');
   // the leader recreates the workloads of nodes that stopped heartbeating
   const monitor = setInterval(() => {
     if (!queue.isRunning || o.nodes !== 'agents') return;
@@ -191,7 +200,8 @@ export function createServerProgram(): Command {
     .option('--replica-id <id>', 'this replica\'s id in leader election (default: random per process)')
     .option('--node-grace-ms <ms>', 'a node that has not sent a heartbeat for this long is down (its workloads are rescheduled)', int('--node-grace-ms'), 30_000)
     .option('--nodes <local|agents>', 'run VMs on this host (local) or place them on registered node agents (agents)', process.env.UNIKCTLD_NODES ?? 'local')
-    .option('--node-token <token>', 'with --nodes agents: the token presented to agents (they are started with the same --token)', process.env.UNIKCTLD_NODE_TOKEN)
+    .option('--join-token <token>', 'with --nodes agents: the secret a new agent presents once to join (then it uses its own credential)', process.env.UNIKCTLD_JOIN_TOKEN ?? process.env.UNIKCTLD_NODE_TOKEN)
+    .addOption(new Option('--node-token <token>', 'former name of --join-token').hideHelp())
     .option('--policy <spread|binpack>', 'placement policy in agents mode: spread workloads (default) or fill nodes first', 'spread')
     .addHelpText('after', `
 Environment:
@@ -217,7 +227,8 @@ Example:
     .description('run a node agent: registers with the control plane, heartbeats, and runs the VMs placed on this host')
     .requiredOption('--control-plane <url>', 'control plane URL', process.env.UNIKCTL_CONTROL_PLANE_URL)
     .requiredOption('--name <name>', 'node name (unique in the cluster)', process.env.UNIKCTLD_NODE_NAME)
-    .requiredOption('--token <token>', 'node token: needs the nodes scope on the control plane, which presents it back to this agent', process.env.UNIKCTLD_NODE_TOKEN)
+    .option('--join-token <token>', 'the control plane\'s join token: needed on the first start only (the node\'s own credential is then kept in --data)', process.env.UNIKCTLD_JOIN_TOKEN ?? process.env.UNIKCTLD_NODE_TOKEN)
+    .addOption(new Option('--token <token>', 'former name of --join-token').hideHelp())
     .option('--listen <host:port>', 'agent API address', '127.0.0.1:7171')
     .option('--advertise <url>', 'URL the control plane uses to reach this agent (default: from --listen)')
     .option('--publish-address <ip>', 'host address published VM ports bind to (default: the --listen host)')
@@ -233,9 +244,14 @@ Example:
 Defaults follow Nomad/Kubernetes practice: heartbeat every 10 s; the control plane marks a node down after
 --node-grace-ms (30 s) without one and reschedules its workloads.
 
+Identity: on its first start the agent joins with --join-token and receives its own credential, kept in
+DATA/node-identity.json (mode 0600); later starts use that file and need no join token. A name another node
+has joined with is refused (E_NODE_IDENTITY). After an administrator removes the node, delete the file and
+start the agent with --join-token again.
+
 Example:
-  unikctld agent --control-plane https://cp:7070 --name n1 --token $NODE_TOKEN --listen 10.0.0.5:7171 --labels zone=a`)
-    .action(async (o: SandboxFlags & { controlPlane: string; name: string; token: string; listen: string; advertise?: string; publishAddress?: string; labels: string; data: string; heartbeatMs: number; cpus?: number; memory?: number; tlsCert?: string; tlsKey?: string; logLevel: string }) => {
+  unikctld agent --control-plane https://cp:7070 --name n1 --join-token $JOIN_TOKEN --listen 10.0.0.5:7171 --labels zone=a`)
+    .action(async (o: SandboxFlags & { controlPlane: string; name: string; joinToken?: string; token?: string; listen: string; advertise?: string; publishAddress?: string; labels: string; data: string; heartbeatMs: number; cpus?: number; memory?: number; tlsCert?: string; tlsKey?: string; logLevel: string }) => {
       const host = o.listen.replace(/:\d+$/, '');
       const https = o.tlsCert && o.tlsKey ? { cert: readFileSync(o.tlsCert), key: readFileSync(o.tlsKey) } : null;
       const labels = Object.fromEntries(o.labels.split(',').filter(Boolean).map((kv) => {
@@ -246,7 +262,7 @@ Example:
       const def = defaultCapacity();
       const version = (JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')) as { version: string }).version;
       const agent = await runAgent({
-        controlPlane: o.controlPlane, name: o.name, token: o.token, listen: o.listen, advertise: o.advertise ?? `${https ? 'https' : 'http'}://${o.listen}`,
+        controlPlane: o.controlPlane, name: o.name, joinToken: o.joinToken ?? o.token ?? null, listen: o.listen, advertise: o.advertise ?? `${https ? 'https' : 'http'}://${o.listen}`,
         publishAddress: o.publishAddress ?? (host === '0.0.0.0' ? '0.0.0.0' : host), labels, data: resolve(o.data), heartbeatMs: o.heartbeatMs,
         capacity: { cpus: o.cpus ?? def.cpus, memoryMiB: o.memory ?? def.memoryMiB }, https, logLevel: o.logLevel, version,
         buildSandbox: sandboxPolicy(o, [o.data, o.tlsCert, o.tlsKey]),

@@ -1,6 +1,6 @@
 /**
  * Client side of artifact upload (CP-1/CP-5): packs a project dir, a --rootfs dir or a single binary into a
- * deterministic gzip'd tar that `POST /v1/artifacts` accepts (see src/controlplane/artifacts.ts).
+ * deterministic gzip'd tar that `POST /v1/artifacts` accepts (see src/store/artifacts.ts).
  *
  * Determinism: entries are walked depth-first with names sorted by UTF-16 code unit (not locale), every
  * header carries mtime 0, uid/gid 0 and no user/group names, modes are normalized (dirs 0755, files 0755 if

@@ -1,10 +1,10 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { homeLayout } from '../../src/paths.js';
-import { NODE_TOKEN, TestServer } from './cp-helpers.js';
+import { ADMIN_TOKEN, JOIN_TOKEN, TestServer } from './cp-helpers.js';
 import { freePort, httpGet, ROOT, TestHome, type DeploymentJson } from './helpers.js';
 
 type ClusterDeployment = DeploymentJson & { node?: string };
@@ -14,19 +14,21 @@ describe('cluster: agents, scheduler, drain, node failure', () => {
   // n5 serves its agent API over HTTPS with a self-signed certificate that the control plane trusts
   const tlsDir = mkdtempSync(join(tmpdir(), 'unikctl-agent-tls-'));
   const tls = { cert: join(tlsDir, 'cert.pem'), key: join(tlsDir, 'key.pem') };
-  const server = new TestServer({ runner: 'engine', extra: ['--nodes', 'agents', '--node-token', NODE_TOKEN, '--node-grace-ms', '4000'], env: { NODE_EXTRA_CA_CERTS: tls.cert } });
+  const server = new TestServer({ runner: 'engine', extra: ['--nodes', 'agents', '--join-token', JOIN_TOKEN, '--node-grace-ms', '4000'], env: { NODE_EXTRA_CA_CERTS: tls.cert } });
   const home = new TestHome();
   const nodes = [
     { name: 'n2', ip: '127.0.0.2', labels: 'zone=a', tls: false },
     { name: 'n3', ip: '127.0.0.3', labels: 'zone=b', tls: false },
     { name: 'n4', ip: '127.0.0.4', labels: 'zone=b', tls: false },
     { name: 'n5', ip: '127.0.0.5', labels: 'zone=c', tls: true }, // started by the TLS test, last
-  ].map((n) => ({ ...n, data: mkdtempSync(join(tmpdir(), `unikctl-agent-${n.name}-`)), proc: null as ChildProcess | null }));
+  ].map((n) => ({ ...n, data: mkdtempSync(join(tmpdir(), `unikctl-agent-${n.name}-`)), proc: null as ChildProcess | null, port: 0 }));
   const ports = new Map<string, number>();
 
   const startAgent = async (n: (typeof nodes)[number]): Promise<void> => {
     const port = await freePort();
-    n.proc = spawn(process.execPath, [join(ROOT, 'bin', 'unikctld.js'), 'agent', '--control-plane', server.url, '--name', n.name, '--token', NODE_TOKEN,
+    n.port = port;
+    // the join token is used on the first start only; a restarted agent uses the credential kept in its data dir
+    n.proc = spawn(process.execPath, [join(ROOT, 'bin', 'unikctld.js'), 'agent', '--control-plane', server.url, '--name', n.name, '--join-token', JOIN_TOKEN,
       '--listen', `${n.ip}:${port}`, '--labels', n.labels, '--data', n.data, '--heartbeat-ms', '1000', '--cpus', '8', '--memory', '8192', '--log-level', 'warn',
       ...(n.tls ? ['--tls-cert', tls.cert, '--tls-key', tls.key] : [])],
     { env: { ...process.env, UNIKCTL_KERNEL_DIR: homeLayout(process.env).kernels, UNIKCTL_ACCEL: process.env.UNIKCTL_ACCEL ?? 'tcg', UNIKCTL_STOP_GRACE_MS: '3000' }, stdio: 'ignore' });
@@ -105,6 +107,23 @@ describe('cluster: agents, scheduler, drain, node failure', () => {
       expect(addressOf(d)).toBe(`http://${nodeIp}:${ports.get(d.name)}`);
       expect(await httpGet(`${addressOf(d)}/${d.name}`)).toContain(`host ${d.name}`);
     }
+  });
+
+  it('node identity: a name cannot be taken over, and a node credential or the join token opens no agent', async () => {
+    const n2 = nodes[0];
+    if (!n2) throw new Error('no n2');
+    const post = (url: string, token: string, json: unknown): Promise<Response> =>
+      fetch(url, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify(json) });
+    const impostor = await post(`${server.url}/v1/nodes/join`, JOIN_TOKEN, { name: 'n2', address: 'http://127.0.0.9:1' });
+    expect([impostor.status, ((await impostor.json()) as { code: string }).code]).toEqual([409, 'E_NODE_IDENTITY']);
+    const n3 = JSON.parse(readFileSync(join(nodes[1]?.data ?? '', 'node-identity.json'), 'utf8')) as { credential: string };
+    const asN2 = await post(`${server.url}/v1/nodes/register`, n3.credential, { name: 'n2', address: 'http://127.0.0.9:1' });
+    expect([asN2.status, ((await asN2.json()) as { code: string }).code]).toEqual([403, 'E_NODE_IDENTITY']);
+    const agentUrl = `http://${n2.ip}:${n2.port}/v1/agent/deploy`;
+    const body = { name: 'evil', source: { artifact: 'art_0000000000000000', kind: 'project' }, ports: [], env: [], debug: false, labels: [], idempotencyKey: 'evil' };
+    for (const token of [n3.credential, JOIN_TOKEN, ADMIN_TOKEN]) expect((await post(agentUrl, token, body)).status).toBe(401);
+    // n2 kept its name and address
+    expect((await cluster()).nodes.find((n) => n.name === 'n2')?.status).toBe('ready');
   });
 
   it('drain moves every workload of a node elsewhere; they answer there and the drained node runs nothing', async () => {

@@ -91,6 +91,8 @@ describe('control plane API conformance (unikctld --runner fake)', () => {
   const scratch = mkdtempSync(join(tmpdir(), 'unikctld-conformance-'));
   const dataDir = join(scratch, 'data');
   const token = `unik_conformance_${randomBytes(16).toString('hex')}`;
+  const joinToken = `unik_join_${randomBytes(16).toString('hex')}`;
+  let nodeCredential = '';
   let server: ChildProcess | null = null;
   let serverLog = '';
   let base = '';
@@ -117,7 +119,7 @@ describe('control plane API conformance (unikctld --runner fake)', () => {
       delete env.UNIKCTL_CONTROL_PLANE_URL; // package references must resolve in this server's own store only
       const child = spawn(process.execPath, [
         SERVER_BIN, 'serve', '--listen', `127.0.0.1:${port}`, '--data', dataDir, '--auth', join(scratch, 'auth.yaml'),
-        '--runner', 'fake', '--fake-work-ms', '5', '--workers', '4', '--log-level', 'warn',
+        '--runner', 'fake', '--fake-work-ms', '5', '--workers', '4', '--log-level', 'warn', '--join-token', joinToken,
       ], { cwd: scratch, env, stdio: ['ignore', 'pipe', 'pipe'] });
       server = child;
       child.stdout?.on('data', (c: Buffer) => { serverLog += c.toString('utf8'); });
@@ -150,8 +152,9 @@ describe('control plane API conformance (unikctld --runner fake)', () => {
     process.once('exit', killServer); // no orphan even if vitest dies before afterAll
     await startServer();
     // likewise a node named "0" lets the generated cordon/uncordon/drain/heartbeat requests reach their 200/202 paths
-    const reg = await api('POST', '/v1/nodes/register', { name: '0', address: '127.0.0.1', capacity: { cpus: 2 } });
-    expect(reg.status, reg.text).toBe(200);
+    const reg = await api('POST', '/v1/nodes/join', { name: '0', address: '127.0.0.1', capacity: { cpus: 2 } }, { authorization: `Bearer ${joinToken}` });
+    expect(reg.status, reg.text).toBe(201);
+    nodeCredential = String(reg.json.credential);
   });
 
   afterAll(async () => {
@@ -191,7 +194,8 @@ describe('control plane API conformance (unikctld --runner fake)', () => {
     const anon = await fetch(`${base}/v1/status`);
     expect(anon.status).toBe(401);
     for (const [path, status] of [['/v1/nodes/heartbeat', 200], ['/v1/nodes/0/cordon', 200], ['/v1/nodes/0/uncordon', 200], ['/v1/nodes/0/drain', 202]] as const) {
-      const r = await api('POST', path, path.endsWith('heartbeat') ? { name: '0', capacity: { cpus: 2 } } : undefined);
+      // heartbeats come from the node itself, with its own credential
+      const r = path.endsWith('heartbeat') ? await api('POST', path, { name: '0', capacity: { cpus: 2 } }, { authorization: `Bearer ${nodeCredential}` }) : await api('POST', path);
       expect(r.status, `${path}: ${r.text}`).toBe(status);
     }
     expect((await api('GET', '/v1/status')).status).toBe(200);

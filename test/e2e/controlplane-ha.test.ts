@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TestServer, writeFakePackage } from './cp-helpers.js';
+import { JOIN_TOKEN, TestServer, writeFakePackage } from './cp-helpers.js';
 import { freePort } from './helpers.js';
 
 /**
@@ -119,7 +119,7 @@ describe('control plane HA: etcd (3 members) and 2 replicas with leader election
 
   it('kill -9 the leader mid-queue: the other replica takes over and each of 200 operations completes exactly once', async () => {
     for (const id of ['r1', 'r2'] as const) {
-      const s = new TestServer({ runner: 'fake', workers: 4, extra: ['--store', etcd.spec, '--replica-id', id, '--fake-work-ms', '40'] });
+      const s = new TestServer({ runner: 'fake', workers: 4, extra: ['--store', etcd.spec, '--replica-id', id, '--fake-work-ms', '40', '--join-token', JOIN_TOKEN] });
       writeFakePackage(s.data, 'pkg'); // each replica validates a deploy against its own local node
       replicas[id] = s;
       await s.start();
@@ -128,6 +128,14 @@ describe('control plane HA: etcd (3 members) and 2 replicas with leader election
     const r2 = replicas.r2 as TestServer;
     const first = await leader();
     expect(['r1', 'r2']).toContain(first);
+
+    // a node joins through r1; its identity lives in etcd, so r2 knows it (and refuses an impostor for its name)
+    const joined = await r1.api('/v1/nodes/join', { token: JOIN_TOKEN, json: { name: 'ha-node', address: 'http://127.0.0.1:1', capacity: { cpus: 1 } } });
+    expect(joined.status, await joined.clone().text()).toBe(201);
+    const { credential } = (await joined.json()) as { credential: string };
+    const heartbeat = (s: TestServer): Promise<Response> => s.api('/v1/nodes/heartbeat', { token: credential, json: { name: 'ha-node', capacity: { cpus: 1 } } });
+    expect((await heartbeat(r2)).status).toBe(200);
+    expect((await r2.api('/v1/nodes/join', { token: JOIN_TOKEN, json: { name: 'ha-node', address: 'http://127.0.0.9:1' } })).status).toBe(409);
 
     // 200 deploys, 20 at a time, spread over both replicas (followers write into etcd themselves)
     const ids: string[] = [];
@@ -170,6 +178,10 @@ describe('control plane HA: etcd (3 members) and 2 replicas with leader election
     expect(tookOverAt, `${survivorId} did not become the leader:\n${survivor.log}`).toBeGreaterThan(0);
     // the survivor still serves the API
     expect((await survivor.api('/healthz', { token: null })).status).toBe(200);
+    // the node's credential works on the survivor until an administrator removes the node there
+    expect((await heartbeat(survivor)).status).toBe(200);
+    expect((await survivor.api('/v1/nodes/ha-node', { method: 'DELETE' })).status).toBe(200);
+    expect((await heartbeat(survivor)).status).toBe(401);
 
     const jobs = Object.values((await kv().getAll().prefix(`${PREFIX}jobs/`).json()) as Record<string, StoredJob>);
     const effects = (await kv().getAll().prefix(`${PREFIX}effects/`).json()) as Record<string, { runs: number }>;

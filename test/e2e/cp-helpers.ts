@@ -8,7 +8,10 @@ import { freePort, ROOT } from './helpers.js';
 export const ADMIN_TOKEN = 'unik_test_admin_0123456789abcdef';
 export const READER_TOKEN = 'unik_test_reader_0123456789abcdef';
 export const DEPLOYER_TOKEN = 'unik_test_deployer_0123456789abcdef';
+/** an operator token with the `nodes` scope (cordon, drain, remove) */
 export const NODE_TOKEN = 'unik_test_node_0123456789abcdef';
+/** what a new agent presents once to join (`unikctld serve --join-token`) */
+export const JOIN_TOKEN = 'unik_test_join_0123456789abcdef';
 export const JWT_SECRET = 'test-secret-for-hs256-jwt-0123456789abcdef';
 
 export interface ServerOptions { runner?: 'engine' | 'fake'; workers?: number; tls?: { cert: string; key: string }; data?: string; extra?: string[]; env?: Record<string, string>; }
