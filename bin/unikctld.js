@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { CommanderError } from 'commander';
-import { createServerProgram } from '../dist/controlplane/server.js';
+import { createServerProgram } from '../dist/cli/daemon.js';
 
 const program = createServerProgram().exitOverride();
 program.parseAsync(process.argv).catch((e) => {

@@ -1,0 +1,157 @@
+/**
+ * The `unikctld` command tree (serve, agent), declared beside the unikctl commands: it parses flags and hands typed
+ * options to the control plane (src/controlplane/server.ts) and the node agent (src/agent/agent.ts).
+ */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { defaultCapacity, runAgent } from '../agent/agent.js';
+import { serve, type ServeOptions } from '../controlplane/server.js';
+import { UserError } from '../errors.js';
+import { DEFAULT_BUILD_SANDBOX, sandboxUnavailable } from '../image/sandbox.js';
+import { homeLayout, projectRoot } from '../paths.js';
+import type { BuildSandboxPolicy } from '../store/types.js';
+
+const int = (name: string) => (v: string): number => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer`);
+  return n;
+};
+
+
+/** The build-sandbox flags of `serve` and `agent`. */
+export interface SandboxFlags {
+  buildSandbox: string;
+  buildMemory: number;
+  buildCpus: number;
+  buildTimeout: number;
+  buildDisk: number;
+  buildNetwork: string;
+}
+
+function addSandboxFlags(cmd: Command): Command {
+  const d = DEFAULT_BUILD_SANDBOX;
+  return cmd
+    .option('--build-sandbox <on|off>', 'build the projects clients send as an unprivileged user in a bubblewrap sandbox with the limits below (off: as this daemon\'s user — only for trusted clients)', 'on')
+    .option('--build-memory <mib>', 'memory limit of one build (MiB, no swap)', int('--build-memory'), d.memoryMiB)
+    .option('--build-cpus <n>', 'CPU limit of one build (cores)', int('--build-cpus'), d.cpus)
+    .option('--build-timeout <seconds>', 'wall-clock limit of one build', int('--build-timeout'), d.timeoutSeconds)
+    .option('--build-disk <mib>', 'disk limit of one build (its project copy, work directory and cache growth)', int('--build-disk'), d.diskMiB)
+    .option('--build-network <isolated|none>', 'isolated: the outside network (package registries) but not this host\'s loopback; none: no network', d.network);
+}
+
+/** The sandbox policy of the flags (null with --build-sandbox off); fails fast when this host cannot sandbox. */
+export function sandboxPolicy(o: SandboxFlags, hide: Array<string | undefined>): BuildSandboxPolicy | null {
+  if (o.buildSandbox === 'off') return null;
+  if (o.buildSandbox !== 'on') throw new UserError('E_INVALID_ARGUMENT', '--build-sandbox must be on or off');
+  if (o.buildNetwork !== 'isolated' && o.buildNetwork !== 'none') throw new UserError('E_INVALID_ARGUMENT', '--build-network must be isolated or none');
+  for (const [flag, v] of [['--build-memory', o.buildMemory], ['--build-cpus', o.buildCpus], ['--build-timeout', o.buildTimeout], ['--build-disk', o.buildDisk]] as const) {
+    if (v < 1) throw new UserError('E_INVALID_ARGUMENT', `${flag} must be at least 1`);
+  }
+  const why = sandboxUnavailable({ network: o.buildNetwork });
+  if (why) {
+    throw new UserError('E_SANDBOX_UNAVAILABLE', `this host cannot sandbox builds: ${why}`, {
+      hint: 'run make setup (bubblewrap, slirp4netns, the unikctl-build user) and start the daemon as root, or pass --build-sandbox off if every client is trusted',
+    });
+  }
+  return {
+    memoryMiB: o.buildMemory, cpus: o.buildCpus, pids: DEFAULT_BUILD_SANDBOX.pids, timeoutSeconds: o.buildTimeout, diskMiB: o.buildDisk,
+    network: o.buildNetwork, hide: hide.filter((h): h is string => Boolean(h)).map((h) => resolve(h)),
+  };
+}
+
+export function createServerProgram(): Command {
+  const program = new Command('unikctld').description('unikctl control plane and node agent').helpCommand(false).showSuggestionAfterError(true);
+  addSandboxFlags(program
+    .command('serve'))
+    .description('run the control plane HTTP API with its durable operation queue; VMs run on this host')
+    .option('--listen <host:port>', 'address to listen on', process.env.UNIKCTLD_LISTEN ?? '127.0.0.1:7070')
+    .option('--data <dir>', 'state directory (journal, artifacts, the local node)', process.env.UNIKCTLD_DATA ?? join(homeLayout().home, 'controlplane'))
+    .requiredOption('--auth <file>', 'token/JWT configuration (YAML or JSON; see docs/controlplane.md)', process.env.UNIKCTLD_AUTH_FILE)
+    .option('--tls-cert <file>', 'serve HTTPS with this certificate (PEM)', process.env.UNIKCTLD_TLS_CERT)
+    .option('--tls-key <file>', 'private key for --tls-cert (PEM)', process.env.UNIKCTLD_TLS_KEY)
+    .option('--workers <n>', 'concurrent operation workers', int('--workers'), 2)
+    .option('--max-attempts <n>', 'attempts per operation before it fails (retries use exponential backoff with jitter)', int('--max-attempts'), 5)
+    .option('--retry-base-ms <ms>', 'first retry delay (doubles per attempt, capped at 60 s)', int('--retry-base-ms'), 500)
+    .option('--max-upload-bytes <n>', 'largest accepted artifact upload', int('--max-upload-bytes'), 512 * 1024 * 1024)
+    .option('--runner <engine|fake>', 'engine runs real VMs; fake only records jobs (tests and benchmarks)', 'engine')
+    .option('--fake-work-ms <ms>', 'simulated work per job with --runner fake', int('--fake-work-ms'), 5)
+    .option('--sync <normal|full>', 'SQLite durability: normal survives process crashes, full also power loss (slower)', 'normal')
+    .option('--log-level <level>', 'pino log level', process.env.UNIKCTLD_LOG_LEVEL ?? 'info')
+    .option('--store <spec>', 'sqlite (one replica) or etcd://host:port[,host:port...] (several replicas, leader election)', process.env.UNIKCTLD_STORE ?? 'sqlite')
+    .option('--replica-id <id>', 'this replica\'s id in leader election (default: random per process)')
+    .option('--node-grace-ms <ms>', 'a node that has not sent a heartbeat for this long is down (its workloads are rescheduled)', int('--node-grace-ms'), 30_000)
+    .option('--nodes <local|agents>', 'run VMs on this host (local) or place them on registered node agents (agents)', process.env.UNIKCTLD_NODES ?? 'local')
+    .option('--join-token <token>', 'with --nodes agents: the secret a new agent presents once to join (then it uses its own credential)', process.env.UNIKCTLD_JOIN_TOKEN ?? process.env.UNIKCTLD_NODE_TOKEN)
+    .addOption(new Option('--node-token <token>', 'former name of --join-token').hideHelp())
+    .option('--policy <spread|binpack>', 'placement policy in agents mode: spread workloads (default) or fill nodes first', 'spread')
+    .addHelpText('after', `
+Environment:
+  UNIKCTLD_LISTEN, UNIKCTLD_DATA, UNIKCTLD_AUTH_FILE, UNIKCTLD_TLS_CERT, UNIKCTLD_TLS_KEY, UNIKCTLD_LOG_LEVEL, UNIKCTLD_STORE
+                  defaults for the flags above
+  UNIKCTL_KERNEL_DIR   kernels for the local node (default: the user's unikctl kernel cache)
+  UNIKCTL_ACCEL        auto | kvm | tcg for the VMs this host runs
+
+Example:
+  unikctld serve --listen 127.0.0.1:7070 --data /var/lib/unikctld --auth /etc/unikctld/auth.yaml`)
+    .action(async (o: Omit<ServeOptions, 'sandbox'> & SandboxFlags) => {
+      if (o.runner !== 'engine' && o.runner !== 'fake') throw new UserError('E_INVALID_ARGUMENT', '--runner must be engine or fake');
+      if (o.sync !== 'normal' && o.sync !== 'full') throw new UserError('E_INVALID_ARGUMENT', '--sync must be normal or full');
+      if (o.nodes !== 'local' && o.nodes !== 'agents') throw new UserError('E_INVALID_ARGUMENT', '--nodes must be local or agents');
+      if (o.policy !== 'spread' && o.policy !== 'binpack') throw new UserError('E_INVALID_ARGUMENT', '--policy must be spread or binpack');
+      const s = await serve({ ...o, sandbox: sandboxPolicy(o, [o.data, dirname(resolve(o.auth)), o.tlsCert, o.tlsKey]) });
+      const stop = (): void => { void s.close().then(() => process.exit(0)); };
+      process.on('SIGTERM', stop);
+      process.on('SIGINT', stop);
+    });
+  addSandboxFlags(program
+    .command('agent'))
+    .description('run a node agent: registers with the control plane, heartbeats, and runs the VMs placed on this host')
+    .requiredOption('--control-plane <url>', 'control plane URL', process.env.UNIKCTL_CONTROL_PLANE_URL)
+    .requiredOption('--name <name>', 'node name (unique in the cluster)', process.env.UNIKCTLD_NODE_NAME)
+    .option('--join-token <token>', 'the control plane\'s join token: needed on the first start only (the node\'s own credential is then kept in --data)', process.env.UNIKCTLD_JOIN_TOKEN ?? process.env.UNIKCTLD_NODE_TOKEN)
+    .addOption(new Option('--token <token>', 'former name of --join-token').hideHelp())
+    .option('--listen <host:port>', 'agent API address', '127.0.0.1:7171')
+    .option('--advertise <url>', 'URL the control plane uses to reach this agent (default: from --listen)')
+    .option('--publish-address <ip>', 'host address published VM ports bind to (default: the --listen host)')
+    .option('--labels <k=v,...>', 'node labels for placement constraints (deploy --label)', '')
+    .option('--data <dir>', 'state directory of this node', join(homeLayout().home, 'agent'))
+    .option('--heartbeat-ms <ms>', 'heartbeat interval', int('--heartbeat-ms'), 10_000)
+    .option('--cpus <n>', 'CPUs offered to VMs (default: all)', int('--cpus'))
+    .option('--memory <mib>', 'memory offered to VMs in MiB (default: all)', int('--memory'))
+    .option('--tls-cert <file>', 'serve the agent API over HTTPS with this certificate')
+    .option('--tls-key <file>', 'private key for --tls-cert')
+    .option('--log-level <level>', 'pino log level', 'info')
+    .addHelpText('after', `
+Defaults follow Nomad/Kubernetes practice: heartbeat every 10 s; the control plane marks a node down after
+--node-grace-ms (30 s) without one and reschedules its workloads.
+
+Identity: on its first start the agent joins with --join-token and receives its own credential, kept in
+DATA/node-identity.json (mode 0600); later starts use that file and need no join token. A name another node
+has joined with is refused (E_NODE_IDENTITY). After an administrator removes the node, delete the file and
+start the agent with --join-token again.
+
+Example:
+  unikctld agent --control-plane https://cp:7070 --name n1 --join-token $JOIN_TOKEN --listen 10.0.0.5:7171 --labels zone=a`)
+    .action(async (o: SandboxFlags & { controlPlane: string; name: string; joinToken?: string; token?: string; listen: string; advertise?: string; publishAddress?: string; labels: string; data: string; heartbeatMs: number; cpus?: number; memory?: number; tlsCert?: string; tlsKey?: string; logLevel: string }) => {
+      const host = o.listen.replace(/:\d+$/, '');
+      const https = o.tlsCert && o.tlsKey ? { cert: readFileSync(o.tlsCert), key: readFileSync(o.tlsKey) } : null;
+      const labels = Object.fromEntries(o.labels.split(',').filter(Boolean).map((kv) => {
+        const [k, v] = kv.split('=', 2);
+        if (!k || v === undefined) throw new UserError('E_INVALID_ARGUMENT', `--labels ${kv} is not k=v`);
+        return [k, v];
+      }));
+      const def = defaultCapacity();
+      const version = (JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')) as { version: string }).version;
+      const agent = await runAgent({
+        controlPlane: o.controlPlane, name: o.name, joinToken: o.joinToken ?? o.token ?? null, listen: o.listen, advertise: o.advertise ?? `${https ? 'https' : 'http'}://${o.listen}`,
+        publishAddress: o.publishAddress ?? (host === '0.0.0.0' ? '0.0.0.0' : host), labels, data: resolve(o.data), heartbeatMs: o.heartbeatMs,
+        capacity: { cpus: o.cpus ?? def.cpus, memoryMiB: o.memory ?? def.memoryMiB }, https, logLevel: o.logLevel, version,
+        buildSandbox: sandboxPolicy(o, [o.data, o.tlsCert, o.tlsKey]),
+      });
+      const stop = (): void => { void agent.close().then(() => process.exit(0)); };
+      process.on('SIGTERM', stop);
+      process.on('SIGINT', stop);
+    });
+  return program;
+}
