@@ -8,11 +8,11 @@ import type { Client, DeployRequest, DeployResult, DeploymentView, DestroyResult
 import { UserError, isUserError } from '../errors.js';
 import type { HomeLayout } from '../paths.js';
 import type { LogEntry } from '../runtime/logstore.js';
-import type { Deployment } from '../store/types.js';
 import { sleep } from '../util/proc.js';
 import type { ArtifactStore } from '../store/artifacts.js';
 import type { NodeRecord, NodeStore, Placement, PlacementStore } from './nodes.js';
 import { place, type NodeInfo, type Policy } from './scheduler.js';
+import type { Fleet } from './fleet.js';
 
 const LIVE = new Set(['pending', 'building', 'starting', 'running']);
 
@@ -20,7 +20,7 @@ const LIVE = new Set(['pending', 'building', 'starting', 'running']);
  * The control plane's view of a cluster as one `Client`: deploy schedules onto a node agent and records the
  * placement; destroy, status and logs are forwarded to the node that runs the deployment (CP-6).
  */
-export class ClusterClient implements Client {
+export class ClusterClient implements Client, Fleet {
   /** Placement decisions are serialized: two workers must not both fill the last slot of a node. */
   private placing: Promise<unknown> = Promise.resolve();
   /** Capacity held by moves whose copy is starting (their placement still names the old node). */
@@ -216,11 +216,10 @@ export class ClusterClient implements Client {
     return (await this.o.store.getPlacement(name)) !== null;
   }
 
-  async waitFor(name: string, until: (d: Deployment | null) => boolean, timeoutMs: number): Promise<Deployment | null> {
+  async waitFor(name: string, until: (d: DeploymentView | null) => boolean, timeoutMs: number): Promise<DeploymentView | null> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const v = (await this.status(name)).deployments[0];
-      const d = v && !(v.state === 'pending' && v.id === '') ? ({ ...v, createdAt: Date.parse(v.createdAt) } as unknown as Deployment) : v ? ({ ...v, state: 'pending', createdAt: Date.parse(v.createdAt) } as unknown as Deployment) : null;
+      const d = (await this.status(name)).deployments[0] ?? null;
       if (until(d) || Date.now() > deadline) return d;
       await sleep(300);
     }

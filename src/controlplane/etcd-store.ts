@@ -295,6 +295,11 @@ export class EtcdJobStore implements JobStore {
       .sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0)).map(toJob);
   }
 
+  async hasPendingDeploy(target: string): Promise<boolean> {
+    // the job records are keyed by state, not by target: one range over the live states
+    return (await this.pendingDeploys()).some((j) => j.target === target);
+  }
+
   async nextDueAt(): Promise<number | null> {
     let min: number | null = null;
     for (const kv of (await rangeAll(this.c, this.k.state('queued'))).kvs) {

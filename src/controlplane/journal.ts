@@ -58,7 +58,7 @@ export interface JobStore {
   recent(limit: number, target?: string): Promise<Job[]>;
   pendingDeploys(): Promise<Job[]>;
   /** Whether a deploy for this name is queued or running (cheap: the API asks on every deploy). */
-  hasPendingDeploy?(target: string): Promise<boolean>;
+  hasPendingDeploy(target: string): Promise<boolean>;
   nextDueAt(): Promise<number | null>;
   /** Test/benchmark support for the fake runner: an idempotent per-job effect. */
   recordEffect(jobId: string): Promise<void>;

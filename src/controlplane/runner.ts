@@ -2,7 +2,7 @@ import type { Client } from '../engine/client.js';
 import { UserError, isUserError } from '../errors.js';
 import type { Job, JobStore } from './journal.js';
 import type { Runner } from './queue.js';
-import { ClusterClient } from './cluster.js';
+import type { Fleet } from './fleet.js';
 
 /** What a deploy job carries: a resolved target on this host plus the deploy flags. */
 export interface DeployJobRequest {
@@ -26,13 +26,13 @@ const BUILD_AND_BOOT_TIMEOUT_MS = 30 * 60_000;
  * as the engine's idempotency key, so a job replayed after a crash finds its deployment instead of making a second.
  */
 export class EngineRunner implements Runner {
-  constructor(private readonly node: Client) {}
+  constructor(private readonly node: Client, private readonly fleet: Fleet | null) {}
 
   async run(job: Job): Promise<unknown> {
     if (job.kind === 'move') {
-      if (!(this.node instanceof ClusterClient)) throw new UserError('E_INVALID_ARGUMENT', 'move jobs need cluster mode (--nodes agents)');
+      if (!this.fleet) throw new UserError('E_INVALID_ARGUMENT', 'move jobs need cluster mode (--nodes agents)');
       const r = job.request as MoveJobRequest;
-      return (await this.node.move(job.target, r.from, { sourceDown: r.sourceDown, graceMs: r.graceMs })) ?? { name: job.target, moved: false };
+      return (await this.fleet.move(job.target, r.from, { sourceDown: r.sourceDown, graceMs: r.graceMs })) ?? { name: job.target, moved: false };
     }
     if (job.kind === 'deploy') {
       const r = job.request as DeployJobRequest;

@@ -14,6 +14,7 @@ import { Metrics } from './metrics.js';
 import { Queue, type Runner } from './queue.js';
 import { EngineRunner, FakeRunner } from './runner.js';
 import { ClusterClient } from './cluster.js';
+import type { Fleet } from './fleet.js';
 import { ControlPlane } from './service.js';
 import { openStores } from './stores.js';
 
@@ -66,13 +67,16 @@ export async function serve(o: ServeOptions): Promise<{ close(): Promise<void>; 
   }
   const nodeAuth = new NodeAuthenticator(nodes, joinToken);
   let node: Client;
+  let fleet: Fleet | null = null;
   if (o.nodes === 'agents') {
-    node = new ClusterClient({ store: nodes, artifacts, policy: o.policy, staleAfterMs: o.nodeGraceMs, layout: nodeLayout });
+    const cluster = new ClusterClient({ store: nodes, artifacts, policy: o.policy, staleAfterMs: o.nodeGraceMs, layout: nodeLayout });
+    node = cluster;
+    fleet = cluster;
   } else {
     node = new LocalClient(nodeLayout, { remoteBuild: { sandbox: o.sandbox } });
   }
   const metrics = new Metrics(journal, node);
-  const runner: Runner = o.runner === 'fake' ? new FakeRunner(journal, o.fakeWorkMs) : new EngineRunner(node);
+  const runner: Runner = o.runner === 'fake' ? new FakeRunner(journal, o.fakeWorkMs) : new EngineRunner(node, fleet);
   let log: ((msg: string, f: Record<string, unknown>) => void) | null = null;
   const queue = new Queue(journal, runner, {
     concurrency: o.workers, owner, retry: { maxAttempts: o.maxAttempts, baseMs: o.retryBaseMs, capMs: 60_000 },
@@ -89,7 +93,7 @@ export async function serve(o: ServeOptions): Promise<{ close(): Promise<void>; 
       log: (msg, f) => log?.(msg, f),
     },
   });
-  const cp = new ControlPlane({ journal, queue, node, nodeLayout, artifacts, maxAttempts: o.maxAttempts });
+  const cp = new ControlPlane({ journal, queue, node, fleet, nodeLayout, artifacts, maxAttempts: o.maxAttempts });
   const https = o.tlsCert && o.tlsKey ? { cert: readFileSync(o.tlsCert), key: readFileSync(o.tlsKey) } : null;
   const app = await buildApp({ cp, auth, artifacts, metrics, nodes, nodeAuth, version, https, logger: { level: o.logLevel } });
   log = (msg, f) => app.log.info(f, msg);

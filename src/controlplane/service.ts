@@ -14,7 +14,7 @@ import type { ArtifactStore } from '../store/artifacts.js';
 import type { Job, JobStore } from './journal.js';
 import type { Queue } from './queue.js';
 import type { DeployJobRequest } from './runner.js';
-import { ClusterClient } from './cluster.js';
+import type { Fleet } from './fleet.js';
 
 export interface DeployBody {
   source: { artifact: string; kind: 'project' | 'binary' | 'package' } | { package: string };
@@ -37,7 +37,7 @@ const hashRequest = (v: unknown): string => createHash('sha256').update(JSON.str
 /** The control plane's semantics, independent of HTTP: validate, journal, and read back state. */
 export class ControlPlane {
   constructor(private readonly o: {
-    journal: JobStore; queue: Queue; node: Client; nodeLayout: HomeLayout; artifacts: ArtifactStore; maxAttempts: number;
+    journal: JobStore; queue: Queue; node: Client; fleet: Fleet | null; nodeLayout: HomeLayout; artifacts: ArtifactStore; maxAttempts: number;
   }) {}
 
   private artifactDir(id: string): string {
@@ -63,8 +63,7 @@ export class ControlPlane {
   }
 
   private async reserved(name: string): Promise<boolean> {
-    const j = this.o.journal;
-    return j.hasPendingDeploy ? j.hasPendingDeploy(name) : (await j.pendingDeploys()).some((x) => x.target === name);
+    return this.o.journal.hasPendingDeploy(name);
   }
 
   async deploy(body: DeployBody, traceId: string, headerKey?: string): Promise<DeployResult> {
@@ -85,7 +84,7 @@ export class ControlPlane {
     const resolved = resolveTarget(target, '/', this.o.nodeLayout, rootfs);
 
     const taken = async (n: string): Promise<boolean> =>
-      (this.o.node.has ? await this.o.node.has(n) : (await this.o.node.status()).deployments.some((d) => d.name === n)) || (await this.reserved(n));
+      (await this.o.node.has(n)) || (await this.reserved(n));
     let name = body.name;
     if (name !== undefined) {
       if (await taken(name)) {
@@ -170,9 +169,9 @@ export class ControlPlane {
 
   /** Cordon a node and queue a move for each of its workloads (cluster mode). */
   async drain(node: string, traceId: string): Promise<string[]> {
-    if (!(this.o.node instanceof ClusterClient)) return [];
+    if (!this.o.fleet) return [];
     const moved: string[] = [];
-    for (const p of await this.o.node.placementsOn(node)) {
+    for (const p of await this.o.fleet.placementsOn(node)) {
       const { created } = await this.o.journal.enqueue({
         id: newId('op'), kind: 'move', target: p.deployment, idempotencyKey: `drain:${node}:${p.deployment}:${p.placedAt}`,
         requestHash: hashRequest({ from: node, placedAt: p.placedAt }), request: { from: node, sourceDown: false, graceMs: 10_000 },
@@ -186,10 +185,11 @@ export class ControlPlane {
 
   /** A node that stopped heartbeating: its workloads are recreated elsewhere (run by the leader). */
   async rescheduleDownNodes(nodes: Array<{ name: string; status: string }>): Promise<number> {
-    if (!(this.o.node instanceof ClusterClient)) return 0;
+    const fleet = this.o.fleet;
+    if (!fleet) return 0;
     let n = 0;
     for (const node of nodes.filter((x) => x.status === 'down')) {
-      for (const p of await this.o.node.placementsOn(node.name)) {
+      for (const p of await fleet.placementsOn(node.name)) {
         const { created } = await this.o.journal.enqueue({
           id: newId('op'), kind: 'move', target: p.deployment, idempotencyKey: `down:${node.name}:${p.deployment}:${p.placedAt}`,
           requestHash: hashRequest({ from: node.name, placedAt: p.placedAt }), request: { from: node.name, sourceDown: true, graceMs: 0 },

@@ -66,8 +66,9 @@ export interface Client {
   destroy(names: string[], opts: { graceMs: number }): Promise<DestroyResult[]>;
   status(name?: string): Promise<StatusResult>;
   logs(req: LogsRequest): AsyncIterable<LogEntry>;
-  waitFor(name: string, until: (d: Deployment | null) => boolean, timeoutMs: number): Promise<Deployment | null>;
+  /** Polls the deployment's view until `until` holds (null: there is none) or the time is up; returns the last view. */
+  waitFor(name: string, until: (d: DeploymentView | null) => boolean, timeoutMs: number): Promise<DeploymentView | null>;
   /** Whether a deployment has this name (cheaper than status when only the name matters). */
-  has?(name: string): Promise<boolean>;
+  has(name: string): Promise<boolean>;
   close(): void;
 }

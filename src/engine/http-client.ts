@@ -5,16 +5,15 @@ import { isElfFile } from '../image/elf.js';
 import { formatRef, normalizeRef, PackageStore } from '../image/package-store.js';
 import { RootfsBuilder } from '../image/rootfs.js';
 import { loadUnikYaml } from '../image/unikyaml.js';
-import { UserError, type ErrorCode } from '../errors.js';
+import { isUserError, UserError, type ErrorCode } from '../errors.js';
 import { homeLayout } from '../paths.js';
 import type { LogEntry } from '../runtime/logstore.js';
 import { readNdjson } from '../util/ndjson.js';
-import type { Deployment } from '../store/types.js';
 import { sanitizeName } from '../util/ids.js';
 import { sleep } from '../util/proc.js';
 import { packBundle } from './bundle.js';
 import { isPackageArchive } from './resolve.js';
-import type { Client, DeployRequest, DeployResult, DestroyResult, LogsRequest, StatusResult } from './client.js';
+import type { Client, DeployRequest, DeployResult, DeploymentView, DestroyResult, LogsRequest, StatusResult } from './client.js';
 
 interface ApiError { code?: string; message?: string; trace_id?: string; hint?: string; }
 
@@ -151,13 +150,21 @@ export class HttpClient implements Client {
     yield* readNdjson<LogEntry>(res.body, req.signal);
   }
 
-  async waitFor(name: string, until: (d: Deployment | null) => boolean, timeoutMs: number): Promise<Deployment | null> {
+  async has(name: string): Promise<boolean> {
+    try {
+      return (await this.status(name)).deployments.some((d) => d.name === name);
+    } catch (e) {
+      if (isUserError(e) && e.code === 'E_UNKNOWN_APP') return false;
+      throw e;
+    }
+  }
+
+  async waitFor(name: string, until: (d: DeploymentView | null) => boolean, timeoutMs: number): Promise<DeploymentView | null> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const s = await this.status().catch((e: unknown) => { throw e; });
-      const v = s.deployments.find((d) => d.name === name);
-      // the views carry what the predicates look at (state, exit code, reason, boot)
-      const d = v ? ({ ...v, spec: undefined, createdAt: Date.parse(v.createdAt) } as unknown as Deployment) : null;
+      const s = await this.status();
+      const d = s.deployments.find((x) => x.name === name) ?? null;
+      // no deployment yet while its operation is queued is not "gone"
       const pendingOp = s.operations.some((o) => o.target === name && (o.state === 'queued' || o.state === 'running'));
       if ((until(d) && !(d === null && pendingOp)) || Date.now() > deadline) return d;
       await sleep(300);

@@ -297,12 +297,13 @@ export class LocalClient implements Client {
     return this.store.getDeployment(name) !== null;
   }
 
-  async waitFor(name: string, until: (d: Deployment | null) => boolean, timeoutMs: number): Promise<Deployment | null> {
+  async waitFor(name: string, until: (d: DeploymentView | null) => boolean, timeoutMs: number): Promise<DeploymentView | null> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       this.reconcile();
       const d = this.store.getDeployment(name);
-      if (until(d) || Date.now() > deadline) return d;
+      const v = d ? toView(d) : null;
+      if (until(v) || Date.now() > deadline) return v;
       await sleep(100);
     }
   }

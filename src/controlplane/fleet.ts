@@ -1,0 +1,13 @@
+import type { Placement } from './nodes.js';
+
+/**
+ * What a control plane that places VMs on node agents can do beyond a `Client`: find and move the workloads of a
+ * node (drain, failed nodes). A control plane running VMs on its own host has no fleet (null), declared by type
+ * rather than discovered at run time.
+ */
+export interface Fleet {
+  /** Recreates `name` on another node and removes the copy on `from` (skipped when the source is down). */
+  move(name: string, from: string, opts: { sourceDown: boolean; graceMs: number }): Promise<{ name: string; from: string; to: string } | null>;
+  /** The workloads placed on a node. */
+  placementsOn(node: string): Promise<Placement[]>;
+}
