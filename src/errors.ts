@@ -57,6 +57,8 @@ export const ERROR_CODES = {
   E_UNKNOWN_NODE: 'no node has that name',
   E_CONTROL_PLANE_UNREACHABLE: 'the control plane did not answer',
   E_INTERNAL: 'internal error',
+  E_REQUEST_TIMEOUT: 'the client sent the request too slowly',
+  E_ARTIFACT_IN_USE: 'the artifact is used by a queued or running deployment',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

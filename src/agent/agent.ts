@@ -4,7 +4,7 @@ import { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { ArtifactStore } from '../controlplane/artifacts.js';
 import { Authenticator, hashToken } from '../controlplane/auth.js';
-import { createBaseApp, ndjsonReply } from '../controlplane/http.js';
+import { createBaseApp, ndjsonReply, type HttpTimeouts } from '../controlplane/http.js';
 import type { StatusResult } from '../engine/client.js';
 import { LocalClient, parsePort } from '../engine/local.js';
 import { UserError, type ErrorCode } from '../errors.js';
@@ -26,6 +26,7 @@ export interface AgentOptions {
   https?: { key: Buffer; cert: Buffer } | null;
   logLevel: string;
   version: string;
+  timeouts?: Partial<HttpTimeouts>;
 }
 
 /** Binds ports without an explicit address to this node's publish address. */
@@ -46,7 +47,7 @@ export async function runAgent(o: AgentOptions): Promise<{ app: FastifyInstance;
   const artifacts = new ArtifactStore({ dir: join(o.data, 'artifacts'), maxUploadBytes: 4 * 1024 ** 3, maxExtractedBytes: 16 * 1024 ** 3, maxEntries: 200_000 });
   // the control plane authenticates with the same node token the agent uses towards it
   const auth = new Authenticator({ tokens: [{ name: 'control-plane', sha256: hashToken(o.token), scopes: ['nodes'] }] });
-  const app = await createBaseApp({ auth, version: o.version, title: 'unikctld agent', description: 'A unikctl node agent', https: o.https ?? null, logger: { level: o.logLevel } });
+  const app = await createBaseApp({ auth, version: o.version, title: 'unikctld agent', description: 'A unikctl node agent', https: o.https ?? null, logger: { level: o.logLevel }, ...(o.timeouts ? { timeouts: o.timeouts } : {}) });
   const cp = o.controlPlane.replace(/\/+$/, '');
 
   const cpCall = async (method: string, path: string, json?: unknown): Promise<Response> => {

@@ -4,7 +4,7 @@ import { packBundle } from '../engine/bundle.js';
 import { parseSince } from '../runtime/logstore.js';
 import type { ArtifactStore } from './artifacts.js';
 import type { Authenticator } from './auth.js';
-import { createBaseApp, ndjsonReply } from './http.js';
+import { createBaseApp, ndjsonReply, type HttpTimeouts } from './http.js';
 import type { Metrics } from './metrics.js';
 import { orphanedDeployments, type LastOperation, type NodeStore, type Placement, type PlacementStore, type ReportedDeployment } from './nodes.js';
 import {
@@ -22,11 +22,16 @@ export interface AppDeps {
   version: string;
   logger?: FastifyServerOptions['logger'];
   https?: { key: Buffer; cert: Buffer } | null;
+  timeouts?: Partial<HttpTimeouts>;
+  /** --max-upload-bytes: sizes the whole-request backstop timeout of uploads */
+  maxUploadBytes?: number;
 }
 
 /** The unikctld HTTP API (CP-1…4). Built without listening, so tests can use `inject`. */
 export async function buildApp(d: AppDeps): Promise<FastifyInstance> {
-  const app = await createBaseApp({ auth: d.auth, version: d.version, logger: d.logger, https: d.https, title: 'unikctld', description: 'The unikctl control plane API' });
+  const app = await createBaseApp({ auth: d.auth, version: d.version, logger: d.logger, https: d.https, title: 'unikctld', description: 'The unikctl control plane API',
+    ...(d.timeouts ? { timeouts: d.timeouts } : {}), ...(d.maxUploadBytes !== undefined ? { maxBodyBytes: d.maxUploadBytes } : {}),
+  });
   app.addHook('onResponse', async (req, reply) => {
     d.metrics.httpRequests.inc({ method: req.method, route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) });
   });

@@ -30,7 +30,7 @@ import { join, posix, resolve, win32 } from 'node:path';
 import { Readable, pipeline } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { Parser, Unpack, type ReadEntry } from 'tar';
-import { UserError, type ErrorCode } from '../errors.js';
+import { UserError, isUserError, type ErrorCode } from '../errors.js';
 
 export interface ArtifactStoreOptions {
   dir: string;
@@ -223,6 +223,7 @@ export class ArtifactStore {
         try {
           r = await iter.next();
         } catch (e) {
+          if (isUserError(e)) throw e; // e.g. the HTTP layer's E_REQUEST_TIMEOUT for a trickling client
           throw uploadError('E_UPLOAD_CORRUPT', `the upload was interrupted: ${(e as Error).message}`, { cause: e, hint: 'retry the upload' });
         }
         if (r.done) break;

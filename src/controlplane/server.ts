@@ -8,6 +8,7 @@ import { UserError } from '../errors.js';
 import { homeLayout, projectRoot } from '../paths.js';
 import { defaultCapacity, runAgent } from '../agent/agent.js';
 import { buildApp } from './app.js';
+import { DEFAULT_TIMEOUTS, type HttpTimeouts } from './http.js';
 import { ArtifactStore } from './artifacts.js';
 import { Authenticator, loadAuthConfig } from './auth.js';
 import { Metrics } from './metrics.js';
@@ -37,6 +38,10 @@ export interface ServeOptions {
   nodes: 'local' | 'agents';
   nodeToken?: string;
   policy: 'spread' | 'binpack';
+  headersTimeoutMs: number;
+  bodyIdleTimeoutMs: number;
+  bodyMinRate: number;
+  artifactTtlHours: number;
 }
 
 const int = (name: string) => (v: string): number => {
@@ -44,6 +49,23 @@ const int = (name: string) => (v: string): number => {
   if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer`);
   return n;
 };
+
+const positive = (name: string) => (v: string): number => {
+  const n = int(name)(v);
+  if (n === 0) throw new InvalidArgumentError(`${name} must be positive`);
+  return n;
+};
+
+/** The slow-client bounds of both servers (serve and agent): same flags, same defaults. */
+function withTimeoutOptions(cmd: Command): Command {
+  return cmd
+    .option('--headers-timeout-ms <ms>', 'a client must send its request headers within this time', positive('--headers-timeout-ms'), DEFAULT_TIMEOUTS.headersMs)
+    .option('--body-idle-timeout-ms <ms>', 'longest pause allowed between request body bytes (also the body\'s initial time budget)', positive('--body-idle-timeout-ms'), DEFAULT_TIMEOUTS.bodyIdleMs)
+    .option('--body-min-rate <bytes/s>', 'lowest average request body rate: each such many bytes extend the body deadline by 1 s', positive('--body-min-rate'), DEFAULT_TIMEOUTS.bodyMinRate);
+}
+
+const timeoutsOf = (o: { headersTimeoutMs: number; bodyIdleTimeoutMs: number; bodyMinRate: number }): HttpTimeouts =>
+  ({ headersMs: o.headersTimeoutMs, bodyIdleMs: o.bodyIdleTimeoutMs, bodyMinRate: o.bodyMinRate });
 
 export async function serve(o: ServeOptions): Promise<{ close(): Promise<void>; url: string }> {
   const version = (JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')) as { version: string }).version;
@@ -89,7 +111,7 @@ export async function serve(o: ServeOptions): Promise<{ close(): Promise<void>; 
   });
   const cp = new ControlPlane({ journal, queue, node, nodeLayout, artifacts, maxAttempts: o.maxAttempts });
   const https = o.tlsCert && o.tlsKey ? { cert: readFileSync(o.tlsCert), key: readFileSync(o.tlsKey) } : null;
-  const app = await buildApp({ cp, auth, artifacts, metrics, nodes, version, https, logger: { level: o.logLevel } });
+  const app = await buildApp({ cp, auth, artifacts, metrics, nodes, version, https, logger: { level: o.logLevel }, timeouts: timeoutsOf(o), maxUploadBytes: o.maxUploadBytes });
   log = (msg, f) => app.log.info(f, msg);
   // the leader recreates the workloads of nodes that stopped heartbeating
   const monitor = setInterval(() => {
@@ -128,8 +150,8 @@ export async function serve(o: ServeOptions): Promise<{ close(): Promise<void>; 
 
 export function createServerProgram(): Command {
   const program = new Command('unikctld').description('unikctl control plane and node agent').helpCommand(false).showSuggestionAfterError(true);
-  program
-    .command('serve')
+  withTimeoutOptions(program
+    .command('serve'))
     .description('run the control plane HTTP API with its durable operation queue; VMs run on this host')
     .option('--listen <host:port>', 'address to listen on', process.env.UNIKCTLD_LISTEN ?? '127.0.0.1:7070')
     .option('--data <dir>', 'state directory (journal, artifacts, the local node)', process.env.UNIKCTLD_DATA ?? join(homeLayout().home, 'controlplane'))
@@ -169,8 +191,8 @@ Example:
       process.on('SIGTERM', stop);
       process.on('SIGINT', stop);
     });
-  program
-    .command('agent')
+  withTimeoutOptions(program
+    .command('agent'))
     .description('run a node agent: registers with the control plane, heartbeats, and runs the VMs placed on this host')
     .requiredOption('--control-plane <url>', 'control plane URL', process.env.UNIKCTL_CONTROL_PLANE_URL)
     .requiredOption('--name <name>', 'node name (unique in the cluster)', process.env.UNIKCTLD_NODE_NAME)
@@ -192,7 +214,7 @@ Defaults follow Nomad/Kubernetes practice: heartbeat every 10 s; the control pla
 
 Example:
   unikctld agent --control-plane https://cp:7070 --name n1 --token $NODE_TOKEN --listen 10.0.0.5:7171 --labels zone=a`)
-    .action(async (o: { controlPlane: string; name: string; token: string; listen: string; advertise?: string; publishAddress?: string; labels: string; data: string; heartbeatMs: number; cpus?: number; memory?: number; tlsCert?: string; tlsKey?: string; logLevel: string }) => {
+    .action(async (o: { controlPlane: string; name: string; token: string; listen: string; advertise?: string; publishAddress?: string; labels: string; data: string; heartbeatMs: number; cpus?: number; memory?: number; tlsCert?: string; tlsKey?: string; logLevel: string; headersTimeoutMs: number; bodyIdleTimeoutMs: number; bodyMinRate: number }) => {
       const host = o.listen.replace(/:\d+$/, '');
       const https = o.tlsCert && o.tlsKey ? { cert: readFileSync(o.tlsCert), key: readFileSync(o.tlsKey) } : null;
       const labels = Object.fromEntries(o.labels.split(',').filter(Boolean).map((kv) => {
@@ -205,7 +227,7 @@ Example:
       const agent = await runAgent({
         controlPlane: o.controlPlane, name: o.name, token: o.token, listen: o.listen, advertise: o.advertise ?? `${https ? 'https' : 'http'}://${o.listen}`,
         publishAddress: o.publishAddress ?? (host === '0.0.0.0' ? '0.0.0.0' : host), labels, data: resolve(o.data), heartbeatMs: o.heartbeatMs,
-        capacity: { cpus: o.cpus ?? def.cpus, memoryMiB: o.memory ?? def.memoryMiB }, https, logLevel: o.logLevel, version,
+        capacity: { cpus: o.cpus ?? def.cpus, memoryMiB: o.memory ?? def.memoryMiB }, https, logLevel: o.logLevel, version, timeouts: timeoutsOf(o),
       });
       const stop = (): void => { void agent.close().then(() => process.exit(0)); };
       process.on('SIGTERM', stop);
