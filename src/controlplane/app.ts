@@ -8,7 +8,7 @@ import { createBaseApp, ndjsonReply, type HttpTimeouts } from './http.js';
 import type { Metrics } from './metrics.js';
 import { orphanedDeployments, type LastOperation, type NodeStore, type Placement, type PlacementStore, type ReportedDeployment } from './nodes.js';
 import {
-  artifactResultSchema, deployBodySchema, deployResultSchema, destroyBodySchema, destroyResultSchema, errorResponses,
+  artifactIdParams, artifactResultSchema, deployBodySchema, deployResultSchema, destroyBodySchema, destroyResultSchema, errorResponses,
   heartbeatResultSchema, nodeNameParams, nodeRegisterSchema, nodeSchema, statusSchema,
 } from './schemas.js';
 import type { ControlPlane, DeployBody, DestroyBody } from './service.js';
@@ -61,7 +61,7 @@ export async function buildApp(d: AppDeps): Promise<FastifyInstance> {
     config: { scope: 'nodes' },
     schema: {
       summary: 'Download an uploaded artifact (node agents fetch what they are asked to run)',
-      params: { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^art_[0-9a-f]{16}$' } } },
+      params: artifactIdParams,
       response: { 200: { description: 'gzip\'d tar archive', content: { 'application/gzip': { schema: { type: 'string', format: 'binary' } } } }, ...errorResponses },
     },
   }, async (req, reply) => {
@@ -71,6 +71,18 @@ export async function buildApp(d: AppDeps): Promise<FastifyInstance> {
     const stream = createReadStream(bundle.file);
     stream.on('close', () => bundle.cleanup());
     return reply.type('application/gzip').header('x-content-sha256', bundle.sha256).send(stream);
+  });
+
+  app.delete('/v1/artifacts/:id', {
+    config: { scope: 'deploy' },
+    schema: {
+      summary: 'Delete an uploaded artifact (409 E_ARTIFACT_IN_USE while a queued or running deploy, or a placement, still needs it)',
+      params: artifactIdParams,
+      response: { 204: { description: 'deleted', type: 'null' }, ...errorResponses },
+    },
+  }, async (req, reply) => {
+    await d.cp.deleteArtifact((req.params as { id: string }).id);
+    return reply.code(204).send();
   });
 
   app.post('/v1/deployments', {

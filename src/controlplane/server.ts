@@ -41,7 +41,7 @@ export interface ServeOptions {
   headersTimeoutMs: number;
   bodyIdleTimeoutMs: number;
   bodyMinRate: number;
-  artifactTtlHours: number;
+  artifactTtlMs: number;
 }
 
 const int = (name: string) => (v: string): number => {
@@ -109,7 +109,7 @@ export async function serve(o: ServeOptions): Promise<{ close(): Promise<void>; 
       log: (msg, f) => log?.(msg, f),
     },
   });
-  const cp = new ControlPlane({ journal, queue, node, nodeLayout, artifacts, maxAttempts: o.maxAttempts });
+  const cp = new ControlPlane({ journal, queue, node, nodeLayout, artifacts, maxAttempts: o.maxAttempts, placements: nodes });
   const https = o.tlsCert && o.tlsKey ? { cert: readFileSync(o.tlsCert), key: readFileSync(o.tlsKey) } : null;
   const app = await buildApp({ cp, auth, artifacts, metrics, nodes, version, https, logger: { level: o.logLevel }, timeouts: timeoutsOf(o), maxUploadBytes: o.maxUploadBytes });
   log = (msg, f) => app.log.info(f, msg);
@@ -121,6 +121,13 @@ export async function serve(o: ServeOptions): Promise<{ close(): Promise<void>; 
     }).catch((e: unknown) => app.log.error({ err: String(e) }, 'down-node check failed'));
   }, Math.max(500, Math.min(5000, Math.floor(o.nodeGraceMs / 3))));
   monitor.unref();
+  // artifacts are this replica's files: every replica sweeps its own, checking references in the shared store
+  const gc = o.artifactTtlMs > 0 ? setInterval(() => {
+    void cp.collectArtifacts(o.artifactTtlMs).then((ids) => {
+      if (ids.length > 0) app.log.info({ artifacts: ids }, 'removed unused artifacts');
+    }).catch((e: unknown) => app.log.error({ err: String(e) }, 'artifact garbage collection failed'));
+  }, Math.max(1000, Math.min(600_000, Math.floor(o.artifactTtlMs / 10)))) : null;
+  gc?.unref();
   if (stores.election) {
     // every replica serves the API and writes jobs to the shared store; only the leader runs them
     await stores.election.start((leader) => {
@@ -139,6 +146,7 @@ export async function serve(o: ServeOptions): Promise<{ close(): Promise<void>; 
     url,
     async close() {
       clearInterval(monitor);
+      if (gc) clearInterval(gc);
       await app.close();
       await queue.stop();
       await stores.election?.stop();
@@ -172,6 +180,7 @@ export function createServerProgram(): Command {
     .option('--nodes <local|agents>', 'run VMs on this host (local) or place them on registered node agents (agents)', process.env.UNIKCTLD_NODES ?? 'local')
     .option('--node-token <token>', 'with --nodes agents: the token presented to agents (they are started with the same --token)', process.env.UNIKCTLD_NODE_TOKEN)
     .option('--policy <spread|binpack>', 'placement policy in agents mode: spread workloads (default) or fill nodes first', 'spread')
+    .option('--artifact-ttl-ms <ms>', 'uploaded artifacts unused for this long and needed by no pending deploy or placement are removed (0: never)', int('--artifact-ttl-ms'), 24 * 3600_000)
     .addHelpText('after', `
 Environment:
   UNIKCTLD_LISTEN, UNIKCTLD_DATA, UNIKCTLD_AUTH_FILE, UNIKCTLD_TLS_CERT, UNIKCTLD_TLS_KEY, UNIKCTLD_LOG_LEVEL, UNIKCTLD_STORE
