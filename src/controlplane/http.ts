@@ -115,6 +115,12 @@ export async function createBaseApp(o: BaseAppOptions): Promise<FastifyInstance>
     return guardBody(req.raw, payload, t);
   });
 
+  // An answer given before the body was read to its end (401/403, 408, 413 …) closes the connection: otherwise
+  // Node keeps draining whatever the client still sends, so a rejected client could trickle for hours.
+  app.addHook('onSend', async (req, reply) => {
+    if (!req.raw.complete) void reply.header('connection', 'close');
+  });
+
   app.addHook('onRequest', async (req, reply) => {
     reply.header('x-trace-id', req.id);
     if (req.routeOptions.config?.public) return;
@@ -127,8 +133,6 @@ export async function createBaseApp(o: BaseAppOptions): Promise<FastifyInstance>
     if (isUserError(err)) {
       const status = (err as { status?: number }).status ?? STATUS[err.code] ?? 500;
       if (status >= 500) req.log.error({ err }, 'request failed');
-      // the client is still (slowly) sending: answer, then close the connection instead of draining its body
-      if (err.code === 'E_REQUEST_TIMEOUT') void reply.header('connection', 'close');
       const challenge = (err as { challenge?: string }).challenge;
       if (challenge) void reply.header('www-authenticate', challenge);
       return sendError(reply, status, status >= 500 && !STATUS[err.code] ? 'E_INTERNAL' : err.code, err.message, err.hint);

@@ -98,6 +98,15 @@ describe('control plane: slow clients are cut off', () => {
     expect(uploadTemps(server.data).filter((n) => n.startsWith('upload-'))).toEqual([]);
   });
 
+  it('a client rejected before its body was read (401) is disconnected at once, not left trickling', async () => {
+    const cut = await slowClient(port, (s) => {
+      s.write(`POST /v1/artifacts HTTP/1.1\r\nHost: x\r\nContent-Type: application/gzip\r\nContent-Length: 100000\r\n\r\n`);
+      trickle(s, () => Buffer.alloc(2000), 100); // fast enough for every body bound: only the close ends it
+    });
+    expect(cut.ms).toBeLessThan(IDLE_MS);
+    expect(cut.response).toMatch(/^HTTP\/1\.1 401/);
+  });
+
   it('a normal upload and a normal JSON request still work', async () => {
     const src = mkdtempSync(join(tmpdir(), 'unikctld-slow-src-'));
     writeFileSync(join(src, 'hello.txt'), 'hello\n');
