@@ -39,7 +39,10 @@ describe('artifacts: amplification bound, delete, garbage collection', () => {
     const r = await fetch(`${server.url}/v1/artifacts`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/gzip' }, body: new Uint8Array(body) });
     return { status: r.status, json: (await r.json()) as Record<string, unknown> };
   };
-  const stored = (): string[] => readdirSync(join(server.data, 'artifacts')).filter((n) => n.startsWith('art_')).sort();
+  const stored = (): string[] => {
+    const dir = join(server.data, 'artifacts');
+    return existsSync(dir) ? readdirSync(dir).filter((n) => n.startsWith('art_')).sort() : [];
+  };
   const temps = (): string[] => {
     const tmp = join(server.data, 'artifacts', '.tmp');
     return existsSync(tmp) ? readdirSync(tmp) : [];
