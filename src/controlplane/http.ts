@@ -108,11 +108,11 @@ export async function createBaseApp(o: BaseAppOptions): Promise<FastifyInstance>
 
   // A body is read through a guard that enforces the idle gap and the minimum rate (Node only bounds the whole
   // request, with one value for every route). Requests without a body are not guarded: nothing is awaited.
-  app.addHook('preParsing', async (req, _reply, payload) => {
+  app.addHook('preParsing', async (req, reply, payload) => {
     const te = req.headers['transfer-encoding'];
     const len = Number(req.headers['content-length'] ?? 0);
     if (!(len > 0 || (typeof te === 'string' && te !== ''))) return payload;
-    return guardBody(req.raw, payload, t);
+    return guardBody(req.raw, reply.raw, payload, t);
   });
 
   // An answer given before the body was read to its end (401/403, 408, 413 …) closes the connection: otherwise
@@ -192,7 +192,7 @@ function clientError(err: Error & { code?: string }, socket: Socket): void {
  * fails with E_REQUEST_TIMEOUT (the route's reader stops and cleans up, e.g. the upload's temp file) and the
  * socket is destroyed shortly after if the 408 could not close it.
  */
-function guardBody(raw: NodeJS.ReadableStream & { complete?: boolean; socket?: Socket | null }, payload: NodeJS.ReadableStream, t: HttpTimeouts): Readable {
+function guardBody(raw: NodeJS.ReadableStream & { complete?: boolean; socket?: Socket | null }, res: NodeJS.EventEmitter, payload: NodeJS.ReadableStream, t: HttpTimeouts): Readable {
   const start = Date.now();
   let last = start;
   let bytes = 0;
@@ -233,6 +233,10 @@ function guardBody(raw: NodeJS.ReadableStream & { complete?: boolean; socket?: S
     setTimeout(() => socket?.destroy(), 1000).unref();
   };
   timer = setTimeout(check, t.bodyIdleMs + 1);
+  // A route that answers without reading the body (e.g. a DELETE sent with one) has nothing left to guard: the
+  // onSend hook closes such a connection. And a guard failing with no reader attached must not crash the server.
+  res.once('close', stop);
+  guard.on('error', () => {});
   payload.on('error', (e: Error) => guard.destroy(e));
   // the client went away mid-body: the reader sees an error rather than waiting for the guard's deadline
   raw.on('close', () => { if (raw.complete === false) guard.destroy(new Error('the client closed the connection before the body ended')); });

@@ -107,6 +107,17 @@ describe('control plane: slow clients are cut off', () => {
     expect(cut.response).toMatch(/^HTTP\/1\.1 401/);
   });
 
+  it('a request answered without reading the body it announced (no Content-Type: 415) does not trip the body guard later', async () => {
+    const answered = await slowClient(port, (s) => {
+      s.write(`DELETE /v1/artifacts/art_0000000000000000 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${ADMIN_TOKEN}\r\nContent-Length: 10\r\n\r\n`);
+    });
+    expect(answered.ms).toBeLessThan(IDLE_MS);
+    expect(answered.response).toMatch(/^HTTP\/1\.1 4\d\d/);
+    // past the body deadline the server is still up (the guard once fired with no reader and crashed it)
+    await new Promise((r) => setTimeout(r, IDLE_MS + 700));
+    expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
+  });
+
   it('a normal upload and a normal JSON request still work', async () => {
     const src = mkdtempSync(join(tmpdir(), 'unikctld-slow-src-'));
     writeFileSync(join(src, 'hello.txt'), 'hello\n');
