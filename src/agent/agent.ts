@@ -44,7 +44,11 @@ export function bindPorts(ports: string[], address: string): string[] {
 export async function runAgent(o: AgentOptions): Promise<{ app: FastifyInstance; close(): Promise<void> }> {
   const layout = homeLayout({ ...process.env, UNIKCTL_HOME: o.data, UNIKCTL_KERNEL_DIR: process.env.UNIKCTL_KERNEL_DIR ?? homeLayout(process.env).kernels });
   const engine = new LocalClient(layout);
-  const artifacts = new ArtifactStore({ dir: join(o.data, 'artifacts'), maxUploadBytes: 4 * 1024 ** 3, maxExtractedBytes: 16 * 1024 ** 3, maxEntries: 200_000 });
+  // Artifacts come only from the authenticated control plane, which enforced the upload limits (including the
+  // expansion ratio) on the original; its re-packed gzip may compress better, so no ratio is applied again here.
+  const artifacts = new ArtifactStore({
+    dir: join(o.data, 'artifacts'), maxUploadBytes: 4 * 1024 ** 3, maxExtractedBytes: 16 * 1024 ** 3, maxEntries: 200_000, maxExpansionRatio: Infinity,
+  });
   // the control plane authenticates with the same node token the agent uses towards it
   const auth = new Authenticator({ tokens: [{ name: 'control-plane', sha256: hashToken(o.token), scopes: ['nodes'] }] });
   const app = await createBaseApp({ auth, version: o.version, title: 'unikctld agent', description: 'A unikctl node agent', https: o.https ?? null, logger: { level: o.logLevel }, ...(o.timeouts ? { timeouts: o.timeouts } : {}) });

@@ -41,7 +41,7 @@ export interface ArtifactStoreOptions {
   /**
    * Extraction may be at most this many times the uploaded bytes (besides maxExtractedBytes), so a small gzip
    * bomb cannot make the server write far more than it received. Default 200; archives under
-   * MIN_EXPANSION_ALLOWANCE always get that much.
+   * MIN_EXPANSION_ALLOWANCE always get that much; Infinity applies no ratio (a trusted source).
    */
   maxExpansionRatio?: number;
 }
