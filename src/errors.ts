@@ -60,6 +60,8 @@ export const ERROR_CODES = {
   E_SANDBOX_UNAVAILABLE: 'this host cannot sandbox remote builds',
   E_BUILD_LIMIT: 'the build exceeded its memory, time or disk limit',
   E_NODE_IDENTITY: 'a node acted under another node\'s name, or joined with a name another node holds',
+  E_REQUEST_TIMEOUT: 'the client sent the request too slowly',
+  E_ARTIFACT_IN_USE: 'the artifact is used by a queued or running deployment',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

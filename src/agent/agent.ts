@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { ArtifactStore } from '../store/artifacts.js';
 import { Authenticator, hashToken } from '../controlplane/auth.js';
-import { createBaseApp, ndjsonReply } from '../controlplane/http.js';
+import { createBaseApp, ndjsonReply, type HttpTimeouts } from '../controlplane/http.js';
 import { agentDeployBodySchema, agentDestroyBodySchema, logsQuerySchema, nodeNameParams } from '../controlplane/schemas.js';
 import type { StatusResult } from '../engine/client.js';
 import { LocalClient, parsePort } from '../engine/local.js';
@@ -32,6 +32,7 @@ export interface AgentOptions {
   version: string;
   /** build the projects the control plane sends in a sandbox with this policy (null: unsandboxed, trusted clients only) */
   buildSandbox: BuildSandboxPolicy | null;
+  timeouts?: Partial<HttpTimeouts>;
 }
 
 /** Binds ports without an explicit address to this node's publish address. */
@@ -123,10 +124,14 @@ export async function runAgent(o: AgentOptions): Promise<{ app: FastifyInstance;
   const credential = identity.credential;
 
   const engine = new LocalClient(layout, { remoteBuild: { sandbox: o.buildSandbox } });
-  const artifacts = new ArtifactStore({ dir: join(o.data, 'artifacts'), maxUploadBytes: 4 * 1024 ** 3, maxExtractedBytes: 16 * 1024 ** 3, maxEntries: 200_000 });
+  // Artifacts come only from the authenticated control plane, which enforced the upload limits (including the
+  // expansion ratio) on the original; its re-packed gzip may compress better, so no ratio is applied again here.
+  const artifacts = new ArtifactStore({
+    dir: join(o.data, 'artifacts'), maxUploadBytes: 4 * 1024 ** 3, maxExtractedBytes: 16 * 1024 ** 3, maxEntries: 200_000, maxExpansionRatio: Infinity,
+  });
   // only the control plane holds the key this node learnt at join: node credentials and the join token open nothing here
   const auth = new Authenticator({ tokens: [{ name: 'control-plane', sha256: identity.controlPlaneKeySha256, scopes: ['nodes'] }] });
-  const app = await createBaseApp({ auth, version: o.version, title: 'unikctld agent', description: 'A unikctl node agent', https: o.https ?? null, logger: { level: o.logLevel } });
+  const app = await createBaseApp({ auth, version: o.version, title: 'unikctld agent', description: 'A unikctl node agent', https: o.https ?? null, logger: { level: o.logLevel }, ...(o.timeouts ? { timeouts: o.timeouts } : {}) });
 
   const fetchArtifact = async (id: string): Promise<string> => {
     const have = artifacts.get(id);

@@ -6,7 +6,8 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { defaultCapacity, runAgent } from '../agent/agent.js';
-import { serve, type ServeOptions } from '../controlplane/server.js';
+import { DEFAULT_TIMEOUTS } from '../controlplane/http.js';
+import { serve, timeoutsOf, type ServeOptions } from '../controlplane/server.js';
 import { UserError } from '../errors.js';
 import { DEFAULT_BUILD_SANDBOX, sandboxUnavailable } from '../image/sandbox.js';
 import { homeLayout, projectRoot } from '../paths.js';
@@ -18,6 +19,20 @@ const int = (name: string) => (v: string): number => {
   return n;
 };
 
+
+const positive = (name: string) => (v: string): number => {
+  const n = int(name)(v);
+  if (n === 0) throw new InvalidArgumentError(`${name} must be positive`);
+  return n;
+};
+
+/** The slow-client bounds of both servers (serve and agent): same flags, same defaults. */
+function withTimeoutOptions(cmd: Command): Command {
+  return cmd
+    .option('--headers-timeout-ms <ms>', 'a client must send its request headers within this time', positive('--headers-timeout-ms'), DEFAULT_TIMEOUTS.headersMs)
+    .option('--body-idle-timeout-ms <ms>', 'longest pause allowed between request body bytes (also the body\'s initial time budget)', positive('--body-idle-timeout-ms'), DEFAULT_TIMEOUTS.bodyIdleMs)
+    .option('--body-min-rate <bytes/s>', 'lowest average request body rate: each such many bytes extend the body deadline by 1 s', positive('--body-min-rate'), DEFAULT_TIMEOUTS.bodyMinRate);
+}
 
 /** The build-sandbox flags of `serve` and `agent`. */
 export interface SandboxFlags {
@@ -62,8 +77,8 @@ export function sandboxPolicy(o: SandboxFlags, hide: Array<string | undefined>):
 
 export function createServerProgram(): Command {
   const program = new Command('unikctld').description('unikctl control plane and node agent').helpCommand(false).showSuggestionAfterError(true);
-  addSandboxFlags(program
-    .command('serve'))
+  withTimeoutOptions(addSandboxFlags(program
+    .command('serve')))
     .description('run the control plane HTTP API with its durable operation queue; VMs run on this host')
     .option('--listen <host:port>', 'address to listen on', process.env.UNIKCTLD_LISTEN ?? '127.0.0.1:7070')
     .option('--data <dir>', 'state directory (journal, artifacts, the local node)', process.env.UNIKCTLD_DATA ?? join(homeLayout().home, 'controlplane'))
@@ -85,6 +100,7 @@ export function createServerProgram(): Command {
     .option('--join-token <token>', 'with --nodes agents: the secret a new agent presents once to join (then it uses its own credential)', process.env.UNIKCTLD_JOIN_TOKEN ?? process.env.UNIKCTLD_NODE_TOKEN)
     .addOption(new Option('--node-token <token>', 'former name of --join-token').hideHelp())
     .option('--policy <spread|binpack>', 'placement policy in agents mode: spread workloads (default) or fill nodes first', 'spread')
+    .option('--artifact-ttl-ms <ms>', 'uploaded artifacts unused for this long and needed by no pending deploy or placement are removed (0: never)', int('--artifact-ttl-ms'), 24 * 3600_000)
     .addHelpText('after', `
 Environment:
   UNIKCTLD_LISTEN, UNIKCTLD_DATA, UNIKCTLD_AUTH_FILE, UNIKCTLD_TLS_CERT, UNIKCTLD_TLS_KEY, UNIKCTLD_LOG_LEVEL, UNIKCTLD_STORE
@@ -104,8 +120,8 @@ Example:
       process.on('SIGTERM', stop);
       process.on('SIGINT', stop);
     });
-  addSandboxFlags(program
-    .command('agent'))
+  withTimeoutOptions(addSandboxFlags(program
+    .command('agent')))
     .description('run a node agent: registers with the control plane, heartbeats, and runs the VMs placed on this host')
     .requiredOption('--control-plane <url>', 'control plane URL', process.env.UNIKCTL_CONTROL_PLANE_URL)
     .requiredOption('--name <name>', 'node name (unique in the cluster)', process.env.UNIKCTLD_NODE_NAME)
@@ -133,7 +149,7 @@ start the agent with --join-token again.
 
 Example:
   unikctld agent --control-plane https://cp:7070 --name n1 --join-token $JOIN_TOKEN --listen 10.0.0.5:7171 --labels zone=a`)
-    .action(async (o: SandboxFlags & { controlPlane: string; name: string; joinToken?: string; token?: string; listen: string; advertise?: string; publishAddress?: string; labels: string; data: string; heartbeatMs: number; cpus?: number; memory?: number; tlsCert?: string; tlsKey?: string; logLevel: string }) => {
+    .action(async (o: SandboxFlags & { controlPlane: string; name: string; joinToken?: string; token?: string; listen: string; advertise?: string; publishAddress?: string; labels: string; data: string; heartbeatMs: number; cpus?: number; memory?: number; tlsCert?: string; tlsKey?: string; logLevel: string; headersTimeoutMs: number; bodyIdleTimeoutMs: number; bodyMinRate: number }) => {
       const host = o.listen.replace(/:\d+$/, '');
       const https = o.tlsCert && o.tlsKey ? { cert: readFileSync(o.tlsCert), key: readFileSync(o.tlsKey) } : null;
       const labels = Object.fromEntries(o.labels.split(',').filter(Boolean).map((kv) => {
@@ -147,7 +163,7 @@ Example:
         controlPlane: o.controlPlane, name: o.name, joinToken: o.joinToken ?? o.token ?? null, listen: o.listen, advertise: o.advertise ?? `${https ? 'https' : 'http'}://${o.listen}`,
         publishAddress: o.publishAddress ?? (host === '0.0.0.0' ? '0.0.0.0' : host), labels, data: resolve(o.data), heartbeatMs: o.heartbeatMs,
         capacity: { cpus: o.cpus ?? def.cpus, memoryMiB: o.memory ?? def.memoryMiB }, https, logLevel: o.logLevel, version,
-        buildSandbox: sandboxPolicy(o, [o.data, o.tlsCert, o.tlsKey]),
+        buildSandbox: sandboxPolicy(o, [o.data, o.tlsCert, o.tlsKey]), timeouts: timeoutsOf(o),
       });
       const stop = (): void => { void agent.close().then(() => process.exit(0)); };
       process.on('SIGTERM', stop);

@@ -5,12 +5,12 @@ import { UserError } from '../errors.js';
 import { parseSince } from '../runtime/logstore.js';
 import type { ArtifactStore } from '../store/artifacts.js';
 import type { Authenticator } from './auth.js';
-import { createBaseApp, ndjsonReply } from './http.js';
+import { createBaseApp, ndjsonReply, type HttpTimeouts } from './http.js';
 import type { Metrics } from './metrics.js';
 import { requireSameNode, type NodeAuthenticator } from './node-identity.js';
 import { orphanedDeployments, type LastOperation, type NodeStore, type Placement, type PlacementStore, type ReportedDeployment } from './nodes.js';
 import {
-  artifactResultSchema, deployBodySchema, deployResultSchema, destroyBodySchema, destroyResultSchema, errorResponses,
+  artifactIdParams, artifactResultSchema, deployBodySchema, deployResultSchema, destroyBodySchema, destroyResultSchema, errorResponses,
   heartbeatResultSchema, joinResultSchema, logsQuerySchema, nodeJoinSchema, nodeNameParams, nodeRegisterSchema, nodeRemovedSchema, nodeSchema, statusSchema,
 } from './schemas.js';
 import type { ControlPlane, DeployBody, DestroyBody } from './service.js';
@@ -26,11 +26,16 @@ export interface AppDeps {
   version: string;
   logger?: FastifyServerOptions['logger'];
   https?: { key: Buffer; cert: Buffer } | null;
+  timeouts?: Partial<HttpTimeouts>;
+  /** --max-upload-bytes: sizes the whole-request backstop timeout of uploads */
+  maxUploadBytes?: number;
 }
 
 /** The unikctld HTTP API (CP-1…4). Built without listening, so tests can use `inject`. */
 export async function buildApp(d: AppDeps): Promise<FastifyInstance> {
-  const app = await createBaseApp({ auth: d.auth, nodes: d.nodeAuth, version: d.version, logger: d.logger, https: d.https, title: 'unikctld', description: 'The unikctl control plane API' });
+  const app = await createBaseApp({ auth: d.auth, nodes: d.nodeAuth, version: d.version, logger: d.logger, https: d.https, title: 'unikctld', description: 'The unikctl control plane API',
+    ...(d.timeouts ? { timeouts: d.timeouts } : {}), ...(d.maxUploadBytes !== undefined ? { maxBodyBytes: d.maxUploadBytes } : {}),
+  });
   app.addHook('onResponse', async (req, reply) => {
     d.metrics.httpRequests.inc({ method: req.method, route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) });
   });
@@ -61,7 +66,7 @@ export async function buildApp(d: AppDeps): Promise<FastifyInstance> {
     config: { node: true, scope: 'admin' },
     schema: {
       summary: 'Download an uploaded artifact (a node agent fetches what it is asked to run)',
-      params: { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^art_[0-9a-f]{16}$' } } },
+      params: artifactIdParams,
       response: { 200: { description: 'gzip\'d tar archive', content: { 'application/gzip': { schema: { type: 'string', format: 'binary' } } } }, ...errorResponses },
     },
   }, async (req, reply) => {
@@ -76,6 +81,18 @@ export async function buildApp(d: AppDeps): Promise<FastifyInstance> {
     const stream = createReadStream(bundle.file);
     stream.on('close', () => bundle.cleanup());
     return reply.type('application/gzip').header('x-content-sha256', bundle.sha256).send(stream);
+  });
+
+  app.delete('/v1/artifacts/:id', {
+    config: { scope: 'deploy' },
+    schema: {
+      summary: 'Delete an uploaded artifact (409 E_ARTIFACT_IN_USE while a queued or running deploy, or a placement, still needs it)',
+      params: artifactIdParams,
+      response: { 204: { description: 'deleted', type: 'null' }, ...errorResponses },
+    },
+  }, async (req, reply) => {
+    await d.cp.deleteArtifact((req.params as { id: string }).id);
+    return reply.code(204).send();
   });
 
   app.post('/v1/deployments', {

@@ -71,6 +71,36 @@ describe('token helpers', () => {
   });
 });
 
+describe('a static token with two dots (finding 11)', () => {
+  // a valid RFC 6750 b64token that has the compact-JWT shape a.b.c
+  const DOTTED = 'team.deploy.0123456789abcdef';
+  const dotted = new Authenticator({ tokens: [{ name: 'dotted', sha256: hashToken(DOTTED), scopes: ['deploy'] }], jwt: { secret: SECRET, issuer: ISSUER, audience: AUDIENCE } });
+
+  it('authenticates as the static token even though a jwt section exists', async () => {
+    expect(await dotted.authenticate(`Bearer ${DOTTED}`)).toEqual({ subject: 'dotted', scopes: ['deploy'], via: 'token' });
+  });
+
+  it('still verifies real JWTs, and an unknown dotted value is an invalid JWT', async () => {
+    const p = await dotted.authenticate(`Bearer ${await jwt({ sub: 'alice', scope: 'read' })}`);
+    expect(p).toMatchObject({ subject: 'alice', via: 'jwt', scopes: ['read'] });
+    const e = await authError(dotted.authenticate('Bearer team.deploy.0123456789abcdeX'));
+    expect(e.code).toBe('E_TOKEN_INVALID');
+    expect(e.status).toBe(401);
+  });
+
+  it('loads a dotted plain token from a config file that also has a jwt section', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'unik-auth-dots-'));
+    try {
+      writeFileSync(join(dir, 'secret'), 'x'.repeat(40));
+      writeFileSync(join(dir, 'auth.yaml'), `tokens:\n  - name: dotted\n    token: ${DOTTED}\n    scopes: [read]\njwt:\n  secret_file: secret\n`);
+      const a = new Authenticator(loadAuthConfig(join(dir, 'auth.yaml')));
+      expect(await a.authenticate(`Bearer ${DOTTED}`)).toMatchObject({ subject: 'dotted', via: 'token' });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('opaque bearer tokens', () => {
   it('accepts a valid token and returns its scopes and tenant', async () => {
     const p = await auth.authenticate(`Bearer ${CI_TOKEN}`);

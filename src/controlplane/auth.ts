@@ -7,7 +7,8 @@
  * Credentials: `Authorization: Bearer <value>` where the value is either
  *   - an opaque token (`unik_…`, see `generateToken()`), looked up by SHA-256 in the token table with a
  *     constant-time comparison; tokens are only ever held hashed in memory, or
- *   - an HS256 JWT, when `jwt` is configured and the value has the compact form `a.b.c` (two dots).
+ *   - an HS256 JWT, when `jwt` is configured, the value has the compact form `a.b.c` (two dots) and it is not
+ *     a configured opaque token (those are matched exactly first, so a static token with two dots still works).
  *     The algorithm is pinned to HS256 (so `alg: none`, HS384/HS512, RS256… are rejected), `exp` and
  *     `sub` are required, `iss`/`aud` are checked when configured. Scopes come from the OAuth-style
  *     `scope` claim (space-separated string) and/or a `scopes` array claim (scopes this server does not
@@ -183,8 +184,14 @@ export class Authenticator {
   /** Throws ApiAuthError (401) for a missing/malformed/unknown/expired/invalid credential. */
   async authenticate(authorizationHeader: string | undefined): Promise<Principal> {
     const value = bearerValue(authorizationHeader);
+
+    // A configured static token is matched exactly first: a static token may contain two dots (B64TOKEN allows
+    // them), and must keep working once a jwt section exists. Only a value that is no static token is tried as a JWT.
+    const token = this.matchToken(value);
+    if (token) return { subject: token.name, scopes: [...token.scopes], via: 'token', ...(token.tenant !== undefined ? { tenant: token.tenant } : {}) };
     if (this.jwt && JWT_SHAPE.test(value)) return this.verifyJwt(value, this.jwt);
-    return this.lookupToken(value);
+    const looksJwt = !this.jwt && JWT_SHAPE.test(value);
+    throw invalidToken('invalid bearer token: unknown token', looksJwt ? { hint: 'the value looks like a JWT, but this control plane has no jwt section in its auth config' } : {});
   }
 
   /** Throws ApiAuthError (403) when the principal lacks the scope. */
@@ -197,18 +204,14 @@ export class Authenticator {
     });
   }
 
-  private lookupToken(value: string): Principal {
+  private matchToken(value: string): StoredToken | undefined {
     const presented = createHash('sha256').update(value, 'utf8').digest();
     // Compare against every entry, without an early exit, so timing says nothing about which matched.
     let found: StoredToken | undefined;
     for (const t of this.tokens) {
       if (timingSafeEqual(presented, t.hash) && !found) found = t;
     }
-    if (!found) {
-      const looksJwt = !this.jwt && JWT_SHAPE.test(value);
-      throw invalidToken('invalid bearer token: unknown token', looksJwt ? { hint: 'the value looks like a JWT, but this control plane has no jwt section in its auth config' } : {});
-    }
-    return { subject: found.name, scopes: [...found.scopes], via: 'token', ...(found.tenant !== undefined ? { tenant: found.tenant } : {}) };
+    return found;
   }
 
   private async verifyJwt(value: string, jwt: NonNullable<AuthConfig['jwt']>): Promise<Principal> {

@@ -1,8 +1,9 @@
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import { randomBytes } from 'node:crypto';
-import { Readable } from 'node:stream';
-import { isUserError } from '../errors.js';
+import type { Socket } from 'node:net';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { UserError, isUserError } from '../errors.js';
 import { errorSchema } from './schemas.js';
 import type { Authenticator, Scope } from './auth.js';
 import { NodeAuthenticator } from './node-identity.js';
@@ -27,10 +28,26 @@ const STATUS: Partial<Record<string, number>> = {
   E_FORBIDDEN: 403,
   E_NOT_FOUND: 404, E_UNKNOWN_APP: 404, E_UNKNOWN_ARTIFACT: 404, E_PACKAGE_NOT_FOUND: 404, E_UNKNOWN_NODE: 404,
   E_NODE_IDENTITY: 403,
-  E_NAME_TAKEN: 409, E_IDEMPOTENCY_CONFLICT: 409, E_PORT_IN_USE: 409,
+  E_NAME_TAKEN: 409, E_IDEMPOTENCY_CONFLICT: 409, E_PORT_IN_USE: 409, E_ARTIFACT_IN_USE: 409,
+  E_REQUEST_TIMEOUT: 408,
   E_UPLOAD_TOO_LARGE: 413,
   E_NOT_IMPLEMENTED: 501,
 };
+
+/**
+ * Slow-client bounds (slowloris): how long a client may take to send its headers, how long it may pause between
+ * body bytes, and the lowest average body rate it must keep (mod_reqtimeout style: the body deadline starts at
+ * `bodyIdleMs` and grows by one second per `bodyMinRate` bytes received), so a trickling upload cannot hold a
+ * socket and a temp file for long.
+ */
+export interface HttpTimeouts {
+  headersMs: number;
+  bodyIdleMs: number;
+  /** bytes per second */
+  bodyMinRate: number;
+}
+
+export const DEFAULT_TIMEOUTS: Readonly<HttpTimeouts> = Object.freeze({ headersMs: 10_000, bodyIdleMs: 30_000, bodyMinRate: 16 * 1024 });
 
 export interface BaseAppOptions {
   auth: Authenticator;
@@ -41,23 +58,44 @@ export interface BaseAppOptions {
   https?: { key: Buffer; cert: Buffer } | null;
   /** the control plane's node identities (join token, node credentials); agents have none */
   nodes?: NodeAuthenticator;
+  timeouts?: Partial<HttpTimeouts>;
+  /** the largest request body any route accepts (bounds Node's whole-request backstop timeout) */
+  maxBodyBytes?: number;
 }
 
 const TRACE_RE = /^[A-Za-z0-9._-]{1,64}$/;
+/** request bodies of every route but uploads are JSON documents of at most this size */
+const BODY_LIMIT = 1 << 20;
 
 /**
  * What every unikctl HTTP server shares (control plane and node agent): trace ids on every response (CP-3),
  * bearer auth with per-route scopes (CP-4), `{code, message, trace_id}` errors, OpenAPI generation.
  */
 export async function createBaseApp(o: BaseAppOptions): Promise<FastifyInstance> {
+  const t: HttpTimeouts = { ...DEFAULT_TIMEOUTS, ...o.timeouts };
+  for (const [k, v] of Object.entries(t)) {
+    if (!Number.isSafeInteger(v) || v <= 0) throw new UserError('E_INVALID_ARGUMENT', `HTTP timeout ${k} must be a positive integer (got ${v})`);
+  }
+  // Node's own clocks: headersTimeout cuts a client that trickles its headers; requestTimeout is a backstop for
+  // the whole request, sized so a client keeping the minimum rate up to the largest body always fits (the
+  // per-request body guard below is the real bound). Node checks both every connectionsCheckingInterval (30 s by
+  // default, far coarser than the bound), hence the explicit interval.
+  const maxBody = Math.max(o.maxBodyBytes ?? 0, BODY_LIMIT);
+  const nodeServer = {
+    headersTimeout: t.headersMs,
+    requestTimeout: t.headersMs + t.bodyIdleMs + Math.ceil((maxBody / t.bodyMinRate) * 1000),
+    connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(t.headersMs / 4))),
+  };
   const app = Fastify({
     logger: o.logger ?? false,
-    ...(o.https ? { https: o.https } : {}),
+    ...(o.https ? { https: { ...o.https, ...nodeServer } } : { http: nodeServer }),
+    requestTimeout: nodeServer.requestTimeout, // fastify copies its own option onto the server, overriding http.requestTimeout
+    clientErrorHandler: clientError,
     genReqId: (req) => {
       const h = req.headers['x-trace-id'];
       return typeof h === 'string' && TRACE_RE.test(h) ? h : randomBytes(8).toString('hex');
     },
-    bodyLimit: 1 << 20,
+    bodyLimit: BODY_LIMIT,
     routerOptions: { maxParamLength: 4096 }, // longer path parameters reach the schema and get a 400 E_VALIDATION
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
   }) as unknown as FastifyInstance;
@@ -79,6 +117,21 @@ export async function createBaseApp(o: BaseAppOptions): Promise<FastifyInstance>
   app.addContentTypeParser(['application/gzip', 'application/x-gzip', 'application/x-tar', 'application/octet-stream'], (_req, payload, done) => done(null, payload));
 
   app.decorateRequest('nodeName', null);
+  // A body is read through a guard that enforces the idle gap and the minimum rate (Node only bounds the whole
+  // request, with one value for every route). Requests without a body are not guarded: nothing is awaited.
+  app.addHook('preParsing', async (req, reply, payload) => {
+    const te = req.headers['transfer-encoding'];
+    const len = Number(req.headers['content-length'] ?? 0);
+    if (!(len > 0 || (typeof te === 'string' && te !== ''))) return payload;
+    return guardBody(req.raw, reply.raw, payload, t);
+  });
+
+  // An answer given before the body was read to its end (401/403, 408, 413 …) closes the connection: otherwise
+  // Node keeps draining whatever the client still sends, so a rejected client could trickle for hours.
+  app.addHook('onSend', async (req, reply) => {
+    if (!req.raw.complete) void reply.header('connection', 'close');
+  });
+
   app.addHook('onRequest', async (req, reply) => {
     reply.header('x-trace-id', req.id);
     const config = req.routeOptions.config;
@@ -135,4 +188,78 @@ export async function ndjsonReply(req: FastifyRequest, reply: FastifyReply, open
     }
   }
   return reply.type('application/x-ndjson').send(Readable.from(lines()));
+}
+
+/**
+ * Node's clientError (headers not complete in time, malformed request line …): the same `{code, message,
+ * trace_id}` shape as every other error, then the socket is closed.
+ */
+function clientError(err: Error & { code?: string }, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+  const [status, text, code, message] = timeout
+    ? [408, 'Request Timeout', 'E_REQUEST_TIMEOUT', 'the request was not received in time (headers or body too slow)']
+    : err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'Request Header Fields Too Large', 'E_VALIDATION', 'the request headers are too large']
+      : [400, 'Bad Request', 'E_VALIDATION', 'malformed HTTP request'];
+  const body = JSON.stringify({ code, message, trace_id: randomBytes(8).toString('hex') });
+  if (socket.writable) socket.write(`HTTP/1.1 ${status} ${text}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${body}`);
+  socket.destroy();
+}
+
+/**
+ * Passes the body through while enforcing the idle gap and the minimum average rate; on a violation the stream
+ * fails with E_REQUEST_TIMEOUT (the route's reader stops and cleans up, e.g. the upload's temp file) and the
+ * socket is destroyed shortly after if the 408 could not close it.
+ */
+function guardBody(raw: NodeJS.ReadableStream & { complete?: boolean; socket?: Socket | null }, res: NodeJS.EventEmitter, payload: NodeJS.ReadableStream, t: HttpTimeouts): Readable {
+  const start = Date.now();
+  let last = start;
+  let bytes = 0;
+  let timer: NodeJS.Timeout | null = null;
+  const guard = new Transform({
+    transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+      bytes += chunk.length;
+      last = Date.now();
+      cb(null, chunk);
+    },
+    flush(cb: TransformCallback): void {
+      stop();
+      cb();
+    },
+    destroy(err: Error | null, cb: (e: Error | null) => void): void {
+      stop();
+      cb(err);
+    },
+  });
+  const stop = (): void => {
+    if (timer) clearTimeout(timer);
+    timer = null;
+  };
+  const check = (): void => {
+    const now = Date.now();
+    const idleAt = last + t.bodyIdleMs;
+    const rateAt = start + t.bodyIdleMs + (bytes / t.bodyMinRate) * 1000;
+    if (now < Math.min(idleAt, rateAt)) {
+      timer = setTimeout(check, Math.min(idleAt, rateAt) - now + 1);
+      return;
+    }
+    const why = now >= idleAt ? `no body bytes for ${t.bodyIdleMs} ms` : `the body arrived slower than ${t.bodyMinRate} bytes/s`;
+    guard.destroy(new UserError('E_REQUEST_TIMEOUT', `request body timed out: ${why} (${bytes} bytes in ${now - start} ms)`, {
+      hint: 'send the body without pauses, or ask the operator to relax --body-idle-timeout-ms / --body-min-rate',
+      details: { bytes, ms: now - start },
+    }));
+    const socket = raw.socket;
+    setTimeout(() => socket?.destroy(), 1000).unref();
+  };
+  timer = setTimeout(check, t.bodyIdleMs + 1);
+  // A route that answers without reading the body (e.g. a DELETE sent with one) has nothing left to guard: the
+  // onSend hook closes such a connection. And a guard failing with no reader attached must not crash the server.
+  res.once('close', stop);
+  guard.on('error', () => {});
+  payload.on('error', (e: Error) => guard.destroy(e));
+  // the client went away mid-body: the reader sees an error rather than waiting for the guard's deadline
+  raw.on('close', () => { if (raw.complete === false) guard.destroy(new Error('the client closed the connection before the body ended')); });
+  payload.pipe(guard);
+  return guard;
 }

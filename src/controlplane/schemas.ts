@@ -11,6 +11,7 @@ export const errorSchema = {
 } as const;
 
 const artifactId = { type: 'string', pattern: '^art_[0-9a-f]{16}$' } as const;
+export const artifactIdParams = { type: 'object', required: ['id'], properties: { id: artifactId } } as const;
 const NAME_PATTERN = '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$';
 
 export const deployBodySchema = {

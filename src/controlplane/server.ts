@@ -10,6 +10,7 @@ import { buildApp } from './app.js';
 import { ArtifactStore } from '../store/artifacts.js';
 import { Authenticator, MIN_PLAIN_TOKEN_LENGTH, loadAuthConfig } from './auth.js';
 import { NodeAuthenticator } from './node-identity.js';
+import { type HttpTimeouts } from './http.js';
 import { Metrics } from './metrics.js';
 import { Queue, type Runner } from './queue.js';
 import { EngineRunner, FakeRunner } from './runner.js';
@@ -42,7 +43,15 @@ export interface ServeOptions {
   policy: 'spread' | 'binpack';
   /** how the projects clients send are built: in a sandbox with this policy, or (null) as this daemon's user */
   sandbox: BuildSandboxPolicy | null;
+  headersTimeoutMs: number;
+  bodyIdleTimeoutMs: number;
+  bodyMinRate: number;
+  artifactTtlMs: number;
 }
+
+/** The slow-client bounds of both servers (serve and agent) from their flags. */
+export const timeoutsOf = (o: { headersTimeoutMs: number; bodyIdleTimeoutMs: number; bodyMinRate: number }): HttpTimeouts =>
+  ({ headersMs: o.headersTimeoutMs, bodyIdleMs: o.bodyIdleTimeoutMs, bodyMinRate: o.bodyMinRate });
 
 export async function serve(o: ServeOptions): Promise<{ close(): Promise<void>; url: string }> {
   const version = (JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')) as { version: string }).version;
@@ -93,9 +102,9 @@ export async function serve(o: ServeOptions): Promise<{ close(): Promise<void>; 
       log: (msg, f) => log?.(msg, f),
     },
   });
-  const cp = new ControlPlane({ journal, queue, node, fleet, nodeLayout, artifacts, maxAttempts: o.maxAttempts });
+  const cp = new ControlPlane({ journal, queue, node, fleet, nodeLayout, artifacts, maxAttempts: o.maxAttempts, placements: nodes });
   const https = o.tlsCert && o.tlsKey ? { cert: readFileSync(o.tlsCert), key: readFileSync(o.tlsKey) } : null;
-  const app = await buildApp({ cp, auth, artifacts, metrics, nodes, nodeAuth, version, https, logger: { level: o.logLevel } });
+  const app = await buildApp({ cp, auth, artifacts, metrics, nodes, nodeAuth, version, https, logger: { level: o.logLevel }, timeouts: timeoutsOf(o), maxUploadBytes: o.maxUploadBytes });
   log = (msg, f) => app.log.info(f, msg);
   // joined nodes keep working without it; only new nodes cannot join
   if (o.nodes === 'agents' && joinToken === null) app.log.warn('no --join-token: nodes that have not joined yet cannot join');
@@ -107,6 +116,13 @@ export async function serve(o: ServeOptions): Promise<{ close(): Promise<void>; 
     }).catch((e: unknown) => app.log.error({ err: String(e) }, 'down-node check failed'));
   }, Math.max(500, Math.min(5000, Math.floor(o.nodeGraceMs / 3))));
   monitor.unref();
+  // artifacts are this replica's files: every replica sweeps its own, checking references in the shared store
+  const gc = o.artifactTtlMs > 0 ? setInterval(() => {
+    void cp.collectArtifacts(o.artifactTtlMs).then((ids) => {
+      if (ids.length > 0) app.log.info({ artifacts: ids }, 'removed unused artifacts');
+    }).catch((e: unknown) => app.log.error({ err: String(e) }, 'artifact garbage collection failed'));
+  }, Math.max(1000, Math.min(600_000, Math.floor(o.artifactTtlMs / 10)))) : null;
+  gc?.unref();
   if (stores.election) {
     // every replica serves the API and writes jobs to the shared store; only the leader runs them
     await stores.election.start((leader) => {
@@ -125,6 +141,7 @@ export async function serve(o: ServeOptions): Promise<{ close(): Promise<void>; 
     url,
     async close() {
       clearInterval(monitor);
+      if (gc) clearInterval(gc);
       await app.close();
       await queue.stop();
       await stores.election?.stop();

@@ -12,6 +12,7 @@ import type { Operation } from '../store/types.js';
 import { NAME_RE, newId, sanitizeName } from '../util/ids.js';
 import type { ArtifactStore } from '../store/artifacts.js';
 import type { Job, JobStore } from './journal.js';
+import type { PlacementStore } from './nodes.js';
 import type { Queue } from './queue.js';
 import type { DeployJobRequest } from './runner.js';
 import type { Fleet } from './fleet.js';
@@ -32,18 +33,59 @@ export interface DeployBody {
 
 export interface DestroyBody { names: string[]; timeoutSeconds?: number; idempotencyKey?: string; }
 
+const ARTIFACT_ID_RE = /art_[0-9a-f]{16}/g;
+
 const hashRequest = (v: unknown): string => createHash('sha256').update(JSON.stringify(v)).digest('hex');
 
 /** The control plane's semantics, independent of HTTP: validate, journal, and read back state. */
 export class ControlPlane {
   constructor(private readonly o: {
     journal: JobStore; queue: Queue; node: Client; fleet: Fleet | null; nodeLayout: HomeLayout; artifacts: ArtifactStore; maxAttempts: number;
+    /** cluster mode: placements keep the deploy request (and so the artifact) a move recreates the workload from */
+    placements?: PlacementStore;
   }) {}
 
   private artifactDir(id: string): string {
     const rec = this.o.artifacts.get(id);
     if (!rec) throw new UserError('E_UNKNOWN_ARTIFACT', `no artifact ${id}`, { hint: 'upload it first with POST /v1/artifacts' });
+    this.o.artifacts.touch(id); // used now: garbage collection counts its age from here
     return rec.dir;
+  }
+
+  /**
+   * Artifact id → what still needs it: queued/running deploy operations (their request names the artifact's
+   * path) and, in cluster mode, placements (a move or a rescheduled node fetches the artifact again).
+   */
+  async artifactUsers(): Promise<Map<string, string[]>> {
+    const users = new Map<string, string[]>();
+    const add = (request: unknown, who: string): void => {
+      for (const m of JSON.stringify(request ?? null).matchAll(ARTIFACT_ID_RE)) {
+        const list = users.get(m[0]) ?? [];
+        if (!list.includes(who)) list.push(who);
+        users.set(m[0], list);
+      }
+    };
+    for (const j of await this.o.journal.pendingDeploys()) add(j.request, `operation ${j.id} (deploy ${j.target}, ${j.state})`);
+    for (const p of (await this.o.placements?.listPlacements()) ?? []) add(p.request, `deployment ${p.deployment} on node ${p.node}`);
+    return users;
+  }
+
+  /** DELETE /v1/artifacts/:id — refused while a queued/running deploy (or a placement) still needs it. */
+  async deleteArtifact(id: string): Promise<void> {
+    if (!this.o.artifacts.get(id)) throw new UserError('E_UNKNOWN_ARTIFACT', `no artifact ${id}`);
+    const users = (await this.artifactUsers()).get(id);
+    if (users) {
+      throw new UserError('E_ARTIFACT_IN_USE', `artifact ${id} is still used by ${users.join(', ')}`, {
+        hint: 'wait for the deploy to finish (or destroy the deployment), then delete the artifact', details: { users },
+      });
+    }
+    this.o.artifacts.delete(id);
+  }
+
+  /** Garbage collection: removes artifacts unused for `ttlMs` that nothing pending references. */
+  async collectArtifacts(ttlMs: number): Promise<string[]> {
+    const users = await this.artifactUsers();
+    return this.o.artifacts.sweep(ttlMs, new Set(users.keys()));
   }
 
   private resolveSource(body: DeployBody): { target: string } {

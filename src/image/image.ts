@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, lstatSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { UserError } from '../errors.js';
@@ -111,6 +111,9 @@ export function swapDir(fresh: string, target: string): void {
   }
 }
 
+/** kernel.file / rootfs.file: a name directly in the image directory (what writeImage produces). */
+const PART_FILE_RE = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
+
 /** Reads and checks an image directory: the manifest parses and the digests match the files. */
 export function readImage(dir: string, opts: { verify?: boolean } = {}): ImageManifest {
   const file = join(dir, 'manifest.json');
@@ -125,9 +128,23 @@ export function readImage(dir: string, opts: { verify?: boolean } = {}): ImageMa
   if (manifest.schema !== MANIFEST_SCHEMA || !manifest.kernel?.rawSha256 || !manifest.rootfs || !Array.isArray(manifest.run?.command)) {
     throw new UserError('E_PACKAGE_INVALID', `${file} is not a unikctl image manifest (schema ${String(manifest.schema)})`);
   }
-  for (const part of [manifest.kernel, manifest.rootfs]) {
+  for (const [field, part] of [['kernel.file', manifest.kernel], ['rootfs.file', manifest.rootfs]] as const) {
+    // A package may come from an upload: its manifest must not make us read, copy or hand QEMU a host file
+    // outside the image directory (`../x`, `/etc/x`, or a symlink), so the parts are plain regular files in it.
+    if (typeof part.file !== 'string' || !PART_FILE_RE.test(part.file)) {
+      throw new UserError('E_PACKAGE_INVALID', `${file}: ${field} ${JSON.stringify(part.file)} is not a plain file name in the package directory`, {
+        hint: 'an image manifest names its kernel and rootfs by file name only (no "/", no "..", no leading "."); rebuild it with unikctl build',
+        details: { field, file: part.file },
+      });
+    }
     const p = join(dir, part.file);
-    if (!existsSync(p)) throw new UserError('E_PACKAGE_INVALID', `${dir} lacks ${part.file}`);
+    let st;
+    try {
+      st = lstatSync(p);
+    } catch {
+      throw new UserError('E_PACKAGE_INVALID', `${dir} lacks ${part.file}`);
+    }
+    if (!st.isFile()) throw new UserError('E_PACKAGE_INVALID', `${p} is not a regular file (a symlink or directory is not accepted)`, { details: { field, file: part.file } });
     if (opts.verify && sha256File(p) !== part.sha256) {
       throw new UserError('E_PACKAGE_INVALID', `${p} does not match its sha256 in manifest.json`, { hint: 'the package is corrupted: rebuild it' });
     }

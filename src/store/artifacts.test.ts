@@ -337,6 +337,25 @@ describe('ArtifactStore rejects oversized, corrupt and mismatched uploads', () =
     expect(readFileSync(join(padded.dir, 'p'), 'utf8')).toBe('p');
   });
 
+  it('E_UPLOAD_TOO_LARGE for a small bomb within the absolute limit but far beyond 200× its own size (finding 9)', async () => {
+    // the absolute limit (64 MiB) would let this 20 KiB upload write 20 MiB: the ratio bound refuses it
+    const ctx = await storeWithPrevious({ maxExtractedBytes: 64 << 20 });
+    const bomb = gzipSync(tar({ path: 'zeros', body: Buffer.alloc(20 << 20) }));
+    expect(bomb.length).toBeLessThan(64 << 10);
+    const err = await expectRejected(ctx, bomb, 'E_UPLOAD_TOO_LARGE');
+    expect(err.details).toMatchObject({ ratio: 200, uploadBytes: bomb.length });
+    expect(err.message).toContain('200×');
+    // the same amplification hidden after the end-of-archive marker, where the tar parser skips it
+    await expectRejected(ctx, gzipSync(Buffer.concat([tar({ path: 'a', body: 'a' }), Buffer.alloc(20 << 20)])), 'E_UPLOAD_TOO_LARGE');
+    // a ratio of 1 refuses any archive that expands beyond the allowance small archives always get
+    const strict = mkStore({ maxExtractedBytes: 64 << 20, maxExpansionRatio: 1 });
+    const mid = gzipSync(tar({ path: 'zeros', body: Buffer.alloc(6 << 20) }));
+    await expect(strict.put(body(mid))).rejects.toMatchObject({ code: 'E_UPLOAD_TOO_LARGE' });
+    // compressible but ordinary content is accepted
+    const ok = await ctx.store.put(body(gzipSync(tar({ path: 'text', body: 'hello world\n'.repeat(100_000) }))));
+    expect(readFileSync(join(ok.dir, 'text'), 'utf8')).toHaveLength(1_200_000);
+  });
+
   it('E_UPLOAD_TOO_LARGE for more than maxEntries entries', async () => {
     const ctx = await storeWithPrevious({ maxEntries: 5 });
     await expectRejected(ctx, tar(...Array.from({ length: 6 }, (_, i) => ({ path: `d${i}/`, type: 'Directory' as const }))), 'E_UPLOAD_TOO_LARGE');
@@ -395,5 +414,41 @@ describe('ArtifactStore rejects oversized, corrupt and mismatched uploads', () =
     await expectRejected(ctx, gz, 'E_UPLOAD_DIGEST_MISMATCH', { expectedSha256: 'xyz' });
     // the digest of an already stored artifact does not bypass the check
     await expectRejected(ctx, gz, 'E_UPLOAD_DIGEST_MISMATCH', { expectedSha256: ctx.prev.sha256 });
+  });
+});
+
+describe('ArtifactStore garbage collection (finding 9)', () => {
+  const age = (id: string, ms: number): void => {
+    const t = new Date(Date.now() - ms);
+    utimesSync(join(storeDir, id, 'artifact.json'), t, t);
+  };
+
+  it('sweep removes artifacts unused for longer than the TTL, keeps referenced and recent ones', async () => {
+    const store = mkStore();
+    const old = await store.put(body(tar({ path: 'old', body: 'o' })));
+    const kept = await store.put(body(tar({ path: 'ref', body: 'r' })));
+    const fresh = await store.put(body(tar({ path: 'new', body: 'n' })));
+    age(old.id, 2 * 3600_000);
+    age(kept.id, 2 * 3600_000);
+    expect(store.list().map((a) => a.id).sort()).toEqual([old.id, kept.id, fresh.id].sort());
+    expect(store.sweep(3600_000, new Set([kept.id]))).toEqual([old.id]);
+    expect(store.get(old.id)).toBeNull();
+    expect(store.get(kept.id)).not.toBeNull();
+    expect(store.get(fresh.id)).not.toBeNull();
+    expect(readdirSync(storeDir).sort()).toEqual(['.tmp', kept.id, fresh.id].sort());
+  });
+
+  it('an upload of the same bytes, or touch(), restarts the age', async () => {
+    const store = mkStore();
+    const tarball = tar({ path: 'a', body: 'a' });
+    const a = await store.put(body(tarball));
+    age(a.id, 2 * 3600_000);
+    await store.put(body(tarball));
+    expect(store.sweep(3600_000, new Set())).toEqual([]);
+    age(a.id, 2 * 3600_000);
+    store.touch(a.id);
+    expect(store.sweep(3600_000, new Set())).toEqual([]);
+    age(a.id, 2 * 3600_000);
+    expect(store.sweep(3600_000, new Set())).toEqual([a.id]);
   });
 });

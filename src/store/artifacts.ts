@@ -16,7 +16,8 @@
  *   - hard links → E_UPLOAD_UNSAFE_LINK; devices, FIFOs and other special types → E_UPLOAD_UNSAFE_ENTRY;
  *     a path given twice with different kinds (e.g. a symlink replacing a directory) → E_UPLOAD_UNSAFE_ENTRY
  *   - more than maxEntries entries, more than maxExtractedBytes of file content, or a decompressed stream
- *     far larger than that (non-file bodies, metadata) → E_UPLOAD_TOO_LARGE
+ *     far larger than that (non-file bodies, metadata) → E_UPLOAD_TOO_LARGE; likewise content or a decompressed
+ *     stream beyond maxExpansionRatio × the uploaded bytes (a small gzip bomb)
  *   - gzip/tar damage, a missing end-of-archive marker, an archive with no entries → E_UPLOAD_CORRUPT
  * Pass 2 extracts with node-tar (strict, preservePaths off, owner not preserved) while checking it sees the
  * very entries pass 1 approved; symlinks are created only after every file is written, so nothing can be
@@ -24,19 +25,25 @@
  * 0644 — setuid/setgid/sticky are dropped and the owner is the server user.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { createReadStream, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, utimesSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, open, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { join, posix, resolve, win32 } from 'node:path';
 import { Readable, pipeline } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { Parser, Unpack, type ReadEntry } from 'tar';
-import { UserError, type ErrorCode } from '../errors.js';
+import { UserError, isUserError, type ErrorCode } from '../errors.js';
 
 export interface ArtifactStoreOptions {
   dir: string;
   maxUploadBytes: number;
   maxExtractedBytes: number;
   maxEntries: number;
+  /**
+   * Extraction may be at most this many times the uploaded bytes (besides maxExtractedBytes), so a small gzip
+   * bomb cannot make the server write far more than it received. Default 200; archives under
+   * MIN_EXPANSION_ALLOWANCE always get that much; Infinity applies no ratio (a trusted source).
+   */
+  maxExpansionRatio?: number;
 }
 
 export interface ArtifactRecord {
@@ -69,6 +76,9 @@ const ID_RE = /^art_[0-9a-f]{16}$/;
 const SHA_RE = /^[0-9a-f]{64}$/;
 const TMP = '.tmp';
 const STALE_MS = 60 * 60 * 1000;
+const DEFAULT_EXPANSION_RATIO = 200;
+/** small archives (a few tar headers compress ~50×) are never refused for their ratio below this size */
+const MIN_EXPANSION_ALLOWANCE = 4 * 1024 * 1024;
 /** decompressed bytes allowed per entry on top of file content: header, pax/long-name metadata, padding */
 const PER_ENTRY_OVERHEAD = 8 * 1024;
 /** node-tar's default maxDepth, counted the same way (raw path split on `/`) */
@@ -88,6 +98,7 @@ export class ArtifactStore {
     for (const k of ['maxUploadBytes', 'maxExtractedBytes', 'maxEntries'] as const) {
       if (!Number.isSafeInteger(opts[k]) || opts[k] <= 0) throw new TypeError(`ArtifactStore: ${k} must be a positive integer`);
     }
+    if (opts.maxExpansionRatio !== undefined && !(opts.maxExpansionRatio >= 1)) throw new TypeError('ArtifactStore: maxExpansionRatio must be at least 1');
     this.opts = opts;
     this.dir = resolve(opts.dir);
     this.tmp = join(this.dir, TMP);
@@ -116,9 +127,12 @@ export class ArtifactStore {
       }
       const id = `art_${sha256.slice(0, 16)}`;
       const existing = this.existing(id, sha256);
-      if (existing) return existing;
+      if (existing) {
+        this.touch(id); // uploaded again: its age for garbage collection starts over
+        return existing;
+      }
 
-      const plan = await this.validate(upload, gzip);
+      const plan = await this.validate(upload, gzip, bytes);
       const stage = await mkdtemp(join(this.tmp, 'stage-'));
       try {
         const root = join(stage, 'root');
@@ -164,6 +178,56 @@ export class ArtifactStore {
     }
     if (r.id !== id || typeof r.sha256 !== 'string' || typeof r.bytes !== 'number' || typeof r.createdAt !== 'number') return null;
     return { id, sha256: r.sha256, bytes: r.bytes, kind: 'bundle', dir: join(this.dir, id, 'root'), createdAt: r.createdAt };
+  }
+
+  /** Every stored artifact with the time it was last uploaded or used (its age for garbage collection). */
+  list(): Array<ArtifactRecord & { usedAt: number }> {
+    let names: string[];
+    try {
+      names = readdirSync(this.dir);
+    } catch {
+      return [];
+    }
+    const out: Array<ArtifactRecord & { usedAt: number }> = [];
+    for (const n of names) {
+      const rec = this.get(n);
+      if (!rec) continue;
+      // artifact.json's mtime: written at creation, bumped by touch()
+      let usedAt: number;
+      try {
+        usedAt = statSync(join(this.dir, n, 'artifact.json')).mtimeMs;
+      } catch {
+        continue; // deleted meanwhile
+      }
+      out.push({ ...rec, usedAt });
+    }
+    return out;
+  }
+
+  /** Marks an artifact as just used (a deploy names it, or it is uploaded again). */
+  touch(id: string): void {
+    if (!ID_RE.test(id)) return;
+    const now = new Date();
+    try {
+      utimesSync(join(this.dir, id, 'artifact.json'), now, now);
+    } catch {
+      // gone: nothing to keep alive
+    }
+  }
+
+  /**
+   * Garbage collection: removes artifacts unused for longer than `ttlMs` that `referenced` does not name.
+   * Returns the removed ids.
+   */
+  sweep(ttlMs: number, referenced: ReadonlySet<string>, now = Date.now()): string[] {
+    const removed: string[] = [];
+    for (const a of this.list()) {
+      if (referenced.has(a.id) || now - a.usedAt < ttlMs) continue;
+      this.delete(a.id);
+      removed.push(a.id);
+    }
+    this.sweepStale();
+    return removed;
   }
 
   /** Removes an artifact (no-op for an unknown id). Moves it aside first, so it vanishes atomically. */
@@ -223,6 +287,7 @@ export class ArtifactStore {
         try {
           r = await iter.next();
         } catch (e) {
+          if (isUserError(e)) throw e; // e.g. the HTTP layer's E_REQUEST_TIMEOUT for a trickling client
           throw uploadError('E_UPLOAD_CORRUPT', `the upload was interrupted: ${(e as Error).message}`, { cause: e, hint: 'retry the upload' });
         }
         if (r.done) break;
@@ -246,8 +311,15 @@ export class ArtifactStore {
   }
 
   /** Pass 1: parse every header, enforce every rule, return what pass 2 may write. Writes nothing. */
-  private async validate(file: string, gzip: boolean): Promise<Planned[]> {
-    const { maxEntries, maxExtractedBytes } = this.opts;
+  private async validate(file: string, gzip: boolean, uploadBytes: number): Promise<Planned[]> {
+    const { maxEntries } = this.opts;
+    // bounded by the absolute limit and by the upload's own size: both the file content and the whole
+    // decompressed stream (headers, skipped bodies, trailing data) stay within ratio × what was received
+    const ratio = this.opts.maxExpansionRatio ?? DEFAULT_EXPANSION_RATIO;
+    const relative = Math.max(MIN_EXPANSION_ALLOWANCE, Math.ceil(ratio * uploadBytes));
+    const maxExtractedBytes = Math.min(this.opts.maxExtractedBytes, relative);
+    const why = maxExtractedBytes < this.opts.maxExtractedBytes ? ` (${ratio}× the ${uploadBytes}-byte upload)` : '';
+    const details = { limit: maxExtractedBytes, uploadBytes, ratio };
     const plan: Planned[] = [];
     const kinds = new Map<string, Kind | 'parent'>();
     let contentBytes = 0;
@@ -278,7 +350,7 @@ export class ArtifactStore {
         if (p.kind === 'file') {
           contentBytes += p.size;
           if (contentBytes > maxExtractedBytes) {
-            throw uploadError('E_UPLOAD_TOO_LARGE', `the archive expands to more than ${maxExtractedBytes} bytes`, { details: { limit: maxExtractedBytes } });
+            throw uploadError('E_UPLOAD_TOO_LARGE', `the archive expands to more than ${maxExtractedBytes} bytes${why}`, { details });
           }
         }
         plan.push(p);
@@ -287,7 +359,7 @@ export class ArtifactStore {
       }
     });
 
-    await feed(file, gzip, maxExtractedBytes + (maxEntries + 4) * PER_ENTRY_OVERHEAD, {
+    await feed(file, gzip, Math.min(relative, this.opts.maxExtractedBytes + (maxEntries + 4) * PER_ENTRY_OVERHEAD), {
       write: (chunk) => { parser.write(chunk); },
       end: () => { parser.end(); },
       state: () => (failure !== null ? 'abort' : sawEof ? 'skip' : 'more'),
