@@ -6,7 +6,7 @@ import { UserError } from '../../errors.js';
 import type { BuildContext, BuildMode } from '../pack.js';
 import { RootfsBuilder } from '../rootfs.js';
 import { nodePack, pruneForeignPrebuilds } from './node.js';
-import { chooseTool, installSteps, lockState, parsePackageManager, planInstall, type InstallPlan } from './node/managers.js';
+import { installSteps, lockState, planInstall, type InstallPlan } from './node/managers.js';
 import { guestCommand, parseStartScript, resolveEntry, type PackageJson } from './node/plan.js';
 import { npmEnv, stageApp } from './node/runtime.js';
 
