@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync, statSync, type Dirent } from 'node:fs';
 import { basename, extname, join, posix, relative } from 'node:path';
 import { UserError, isUserError } from '../../errors.js';
 import { run, which } from '../../util/exec.js';
@@ -171,6 +171,15 @@ function elfFilesIn(dir: string): string[] {
   return out;
 }
 
+/** A directory's entries; none when it does not exist (node_modules is optional everywhere). */
+function dirEntries(d: string): Dirent[] {
+  try {
+    return readdirSync(d, { withFileTypes: true });
+  } catch {
+    return [];
+  }
+}
+
 /**
  * prebuildify/node-gyp-build layout: node_modules/<pkg>/prebuilds/<platform>-<arch[+arch]>/. Only linux-x64
  * can load in the guest; the folders for other platforms are removed from the staged copy (BLD-9).
@@ -178,13 +187,7 @@ function elfFilesIn(dir: string): string[] {
 export function pruneForeignPrebuilds(nodeModules: string): string[] {
   const removed: string[] = [];
   const walk = (d: string): void => {
-    let entries;
-    try {
-      entries = readdirSync(d, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const e of entries) {
+    for (const e of dirEntries(d)) {
       if (!e.isDirectory()) continue;
       const p = join(d, e.name);
       if (e.name === 'prebuilds') {
@@ -263,15 +266,9 @@ function composition(stagingDir: string): PackArtifact[] {
 function countPackages(app: string): number {
   let n = 0;
   const walk = (nm: string): void => {
-    let entries;
-    try {
-      entries = readdirSync(nm, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const e of entries) {
+    for (const e of dirEntries(nm)) {
       if (!e.isDirectory() || e.name.startsWith('.')) continue;
-      const dirs = e.name.startsWith('@') ? readdirSync(join(nm, e.name), { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => join(nm, e.name, d.name)) : [join(nm, e.name)];
+      const dirs = e.name.startsWith('@') ? dirEntries(join(nm, e.name)).filter((d) => d.isDirectory()).map((d) => join(nm, e.name, d.name)) : [join(nm, e.name)];
       for (const d of dirs) {
         if (existsSync(join(d, 'package.json'))) n++;
         walk(join(d, 'node_modules'));
