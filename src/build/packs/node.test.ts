@@ -170,6 +170,25 @@ describe('the start command', () => {
     }
   });
 
+  it('an app it cannot start: the message says what package.json and the tree hold, the hint the unik.yaml line', () => {
+    write('dist/server.js', '');
+    const e = (() => {
+      try {
+        resolveEntry(proj, { scripts: { build: 'tsc', dev: 'tsx src/server.ts' } }, () => {});
+      } catch (err) {
+        return err as UserError;
+      }
+      throw new Error('no error');
+    })();
+    expect(e.code).toBe('E_ARTIFACT_MISSING');
+    expect(e.message).toContain('package.json has scripts build, dev, no main, no "start" script');
+    expect(e.message).toContain('found dist/server.js');
+    expect(e.hint).toContain('"start": "node dist/server.js"');
+    expect(e.hint).toContain('unik.yaml:  run: { command: [/usr/bin/node, /app/dist/server.js] }');
+    // a start file the build should have written
+    expect(() => resolveEntry(proj, { scripts: { build: 'tsc', start: 'node dist/main.js' } }, () => {})).toThrow(/dist\/main\.js, which is not in the project \(after the build script ran\); found dist\/server\.js/);
+  });
+
   it('release runs plain node with NODE_ENV=production; debug adds source maps with NODE_ENV=development', () => {
     const entry = { script: 'server.js', nodeArgs: ['-r', './t.js'], args: ['x'], env: { PORT: '3000' }, source: '' };
     expect(guestCommand(entry, 'release')).toEqual({ command: ['/usr/bin/node', '-r', './t.js', '/app/server.js', 'x'], env: { NODE_ENV: 'production', PORT: '3000' } });
