@@ -6,7 +6,8 @@ import { UserError } from '../../errors.js';
 import type { BuildContext, BuildMode } from '../pack.js';
 import { RootfsBuilder } from '../rootfs.js';
 import { nodePack, pruneForeignPrebuilds } from './node.js';
-import { guestCommand, lockState, npmArgs, parseStartScript, planInstall, resolveEntry, type PackageJson } from './node/plan.js';
+import { installSteps, lockState, planInstall, type InstallPlan } from './node/managers.js';
+import { guestCommand, parseStartScript, resolveEntry, type PackageJson } from './node/plan.js';
 import { npmEnv, stageApp } from './node/runtime.js';
 
 let tmp: string;
@@ -64,48 +65,36 @@ describe('lock enforcement (BLD-4)', () => {
   it('npm ci from package-lock.json, npm-shrinkwrap.json preferred like npm does', () => {
     pkg(withDeps);
     write('package-lock.json', '{}');
-    expect(planInstall(withDeps, lockState(proj), 'release', () => {})).toEqual({ kind: 'ci', lock: 'package-lock.json' });
+    expect(planInstall(withDeps, lockState(proj), 'release', () => {})).toMatchObject({ tool: { name: 'npm', pkg: null }, lock: 'package-lock.json', production: true, build: null });
     write('npm-shrinkwrap.json', '{}');
-    expect(planInstall(withDeps, lockState(proj), 'release', () => {})).toEqual({ kind: 'ci', lock: 'npm-shrinkwrap.json' });
+    expect(planInstall(withDeps, lockState(proj), 'release', () => {})).toMatchObject({ lock: 'npm-shrinkwrap.json' });
   });
 
   it('release without a lock fails with E_LOCK_REQUIRED; debug warns and installs unlocked', async () => {
     pkg(withDeps);
     expect(() => planInstall(withDeps, lockState(proj), 'release', () => {})).toThrow(expect.objectContaining({ code: 'E_LOCK_REQUIRED' }));
     const warnings: string[] = [];
-    expect(planInstall(withDeps, lockState(proj), 'debug', (m) => warnings.push(m))).toEqual({ kind: 'install-unlocked' });
+    expect(planInstall(withDeps, lockState(proj), 'debug', (m) => warnings.push(m))).toMatchObject({ lock: null, production: true });
     expect(warnings.join('\n')).toMatch(/no package-lock\.json.*E_LOCK_REQUIRED/);
     // and through the pack itself, before anything is installed
     expect(await code(nodePack.build(ctx('release'), new RootfsBuilder(join(tmp, 'root'))))).toBe('E_LOCK_REQUIRED');
   });
 
-  it('yarn.lock or pnpm-lock.yaml without package-lock.json is refused with a hint, in both modes', () => {
-    pkg(withDeps);
-    write('yarn.lock', '# yarn lockfile v1\n');
-    for (const mode of ['release', 'debug'] as const) {
-      try {
-        planInstall(withDeps, lockState(proj), mode, () => {});
-        expect.unreachable();
-      } catch (e) {
-        expect(e).toMatchObject({ code: 'E_NOT_IMPLEMENTED' });
-        expect((e as UserError).message).toContain('yarn.lock');
-        expect((e as UserError).hint).toContain('npm install --package-lock-only');
-      }
-    }
-  });
-
   it('no production dependencies: nothing to install, no lock needed (dev dependencies never reach the image)', () => {
     const devOnly: PackageJson = { devDependencies: { 'is-number': '7.0.0' } };
-    expect(planInstall(devOnly, lockState(proj), 'release', () => {})).toEqual({ kind: 'none' });
+    expect(planInstall(devOnly, lockState(proj), 'release', () => {})).toMatchObject({ lock: null, production: false, build: null, fullInstall: false });
   });
 });
 
 describe('the npm command', () => {
   it('installs production dependencies only, with the cache in .unikctl/cache/npm', () => {
-    const args = npmArgs({ kind: 'ci', lock: 'package-lock.json' }, '/p/.unikctl/cache/npm');
-    expect(args[0]).toBe('ci');
+    const npm = { name: 'npm', berry: false, pkg: null, source: 'package-lock.json' } as const;
+    const plan: InstallPlan = { tool: npm, lock: 'package-lock.json', production: true, build: null, fullInstall: false };
+    const [args, ...rest] = installSteps(plan, '/p/.unikctl/cache', {}).map((s) => s.args);
+    expect(rest).toEqual([]);
+    expect(args?.[0]).toBe('ci');
     expect(args).toEqual(expect.arrayContaining(['--omit=dev', '--ignore-scripts=false', '--no-audit', '--no-fund', '--cache=/p/.unikctl/cache/npm']));
-    expect(npmArgs({ kind: 'install-unlocked' }, '/c')).toEqual(expect.arrayContaining(['install', '--omit=dev', '--no-package-lock']));
+    expect(installSteps({ ...plan, lock: null }, '/c', {})[0]?.args).toEqual(expect.arrayContaining(['install', '--omit=dev', '--no-package-lock']));
   });
 
   it('drops npm_* variables inherited from an enclosing npm run and puts node first on PATH', () => {
@@ -177,8 +166,27 @@ describe('the start command', () => {
       resolveEntry(proj, { scripts: { start: 'tsx src/index.ts' } }, () => {});
       expect.unreachable();
     } catch (e) {
-      expect((e as UserError).hint).toContain('run.command');
+      expect((e as UserError).hint).toContain('unik.yaml:  run: { command: [/usr/bin/node, /app/server.js] }');
     }
+  });
+
+  it('an app it cannot start: the message says what package.json and the tree hold, the hint the unik.yaml line', () => {
+    write('dist/server.js', '');
+    const e = (() => {
+      try {
+        resolveEntry(proj, { scripts: { build: 'tsc', dev: 'tsx src/server.ts' } }, () => {});
+      } catch (err) {
+        return err as UserError;
+      }
+      throw new Error('no error');
+    })();
+    expect(e.code).toBe('E_ARTIFACT_MISSING');
+    expect(e.message).toContain('package.json has scripts build, dev, no main, no "start" script');
+    expect(e.message).toContain('found dist/server.js');
+    expect(e.hint).toContain('"start": "node dist/server.js"');
+    expect(e.hint).toContain('unik.yaml:  run: { command: [/usr/bin/node, /app/dist/server.js] }');
+    // a start file the build should have written
+    expect(() => resolveEntry(proj, { scripts: { build: 'tsc', start: 'node dist/main.js' } }, () => {})).toThrow(/dist\/main\.js, which is not in the project \(after the build script ran\); found dist\/server\.js/);
   });
 
   it('release runs plain node with NODE_ENV=production; debug adds source maps with NODE_ENV=development', () => {

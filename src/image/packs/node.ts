@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync, statSync, type Dirent } from 'node:fs';
 import { basename, extname, join, posix, relative } from 'node:path';
 import { UserError, isUserError } from '../../errors.js';
 import { run, which } from '../../util/exec.js';
@@ -7,14 +7,16 @@ import { fileDigest, treeDigest } from '../inputs.js';
 import type { Pack, PackArtifact } from '../pack.js';
 import type { RootfsBuilder } from '../rootfs.js';
 import { compileFailed, hasFile } from './common.js';
-import { DEFAULT_MEMORY_MIB, GUEST_APP, GUEST_NODE, guestCommand, lockState, modeRuntime, npmArgs, planInstall, resolveEntry, type PackageJson } from './node/plan.js';
-import { findHostNode, formatSize, npmEnv, preparedNode, sha256OfFile, stageApp, treeSize } from './node/runtime.js';
+import { installSteps, lockState, planInstall, toolLabel } from './node/managers.js';
+import { DEFAULT_MEMORY_MIB, GUEST_APP, GUEST_NODE, guestCommand, modeRuntime, resolveEntry, type PackageJson } from './node/plan.js';
+import { findHostNode, formatSize, npmEnv, preparedNode, sha256OfFile, stageApp, toolArgv, treeSize } from './node/runtime.js';
 
 /**
  * Node.js: the host's node binary (stripped in release) with its shared-library closure at /usr/bin/node, and
  * the app with its PRODUCTION node_modules at /app. The project's own node_modules is never copied: the app is
- * staged without it and `npm ci --omit=dev` installs from package-lock.json into the staging copy, with the npm
- * cache in .unikctl/cache/npm. Release runs `node` plainly with NODE_ENV=production; debug adds
+ * staged without it and the project's package manager (npm, pnpm or yarn: node/managers.ts) installs into the
+ * staging copy from its lock file, frozen: first every dependency when package.json has a `build` script (which
+ * then runs: tsc, bundlers), then production dependencies only, from nothing. Caches are in .unikctl/cache. Release runs `node` plainly with NODE_ENV=production; debug adds
  * --enable-source-maps (and warning/uncaught traces) with NODE_ENV=development and keeps node's symbol table.
  */
 export const nodePack: Pack = {
@@ -41,22 +43,29 @@ export const nodePack: Pack = {
     const extraRoot = ctx.config?.rootfs ? posix.normalize(ctx.config.rootfs).replace(/\/+$/, '') : null;
     stageApp(ctx.dir, app, extraRoot ? [extraRoot] : []);
 
-    // 2. production dependencies only
-    if (plan.kind === 'none') {
-      ctx.log('no production dependencies: nothing to install');
-    } else {
-      const args = npmArgs(plan, join(ctx.cacheDir, 'npm'));
-      ctx.log(`npm ${args.join(' ')}`);
+    // 2. [all dependencies, the build script,] production dependencies only
+    ctx.log(`package manager: ${toolLabel(plan.tool)} (${plan.tool.source})${plan.lock ? `, frozen to ${plan.lock}` : ''}`);
+    const steps = installSteps(plan, ctx.cacheDir, env);
+    if (!plan.production && plan.build === null) ctx.log('no production dependencies: nothing to install');
+    const argv = steps.length > 0 ? await toolArgv(plan.tool, host, ctx.cacheDir, env, ctx.log) : [];
+    for (const step of steps) {
+      if (step.clean) rmSync(join(app, 'node_modules'), { recursive: true, force: true });
+      const stepEnv: NodeJS.ProcessEnv = { ...env, ...step.env };
+      if (step.dropNodeEnv) delete stepEnv.NODE_ENV;
+      const label = `${plan.tool.name} ${step.args.join(' ')}`;
+      ctx.log(`${step.what}: ${label}`);
       let r;
       try {
-        r = await run([host.npm, ...args], { cwd: app, env, onLine: ctx.log });
+        r = await run([...argv, ...step.args], { cwd: app, env: stepEnv, onLine: ctx.log });
       } catch (e) {
-        throw new UserError('E_TOOLCHAIN_MISSING', `cannot run ${host.npm}: ${(e as Error).message}`, { hint: 'install npm (apt-get install npm, or Node.js from https://nodejs.org)' });
+        throw new UserError('E_TOOLCHAIN_MISSING', `cannot run ${argv.join(' ')}: ${(e as Error).message}`, { hint: 'install npm (apt-get install npm, or Node.js from https://nodejs.org)' });
       }
-      if (r.code !== 0) throw compileFailed(`npm ${args[0] ?? ''}`, r);
+      if (r.code !== 0) throw compileFailed(label, r);
     }
-    // install-time configuration (registry tokens!) and unikctl's own files do not belong in the image
-    for (const f of ['.npmrc', 'unik.yaml', 'unik.yml']) rmSync(join(app, f), { force: true });
+    // the build's dev dependencies (and caches it left in node_modules) never reach the image
+    if (!plan.production) rmSync(join(app, 'node_modules'), { recursive: true, force: true });
+    // install-time configuration (registry tokens!), the package managers' own state and unikctl's files do not belong in the image
+    for (const f of ['.npmrc', '.yarnrc', '.yarnrc.yml', '.pnpmfile.cjs', '.yarn', 'unik.yaml', 'unik.yml']) rmSync(join(app, f), { recursive: true, force: true });
 
     // 3. how it starts
     const runtime = modeRuntime(ctx.mode);
@@ -108,10 +117,10 @@ export const nodePack: Pack = {
 
     return {
       run: { command, env: runEnv, workdir: GUEST_APP, memoryMiB: DEFAULT_MEMORY_MIB },
-      toolchain: { node: host.version, npm: host.npmVersion, nodeBinary: host.binary },
+      toolchain: { node: host.version, npm: host.npmVersion, nodeBinary: host.binary, ...(plan.tool.pkg ? { packageManager: toolLabel(plan.tool) } : {}) },
       inputs: {
         'package.json': fileDigest(pkgFile) ?? '',
-        ...(locks.npmLock ? { [locks.npmLock]: fileDigest(join(ctx.dir, locks.npmLock)) ?? '' } : {}),
+        ...(plan.lock ? { [plan.lock]: fileDigest(join(ctx.dir, plan.lock)) ?? '' } : {}),
         sources: treeDigest(ctx.dir),
         node: `sha256:${nodeSha}`,
       },
@@ -162,6 +171,15 @@ function elfFilesIn(dir: string): string[] {
   return out;
 }
 
+/** A directory's entries; none when it does not exist (node_modules is optional everywhere). */
+function dirEntries(d: string): Dirent[] {
+  try {
+    return readdirSync(d, { withFileTypes: true });
+  } catch {
+    return [];
+  }
+}
+
 /**
  * prebuildify/node-gyp-build layout: node_modules/<pkg>/prebuilds/<platform>-<arch[+arch]>/. Only linux-x64
  * can load in the guest; the folders for other platforms are removed from the staged copy (BLD-9).
@@ -169,13 +187,7 @@ function elfFilesIn(dir: string): string[] {
 export function pruneForeignPrebuilds(nodeModules: string): string[] {
   const removed: string[] = [];
   const walk = (d: string): void => {
-    let entries;
-    try {
-      entries = readdirSync(d, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const e of entries) {
+    for (const e of dirEntries(d)) {
       if (!e.isDirectory()) continue;
       const p = join(d, e.name);
       if (e.name === 'prebuilds') {
@@ -247,14 +259,22 @@ function composition(stagingDir: string): PackArtifact[] {
   return out;
 }
 
-/** Packages npm installed, from its hidden lock file (node_modules/.package-lock.json). */
+/**
+ * Packages in node_modules, whichever tool installed them: directories holding a package.json at
+ * node_modules/<name> or node_modules/@scope/<name>, nested node_modules included.
+ */
 function countPackages(app: string): number {
-  const hidden = join(app, 'node_modules', '.package-lock.json');
-  if (!existsSync(hidden)) return 0;
-  try {
-    const lock = JSON.parse(readFileSync(hidden, 'utf8')) as { packages?: Record<string, unknown> };
-    return Object.keys(lock.packages ?? {}).filter((k) => k !== '').length;
-  } catch {
-    return 0;
-  }
+  let n = 0;
+  const walk = (nm: string): void => {
+    for (const e of dirEntries(nm)) {
+      if (!e.isDirectory() || e.name.startsWith('.')) continue;
+      const dirs = e.name.startsWith('@') ? dirEntries(join(nm, e.name)).filter((d) => d.isDirectory()).map((d) => join(nm, e.name, d.name)) : [join(nm, e.name)];
+      for (const d of dirs) {
+        if (existsSync(join(d, 'package.json'))) n++;
+        walk(join(d, 'node_modules'));
+      }
+    }
+  };
+  walk(join(app, 'node_modules'));
+  return n;
 }

@@ -1,8 +1,8 @@
 /**
- * The node pack's decisions, kept free of I/O where possible so they can be unit tested: which lock file
- * governs the install, how the app is started (package.json `start` or `main`), and the npm command line.
+ * The node pack's decisions about starting the app, kept free of I/O where possible so they can be unit tested:
+ * how the app is started (package.json `start` or `main`). The install (which tool, which commands) is managers.ts.
  */
-import { existsSync, statSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { join, posix } from 'node:path';
 import { UserError } from '../../../errors.js';
 import type { BuildMode } from '../../pack.js';
@@ -15,6 +15,8 @@ export interface PackageJson {
   dependencies?: Record<string, string>;
   optionalDependencies?: Record<string, string>;
   devDependencies?: Record<string, string>;
+  /** corepack's field: "pnpm@9.15.9", "yarn@4.9.4+sha512.…" */
+  packageManager?: string;
 }
 
 /** Where node lives in the guest (PATH has /usr/bin; process.execPath reports this). */
@@ -23,66 +25,6 @@ export const GUEST_NODE = '/usr/bin/node';
 export const GUEST_APP = '/app';
 /** Node (V8 heap, ICU, libuv pool) wants more than a Go binary: 256 MiB serves a small HTTP app comfortably. */
 export const DEFAULT_MEMORY_MIB = 256;
-
-/** npm's lock files in the order npm itself prefers them, and other package managers' (not supported). */
-export const NPM_LOCKS = ['npm-shrinkwrap.json', 'package-lock.json'] as const;
-export const FOREIGN_LOCKS = ['yarn.lock', 'pnpm-lock.yaml', 'bun.lockb', 'bun.lock'] as const;
-
-export interface LockState {
-  /** the npm lock file that pins the install, if any */
-  npmLock: (typeof NPM_LOCKS)[number] | null;
-  /** lock files of other package managers found at the top of the project */
-  foreign: string[];
-}
-
-export function lockState(dir: string): LockState {
-  return {
-    npmLock: NPM_LOCKS.find((f) => existsSync(join(dir, f))) ?? null,
-    foreign: FOREIGN_LOCKS.filter((f) => existsSync(join(dir, f))),
-  };
-}
-
-/** Production dependencies: what `npm ci --omit=dev` installs (devDependencies never reach the image). */
-export function productionDependencies(pkg: PackageJson): string[] {
-  return [...new Set([...Object.keys(pkg.dependencies ?? {}), ...Object.keys(pkg.optionalDependencies ?? {})])].sort();
-}
-
-export type InstallPlan =
-  | { kind: 'none' }
-  | { kind: 'ci'; lock: string }
-  | { kind: 'install-unlocked' };
-
-/**
- * BLD-4 for npm: with production dependencies, a release build needs package-lock.json or npm-shrinkwrap.json
- * (`npm ci` installs exactly what it pins); a debug build without one warns and resolves with `npm install`.
- * A yarn/pnpm/bun lock alone is refused in both modes: npm would ignore the versions it pins.
- */
-export function planInstall(pkg: PackageJson, locks: LockState, mode: BuildMode, warn: (m: string) => void): InstallPlan {
-  const deps = productionDependencies(pkg);
-  if (locks.npmLock) return deps.length > 0 ? { kind: 'ci', lock: locks.npmLock } : { kind: 'none' };
-  if (deps.length === 0) return { kind: 'none' };
-  if (locks.foreign.length > 0) {
-    throw new UserError('E_NOT_IMPLEMENTED', `the project is locked with ${locks.foreign.join(', ')}, but the node pack installs with npm and needs package-lock.json (or npm-shrinkwrap.json)`, {
-      hint: 'run `npm install --package-lock-only` (npm reads yarn.lock to keep the same versions) and commit package-lock.json, or build with a unik.yaml build.command',
-    });
-  }
-  const what = `package.json has ${deps.length} production dependenc${deps.length === 1 ? 'y' : 'ies'} but no package-lock.json or npm-shrinkwrap.json`;
-  if (mode === 'release') {
-    throw new UserError('E_LOCK_REQUIRED', `${what}: a release build needs pinned dependencies`, {
-      hint: 'run `npm install --package-lock-only` and commit package-lock.json, or build with --debug',
-    });
-  }
-  warn(`${what}; resolving with npm install (a release build will refuse this: E_LOCK_REQUIRED)`);
-  return { kind: 'install-unlocked' };
-}
-
-/** The npm command line for the staging copy; the cache is kept in .unikctl/cache/npm (BLD-5). */
-export function npmArgs(plan: InstallPlan, cacheDir: string): string[] {
-  const common = ['--omit=dev', '--ignore-scripts=false', '--no-audit', '--no-fund', '--prefer-offline', '--foreground-scripts', `--cache=${cacheDir}`];
-  if (plan.kind === 'ci') return ['ci', ...common];
-  if (plan.kind === 'install-unlocked') return ['install', ...common, '--no-save', '--no-package-lock'];
-  return [];
-}
 
 export interface StartScript {
   env: Record<string, string>;
@@ -156,27 +98,62 @@ export interface Entry {
 }
 
 /**
+ * Files that look like an app's entry, for error hints: the top level and the usual build output directories
+ * (dist/, build/, out/, lib/, src/), .js/.mjs/.cjs only.
+ */
+export function entryCandidates(dir: string): string[] {
+  const out: string[] = [];
+  for (const sub of ['', 'dist', 'build', 'out', 'lib', 'src']) {
+    let names: string[];
+    try {
+      names = readdirSync(join(dir, sub)).sort();
+    } catch {
+      continue;
+    }
+    for (const n of names) {
+      if (/^(server|index|main|app|start)\.(m|c)?js$/.test(n)) out.push(sub ? `${sub}/${n}` : n);
+    }
+  }
+  return out;
+}
+
+/** The unik.yaml lines that pick an entry by hand, with the most likely file filled in. */
+function runCommandHint(dir: string): string {
+  const file = entryCandidates(dir)[0] ?? 'server.js';
+  return `add to unik.yaml:  run: { command: [/usr/bin/node, /app/${file}] }`;
+}
+
+/** What package.json says about starting, for error messages. */
+function found(pkg: PackageJson): string {
+  const scripts = Object.keys(pkg.scripts ?? {});
+  return `package.json has ${scripts.length > 0 ? `scripts ${scripts.join(', ')}` : 'no scripts'}${pkg.main !== undefined ? `, main "${pkg.main}"` : ', no main'}`;
+}
+
+/**
  * How the app starts: a simple `node file` start script, else package.json `main`, else `server.js` (npm's
- * default start) or `index.js` (node's default main). `dir` is the staged app (after npm install).
+ * default start) or `index.js` (node's default main). `dir` is the staged app after the install and the
+ * `build` script, so a start file the build writes (dist/server.js) is found.
  */
 export function resolveEntry(dir: string, pkg: PackageJson, warn: (m: string) => void): Entry {
   const start = pkg.scripts?.start;
   const mainOf = (): string | null => (pkg.main ? resolveScript(dir, pkg.main) : null);
+  const built = pkg.scripts?.build !== undefined ? ' (after the build script ran)' : ' (package.json has no build script: commit built files, or add one)';
   if (start !== undefined) {
     const parsed = parseStartScript(start);
     if (parsed) {
       const script = parsed.file === '.' || parsed.file === './' ? mainOf() ?? resolveScript(dir, 'index') : resolveScript(dir, parsed.file);
       if (!script) {
-        throw new UserError('E_ARTIFACT_MISSING', `the start script "${start}" runs ${parsed.file}, which is not in the project`, {
-          hint: 'fix scripts.start in package.json (the node pack does not run a build step: commit built files), or set run.command in unik.yaml',
+        const c = entryCandidates(dir);
+        throw new UserError('E_ARTIFACT_MISSING', `the start script "${start}" runs ${parsed.file}, which is not in the project${built}${c.length > 0 ? `; found ${c.join(', ')}` : ''}`, {
+          hint: `fix scripts.start in package.json, or ${runCommandHint(dir)}`,
         });
       }
       return { script, nodeArgs: parsed.nodeArgs, args: parsed.args, env: parsed.env, source: `package.json scripts.start "${start}"` };
     }
     const main = mainOf();
     if (!main) {
-      throw new UserError('E_ARTIFACT_MISSING', `the start script "${start}" is not a simple \`node file.js\` command and package.json has no usable "main"`, {
-        hint: 'set run.command in unik.yaml, e.g. run: { command: [node, /app/server.js] }, or make scripts.start a plain `node server.js`',
+      throw new UserError('E_ARTIFACT_MISSING', `the start script "${start}" is not a simple \`node file.js\` command and ${pkg.main === undefined ? 'package.json has no "main"' : `"main" (${pkg.main}) is not in the project${built}`}`, {
+        hint: `make scripts.start a plain \`node server.js\`, or ${runCommandHint(dir)}`,
       });
     }
     warn(`the start script "${start}" is not a simple \`node file.js\` command; starting "main" (${main}) instead (set run.command in unik.yaml to choose)`);
@@ -185,8 +162,8 @@ export function resolveEntry(dir: string, pkg: PackageJson, warn: (m: string) =>
   if (pkg.main !== undefined) {
     const main = mainOf();
     if (!main) {
-      throw new UserError('E_ARTIFACT_MISSING', `package.json "main" is ${pkg.main}, which is not in the project`, {
-        hint: 'fix "main" in package.json (the node pack does not run a build step: commit built files), or set run.command in unik.yaml',
+      throw new UserError('E_ARTIFACT_MISSING', `package.json "main" is ${pkg.main}, which is not in the project${built}`, {
+        hint: `fix "main" in package.json, or ${runCommandHint(dir)}`,
       });
     }
     return { script: main, nodeArgs: [], args: [], env: {}, source: `package.json main "${pkg.main}"` };
@@ -194,8 +171,9 @@ export function resolveEntry(dir: string, pkg: PackageJson, warn: (m: string) =>
   for (const fallback of ['server.js', 'index.js']) {
     if (resolveScript(dir, fallback)) return { script: fallback, nodeArgs: [], args: [], env: {}, source: `${fallback} (no start script or main)` };
   }
-  throw new UserError('E_ARTIFACT_MISSING', 'cannot tell how to start this app: package.json has no "start" script, no "main", and there is no server.js or index.js', {
-    hint: 'add "start": "node server.js" to package.json scripts, or set run.command in unik.yaml',
+  const c = entryCandidates(dir);
+  throw new UserError('E_ARTIFACT_MISSING', `cannot tell how to start this app: ${found(pkg)}, no "start" script, and there is no server.js or index.js${c.length > 0 ? `; found ${c.join(', ')}` : ''}`, {
+    hint: `add "start": "node ${c[0] ?? 'server.js'}" to package.json scripts, or ${runCommandHint(dir)}`,
   });
 }
 

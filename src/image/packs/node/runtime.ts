@@ -1,11 +1,12 @@
 /** The host pieces the node pack needs: the node binary (resolved through shims), a stripped copy, staging. */
 import { createHash } from 'node:crypto';
-import { cpSync, createReadStream, existsSync, lstatSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { cpSync, createReadStream, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join, relative } from 'node:path';
 import { UserError } from '../../../errors.js';
 import { run, which } from '../../../util/exec.js';
 import { isElfFile } from '../../elf.js';
 import type { BuildMode } from '../../pack.js';
+import type { Tool } from './managers.js';
 
 export interface HostNode {
   /** the real node executable (process.execPath, so version-manager shims are seen through) */
@@ -127,4 +128,41 @@ export function formatSize(n: number): string {
   if (n >= 1024 * 1024) return `${(n / 1024 / 1024).toFixed(1)} MiB`;
   if (n >= 1024) return `${(n / 1024).toFixed(1)} KiB`;
   return `${n} B`;
+}
+
+/**
+ * The argv that runs a package manager: the host's npm, or `node <bin>` of the exact version installed once
+ * from the npm registry into .unikctl/cache/tools/<name>@<version> (BLD-5), the way `npm install --global`
+ * would. It is installed into a temporary directory and renamed, so two builds sharing the cache never see a
+ * half-installed tool.
+ */
+export async function toolArgv(tool: Tool, host: HostNode, cacheDir: string, env: NodeJS.ProcessEnv, log: (l: string) => void): Promise<string[]> {
+  if (!tool.pkg) return [host.npm];
+  const { name, version } = tool.pkg;
+  const prefix = join(cacheDir, 'tools', `${name.replace(/^@/, '').replace(/\//g, '+')}@${version}`);
+  const pkgDir = (p: string): string => join(p, 'lib', 'node_modules', ...name.split('/'));
+  if (!existsSync(join(pkgDir(prefix), 'package.json'))) {
+    const tmp = `${prefix}.tmp-${process.pid}`;
+    rmSync(tmp, { recursive: true, force: true });
+    const args = ['install', '--global', `--prefix=${tmp}`, `${name}@${version}`, '--ignore-scripts', '--no-audit', '--no-fund', '--prefer-offline', `--cache=${join(cacheDir, 'npm')}`];
+    log(`npm ${args.join(' ')}`);
+    const r = await run([host.npm, ...args], { env, onLine: log });
+    if (r.code !== 0) {
+      rmSync(tmp, { recursive: true, force: true });
+      throw new UserError('E_TOOLCHAIN_MISSING', `cannot install ${tool.name} ${version} (${tool.source}) from the npm registry: ${`${r.stdout}\n${r.stderr}`.trim().split('\n').slice(-5).join(' ')}`, {
+        hint: `check that ${name}@${version} exists (npm view ${name}@${version} version) and the registry is reachable, or fix "packageManager" in package.json`,
+      });
+    }
+    try {
+      renameSync(tmp, prefix);
+    } catch {
+      // another build installed it first: theirs is as good as ours
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  }
+  const manifest = JSON.parse(readFileSync(join(pkgDir(prefix), 'package.json'), 'utf8')) as { bin?: string | Record<string, string> };
+  const bin = typeof manifest.bin === 'string' ? manifest.bin : manifest.bin?.[tool.name];
+  if (!bin) throw new UserError('E_TOOLCHAIN_MISSING', `${name}@${version} has no "${tool.name}" executable`, { hint: `fix "packageManager" in package.json` });
+  // run with the bundled node, not through the bin's shebang (`#!/usr/bin/env node` would pick whatever is on PATH)
+  return [host.binary, join(pkgDir(prefix), bin)];
 }
