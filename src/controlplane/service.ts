@@ -2,14 +2,14 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Client, DeployResult, DeploymentView, DestroyResult, StatusResult } from '../engine/client.js';
-import { parseEnv, parsePort } from '../engine/local.js';
+import { checkHostPorts, hostMemoryMiB, parsePort, validateDeployInput } from '../engine/deploy-input.js';
 import { resolveTarget } from '../engine/resolve.js';
 import { formatRef, normalizeRef, PackageStore } from '../build/package-store.js';
 import { UserError } from '../errors.js';
 import type { HomeLayout } from '../paths.js';
 import type { LogEntry } from '../runtime/logstore.js';
 import type { Operation } from '../store/types.js';
-import { NAME_RE, newId, sanitizeName } from '../util/ids.js';
+import { newId, sanitizeName } from '../util/ids.js';
 import type { ArtifactStore } from './artifacts.js';
 import type { Job, JobStore } from './journal.js';
 import type { Queue } from './queue.js';
@@ -75,11 +75,10 @@ export class ControlPlane {
       if (prior) return this.deployResultOf(this.sameRequest(prior, requestHash, idempotencyKey), true);
     }
     // fail fast on bad input, exactly like local mode, before anything is journaled
-    if (body.name !== undefined && !NAME_RE.test(body.name)) {
-      throw new UserError('E_INVALID_NAME', `"${body.name}" is not a valid name`, { hint: 'lowercase letters, digits and dashes, at most 63 characters' });
-    }
-    (body.ports ?? []).forEach(parsePort);
-    parseEnv(body.env ?? []);
+    // a cluster's scheduler weighs memory against each node's capacity; a single node is this host
+    const cluster = this.o.node instanceof ClusterClient;
+    const valid = validateDeployInput({ ...body, ports: body.ports ?? [], env: body.env ?? [], labels: body.labels ?? [] }, { maxMemoryMiB: cluster ? undefined : hostMemoryMiB() });
+    if (!cluster) await checkHostPorts(valid.ports);
     const { target } = this.resolveSource(body);
     const rootfs = body.rootfsArtifact ? this.artifactDir(body.rootfsArtifact) : undefined;
     const resolved = resolveTarget(target, '/', this.o.nodeLayout, rootfs);

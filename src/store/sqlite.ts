@@ -1,7 +1,9 @@
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { portInUse } from '../engine/deploy-input.js';
 import { UserError } from '../errors.js';
+import { LIVE_STATES } from './types.js';
 import type {
   Deployment, DeploymentEvent, DeploymentPatch, DeploymentState, Operation, OperationError, OperationState, Store,
 } from './types.js';
@@ -108,6 +110,14 @@ export class SqliteStore implements Store {
         throw new UserError('E_NAME_TAKEN', `a deployment named "${d.name}" already exists`, {
           hint: `pick another --name, or remove it first: unikctl destroy ${d.name}`,
         });
+      }
+      // checked inside the IMMEDIATE transaction: two concurrent deploys of one host port cannot both pass
+      const wanted = d.spec.ports.map((p) => p.hostPort);
+      if (wanted.length > 0) {
+        const holder = this.db.prepare(`SELECT d.name AS name, json_extract(p.value, '$.hostPort') AS port FROM deployments d, json_each(d.spec, '$.ports') p
+          WHERE d.state IN (${LIVE_STATES.map(() => '?').join(', ')}) AND json_extract(p.value, '$.hostPort') IN (${wanted.map(() => '?').join(', ')}) LIMIT 1`)
+          .get(...LIVE_STATES, ...wanted) as { name: string; port: number } | undefined;
+        if (holder) throw portInUse(holder.port, holder.name);
       }
       this.db.prepare(`INSERT INTO deployments (name, id, state, exit_code, reason, spec, image, supervisor, vmm, accel, boot,
         created_at, updated_at, started_at, ended_at) VALUES (@name, @id, @state, @exit_code, @reason, @spec, @image, @supervisor,
