@@ -57,6 +57,7 @@ export const ERROR_CODES = {
   E_UNKNOWN_NODE: 'no node has that name',
   E_CONTROL_PLANE_UNREACHABLE: 'the control plane did not answer',
   E_INTERNAL: 'internal error',
+  E_DISK_FULL: 'the disk holding the unikctl state is full',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

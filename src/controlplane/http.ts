@@ -22,6 +22,7 @@ const STATUS: Partial<Record<string, number>> = {
   E_NAME_TAKEN: 409, E_IDEMPOTENCY_CONFLICT: 409, E_PORT_IN_USE: 409,
   E_UPLOAD_TOO_LARGE: 413,
   E_NOT_IMPLEMENTED: 501,
+  E_DISK_FULL: 507,
 };
 
 export interface BaseAppOptions {

@@ -3,7 +3,8 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { UserError } from '../errors.js';
+import { isUserError, UserError } from '../errors.js';
+import { killAndRemove } from './destroy.js';
 import type { HomeLayout } from '../paths.js';
 import { followLogs, parseSince, readLogs, type LogEntry, type ReadOptions } from '../runtime/logstore.js';
 import { consoleLogFile, describeMissingDeployment } from '../runtime/supervisor.js';
@@ -75,6 +76,8 @@ export class LocalClient implements Client {
 
   async deploy(req: DeployRequest): Promise<DeployResult> {
     const { ports, env, labels, memoryMiB, cpus } = validateDeployInput(req, { maxMemoryMiB: hostMemoryMiB() });
+    // a deploy needs room for its image, logs and records; refused here rather than failing inside the build
+    this.store.requireSpace();
 
     const archivePath = isAbsolute(req.target) ? req.target : resolvePath(req.cwd, req.target);
     const fromArchive = isPackageArchive(archivePath) && existsSync(archivePath);
@@ -153,8 +156,19 @@ export class LocalClient implements Client {
       }
       const now = Date.now();
       const op: Operation = { id: newId('op'), kind: 'destroy', target: name, state: 'queued', idempotencyKey: null, requestHash: null, error: null, createdAt: now, updatedAt: now, endedAt: null };
-      this.store.createOperation(op);
-      const moved = this.store.transition(name, ['pending', 'building', 'starting', 'running', 'exited', 'failed', 'destroying'], 'destroying');
+      const record = (): Deployment | null => {
+        if (!this.store.getOperation(op.id)) this.store.createOperation(op);
+        return this.store.transition(name, ['pending', 'building', 'starting', 'running', 'exited', 'failed', 'destroying'], 'destroying');
+      };
+      let moved: Deployment | null;
+      try {
+        moved = record();
+      } catch (e) {
+        if (!(isUserError(e) && e.code === 'E_DISK_FULL') || !d) throw e;
+        // destroy is how a user frees space: with no room even for its records, stop the VM and delete its files first
+        await killAndRemove(this.layout, name, d.supervisor, [d.vmm]);
+        moved = record();
+      }
       if (!moved) {
         this.store.updateOperation(op.id, 'succeeded');
         results.push({ name, operationId: op.id, state: 'gone' });
@@ -169,21 +183,33 @@ export class LocalClient implements Client {
   }
 
   /** RT-3: status never guesses — a live state whose supervisor is gone becomes `failed`. */
-  reconcile(): void {
+  reconcile(): Deployment[] {
+    const out: Deployment[] = [];
     for (const d of this.store.listDeployments()) {
-      if (!LIVE_STATES.includes(d.state)) continue;
       const age = Date.now() - d.createdAt;
-      if (d.supervisor ? !isAlive(d.supervisor) : age > 15_000) {
-        const reason = d.supervisor ? 'the supervisor process died (its VM was stopped with it)' : 'the supervisor process never started';
-        const moved = this.store.transition(d.name, [d.state], 'failed', { reason, endedAt: Date.now() });
-        if (moved && isAlive(d.vmm) && d.vmm) process.kill(d.vmm.pid, 'SIGKILL');
+      if (!LIVE_STATES.includes(d.state) || !(d.supervisor ? !isAlive(d.supervisor) : age > 15_000)) {
+        out.push(d);
+        continue;
       }
+      const reason = d.supervisor ? 'the supervisor process died (its VM was stopped with it)' : 'the supervisor process never started';
+      const failed = { reason, endedAt: Date.now() };
+      let moved: Deployment | null;
+      try {
+        moved = this.store.transition(d.name, [d.state], 'failed', failed);
+      } catch (e) {
+        // a full disk cannot take the record: report the truth anyway (a read must not fail), the next reconcile stores it
+        if (!(isUserError(e) && e.code === 'E_DISK_FULL')) throw e;
+        moved = { ...d, ...failed, state: 'failed' };
+      }
+      if (moved && isAlive(d.vmm) && d.vmm) process.kill(d.vmm.pid, 'SIGKILL');
+      const cur = moved ?? this.store.getDeployment(d.name); // null: it changed meanwhile, read it again
+      if (cur) out.push(cur);
     }
+    return out;
   }
 
   async status(name?: string): Promise<StatusResult> {
-    this.reconcile();
-    let deployments = this.store.listDeployments();
+    let deployments = this.reconcile();
     if (name !== undefined) {
       deployments = deployments.filter((d) => d.name === name);
       if (deployments.length === 0 && this.store.listOperations(1, name).length === 0) throw describeMissingDeployment(name);
