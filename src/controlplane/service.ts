@@ -3,6 +3,7 @@ import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Client, DeployResult, DeploymentView, DestroyResult, StatusResult } from '../engine/client.js';
 import { checkHostPorts, hostMemoryMiB, parsePort, validateDeployInput } from '../engine/deploy-input.js';
+import { LocalClient } from '../engine/local.js';
 import { resolveTarget } from '../engine/resolve.js';
 import { formatRef, normalizeRef, PackageStore } from '../build/package-store.js';
 import { UserError } from '../errors.js';
@@ -79,6 +80,7 @@ export class ControlPlane {
     const cluster = this.o.node instanceof ClusterClient;
     const valid = validateDeployInput({ ...body, ports: body.ports ?? [], env: body.env ?? [], labels: body.labels ?? [] }, { maxMemoryMiB: cluster ? undefined : hostMemoryMiB() });
     if (!cluster) await checkHostPorts(valid.ports);
+    if (this.o.node instanceof LocalClient) this.o.node.store.requireSpace(); // refused now, not after a 202
     const { target } = this.resolveSource(body);
     const rootfs = body.rootfsArtifact ? this.artifactDir(body.rootfsArtifact) : undefined;
     const resolved = resolveTarget(target, '/', this.o.nodeLayout, rootfs);
