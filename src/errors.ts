@@ -62,6 +62,7 @@ export const ERROR_CODES = {
   E_NODE_IDENTITY: 'a node acted under another node\'s name, or joined with a name another node holds',
   E_REQUEST_TIMEOUT: 'the client sent the request too slowly',
   E_ARTIFACT_IN_USE: 'the artifact is used by a queued or running deployment',
+  E_DISK_FULL: 'the disk holding the unikctl state is full',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -32,6 +32,7 @@ const STATUS: Partial<Record<string, number>> = {
   E_REQUEST_TIMEOUT: 408,
   E_UPLOAD_TOO_LARGE: 413,
   E_NOT_IMPLEMENTED: 501,
+  E_DISK_FULL: 507,
 };
 
 /**

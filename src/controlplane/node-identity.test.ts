@@ -40,7 +40,7 @@ async function controlPlane(journalFile: string, artifactsDir: string): Promise<
   const artifacts = new ArtifactStore({ dir: artifactsDir, maxUploadBytes: 1 << 20, maxExtractedBytes: 1 << 22, maxEntries: 100 });
   const node = { status: async () => ({ deployments: [], operations: [] }), close() {} } as unknown as Client;
   const queue = new Queue(journal, { run: async () => null }, { concurrency: 1, owner: 'test' });
-  const cp = new ControlPlane({ journal, queue, node, fleet: null, nodeLayout: homeLayout({ UNIKCTL_HOME: tmp() }), artifacts, maxAttempts: 1 });
+  const cp = new ControlPlane({ journal, queue, node, fleet: null, host: null, nodeLayout: homeLayout({ UNIKCTL_HOME: tmp() }), artifacts, maxAttempts: 1 });
   const auth = new Authenticator({ tokens: [{ name: 'admin', sha256: hashToken(ADMIN), scopes: ['admin'] }, { name: 'ops', sha256: hashToken(OPS), scopes: ['nodes'] }] });
   const app = await buildApp({ cp, auth, artifacts, metrics: new Metrics(journal, node), nodes, nodeAuth: new NodeAuthenticator(nodes, JOIN), version: 'test' });
   return { app, nodes, artifacts, async close() { await app.close(); await journal.close(); } };

@@ -16,6 +16,8 @@ import { Queue, type Runner } from './queue.js';
 import { EngineRunner, FakeRunner } from './runner.js';
 import { ClusterClient } from './cluster.js';
 import type { Fleet } from './fleet.js';
+import type { HostAdmission } from './host-admission.js';
+import { checkHostPorts, hostMemoryMiB } from '../engine/deploy-input.js';
 import { ControlPlane } from './service.js';
 import { openStores } from './stores.js';
 
@@ -77,12 +79,15 @@ export async function serve(o: ServeOptions): Promise<{ close(): Promise<void>; 
   const nodeAuth = new NodeAuthenticator(nodes, joinToken);
   let node: Client;
   let fleet: Fleet | null = null;
+  let hostAdmission: HostAdmission | null = null;
   if (o.nodes === 'agents') {
     const cluster = new ClusterClient({ store: nodes, artifacts, policy: o.policy, staleAfterMs: o.nodeGraceMs, layout: nodeLayout });
     node = cluster;
     fleet = cluster;
   } else {
-    node = new LocalClient(nodeLayout, { remoteBuild: { sandbox: o.sandbox } });
+    const local = new LocalClient(nodeLayout, { remoteBuild: { sandbox: o.sandbox } });
+    node = local;
+    hostAdmission = { maxMemoryMiB: hostMemoryMiB(), checkPorts: checkHostPorts, requireSpace: () => local.store.requireSpace() };
   }
   const metrics = new Metrics(journal, node);
   const runner: Runner = o.runner === 'fake' ? new FakeRunner(journal, o.fakeWorkMs) : new EngineRunner(node, fleet);
@@ -102,7 +107,7 @@ export async function serve(o: ServeOptions): Promise<{ close(): Promise<void>; 
       log: (msg, f) => log?.(msg, f),
     },
   });
-  const cp = new ControlPlane({ journal, queue, node, fleet, nodeLayout, artifacts, maxAttempts: o.maxAttempts, placements: nodes });
+  const cp = new ControlPlane({ journal, queue, node, fleet, host: hostAdmission, nodeLayout, artifacts, maxAttempts: o.maxAttempts, placements: nodes });
   const https = o.tlsCert && o.tlsKey ? { cert: readFileSync(o.tlsCert), key: readFileSync(o.tlsKey) } : null;
   const app = await buildApp({ cp, auth, artifacts, metrics, nodes, nodeAuth, version, https, logger: { level: o.logLevel }, timeouts: timeoutsOf(o), maxUploadBytes: o.maxUploadBytes });
   log = (msg, f) => app.log.info(f, msg);

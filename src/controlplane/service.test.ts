@@ -34,7 +34,7 @@ describe('ControlPlane artifact deletion and garbage collection (finding 9)', ()
     placements = [];
     const journal = { pendingDeploys: async () => pending } as unknown as JobStore;
     const store = { listPlacements: async () => placements } as unknown as PlacementStore;
-    cp = new ControlPlane({ journal, queue: {} as Queue, node: {} as Client, fleet: null, nodeLayout: homeLayout({ UNIKCTL_HOME: join(dir, 'home') }), artifacts, maxAttempts: 1, placements: store });
+    cp = new ControlPlane({ journal, queue: {} as Queue, node: {} as Client, fleet: null, host: null, nodeLayout: homeLayout({ UNIKCTL_HOME: join(dir, 'home') }), artifacts, maxAttempts: 1, placements: store });
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 

@@ -2,20 +2,21 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Client, DeployResult, DeploymentView, DestroyResult, StatusResult } from '../engine/client.js';
-import { parseEnv, parsePort } from '../engine/local.js';
+import { parsePort, validateDeployInput } from '../engine/deploy-input.js';
 import { resolveTarget } from '../engine/resolve.js';
 import { formatRef, normalizeRef, PackageStore } from '../image/package-store.js';
 import { UserError } from '../errors.js';
 import type { HomeLayout } from '../paths.js';
 import type { LogEntry } from '../runtime/logstore.js';
 import type { Operation } from '../store/types.js';
-import { NAME_RE, newId, sanitizeName } from '../util/ids.js';
+import { newId, sanitizeName } from '../util/ids.js';
 import type { ArtifactStore } from '../store/artifacts.js';
 import type { Job, JobStore } from './journal.js';
 import type { PlacementStore } from './nodes.js';
 import type { Queue } from './queue.js';
 import type { DeployJobRequest } from './runner.js';
 import type { Fleet } from './fleet.js';
+import type { HostAdmission } from './host-admission.js';
 
 export interface DeployBody {
   source: { artifact: string; kind: 'project' | 'binary' | 'package' } | { package: string };
@@ -40,7 +41,7 @@ const hashRequest = (v: unknown): string => createHash('sha256').update(JSON.str
 /** The control plane's semantics, independent of HTTP: validate, journal, and read back state. */
 export class ControlPlane {
   constructor(private readonly o: {
-    journal: JobStore; queue: Queue; node: Client; fleet: Fleet | null; nodeLayout: HomeLayout; artifacts: ArtifactStore; maxAttempts: number;
+    journal: JobStore; queue: Queue; node: Client; fleet: Fleet | null; host: HostAdmission | null; nodeLayout: HomeLayout; artifacts: ArtifactStore; maxAttempts: number;
     /** cluster mode: placements keep the deploy request (and so the artifact) a move recreates the workload from */
     placements?: PlacementStore;
   }) {}
@@ -116,11 +117,13 @@ export class ControlPlane {
       if (prior) return this.deployResultOf(this.sameRequest(prior, requestHash, idempotencyKey), true);
     }
     // fail fast on bad input, exactly like local mode, before anything is journaled
-    if (body.name !== undefined && !NAME_RE.test(body.name)) {
-      throw new UserError('E_INVALID_NAME', `"${body.name}" is not a valid name`, { hint: 'lowercase letters, digits and dashes, at most 63 characters' });
+    // a cluster's scheduler weighs memory against each node's capacity; a single node is this host
+    const host = this.o.host;
+    const valid = validateDeployInput({ ...body, ports: body.ports ?? [], env: body.env ?? [], labels: body.labels ?? [] }, { maxMemoryMiB: host?.maxMemoryMiB });
+    if (host) {
+      await host.checkPorts(valid.ports);
+      host.requireSpace(); // refused now, not after a 202
     }
-    (body.ports ?? []).forEach(parsePort);
-    parseEnv(body.env ?? []);
     const { target } = this.resolveSource(body);
     const rootfs = body.rootfsArtifact ? this.artifactDir(body.rootfsArtifact) : undefined;
     const resolved = resolveTarget(target, '/', this.o.nodeLayout, rootfs);

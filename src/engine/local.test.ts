@@ -5,7 +5,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { UserError } from '../errors.js';
 import { homeLayout } from '../paths.js';
 import type { DeployRequest } from './client.js';
-import { LocalClient, parseEnv, parsePort } from './local.js';
+import { parseEnv, parseMemoryFlag, parsePort } from './deploy-input.js';
+import { LocalClient } from './local.js';
 
 function codeOf(fn: () => unknown): string | undefined {
   try {
@@ -135,5 +136,63 @@ describe('LocalClient.deploy input validation (fails before anything is recorded
 
   it('reports a bad --memory as E_INVALID_ARGUMENT, not as a unik.yaml error', async () => {
     expect(await codeOfDeploy({ memory: '12X' })).toBe('E_INVALID_ARGUMENT');
+  });
+
+  // finding 10: each of these was accepted and failed later, inside the supervisor or QEMU
+  it.each<[string, Partial<DeployRequest>, string, string]>([
+    ['memory "banana"', { memory: 'banana' }, 'E_INVALID_ARGUMENT', 'not a size'],
+    ['memory "0"', { memory: '0' }, 'E_INVALID_ARGUMENT', 'not a size'],
+    ['memory below 16 MiB', { memory: '8M' }, 'E_INVALID_ARGUMENT', 'minimum of 16 MiB'],
+    ['memory above the host\'s RAM', { memory: '100000G' }, 'E_INVALID_ARGUMENT', 'host\'s total memory'],
+    ['an env value with NUL', { env: ['A=x\0B=y'] }, 'E_INVALID_ARGUMENT', 'NUL'],
+    ['an environment too large for the kernel command line', { env: [`BIG=${'x'.repeat(2000)}`] }, 'E_INVALID_ARGUMENT', 'kernel command line'],
+    ['one host port on two addresses', { ports: ['18081:80', '127.0.0.1:18081:81'] }, 'E_INVALID_PORT', 'published twice'],
+    ['an address this host does not have', { ports: ['1.2.3.4:18081:80'] }, 'E_INVALID_PORT', 'address not available on this host'],
+  ])('refuses %s at admission', async (_what, over, code, text) => {
+    try {
+      await client.deploy(req(over));
+      expect.unreachable();
+    } catch (e) {
+      expect(e).toBeInstanceOf(UserError);
+      expect((e as UserError).code).toBe(code);
+      expect((e as UserError).message).toContain(text);
+    }
+    expect(client.store.listDeployments()).toEqual([]);
+  });
+
+  it('accepts memory from 16 MiB up to the host\'s RAM', () => {
+    expect(parseMemoryFlag('16M', 1024)).toBe(16);
+    expect(parseMemoryFlag('1G', 1024)).toBe(1024);
+    expect(parseMemoryFlag('100000G', undefined)).toBe(100000 * 1024);
+  });
+});
+
+describe('finding 13: the published-port check is atomic with the insert', () => {
+  let tmp: string;
+  const clients: LocalClient[] = [];
+  beforeEach(() => {
+    tmp = mkdtempSync(join(tmpdir(), 'unik-race-'));
+  });
+  afterEach(() => {
+    for (const c of clients.splice(0)) c.close();
+    rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('two concurrent deploys of one host port (two store instances on one DB): exactly one wins, the other gets E_PORT_IN_USE', async () => {
+    const layout = homeLayout({ UNIKCTL_HOME: join(tmp, 'home') });
+    // two engines = two SqliteStore connections, as two CLI processes would have; the worker they spawn cannot
+    // start from the sources (no build), so no VM is booted
+    const [a, b] = [new LocalClient(layout), new LocalClient(layout)];
+    clients.push(a, b);
+    const port = 20_000 + Math.floor(Math.random() * 20_000);
+    // different loopback addresses: the OS probes both succeed, only the store can see the overlap
+    const results = await Promise.allSettled([
+      a.deploy({ target: process.execPath, ports: [`127.0.0.1:${port}:80`], env: [], debug: false, labels: [], cwd: tmp, name: 'one' }),
+      b.deploy({ target: process.execPath, ports: [`127.0.0.2:${port}:80`], env: [], debug: false, labels: [], cwd: tmp, name: 'two' }),
+    ]);
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    const lost = results.find((r) => r.status === 'rejected');
+    expect((lost?.reason as UserError).code).toBe('E_PORT_IN_USE');
+    expect(a.store.listDeployments()).toHaveLength(1);
   });
 });

@@ -2,84 +2,23 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, resolve as resolvePath } from 'node:path';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { parseMemory } from '../image/unikyaml.js';
-import { UserError } from '../errors.js';
+import { isUserError, UserError } from '../errors.js';
+import { killAndRemove } from '../runtime/destroy.js';
 import type { HomeLayout } from '../paths.js';
 import { followLogs, parseSince, readLogs, type LogEntry, type ReadOptions } from '../runtime/logstore.js';
 import { consoleLogFile, describeMissingDeployment } from '../runtime/supervisor.js';
 import { SqliteStore } from '../store/sqlite.js';
 import { LIVE_STATES, type BuildSandboxPolicy, type Deployment, type Operation, type PortMapping, type Store } from '../store/types.js';
-import { NAME_RE, newId } from '../util/ids.js';
+import { newId } from '../util/ids.js';
 import { isAlive, sleep } from '../util/proc.js';
+import { checkHostPorts, hostMemoryMiB, validateDeployInput } from './deploy-input.js';
 import type { Client, DeployRequest, DeployResult, DeploymentView, DestroyResult, LogsRequest, StatusResult } from './client.js';
 import { extractPackageArchive, isPackageArchive, resolveTarget } from './resolve.js';
 
 const isUniqueViolation = (e: unknown): boolean => (e as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE';
 
 const WORKER = fileURLToPath(new URL('../runtime/worker.js', import.meta.url));
-
-export function parsePort(spec: string): PortMapping {
-  const parts = spec.split(':');
-  const bad = (): UserError => new UserError('E_INVALID_PORT', `"${spec}" is not a port mapping`, { hint: 'use -p HOST:GUEST (e.g. -p 8080:80) or -p ADDR:HOST:GUEST' });
-  let hostAddress = '0.0.0.0';
-  let host: string | undefined;
-  let guest: string | undefined;
-  if (parts.length === 1) {
-    [host] = parts;
-    guest = host;
-  }
-  else if (parts.length === 2) [host, guest] = parts;
-  else if (parts.length === 3) [hostAddress = '', host, guest] = parts;
-  else throw bad();
-  const hostPort = Number((host ?? '').replace(/\/tcp$/, ''));
-  const guestPort = Number((guest ?? '').replace(/\/tcp$/, ''));
-  if (!/^\d+(\/tcp)?$/.test(host ?? '') || !/^\d+(\/tcp)?$/.test(guest ?? '')) throw bad();
-  if (!(hostPort > 0 && hostPort < 65536 && guestPort > 0 && guestPort < 65536)) throw bad();
-  if (!/^(\d{1,3}\.){3}\d{1,3}$/.test(hostAddress) || hostAddress.split('.').some((o) => Number(o) > 255)) throw bad();
-  return { hostAddress, hostPort, guestPort, protocol: 'tcp' };
-}
-
-export function parseEnv(items: string[]): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const item of items) {
-    const i = item.indexOf('=');
-    const key = i > 0 ? item.slice(0, i) : '';
-    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) {
-      throw new UserError('E_INVALID_ARGUMENT', `-e "${item}" is not KEY=VALUE`, { hint: 'e.g. -e GREETING=hello' });
-    }
-    env[key] = item.slice(i + 1);
-  }
-  return env;
-}
-
-function parseMemoryFlag(value: string): number {
-  try {
-    return parseMemory(value, '--memory', 'command line');
-  } catch {
-    throw new UserError('E_INVALID_ARGUMENT', `--memory ${value} is not a size`, { hint: 'use e.g. -m 128M or -m 1G' });
-  }
-}
-
-function parseLabels(items: string[]): Record<string, string> {
-  const labels: Record<string, string> = {};
-  for (const item of items) {
-    const [k, v] = item.split('=', 2);
-    if (!k || v === undefined) throw new UserError('E_INVALID_ARGUMENT', `--label "${item}" is not k=v`);
-    labels[k] = v;
-  }
-  return labels;
-}
-
-/** RT-10: a host port already taken is reported before the VM starts. */
-function portFree(p: PortMapping): Promise<boolean> {
-  return new Promise((resolve) => {
-    const srv = createServer();
-    srv.once('error', () => resolve(false));
-    srv.listen({ port: p.hostPort, host: p.hostAddress, exclusive: true }, () => srv.close(() => resolve(true)));
-  });
-}
 
 function procMetrics(pid: number): { cpuSeconds: number | null; rssBytes: number | null } {
   try {
@@ -137,15 +76,9 @@ export class LocalClient implements Client {
   }
 
   async deploy(req: DeployRequest): Promise<DeployResult> {
-    if (req.name !== undefined && !NAME_RE.test(req.name)) {
-      throw new UserError('E_INVALID_NAME', `"${req.name}" is not a valid name`, { hint: 'use lowercase letters, digits and dashes, at most 63 characters, starting and ending with a letter or digit' });
-    }
-    const ports = req.ports.map(parsePort);
-    const env = parseEnv(req.env);
-    const labels = parseLabels(req.labels);
-    const memoryMiB = req.memory !== undefined ? parseMemoryFlag(req.memory) : undefined;
-    const cpus = req.cpus ?? 1;
-    if (!Number.isInteger(cpus) || cpus < 1 || cpus > 16) throw new UserError('E_INVALID_ARGUMENT', `--cpus ${req.cpus} must be an integer from 1 to 16`);
+    const { ports, env, labels, memoryMiB, cpus } = validateDeployInput(req, { maxMemoryMiB: hostMemoryMiB() });
+    // a deploy needs room for its image, logs and records; refused here rather than failing inside the build
+    this.store.requireSpace();
 
     const archivePath = isAbsolute(req.target) ? req.target : resolvePath(req.cwd, req.target);
     const fromArchive = isPackageArchive(archivePath) && existsSync(archivePath);
@@ -157,18 +90,8 @@ export class LocalClient implements Client {
       if (prior) return this.reuse(prior, requestHash, target);
     }
 
-    const seen = new Set<string>();
-    for (const p of ports) {
-      const key = `${p.hostAddress}:${p.hostPort}`;
-      if (seen.has(key)) throw new UserError('E_INVALID_PORT', `host port ${p.hostPort} is published twice`);
-      seen.add(key);
-    }
-    const taken = new Set(this.store.listDeployments().filter((d) => LIVE_STATES.includes(d.state)).flatMap((d) => d.spec.ports.map((p) => p.hostPort)));
-    for (const p of ports) {
-      if (taken.has(p.hostPort) || !(await portFree(p))) {
-        throw new UserError('E_PORT_IN_USE', `host port ${p.hostPort} is already in use`, { hint: 'pick another host port with -p HOST:GUEST, or stop what holds it (unikctl status shows deployments)' });
-      }
-    }
+    // the OS-level probe; ports published by other deployments are checked inside the insert's transaction
+    await checkHostPorts(ports);
 
     const now = Date.now();
     for (let attempt = 0; ; attempt++) {
@@ -237,8 +160,19 @@ export class LocalClient implements Client {
       }
       const now = Date.now();
       const op: Operation = { id: newId('op'), kind: 'destroy', target: name, state: 'queued', idempotencyKey: null, requestHash: null, error: null, createdAt: now, updatedAt: now, endedAt: null };
-      this.store.createOperation(op);
-      const moved = this.store.transition(name, ['pending', 'building', 'starting', 'running', 'exited', 'failed', 'destroying'], 'destroying');
+      const record = (): Deployment | null => {
+        if (!this.store.getOperation(op.id)) this.store.createOperation(op);
+        return this.store.transition(name, ['pending', 'building', 'starting', 'running', 'exited', 'failed', 'destroying'], 'destroying');
+      };
+      let moved: Deployment | null;
+      try {
+        moved = record();
+      } catch (e) {
+        if (!(isUserError(e) && e.code === 'E_DISK_FULL') || !d) throw e;
+        // destroy is how a user frees space: with no room even for its records, stop the VM and delete its files first
+        await killAndRemove(this.layout, name, d.supervisor, [d.vmm]);
+        moved = record();
+      }
       if (!moved) {
         this.store.updateOperation(op.id, 'succeeded');
         results.push({ name, operationId: op.id, state: 'gone' });
@@ -253,21 +187,33 @@ export class LocalClient implements Client {
   }
 
   /** RT-3: status never guesses — a live state whose supervisor is gone becomes `failed`. */
-  reconcile(): void {
+  reconcile(): Deployment[] {
+    const out: Deployment[] = [];
     for (const d of this.store.listDeployments()) {
-      if (!LIVE_STATES.includes(d.state)) continue;
       const age = Date.now() - d.createdAt;
-      if (d.supervisor ? !isAlive(d.supervisor) : age > 15_000) {
-        const reason = d.supervisor ? 'the supervisor process died (its VM was stopped with it)' : 'the supervisor process never started';
-        const moved = this.store.transition(d.name, [d.state], 'failed', { reason, endedAt: Date.now() });
-        if (moved && isAlive(d.vmm) && d.vmm) process.kill(d.vmm.pid, 'SIGKILL');
+      if (!LIVE_STATES.includes(d.state) || !(d.supervisor ? !isAlive(d.supervisor) : age > 15_000)) {
+        out.push(d);
+        continue;
       }
+      const reason = d.supervisor ? 'the supervisor process died (its VM was stopped with it)' : 'the supervisor process never started';
+      const failed = { reason, endedAt: Date.now() };
+      let moved: Deployment | null;
+      try {
+        moved = this.store.transition(d.name, [d.state], 'failed', failed);
+      } catch (e) {
+        // a full disk cannot take the record: report the truth anyway (a read must not fail), the next reconcile stores it
+        if (!(isUserError(e) && e.code === 'E_DISK_FULL')) throw e;
+        moved = { ...d, ...failed, state: 'failed' };
+      }
+      if (moved && isAlive(d.vmm) && d.vmm) process.kill(d.vmm.pid, 'SIGKILL');
+      const cur = moved ?? this.store.getDeployment(d.name); // null: it changed meanwhile, read it again
+      if (cur) out.push(cur);
     }
+    return out;
   }
 
   async status(name?: string): Promise<StatusResult> {
-    this.reconcile();
-    let deployments = this.store.listDeployments();
+    let deployments = this.reconcile();
     if (name !== undefined) {
       deployments = deployments.filter((d) => d.name === name);
       if (deployments.length === 0 && this.store.listOperations(1, name).length === 0) throw describeMissingDeployment(name);

@@ -2,7 +2,7 @@ import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { deploymentDir, type HomeLayout } from '../paths.js';
 import type { Store } from '../store/types.js';
-import { isAlive, signalRef, waitUntilDead } from '../util/proc.js';
+import { isAlive, signalRef, waitUntilDead, type ProcessRef } from '../util/proc.js';
 
 /** Written before the supervisor is signalled: carries destroy --timeout to it. */
 export const STOP_REQUEST_FILE = 'stop-request.json';
@@ -22,17 +22,24 @@ export async function runDestroy(o: { layout: HomeLayout; store: Store; name: st
       // the supervisor asks the guest init to stop the app, and kills QEMU after the grace period
       await waitUntilDead(d.supervisor, o.graceMs + 3000);
     }
-    signalRef(d.supervisor, 'SIGKILL');
-    await waitUntilDead(d.supervisor, 2000);
-    const fresh = store.getDeployment(name);
-    for (const vmm of [d.vmm, fresh?.vmm]) {
-      if (isAlive(vmm)) {
-        signalRef(vmm, 'SIGKILL');
-        await waitUntilDead(vmm, 5000);
-      }
-    }
-    rmSync(deploymentDir(o.layout, name), { recursive: true, force: true });
+    await killAndRemove(o.layout, name, d.supervisor, [d.vmm, store.getDeployment(name)?.vmm]);
     store.deleteDeployment(name);
   }
   store.updateOperation(operationId, 'succeeded');
+}
+
+/**
+ * Kills the supervisor and its VM at once and removes the deployment's files. Also the first step of a destroy on a
+ * full disk, where the records cannot change until the files are gone (QEMU keeps the image allocated while it runs).
+ */
+export async function killAndRemove(layout: HomeLayout, name: string, supervisor: ProcessRef | null, vmms: Array<ProcessRef | null | undefined>): Promise<void> {
+  signalRef(supervisor, 'SIGKILL');
+  await waitUntilDead(supervisor, 2000);
+  for (const vmm of vmms) {
+    if (isAlive(vmm)) {
+      signalRef(vmm, 'SIGKILL');
+      await waitUntilDead(vmm, 5000);
+    }
+  }
+  rmSync(deploymentDir(layout, name), { recursive: true, force: true });
 }

@@ -264,3 +264,21 @@ describe('parseSince', () => {
     }
   });
 });
+
+describe('LogWriter on a full disk', () => {
+  it.skipIf(!existsSync('/dev/full'))('drops lines on ENOSPC instead of throwing (a supervisor must not die of a full disk)', () => {
+    // /dev/full answers every write with ENOSPC
+    const w = new LogWriter('/dev/full');
+    try {
+      for (let i = 0; i < 5; i++) expect(() => w.append(entry(i))).not.toThrow();
+    } finally {
+      w.close();
+    }
+  });
+
+  it('still throws other write errors', () => {
+    const w = new LogWriter(file);
+    w.close();
+    expect(() => w.append(entry(1))).toThrow(/closed/);
+  });
+});

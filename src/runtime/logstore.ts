@@ -34,6 +34,7 @@ export class LogWriter {
   private readonly keep: number;
   private fd: number | undefined;
   private size = 0;
+  private dropped = 0;
 
   constructor(file: string, opts: LogWriterOptions = {}) {
     this.file = file;
@@ -51,8 +52,21 @@ export class LogWriter {
       line = serialize({ ...e, m: truncateToFit(e, this.maxBytes) });
       bytes = Buffer.byteLength(line);
     }
+    if (this.dropped > 0) {
+      // the disk had room again: say what is missing; a line cut by the full disk is ended first (readers skip it)
+      line = `\n${serialize({ t: e.t, s: 'init', m: `unikctl: ${this.dropped} log line(s) dropped: the disk was full` })}${line}`;
+      bytes = Buffer.byteLength(line);
+    }
     const fd = this.size > 0 && this.size + bytes > this.maxBytes ? this.rotate() : this.fd;
-    writeAll(fd, Buffer.from(line));
+    try {
+      writeAll(fd, Buffer.from(line));
+    } catch (err) {
+      // a full disk must not take the app down with its supervisor: the lines are dropped and counted instead
+      if (!isNoSpace(err)) throw err;
+      this.dropped++;
+      return;
+    }
+    this.dropped = 0;
     this.size += bytes;
   }
 
@@ -295,6 +309,8 @@ function cut(s: string, n: number): string {
   const c = s.charCodeAt(n - 1);
   return s.slice(0, c >= 0xd800 && c <= 0xdbff ? n - 1 : n);
 }
+
+const isNoSpace = (err: unknown): boolean => ['ENOSPC', 'EDQUOT'].includes((err as NodeJS.ErrnoException).code ?? '');
 
 function writeAll(fd: number, buf: Buffer): void {
   let off = 0;

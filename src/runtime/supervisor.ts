@@ -54,7 +54,11 @@ export class Supervisor {
   }
 
   private diag(msg: string): void {
-    appendFileSync(join(this.dir, 'supervisor.log'), `${new Date().toISOString()} ${msg}\n`);
+    try {
+      appendFileSync(join(this.dir, 'supervisor.log'), `${new Date().toISOString()} ${msg}\n`);
+    } catch {
+      // a diagnostic that cannot be written (full disk) must not end the supervisor and its VM
+    }
   }
 
   private logLine(s: LogEntry['s'], m: string): void {

@@ -36,7 +36,7 @@ function dep(name: string, over: Partial<Deployment> = {}): Deployment {
     name, id: `dep_${seq}`, state: 'pending', exitCode: null, reason: null,
     spec: {
       source: { kind: 'package', dir: '/pkgs/hello', ref: 'local/hello:latest' }, resolvedFrom: 'local package store local/hello:latest',
-      ports: [{ hostAddress: '0.0.0.0', hostPort: 8080, guestPort: 80, protocol: 'tcp' }], memoryMiB: 64, cpus: 1, env: { A: '1' },
+      ports: [{ hostAddress: '0.0.0.0', hostPort: 10_000 + seq, guestPort: 80, protocol: 'tcp' }], memoryMiB: 64, cpus: 1, env: { A: '1' },
       debug: false, labels: { zone: 'a' },
     },
     image: null, supervisor: null, vmm: null, accel: null, boot: {}, createdAt: 5000 + seq, updatedAt: 5000 + seq, startedAt: null, endedAt: null,
@@ -147,6 +147,39 @@ describe('SqliteStore deployments', () => {
     for (let i = 0; i < 5; i++) store.addEvent('app', 'note', `n${i}`);
     expect(store.listEvents('app', 3).map((e) => e.message)).toEqual(['n2', 'n3', 'n4']);
     expect(store.listEvents('other', 3)).toEqual([]);
+  });
+});
+
+describe('SqliteStore published ports', () => {
+  const on = (hostAddress: string, hostPort: number): Deployment['spec']['ports'] => [{ hostAddress, hostPort, guestPort: 80, protocol: 'tcp' }];
+  const withPorts = (name: string, ports: Deployment['spec']['ports'], over: Partial<Deployment> = {}): Deployment => {
+    const d = dep(name, over);
+    return { ...d, spec: { ...d.spec, ports } };
+  };
+
+  it('refuses a host port a live deployment publishes, whatever the address, and records nothing', () => {
+    store.createDeployment(withPorts('a', on('127.0.0.1', 18081)), op({ target: 'a' }));
+    const o = op({ target: 'b' });
+    for (const addr of ['127.0.0.1', '127.0.0.2', '0.0.0.0']) {
+      let code = '';
+      try { store.createDeployment(withPorts('b', on(addr, 18081)), o); } catch (e) { code = (e as UserError).code; }
+      expect(code).toBe('E_PORT_IN_USE');
+    }
+    expect(store.getDeployment('b')).toBeNull();
+    expect(store.getOperation(o.id)).toBeNull();
+  });
+
+  it('a second store instance on the same file sees the port taken (the check runs in the insert\'s transaction)', () => {
+    const other = new SqliteStore(file);
+    extra.push(other);
+    store.createDeployment(withPorts('a', on('0.0.0.0', 18082)), op({ target: 'a' }));
+    expect(() => other.createDeployment(withPorts('b', on('127.0.0.1', 18082)), op({ target: 'b' }))).toThrow(/18082 is already in use by deployment a/);
+  });
+
+  it('an ended deployment no longer holds its port', () => {
+    store.createDeployment(withPorts('a', on('0.0.0.0', 18083), { state: 'exited' }), op({ target: 'a' }));
+    store.createDeployment(withPorts('b', on('0.0.0.0', 18083)), op({ target: 'b' }));
+    expect(store.getDeployment('b')?.state).toBe('pending');
   });
 });
 

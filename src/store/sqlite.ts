@@ -1,7 +1,9 @@
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, renameSync, rmSync, statfsSync, unlinkSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { UserError } from '../errors.js';
+import { isUserError, UserError } from '../errors.js';
+import { LIVE_STATES } from './types.js';
 import type {
   Deployment, DeploymentEvent, DeploymentPatch, DeploymentState, Operation, OperationError, OperationState, Store,
 } from './types.js';
@@ -76,6 +78,32 @@ function toOperation(r: OperationRow): Operation {
   };
 }
 
+/** Room kept next to the database for the WAL index and a few WAL frames: enough for status and several destroys. */
+const RESERVE_BYTES = 2 * 1024 * 1024;
+
+function freeBytes(dir: string): number {
+  try {
+    const st = statfsSync(dir);
+    return st.bavail * st.bsize;
+  } catch {
+    return Number.POSITIVE_INFINITY;
+  }
+}
+
+/** SQLITE_FULL, ENOSPC, or an I/O error (e.g. SQLITE_IOERR_SHMSIZE extending the -shm file) while the disk has no room. */
+export function isDiskFull(e: unknown, dir: string): boolean {
+  const code = (e as { code?: unknown } | null)?.code;
+  if (code === 'SQLITE_FULL' || code === 'ENOSPC') return true;
+  return typeof code === 'string' && code.startsWith('SQLITE_IOERR') && freeBytes(dir) < 1024 * 1024;
+}
+
+export function diskFullError(dir: string, cause?: unknown): UserError {
+  return new UserError('E_DISK_FULL', `the disk holding ${dir} is full`, {
+    hint: 'free space on that filesystem, or remove deployments you no longer need with unikctl destroy NAME (status and destroy work on a full disk)',
+    ...(cause === undefined ? {} : { cause }),
+  });
+}
+
 const PATCH_COLUMNS: Record<keyof DeploymentPatch, string> = {
   exitCode: 'exit_code', reason: 'reason', image: 'image', supervisor: 'supervisor', vmm: 'vmm', accel: 'accel',
   boot: 'boot', startedAt: 'started_at', endedAt: 'ended_at',
@@ -84,30 +112,150 @@ const JSON_COLUMNS = new Set(['image', 'supervisor', 'vmm', 'boot']);
 
 /** The embedded store (RT-5): one SQLite file in WAL mode, safe for concurrent CLI and supervisor processes. */
 export class SqliteStore implements Store {
-  private readonly db: Database.Database;
+  private db: Database.Database;
+  /** No room on the disk for the shared WAL index: every call then opens its own short exclusive connection. */
+  private exclusive = false;
+  private inCall = false;
+  private readonly dir: string;
+  private readonly reserve: string;
 
-  constructor(file: string) {
-    mkdirSync(dirname(file), { recursive: true });
+  constructor(private readonly file: string) {
+    this.dir = dirname(file);
+    this.reserve = `${file}.reserve`;
+    mkdirSync(this.dir, { recursive: true });
     try {
-      this.db = new Database(file);
-      this.db.pragma('journal_mode = WAL');
-      this.db.pragma('busy_timeout = 10000');
-      this.db.pragma('synchronous = NORMAL');
-      this.db.exec(SCHEMA);
+      // opening maps the WAL index (-shm, 32 KiB): on a full disk that fails unless the reserve makes room
+      const shared = this.withRoom(() => this.open(false));
+      if (shared) this.db = shared.value;
+      else {
+        this.exclusive = true;
+        this.db = this.open(true);
+        this.db.close();
+      }
     } catch (e) {
+      if (isUserError(e)) throw e;
+      if (isDiskFull(e, this.dir)) throw diskFullError(this.dir, e);
       throw new UserError('E_STATE', `cannot open the state database ${file}: ${(e as Error).message}`, {
         hint: 'check that UNIKCTL_HOME is writable by this user', cause: e,
       });
     }
+    this.ensureReserve();
+  }
+
+  private open(exclusive: boolean): Database.Database {
+    const db = new Database(this.file);
+    try {
+      // set before the first access, exclusive locking keeps the WAL index in this process's memory: no -shm file to grow
+      if (exclusive) db.pragma('locking_mode = EXCLUSIVE');
+      db.pragma('journal_mode = WAL');
+      db.pragma('busy_timeout = 10000');
+      db.pragma('synchronous = NORMAL');
+      db.exec(SCHEMA);
+      return db;
+    } catch (e) {
+      db.close();
+      throw e;
+    }
+  }
+
+  /** fn, or fn once more after giving the reserve back to the filesystem; null when the disk stays full. */
+  private withRoom<T>(fn: () => T): { value: T } | null {
+    try {
+      return { value: fn() };
+    } catch (e) {
+      if (!isDiskFull(e, this.dir)) throw e;
+      if (!this.releaseReserve()) return null;
+      try {
+        return { value: fn() };
+      } catch (again) {
+        if (!isDiskFull(again, this.dir)) throw again;
+        return null;
+      }
+    }
+  }
+
+  /**
+   * Runs a database call so that status, logs and destroy (the way to free space) keep working on a full disk: first
+   * with the reserve released, then on a connection of its own that needs no -shm file. A write that still finds no
+   * room is E_DISK_FULL, never "disk I/O error".
+   */
+  private guard<T>(fn: () => T): T {
+    if (this.inCall) return fn(); // nested (a read inside a transaction): same connection, the outer call handles errors
+    this.inCall = true;
+    try {
+      return this.guarded(fn);
+    } finally {
+      this.inCall = false;
+    }
+  }
+
+  private guarded<T>(fn: () => T): T {
+    if (!this.exclusive) {
+      const r = this.withRoom(fn);
+      if (r) return r.value;
+      this.db.close();
+      this.exclusive = true;
+    }
+    try {
+      // held only for this call: other processes (supervisors, a destroy worker) wait at most that long for the lock
+      this.db = this.open(true);
+      return fn();
+    } catch (e) {
+      throw isDiskFull(e, this.dir) ? diskFullError(this.dir, e) : e;
+    } finally {
+      this.db.close();
+    }
+  }
+
+  /** A write transaction that takes the lock at BEGIN (checks inside it cannot race another process's insert). */
+  private immediate<T>(fn: () => T): T {
+    return this.guard(() => this.db.transaction(fn).immediate());
+  }
+
+  private releaseReserve(): boolean {
+    try {
+      unlinkSync(this.reserve);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Puts the reserve (back) in place when the disk has room for it and as much again; best effort. */
+  private ensureReserve(): boolean {
+    if (existsSync(this.reserve)) return true;
+    if (freeBytes(this.dir) < 2 * RESERVE_BYTES) return false;
+    const tmp = `${this.reserve}.${process.pid}`;
+    try {
+      // random bytes: zeros could be stored sparse or compressed and reserve nothing
+      writeFileSync(tmp, randomBytes(RESERVE_BYTES));
+      renameSync(tmp, this.reserve);
+      return true;
+    } catch {
+      rmSync(tmp, { force: true });
+      return false;
+    }
+  }
+
+  requireSpace(): void {
+    if (!this.ensureReserve() || freeBytes(this.dir) < RESERVE_BYTES) throw diskFullError(this.dir);
   }
 
   createDeployment(d: Deployment, op: Operation): void {
-    const tx = this.db.transaction(() => {
+    this.immediate(() => {
       const exists = this.db.prepare('SELECT 1 FROM deployments WHERE name = ?').get(d.name);
       if (exists) {
         throw new UserError('E_NAME_TAKEN', `a deployment named "${d.name}" already exists`, {
           hint: `pick another --name, or remove it first: unikctl destroy ${d.name}`,
         });
+      }
+      // checked inside the IMMEDIATE transaction: two concurrent deploys of one host port cannot both pass
+      const wanted = d.spec.ports.map((p) => p.hostPort);
+      if (wanted.length > 0) {
+        const holder = this.db.prepare(`SELECT d.name AS name, json_extract(p.value, '$.hostPort') AS port FROM deployments d, json_each(d.spec, '$.ports') p
+          WHERE d.state IN (${LIVE_STATES.map(() => '?').join(', ')}) AND json_extract(p.value, '$.hostPort') IN (${wanted.map(() => '?').join(', ')}) LIMIT 1`)
+          .get(...LIVE_STATES, ...wanted) as { name: string; port: number } | undefined;
+        if (holder) throw portInUse(holder.port, holder.name);
       }
       this.db.prepare(`INSERT INTO deployments (name, id, state, exit_code, reason, spec, image, supervisor, vmm, accel, boot,
         created_at, updated_at, started_at, ended_at) VALUES (@name, @id, @state, @exit_code, @reason, @spec, @image, @supervisor,
@@ -119,12 +267,11 @@ export class SqliteStore implements Store {
       this.insertOperation(op);
       this.insertEvent(d.name, 'state', `${d.state} (operation ${op.id})`);
     });
-    tx.immediate();
   }
 
   freeName(base: string): string {
     const taken = new Set(
-      (this.db.prepare("SELECT name FROM deployments WHERE name = ? OR name LIKE ? || '-%'").all(base, base) as Array<{ name: string }>)
+      (this.guard(() => this.db.prepare("SELECT name FROM deployments WHERE name = ? OR name LIKE ? || '-%'").all(base, base)) as Array<{ name: string }>)
         .map((r) => r.name),
     );
     if (!taken.has(base)) return base;
@@ -132,27 +279,26 @@ export class SqliteStore implements Store {
   }
 
   getDeployment(name: string): Deployment | null {
-    const r = this.db.prepare('SELECT * FROM deployments WHERE name = ?').get(name) as DeploymentRow | undefined;
+    const r = this.guard(() => this.db.prepare('SELECT * FROM deployments WHERE name = ?').get(name)) as DeploymentRow | undefined;
     return r ? toDeployment(r) : null;
   }
 
   listDeployments(): Deployment[] {
-    return (this.db.prepare('SELECT * FROM deployments ORDER BY created_at').all() as DeploymentRow[]).map(toDeployment);
+    return (this.guard(() => this.db.prepare('SELECT * FROM deployments ORDER BY created_at').all()) as DeploymentRow[]).map(toDeployment);
   }
 
   transition(name: string, from: readonly DeploymentState[], to: DeploymentState, patch: DeploymentPatch = {}): Deployment | null {
-    const tx = this.db.transaction((): Deployment | null => {
+    return this.immediate((): Deployment | null => {
       const cur = this.getDeployment(name);
       if (!cur || !from.includes(cur.state)) return null;
       this.applyPatch(name, patch, to);
       this.insertEvent(name, 'state', patch.reason ? `${cur.state} → ${to}: ${patch.reason}` : `${cur.state} → ${to}`);
       return this.getDeployment(name);
     });
-    return tx.immediate();
   }
 
   patchDeployment(name: string, patch: DeploymentPatch): void {
-    this.applyPatch(name, patch, null);
+    this.guard(() => this.applyPatch(name, patch, null));
   }
 
   private applyPatch(name: string, patch: DeploymentPatch, state: DeploymentState | null): void {
@@ -169,12 +315,14 @@ export class SqliteStore implements Store {
   }
 
   deleteDeployment(name: string): void {
-    this.db.prepare('DELETE FROM deployments WHERE name = ?').run(name);
-    this.insertEvent(name, 'state', 'removed');
+    this.immediate(() => {
+      this.db.prepare('DELETE FROM deployments WHERE name = ?').run(name);
+      this.insertEvent(name, 'state', 'removed');
+    });
   }
 
   createOperation(op: Operation): void {
-    this.insertOperation(op);
+    this.guard(() => this.insertOperation(op));
   }
 
   private insertOperation(op: Operation): void {
@@ -186,31 +334,31 @@ export class SqliteStore implements Store {
   }
 
   findOperationByKey(key: string): Operation | null {
-    const r = this.db.prepare('SELECT * FROM operations WHERE idempotency_key = ?').get(key) as OperationRow | undefined;
+    const r = this.guard(() => this.db.prepare('SELECT * FROM operations WHERE idempotency_key = ?').get(key)) as OperationRow | undefined;
     return r ? toOperation(r) : null;
   }
 
   getOperation(id: string): Operation | null {
-    const r = this.db.prepare('SELECT * FROM operations WHERE id = ?').get(id) as OperationRow | undefined;
+    const r = this.guard(() => this.db.prepare('SELECT * FROM operations WHERE id = ?').get(id)) as OperationRow | undefined;
     return r ? toOperation(r) : null;
   }
 
   updateOperation(id: string, state: OperationState, error: OperationError | null = null): void {
     const now = Date.now();
     const ended = state === 'succeeded' || state === 'failed' ? now : null;
-    this.db.prepare('UPDATE operations SET state = ?, error = ?, updated_at = ?, ended_at = COALESCE(?, ended_at) WHERE id = ?')
-      .run(state, json(error), now, ended, id);
+    this.guard(() => this.db.prepare('UPDATE operations SET state = ?, error = ?, updated_at = ?, ended_at = COALESCE(?, ended_at) WHERE id = ?')
+      .run(state, json(error), now, ended, id));
   }
 
   listOperations(limit: number, target?: string): Operation[] {
-    const rows = target
+    const rows = this.guard(() => (target
       ? this.db.prepare('SELECT * FROM operations WHERE target = ? ORDER BY created_at DESC, id DESC LIMIT ?').all(target, limit)
-      : this.db.prepare('SELECT * FROM operations ORDER BY created_at DESC, id DESC LIMIT ?').all(limit);
+      : this.db.prepare('SELECT * FROM operations ORDER BY created_at DESC, id DESC LIMIT ?').all(limit)));
     return (rows as OperationRow[]).map(toOperation);
   }
 
   addEvent(deployment: string, type: string, message: string): void {
-    this.insertEvent(deployment, type, message);
+    this.guard(() => this.insertEvent(deployment, type, message));
   }
 
   private insertEvent(deployment: string, type: string, message: string): void {
@@ -218,10 +366,16 @@ export class SqliteStore implements Store {
   }
 
   listEvents(deployment: string, limit: number): DeploymentEvent[] {
-    return (this.db.prepare('SELECT * FROM events WHERE deployment = ? ORDER BY id DESC LIMIT ?').all(deployment, limit) as DeploymentEvent[]).reverse();
+    return (this.guard(() => this.db.prepare('SELECT * FROM events WHERE deployment = ? ORDER BY id DESC LIMIT ?').all(deployment, limit)) as DeploymentEvent[]).reverse();
   }
 
   close(): void {
     this.db.close();
   }
 }
+
+/** A host port already published (raised by the store's insert, and by the admission check of a deploy). */
+export const portInUse = (port: number, holder?: string): UserError =>
+  new UserError('E_PORT_IN_USE', `host port ${port} is already in use${holder ? ` by deployment ${holder}` : ''}`, {
+    hint: 'pick another host port with -p HOST:GUEST, or stop what holds it (unikctl status shows deployments)',
+  });

@@ -112,8 +112,10 @@ export interface DeploymentEvent { id: number; deployment: string; at: number; t
 export type DeploymentPatch = Partial<Pick<Deployment, 'exitCode' | 'reason' | 'image' | 'supervisor' | 'vmm' | 'accel' | 'boot' | 'startedAt' | 'endedAt'>>;
 
 export interface Store {
-  /** Inserts a deployment and its deploy operation atomically; fails with E_NAME_TAKEN if the name exists. */
+  /** Inserts a deployment and its deploy operation atomically; fails with E_NAME_TAKEN if the name exists and with E_PORT_IN_USE if a live deployment publishes one of its host ports. */
   createDeployment(d: Deployment, op: Operation): void;
+  /** Throws E_DISK_FULL unless the disk holding the state has room for a new deployment (checked before a deploy). */
+  requireSpace(): void;
   /** Picks `base`, `base-2`, `base-3`… — the first name not in use. */
   freeName(base: string): string;
   getDeployment(name: string): Deployment | null;

@@ -104,6 +104,24 @@ describe('bad input: clear errors, nothing disturbed', () => {
     await expectError(['deploy', join(ROOT, 'examples', 'go-http'), '--name', 'keeper'], 'E_NAME_TAKEN');
   });
 
+  it('memory, environment and port mappings that would only fail inside QEMU are refused at admission', async () => {
+    const app = join(ROOT, 'examples', 'go-http');
+    const free = await freePort();
+    expect(await expectError(['deploy', app, '-m', '100000G'], 'E_INVALID_ARGUMENT')).toContain("host's total memory");
+    expect(await expectError(['deploy', app, '-m', 'banana'], 'E_INVALID_ARGUMENT')).toContain('not a size');
+    expect(await expectError(['deploy', app, '-m', '8M'], 'E_INVALID_ARGUMENT')).toContain('minimum of 16 MiB');
+    expect(await expectError(['deploy', app, '-e', `BIG=${'x'.repeat(3000)}`], 'E_INVALID_ARGUMENT')).toContain('kernel command line');
+    // one host port once, whatever the address (0.0.0.0 overlaps every address)
+    expect(await expectError(['deploy', app, '-p', `${free}:8080`, '-p', `127.0.0.1:${free}:8081`], 'E_INVALID_PORT')).toContain('published twice');
+    // an address this host does not have is a bad mapping, not a port in use
+    const addr = await expectError(['deploy', app, '-p', `1.2.3.4:${free}:8080`], 'E_INVALID_PORT');
+    expect(addr).toContain('address not available on this host');
+    expect(addr).not.toContain('already in use');
+    // the running deployment's port on another address is still its port
+    await expectError(['deploy', app, '-p', `127.0.0.1:${port}:8080`, '--name', 'clash3'], 'E_PORT_IN_USE');
+    expect((await home.status()).deployments.map((d) => d.name)).toEqual(['keeper']);
+  });
+
   it('a port already in use is reported before any VM starts', async () => {
     // taken by the running deployment
     await expectError(['deploy', join(ROOT, 'examples', 'go-http'), '-p', `${port}:8080`, '--name', 'clash'], 'E_PORT_IN_USE');

@@ -71,6 +71,33 @@ describe('remote mode: unikctl → unikctld → VM', () => {
     expect(miss.stderr).toContain('E_PACKAGE_NOT_FOUND');
   });
 
+  it('bad memory, env and ports are refused at admission (no 202), with the same codes as local mode', async () => {
+    const free = await freePort();
+    const cases: Array<[Record<string, unknown>, string, string]> = [
+      [{ memory: 'banana' }, 'E_INVALID_ARGUMENT', 'not a size'],
+      [{ memory: '0' }, 'E_INVALID_ARGUMENT', 'not a size'],
+      [{ memory: '100000G' }, 'E_INVALID_ARGUMENT', "host's total memory"],
+      [{ env: ['A=x\u0000B=y'] }, 'E_INVALID_ARGUMENT', 'NUL'],
+      [{ ports: [`${free}:80`, `127.0.0.1:${free}:81`] }, 'E_INVALID_PORT', 'published twice'],
+      [{ ports: [`1.2.3.4:${free}:80`] }, 'E_INVALID_PORT', 'address not available on this host'],
+      [{ ports: [`127.0.0.1:${port}:80`] }, 'E_PORT_IN_USE', 'already in use'],
+    ];
+    for (const [extra, code, text] of cases) {
+      const r = await server.api('/v1/deployments', { json: { source: { package: 'local/go-http:latest' }, name: 'refused', ...extra } });
+      const body = (await r.json()) as { code: string; message: string };
+      expect(body.code, JSON.stringify(extra)).toBe(code);
+      expect(r.status).toBe(code === 'E_PORT_IN_USE' ? 409 : 400);
+      expect(body.message).toContain(text);
+    }
+    // and through the CLI in remote mode
+    for (const [args, code] of [[['-m', '100000G'], 'E_INVALID_ARGUMENT'], [['-p', `1.2.3.4:${free}:8080`], 'E_INVALID_PORT']] as const) {
+      const r = await home.cli(['deploy', join(ROOT, 'examples', 'c-hello'), '--name', 'refused', ...args]);
+      expect(r.code, r.stderr).toBe(1);
+      expect(r.stderr).toContain(code);
+    }
+    expect((await home.status()).deployments.map((d) => d.name)).toEqual(['remote-web']);
+  });
+
   it('destroy through the API stops the VM on the control plane host', async () => {
     expect(qemuOfServer()).toHaveLength(1);
     const r = await home.cli(['destroy', 'remote-web', '--wait']);
