@@ -1,11 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packBundle } from '../../src/engine/bundle.js';
-import { ADMIN_TOKEN, NODE_TOKEN, TestServer } from './cp-helpers.js';
+import { ADMIN_TOKEN, TestServer } from './cp-helpers.js';
 import { freePort, ROOT } from './helpers.js';
 
 /**
@@ -132,6 +133,9 @@ describe('control plane: slow clients are cut off', () => {
   });
 });
 
+/** the key the control plane presents to the agent (the agent keeps only its hash, as after a join) */
+const AGENT_KEY = 'unik_test_agent_key_0123456789abcdef';
+
 describe('node agent: slow clients are cut off', () => {
   let agent: ChildProcess | null = null;
   let data = '';
@@ -139,8 +143,11 @@ describe('node agent: slow clients are cut off', () => {
   beforeAll(async () => {
     data = mkdtempSync(join(tmpdir(), 'unikctld-agent-slow-'));
     port = await freePort();
-    // no control plane: the agent serves its API while it keeps retrying registration
-    agent = spawn(process.execPath, [join(ROOT, 'bin', 'unikctld.js'), 'agent', '--control-plane', 'http://127.0.0.1:9', '--name', 'slow', '--token', NODE_TOKEN,
+    // no control plane: an agent that has joined before serves its API while it keeps retrying registration
+    writeFileSync(join(data, 'node-identity.json'), JSON.stringify({
+      name: 'slow', controlPlane: 'http://127.0.0.1:9', credential: 'unikn_slow.0123456789abcdef', controlPlaneKeySha256: createHash('sha256').update(AGENT_KEY).digest('hex'),
+    }));
+    agent = spawn(process.execPath, [join(ROOT, 'bin', 'unikctld.js'), 'agent', '--control-plane', 'http://127.0.0.1:9', '--name', 'slow',
       '--listen', `127.0.0.1:${port}`, '--data', data, '--log-level', 'error', ...FLAGS], { stdio: 'ignore' });
     const deadline = Date.now() + 20_000;
     while (!(await fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok, () => false))) {
@@ -161,7 +168,7 @@ describe('node agent: slow clients are cut off', () => {
     expect(headers.ms).toBeLessThan(HEADERS_MS + 2000);
     expect(headers.response).toContain('"code":"E_REQUEST_TIMEOUT"');
     const body = await slowClient(port, (s) => {
-      s.write(`POST /v1/agent/destroy HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${NODE_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n{`);
+      s.write(`POST /v1/agent/destroy HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${AGENT_KEY}\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n{`);
       trickle(s, () => ' ', 300);
     });
     expect(body.ms).toBeLessThan(IDLE_MS + 2500);
