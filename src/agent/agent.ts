@@ -8,7 +8,7 @@ import { Authenticator, hashToken } from '../controlplane/auth.js';
 import { createBaseApp, ndjsonReply, type HttpTimeouts } from '../controlplane/http.js';
 import { agentDeployBodySchema, agentDestroyBodySchema, logsQuerySchema, nodeNameParams } from '../controlplane/schemas.js';
 import type { StatusResult } from '../engine/client.js';
-import { parsePort } from '../engine/deploy-input.js';
+import { parsePort } from '../util/port.js';
 import { LocalClient } from '../engine/local.js';
 import type { BuildSandboxPolicy } from '../store/types.js';
 import { isUserError, UserError, type ErrorCode } from '../errors.js';

@@ -12,6 +12,7 @@ import { UserError } from '../errors.js';
 import { DEFAULT_BUILD_SANDBOX, sandboxUnavailable } from '../image/sandbox.js';
 import { homeLayout, projectRoot } from '../paths.js';
 import type { BuildSandboxPolicy } from '../store/types.js';
+import { parseLabels } from '../util/labels.js';
 
 const int = (name: string) => (v: string): number => {
   const n = Number(v);
@@ -152,11 +153,7 @@ Example:
     .action(async (o: SandboxFlags & { controlPlane: string; name: string; joinToken?: string; token?: string; listen: string; advertise?: string; publishAddress?: string; labels: string; data: string; heartbeatMs: number; cpus?: number; memory?: number; tlsCert?: string; tlsKey?: string; logLevel: string; headersTimeoutMs: number; bodyIdleTimeoutMs: number; bodyMinRate: number }) => {
       const host = o.listen.replace(/:\d+$/, '');
       const https = o.tlsCert && o.tlsKey ? { cert: readFileSync(o.tlsCert), key: readFileSync(o.tlsKey) } : null;
-      const labels = Object.fromEntries(o.labels.split(',').filter(Boolean).map((kv) => {
-        const [k, v] = kv.split('=', 2);
-        if (!k || v === undefined) throw new UserError('E_INVALID_ARGUMENT', `--labels ${kv} is not k=v`);
-        return [k, v];
-      }));
+      const labels = parseLabels(o.labels.split(',').filter(Boolean), '--labels');
       const def = defaultCapacity();
       const version = (JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')) as { version: string }).version;
       const agent = await runAgent({

@@ -58,13 +58,6 @@ export function table(rows: string[][], header: string[]): string {
 // eslint-disable-next-line no-control-regex -- strips our own ANSI color codes
 const visibleLength = (s: string): number => s.replace(/\x1b\[[0-9;]*m/g, '').length;
 
-export function formatBytes(n: number | null | undefined): string {
-  if (n === null || n === undefined) return '-';
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
-  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
-}
-
 export function formatDuration(ms: number | null | undefined): string {
   if (ms === null || ms === undefined || Number.isNaN(ms)) return '-';
   if (ms < 1000) return `${Math.round(ms)}ms`;

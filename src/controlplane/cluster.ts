@@ -2,7 +2,8 @@ import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { AgentClient, type AgentDeployRequest } from './agent-client.js';
 import { PackageStore, normalizeRef } from '../image/package-store.js';
-import { parseMemory } from '../image/unikyaml.js';
+import { parseSizeMiB } from '../util/size.js';
+import { parseLabels } from '../util/labels.js';
 import { packBundle } from '../engine/bundle.js';
 import type { Client, DeployRequest, DeployResult, DeploymentView, DestroyResult, LogsRequest, StatusResult } from '../engine/client.js';
 import { UserError, isUserError } from '../errors.js';
@@ -98,8 +99,8 @@ export class ClusterClient implements Client, Fleet {
     const p = await this.serialized(async () => {
       const existing = await this.o.store.getPlacement(name);
       if (existing) return existing;
-      const labels = Object.fromEntries(req.labels.map((l) => l.split('=', 2) as [string, string]));
-      const memoryMiB = req.memory ? parseMemory(req.memory, '--memory', 'request') : 128;
+      const labels = parseLabels(req.labels);
+      const memoryMiB = req.memory ? (parseSizeMiB(req.memory) ?? 128) : 128; // validated at admission
       const cpus = req.cpus ?? 1;
       const node = await this.schedule({ name, cpus, memoryMiB, labels });
       const request: AgentDeployRequest = {
@@ -121,7 +122,7 @@ export class ClusterClient implements Client, Fleet {
   async move(name: string, from: string, opts: { sourceDown: boolean; graceMs: number }): Promise<{ name: string; from: string; to: string } | null> {
     const p = await this.o.store.getPlacement(name);
     if (!p || p.node !== from) return null; // already moved (a replayed job) or destroyed meanwhile
-    const labels = Object.fromEntries(((p.request as AgentDeployRequest).labels ?? []).map((l) => l.split('=', 2) as [string, string]));
+    const labels = parseLabels((p.request as AgentDeployRequest).labels ?? []);
     const request: AgentDeployRequest = { ...(p.request as AgentDeployRequest), idempotencyKey: `move:${name}:${from}:${p.placedAt}` };
     // decisions are serialized, and the target's share is held until the new placement is recorded, so concurrent
     // moves never fill the same free slot twice

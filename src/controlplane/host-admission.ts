@@ -1,4 +1,4 @@
-import type { PortMapping } from '../store/types.js';
+import type { PortMapping } from '../util/port.js';
 
 /**
  * The admission checks of a control plane whose VMs run on its own host, so that a deploy this host cannot run is

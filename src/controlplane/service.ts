@@ -2,7 +2,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Client, DeployResult, DeploymentView, DestroyResult, StatusResult } from '../engine/client.js';
-import { parsePort, validateDeployInput } from '../engine/deploy-input.js';
+import { validateDeployInput } from '../engine/deploy-input.js';
+import { formatPort, parsePort } from '../util/port.js';
 import { resolveTarget } from '../engine/resolve.js';
 import { formatRef, normalizeRef, PackageStore } from '../image/package-store.js';
 import { UserError } from '../errors.js';
@@ -258,7 +259,7 @@ function placeholder(j: Job): DeploymentView {
   const now = new Date(j.createdAt).toISOString();
   return {
     name: j.target, id: '', state: 'pending', exitCode: null, reason: j.error ? `retrying after ${j.error.code}: ${j.error.message}` : null,
-    ports: ((j.request as DeployJobRequest).ports ?? []).map((p) => { const m = parsePort(p); return `${m.hostAddress === '0.0.0.0' ? '' : `${m.hostAddress}:`}${m.hostPort}->${m.guestPort}/tcp`; }),
+    ports: ((j.request as DeployJobRequest).ports ?? []).map((p) => formatPort(parsePort(p))),
     imageBytes: null, image: null, pack: null, mode: null, accel: null, bootMs: null, boot: {}, uptimeMs: null,
     createdAt: now, startedAt: null, endedAt: null, metrics: { cpuSeconds: null, rssBytes: null, supervisorRssBytes: null },
   };

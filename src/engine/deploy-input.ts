@@ -6,92 +6,22 @@
  */
 import { createServer } from 'node:net';
 import { totalmem } from 'node:os';
-import { parseMemory } from '../image/unikyaml.js';
 import { UserError } from '../errors.js';
-import type { PortMapping } from '../store/types.js';
+import { parseEnv } from '../util/env.js';
+import { parseLabels } from '../util/labels.js';
+import { parsePorts, type PortMapping } from '../util/port.js';
 import { portInUse } from '../store/sqlite.js';
 import { NAME_RE } from '../util/ids.js';
+import { parseSizeMiB } from '../util/size.js';
 
 /** Below this the kernel and init alone do not fit (the smallest example runs in 32 MiB). */
 export const MIN_MEMORY_MIB = 16;
-/**
- * The environment travels base64-encoded on the kernel command line (2,047 bytes, ~1,900 usable, shared with the
- * network config and argv); 1 KiB of raw `KEY=VALUE` records leaves room for the rest.
- */
-export const MAX_ENV_BYTES = 1024;
-
 export const hostMemoryMiB = (): number => Math.floor(totalmem() / 1024 / 1024);
-
-export function parsePort(spec: string): PortMapping {
-  const parts = spec.split(':');
-  const bad = (): UserError => new UserError('E_INVALID_PORT', `"${spec}" is not a port mapping`, { hint: 'use -p HOST:GUEST (e.g. -p 8080:80) or -p ADDR:HOST:GUEST' });
-  let hostAddress = '0.0.0.0';
-  let host: string | undefined;
-  let guest: string | undefined;
-  if (parts.length === 1) {
-    [host] = parts;
-    guest = host;
-  }
-  else if (parts.length === 2) [host, guest] = parts;
-  else if (parts.length === 3) [hostAddress = '', host, guest] = parts;
-  else throw bad();
-  const hostPort = Number((host ?? '').replace(/\/tcp$/, ''));
-  const guestPort = Number((guest ?? '').replace(/\/tcp$/, ''));
-  if (!/^\d+(\/tcp)?$/.test(host ?? '') || !/^\d+(\/tcp)?$/.test(guest ?? '')) throw bad();
-  if (!(hostPort > 0 && hostPort < 65536 && guestPort > 0 && guestPort < 65536)) throw bad();
-  if (!/^(\d{1,3}\.){3}\d{1,3}$/.test(hostAddress) || hostAddress.split('.').some((o) => Number(o) > 255)) throw bad();
-  return { hostAddress, hostPort, guestPort, protocol: 'tcp' };
-}
-
-/** Parses a list of port specs; one host port is published once whatever the address (0.0.0.0 overlaps every address). */
-export function parsePorts(specs: string[]): PortMapping[] {
-  const ports = specs.map(parsePort);
-  const seen = new Map<number, string>();
-  for (const [i, p] of ports.entries()) {
-    const prior = seen.get(p.hostPort);
-    if (prior !== undefined) {
-      throw new UserError('E_INVALID_PORT', `host port ${p.hostPort} is published twice (-p ${prior} and -p ${specs[i]})`, {
-        hint: 'publish each host port once; to reach one guest port on several host ports use different host ports',
-      });
-    }
-    seen.set(p.hostPort, specs[i] ?? '');
-  }
-  return ports;
-}
-
-export function parseEnv(items: string[]): Record<string, string> {
-  const env: Record<string, string> = {};
-  let bytes = 0;
-  for (const item of items) {
-    const i = item.indexOf('=');
-    const key = i > 0 ? item.slice(0, i) : '';
-    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) {
-      throw new UserError('E_INVALID_ARGUMENT', `-e "${item}" is not KEY=VALUE`, { hint: 'e.g. -e GREETING=hello' });
-    }
-    const value = item.slice(i + 1);
-    // the guest config is a list of NUL-terminated records: a NUL inside a value would cut it (and forge the next record)
-    if (value.includes('\0')) {
-      throw new UserError('E_INVALID_ARGUMENT', `-e ${key}: the value contains a NUL byte`, { hint: 'environment values are C strings; remove the NUL byte' });
-    }
-    env[key] = value;
-    bytes += Buffer.byteLength(item) + 1;
-  }
-  if (bytes > MAX_ENV_BYTES) {
-    throw new UserError('E_INVALID_ARGUMENT', `the environment takes ${bytes} bytes; at most ${MAX_ENV_BYTES} fit on the guest's kernel command line`, {
-      hint: 'pass fewer or shorter -e values; large configuration belongs in files inside the image (unik.yaml rootfs:)',
-    });
-  }
-  return env;
-}
 
 /** `--memory`: a size between MIN_MEMORY_MIB and `maxMiB` (the host's RAM, or no upper bound when placement decides). */
 export function parseMemoryFlag(value: string, maxMiB: number | undefined): number {
-  let mib: number;
-  try {
-    mib = parseMemory(value, '--memory', 'command line');
-  } catch {
-    throw new UserError('E_INVALID_ARGUMENT', `--memory ${value} is not a size`, { hint: 'use e.g. -m 128M or -m 1G' });
-  }
+  const mib = parseSizeMiB(value);
+  if (mib === null) throw new UserError('E_INVALID_ARGUMENT', `--memory ${value} is not a size`, { hint: 'use e.g. -m 128M or -m 1G' });
   if (mib < MIN_MEMORY_MIB) {
     throw new UserError('E_INVALID_ARGUMENT', `--memory ${value} is below the minimum of ${MIN_MEMORY_MIB} MiB`, { hint: `use at least -m ${MIN_MEMORY_MIB}M` });
   }
@@ -103,15 +33,6 @@ export function parseMemoryFlag(value: string, maxMiB: number | undefined): numb
   return mib;
 }
 
-function parseLabels(items: string[]): Record<string, string> {
-  const labels: Record<string, string> = {};
-  for (const item of items) {
-    const [k, v] = item.split('=', 2);
-    if (!k || v === undefined) throw new UserError('E_INVALID_ARGUMENT', `--label "${item}" is not k=v`);
-    labels[k] = v;
-  }
-  return labels;
-}
 
 export interface DeployInput { name?: string | undefined; ports: string[]; env: string[]; labels: string[]; memory?: string | undefined; cpus?: number | undefined; }
 export interface ValidDeployInput { ports: PortMapping[]; env: Record<string, string>; labels: Record<string, string>; memoryMiB: number | undefined; cpus: number; }

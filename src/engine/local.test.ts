@@ -5,7 +5,9 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { UserError } from '../errors.js';
 import { homeLayout } from '../paths.js';
 import type { DeployRequest } from './client.js';
-import { parseEnv, parseMemoryFlag, parsePort } from './deploy-input.js';
+import { parseMemoryFlag } from './deploy-input.js';
+import { parseEnv } from '../util/env.js';
+import { parsePort } from '../util/port.js';
 import { LocalClient } from './local.js';
 
 function codeOf(fn: () => unknown): string | undefined {

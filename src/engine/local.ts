@@ -9,7 +9,8 @@ import type { HomeLayout } from '../paths.js';
 import { followLogs, parseSince, readLogs, type LogEntry, type ReadOptions } from '../runtime/logstore.js';
 import { consoleLogFile, describeMissingDeployment } from '../runtime/supervisor.js';
 import { SqliteStore } from '../store/sqlite.js';
-import { LIVE_STATES, type BuildSandboxPolicy, type Deployment, type Operation, type PortMapping, type Store } from '../store/types.js';
+import { LIVE_STATES, type BuildSandboxPolicy, type Deployment, type Operation, type Store } from '../store/types.js';
+import { formatPort, type PortMapping } from '../util/port.js';
 import { newId } from '../util/ids.js';
 import { isAlive, sleep } from '../util/proc.js';
 import { checkHostPorts, hostMemoryMiB, validateDeployInput } from './deploy-input.js';
@@ -46,7 +47,7 @@ export function toView(d: Deployment, now = Date.now()): DeploymentView {
   const running = d.state === 'running' && isAlive(d.vmm);
   return {
     name: d.name, id: d.id, state: d.state, exitCode: d.exitCode, reason: d.reason,
-    ports: d.spec.ports.map((p) => `${p.hostAddress === '0.0.0.0' ? '' : `${p.hostAddress}:`}${p.hostPort}->${p.guestPort}/tcp`),
+    ports: d.spec.ports.map(formatPort),
     imageBytes: d.image?.sizeBytes ?? null, image: d.image?.ref ?? d.image?.name ?? null, pack: d.image?.pack ?? null,
     mode: d.image?.mode ?? null, accel: d.accel, bootMs: d.boot.vmmStartToAppStartMs ?? null, boot: d.boot,
     uptimeMs: running && d.startedAt ? now - d.startedAt : null,

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { UserError } from '../errors.js';
-import { loadUnikYaml, parseMemory } from './unikyaml.js';
+import { loadUnikYaml } from './unikyaml.js';
 
 let dir: string;
 beforeEach(() => {
@@ -109,21 +109,13 @@ describe('loadUnikYaml', () => {
   });
 });
 
-describe('parseMemory', () => {
-  it.each([
-    ['64M', 64], ['64', 64], ['1G', 1024], ['2GiB', 2048], ['512MiB', 512], ['256mb', 256], [' 128M ', 128], [128, 128],
-  ])('%j → %i MiB', (v, want) => {
-    expect(parseMemory(v, 'memory', 'f')).toBe(want);
+describe('run.memory', () => {
+  it('takes a size (the one size parser, src/util/size.ts)', () => {
+    write('run:\n  memory: 1G\n');
+    expect(loadUnikYaml(dir)?.run.memoryMiB).toBe(1024);
   });
-
-  it.each(['0', 0, '0G', -1, 1.5, '12X', '1T', '', 'M', null, undefined, '1.5G', {}])('rejects %j', (v) => {
-    try {
-      parseMemory(v, 'run.memory', '/p/unik.yaml');
-      expect.unreachable();
-    } catch (e) {
-      expect(e).toBeInstanceOf(UserError);
-      expect((e as UserError).code).toBe('E_UNIKYAML_INVALID');
-      expect((e as UserError).message).toContain('/p/unik.yaml: run.memory must be a size');
-    }
+  it('refuses what is not a size, naming the file and the field', () => {
+    expect(invalidMessage('run:\n  memory: 1.5G\n')).toContain('run.memory must be a size');
   });
 });
+

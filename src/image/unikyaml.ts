@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { UserError } from '../errors.js';
+import { parseSizeMiB } from '../util/size.js';
 
 /**
  * unik.yaml: the universal pack (build.command + artifact.path) for any language, and run settings
@@ -35,18 +36,10 @@ export interface UnikYaml {
 const invalid = (file: string, msg: string): UserError =>
   new UserError('E_UNIKYAML_INVALID', `${file}: ${msg}`, { hint: 'fix unik.yaml; the format is documented in docs/unik-yaml.md' });
 
-export function parseMemory(v: unknown, where: string, file: string): number {
-  if (typeof v === 'number' && Number.isInteger(v) && v > 0) return v;
-  if (typeof v === 'string') {
-    const m = /^(\d+)\s*(M|Mi|MB|MiB|G|Gi|GB|GiB)?$/i.exec(v.trim());
-    if (m && m[1]) {
-      const n = Number(m[1]);
-      const unit = (m[2] ?? 'M').toUpperCase();
-      const mib = unit.startsWith('G') ? n * 1024 : n;
-      if (mib > 0) return mib;
-    }
-  }
-  throw invalid(file, `${where} must be a size like 128M or 1G (got ${JSON.stringify(v)})`);
+function parseMemory(v: unknown, where: string, file: string): number {
+  const mib = parseSizeMiB(v);
+  if (mib === null) throw invalid(file, `${where} must be a size like 128M or 1G (got ${JSON.stringify(v)})`);
+  return mib;
 }
 
 function stringMap(v: unknown, where: string, file: string): Record<string, string> {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { PortMapping } from '../store/types.js';
+import type { PortMapping } from '../util/port.js';
 import { launchCommand, QEMU_BINARY, qemuArgs, tcgCacheMiB } from './qemu.js';
 import type { VmmStartOptions } from './vmm.js';
 

@@ -1,6 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
-import type { PortMapping } from '../store/types.js';
+import type { PortMapping } from '../util/port.js';
 
 export type Accel = 'kvm' | 'tcg';
 

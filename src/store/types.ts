@@ -1,3 +1,4 @@
+import type { PortMapping } from '../util/port.js';
 import type { ProcessRef } from '../util/proc.js';
 
 /** Lifecycle states (RT-3). `destroying` ends with the record removed. */
@@ -5,7 +6,6 @@ export type DeploymentState = 'pending' | 'building' | 'starting' | 'running' | 
 export const TERMINAL_STATES: readonly DeploymentState[] = ['exited', 'failed'];
 export const LIVE_STATES: readonly DeploymentState[] = ['pending', 'building', 'starting', 'running'];
 
-export interface PortMapping { hostAddress: string; hostPort: number; guestPort: number; protocol: 'tcp'; }
 
 /** What to run: resolved at deploy time, before the async part starts. */
 export type DeploySource =

@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { buildProject } from '../../image/build.js';
 import { homeLayout } from '../../paths.js';
-import { formatBytes, formatDuration, type Output } from '../output.js';
+import { formatDuration, type Output } from '../output.js';
+import { formatBytes } from '../../util/size.js';
 
 export function registerBuild(program: Command, out: () => Output): void {
   program

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { StatusResult } from '../../engine/client.js';
-import { ago, formatBytes, formatDuration, table, type Output } from '../output.js';
+import { ago, formatDuration, table, type Output } from '../output.js';
+import { formatBytes } from '../../util/size.js';
 import { makeClient } from '../context.js';
 
 function stateCell(o: Output, state: string, exitCode: number | null): string {
