@@ -130,7 +130,7 @@ export class ClusterClient implements Client {
       for (;;) {
         const d = (await agent.status()).deployments.find((x) => x.name === name);
         if (d?.state === 'running') break;
-        if (d && (d.state === 'failed' || d.state === 'exited')) throw new UserError('E_DEPLOY_FAILED', `moving ${name} to ${to}: ${d.reason ?? d.state}`);
+        if (d && (d.state === 'failed' || d.state === 'exited')) throw new UserError(d.code ?? 'E_DEPLOY_FAILED', `moving ${name} to ${to}: ${d.reason ?? d.state}`);
         if (Date.now() > deadline) throw new UserError('E_TRANSIENT', `moving ${name} to ${to}: not running yet`);
         await sleep(300);
       }
@@ -184,7 +184,7 @@ export class ClusterClient implements Client {
       if (reported.has(p.deployment)) continue;
       const node = nodes.find((n) => n.name === p.node);
       views.push({
-        name: p.deployment, id: '', state: 'pending', exitCode: null,
+        name: p.deployment, id: '', state: 'pending', exitCode: null, code: null,
         reason: node?.status === 'down' ? `node ${p.node} is down; the workload is being rescheduled` : `placed on node ${p.node}`,
         ports: [], imageBytes: null, image: null, pack: null, mode: null, accel: null, bootMs: null, boot: {}, uptimeMs: null,
         createdAt: new Date(p.placedAt).toISOString(), startedAt: null, endedAt: null, metrics: { cpuSeconds: null, rssBytes: null, supervisorRssBytes: null }, node: p.node,

@@ -24,6 +24,8 @@ export interface ServeOptions {
   tlsCert?: string;
   tlsKey?: string;
   workers: number;
+  shortWorkers: number;
+  shutdownTimeout: number;
   maxAttempts: number;
   retryBaseMs: number;
   maxUploadBytes: number;
@@ -45,7 +47,7 @@ const int = (name: string) => (v: string): number => {
   return n;
 };
 
-export async function serve(o: ServeOptions): Promise<{ close(): Promise<void>; url: string }> {
+export async function serve(o: ServeOptions): Promise<{ close(deadlineMs?: number): Promise<void>; url: string }> {
   const version = (JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')) as { version: string }).version;
   const data = resolve(o.data);
   const m = /^(.*):(\d+)$/.exec(o.listen);
@@ -70,10 +72,10 @@ export async function serve(o: ServeOptions): Promise<{ close(): Promise<void>; 
     node = new LocalClient(nodeLayout);
   }
   const metrics = new Metrics(journal, node);
-  const runner: Runner = o.runner === 'fake' ? new FakeRunner(journal, o.fakeWorkMs) : new EngineRunner(node);
+  const runner: Runner = o.runner === 'fake' ? new FakeRunner(journal, o.fakeWorkMs) : new EngineRunner(node, journal);
   let log: ((msg: string, f: Record<string, unknown>) => void) | null = null;
   const queue = new Queue(journal, runner, {
-    concurrency: o.workers, owner, retry: { maxAttempts: o.maxAttempts, baseMs: o.retryBaseMs, capMs: 60_000 },
+    concurrency: o.workers, shortWorkers: o.shortWorkers, owner, retry: { maxAttempts: o.maxAttempts, baseMs: o.retryBaseMs, capMs: 60_000 },
     events: {
       finished: (job, outcome, ms, error) => {
         metrics.opDuration.observe({ kind: job.kind, outcome }, ms / 1000);
@@ -115,15 +117,50 @@ export async function serve(o: ServeOptions): Promise<{ close(): Promise<void>; 
   app.log.info({ url, data, runner: o.runner, workers: o.workers }, 'unikctld ready');
   return {
     url,
-    async close() {
+    /**
+     * Stops within `deadlineMs` (default: unbounded, for tests that want in-flight jobs finished): stop accepting
+     * requests, give running jobs most of the window, release the rest to the journal for replay, close the stores.
+     */
+    async close(deadlineMs = Number.POSITIVE_INFINITY) {
       clearInterval(monitor);
-      await app.close();
-      await queue.stop();
+      // no new requests from here; open ones (a logs --follow stream, a status call to a dead agent) do not hold the
+      // shutdown: they are cut when the jobs' window ends
+      const closing = app.close();
+      const { released } = await queue.stop(Number.isFinite(deadlineMs) ? deadlineMs * 0.8 : deadlineMs);
+      if (released.length > 0) app.log.warn({ operations: released }, 'shutdown deadline: unfinished operations released; they are replayed on the next start');
+      app.server.closeAllConnections();
+      await closing;
       await stores.election?.stop();
       await stores.close();
       node.close();
     },
   };
+}
+
+/**
+ * SIGTERM/SIGINT handling shared by the server and the agent: a bounded graceful close, then exit. Past the
+ * deadline (a store that does not answer, say) the process exits anyway; a second signal exits at once.
+ */
+export function exitOnSignal(close: (deadlineMs: number) => Promise<void>, deadlineMs: number, log: (msg: string) => void): void {
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      log(`${signal} again: exiting now`);
+      process.exit(1);
+    }
+    stopping = true;
+    log(`${signal}: shutting down (deadline ${deadlineMs} ms)`);
+    setTimeout(() => {
+      log('shutdown deadline passed: exiting');
+      process.exit(1);
+    }, deadlineMs + 2000).unref(); // the close itself is bounded by the deadline; the margin is for its last steps
+    close(deadlineMs).then(() => process.exit(0), (e: unknown) => {
+      log(`shutdown failed: ${String(e)}`);
+      process.exit(1);
+    });
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
 }
 
 export function createServerProgram(): Command {
@@ -136,7 +173,9 @@ export function createServerProgram(): Command {
     .requiredOption('--auth <file>', 'token/JWT configuration (YAML or JSON; see docs/controlplane.md)', process.env.UNIKCTLD_AUTH_FILE)
     .option('--tls-cert <file>', 'serve HTTPS with this certificate (PEM)', process.env.UNIKCTLD_TLS_CERT)
     .option('--tls-key <file>', 'private key for --tls-cert (PEM)', process.env.UNIKCTLD_TLS_KEY)
-    .option('--workers <n>', 'concurrent operation workers', int('--workers'), 2)
+    .option('--workers <n>', 'concurrent operation workers for any operation (builds and boots hold one for minutes)', int('--workers'), 2)
+    .option('--short-workers <n>', 'extra workers that run only destroys, so a destroy never waits behind builds', int('--short-workers'), 1)
+    .option('--shutdown-timeout <seconds>', 'on SIGTERM: how long running operations may finish before they are released for replay and the process exits', int('--shutdown-timeout'), 10)
     .option('--max-attempts <n>', 'attempts per operation before it fails (retries use exponential backoff with jitter)', int('--max-attempts'), 5)
     .option('--retry-base-ms <ms>', 'first retry delay (doubles per attempt, capped at 60 s)', int('--retry-base-ms'), 500)
     .option('--max-upload-bytes <n>', 'largest accepted artifact upload', int('--max-upload-bytes'), 512 * 1024 * 1024)
@@ -165,9 +204,7 @@ Example:
       if (o.nodes !== 'local' && o.nodes !== 'agents') throw new UserError('E_INVALID_ARGUMENT', '--nodes must be local or agents');
       if (o.policy !== 'spread' && o.policy !== 'binpack') throw new UserError('E_INVALID_ARGUMENT', '--policy must be spread or binpack');
       const s = await serve(o);
-      const stop = (): void => { void s.close().then(() => process.exit(0)); };
-      process.on('SIGTERM', stop);
-      process.on('SIGINT', stop);
+      exitOnSignal((ms) => s.close(ms), o.shutdownTimeout * 1000, (m) => process.stderr.write(`unikctld: ${m}\n`));
     });
   program
     .command('agent')
@@ -207,9 +244,8 @@ Example:
         publishAddress: o.publishAddress ?? (host === '0.0.0.0' ? '0.0.0.0' : host), labels, data: resolve(o.data), heartbeatMs: o.heartbeatMs,
         capacity: { cpus: o.cpus ?? def.cpus, memoryMiB: o.memory ?? def.memoryMiB }, https, logLevel: o.logLevel, version,
       });
-      const stop = (): void => { void agent.close().then(() => process.exit(0)); };
-      process.on('SIGTERM', stop);
-      process.on('SIGINT', stop);
+      // the agent's VMs run in their own supervisor processes: closing only stops the API and the heartbeats
+      exitOnSignal(() => agent.close(), 10_000, (m) => process.stderr.write(`unikctld agent: ${m}\n`));
     });
   return program;
 }

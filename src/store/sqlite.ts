@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { UserError } from '../errors.js';
+import { UserError, type ErrorCode } from '../errors.js';
 import type {
   Deployment, DeploymentEvent, DeploymentPatch, DeploymentState, Operation, OperationError, OperationState, Store,
 } from './types.js';
@@ -12,6 +12,7 @@ CREATE TABLE IF NOT EXISTS deployments (
   id TEXT NOT NULL UNIQUE,
   state TEXT NOT NULL,
   exit_code INTEGER,
+  code TEXT,
   reason TEXT,
   spec TEXT NOT NULL,
   image TEXT,
@@ -48,7 +49,7 @@ CREATE INDEX IF NOT EXISTS events_deployment ON events(deployment, id);
 `;
 
 interface DeploymentRow {
-  name: string; id: string; state: string; exit_code: number | null; reason: string | null; spec: string;
+  name: string; id: string; state: string; exit_code: number | null; code: string | null; reason: string | null; spec: string;
   image: string | null; supervisor: string | null; vmm: string | null; accel: string | null; boot: string;
   created_at: number; updated_at: number; started_at: number | null; ended_at: number | null;
 }
@@ -62,7 +63,7 @@ const parse = <T>(s: string | null): T | null => (s === null ? null : (JSON.pars
 
 function toDeployment(r: DeploymentRow): Deployment {
   return {
-    name: r.name, id: r.id, state: r.state as DeploymentState, exitCode: r.exit_code, reason: r.reason,
+    name: r.name, id: r.id, state: r.state as DeploymentState, exitCode: r.exit_code, code: r.code as ErrorCode | null, reason: r.reason,
     spec: JSON.parse(r.spec) as Deployment['spec'], image: parse(r.image), supervisor: parse(r.supervisor), vmm: parse(r.vmm),
     accel: r.accel as Deployment['accel'], boot: JSON.parse(r.boot) as Deployment['boot'],
     createdAt: r.created_at, updatedAt: r.updated_at, startedAt: r.started_at, endedAt: r.ended_at,
@@ -77,10 +78,26 @@ function toOperation(r: OperationRow): Operation {
 }
 
 const PATCH_COLUMNS: Record<keyof DeploymentPatch, string> = {
-  exitCode: 'exit_code', reason: 'reason', image: 'image', supervisor: 'supervisor', vmm: 'vmm', accel: 'accel',
+  exitCode: 'exit_code', code: 'code', reason: 'reason', image: 'image', supervisor: 'supervisor', vmm: 'vmm', accel: 'accel',
   boot: 'boot', startedAt: 'started_at', endedAt: 'ended_at',
 };
 const JSON_COLUMNS = new Set(['image', 'supervisor', 'vmm', 'boot']);
+
+/**
+ * Schema changes of existing state databases, each idempotent (every process runs this on open; the first one
+ * that opens an old file changes it, in one transaction, the rest find nothing to do).
+ */
+function migrate(db: Database.Database): void {
+  db.transaction(() => {
+    const columns = (db.prepare('PRAGMA table_info(deployments)').all() as Array<{ name: string }>).map((c) => c.name);
+    if (!columns.includes('code')) {
+      db.exec('ALTER TABLE deployments ADD COLUMN code TEXT');
+      // rows written before the column existed carried their code as a "E_X: " prefix of the reason: move it, once
+      db.exec(`UPDATE deployments SET code = substr(reason, 1, instr(reason, ':') - 1), reason = ltrim(substr(reason, instr(reason, ':') + 1))
+        WHERE reason GLOB 'E_[A-Z_]*: *' AND instr(substr(reason, 1, instr(reason, ':') - 1), ' ') = 0`);
+    }
+  }).immediate();
+}
 
 /** The embedded store (RT-5): one SQLite file in WAL mode, safe for concurrent CLI and supervisor processes. */
 export class SqliteStore implements Store {
@@ -94,6 +111,7 @@ export class SqliteStore implements Store {
       this.db.pragma('busy_timeout = 10000');
       this.db.pragma('synchronous = NORMAL');
       this.db.exec(SCHEMA);
+      migrate(this.db);
     } catch (e) {
       throw new UserError('E_STATE', `cannot open the state database ${file}: ${(e as Error).message}`, {
         hint: 'check that UNIKCTL_HOME is writable by this user', cause: e,
@@ -109,10 +127,10 @@ export class SqliteStore implements Store {
           hint: `pick another --name, or remove it first: unikctl destroy ${d.name}`,
         });
       }
-      this.db.prepare(`INSERT INTO deployments (name, id, state, exit_code, reason, spec, image, supervisor, vmm, accel, boot,
-        created_at, updated_at, started_at, ended_at) VALUES (@name, @id, @state, @exit_code, @reason, @spec, @image, @supervisor,
+      this.db.prepare(`INSERT INTO deployments (name, id, state, exit_code, code, reason, spec, image, supervisor, vmm, accel, boot,
+        created_at, updated_at, started_at, ended_at) VALUES (@name, @id, @state, @exit_code, @code, @reason, @spec, @image, @supervisor,
         @vmm, @accel, @boot, @created_at, @updated_at, @started_at, @ended_at)`).run({
-        name: d.name, id: d.id, state: d.state, exit_code: d.exitCode, reason: d.reason, spec: JSON.stringify(d.spec),
+        name: d.name, id: d.id, state: d.state, exit_code: d.exitCode, code: d.code, reason: d.reason, spec: JSON.stringify(d.spec),
         image: json(d.image), supervisor: json(d.supervisor), vmm: json(d.vmm), accel: d.accel, boot: JSON.stringify(d.boot),
         created_at: d.createdAt, updated_at: d.updatedAt, started_at: d.startedAt, ended_at: d.endedAt,
       });
