@@ -1,0 +1,127 @@
+import Database from 'better-sqlite3';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TestServer } from './cp-helpers.js';
+import { TestHome } from './helpers.js';
+
+interface JobRow { id: string; kind: string; target: string; state: string; attempts: number; error: string | null; lease_owner: string | null }
+
+/**
+ * Findings 5, 6 and 7 against a real unikctld building real unik.yaml projects: a build failure runs once and keeps
+ * its code; a used idempotency key answers the real (failed) state; a destroy does not wait behind two slow builds
+ * holding both workers; SIGTERM ends the daemon within its deadline and the in-flight builds are replayed, not
+ * duplicated, after a restart.
+ */
+describe('control plane: retries, lanes and a bounded shutdown with real builds', () => {
+  const server = new TestServer({ runner: 'engine', workers: 2, extra: ['--shutdown-timeout', '3'] });
+  const home = new TestHome();
+  const scratch = mkdtempSync(join(tmpdir(), 'unikctl-lanes-'));
+  const project = (name: string, command: string): string => {
+    const dir = join(scratch, name);
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'unik.yaml'), `name: ${name}\nbuild:\n  command: ${JSON.stringify(command)}\nartifact:\n  path: out\n`);
+    return dir;
+  };
+  const jobs = (): JobRow[] => {
+    const db = new Database(join(server.data, 'journal.db'), { readonly: true });
+    try { return db.prepare('SELECT id, kind, target, state, attempts, error, lease_owner FROM jobs ORDER BY seq').all() as JobRow[]; } finally { db.close(); }
+  };
+  const until = async <T>(f: () => Promise<T | null | undefined | false> | T | null | undefined | false, what: string, timeoutMs = 60_000): Promise<T> => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const v = await f();
+      if (v) return v;
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${server.log.slice(-3000)}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  };
+
+  beforeAll(async () => {
+    await server.start();
+    Object.assign(home.env, server.cliEnv());
+  });
+  afterAll(async () => {
+    await home.cli(['destroy', 'slow-1', 'slow-2', '--wait']).catch(() => undefined);
+    await server.stop();
+    server.cleanup();
+    await home.cleanup();
+    rmSync(scratch, { recursive: true, force: true });
+  });
+
+  it('a build failure runs once and deploy --wait reports E_BUILD_FAILED; the used key then answers failed with the code', async () => {
+    const dir = project('broken', 'echo broken-build-ran >&2; exit 3');
+    const r = await home.cli(['deploy', dir, '--name', 'broken', '--idempotency-key', 'broken-1', '--wait', '--timeout', '120', '--json']);
+    expect(r.code, r.stderr).toBe(1);
+    const out = JSON.parse(r.stdout) as { state: string; code: string; reason: string };
+    expect(out).toMatchObject({ state: 'failed', code: 'E_BUILD_FAILED' });
+    expect(out.reason).not.toMatch(/^E_/);
+    // not retried: one attempt, and the build ran once
+    await new Promise((res) => setTimeout(res, 1500)); // several --retry-base-ms (100 ms) periods
+    const job = jobs().find((j) => j.target === 'broken');
+    expect(job).toMatchObject({ state: 'failed', attempts: 1 });
+    expect((JSON.parse(job?.error ?? '{}') as { code?: string }).code).toBe('E_BUILD_FAILED');
+    // the build's output goes to the deployment's console log (build stream), once per run of the build
+    const consoleLog = readFileSync(join(server.data, 'node', 'deployments', 'broken', 'console.log'), 'utf8');
+    const lines = consoleLog.split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { m: string }).m);
+    expect(lines.filter((m) => m === 'broken-build-ran'), consoleLog).toHaveLength(1);
+
+    // finding 7: the same key again is the same operation, with its real state — not 202 "pending"
+    const again = await home.cli(['deploy', dir, '--name', 'broken', '--idempotency-key', 'broken-1', '--json']);
+    expect(again.code, again.stderr).toBe(1);
+    expect(JSON.parse(again.stdout)).toMatchObject({ reused: true, state: 'failed', operationId: job?.id, error: { code: 'E_BUILD_FAILED' } });
+    const human = await home.cli(['deploy', dir, '--name', 'broken', '--idempotency-key', 'broken-1']);
+    expect(human.code).toBe(1);
+    expect(human.stderr).toContain('E_BUILD_FAILED');
+    expect(human.stderr).toContain('new --idempotency-key');
+  });
+
+  it('a destroy finishes while two slow builds hold both workers', async () => {
+    for (const n of ['slow-1', 'slow-2']) {
+      const r = await home.cli(['deploy', project(n, 'sleep 120'), '--name', n]);
+      expect(r.code, r.stderr).toBe(0);
+    }
+    await until(async () => {
+      const s = await home.status();
+      return ['slow-1', 'slow-2'].every((n) => s.deployments.find((d) => d.name === n)?.state === 'building');
+    }, 'both slow builds to run');
+    expect(jobs().filter((j) => j.kind === 'deploy' && j.state === 'running')).toHaveLength(2);
+    const t0 = Date.now();
+    const r = await home.cli(['destroy', 'broken', '--wait']);
+    const ms = Date.now() - t0;
+    expect(r.code, r.stderr).toBe(0);
+    expect(ms).toBeLessThan(15_000);
+    expect(jobs().find((j) => j.kind === 'destroy' && j.target === 'broken')?.state).toBe('succeeded');
+    const s = await home.status();
+    expect(s.deployments.filter((d) => d.state === 'building').map((d) => d.name).sort()).toEqual(['slow-1', 'slow-2']);
+    console.log(`destroy behind two running builds took ${ms} ms`);
+  });
+
+  it('SIGTERM ends the daemon within its deadline; after a restart the in-flight builds are replayed, not duplicated', async () => {
+    const proc = server.proc;
+    if (!proc) throw new Error('no server process');
+    const gone = new Promise<number | null>((res) => proc.once('exit', (code) => res(code)));
+    const t0 = Date.now();
+    proc.kill('SIGTERM');
+    const code = await Promise.race([gone, new Promise<'hung'>((res) => setTimeout(() => res('hung'), 8000))]);
+    const ms = Date.now() - t0;
+    expect(code, server.log.slice(-2000)).toBe(0);
+    expect(ms).toBeLessThan(6000); // --shutdown-timeout 3 (+ closing the stores)
+    console.log(`SIGTERM → exit took ${ms} ms with two builds in flight`);
+    // checkpointed: claimable again, the interrupted attempt not counted
+    const left = jobs().filter((j) => j.target.startsWith('slow-'));
+    expect(left.map((j) => [j.target, j.state, j.attempts, j.lease_owner])).toEqual([['slow-1', 'queued', 0, null], ['slow-2', 'queued', 0, null]]);
+
+    await server.start();
+    await until(() => jobs().filter((j) => j.target.startsWith('slow-')).every((j) => j.state === 'running' && j.attempts === 1), 'the replay');
+    const s = await home.status();
+    // the replayed jobs adopted their deployments (their builds go on): no second deployment
+    expect(s.deployments.map((d) => d.name).filter((n) => n.startsWith('slow')).sort()).toEqual(['slow-1', 'slow-2']);
+    expect(s.deployments.filter((d) => d.name.startsWith('slow')).every((d) => d.state === 'building')).toBe(true);
+    const d = await home.cli(['destroy', 'slow-1', 'slow-2', '--wait']);
+    expect(d.code, d.stderr).toBe(0);
+    const ended = await until(() => { const j = jobs().filter((x) => x.kind === 'deploy' && x.target.startsWith('slow-')); return j.every((x) => x.state === 'failed') && j; }, 'the deploy jobs to end');
+    expect(ended.map((j) => (JSON.parse(j.error ?? '{}') as { code?: string }).code)).toEqual(['E_CANCELLED', 'E_CANCELLED']);
+  });
+});
