@@ -163,6 +163,25 @@ describe.each(impls)('JobStore contract: $name', (impl) => {
     await s.close();
   });
 
+  it('a lane claims only its kinds, in order; release requeues a running job at once without counting its attempt', async () => {
+    const s = impl.jobs();
+    const t0 = Date.now();
+    const [d1, x1, d2, x2] = [newJob(), newJob({ kind: 'destroy' }), newJob(), newJob({ kind: 'destroy' })].map((j) => ({ ...j, createdAt: t0 }));
+    for (const j of [d1, x1, d2, x2]) await s.enqueue(j);
+    expect((await s.claim('short', t0, ['destroy']))?.id).toBe(x1.id);
+    expect((await s.claim('short', t0, ['destroy']))?.id).toBe(x2.id);
+    expect(await s.claim('short', t0, ['destroy'])).toBeNull(); // only deploys left: not this lane's
+    const claimed = await s.claim('w1', t0);
+    expect(claimed?.id).toBe(d1.id);
+    expect(await s.release(d1.id, 'w2')).toBe(false); // only the lease holder releases
+    expect(await s.release(d1.id, 'w1')).toBe(true);
+    expect(shape(await s.get(d1.id))).toMatchObject({ state: 'queued', leaseOwner: null, attempts: 0 });
+    expect(await s.release(d1.id, 'w1')).toBe(false); // not running any more
+    expect(await s.finish(d1.id, 'w1', { result: {} })).toBe(false); // the released holder's late result is dropped
+    expect((await s.claim('w2', Date.now()))?.id).toBe(d1.id); // due at once
+    await s.close();
+  });
+
   it('recent (all or one target, newest first), pendingDeploys (in order), counts, recordEffect', async () => {
     const s = impl.jobs();
     const t0 = Date.now() - 1000;
