@@ -166,7 +166,10 @@ describe.each(impls)('JobStore contract: $name', (impl) => {
   it('a lane claims only its kinds, in order; release requeues a running job at once without counting its attempt', async () => {
     const s = impl.jobs();
     const t0 = Date.now();
-    const [d1, x1, d2, x2] = [newJob(), newJob({ kind: 'destroy' }), newJob(), newJob({ kind: 'destroy' })].map((j) => ({ ...j, createdAt: t0 }));
+    const d1 = newJob({ createdAt: t0 });
+    const x1 = newJob({ kind: 'destroy', createdAt: t0 });
+    const d2 = newJob({ createdAt: t0 });
+    const x2 = newJob({ kind: 'destroy', createdAt: t0 });
     for (const j of [d1, x1, d2, x2]) await s.enqueue(j);
     expect((await s.claim('short', t0, ['destroy']))?.id).toBe(x1.id);
     expect((await s.claim('short', t0, ['destroy']))?.id).toBe(x2.id);

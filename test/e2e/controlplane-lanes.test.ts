@@ -1,9 +1,10 @@
 import Database from 'better-sqlite3';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TestServer } from './cp-helpers.js';
+import { NODE_TOKEN, TestServer, writeFakePackage } from './cp-helpers.js';
 import { TestHome } from './helpers.js';
 
 interface JobRow { id: string; kind: string; target: string; state: string; attempts: number; error: string | null; lease_owner: string | null }
@@ -123,5 +124,56 @@ describe('control plane: retries, lanes and a bounded shutdown with real builds'
     expect(d.code, d.stderr).toBe(0);
     const ended = await until(() => { const j = jobs().filter((x) => x.kind === 'deploy' && x.target.startsWith('slow-')); return j.every((x) => x.state === 'failed') && j; }, 'the deploy jobs to end');
     expect(ended.map((j) => (JSON.parse(j.error ?? '{}') as { code?: string }).code)).toEqual(['E_CANCELLED', 'E_CANCELLED']);
+  });
+});
+
+/**
+ * The agents-mode case of finding 5: agents that no longer answer held a SIGTERM'd server for > 30 s. A "silent
+ * agent" accepts connections and never answers; the deploy job hangs in its call, a status request hangs too.
+ */
+describe('control plane (agents mode): SIGTERM with an agent that never answers', () => {
+  const server = new TestServer({ runner: 'engine', extra: ['--nodes', 'agents', '--node-token', NODE_TOKEN, '--shutdown-timeout', '2'] });
+  const sockets: Socket[] = [];
+  const silent = createServer((s) => { sockets.push(s); });
+  afterAll(async () => {
+    await server.stop();
+    server.cleanup();
+    for (const s of sockets) s.destroy();
+    silent.close();
+  });
+
+  it('exits within the deadline and leaves the hung deploy claimable for replay', async () => {
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
+    const agentPort = (silent.address() as AddressInfo).port;
+    writeFakePackage(server.data, 'pkg');
+    await server.start();
+    const reg = await server.api('/v1/nodes/register', { token: NODE_TOKEN, json: { name: 'n1', address: `http://127.0.0.1:${agentPort}`, capacity: { cpus: 8, memoryMiB: 8192 } } });
+    expect(reg.status, await reg.text()).toBe(200);
+    const dep = await server.api('/v1/deployments', { json: { source: { package: 'pkg' }, name: 'stuck' } });
+    expect(dep.status).toBe(202);
+    const journal = join(server.data, 'journal.db');
+    const job = (): { state: string; attempts: number; lease_owner: string | null } | undefined => {
+      const db = new Database(journal, { readonly: true });
+      try { return db.prepare("SELECT state, attempts, lease_owner FROM jobs WHERE target = 'stuck'").get() as { state: string; attempts: number; lease_owner: string | null } | undefined; } finally { db.close(); }
+    };
+    const deadline = Date.now() + 20_000;
+    while (job()?.state !== 'running' || sockets.length === 0) {
+      if (Date.now() > deadline) throw new Error(`the deploy never reached the agent: ${JSON.stringify(job())}\n${server.log}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const hangingStatus = server.api('/v1/status').then((r) => r.status, () => 'cut');
+    await new Promise((r) => setTimeout(r, 200));
+
+    const proc = server.proc;
+    if (!proc) throw new Error('no server process');
+    const gone = new Promise<number | null>((res) => proc.once('exit', (c) => res(c)));
+    const t0 = Date.now();
+    proc.kill('SIGTERM');
+    const code = await Promise.race([gone, new Promise<'hung'>((res) => setTimeout(() => res('hung'), 10_000))]);
+    const ms = Date.now() - t0;
+    expect(code, server.log.slice(-2000)).toBe(0);
+    expect(ms).toBeLessThan(5000);
+    console.log(`agents mode, silent agent: SIGTERM → exit took ${ms} ms (status request: ${String(await hangingStatus)})`);
+    expect(job()).toEqual({ state: 'queued', attempts: 0, lease_owner: null });
   });
 });
