@@ -100,13 +100,7 @@ describe('control plane: retries, lanes and a bounded shutdown with real builds'
   });
 
   it('SIGTERM ends the daemon within its deadline; after a restart the in-flight builds are replayed, not duplicated', async () => {
-    const proc = server.proc;
-    if (!proc) throw new Error('no server process');
-    const gone = new Promise<number | null>((res) => proc.once('exit', (code) => res(code)));
-    const t0 = Date.now();
-    proc.kill('SIGTERM');
-    const code = await Promise.race([gone, new Promise<'hung'>((res) => setTimeout(() => res('hung'), 8000))]);
-    const ms = Date.now() - t0;
+    const { code, ms } = await server.sigterm(8000);
     expect(code, server.log.slice(-2000)).toBe(0);
     expect(ms).toBeLessThan(6000); // --shutdown-timeout 3 (+ closing the stores)
     console.log(`SIGTERM → exit took ${ms} ms with two builds in flight`);
@@ -164,13 +158,7 @@ describe('control plane (agents mode): SIGTERM with an agent that never answers'
     const hangingStatus = server.api('/v1/status').then((r) => r.status, () => 'cut');
     await new Promise((r) => setTimeout(r, 200));
 
-    const proc = server.proc;
-    if (!proc) throw new Error('no server process');
-    const gone = new Promise<number | null>((res) => proc.once('exit', (c) => res(c)));
-    const t0 = Date.now();
-    proc.kill('SIGTERM');
-    const code = await Promise.race([gone, new Promise<'hung'>((res) => setTimeout(() => res('hung'), 10_000))]);
-    const ms = Date.now() - t0;
+    const { code, ms } = await server.sigterm(10_000);
     expect(code, server.log.slice(-2000)).toBe(0);
     expect(ms).toBeLessThan(5000);
     console.log(`agents mode, silent agent: SIGTERM → exit took ${ms} ms (status request: ${String(await hangingStatus)})`);
