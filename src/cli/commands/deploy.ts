@@ -81,7 +81,7 @@ export function registerDeploy(program: Command, out: () => Output): void {
  * Waits until the deployment runs or ends. A failed deployment whose operation is still queued or running is not
  * the end in remote mode: the control plane retries platform failures, and the next attempt replaces it.
  */
-async function waitSettled(client: Client, r: DeployResult, timeoutMs: number): Promise<{ d: Deployment | null; op: Operation | null }> {
+export async function waitSettled(client: Client, r: DeployResult, timeoutMs: number): Promise<{ d: Deployment | null; op: Operation | null }> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const d = await client.waitFor(r.name, (x) => !x || ['running', 'exited', 'failed'].includes(x.state), Math.max(0, deadline - Date.now()));
