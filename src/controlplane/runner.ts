@@ -3,7 +3,7 @@ import { UserError, isUserError } from '../errors.js';
 import type { Deployment } from '../store/types.js';
 import type { Job, JobStore } from './journal.js';
 import { isRetryable, type Runner } from './queue.js';
-import { ClusterClient } from './cluster.js';
+import type { ClusterClient } from './cluster.js';
 
 /** What a deploy job carries: a resolved target on this host plus the deploy flags. */
 export interface DeployJobRequest {
@@ -36,13 +36,14 @@ export function deploymentFailure(d: Pick<Deployment, 'name' | 'code' | 'reason'
  * attempt), so the build and boot happen again; a user fault is never rebuilt.
  */
 export class EngineRunner implements Runner {
-  constructor(private readonly node: Client, private readonly journal: JobStore) {}
+  /** @param cluster the cluster engine when VMs run on agents (moves need it), null for the local node */
+  constructor(private readonly node: Client, private readonly journal: JobStore, private readonly cluster: Pick<ClusterClient, 'move'> | null = null) {}
 
   async run(job: Job): Promise<unknown> {
     if (job.kind === 'move') {
-      if (!(this.node instanceof ClusterClient)) throw new UserError('E_INVALID_ARGUMENT', 'move jobs need cluster mode (--nodes agents)');
+      if (!this.cluster) throw new UserError('E_INVALID_ARGUMENT', 'move jobs need cluster mode (--nodes agents)');
       const r = job.request as MoveJobRequest;
-      return (await this.node.move(job.target, r.from, { sourceDown: r.sourceDown, graceMs: r.graceMs })) ?? { name: job.target, moved: false };
+      return (await this.cluster.move(job.target, r.from, { sourceDown: r.sourceDown, graceMs: r.graceMs })) ?? { name: job.target, moved: false };
     }
     if (job.kind === 'deploy') return this.deploy(job);
     const r = job.request as DestroyJobRequest;

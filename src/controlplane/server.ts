@@ -65,14 +65,15 @@ export async function serve(o: ServeOptions): Promise<{ close(deadlineMs?: numbe
   const nodeLayout = homeLayout({ ...process.env, UNIKCTL_HOME: join(data, 'node'), UNIKCTL_KERNEL_DIR: process.env.UNIKCTL_KERNEL_DIR ?? userKernels });
   const artifacts = new ArtifactStore({ dir: join(data, 'artifacts'), maxUploadBytes: o.maxUploadBytes, maxExtractedBytes: o.maxUploadBytes * 8, maxEntries: 200_000 });
   let node: Client;
+  let cluster: ClusterClient | null = null;
   if (o.nodes === 'agents') {
     if (!o.nodeToken) throw new UserError('E_INVALID_ARGUMENT', '--nodes agents needs --node-token (or UNIKCTLD_NODE_TOKEN): the token agents accept from the control plane');
-    node = new ClusterClient({ store: nodes, artifacts, nodeToken: o.nodeToken, policy: o.policy, staleAfterMs: o.nodeGraceMs, layout: nodeLayout });
+    node = cluster = new ClusterClient({ store: nodes, artifacts, nodeToken: o.nodeToken, policy: o.policy, staleAfterMs: o.nodeGraceMs, layout: nodeLayout });
   } else {
     node = new LocalClient(nodeLayout);
   }
   const metrics = new Metrics(journal, node);
-  const runner: Runner = o.runner === 'fake' ? new FakeRunner(journal, o.fakeWorkMs) : new EngineRunner(node, journal);
+  const runner: Runner = o.runner === 'fake' ? new FakeRunner(journal, o.fakeWorkMs) : new EngineRunner(node, journal, cluster);
   let log: ((msg: string, f: Record<string, unknown>) => void) | null = null;
   const queue = new Queue(journal, runner, {
     concurrency: o.workers, shortWorkers: o.shortWorkers, owner, retry: { maxAttempts: o.maxAttempts, baseMs: o.retryBaseMs, capMs: 60_000 },
@@ -89,7 +90,7 @@ export async function serve(o: ServeOptions): Promise<{ close(deadlineMs?: numbe
       log: (msg, f) => log?.(msg, f),
     },
   });
-  const cp = new ControlPlane({ journal, queue, node, nodeLayout, artifacts, maxAttempts: o.maxAttempts });
+  const cp = new ControlPlane({ journal, queue, node, cluster, nodeLayout, artifacts, maxAttempts: o.maxAttempts });
   const https = o.tlsCert && o.tlsKey ? { cert: readFileSync(o.tlsCert), key: readFileSync(o.tlsKey) } : null;
   const app = await buildApp({ cp, auth, artifacts, metrics, nodes, version, https, logger: { level: o.logLevel } });
   log = (msg, f) => app.log.info(f, msg);

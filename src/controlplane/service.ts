@@ -14,7 +14,7 @@ import type { ArtifactStore } from './artifacts.js';
 import type { Job, JobStore } from './journal.js';
 import type { Queue } from './queue.js';
 import type { DeployJobRequest } from './runner.js';
-import { ClusterClient } from './cluster.js';
+import type { ClusterClient } from './cluster.js';
 
 export interface DeployBody {
   source: { artifact: string; kind: 'project' | 'binary' | 'package' } | { package: string };
@@ -38,6 +38,8 @@ const hashRequest = (v: unknown): string => createHash('sha256').update(JSON.str
 export class ControlPlane {
   constructor(private readonly o: {
     journal: JobStore; queue: Queue; node: Client; nodeLayout: HomeLayout; artifacts: ArtifactStore; maxAttempts: number;
+    /** the cluster engine when VMs run on agents (drain and down-node moves), null for the local node */
+    cluster: Pick<ClusterClient, 'placementsOn'> | null;
   }) {}
 
   private artifactDir(id: string): string {
@@ -185,9 +187,9 @@ export class ControlPlane {
 
   /** Cordon a node and queue a move for each of its workloads (cluster mode). */
   async drain(node: string, traceId: string): Promise<string[]> {
-    if (!(this.o.node instanceof ClusterClient)) return [];
+    if (!this.o.cluster) return [];
     const moved: string[] = [];
-    for (const p of await this.o.node.placementsOn(node)) {
+    for (const p of await this.o.cluster.placementsOn(node)) {
       const { created } = await this.o.journal.enqueue({
         id: newId('op'), kind: 'move', target: p.deployment, idempotencyKey: `drain:${node}:${p.deployment}:${p.placedAt}`,
         requestHash: hashRequest({ from: node, placedAt: p.placedAt }), request: { from: node, sourceDown: false, graceMs: 10_000 },
@@ -201,10 +203,11 @@ export class ControlPlane {
 
   /** A node that stopped heartbeating: its workloads are recreated elsewhere (run by the leader). */
   async rescheduleDownNodes(nodes: Array<{ name: string; status: string }>): Promise<number> {
-    if (!(this.o.node instanceof ClusterClient)) return 0;
+    const cluster = this.o.cluster;
+    if (!cluster) return 0;
     let n = 0;
     for (const node of nodes.filter((x) => x.status === 'down')) {
-      for (const p of await this.o.node.placementsOn(node.name)) {
+      for (const p of await cluster.placementsOn(node.name)) {
         const { created } = await this.o.journal.enqueue({
           id: newId('op'), kind: 'move', target: p.deployment, idempotencyKey: `down:${node.name}:${p.deployment}:${p.placedAt}`,
           requestHash: hashRequest({ from: node.name, placedAt: p.placedAt }), request: { from: node.name, sourceDown: true, graceMs: 0 },
