@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NODE_TOKEN, TestServer, writeFakePackage } from './cp-helpers.js';
-import { TestHome } from './helpers.js';
+import { compileFixture, TestHome } from './helpers.js';
 
 interface JobRow { id: string; kind: string; target: string; state: string; attempts: number; error: string | null; lease_owner: string | null }
 
@@ -163,5 +163,56 @@ describe('control plane (agents mode): SIGTERM with an agent that never answers'
     expect(ms).toBeLessThan(5000);
     console.log(`agents mode, silent agent: SIGTERM → exit took ${ms} ms (status request: ${String(await hangingStatus)})`);
     expect(job()).toEqual({ state: 'queued', attempts: 0, lease_owner: null });
+  });
+});
+
+/**
+ * Finding 6 with a real VMM: QEMU fails on its first start (a wrapper on the server's PATH exits 1 once, then runs
+ * the real QEMU). The failure is E_QEMU_FAILED (a platform fault), so the job is retried, and the retry really boots
+ * again — it does not find the failed deployment through an idempotency key and give up.
+ */
+describe('control plane: a platform failure is retried and really runs again', () => {
+  const wrapperDir = mkdtempSync(join(tmpdir(), 'unikctl-qemu-wrapper-'));
+  const realQemu = join('/usr/bin', 'qemu-system-x86_64');
+  writeFileSync(join(wrapperDir, 'qemu-system-x86_64'), [
+    '#!/bin/sh',
+    `echo start >> ${join(wrapperDir, 'starts')}`,
+    `if [ ! -e ${join(wrapperDir, 'failed-once')} ]; then`,
+    `  touch ${join(wrapperDir, 'failed-once')}`,
+    '  echo "qemu-system-x86_64: simulated start failure" >&2',
+    '  exit 1',
+    'fi',
+    `exec ${realQemu} "$@"`,
+    '',
+  ].join('\n'), { mode: 0o755 });
+  const server = new TestServer({ runner: 'engine', env: { PATH: `${wrapperDir}:${process.env.PATH ?? ''}` } });
+  const home = new TestHome();
+  afterAll(async () => {
+    await home.cli(['destroy', 'retried', '--wait']).catch(() => undefined);
+    await server.stop();
+    server.cleanup();
+    await home.cleanup();
+    rmSync(wrapperDir, { recursive: true, force: true });
+  });
+
+  it('QEMU failing once: the job retries, boots a second time and succeeds', async () => {
+    await server.start();
+    Object.assign(home.env, server.cliEnv());
+    const probe = compileFixture('probe.c', join(wrapperDir, 'probe'), ['-static']);
+    const r = await home.cli(['deploy', probe, '--name', 'retried', '-e', 'PROBE_MODE=sleep', '--wait', '--timeout', '240', '--json']);
+    expect(r.code, `${r.stderr}\n${server.log.slice(-2000)}`).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ state: 'running', code: null });
+    const starts = readFileSync(join(wrapperDir, 'starts'), 'utf8').trim().split('\n');
+    expect(starts).toHaveLength(2); // the VMM really started again
+    const db = new Database(join(server.data, 'journal.db'), { readonly: true });
+    try {
+      const job = db.prepare("SELECT state, attempts FROM jobs WHERE target = 'retried' AND kind = 'deploy'").get();
+      expect(job).toEqual({ state: 'succeeded', attempts: 2 });
+    } finally {
+      db.close();
+    }
+    const metrics = await (await server.api('/v1/metrics')).text();
+    expect(metrics).toMatch(/^unikctld_operation_retries_total\{kind="deploy"\} 1$/m);
+    expect((await home.cli(['logs', 'retried'])).stdout).toContain('probe: started with 1 args');
   });
 });
