@@ -42,4 +42,18 @@ describe('deploy --wait reports the typed code of a failed build', () => {
     expect(text.stderr).toContain(code);
     expect(text.stderr).not.toContain('E_QEMU_FAILED');
   });
+  it('a used idempotency key whose deploy failed answers failed with the code, and says a retry takes a new key', async () => {
+    const dir = project('keyed', { 'unik.yaml': 'name: keyed\nbuild:\n  command: "exit 5"\nartifact:\n  path: out\n' });
+    const first = await home.cli(['deploy', dir, '--name', 'keyed', '--idempotency-key', 'local-k1', '--wait', '--timeout', '120']);
+    expect(first.code).toBe(1);
+    expect(first.stderr).toContain('E_BUILD_FAILED');
+    const again = await home.cli(['deploy', dir, '--name', 'keyed', '--idempotency-key', 'local-k1', '--json']);
+    expect(again.code).toBe(1);
+    expect(JSON.parse(again.stdout)).toMatchObject({ reused: true, state: 'failed', error: { code: 'E_BUILD_FAILED' } });
+    const text = await home.cli(['deploy', dir, '--name', 'keyed', '--idempotency-key', 'local-k1']);
+    expect(text.code).toBe(1);
+    expect(text.stderr).toContain('E_BUILD_FAILED');
+    expect(text.stderr).toContain('new --idempotency-key');
+    await home.cli(['destroy', 'keyed', '--wait']);
+  });
 });
