@@ -21,6 +21,32 @@ const int = (name: string) => (v: string): number => {
 };
 
 
+/**
+ * SIGTERM/SIGINT handling shared by the server and the agent: a bounded graceful close, then exit. Past the
+ * deadline (a store that does not answer, say) the process exits anyway; a second signal exits at once.
+ */
+function exitOnSignal(close: (deadlineMs: number) => Promise<void>, deadlineMs: number, log: (msg: string) => void): void {
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      log(`${signal} again: exiting now`);
+      process.exit(1);
+    }
+    stopping = true;
+    log(`${signal}: shutting down (deadline ${deadlineMs} ms)`);
+    setTimeout(() => {
+      log('shutdown deadline passed: exiting');
+      process.exit(1);
+    }, deadlineMs + 2000).unref(); // the close itself is bounded by the deadline; the margin is for its last steps
+    close(deadlineMs).then(() => process.exit(0), (e: unknown) => {
+      log(`shutdown failed: ${String(e)}`);
+      process.exit(1);
+    });
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
+
 const positive = (name: string) => (v: string): number => {
   const n = int(name)(v);
   if (n === 0) throw new InvalidArgumentError(`${name} must be positive`);
@@ -86,7 +112,9 @@ export function createServerProgram(): Command {
     .requiredOption('--auth <file>', 'token/JWT configuration (YAML or JSON; see docs/controlplane.md)', process.env.UNIKCTLD_AUTH_FILE)
     .option('--tls-cert <file>', 'serve HTTPS with this certificate (PEM)', process.env.UNIKCTLD_TLS_CERT)
     .option('--tls-key <file>', 'private key for --tls-cert (PEM)', process.env.UNIKCTLD_TLS_KEY)
-    .option('--workers <n>', 'concurrent operation workers', int('--workers'), 2)
+    .option('--workers <n>', 'concurrent operation workers for any operation (builds and boots hold one for minutes)', int('--workers'), 2)
+    .option('--short-workers <n>', 'extra workers that run only destroys, so a destroy never waits behind builds', int('--short-workers'), 1)
+    .option('--shutdown-timeout <seconds>', 'on SIGTERM: how long running operations may finish before they are released for replay and the process exits', int('--shutdown-timeout'), 10)
     .option('--max-attempts <n>', 'attempts per operation before it fails (retries use exponential backoff with jitter)', int('--max-attempts'), 5)
     .option('--retry-base-ms <ms>', 'first retry delay (doubles per attempt, capped at 60 s)', int('--retry-base-ms'), 500)
     .option('--max-upload-bytes <n>', 'largest accepted artifact upload', int('--max-upload-bytes'), 512 * 1024 * 1024)
@@ -117,9 +145,7 @@ Example:
       if (o.nodes !== 'local' && o.nodes !== 'agents') throw new UserError('E_INVALID_ARGUMENT', '--nodes must be local or agents');
       if (o.policy !== 'spread' && o.policy !== 'binpack') throw new UserError('E_INVALID_ARGUMENT', '--policy must be spread or binpack');
       const s = await serve({ ...o, sandbox: sandboxPolicy(o, [o.data, dirname(resolve(o.auth)), o.tlsCert, o.tlsKey]) });
-      const stop = (): void => { void s.close().then(() => process.exit(0)); };
-      process.on('SIGTERM', stop);
-      process.on('SIGINT', stop);
+      exitOnSignal((ms) => s.close(ms), o.shutdownTimeout * 1000, (m) => process.stderr.write(`unikctld: ${m}\n`));
     });
   withTimeoutOptions(addSandboxFlags(program
     .command('agent')))
@@ -145,7 +171,7 @@ Defaults follow Nomad/Kubernetes practice: heartbeat every 10 s; the control pla
 
 Identity: on its first start the agent joins with --join-token and receives its own credential, kept in
 DATA/node-identity.json (mode 0600); later starts use that file and need no join token. A name another node
-has joined with is refused (E_NODE_IDENTITY). After an administrator removes the node, delete the file and
+has joined with is refused (E_NODE_NAME_TAKEN). After an administrator removes the node, delete the file and
 start the agent with --join-token again.
 
 Example:
@@ -162,9 +188,8 @@ Example:
         capacity: { cpus: o.cpus ?? def.cpus, memoryMiB: o.memory ?? def.memoryMiB }, https, logLevel: o.logLevel, version,
         buildSandbox: sandboxPolicy(o, [o.data, o.tlsCert, o.tlsKey]), timeouts: timeoutsOf(o),
       });
-      const stop = (): void => { void agent.close().then(() => process.exit(0)); };
-      process.on('SIGTERM', stop);
-      process.on('SIGINT', stop);
+      // the agent's VMs run in their own supervisor processes: closing only stops the API and the heartbeats
+      exitOnSignal(() => agent.close(), 10_000, (m) => process.stderr.write(`unikctld agent: ${m}\n`));
     });
   return program;
 }

@@ -40,7 +40,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, extname, resolve } from 'node:path';
 import { errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
 import { parse as parseYaml } from 'yaml';
-import { UserError, type ErrorCode } from '../errors.js';
+import { ERROR_CODES, UserError, type ErrorCode } from '../errors.js';
 
 export type Scope = 'deploy' | 'destroy' | 'read' | 'logs' | 'nodes' | 'admin';
 export const SCOPES: readonly Scope[] = Object.freeze(['deploy', 'destroy', 'read', 'logs', 'nodes', 'admin'] as const);
@@ -58,24 +58,8 @@ export interface AuthConfig {
   jwt?: { secret: Uint8Array; issuer?: string; audience?: string; clockToleranceSec?: number };
 }
 
-/** The stable codes this module produces (to be added to ERROR_CODES in src/errors.ts). */
-export const AUTH_ERROR_CODES = {
-  E_UNAUTHENTICATED: 'no bearer credential was sent',
-  E_TOKEN_INVALID: 'the token is unknown, malformed or has a bad signature',
-  E_TOKEN_EXPIRED: 'the token has expired',
-  E_TOKEN_NOT_YET_VALID: 'the token is not valid yet',
-  E_FORBIDDEN: 'the token lacks the scope the request needs',
-  E_AUTH_CONFIG: 'the control-plane auth configuration is invalid',
-} as const;
-export type AuthErrorCode = keyof typeof AUTH_ERROR_CODES;
-
-/**
- * Passes an auth code through `UserError` until the taxonomy in src/errors.ts lists it. The widening to
- * `string` is the only cast; once the codes are in `ErrorCode` this is an identity function.
- */
-function asErrorCode(code: AuthErrorCode): ErrorCode {
-  return code as string as ErrorCode;
-}
+/** The stable codes this module produces; their summaries and HTTP statuses live in the error table (src/errors.ts). */
+export type AuthErrorCode = Extract<ErrorCode, 'E_UNAUTHENTICATED' | 'E_TOKEN_INVALID' | 'E_TOKEN_EXPIRED' | 'E_TOKEN_NOT_YET_VALID' | 'E_FORBIDDEN' | 'E_AUTH_CONFIG'>;
 
 export const MIN_JWT_SECRET_BYTES = 32;
 export const MIN_PLAIN_TOKEN_LENGTH = 16;
@@ -85,20 +69,20 @@ const MAX_CLOCK_TOLERANCE_SEC = 300;
 const REALM = 'unikctld';
 
 export class ApiAuthError extends UserError {
-  readonly status: 401 | 403;
+  /** 401 or 403, from the error table */
+  readonly status: number;
   /** Value for the `WWW-Authenticate` response header (RFC 6750 §3). */
   readonly challenge: string;
 
   constructor(
-    status: 401 | 403,
     code: Exclude<AuthErrorCode, 'E_AUTH_CONFIG'>,
     message: string,
     opts: { hint?: string; details?: Record<string, unknown>; cause?: unknown; scope?: Scope } = {},
   ) {
-    super(asErrorCode(code), message, opts);
+    super(code, message, opts);
     this.name = 'ApiAuthError';
-    this.status = status;
-    if (status === 403) this.challenge = `Bearer realm="${REALM}", error="insufficient_scope"${opts.scope ? `, scope="${opts.scope}"` : ''}`;
+    this.status = ERROR_CODES[code].status;
+    if (this.status === 403) this.challenge = `Bearer realm="${REALM}", error="insufficient_scope"${opts.scope ? `, scope="${opts.scope}"` : ''}`;
     else if (code === 'E_UNAUTHENTICATED') this.challenge = `Bearer realm="${REALM}"`;
     else this.challenge = `Bearer realm="${REALM}", error="invalid_token"`;
   }
@@ -128,7 +112,7 @@ const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$/;
 const TOKEN_HINT = "send 'Authorization: Bearer <token>' (the CLI reads UNIKCTL_TOKEN)";
 
 export function invalidToken(message: string, opts: { cause?: unknown; details?: Record<string, unknown>; hint?: string } = {}): ApiAuthError {
-  return new ApiAuthError(401, 'E_TOKEN_INVALID', message, { hint: 'check the token, or ask an administrator for a new one', ...opts });
+  return new ApiAuthError('E_TOKEN_INVALID', message, { hint: 'check the token, or ask an administrator for a new one', ...opts });
 }
 
 /**
@@ -137,15 +121,15 @@ export function invalidToken(message: string, opts: { cause?: unknown; details?:
  */
 export function bearerValue(authorizationHeader: string | undefined): string {
   if (authorizationHeader === undefined || authorizationHeader.trim() === '') {
-    throw new ApiAuthError(401, 'E_UNAUTHENTICATED', 'authentication required: no Authorization header', { hint: TOKEN_HINT });
+    throw new ApiAuthError('E_UNAUTHENTICATED', 'authentication required: no Authorization header', { hint: TOKEN_HINT });
   }
   const m = /^\s*(\S+)(?:[ \t]+(.*))?$/.exec(authorizationHeader);
   const scheme = m?.[1] ?? '';
   if (scheme.toLowerCase() !== 'bearer') {
-    throw new ApiAuthError(401, 'E_UNAUTHENTICATED', `authentication required: the Authorization scheme must be Bearer (got ${JSON.stringify(scheme.slice(0, 32))})`, { hint: TOKEN_HINT });
+    throw new ApiAuthError('E_UNAUTHENTICATED', `authentication required: the Authorization scheme must be Bearer (got ${JSON.stringify(scheme.slice(0, 32))})`, { hint: TOKEN_HINT });
   }
   const value = (m?.[2] ?? '').trim();
-  if (value === '') throw new ApiAuthError(401, 'E_UNAUTHENTICATED', 'authentication required: the Bearer credential is empty', { hint: TOKEN_HINT });
+  if (value === '') throw new ApiAuthError('E_UNAUTHENTICATED', 'authentication required: the Bearer credential is empty', { hint: TOKEN_HINT });
   if (value.length > MAX_BEARER_LENGTH) throw invalidToken(`malformed bearer token: longer than ${MAX_BEARER_LENGTH} characters`);
   if (!B64TOKEN.test(value)) throw invalidToken('malformed bearer token: it contains characters a bearer token cannot have');
   return value;
@@ -197,7 +181,7 @@ export class Authenticator {
   /** Throws ApiAuthError (403) when the principal lacks the scope. */
   authorize(p: Principal, scope: Scope): void {
     if (hasScope(p, scope)) return;
-    throw new ApiAuthError(403, 'E_FORBIDDEN', `${p.via === 'jwt' ? 'JWT subject' : 'token'} ${JSON.stringify(p.subject)} lacks the "${scope}" scope this request needs`, {
+    throw new ApiAuthError('E_FORBIDDEN', `${p.via === 'jwt' ? 'JWT subject' : 'token'} ${JSON.stringify(p.subject)} lacks the "${scope}" scope this request needs`, {
       scope,
       hint: `use a credential granted the "${scope}" (or "admin") scope`,
       details: { required_scope: scope, granted_scopes: [...p.scopes] },
@@ -252,11 +236,11 @@ export class Authenticator {
 
 function mapJoseError(e: unknown): ApiAuthError {
   if (e instanceof joseErrors.JWTExpired) {
-    return new ApiAuthError(401, 'E_TOKEN_EXPIRED', 'the JWT has expired', { cause: e, hint: 'obtain a fresh token from the issuer' });
+    return new ApiAuthError('E_TOKEN_EXPIRED', 'the JWT has expired', { cause: e, hint: 'obtain a fresh token from the issuer' });
   }
   if (e instanceof joseErrors.JWTClaimValidationFailed) {
     if (e.claim === 'nbf') {
-      return new ApiAuthError(401, 'E_TOKEN_NOT_YET_VALID', 'the JWT is not valid yet ("nbf" is in the future)', {
+      return new ApiAuthError('E_TOKEN_NOT_YET_VALID', 'the JWT is not valid yet ("nbf" is in the future)', {
         cause: e,
         hint: 'check the clocks of the issuer and the control plane, or set jwt.clock_tolerance_sec',
       });
@@ -277,7 +261,7 @@ function mapJoseError(e: unknown): ApiAuthError {
 // ───────────────────────────── config file ─────────────────────────────
 
 function configError(file: string, message: string, cause?: unknown): UserError {
-  return new UserError(asErrorCode('E_AUTH_CONFIG'), `${file}: ${message}`, {
+  return new UserError('E_AUTH_CONFIG', `${file}: ${message}`, {
     hint: 'fix the auth config; the format is documented at the top of src/controlplane/auth.ts',
     ...(cause !== undefined ? { cause } : {}),
   });

@@ -135,12 +135,19 @@ export class ClusterClient implements Client, Fleet {
       const moved: Placement = { ...p, node: to, request, placedAt: Date.now() };
       await this.o.store.grantArtifact({ node: to, deployment: name, artifact: request.source.artifact });
       const { agent } = await this.agentOf(to);
-      await agent.deploy(request);
+      // a live copy there is this move's, replayed after a restart: adopt it. Otherwise deploy with a key of this
+      // try: a retried move must boot again, not be answered with the failed copy of the previous try
+      const copy = (await agent.status()).deployments.find((x) => x.name === name);
+      if (!copy) await agent.deploy({ ...request, idempotencyKey: `${request.idempotencyKey}:${Date.now()}` });
       const deadline = Date.now() + 30 * 60_000;
       for (;;) {
         const d = (await agent.status()).deployments.find((x) => x.name === name);
         if (d?.state === 'running') break;
-        if (d && (d.state === 'failed' || d.state === 'exited')) throw new UserError('E_DEPLOY_FAILED', `moving ${name} to ${to}: ${d.reason ?? d.state}`);
+        if (d && (d.state === 'failed' || d.state === 'exited')) {
+          // the failed copy is removed, so a retry starts clean and the node does not keep a copy nobody places
+          await destroyOn(agent, name, 0).catch(() => undefined);
+          throw new UserError(d.code ?? 'E_DEPLOY_FAILED', `moving ${name} to ${to}: ${d.reason ?? d.state}`);
+        }
         if (Date.now() > deadline) throw new UserError('E_TRANSIENT', `moving ${name} to ${to}: not running yet`);
         await sleep(300);
       }
@@ -164,9 +171,7 @@ export class ClusterClient implements Client, Fleet {
       const node = await this.agentOf(p.node).catch(() => null);
       if (node && node.record.status === 'ready') {
         try {
-          await node.agent.destroy([name], opts.graceMs);
-          const deadline = Date.now() + opts.graceMs + 30_000;
-          while ((await node.agent.status()).deployments.some((d) => d.name === name) && Date.now() < deadline) await sleep(200);
+          await destroyOn(node.agent, name, opts.graceMs);
         } catch (e) {
           if (!(isUserError(e) && e.code === 'E_UNKNOWN_APP')) throw e;
         }
@@ -196,7 +201,7 @@ export class ClusterClient implements Client, Fleet {
       if (reported.has(p.deployment)) continue;
       const node = nodes.find((n) => n.name === p.node);
       views.push({
-        name: p.deployment, id: '', state: 'pending', exitCode: null,
+        name: p.deployment, id: '', state: 'pending', exitCode: null, code: null,
         reason: node?.status === 'down' ? `node ${p.node} is down; the workload is being rescheduled` : `placed on node ${p.node}`,
         ports: [], imageBytes: null, image: null, pack: null, mode: null, accel: null, bootMs: null, boot: {}, uptimeMs: null,
         createdAt: new Date(p.placedAt).toISOString(), startedAt: null, endedAt: null, metrics: { cpuSeconds: null, rssBytes: null, supervisorRssBytes: null }, node: p.node,
@@ -234,4 +239,11 @@ export class ClusterClient implements Client, Fleet {
   static isLive(state: string): boolean {
     return LIVE.has(state);
   }
+}
+
+/** Destroys a deployment on an agent and waits (up to the grace period + 30 s) until the agent no longer lists it. */
+async function destroyOn(agent: AgentClient, name: string, graceMs: number): Promise<void> {
+  await agent.destroy([name], graceMs);
+  const deadline = Date.now() + graceMs + 30_000;
+  while ((await agent.status()).deployments.some((d) => d.name === name) && Date.now() < deadline) await sleep(200);
 }

@@ -165,6 +165,28 @@ describe.each(impls)('JobStore contract: $name', (impl) => {
     await s.close();
   });
 
+  it('a lane claims only its kinds, in order; release requeues a running job at once without counting its attempt', async () => {
+    const s = impl.jobs();
+    const t0 = Date.now();
+    const d1 = newJob({ createdAt: t0 });
+    const x1 = newJob({ kind: 'destroy', createdAt: t0 });
+    const d2 = newJob({ createdAt: t0 });
+    const x2 = newJob({ kind: 'destroy', createdAt: t0 });
+    for (const j of [d1, x1, d2, x2]) await s.enqueue(j);
+    expect((await s.claim('short', t0, ['destroy']))?.id).toBe(x1.id);
+    expect((await s.claim('short', t0, ['destroy']))?.id).toBe(x2.id);
+    expect(await s.claim('short', t0, ['destroy'])).toBeNull(); // only deploys left: not this lane's
+    const claimed = await s.claim('w1', t0);
+    expect(claimed?.id).toBe(d1.id);
+    expect(await s.release(d1.id, 'w2')).toBe(false); // only the lease holder releases
+    expect(await s.release(d1.id, 'w1')).toBe(true);
+    expect(shape(await s.get(d1.id))).toMatchObject({ state: 'queued', leaseOwner: null, attempts: 0 });
+    expect(await s.release(d1.id, 'w1')).toBe(false); // not running any more
+    expect(await s.finish(d1.id, 'w1', { result: {} })).toBe(false); // the released holder's late result is dropped
+    expect((await s.claim('w2', Date.now()))?.id).toBe(d1.id); // due at once
+    await s.close();
+  });
+
   it('recent (all or one target, newest first), pendingDeploys (in order), counts, recordEffect', async () => {
     const s = impl.jobs();
     const t0 = Date.now() - 1000;
@@ -222,13 +244,13 @@ describe.each(impls)('NodeStore + PlacementStore contract: $name', (impl) => {
     expect(await s.identity('a')).toEqual(identity('a'));
     expect(await s.identity('b')).toBeNull();
     const e = await s.join({ name: 'a', address: 'http://evil' }, identity('e')).catch((x: unknown) => x);
-    expect(e).toMatchObject({ code: 'E_NODE_IDENTITY', status: 409 });
+    expect(e).toMatchObject({ code: 'E_NODE_NAME_TAKEN' });
     expect((await s.get('a'))?.address).toBe('http://a');
     expect(await s.identity('a')).toEqual(identity('a'));
     // two joins racing for one name: exactly one wins
     const race = await Promise.all(['1', '2', '3'].map((k) => code(s.join({ name: 'b' }, identity(k)))));
     expect(race.filter((c) => c === 'resolved')).toHaveLength(1);
-    expect(race.filter((c) => c === 'E_NODE_IDENTITY')).toHaveLength(2);
+    expect(race.filter((c) => c === 'E_NODE_NAME_TAKEN')).toHaveLength(2);
     // grants: per node, revoked per node or for every node
     await s.grantArtifact({ node: 'a', deployment: 'web', artifact: 'art_1' });
     await s.grantArtifact({ node: 'b', deployment: 'web', artifact: 'art_1' });

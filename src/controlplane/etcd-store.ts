@@ -1,6 +1,6 @@
 import { Etcd3, Range, type Campaign, type Election, type IKeyValue, type IOperation } from 'etcd3';
 import { UserError } from '../errors.js';
-import type { Job, JobError, JobState, JobStore, NewJob } from './journal.js';
+import type { Job, JobError, JobKind, JobState, JobStore, NewJob } from './journal.js';
 import { nameTaken, type ArtifactGrant, type NodeIdentity, type NodeInput, type NodeRecord, type NodeStore, type Placement, type PlacementStore } from './nodes.js';
 import type { ControlPlaneStores, LeaderElection, StoreOptions } from './stores.js';
 
@@ -186,15 +186,15 @@ export class EtcdJobStore implements JobStore {
     return { ok: false, fenced: fence !== undefined && kv?.create_revision !== fence.createRevision };
   }
 
-  /** The first queued job that is due, in seq order, that no other worker of this process is claiming. */
-  private async firstDue(now: number): Promise<{ job: StoredJob; mod: string } | null> {
+  /** The first queued job that is due (of `kinds`: a lane), in seq order, that no other worker of this process is claiming. */
+  private async firstDue(now: number, kinds?: readonly JobKind[]): Promise<{ job: StoredJob; mod: string } | null> {
     const prefix = this.k.state('queued');
     let start: string | Buffer = prefix;
     for (;;) {
       const r = await this.c.getAll().inRange(new Range(start, Range.prefix(prefix).end)).limit(CLAIM_PAGE).exec();
       for (const kv of r.kvs) {
         const job = parse<StoredJob>(kv);
-        if (job.nextRunAt <= now && !this.claiming.has(job.seq)) return { job, mod: kv.mod_revision };
+        if (job.nextRunAt <= now && !this.claiming.has(job.seq) && (!kinds || kinds.includes(job.kind))) return { job, mod: kv.mod_revision };
       }
       const last = r.kvs[r.kvs.length - 1];
       if (!r.more || !last) return null;
@@ -202,7 +202,7 @@ export class EtcdJobStore implements JobStore {
     }
   }
 
-  async claim(owner: string, now = Date.now()): Promise<Job | null> {
+  async claim(owner: string, now = Date.now(), kinds?: readonly JobKind[]): Promise<Job | null> {
     for (let i = 0; i < CAS_TRIES; i++) {
       let fence: Fence | undefined;
       if (this.fence) {
@@ -210,7 +210,7 @@ export class EtcdJobStore implements JobStore {
         if (!f) return null; // not the leader
         fence = f;
       }
-      const found = await this.firstDue(now);
+      const found = await this.firstDue(now, kinds);
       if (!found) return null;
       const { job, mod } = found;
       this.claiming.add(job.seq);
@@ -253,6 +253,11 @@ export class EtcdJobStore implements JobStore {
   async retry(id: string, owner: string, runAt: number, error: JobError): Promise<boolean> {
     const now = Date.now();
     return this.changeRunning(id, owner, (j) => ({ ...j, state: 'queued', nextRunAt: runAt, error, leaseOwner: null, updatedAt: now }));
+  }
+
+  async release(id: string, owner: string): Promise<boolean> {
+    const now = Date.now();
+    return this.changeRunning(id, owner, (j) => ({ ...j, state: 'queued', nextRunAt: now, attempts: Math.max(0, j.attempts - 1), leaseOwner: null, updatedAt: now }));
   }
 
   async recover(deadOwners?: string[]): Promise<number> {

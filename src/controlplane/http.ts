@@ -3,7 +3,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, 
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
-import { UserError, isUserError } from '../errors.js';
+import { UserError, errorSpec, isUserError } from '../errors.js';
 import { errorSchema } from './schemas.js';
 import type { Authenticator, Scope } from './auth.js';
 import { NodeAuthenticator } from './node-identity.js';
@@ -17,23 +17,6 @@ declare module 'fastify' {
   /** The node a node credential authenticated, on routes open to nodes; null otherwise. */
   interface FastifyRequest { nodeName: string | null; }
 }
-
-/** HTTP status of each stable error code the API returns (anything else is a 500 with E_INTERNAL). */
-const STATUS: Partial<Record<string, number>> = {
-  E_USAGE: 400, E_VALIDATION: 400, E_BAD_JSON: 400, E_INVALID_ARGUMENT: 400, E_INVALID_NAME: 400, E_INVALID_PORT: 400,
-  E_NO_PACK: 400, E_UNIKYAML_INVALID: 400, E_DOCKERFILE_ROOTFS: 400, E_LOCK_REQUIRED: 400, E_NOT_ELF: 400, E_PACKAGE_INVALID: 400,
-  E_UPLOAD_UNSAFE_PATH: 400, E_UPLOAD_UNSAFE_LINK: 400, E_UPLOAD_UNSAFE_ENTRY: 400, E_UPLOAD_CORRUPT: 400, E_UPLOAD_DIGEST_MISMATCH: 400,
-  E_CMDLINE_TOO_LONG: 400,
-  E_UNAUTHENTICATED: 401, E_TOKEN_INVALID: 401, E_TOKEN_EXPIRED: 401, E_TOKEN_NOT_YET_VALID: 401,
-  E_FORBIDDEN: 403,
-  E_NOT_FOUND: 404, E_UNKNOWN_APP: 404, E_UNKNOWN_ARTIFACT: 404, E_PACKAGE_NOT_FOUND: 404, E_UNKNOWN_NODE: 404,
-  E_NODE_IDENTITY: 403,
-  E_NAME_TAKEN: 409, E_IDEMPOTENCY_CONFLICT: 409, E_PORT_IN_USE: 409, E_ARTIFACT_IN_USE: 409,
-  E_REQUEST_TIMEOUT: 408,
-  E_UPLOAD_TOO_LARGE: 413,
-  E_NOT_IMPLEMENTED: 501,
-  E_DISK_FULL: 507,
-};
 
 /**
  * Slow-client bounds (slowloris): how long a client may take to send its headers, how long it may pause between
@@ -152,11 +135,12 @@ export async function createBaseApp(o: BaseAppOptions): Promise<FastifyInstance>
 
   app.setErrorHandler((err, req, reply) => {
     if (isUserError(err)) {
-      const status = (err as { status?: number }).status ?? STATUS[err.code] ?? 500;
+      // the status comes from the error table (src/errors.ts), never from a per-server list
+      const status = errorSpec(err.code).status;
       if (status >= 500) req.log.error({ err }, 'request failed');
       const challenge = (err as { challenge?: string }).challenge;
       if (challenge) void reply.header('www-authenticate', challenge);
-      return sendError(reply, status, status >= 500 && !STATUS[err.code] ? 'E_INTERNAL' : err.code, err.message, err.hint);
+      return sendError(reply, status, err.code, err.message, err.hint);
     }
     const fe = err as { validation?: unknown; statusCode?: number; code?: string; message: string };
     if (fe.validation) return sendError(reply, 400, 'E_VALIDATION', fe.message);

@@ -3,13 +3,13 @@ import { mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { UserError } from '../errors.js';
+import { UserError, type ErrorCode } from '../errors.js';
 
 /** `move` relocates a workload (drain, failed node) in cluster mode. */
 export type JobKind = 'deploy' | 'destroy' | 'move';
 export type JobState = 'queued' | 'running' | 'succeeded' | 'failed';
 
-export interface JobError { code: string; message: string; }
+export interface JobError { code: ErrorCode; message: string; }
 
 export interface Job {
   id: string;
@@ -49,9 +49,15 @@ export interface JobStore {
   enqueue(j: NewJob): Promise<{ job: Job; created: boolean }>;
   byKey(key: string): Promise<Job | null>;
   get(id: string): Promise<Job | null>;
-  claim(owner: string, now?: number): Promise<Job | null>;
+  /** Takes the oldest due queued job (of `kinds`, when given: a lane) and marks it running for `owner`. */
+  claim(owner: string, now?: number, kinds?: readonly JobKind[]): Promise<Job | null>;
   finish(id: string, owner: string, outcome: { result?: unknown; error?: JobError }): Promise<boolean>;
   retry(id: string, owner: string, runAt: number, error: JobError): Promise<boolean>;
+  /**
+   * Shutdown checkpoint: a running job held by `owner` goes back to the queue at once, its interrupted attempt not
+   * counted (it did not fail); false when the job is not running under that owner anymore.
+   */
+  release(id: string, owner: string): Promise<boolean>;
   /** Requeues jobs left running (by the given dead owners, or by anyone when omitted). */
   recover(deadOwners?: string[]): Promise<number>;
   counts(): Promise<Record<JobState, number>>;
@@ -134,6 +140,7 @@ export class Journal implements JobStore {
       );
       CREATE INDEX IF NOT EXISTS jobs_ready ON jobs(state, next_run_at, seq);
       CREATE INDEX IF NOT EXISTS jobs_queue ON jobs(state, seq);
+      CREATE INDEX IF NOT EXISTS jobs_lane ON jobs(state, kind, seq);
       CREATE INDEX IF NOT EXISTS jobs_target ON jobs(target, seq);
       CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
       CREATE TABLE IF NOT EXISTS fake_effects (job_id TEXT PRIMARY KEY, runs INTEGER NOT NULL, at INTEGER NOT NULL);
@@ -189,11 +196,14 @@ export class Journal implements JobStore {
     return r ? toJob(r) : null;
   }
 
-  /** Takes the oldest ready job (queued, due) and marks it running for `owner`. */
-  async claim(owner: string, now = Date.now()): Promise<Job | null> {
+  /** Takes the oldest ready job (queued, due; of `kinds` when given) and marks it running for `owner`. */
+  async claim(owner: string, now = Date.now(), kinds?: readonly JobKind[]): Promise<Job | null> {
     const tx = this.db.transaction((): Job | null => {
-      // walk the queue in order and stop at the first due job (not: sort every due job per claim)
-      const r = this.stmt("SELECT * FROM jobs INDEXED BY jobs_queue WHERE state = 'queued' AND next_run_at <= ? ORDER BY seq LIMIT 1").get(now) as JobRow | undefined;
+      // walk the queue in order and stop at the first due job (not: sort every due job per claim); a lane walks
+      // only its kinds' part of the index, so a short lane does not step over thousands of queued deploys
+      const r = (kinds
+        ? this.stmt(`SELECT * FROM jobs INDEXED BY jobs_lane WHERE state = 'queued' AND kind IN (${kinds.map(() => '?').join(', ')}) AND next_run_at <= ? ORDER BY seq LIMIT 1`).get(...kinds, now)
+        : this.stmt("SELECT * FROM jobs INDEXED BY jobs_queue WHERE state = 'queued' AND next_run_at <= ? ORDER BY seq LIMIT 1").get(now)) as JobRow | undefined;
       if (!r) return null;
       this.stmt("UPDATE jobs SET state = 'running', lease_owner = ?, attempts = attempts + 1, updated_at = ? WHERE id = ?").run(owner, now, r.id);
       return this.getSync(r.id);
@@ -214,6 +224,13 @@ export class Journal implements JobStore {
   async retry(id: string, owner: string, runAt: number, error: JobError): Promise<boolean> {
     const r = this.stmt("UPDATE jobs SET state = 'queued', next_run_at = ?, error = ?, lease_owner = NULL, updated_at = ? WHERE id = ? AND state = 'running' AND lease_owner = ?")
       .run(runAt, JSON.stringify(error), Date.now(), id, owner);
+    return r.changes === 1;
+  }
+
+  async release(id: string, owner: string): Promise<boolean> {
+    const now = Date.now();
+    const r = this.stmt("UPDATE jobs SET state = 'queued', next_run_at = ?, attempts = MAX(attempts - 1, 0), lease_owner = NULL, updated_at = ? WHERE id = ? AND state = 'running' AND lease_owner = ?")
+      .run(now, now, id, owner);
     return r.changes === 1;
   }
 

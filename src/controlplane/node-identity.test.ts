@@ -88,9 +88,9 @@ describe('node identity: the control plane', () => {
     expect(readFileSync(`${journalFile}-wal`).includes(Buffer.from(id?.credentialSha256 ?? 'x'))).toBe(true); // the check above looks where the rows are
   });
 
-  it('an impostor with the join token cannot take over node-b: join under its name is E_NODE_IDENTITY, register with the join token is 401', async () => {
+  it('an impostor with the join token cannot take over node-b: join under its name is E_NODE_NAME_TAKEN, register with the join token is 401', async () => {
     const join = await call('POST', '/v1/nodes/join', JOIN, { name: 'node-b', address: 'http://evil:7171' });
-    expect([join.status, join.body.code]).toEqual([409, 'E_NODE_IDENTITY']);
+    expect([join.status, join.body.code]).toEqual([409, 'E_NODE_NAME_TAKEN']);
     const reg = await call('POST', '/v1/nodes/register', JOIN, { name: 'node-b', address: 'http://evil:7171' });
     expect([reg.status, reg.body.code]).toEqual([401, 'E_TOKEN_INVALID']);
     expect((await cp.nodes.get('node-b'))?.address).toBe('http://node-b:7171');
@@ -129,7 +129,7 @@ describe('node identity: the control plane', () => {
     cp = await controlPlane(journalFile, join(dir, 'artifacts'));
     expect((await call('POST', '/v1/nodes/heartbeat', creds['node-b'] ?? '', { name: 'node-b' })).status).toBe(200);
     expect((await call('GET', `/v1/artifacts/${artifactOfB}`, creds['node-b'] ?? '')).status).toBe(200);
-    expect((await call('POST', '/v1/nodes/join', JOIN, { name: 'node-b' })).body.code).toBe('E_NODE_IDENTITY');
+    expect((await call('POST', '/v1/nodes/join', JOIN, { name: 'node-b' })).body.code).toBe('E_NODE_NAME_TAKEN');
   });
 
   it('an administrator removes node-b: its credential is refused at once; the name can join again with a new identity', async () => {

@@ -16,8 +16,9 @@
  * replica, because credentials are checked against the shared store on each request.
  */
 import { randomBytes } from 'node:crypto';
+import { UserError } from '../errors.js';
 import { bearerValue, generateToken, hashToken, invalidToken, matchesHash } from './auth.js';
-import { NodeIdentityError, type NodeInput, type NodeRecord, type NodeStore } from './nodes.js';
+import { type NodeInput, type NodeRecord, type NodeStore } from './nodes.js';
 
 /** `unikn_<node name>.<43 base64url chars>`: the name says which stored hash to compare against. */
 const CREDENTIAL_RE = /^unikn_([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)\.([A-Za-z0-9_-]{43})$/;
@@ -45,7 +46,7 @@ export class NodeAuthenticator {
     if (!matchesHash(value, this.joinSha256)) throw invalidToken('invalid join token', { hint: 'start the agent with the join token unikctld serve was given (--join-token)' });
   }
 
-  /** Creates the node with fresh credentials; E_NODE_IDENTITY (409) when another node holds the name. */
+  /** Creates the node with fresh credentials; E_NODE_NAME_TAKEN (409) when another node holds the name. */
   async join(n: NodeInput): Promise<JoinResult> {
     const credential = `unikn_${n.name}.${randomBytes(32).toString('base64url')}`;
     const agentKey = generateToken();
@@ -68,7 +69,7 @@ export class NodeAuthenticator {
 /** E_NODE_IDENTITY (403) when a node names another node in its request. */
 export function requireSameNode(authenticated: string | null, claimed: string): void {
   if (authenticated !== claimed) {
-    throw new NodeIdentityError(403, `the credential of node ${authenticated ?? '(none)'} cannot act as node ${claimed}`,
-      'an agent registers, heartbeats and fetches artifacts only under the name it joined with');
+    throw new UserError('E_NODE_IDENTITY', `the credential of node ${authenticated ?? '(none)'} cannot act as node ${claimed}`,
+      { hint: 'an agent registers, heartbeats and fetches artifacts only under the name it joined with' });
   }
 }

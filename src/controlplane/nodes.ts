@@ -8,15 +8,10 @@ import { UserError } from '../errors.js';
  */
 export interface NodeIdentity { credentialSha256: string; agentKey: string; }
 
-/** A node credential used for another node's name, or a join for a name another node holds. */
-export class NodeIdentityError extends UserError {
-  constructor(readonly status: 403 | 409, message: string, hint: string) {
-    super('E_NODE_IDENTITY', message, { hint });
-    this.name = 'NodeIdentityError';
-  }
-}
-
-export const nameTaken = (name: string): NodeIdentityError => new NodeIdentityError(409, `node ${name} has already joined with another credential`, `pick another --name, or have an administrator remove the node first (DELETE /v1/nodes/${name})`);
+/** A join for a name another node holds (E_NODE_NAME_TAKEN, 409). */
+export const nameTaken = (name: string): UserError => new UserError('E_NODE_NAME_TAKEN', `node ${name} has already joined with another credential`, {
+  hint: `pick another --name, or have an administrator remove the node first (DELETE /v1/nodes/${name})`,
+});
 
 export interface NodeRecord {
   name: string;
@@ -41,7 +36,7 @@ export interface NodeInput { name: string; address?: string; labels?: Record<str
 export interface NodeStore {
   /**
    * Creates the node with its identity (atomically: of two joins for one name, one wins). A name held by a node that
-   * joined is E_NODE_IDENTITY; a record without an identity (registered before nodes had one) is claimed.
+   * joined is E_NODE_NAME_TAKEN; a record without an identity (registered before nodes had one) is claimed.
    */
   join(n: NodeInput, identity: NodeIdentity): Promise<NodeRecord>;
   /** Updates a joined node's address, labels and capacity; E_UNKNOWN_NODE when it is not there. */

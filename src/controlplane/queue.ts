@@ -1,5 +1,5 @@
-import { isUserError } from '../errors.js';
-import type { Job, JobError, JobStore } from './journal.js';
+import { errorSpec, isUserError } from '../errors.js';
+import type { Job, JobError, JobKind, JobStore } from './journal.js';
 
 /** Executes one job. Must be idempotent per job id: a job interrupted by a crash runs again. */
 export interface Runner {
@@ -9,11 +9,14 @@ export interface Runner {
 export interface RetryPolicy { maxAttempts: number; baseMs: number; capMs: number; }
 export const DEFAULT_RETRY: RetryPolicy = { maxAttempts: 5, baseMs: 500, capMs: 30_000 };
 
-/** Errors worth retrying: the unexpected ones and transient host trouble — never bad input. */
-const RETRYABLE_CODES = new Set(['E_INTERNAL', 'E_STATE', 'E_QEMU_FAILED', 'E_TRANSIENT']);
+/** What a failed attempt recorded: a stable code; anything thrown that is not a UserError is E_INTERNAL. */
+export function jobErrorOf(e: unknown): JobError {
+  return isUserError(e) ? { code: e.code, message: e.message } : { code: 'E_INTERNAL', message: e instanceof Error ? e.message : String(e) };
+}
 
+/** The retry decision comes from the error table: platform failures are retried, the user's never are. */
 export function isRetryable(e: unknown): boolean {
-  return !isUserError(e) || RETRYABLE_CODES.has(e.code);
+  return errorSpec(jobErrorOf(e).code).retryable;
 }
 
 /** Exponential backoff with "equal jitter": half fixed, half random, capped. */
@@ -22,13 +25,33 @@ export function backoffMs(attempt: number, p: RetryPolicy, random = Math.random)
   return Math.round(exp / 2 + random() * (exp / 2));
 }
 
+/**
+ * Kinds the short lane runs. A deploy (and a move, which deploys elsewhere) builds and boots for up to 30
+ * minutes; a destroy takes seconds. Short-lane workers claim only these, so a destroy never waits behind builds.
+ */
+export const SHORT_LANE: readonly JobKind[] = ['destroy'];
+
 export interface QueueEvents {
   finished?(job: Job, outcome: 'succeeded' | 'failed', durationMs: number, error?: JobError): void;
   retried?(job: Job, delayMs: number, error: JobError): void;
   log?(msg: string, fields: Record<string, unknown>): void;
 }
 
-/** Workers over the journal (CP-2): configurable concurrency, retries with backoff + jitter, replay on start. */
+export interface QueueOptions {
+  /** workers that claim any job (builds, boots, moves, destroys) */
+  concurrency: number;
+  /** extra workers that claim only SHORT_LANE jobs (default 1) */
+  shortWorkers?: number;
+  owner: string;
+  retry?: RetryPolicy;
+  events?: QueueEvents;
+  pollMs?: number;
+}
+
+/**
+ * Workers over the journal (CP-2): configurable concurrency in two lanes, retries with backoff + jitter,
+ * replay on start, and a bounded stop that hands unfinished jobs back to the journal.
+ */
 export class Queue {
   private running = false;
   private wake: (() => void) | null = null;
@@ -38,7 +61,7 @@ export class Queue {
   constructor(
     private readonly journal: JobStore,
     private readonly runner: Runner,
-    private readonly opts: { concurrency: number; owner: string; retry?: RetryPolicy; events?: QueueEvents; pollMs?: number },
+    private readonly opts: QueueOptions,
   ) {}
 
   /** Replays what a previous process left running, then starts the workers. */
@@ -49,7 +72,8 @@ export class Queue {
       const replayed = await this.journal.recover();
       if (replayed > 0) this.opts.events?.log?.('replaying jobs left running by a previous process', { count: replayed });
     }
-    for (let i = 0; i < this.opts.concurrency; i++) this.workers.push(this.work(i));
+    for (let i = 0; i < this.opts.concurrency; i++) this.workers.push(this.work(undefined));
+    for (let i = 0; i < (this.opts.shortWorkers ?? 1); i++) this.workers.push(this.work(SHORT_LANE));
   }
 
   get isRunning(): boolean {
@@ -63,11 +87,32 @@ export class Queue {
     w?.();
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Stops claiming, lets running jobs finish for up to `deadlineMs`, then releases the ones still running back to
+   * the journal (queued, the interrupted attempt not counted) so the next leader or process replays them. Their
+   * late results are dropped: finish/retry only apply for the lease holder, and the release ended the lease.
+   */
+  async stop(deadlineMs = Number.POSITIVE_INFINITY): Promise<{ released: string[] }> {
     this.running = false;
     for (let i = 0; i < this.workers.length; i++) this.notify();
-    await Promise.all(this.workers);
+    const all = Promise.all(this.workers);
+    let expired = false;
+    if (Number.isFinite(deadlineMs)) {
+      let timer: NodeJS.Timeout | undefined;
+      expired = await Promise.race([all.then(() => false), new Promise<boolean>((r) => { timer = setTimeout(() => r(true), deadlineMs); })]);
+      clearTimeout(timer);
+    } else {
+      await all;
+    }
+    const released: string[] = [];
+    if (expired) {
+      for (const id of [...this.inflight]) {
+        if (await this.journal.release(id, this.opts.owner).catch(() => false)) released.push(id);
+      }
+      if (released.length > 0) this.opts.events?.log?.('released unfinished jobs for replay', { operations: released });
+    }
     this.workers = [];
+    return { released };
   }
 
   get activeJobs(): number {
@@ -85,12 +130,12 @@ export class Queue {
     });
   }
 
-  private async work(_index: number): Promise<void> {
+  private async work(kinds: readonly JobKind[] | undefined): Promise<void> {
     const retry = this.opts.retry ?? DEFAULT_RETRY;
     while (this.running) {
       let job: Job | null;
       try {
-        job = await this.journal.claim(this.opts.owner);
+        job = await this.journal.claim(this.opts.owner, Date.now(), kinds);
       } catch (e) {
         this.opts.events?.log?.('claiming a job failed; retrying', { error: String(e) });
         await this.idle();
@@ -104,18 +149,15 @@ export class Queue {
       const started = Date.now();
       try {
         const result = await this.runner.run(job);
-        await this.journal.finish(job.id, this.opts.owner, { result: result ?? null });
-        this.opts.events?.finished?.(job, 'succeeded', Date.now() - started);
+        if (await this.journal.finish(job.id, this.opts.owner, { result: result ?? null })) this.opts.events?.finished?.(job, 'succeeded', Date.now() - started);
       } catch (e) {
-        const error: JobError = isUserError(e) ? { code: e.code, message: e.message } : { code: 'E_INTERNAL', message: e instanceof Error ? e.message : String(e) };
+        const error = jobErrorOf(e);
         // no capacity is not a failure of the job: it waits (pending, with the reason) until a node fits
-        const waiting = isUserError(e) && e.code === 'E_NO_CAPACITY';
+        const waiting = error.code === 'E_NO_CAPACITY';
         if (waiting || (isRetryable(e) && job.attempts < Math.min(job.maxAttempts, retry.maxAttempts))) {
           const delay = waiting ? Math.min(5000, backoffMs(job.attempts, retry)) : backoffMs(job.attempts, retry);
-          await this.journal.retry(job.id, this.opts.owner, Date.now() + delay, error);
-          this.opts.events?.retried?.(job, delay, error);
-        } else {
-          await this.journal.finish(job.id, this.opts.owner, { error });
+          if (await this.journal.retry(job.id, this.opts.owner, Date.now() + delay, error)) this.opts.events?.retried?.(job, delay, error);
+        } else if (await this.journal.finish(job.id, this.opts.owner, { error })) {
           this.opts.events?.finished?.(job, 'failed', Date.now() - started, error);
         }
       } finally {

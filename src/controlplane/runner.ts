@@ -1,7 +1,8 @@
 import type { Client } from '../engine/client.js';
 import { UserError, isUserError } from '../errors.js';
+import type { Deployment } from '../store/types.js';
 import type { Job, JobStore } from './journal.js';
-import type { Runner } from './queue.js';
+import { isRetryable, type Runner } from './queue.js';
 import type { Fleet } from './fleet.js';
 
 /** What a deploy job carries: a resolved target on this host plus the deploy flags. */
@@ -20,13 +21,23 @@ export interface DestroyJobRequest { graceMs: number; }
 export interface MoveJobRequest { from: string; sourceDown: boolean; graceMs: number; }
 
 const BUILD_AND_BOOT_TIMEOUT_MS = 30 * 60_000;
+const SETTLED = ['running', 'exited', 'failed'];
+
+/** A failed deployment as an error: its typed code (never parsed from the reason), E_DEPLOY_FAILED for old records without one. */
+export function deploymentFailure(d: Pick<Deployment, 'name' | 'code' | 'reason'>): UserError {
+  return new UserError(d.code ?? 'E_DEPLOY_FAILED', d.reason ?? `deployment ${d.name} failed`, { hint: `see unikctl logs ${d.name} and unikctl status ${d.name}` });
+}
 
 /**
- * Runs jobs on a node through the same engine as local mode. Idempotent per job: the deploy passes the job id
- * as the engine's idempotency key, so a job replayed after a crash finds its deployment instead of making a second.
+ * Runs jobs on a node through the same engine as local mode. Idempotent per job: the deployment a job makes has the
+ * job's name, which the control plane reserves while the job is pending, so a job replayed after a crash or a
+ * shutdown finds and adopts its deployment instead of making a second. A retry after a platform failure really runs
+ * again: it removes the failed deployment of the previous attempt and deploys anew (a new engine idempotency key per
+ * attempt), so the build and boot happen again; a user fault is never rebuilt.
  */
 export class EngineRunner implements Runner {
-  constructor(private readonly node: Client, private readonly fleet: Fleet | null) {}
+  /** @param fleet the cluster's workloads when VMs run on agents (moves need it), null for the local node */
+  constructor(private readonly node: Client, private readonly journal: JobStore, private readonly fleet: Fleet | null = null) {}
 
   async run(job: Job): Promise<unknown> {
     if (job.kind === 'move') {
@@ -34,32 +45,51 @@ export class EngineRunner implements Runner {
       const r = job.request as MoveJobRequest;
       return (await this.fleet.move(job.target, r.from, { sourceDown: r.sourceDown, graceMs: r.graceMs })) ?? { name: job.target, moved: false };
     }
-    if (job.kind === 'deploy') {
-      const r = job.request as DeployJobRequest;
-      const res = await this.node.deploy({
+    if (job.kind === 'deploy') return this.deploy(job);
+    const r = job.request as DestroyJobRequest;
+    await this.remove(job.target, r.graceMs);
+    return { name: job.target, state: 'gone' };
+  }
+
+  private async deploy(job: Job): Promise<unknown> {
+    const r = job.request as DeployJobRequest;
+    // a destroy issued while this job waited for its retry wins: the user no longer wants the deployment
+    const [newest] = await this.journal.recent(1, job.target);
+    if (newest && newest.id !== job.id && newest.kind === 'destroy') throw new UserError('E_CANCELLED', `deployment ${job.target} was destroyed before it started`);
+    let prior = await this.node.waitFor(job.target, () => true, 0);
+    if (prior?.state === 'destroying') throw new UserError('E_CANCELLED', `deployment ${job.target} is being destroyed`);
+    if (prior?.state === 'failed') {
+      const failure = deploymentFailure(prior);
+      if (!isRetryable(failure)) throw failure; // the user's fault: building it again gives the same answer
+      await this.remove(job.target, 0); // the previous attempt's platform failure: start over
+      prior = null;
+    }
+    let deployed: { name: string; deploymentId: string } = { name: job.target, deploymentId: prior?.id ?? '' };
+    if (!prior) {
+      deployed = await this.node.deploy({
         target: r.target, name: job.target, ports: r.ports, env: r.env, debug: r.debug, labels: r.labels, cwd: '/',
-        idempotencyKey: job.id,
+        idempotencyKey: `${job.id}/${job.attempts}`,
         ...(r.memory !== undefined ? { memory: r.memory } : {}),
         ...(r.cpus !== undefined ? { cpus: r.cpus } : {}),
         ...(r.rootfs !== undefined ? { rootfs: r.rootfs } : {}),
       });
-      const d = await this.node.waitFor(job.target, (x) => !x || ['running', 'exited', 'failed'].includes(x.state), BUILD_AND_BOOT_TIMEOUT_MS);
-      if (!d) throw new UserError('E_CANCELLED', `deployment ${job.target} was removed before it started`);
-      if (d.state === 'failed') {
-        const code = /^(E_[A-Z_]+):/.exec(d.reason ?? '')?.[1] ?? 'E_DEPLOY_FAILED';
-        throw new UserError(code as 'E_INTERNAL', d.reason ?? 'the deployment failed');
-      }
-      return { name: res.name, deploymentId: res.deploymentId, state: d.state };
     }
-    const r = job.request as DestroyJobRequest;
+    const d = await this.node.waitFor(job.target, (x) => !x || SETTLED.includes(x.state), BUILD_AND_BOOT_TIMEOUT_MS);
+    if (!d) throw new UserError('E_CANCELLED', `deployment ${job.target} was removed before it started`);
+    if (d.state === 'failed') throw deploymentFailure(d);
+    if (!SETTLED.includes(d.state)) throw new UserError('E_BOOT_TIMEOUT', `deployment ${job.target} is still ${d.state} after ${BUILD_AND_BOOT_TIMEOUT_MS / 60_000} minutes`);
+    return { name: deployed.name, deploymentId: deployed.deploymentId || d.id, state: d.state, ...(d.code ? { code: d.code, exitCode: d.exitCode } : {}) };
+  }
+
+  /** Destroys a deployment and waits until it is gone; one already gone is done (a replayed destroy). */
+  private async remove(name: string, graceMs: number): Promise<void> {
     try {
-      await this.node.destroy([job.target], { graceMs: r.graceMs });
+      await this.node.destroy([name], { graceMs });
     } catch (e) {
-      if (!(isUserError(e) && e.code === 'E_UNKNOWN_APP')) throw e; // already gone: a replayed destroy is done
+      if (!(isUserError(e) && e.code === 'E_UNKNOWN_APP')) throw e;
     }
-    const left = await this.node.waitFor(job.target, (x) => x === null, r.graceMs + 30_000);
-    if (left) throw new UserError('E_TRANSIENT', `deployment ${job.target} is still being destroyed`);
-    return { name: job.target, state: 'gone' };
+    const left = await this.node.waitFor(name, (x) => x === null, graceMs + 30_000);
+    if (left) throw new UserError('E_TRANSIENT', `deployment ${name} is still being destroyed`);
   }
 }
 

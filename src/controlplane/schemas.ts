@@ -44,6 +44,7 @@ export const deployResultSchema = {
   properties: {
     name: str, deploymentId: str, operationId: str, state: str, source: str, resolvedFrom: str,
     candidates: { type: 'array', items: str }, reused: { type: 'boolean' },
+    error: { type: 'object', nullable: true, required: ['code', 'message'], properties: { code: str, message: str } },
   },
 } as const;
 
@@ -77,7 +78,7 @@ const deploymentSchema = {
   type: 'object',
   required: ['name', 'state'],
   properties: {
-    name: str, id: str, state: str, exitCode: { type: 'integer', nullable: true }, reason: nstr,
+    name: str, id: str, state: str, exitCode: { type: 'integer', nullable: true }, code: nstr, reason: nstr,
     ports: { type: 'array', items: str }, imageBytes: nnum, image: nstr, pack: nstr, mode: nstr, accel: nstr, bootMs: nnum,
     boot: { type: 'object', additionalProperties: { type: 'number' } }, uptimeMs: nnum, createdAt: str, startedAt: nstr, endedAt: nstr,
     metrics: { type: 'object', properties: { cpuSeconds: nnum, rssBytes: nnum, supervisorRssBytes: nnum } },

@@ -28,6 +28,8 @@ export interface ServeOptions {
   tlsCert?: string;
   tlsKey?: string;
   workers: number;
+  shortWorkers: number;
+  shutdownTimeout: number;
   maxAttempts: number;
   retryBaseMs: number;
   maxUploadBytes: number;
@@ -55,7 +57,7 @@ export interface ServeOptions {
 export const timeoutsOf = (o: { headersTimeoutMs: number; bodyIdleTimeoutMs: number; bodyMinRate: number }): HttpTimeouts =>
   ({ headersMs: o.headersTimeoutMs, bodyIdleMs: o.bodyIdleTimeoutMs, bodyMinRate: o.bodyMinRate });
 
-export async function serve(o: ServeOptions): Promise<{ close(): Promise<void>; url: string }> {
+export async function serve(o: ServeOptions): Promise<{ close(deadlineMs?: number): Promise<void>; url: string }> {
   const version = (JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')) as { version: string }).version;
   const data = resolve(o.data);
   const m = /^(.*):(\d+)$/.exec(o.listen);
@@ -90,10 +92,10 @@ export async function serve(o: ServeOptions): Promise<{ close(): Promise<void>; 
     hostAdmission = { maxMemoryMiB: hostMemoryMiB(), checkPorts: checkHostPorts, requireSpace: () => local.store.requireSpace() };
   }
   const metrics = new Metrics(journal, node);
-  const runner: Runner = o.runner === 'fake' ? new FakeRunner(journal, o.fakeWorkMs) : new EngineRunner(node, fleet);
+  const runner: Runner = o.runner === 'fake' ? new FakeRunner(journal, o.fakeWorkMs) : new EngineRunner(node, journal, fleet);
   let log: ((msg: string, f: Record<string, unknown>) => void) | null = null;
   const queue = new Queue(journal, runner, {
-    concurrency: o.workers, owner, retry: { maxAttempts: o.maxAttempts, baseMs: o.retryBaseMs, capMs: 60_000 },
+    concurrency: o.workers, shortWorkers: o.shortWorkers, owner, retry: { maxAttempts: o.maxAttempts, baseMs: o.retryBaseMs, capMs: 60_000 },
     events: {
       finished: (job, outcome, ms, error) => {
         metrics.opDuration.observe({ kind: job.kind, outcome }, ms / 1000);
@@ -144,11 +146,20 @@ export async function serve(o: ServeOptions): Promise<{ close(): Promise<void>; 
   app.log.info({ url, data, runner: o.runner, workers: o.workers }, 'unikctld ready');
   return {
     url,
-    async close() {
+    /**
+     * Stops within `deadlineMs` (default: unbounded, for tests that want in-flight jobs finished): stop accepting
+     * requests, give running jobs most of the window, release the rest to the journal for replay, close the stores.
+     */
+    async close(deadlineMs = Number.POSITIVE_INFINITY) {
       clearInterval(monitor);
       if (gc) clearInterval(gc);
-      await app.close();
-      await queue.stop();
+      // no new requests from here; open ones (a logs --follow stream, a status call to a dead agent) do not hold the
+      // shutdown: they are cut when the jobs' window ends
+      const closing = app.close();
+      const { released } = await queue.stop(Number.isFinite(deadlineMs) ? deadlineMs * 0.8 : deadlineMs);
+      if (released.length > 0) app.log.warn({ operations: released }, 'shutdown deadline: unfinished operations released; they are replayed on the next start');
+      app.server.closeAllConnections();
+      await closing;
       await stores.election?.stop();
       await stores.close();
       node.close();

@@ -9,7 +9,7 @@ import { formatRef, normalizeRef, PackageStore } from '../image/package-store.js
 import { UserError } from '../errors.js';
 import type { HomeLayout } from '../paths.js';
 import type { LogEntry } from '../runtime/logstore.js';
-import type { Operation } from '../store/types.js';
+import type { Deployment, Operation } from '../store/types.js';
 import { newId, sanitizeName } from '../util/ids.js';
 import type { ArtifactStore } from '../store/artifacts.js';
 import type { Job, JobStore } from './journal.js';
@@ -115,7 +115,7 @@ export class ControlPlane {
     const requestHash = hashRequest({ ...body, idempotencyKey: undefined });
     if (idempotencyKey) {
       const prior = await this.o.journal.byKey(idempotencyKey);
-      if (prior) return this.deployResultOf(this.sameRequest(prior, requestHash, idempotencyKey), true);
+      if (prior) return this.reusedResult(this.sameRequest(prior, requestHash, idempotencyKey));
     }
     // fail fast on bad input, exactly like local mode, before anything is journaled
     // a cluster's scheduler weighs memory against each node's capacity; a single node is this host
@@ -151,7 +151,7 @@ export class ControlPlane {
       id: newId('op'), kind: 'deploy', target: name, idempotencyKey, requestHash, request, maxAttempts: this.o.maxAttempts, traceId, createdAt: Date.now(),
     });
     if (created) this.o.queue.notify();
-    return this.deployResultOf(job, !created);
+    return created ? this.deployResultOf(job, false) : this.reusedResult(job);
   }
 
   private sameRequest(prior: Job, requestHash: string, key: string): Job {
@@ -159,6 +159,21 @@ export class ControlPlane {
       throw new UserError('E_IDEMPOTENCY_CONFLICT', `idempotency key "${key}" was used by operation ${prior.id} with a different request`, { hint: 'use a new idempotency key for a different request' });
     }
     return prior;
+  }
+
+  /**
+   * The answer to a repeated idempotency key: the first operation with its real state — `failed` with its error
+   * code once it failed (a retry needs a new key), the deployment's state once it ran, `pending` while queued.
+   */
+  private async reusedResult(job: Job): Promise<DeployResult> {
+    const base = this.deployResultOf(job, true);
+    if (job.state === 'failed') return { ...base, state: 'failed', error: job.error };
+    if (job.state === 'queued') return { ...base, error: null };
+    const d = await this.o.node.waitFor(job.target, () => true, 0).catch(() => null);
+    // a running job whose last attempt's deployment failed is deciding on a retry: still pending
+    const settled = d && (job.state === 'succeeded' || d.state !== 'failed');
+    const done = job.state === 'succeeded' ? ((job.result as { state?: Deployment['state'] } | null)?.state ?? 'running') : 'pending';
+    return { ...base, deploymentId: d?.id ?? '', state: settled ? d.state : done, error: null };
   }
 
   private deployResultOf(job: Job, reused: boolean): DeployResult {
@@ -258,7 +273,7 @@ export class ControlPlane {
 function placeholder(j: Job): DeploymentView {
   const now = new Date(j.createdAt).toISOString();
   return {
-    name: j.target, id: '', state: 'pending', exitCode: null, reason: j.error ? `retrying after ${j.error.code}: ${j.error.message}` : null,
+    name: j.target, id: '', state: 'pending', exitCode: null, code: null, reason: j.error ? `retrying after ${j.error.code}: ${j.error.message}` : null,
     ports: ((j.request as DeployJobRequest).ports ?? []).map((p) => formatPort(parsePort(p))),
     imageBytes: null, image: null, pack: null, mode: null, accel: null, bootMs: null, boot: {}, uptimeMs: null,
     createdAt: now, startedAt: null, endedAt: null, metrics: { cpuSeconds: null, rssBytes: null, supervisorRssBytes: null },

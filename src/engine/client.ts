@@ -1,5 +1,5 @@
 import type { LogEntry } from '../runtime/logstore.js';
-import type { Deployment, Operation } from '../store/types.js';
+import type { Deployment, Operation, OperationError } from '../store/types.js';
 
 export interface DeployRequest {
   /** a project dir, a package (path or name[:tag]) or an ELF binary */
@@ -26,6 +26,11 @@ export interface DeployResult {
   candidates: string[];
   /** an existing operation was returned for a repeated idempotency key */
   reused: boolean;
+  /**
+   * a reused operation that failed: its error (state is then `failed`). A used key always answers with its first
+   * operation, so retrying a failed deploy takes a new key.
+   */
+  error?: OperationError | null;
 }
 
 export interface DestroyResult { name: string; operationId: string; state: 'destroying' | 'gone'; }
@@ -39,6 +44,8 @@ export interface DeploymentView {
   id: string;
   state: Deployment['state'];
   exitCode: number | null;
+  /** the failure's stable code (see Deployment.code) */
+  code: Deployment['code'];
   reason: string | null;
   ports: string[];
   imageBytes: number | null;

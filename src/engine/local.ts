@@ -46,7 +46,7 @@ const iso = (ms: number | null): string | null => (ms === null ? null : new Date
 export function toView(d: Deployment, now = Date.now()): DeploymentView {
   const running = d.state === 'running' && isAlive(d.vmm);
   return {
-    name: d.name, id: d.id, state: d.state, exitCode: d.exitCode, reason: d.reason,
+    name: d.name, id: d.id, state: d.state, exitCode: d.exitCode, code: d.code, reason: d.reason,
     ports: d.spec.ports.map(formatPort),
     imageBytes: d.image?.sizeBytes ?? null, image: d.image?.ref ?? d.image?.name ?? null, pack: d.image?.pack ?? null,
     mode: d.image?.mode ?? null, accel: d.accel, bootMs: d.boot.vmmStartToAppStartMs ?? null, boot: d.boot,
@@ -121,7 +121,7 @@ export class LocalClient implements Client {
       error: null, createdAt: now, updatedAt: now, endedAt: null,
     };
     const d: Deployment = {
-      name, id: newId('dep'), state: 'pending', exitCode: null, reason: null,
+      name, id: newId('dep'), state: 'pending', exitCode: null, code: null, reason: null,
       spec: {
         source: target.source, resolvedFrom: target.resolvedFrom, ports, memoryMiB, cpus, env, debug: req.debug, rootfsDir: req.rootfs, labels,
         ...(this.opts.remoteBuild && target.source.kind === 'project' ? { remoteBuild: this.opts.remoteBuild } : {}),
@@ -138,9 +138,11 @@ export class LocalClient implements Client {
       throw new UserError('E_IDEMPOTENCY_CONFLICT', `idempotency key was already used by operation ${prior.id} with a different request`, { hint: 'use a new --idempotency-key for a different deployment' });
     }
     const d = this.store.getDeployment(prior.target);
+    // the operation's real outcome, never a made-up state: a failed one says so with its code
+    const state = prior.state === 'failed' ? 'failed' : (d?.state ?? 'exited');
     return {
-      name: prior.target, deploymentId: d?.id ?? '', operationId: prior.id, state: d?.state ?? 'exited', source: target.source.kind,
-      resolvedFrom: target.resolvedFrom, candidates: target.candidates, reused: true,
+      name: prior.target, deploymentId: d?.id ?? '', operationId: prior.id, state, source: target.source.kind,
+      resolvedFrom: target.resolvedFrom, candidates: target.candidates, reused: true, error: prior.state === 'failed' ? prior.error : null,
     };
   }
 
@@ -197,10 +199,13 @@ export class LocalClient implements Client {
         continue;
       }
       const reason = d.supervisor ? 'the supervisor process died (its VM was stopped with it)' : 'the supervisor process never started';
-      const failed = { reason, endedAt: Date.now() };
+      const failed = { code: 'E_SUPERVISOR_LOST' as const, reason, endedAt: Date.now() };
       let moved: Deployment | null;
       try {
         moved = this.store.transition(d.name, [d.state], 'failed', failed);
+        // the supervisor would have ended its deploy operation: without this it would stay running forever
+        const op = moved ? this.store.listOperations(20, d.name).find((o) => o.kind === 'deploy' && o.state === 'running') : undefined;
+        if (op) this.store.updateOperation(op.id, 'failed', { code: 'E_SUPERVISOR_LOST', message: reason });
       } catch (e) {
         // a full disk cannot take the record: report the truth anyway (a read must not fail), the next reconcile stores it
         if (!(isUserError(e) && e.code === 'E_DISK_FULL')) throw e;

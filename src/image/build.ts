@@ -145,13 +145,14 @@ export function newWorkDir(layout: HomeLayout): string {
 export async function buildProject(opts: BuildOptions): Promise<BuildResult> {
   const started = Date.now();
   const progress = opts.progress ?? silentProgress;
-  const kernel = locateKernel(opts.layout, opts.mode);
   const dir = resolve(opts.dir);
   const unikDir = join(dir, '.unikctl');
   const env = opts.env ?? process.env;
+  // the project's own mistakes (no pack, a bad unik.yaml) are reported before this host's (no kernel)
+  const name0 = inspectProject(dir, opts.rootfsDir).name;
+  const kernel = locateKernel(opts.layout, opts.mode);
   const workDir = newWorkDir(opts.layout);
   try {
-    const name0 = inspectProject(dir, opts.rootfsDir).name;
     // BLD-5: caches live in the project unless the caller points them elsewhere
     const cacheDir = env.UNIKCTL_BUILD_CACHE_ROOT ? join(env.UNIKCTL_BUILD_CACHE_ROOT, name0) : join(unikDir, 'cache');
     const built = await buildRootfs({ dir, mode: opts.mode, cacheDir, workDir, ...(opts.rootfsDir ? { rootfsDir: opts.rootfsDir } : {}), env, progress });

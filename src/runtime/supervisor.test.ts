@@ -119,7 +119,7 @@ function createDeployment(over: Partial<Deployment['spec']> = {}): Deployment {
   const now = Date.now();
   op = { id: 'op_test1', kind: 'deploy', target: 'hello', state: 'running', idempotencyKey: null, requestHash: null, error: null, createdAt: now, updatedAt: now, endedAt: null };
   const d: Deployment = {
-    name: 'hello', id: 'dep_test1', state: 'pending', exitCode: null, reason: null,
+    name: 'hello', id: 'dep_test1', state: 'pending', exitCode: null, code: null, reason: null,
     spec: {
       source: { kind: 'package', dir: pkgDir, ref: 'local/hello:latest' }, resolvedFrom: 'local package store local/hello:latest',
       ports: [{ hostAddress: '127.0.0.1', hostPort: 18080, guestPort: 8080, protocol: 'tcp' }], cpus: 2, env: { B: 'from-cli', C: 'x=y' },
@@ -309,7 +309,8 @@ describe('Supervisor', () => {
     expect(vmm.kills).toBe(1);
     const d = dep();
     expect(d.state).toBe('failed');
-    expect(d.reason).toMatch(/^E_BOOT_TIMEOUT: the app did not start within 300 ms/);
+    expect(d.code).toBe('E_BOOT_TIMEOUT');
+    expect(d.reason).toMatch(/^the app did not start within 300 ms/);
     expect(d.startedAt).toBeNull();
     expect(store.getOperation(op.id)?.state).toBe('failed');
     expect(appLines()).toEqual(['\x1eUNIK:0000000000000000:start pid=2 uptime_ms=1']);
@@ -360,7 +361,8 @@ describe('Supervisor', () => {
     await supervisor().run();
     expect(vmm.starts).toHaveLength(0);
     expect(dep().state).toBe('failed');
-    expect(dep().reason).toMatch(/^E_PACKAGE_INVALID: /);
+    expect(dep().code).toBe('E_PACKAGE_INVALID');
+    expect(dep().reason).not.toMatch(/^E_/); // the code is a field, not a prefix of the text
     expect(store.getOperation(op.id)).toMatchObject({ state: 'failed', error: { code: 'E_PACKAGE_INVALID' } });
   });
 
@@ -369,15 +371,15 @@ describe('Supervisor', () => {
     createDeployment();
     await supervisor().run();
     expect(vmm.starts).toHaveLength(0);
-    expect(dep()).toMatchObject({ state: 'failed' });
-    expect(dep().reason).toMatch(/^E_PACKAGE_INVALID: .*does not unpack/);
+    expect(dep()).toMatchObject({ state: 'failed', code: 'E_PACKAGE_INVALID' });
+    expect(dep().reason).toMatch(/does not unpack/);
   });
 
   it('an invalid UNIKCTL_ACCEL fails the deployment with E_INVALID_ARGUMENT', async () => {
     createDeployment();
     await supervisor({ UNIKCTL_ACCEL: 'xen' }).run();
     expect(vmm.starts).toHaveLength(0);
-    expect(dep().reason).toMatch(/^E_INVALID_ARGUMENT: UNIKCTL_ACCEL=xen/);
+    expect(dep()).toMatchObject({ code: 'E_INVALID_ARGUMENT', reason: expect.stringMatching(/^UNIKCTL_ACCEL=xen/) as unknown });
     expect(store.getOperation(op.id)?.error?.code).toBe('E_INVALID_ARGUMENT');
   });
 
@@ -387,5 +389,68 @@ describe('Supervisor', () => {
     expect(vmm.starts).toHaveLength(0);
     expect(dep().state).toBe('failed');
     expect(store.getOperation(op.id)?.error?.code).toBe('E_CMDLINE_TOO_LONG');
+  });
+  describe('records a typed code for each failure class (never a prefix of the reason)', () => {
+    /** Boots (to the start marker when `start`), lets `act` end the VM, returns the record and the deploy operation. */
+    async function outcome(start: boolean, act: (h: FakeHandle, nonce: string) => void | Promise<void>, env: NodeJS.ProcessEnv = {}): Promise<{ d: Deployment; op: Operation | null }> {
+      createDeployment();
+      const run = supervisor(env).run();
+      const h = start ? (await bootToRunning()).h : await vmm.started();
+      await act(h, nonceOf(vmm.starts[0]?.cmdline ?? ''));
+      await run;
+      return { d: dep(), op: store.getOperation(op.id) };
+    }
+    const exit0 = (h: FakeHandle): void => h.exit({ code: 0, signal: null });
+
+    it('app exits non-zero: exited with its exit code and E_APP_EXITED; the deploy operation succeeded', async () => {
+      const { d, op: o } = await outcome(true, (h, nonce) => { h.console.write(marker(nonce, 'exit code=7 uptime_ms=5')); exit0(h); });
+      expect(d).toMatchObject({ state: 'exited', exitCode: 7, code: 'E_APP_EXITED', reason: null });
+      expect(o?.state).toBe('succeeded');
+    });
+    it('app exits 0: exited, no code', async () => {
+      const { d } = await outcome(true, (h, nonce) => { h.console.write(marker(nonce, 'exit code=0 uptime_ms=5')); exit0(h); });
+      expect(d).toMatchObject({ state: 'exited', exitCode: 0, code: null });
+    });
+    it('app killed by a signal: E_APP_CRASHED', async () => {
+      const { d } = await outcome(true, (h, nonce) => { h.console.write(marker(nonce, 'exit signal=9 uptime_ms=5')); exit0(h); });
+      expect(d).toMatchObject({ state: 'failed', code: 'E_APP_CRASHED', reason: 'the app was killed by signal 9 (SIGKILL)' });
+    });
+    it('guest reset after the start: E_GUEST_CRASHED', async () => {
+      const { d } = await outcome(true, exit0);
+      expect(d).toMatchObject({ state: 'failed', code: 'E_GUEST_CRASHED' });
+    });
+    it('guest kernel panic: E_GUEST_CRASHED', async () => {
+      const { d } = await outcome(true, (h) => { h.console.write('[    1.0] Kernel panic - not syncing: VFS\n'); exit0(h); });
+      expect(d).toMatchObject({ state: 'failed', code: 'E_GUEST_CRASHED' });
+      expect(d.reason).toContain('Kernel panic');
+    });
+    it('QEMU fails to start: E_QEMU_FAILED on the record and the operation', async () => {
+      const { d, op: o } = await outcome(false, (h) => h.exit({ code: 1, signal: null }));
+      expect(d).toMatchObject({ state: 'failed', code: 'E_QEMU_FAILED' });
+      expect(o).toMatchObject({ state: 'failed', error: { code: 'E_QEMU_FAILED' } });
+    });
+    it('boot timeout: E_BOOT_TIMEOUT', async () => {
+      const { d, op: o } = await outcome(false, () => undefined, { UNIKCTL_BOOT_TIMEOUT_MS: '50' });
+      expect(d).toMatchObject({ state: 'failed', code: 'E_BOOT_TIMEOUT' });
+      expect(o?.error?.code).toBe('E_BOOT_TIMEOUT');
+    });
+    it('guest init cannot start the app: E_APP_START_FAILED', async () => {
+      const { d } = await outcome(false, (h, nonce) => { h.console.write(marker(nonce, 'error exec /app/x: Permission denied')); exit0(h); });
+      expect(d).toMatchObject({ state: 'failed', code: 'E_APP_START_FAILED' });
+    });
+    it.each([
+      ['E_UNIKYAML_INVALID', 'unik.yaml', 'name: proj\nbuild: 3\n'],
+      ['E_NO_PACK', 'README', 'no pack matches this\n'],
+    ])('a build that fails keeps the build\'s own code (%s)', async (code, file, content) => {
+      const project = join(tmp, 'proj');
+      mkdirSync(project);
+      writeFileSync(join(project, file), content);
+      createDeployment({ source: { kind: 'project', dir: project } });
+      await supervisor().run();
+      expect(vmm.starts).toHaveLength(0);
+      expect(dep()).toMatchObject({ state: 'failed', code });
+      expect(dep().reason).not.toMatch(/^E_/);
+      expect(store.getOperation(op.id)?.error?.code).toBe(code);
+    });
   });
 });

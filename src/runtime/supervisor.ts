@@ -97,8 +97,8 @@ export class Supervisor {
       const err = toUserError(e);
       this.diag(`failed: ${err.code} ${err.message}\n${(e as Error).stack ?? ''}`);
       if (this.stopRequested) return;
-      const reason = `${err.code}: ${err.message}`;
-      store.transition(name, ['pending', 'building', 'starting', 'running'], 'failed', { reason, endedAt: Date.now() });
+      // the code is its own field: readers (deploy --wait, the control plane's runner) never parse it out of the text
+      store.transition(name, ['pending', 'building', 'starting', 'running'], 'failed', { code: err.code, reason: err.message, endedAt: Date.now() });
       const op = store.getOperation(operationId);
       if (op && op.state !== 'succeeded') store.updateOperation(operationId, 'failed', { code: err.code, message: err.message });
     } finally {
@@ -191,9 +191,10 @@ export class Supervisor {
     const live = ['pending', 'building', 'starting', 'running'] as const;
     if (outcome.kind === 'stopped' || this.stopRequested) return; // destroy owns the record now
     if (outcome.kind === 'exited') {
-      store.transition(name, live, 'exited', { exitCode: outcome.code, endedAt });
+      // RT-3: an app that ran and exited is `exited` with its code; a non-zero one also carries E_APP_EXITED
+      store.transition(name, live, 'exited', { exitCode: outcome.code, endedAt, ...(outcome.code !== 0 ? { code: 'E_APP_EXITED' as const } : {}) });
     } else if (outcome.kind === 'failed') {
-      store.transition(name, live, 'failed', { reason: outcome.reason, endedAt });
+      store.transition(name, live, 'failed', { code: outcome.code, reason: outcome.reason, endedAt });
       const op = store.getOperation(operationId);
       if (op && op.state === 'running') store.updateOperation(operationId, 'failed', { code: outcome.code, message: outcome.reason });
     }
@@ -284,7 +285,7 @@ export class Supervisor {
       const why = timedOut ? `no app start within ${probeTimeoutMs} ms` : `QEMU exited early: ${qemuStderr.trim().split('\n').at(-1) ?? result.code}`;
       return { kind: 'kvm-unusable', why };
     }
-    if (timedOut) return { kind: 'failed', code: 'E_BOOT_TIMEOUT', reason: `E_BOOT_TIMEOUT: the app did not start within ${bootTimeoutMs} ms${kernelTail.length ? ` (kernel: ${kernelTail.at(-1)})` : ''}` };
+    if (timedOut) return { kind: 'failed', code: 'E_BOOT_TIMEOUT', reason: `the app did not start within ${bootTimeoutMs} ms${kernelTail.length ? ` (kernel: ${kernelTail.at(-1)})` : ''}` };
     const ev = exitEvent as ConsoleEvent | null;
     if (ev?.fields.code !== undefined) return { kind: 'exited', code: Number(ev.fields.code) };
     if (ev?.fields.signal !== undefined) {

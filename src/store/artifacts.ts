@@ -31,7 +31,7 @@ import { join, posix, resolve, win32 } from 'node:path';
 import { Readable, pipeline } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { Parser, Unpack, type ReadEntry } from 'tar';
-import { UserError, isUserError, type ErrorCode } from '../errors.js';
+import { ERROR_CODES, UserError, isUserError, type ErrorCode } from '../errors.js';
 
 export interface ArtifactStoreOptions {
   dir: string;
@@ -56,20 +56,14 @@ export interface ArtifactRecord {
   createdAt: number;
 }
 
-/** Error codes of this module; to be merged into ERROR_CODES in src/errors.ts. */
-export const UPLOAD_ERROR_CODES = {
-  E_UPLOAD_TOO_LARGE: 'the upload or its extracted content exceeds the size or entry limit',
-  E_UPLOAD_DIGEST_MISMATCH: 'the uploaded bytes do not match the expected sha256',
-  E_UPLOAD_UNSAFE_PATH: 'the archive has an absolute path or a path with ..',
-  E_UPLOAD_UNSAFE_LINK: 'the archive has a symlink escaping its root, a hard link, or an entry below a symlink',
-  E_UPLOAD_UNSAFE_ENTRY: 'the archive has a device, FIFO, unsupported or conflicting entry',
-  E_UPLOAD_CORRUPT: 'the upload is empty, truncated or not a (gzip\'d) tar archive',
-} as const;
-
-export type UploadErrorCode = keyof typeof UPLOAD_ERROR_CODES;
+/** The codes this module produces: the table's `E_UPLOAD_*` entries (their summaries and statuses live there). */
+export type UploadErrorCode = Extract<ErrorCode, `E_UPLOAD_${string}`>;
+export const UPLOAD_ERROR_CODES = Object.fromEntries(
+  Object.entries(ERROR_CODES).filter(([code]) => code.startsWith('E_UPLOAD_')),
+) as Pick<typeof ERROR_CODES, UploadErrorCode>;
 
 function uploadError(code: UploadErrorCode, message: string, opts: { hint?: string; details?: Record<string, unknown>; cause?: unknown } = {}): UserError {
-  return new UserError(code as unknown as ErrorCode, message, opts);
+  return new UserError(code, message, opts);
 }
 
 const ID_RE = /^art_[0-9a-f]{16}$/;

@@ -1,3 +1,4 @@
+import Database from 'better-sqlite3';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -33,7 +34,7 @@ function op(over: Partial<Operation> = {}): Operation {
 function dep(name: string, over: Partial<Deployment> = {}): Deployment {
   seq += 1;
   return {
-    name, id: `dep_${seq}`, state: 'pending', exitCode: null, reason: null,
+    name, id: `dep_${seq}`, state: 'pending', exitCode: null, code: null, reason: null,
     spec: {
       source: { kind: 'package', dir: '/pkgs/hello', ref: 'local/hello:latest' }, resolvedFrom: 'local package store local/hello:latest',
       ports: [{ hostAddress: '0.0.0.0', hostPort: 10_000 + seq, guestPort: 80, protocol: 'tcp' }], memoryMiB: 64, cpus: 1, env: { A: '1' },
@@ -254,5 +255,36 @@ describe('SqliteStore shared file', () => {
     } catch (e) {
       expect((e as UserError).code).toBe('E_STATE');
     }
+  });
+});
+
+describe('SqliteStore schema migration', () => {
+  it('adds the code column to an old database, keeping its rows and moving an "E_X: " reason prefix into it', () => {
+    const oldFile = join(tmp, 'old.db');
+    const db = new Database(oldFile);
+    // the deployments table as it was before the code column
+    db.exec(`CREATE TABLE deployments (name TEXT PRIMARY KEY, id TEXT NOT NULL UNIQUE, state TEXT NOT NULL, exit_code INTEGER, reason TEXT,
+      spec TEXT NOT NULL, image TEXT, supervisor TEXT, vmm TEXT, accel TEXT, boot TEXT NOT NULL DEFAULT '{}', created_at INTEGER NOT NULL,
+      updated_at INTEGER NOT NULL, started_at INTEGER, ended_at INTEGER)`);
+    const insert = db.prepare("INSERT INTO deployments (name, id, state, exit_code, reason, spec, created_at, updated_at) VALUES (?, ?, ?, ?, ?, '{}', 1, 1)");
+    insert.run('built', 'dep_1', 'failed', null, 'E_BUILD_FAILED: make exited with code 2');
+    insert.run('crashed', 'dep_2', 'failed', null, 'the app was killed by signal 11 (SIGSEGV)');
+    insert.run('fine', 'dep_3', 'exited', 0, null);
+    db.close();
+
+    const migrated = new SqliteStore(oldFile);
+    extra.push(migrated);
+    expect(migrated.getDeployment('built')).toMatchObject({ state: 'failed', code: 'E_BUILD_FAILED', reason: 'make exited with code 2' });
+    expect(migrated.getDeployment('crashed')).toMatchObject({ code: null, reason: 'the app was killed by signal 11 (SIGSEGV)' });
+    expect(migrated.getDeployment('fine')).toMatchObject({ state: 'exited', exitCode: 0, code: null, reason: null });
+    // opening it again changes nothing
+    extra.push(new SqliteStore(oldFile));
+    expect(migrated.getDeployment('built')?.reason).toBe('make exited with code 2');
+  });
+
+  it('persists a deployment\'s code through transitions', () => {
+    store.createDeployment(dep('app'), op({ target: 'app' }));
+    store.transition('app', ['pending'], 'failed', { code: 'E_QEMU_FAILED', reason: 'QEMU exited (code 1)' });
+    expect(store.getDeployment('app')).toMatchObject({ state: 'failed', code: 'E_QEMU_FAILED', reason: 'QEMU exited (code 1)' });
   });
 });

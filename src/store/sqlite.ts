@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, renameSync, rmSync, statfsSync, unlinkSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { isUserError, UserError } from '../errors.js';
+import { isUserError, UserError, type ErrorCode } from '../errors.js';
 import { LIVE_STATES } from './types.js';
 import type {
   Deployment, DeploymentEvent, DeploymentPatch, DeploymentState, Operation, OperationError, OperationState, Store,
@@ -14,6 +14,7 @@ CREATE TABLE IF NOT EXISTS deployments (
   id TEXT NOT NULL UNIQUE,
   state TEXT NOT NULL,
   exit_code INTEGER,
+  code TEXT,
   reason TEXT,
   spec TEXT NOT NULL,
   image TEXT,
@@ -50,7 +51,7 @@ CREATE INDEX IF NOT EXISTS events_deployment ON events(deployment, id);
 `;
 
 interface DeploymentRow {
-  name: string; id: string; state: string; exit_code: number | null; reason: string | null; spec: string;
+  name: string; id: string; state: string; exit_code: number | null; code: string | null; reason: string | null; spec: string;
   image: string | null; supervisor: string | null; vmm: string | null; accel: string | null; boot: string;
   created_at: number; updated_at: number; started_at: number | null; ended_at: number | null;
 }
@@ -64,7 +65,7 @@ const parse = <T>(s: string | null): T | null => (s === null ? null : (JSON.pars
 
 function toDeployment(r: DeploymentRow): Deployment {
   return {
-    name: r.name, id: r.id, state: r.state as DeploymentState, exitCode: r.exit_code, reason: r.reason,
+    name: r.name, id: r.id, state: r.state as DeploymentState, exitCode: r.exit_code, code: r.code as ErrorCode | null, reason: r.reason,
     spec: JSON.parse(r.spec) as Deployment['spec'], image: parse(r.image), supervisor: parse(r.supervisor), vmm: parse(r.vmm),
     accel: r.accel as Deployment['accel'], boot: JSON.parse(r.boot) as Deployment['boot'],
     createdAt: r.created_at, updatedAt: r.updated_at, startedAt: r.started_at, endedAt: r.ended_at,
@@ -105,10 +106,26 @@ export function diskFullError(dir: string, cause?: unknown): UserError {
 }
 
 const PATCH_COLUMNS: Record<keyof DeploymentPatch, string> = {
-  exitCode: 'exit_code', reason: 'reason', image: 'image', supervisor: 'supervisor', vmm: 'vmm', accel: 'accel',
+  exitCode: 'exit_code', code: 'code', reason: 'reason', image: 'image', supervisor: 'supervisor', vmm: 'vmm', accel: 'accel',
   boot: 'boot', startedAt: 'started_at', endedAt: 'ended_at',
 };
 const JSON_COLUMNS = new Set(['image', 'supervisor', 'vmm', 'boot']);
+
+/**
+ * Schema changes of existing state databases, each idempotent (every process runs this on open; the first one
+ * that opens an old file changes it, in one transaction, the rest find nothing to do).
+ */
+function migrate(db: Database.Database): void {
+  db.transaction(() => {
+    const columns = (db.prepare('PRAGMA table_info(deployments)').all() as Array<{ name: string }>).map((c) => c.name);
+    if (!columns.includes('code')) {
+      db.exec('ALTER TABLE deployments ADD COLUMN code TEXT');
+      // rows written before the column existed carried their code as a "E_X: " prefix of the reason: move it, once
+      db.exec(`UPDATE deployments SET code = substr(reason, 1, instr(reason, ':') - 1), reason = ltrim(substr(reason, instr(reason, ':') + 1))
+        WHERE reason GLOB 'E_[A-Z_]*: *' AND instr(substr(reason, 1, instr(reason, ':') - 1), ' ') = 0`);
+    }
+  }).immediate();
+}
 
 /** The embedded store (RT-5): one SQLite file in WAL mode, safe for concurrent CLI and supervisor processes. */
 export class SqliteStore implements Store {
@@ -151,6 +168,7 @@ export class SqliteStore implements Store {
       db.pragma('busy_timeout = 10000');
       db.pragma('synchronous = NORMAL');
       db.exec(SCHEMA);
+      migrate(db);
       return db;
     } catch (e) {
       db.close();
@@ -257,10 +275,10 @@ export class SqliteStore implements Store {
           .get(...LIVE_STATES, ...wanted) as { name: string; port: number } | undefined;
         if (holder) throw portInUse(holder.port, holder.name);
       }
-      this.db.prepare(`INSERT INTO deployments (name, id, state, exit_code, reason, spec, image, supervisor, vmm, accel, boot,
-        created_at, updated_at, started_at, ended_at) VALUES (@name, @id, @state, @exit_code, @reason, @spec, @image, @supervisor,
+      this.db.prepare(`INSERT INTO deployments (name, id, state, exit_code, code, reason, spec, image, supervisor, vmm, accel, boot,
+        created_at, updated_at, started_at, ended_at) VALUES (@name, @id, @state, @exit_code, @code, @reason, @spec, @image, @supervisor,
         @vmm, @accel, @boot, @created_at, @updated_at, @started_at, @ended_at)`).run({
-        name: d.name, id: d.id, state: d.state, exit_code: d.exitCode, reason: d.reason, spec: JSON.stringify(d.spec),
+        name: d.name, id: d.id, state: d.state, exit_code: d.exitCode, code: d.code, reason: d.reason, spec: JSON.stringify(d.spec),
         image: json(d.image), supervisor: json(d.supervisor), vmm: json(d.vmm), accel: d.accel, boot: JSON.stringify(d.boot),
         created_at: d.createdAt, updated_at: d.updatedAt, started_at: d.startedAt, ended_at: d.endedAt,
       });

@@ -1,5 +1,6 @@
 import type { PortMapping } from '../util/port.js';
 import type { ProcessRef } from '../util/proc.js';
+import type { ErrorCode } from '../errors.js';
 
 /** Lifecycle states (RT-3). `destroying` ends with the record removed. */
 export type DeploymentState = 'pending' | 'building' | 'starting' | 'running' | 'exited' | 'failed' | 'destroying';
@@ -75,6 +76,11 @@ export interface Deployment {
   id: string;
   state: DeploymentState;
   exitCode: number | null;
+  /**
+   * Why it failed (state `failed`) or that the app exited non-zero (`exited`, E_APP_EXITED): a stable code of the
+   * error table, never parsed out of `reason` (the human-readable text).
+   */
+  code: ErrorCode | null;
   reason: string | null;
   spec: DeploymentSpec;
   image: ImageSummary | null;
@@ -91,7 +97,7 @@ export interface Deployment {
 export type OperationKind = 'deploy' | 'destroy' | 'move';
 export type OperationState = 'queued' | 'running' | 'succeeded' | 'failed';
 
-export interface OperationError { code: string; message: string; }
+export interface OperationError { code: ErrorCode; message: string; }
 
 export interface Operation {
   id: string;
@@ -109,7 +115,7 @@ export interface Operation {
 export interface DeploymentEvent { id: number; deployment: string; at: number; type: string; message: string; }
 
 /** Fields a state transition may set along with the new state. */
-export type DeploymentPatch = Partial<Pick<Deployment, 'exitCode' | 'reason' | 'image' | 'supervisor' | 'vmm' | 'accel' | 'boot' | 'startedAt' | 'endedAt'>>;
+export type DeploymentPatch = Partial<Pick<Deployment, 'exitCode' | 'code' | 'reason' | 'image' | 'supervisor' | 'vmm' | 'accel' | 'boot' | 'startedAt' | 'endedAt'>>;
 
 export interface Store {
   /** Inserts a deployment and its deploy operation atomically; fails with E_NAME_TAKEN if the name exists and with E_PORT_IN_USE if a live deployment publishes one of its host ports. */

@@ -115,7 +115,7 @@ describe('cluster: agents, scheduler, drain, node failure', () => {
     const post = (url: string, token: string, json: unknown): Promise<Response> =>
       fetch(url, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify(json) });
     const impostor = await post(`${server.url}/v1/nodes/join`, JOIN_TOKEN, { name: 'n2', address: 'http://127.0.0.9:1' });
-    expect([impostor.status, ((await impostor.json()) as { code: string }).code]).toEqual([409, 'E_NODE_IDENTITY']);
+    expect([impostor.status, ((await impostor.json()) as { code: string }).code]).toEqual([409, 'E_NODE_NAME_TAKEN']);
     const n3 = JSON.parse(readFileSync(join(nodes[1]?.data ?? '', 'node-identity.json'), 'utf8')) as { credential: string };
     const asN2 = await post(`${server.url}/v1/nodes/register`, n3.credential, { name: 'n2', address: 'http://127.0.0.9:1' });
     expect([asN2.status, ((await asN2.json()) as { code: string }).code]).toEqual([403, 'E_NODE_IDENTITY']);

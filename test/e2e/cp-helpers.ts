@@ -91,6 +91,17 @@ export class TestServer {
     await gone;
   }
 
+  /** Sends SIGTERM and measures how long the process takes to exit (`hung` when it is still there after `waitMs`). */
+  async sigterm(waitMs: number): Promise<{ code: number | null | 'hung'; ms: number }> {
+    const p = this.proc;
+    if (!p || p.exitCode !== null) throw new Error('unikctld is not running');
+    const gone = new Promise<number | null>((res) => p.once('exit', (c) => res(c)));
+    const t0 = Date.now();
+    p.kill('SIGTERM');
+    const code = await Promise.race([gone, new Promise<'hung'>((res) => setTimeout(() => res('hung'), waitMs))]);
+    return { code, ms: Date.now() - t0 };
+  }
+
   async stop(): Promise<void> {
     const p = this.proc;
     if (p && p.exitCode === null) {

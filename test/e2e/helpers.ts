@@ -81,7 +81,7 @@ export class TestHome {
 }
 
 export interface DeploymentJson {
-  name: string; state: string; exitCode: number | null; reason: string | null; ports: string[]; imageBytes: number | null;
+  name: string; state: string; exitCode: number | null; code: string | null; reason: string | null; ports: string[]; imageBytes: number | null;
   bootMs: number | null; accel: string | null; boot: Record<string, number>;
   metrics?: { cpuSeconds: number | null; rssBytes: number | null; supervisorRssBytes: number | null };
 }

@@ -23,6 +23,7 @@ describe('exit codes, guest crashes, unik.yaml apps and bare binaries on real VM
     const d = await home.waitState('c-three', ['exited', 'failed']);
     expect(d.state).toBe('exited');
     expect(d.exitCode).toBe(3);
+    expect(d.code).toBe('E_APP_EXITED'); // a typed field next to the exit code
     const logs = (await home.cli(['logs', 'c-three'])).stdout;
     expect(logs).toContain('c-hello: hello from C in a unikctl VM (argc=1)');
     expect(logs).toContain('c-hello: write to / failed: Read-only file system');
@@ -50,7 +51,7 @@ describe('exit codes, guest crashes, unik.yaml apps and bare binaries on real VM
     const r = await home.cli(['deploy', staticProbe, '--name', 'static-bin', '-e', 'EXIT_CODE=0']);
     expect(r.code, r.stderr).toBe(0);
     const d = await home.waitState('static-bin', ['exited', 'failed']);
-    expect([d.state, d.exitCode]).toEqual(['exited', 0]);
+    expect([d.state, d.exitCode, d.code]).toEqual(['exited', 0, null]);
     expect((await home.cli(['logs', 'static-bin'])).stdout).toContain('probe: started with 1 args');
   });
 
@@ -68,6 +69,7 @@ describe('exit codes, guest crashes, unik.yaml apps and bare binaries on real VM
     const d = await home.waitState('crasher', ['exited', 'failed']);
     expect(d.state).toBe('failed');
     expect(d.reason).toMatch(/guest crash/);
+    expect(d.code).toBe('E_GUEST_CRASHED');
     expect((await home.cli(['logs', 'crasher'])).stdout).toContain('probe: crashing the guest');
   });
 
@@ -81,6 +83,7 @@ describe('exit codes, guest crashes, unik.yaml apps and bare binaries on real VM
     const d = await home.waitState('victim', ['failed', 'exited'], 30_000);
     expect(d.state).toBe('failed');
     expect(d.reason).toMatch(/SIGKILL/);
+    expect(d.code).toBe('E_QEMU_FAILED');
   });
 
   it('a destroy during a build leaves nothing in the project, and the next build sweeps its work directory', async () => {

@@ -1,5 +1,8 @@
 import type { Command } from 'commander';
+import type { Client, DeploymentView, DeployResult } from '../../engine/client.js';
 import { UserError } from '../../errors.js';
+import type { Operation } from '../../store/types.js';
+import { sleep } from '../../util/proc.js';
 import { formatDuration, type Output } from '../output.js';
 import { makeClient } from '../context.js';
 
@@ -39,6 +42,13 @@ export function registerDeploy(program: Command, out: () => Output): void {
           ...(f.idempotencyKey !== undefined ? { idempotencyKey: f.idempotencyKey } : {}),
           ...(f.rootfs !== undefined ? { rootfs: f.rootfs } : {}),
         });
+        if (r.reused && r.error) {
+          // the key's operation already failed: answering "deploying" would hide that; a retry needs a new key
+          if (o.json) { o.jsonData(r); process.exitCode = 1; return; }
+          throw new UserError(r.error.code, `operation ${r.operationId} of this idempotency key failed: ${r.error.message}`, {
+            hint: 'an idempotency key always answers with its first operation: deploy again with a new --idempotency-key to retry',
+          });
+        }
         if (!f.wait) {
           if (o.json) o.jsonData(r);
           else {
@@ -49,15 +59,35 @@ export function registerDeploy(program: Command, out: () => Output): void {
           return;
         }
         o.progress(`deploying ${r.name} from ${r.resolvedFrom} (operation ${r.operationId}) …`);
-        const d = await client.waitFor(r.name, (x) => !x || ['running', 'exited', 'failed'].includes(x.state), Number(f.timeout) * 1000);
-        if (o.json) o.jsonData({ ...r, state: d?.state ?? 'gone', exitCode: d?.exitCode ?? null, reason: d?.reason ?? null, boot: d?.boot ?? null });
-        else o.data(`${r.name} ${d?.state ?? 'gone'}${d?.boot.vmmStartToAppStartMs !== undefined ? ` (app started ${formatDuration(d.boot.vmmStartToAppStartMs)} after the VM)` : ''}${d?.reason ? `: ${d.reason}` : ''}`);
-        if (!d || d.state === 'failed') {
-          if (o.json) { process.exitCode = 1; return; } // the JSON above already carries state and reason
-          throw new UserError(d?.reason?.startsWith('E_BUILD') ? 'E_BUILD_FAILED' : 'E_QEMU_FAILED', `deployment ${r.name} failed: ${d?.reason ?? 'it disappeared'}`, { hint: `see unikctl logs ${r.name} and unikctl status ${r.name}` });
+        const { d, op } = await waitSettled(client, r, Number(f.timeout) * 1000);
+        // the failure's code is a typed field of the deployment (or of the operation when no deployment is left)
+        const exitedNonZero = d?.state === 'exited' && d.exitCode !== 0;
+        const failed = !d || d.state === 'failed' || exitedNonZero;
+        const code = d?.code ?? op?.error?.code ?? (failed ? (d ? 'E_DEPLOY_FAILED' : 'E_CANCELLED') : null);
+        const reason = d?.reason ?? (exitedNonZero ? `the app exited with code ${d.exitCode}` : null) ?? op?.error?.message ?? null;
+        if (o.json) o.jsonData({ ...r, state: d?.state ?? 'gone', exitCode: d?.exitCode ?? null, code, reason, boot: d?.boot ?? null });
+        else o.data(`${r.name} ${d?.state ?? 'gone'}${d?.boot.vmmStartToAppStartMs !== undefined ? ` (app started ${formatDuration(d.boot.vmmStartToAppStartMs)} after the VM)` : ''}${reason ? `: ${reason}` : ''}`);
+        if (failed) {
+          if (o.json) { process.exitCode = 1; return; } // the JSON above already carries state, code and reason
+          throw new UserError(code ?? 'E_DEPLOY_FAILED', `deployment ${r.name} ${d ? 'failed' : 'is gone'}: ${reason ?? (d ? d.state : 'it was removed')}`, { hint: `see unikctl logs ${r.name} and unikctl status ${r.name}` });
         }
       } finally {
         client.close();
       }
     });
+}
+
+/**
+ * Waits until the deployment runs or ends. A failed deployment whose operation is still queued or running is not
+ * the end in remote mode: the control plane retries platform failures, and the next attempt replaces it.
+ */
+export async function waitSettled(client: Client, r: DeployResult, timeoutMs: number): Promise<{ d: DeploymentView | null; op: Operation | null }> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const d = await client.waitFor(r.name, (x) => !x || ['running', 'exited', 'failed'].includes(x.state), Math.max(0, deadline - Date.now()));
+    const op = (await client.status(r.name).catch(() => null))?.operations.find((o) => o.id === r.operationId) ?? null;
+    const retrying = (d === null || d.state === 'failed') && (op?.state === 'queued' || op?.state === 'running');
+    if (!retrying || Date.now() > deadline) return { d, op };
+    await sleep(500);
+  }
 }
