@@ -141,8 +141,9 @@ describe('control plane (agents mode): SIGTERM with an agent that never answers'
     const agentPort = (silent.address() as AddressInfo).port;
     writeFakePackage(server.data, 'pkg');
     await server.start();
-    const reg = await server.api('/v1/nodes/register', { token: NODE_TOKEN, json: { name: 'n1', address: `http://127.0.0.1:${agentPort}`, capacity: { cpus: 8, memoryMiB: 8192 } } });
-    expect(reg.status, await reg.text()).toBe(200);
+    // the silent "agent" joins with the join token (the server's --node-token) like a real one would
+    const reg = await server.api('/v1/nodes/join', { token: NODE_TOKEN, json: { name: 'n1', address: `http://127.0.0.1:${agentPort}`, capacity: { cpus: 8, memoryMiB: 8192 } } });
+    expect(reg.status, await reg.text()).toBe(201);
     const dep = await server.api('/v1/deployments', { json: { source: { package: 'pkg' }, name: 'stuck' } });
     expect(dep.status).toBe(202);
     const journal = join(server.data, 'journal.db');
