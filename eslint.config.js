@@ -3,7 +3,7 @@ import tseslint from 'typescript-eslint';
 import globals from 'globals';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'examples/**', 'guest/build/**', 'bench/results/**', '.venv-tools/**'] },
+  { ignores: ['dist/**', 'dist-bench/**', 'node_modules/**', 'examples/**', 'guest/build/**', 'bench/results/**', '.venv-tools/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
