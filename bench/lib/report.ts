@@ -229,7 +229,7 @@ function schedSection(sc: Json, ctx: Ctx): string[] {
     const first = (sc.placement ?? [])[0];
     const subject = Object.keys(first?.series ?? {}).find((k) => !first?.ratios?.[k]) ?? 'place';
     const baselines = subject === 'index' ? 'a linear scan (`place()`) and a sort-all implementation' : 'a sort-all implementation';
-    out.push(`Method: \`bench/sched\`${sc.quick ? ' (--quick)' : ''}: ${sc.method ?? ''}. Measured: \`${subject}\`. Baselines in the same run: ${baselines} making the same decisions.`, '');
+    out.push(`Method: \`bench/sched.ts\`${sc.quick ? ' (--quick)' : ''}: ${sc.method ?? ''}. Measured: \`${subject}\`. Baselines in the same run: ${baselines} making the same decisions.`, '');
     const rows = [];
     for (const p of sc.placement ?? []) {
       for (const [kind, s] of Object.entries<Json>(p.series ?? {})) {
@@ -295,5 +295,5 @@ export function renderReport(merged: Json, { svgFile }: { svgFile: (key: string)
     table(['part', 'target', 'measured', 'verdict'], ctx.targets.map((t) => [t.part, t.target, t.value, `${verdict(t.pass)}${t.extrapolated && t.pass !== null ? ' (extrapolated)' : ''}`]), 4),
     '',
   ];
-  return { markdown: [...head, ...body, '## Reproduce', '', '```sh', 'npm ci && npm run build', 'npm run bench                        # everything: boot, density, size, api, sched', 'npm run bench -- --only density      # one part (boot|density|size|api|sched, comma-separated)', 'npm run bench:density -- --max 100     # more VMs, if the machine is yours', '```', ''].join('\n'), svgs: ctx.svgs };
+  return { markdown: [...head, ...body, '## Reproduce', '', '```sh', 'npm ci && npm run build', 'npm run bench                        # everything: boot, density, size, api, sched', 'npm run bench -- --only density      # one part (boot|density|size|api|sched, comma-separated)', 'npm run bench:density -- --max 100   # more VMs, if the machine is yours', '```', ''].join('\n'), svgs: ctx.svgs };
 }
