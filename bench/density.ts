@@ -104,11 +104,11 @@ const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).s
 
 // ---------------------------------------------------------------- /proc readers
 
-/** Memory of one process from /proc/PID/smaps_rollup, in MiB. USS = private pages (what killing it frees). */
 type MemKey = 'rss' | 'pss' | 'pssAnon' | 'pssFile' | 'pssShmem' | 'uss' | 'anonHuge';
 /** MiB, rounded; null where /proc did not say. */
 export type Mem = Record<MemKey, number | null>;
 
+/** Memory of one process from /proc/PID/smaps_rollup, in MiB. USS = private pages (what killing it frees). */
 export function procMem(pid: number): Mem | null {
   try {
     const t = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
@@ -168,13 +168,13 @@ function hostCpu(): { busy: number; total: number } {
   return { busy: total - idle, total };
 }
 
+export interface DeploymentProcs { qemu: number | null; supervisor: number | null }
+
 /**
  * The processes behind each deployment of a private UNIKCTL_HOME: the QEMU (`-name unikctl-NAME,...`) and the
  * supervisor (`node .../worker.js deploy NAME OPID`), told apart by their command lines; only processes whose
  * environment holds UNIKCTL_HOME=home count, so nothing of another user or test is ever touched.
  */
-export interface DeploymentProcs { qemu: number | null; supervisor: number | null }
-
 export function findDeploymentProcs(home: string): Map<string, DeploymentProcs> {
   const needle = Buffer.from(`\0UNIKCTL_HOME=${home}\0`);
   const out = new Map<string, DeploymentProcs>();
@@ -219,9 +219,9 @@ function directQemuLeft(): number[] {
   return left;
 }
 
-/** CPU % of one core and wake-ups/s of a set of processes over a window. */
 interface IdleWindow { seconds: number | null; cpuPctOfCore: Array<number | null>; wakeupsPerSec: Array<number | null>; totalCpuPctOfCore: number | null; hostBusyPctOfMachine: number | null }
 
+/** CPU % of one core and wake-ups/s of a set of processes over a window. */
 async function idleWindow(pids: readonly number[], seconds: number): Promise<IdleWindow> {
   const t0 = performance.now();
   const c0 = pids.map(procTicks);
@@ -383,8 +383,14 @@ function resolveVariants(currentCmdline: string, rawKernel: string | null): void
   VARIANTS = BASE_VARIANTS.filter((v) => { const needs = v.needs; return (!needs || tokens.some((t) => tokenMatches(t, needs))) && (v.kernel !== 'raw' || rawKernel !== null); });
 }
 
-async function flagExperiments(direct: Direct): Promise<Json[]> {
-  const results: Json[] = [];
+/** One flag experiment: the variant's memory and idle CPU per VM, or why its VMs did not boot. */
+type FlagRow =
+  | (Omit<Variant, 'env'> & { env: undefined; ok: false; error: string | null })
+  | { id: string; label: string; change: string; ok: true; vms: number; bootMs: Array<number | null>; perVm: Record<MemKey, number | null>;
+    idleCpuPctOfCorePerVm: number | null; wakeupsPerSecPerVm: number | null; window: IdleWindow; samples: Array<Mem | null> };
+
+async function flagExperiments(direct: Direct): Promise<FlagRow[]> {
+  const results: FlagRow[] = [];
   for (const v of VARIANTS) {
     say(`density: flags: ${v.id} (${v.change}): ${opts.flagVms} VM(s)`);
     const vms: DirectVm[] = [];
@@ -401,7 +407,7 @@ async function flagExperiments(direct: Direct): Promise<Json[]> {
     const idle = await idleWindow(vms.map((vm) => vm.pid), opts.idleSeconds);
     await direct.stop(vms);
     const m = (k: MemKey): number | null => r2(avg(mems.map((x) => x?.[k])));
-    const row = {
+    const row: FlagRow & { ok: true } = {
       id: v.id, label: v.label, change: v.change, ok: true, vms: vms.length,
       bootMs: vms.map((vm) => vm.firstOutputMs),
       perVm: { rss: m('rss'), pss: m('pss'), uss: m('uss'), pssAnon: m('pssAnon'), pssShmem: m('pssShmem'), pssFile: m('pssFile'), anonHuge: m('anonHuge') },
@@ -430,15 +436,20 @@ async function flagBootSeries(direct: Direct, ids: string[]): Promise<Record<str
   return Object.fromEntries(ids.map((id) => [id, { samples: series[id] ?? [], summary: summarize(series[id] ?? []) }]));
 }
 
+interface ContendedRow {
+  id: string; change: string; vms: number; booted: number; tscMarkedUnstable: number;
+  idleCpuPctOfCorePerVm: number | null; wakeupsPerSecPerVm: number | null; window: IdleWindow; clocksourceLines: string[];
+}
+
 /**
  * The same VMs booted while every host core is saturated by a busy loop (what a crowded host looks like):
  * the guest's clocksource watchdog, whose reference is jiffies, sees the TSC "skew" when the vCPU thread is
  * descheduled, marks the TSC unstable and falls back to jiffies; the guest then keeps a periodic tick.
  * The kernel console goes to loglevel 5 here (warnings) to catch that message.
  */
-async function contendedExperiment(direct: Direct): Promise<Json[]> {
+async function contendedExperiment(direct: Direct): Promise<ContendedRow[]> {
   const pairs = [VARIANTS.find((v) => v.id === 'current'), VARIANTS.find((v) => v.id === 'pit')].filter((v): v is Variant => v !== undefined);
-  const out: Json[] = [];
+  const out: ContendedRow[] = [];
   for (const base of pairs) {
     const v = { ...base, append: [base.append, 'loglevel=5'].filter(Boolean).join(' ') };
     const hogs = Array.from({ length: cpus().length + 1 }, () => track(spawn(process.execPath, ['-e', 'for(;;){}'], { stdio: 'ignore' })));
@@ -466,8 +477,15 @@ async function contendedExperiment(direct: Direct): Promise<Json[]> {
   return out;
 }
 
+/** KSM over identical guests, or why it was not measured. */
+interface KsmResult {
+  skipped?: string; variant?: string; vms?: number; settingsDuring?: { run: number; pages_to_scan: number }; restored?: { run: string; pages_to_scan: string };
+  pagesSharing?: number; pssPerVmBefore?: number | null; pssPerVmAfter?: number | null; ussPerVmBefore?: number | null; ussPerVmAfter?: number | null;
+  ksmdCpuPctOfCore?: number | null; windowSeconds?: number;
+}
+
 /** Kernel same-page merging across identical guests (opt-in, root): enable KSM, wait, measure, restore. */
-async function ksmExperiment(direct: Direct): Promise<Json> {
+async function ksmExperiment(direct: Direct): Promise<KsmResult> {
   const base = '/sys/kernel/mm/ksm';
   const read = (f: string): string => readFileSync(join(base, f), 'utf8').trim();
   let prior: { run: string; pages_to_scan: string };
@@ -693,10 +711,10 @@ async function main(): Promise<void> {
   cleanup.verifiedNoQemuLeft = [...findDeploymentProcs(home).values()].every((p) => !p.qemu);
 
   // 4. flag experiments
-  let flags: Json[] | null = null;
+  let flags: FlagRow[] | null = null;
   let flagBoot: Awaited<ReturnType<typeof flagBootSeries>> | null = null;
-  let contended: Json[] | null = null;
-  let ksm: Json = null;
+  let contended: ContendedRow[] | null = null;
+  let ksm: KsmResult | null = null;
   if (opts.flags) {
     // the kernel as linked, next to the lean copy the runtime boots (for the fat-kernel variant)
     const linked = join(env.UNIKCTL_KERNEL_DIR ?? '', `release-${manifest.kernel.configHash}`, 'vmlinux');
@@ -733,7 +751,6 @@ async function main(): Promise<void> {
   if (!cleanup.verifiedNoQemuLeft) process.exitCode = 1;
 }
 
-/** Per-VM cost, extrapolation to 100 VMs and the issue's targets. */
 interface DensityTarget { target: string; value: string; pass: boolean | null; extrapolated?: boolean; verdict: string }
 interface DensitySummary {
   vmsStarted: number;
@@ -745,6 +762,7 @@ interface DensitySummary {
   vsHostProcess?: Record<string, N | undefined>;
 }
 
+/** Per-VM cost, extrapolation to 100 VMs and the issue's targets. */
 export function summarizeDensity({ steps, final, baseline, upCount }: { steps: Step[]; final: Final | null; baseline: HostBaseline | null; upCount: number }): DensitySummary {
   const ok = steps.filter((s) => s.ok);
   const last = ok.at(-1);
@@ -784,8 +802,8 @@ export function summarizeDensity({ steps, final, baseline, upCount }: { steps: S
 /** What the text summary reads of the result. */
 interface DensityReportInput {
   image: { ref: string; memoryMiB: number }; machine: { accelLabel: string; cpuModel: string; cores: number }; quick: boolean; stopReason: string;
-  summary: DensitySummary; final: Final | null; baseline: HostBaseline; flags: Json[] | null; flagBoot: Record<string, { summary: Summary }> | null;
-  contended: Json[] | null; ksm: Json; targets: DensityTarget[]; cleanup: { verifiedNoQemuLeft?: boolean }; file: string;
+  summary: DensitySummary; final: Final | null; baseline: HostBaseline; flags: FlagRow[] | null; flagBoot: Record<string, { summary: Summary }> | null;
+  contended: ContendedRow[] | null; ksm: KsmResult | null; targets: DensityTarget[]; cleanup: { verifiedNoQemuLeft?: boolean }; file: string;
 }
 
 function textReport(r: DensityReportInput): string {

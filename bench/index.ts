@@ -95,9 +95,9 @@ function parseJson(text: string): Json {
   try { return JSON.parse(text.slice(i)) as Json; } catch { return null; }
 }
 
-/** Runs one part; its progress (stderr) streams through, its JSON (stdout) is kept. */
 interface PartRun { absent?: string; error?: string; result?: Json; file?: string | null; exitCode?: number | null; failed?: boolean }
 
+/** Runs one part; its progress (stderr) streams through, its JSON (stdout) is kept. */
 function runPart(name: PartName): Promise<PartRun> {
   const p = PARTS[name];
   const script = join(PART_DIR, p.script);

@@ -136,10 +136,10 @@ function placeSortAll(nodes: readonly NodeInfo[], req: PlacementRequest, { polic
   return { ok: true, node: best.n.name, score: policy === 'binpack' ? 1 - best.h : best.h };
 }
 
-/** The implementations behind one interface: place(req) → result, commit/release by node name. */
 type Kind = 'place' | 'sort-all';
 type Amount = { cpus: number; memoryMiB: number };
 
+/** The implementations behind one interface: place(req) → result, commit/release by node name. */
 function impl(kind: Kind, nodes: readonly NodeInfo[]): { place: (r: PlacementRequest) => PlacementResult; commit: (node: string, r: Amount) => void; release: (node: string, r: Amount) => void } {
   const arr = clone(nodes);
   const byName = new Map(arr.map((n) => [n.name, n]));

@@ -98,9 +98,9 @@ async function readModule(path: string): Promise<Buffer> {
   return r.stdout;
 }
 
-/** Modules to load, dependencies first (from each module's `depends=`, which is what depmod writes to modules.dep). */
 interface Module { name: string; path: string; data: Buffer }
 
+/** Modules to load, dependencies first (from each module's `depends=`, which is what depmod writes to modules.dep). */
 async function moduleClosure(index: Map<string, string>, roots: readonly string[]): Promise<Module[]> {
   const order: Module[] = [];
   const seen = new Set<string>();
@@ -117,10 +117,6 @@ async function moduleClosure(index: Map<string, string>, roots: readonly string[
   return order;
 }
 
-/**
- * Downloads (once) and prepares the generic kernel: returns the bzImage, the initramfs (when modules are
- * needed), the facts read from its config, and sizes. `log` gets progress lines.
- */
 export interface GenericKernel {
   package: string;
   version: string;
@@ -133,6 +129,10 @@ export interface GenericKernel {
   sizes: { vmlinuz: number; modules: number; loader: number; initramfs: number };
 }
 
+/**
+ * Downloads (once) and prepares the generic kernel: returns the bzImage, the initramfs (when modules are
+ * needed), the facts read from its config, and sizes. `log` gets progress lines.
+ */
 export async function prepareGenericKernel({ cacheDir, log = () => {} }: { cacheDir: string; log?: (line: string) => void }): Promise<GenericKernel> {
   const pkg = await resolveKernelPackage();
   const pkgDir = join(cacheDir, pkg);

@@ -19,9 +19,9 @@ function table(head: readonly string[], rows: ReadonlyArray<ReadonlyArray<unknow
 }
 const ordinal = (n: unknown): string => (isNum(n) ? `${n}${n % 100 >= 11 && n % 100 <= 13 ? 'th' : (({ 1: 'st', 2: 'nd', 3: 'rd' } as Record<number, string>)[n % 10] ?? 'th')}` : '?');
 
-/** p50/p95/p99/min/max of raw samples (ms). */
 export interface Stats { n: number; p50: number; p95: number; p99: number; min: number; max: number }
 
+/** p50/p95/p99/min/max of raw samples (ms). */
 export function stats(values: readonly unknown[]): Stats {
   const v = values.filter(isNum).sort((a, b) => a - b);
   if (!v.length) return { n: 0, p50: NaN, p95: NaN, p99: NaN, min: NaN, max: NaN };
