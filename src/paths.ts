@@ -1,9 +1,22 @@
+import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** Root of the installed project (holds kernel/config, guest/build, dist). */
-export const projectRoot = resolve(fileURLToPath(new URL('.', import.meta.url)), '..');
+/**
+ * Root of the installed project (holds package.json, kernel/config, guest/build, dist): the nearest directory
+ * at or above this module that holds package.json. Not simply its parent: this module runs from dist/ (the
+ * CLI and daemon), from src/ (the unit tests) and from dist-bench/src/ (the benchmarks, compiled by
+ * tsconfig.bench.json next to their own code), and the search finds the same root from all three.
+ */
+export const projectRoot = findProjectRoot(dirname(fileURLToPath(import.meta.url)));
+
+function findProjectRoot(from: string): string {
+  for (let dir = from; ; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'package.json'))) return dir;
+    if (dirname(dir) === dir) return resolve(from, '..'); // none found: the layout of dist/ and src/
+  }
+}
 
 /** Where all local state lives: the SQLite store, deployments, the package store, kernels. */
 export function unikHome(env: NodeJS.ProcessEnv = process.env): string {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { FILTER_CATEGORIES, Scheduler, place, type NodeInfo, type PlacementRequest, type PlacementResult, type Policy } from './scheduler.js';
+import { FILTER_CATEGORIES, place, type NodeInfo, type PlacementRequest, type PlacementResult, type Policy } from './scheduler.js';
 
 const NOW = 1_700_000_000_000;
 
@@ -19,18 +19,16 @@ function req(o: Partial<PlacementRequest> = {}): PlacementRequest {
   return { name: o.name ?? 'app', cpus: o.cpus ?? 1, memoryMiB: o.memoryMiB ?? 256, labels: o.labels ?? {}, ...(o.avoid ? { avoid: o.avoid } : {}) };
 }
 
-function sched(nodes: NodeInfo[], opts: { policy?: Policy; staleAfterMs?: number } = {}): Scheduler {
-  const s = new Scheduler(opts);
-  for (const n of nodes) s.upsertNode(n);
-  return s;
+/** place() at the fixed clock NOW. */
+function placeAt(nodes: NodeInfo[], r: PlacementRequest, opts: { policy?: Policy; staleAfterMs?: number } = {}): PlacementResult {
+  return place(nodes, r, { ...opts, now: NOW });
 }
 
-/** Runs the request through both implementations, asserts they agree, and returns the result. */
-function both(nodes: NodeInfo[], r: PlacementRequest, opts: { policy?: Policy; staleAfterMs?: number } = {}): PlacementResult {
-  const a = place(nodes, r, { ...opts, now: NOW });
-  const b = sched(nodes, opts).place(r, NOW);
-  expect(b).toEqual(a);
-  return a;
+/** What the cluster records after a placement (the placement adds to the node's allocations and VM count). */
+function commit(nodes: NodeInfo[], name: string, r: { cpus: number; memoryMiB: number }): void {
+  const n = nodes.find((x) => x.name === name);
+  if (!n) throw new Error(`unknown node ${name}`);
+  n.allocated = { cpus: n.allocated.cpus + r.cpus, memoryMiB: n.allocated.memoryMiB + r.memoryMiB, vms: n.allocated.vms + 1 };
 }
 
 function nodeOf(r: PlacementResult): string {
@@ -38,21 +36,9 @@ function nodeOf(r: PlacementResult): string {
   return r.node;
 }
 
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-describe('place / Scheduler: filters', () => {
+describe('place: filters', () => {
   it('empty cluster: no placement, all categories zero', () => {
-    const r = both([], req());
+    const r = placeAt([], req());
     expect(r.ok).toBe(false);
     if (r.ok) return;
     expect(r.reason).toBe('no node fits: no nodes registered');
@@ -76,7 +62,7 @@ describe('place / Scheduler: filters', () => {
       node('m1', { labels: { zone: 'eu', gpu: 'true' }, mem: 1024, usedMem: 768 }),
       node('m2', { labels: { zone: 'eu', gpu: 'true' }, mem: 1024, usedMem: 1000 }),
     ];
-    const r = both(nodes, req({ cpus: 1, memoryMiB: 512, labels: { zone: 'eu', gpu: 'true' }, avoid: ['a1'] }));
+    const r = placeAt(nodes, req({ cpus: 1, memoryMiB: 512, labels: { zone: 'eu', gpu: 'true' }, avoid: ['a1'] }));
     expect(r.ok).toBe(false);
     if (r.ok) return;
     expect(r.filtered).toEqual({ avoided: 1, down: 2, stale: 1, cordoned: 1, label: 4, cpu: 1, memory: 2 });
@@ -87,15 +73,15 @@ describe('place / Scheduler: filters', () => {
 
   it('skips cordoned nodes', () => {
     const nodes = [node('a', { cordoned: true }), node('b', { usedCpus: 3 })];
-    expect(nodeOf(both(nodes, req()))).toBe('b');
-    const r = both([node('a', { cordoned: true })], req());
+    expect(nodeOf(placeAt(nodes, req()))).toBe('b');
+    const r = placeAt([node('a', { cordoned: true })], req());
     expect(r.ok ? null : r.reason).toBe('no node fits: 1 cordoned');
   });
 
   it('skips down nodes', () => {
     const nodes = [node('a', { status: 'down' }), node('b', { usedCpus: 3 })];
-    expect(nodeOf(both(nodes, req()))).toBe('b');
-    const r = both([node('a', { status: 'down' }), node('b', { status: 'down' })], req());
+    expect(nodeOf(placeAt(nodes, req()))).toBe('b');
+    const r = placeAt([node('a', { status: 'down' }), node('b', { status: 'down' })], req());
     expect(r.ok ? null : r.reason).toBe('no node fits: 2 down');
   });
 
@@ -106,88 +92,79 @@ describe('place / Scheduler: filters', () => {
       node('c', { labels: { zone: 'eu', arch: 'arm64', disk: 'ssd' } }),
       node('d', { labels: { zone: 'eu', arch: 'amd64' } }),
     ];
-    expect(nodeOf(both(nodes, req({ labels: { zone: 'eu', arch: 'arm64' } })))).toBe('c');
-    const r = both(nodes, req({ labels: { zone: 'eu', arch: 'riscv64' } }));
+    expect(nodeOf(placeAt(nodes, req({ labels: { zone: 'eu', arch: 'arm64' } })))).toBe('c');
+    const r = placeAt(nodes, req({ labels: { zone: 'eu', arch: 'riscv64' } }));
     expect(r.ok ? null : r.reason).toBe('no node fits: 4 lack label arch=riscv64');
     // A label key inherited from Object.prototype is not a label.
-    const p = both([node('x')], req({ labels: { constructor: 'x' } }));
+    const p = placeAt([node('x')], req({ labels: { constructor: 'x' } }));
     expect(p.ok ? null : p.filtered.label).toBe(1);
   });
 
   it('treats a ready node whose heartbeat is older than staleAfterMs as stale', () => {
     const nodes = [node('old', { lastHeartbeatAt: NOW - 30_001 }), node('edge', { lastHeartbeatAt: NOW - 30_000, usedCpus: 3 })];
-    expect(nodeOf(both(nodes, req()))).toBe('edge'); // exactly staleAfterMs old is still fresh
-    const r = both([node('old', { lastHeartbeatAt: NOW - 30_001 })], req());
+    expect(nodeOf(placeAt(nodes, req()))).toBe('edge'); // exactly staleAfterMs old is still fresh
+    const r = placeAt([node('old', { lastHeartbeatAt: NOW - 30_001 })], req());
     expect(r.ok ? null : r.reason).toBe('no node fits: 1 stale (no heartbeat within 30000 ms)');
-    expect(nodeOf(both(nodes, req(), { staleAfterMs: 5_000 * 60 }))).toBe('old');
-    const short = both([node('a', { lastHeartbeatAt: NOW - 2_000 })], req(), { staleAfterMs: 1_000 });
+    expect(nodeOf(placeAt(nodes, req(), { staleAfterMs: 5_000 * 60 }))).toBe('old');
+    const short = placeAt([node('a', { lastHeartbeatAt: NOW - 2_000 })], req(), { staleAfterMs: 1_000 });
     expect(short.ok ? null : short.filtered.stale).toBe(1);
   });
 
   it('skips the nodes in the avoid list', () => {
     const nodes = [node('a'), node('b', { usedCpus: 2 }), node('c', { usedCpus: 3 })];
-    expect(nodeOf(both(nodes, req()))).toBe('a');
-    expect(nodeOf(both(nodes, req({ avoid: ['a'] })))).toBe('b');
-    expect(nodeOf(both(nodes, req({ avoid: ['a', 'b', 'nope'] })))).toBe('c');
-    const r = both(nodes, req({ avoid: ['a', 'b', 'c', 'a'] }));
+    expect(nodeOf(placeAt(nodes, req()))).toBe('a');
+    expect(nodeOf(placeAt(nodes, req({ avoid: ['a'] })))).toBe('b');
+    expect(nodeOf(placeAt(nodes, req({ avoid: ['a', 'b', 'nope'] })))).toBe('c');
+    const r = placeAt(nodes, req({ avoid: ['a', 'b', 'c', 'a'] }));
     expect(r.ok ? null : r.reason).toBe('no node fits: 3 avoided');
   });
 
   it('places fractional CPUs and absorbs float residue', () => {
-    const s = sched([node('a', { cpus: 1, mem: 1 << 20 })]);
-    for (const c of [0.1, 0.2, 0.4]) { const r = s.place(req({ cpus: c }), NOW); s.commit(nodeOf(r), { cpus: c, memoryMiB: 256 }); }
+    const nodes = [node('a', { cpus: 1, mem: 1 << 20 })];
+    for (const c of [0.1, 0.2, 0.4]) commit(nodes, nodeOf(placeAt(nodes, req({ cpus: c }))), { cpus: c, memoryMiB: 256 });
     // 0.1 + 0.2 + 0.4 = 0.7000000000000001 in binary floating point; 0.3 must still fit.
-    expect(nodeOf(s.place(req({ cpus: 0.3 }), NOW))).toBe('a');
-    expect(nodeOf(both(s.nodes(), req({ cpus: 0.3 })))).toBe('a');
-    const over = both(s.nodes(), req({ cpus: 0.31 }));
+    expect(nodeOf(placeAt(nodes, req({ cpus: 0.3 })))).toBe('a');
+    const over = placeAt(nodes, req({ cpus: 0.31 }));
     expect(over.ok ? null : over.reason).toBe('no node fits: 1 lacks cpu (needs 0.31 CPU, max free 0.3)');
-    const q = sched([node('b', { cpus: 1 })]);
-    for (let i = 0; i < 4; i++) q.commit(nodeOf(q.place(req({ cpus: 0.25, memoryMiB: 1 }), NOW)), { cpus: 0.25, memoryMiB: 1 });
-    expect(q.place(req({ cpus: 0.25, memoryMiB: 1 }), NOW).ok).toBe(false);
+    const q = [node('b', { cpus: 1 })];
+    for (let i = 0; i < 4; i++) commit(q, nodeOf(placeAt(q, req({ cpus: 0.25, memoryMiB: 1 }))), { cpus: 0.25, memoryMiB: 1 });
+    expect(placeAt(q, req({ cpus: 0.25, memoryMiB: 1 })).ok).toBe(false);
   });
 
   it('fits memory exactly equal to free memory, not one MiB more', () => {
     const nodes = [node('a', { mem: 2048, usedMem: 1536 })];
-    const r = both(nodes, req({ memoryMiB: 512 }));
+    const r = placeAt(nodes, req({ memoryMiB: 512 }));
     expect(r).toEqual({ ok: true, node: 'a', score: 0 });
-    const more = both(nodes, req({ memoryMiB: 513 }));
+    const more = placeAt(nodes, req({ memoryMiB: 513 }));
     expect(more.ok ? null : more.reason).toBe('no node fits: 1 lacks memory (needs 513 MiB, max free 512 MiB)');
-    expect(both([node('z', { cpus: 2, usedCpus: 1 })], req({ cpus: 1 })).ok).toBe(true);
+    expect(placeAt([node('z', { cpus: 2, usedCpus: 1 })], req({ cpus: 1 })).ok).toBe(true);
   });
 
   it('rejects an invalid request without counting nodes', () => {
     for (const bad of [req({ cpus: -1 }), req({ memoryMiB: Number.NaN }), req({ cpus: Infinity })]) {
-      const r = both([node('a')], bad);
+      const r = placeAt([node('a')], bad);
       expect(r.ok).toBe(false);
       if (!r.ok) expect(r.reason).toMatch(/^invalid request: /);
     }
-    expect(() => new Scheduler().commit('a', { cpus: 1, memoryMiB: 1 })).toThrow(/unknown node a/);
-    expect(() => sched([node('a')]).commit('a', { cpus: -1, memoryMiB: 1 })).toThrow(RangeError);
-    const s = sched([node('a')]);
-    expect(() => s.upsertNode(node('a', { usedCpus: -1 }))).toThrow(/allocated.cpus must be a finite number >= 0/);
-    expect(() => s.upsertNode(node('b', { mem: Number.NaN }))).toThrow(RangeError);
-    expect(() => s.upsertNode(node(''))).toThrow(TypeError);
-    expect(s.nodes()).toEqual([node('a')]); // nothing changed
   });
 });
 
-describe('place / Scheduler: scoring', () => {
+describe('place: scoring', () => {
   it('breaks ties deterministically: fewer VMs, then name ascending, whatever the input order', () => {
     const equal = [node('c'), node('a'), node('b')];
     const perms = [[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]];
     for (const policy of ['spread', 'binpack'] as const) {
       for (const p of perms) {
         const ns = p.map((i) => equal[i] as NodeInfo);
-        expect(nodeOf(both(ns, req(), { policy }))).toBe('a');
+        expect(nodeOf(placeAt(ns, req(), { policy }))).toBe('a');
       }
       // Same free resources, but 'a' runs more VMs: 'b' wins on the VM tie-break.
       const vmsTie = [node('a', { usedCpus: 2, usedMem: 2048, vms: 4 }), node('b', { usedCpus: 2, usedMem: 2048, vms: 1 }), node('c', { usedCpus: 2, usedMem: 2048, vms: 1 })];
-      expect(nodeOf(both(vmsTie, req(), { policy }))).toBe('b');
+      expect(nodeOf(placeAt(vmsTie, req(), { policy }))).toBe('b');
     }
     // Same input → same output, repeatedly.
-    const s = sched(equal);
-    const first = s.place(req(), NOW);
-    for (let i = 0; i < 10; i++) expect(s.place(req(), NOW)).toEqual(first);
+    const first = placeAt(equal, req());
+    for (let i = 0; i < 10; i++) expect(placeAt(equal, req())).toEqual(first);
   });
 
   it('spread picks the node with the most headroom on its tightest resource; binpack the fullest that fits', () => {
@@ -197,8 +174,8 @@ describe('place / Scheduler: scoring', () => {
       node('full', { cpus: 4, mem: 4096, usedCpus: 2.5, usedMem: 512 }), // cpu 0.5/4 → 0.125
       node('too-full', { cpus: 4, usedCpus: 3.5 }),
     ];
-    expect(both(nodes, req())).toEqual({ ok: true, node: 'balanced', score: 0.5 });
-    expect(both(nodes, req(), { policy: 'binpack' })).toEqual({ ok: true, node: 'full', score: 0.875 });
+    expect(placeAt(nodes, req())).toEqual({ ok: true, node: 'balanced', score: 0.5 });
+    expect(placeAt(nodes, req(), { policy: 'binpack' })).toEqual({ ok: true, node: 'full', score: 0.875 });
   });
 
   it('keeps exact ties at zero headroom (float residue within the fit slack counts as full)', () => {
@@ -208,134 +185,42 @@ describe('place / Scheduler: scoring', () => {
     const used = 0.1 + 0.2 + 0.4;
     expect(1 - used - 0.3).toBeLessThan(0);
     for (const policy of ['spread', 'binpack'] as const) {
-      expect(both([node('b', { cpus: 0.3 }), node('a', { cpus: 1, usedCpus: used })], req({ cpus: 0.3 }), { policy }))
+      expect(placeAt([node('b', { cpus: 0.3 }), node('a', { cpus: 1, usedCpus: used })], req({ cpus: 0.3 }), { policy }))
         .toEqual({ ok: true, node: 'a', score: policy === 'spread' ? 0 : 1 });
     }
   });
 
   it('spread distributes 6 placements over 3 equal nodes 2-2-2 (committing in between)', () => {
-    const s = sched([node('n1'), node('n2'), node('n3')]);
+    const nodes = [node('n1'), node('n2'), node('n3')];
     const counts: Record<string, number> = {};
     const order: string[] = [];
     for (let i = 0; i < 6; i++) {
-      const r = s.place(req({ name: `app-${i}` }), NOW);
-      const n = nodeOf(r);
+      const n = nodeOf(placeAt(nodes, req({ name: `app-${i}` })));
       order.push(n);
       counts[n] = (counts[n] ?? 0) + 1;
-      s.commit(n, { cpus: 1, memoryMiB: 256 });
+      commit(nodes, n, { cpus: 1, memoryMiB: 256 });
     }
     expect(counts).toEqual({ n1: 2, n2: 2, n3: 2 });
     expect(order).toEqual(['n1', 'n2', 'n3', 'n1', 'n2', 'n3']);
-    expect(s.nodes().map((n) => n.allocated)).toEqual([1, 2, 3].map(() => ({ cpus: 2, memoryMiB: 512, vms: 2 })));
+    expect(nodes.map((n) => n.allocated)).toEqual([1, 2, 3].map(() => ({ cpus: 2, memoryMiB: 512, vms: 2 })));
   });
 
   it('binpack fills one node before using the next', () => {
-    const s = sched([node('n3'), node('n1'), node('n2')], { policy: 'binpack' });
+    const nodes = [node('n3'), node('n1'), node('n2')];
     const order: string[] = [];
     for (let i = 0; i < 9; i++) {
-      const n = nodeOf(s.place(req(), NOW));
+      const n = nodeOf(placeAt(nodes, req(), { policy: 'binpack' }));
       order.push(n);
-      s.commit(n, { cpus: 1, memoryMiB: 256 });
+      commit(nodes, n, { cpus: 1, memoryMiB: 256 });
     }
     expect(order).toEqual(['n1', 'n1', 'n1', 'n1', 'n2', 'n2', 'n2', 'n2', 'n3']);
   });
-});
 
-describe('Scheduler index', () => {
-  it('place does not mutate; commit/release adjust allocations; upsert replaces the record', () => {
-    const s = sched([node('a'), node('b')]);
-    const before = s.nodes();
-    s.place(req(), NOW);
-    s.place(req({ avoid: ['a'] }), NOW);
-    expect(s.nodes()).toEqual(before);
-    s.commit('a', { cpus: 1.5, memoryMiB: 100 });
-    expect(s.nodes()[0]?.allocated).toEqual({ cpus: 1.5, memoryMiB: 100, vms: 1 });
-    s.release('a', { cpus: 2, memoryMiB: 50 });
-    expect(s.nodes()[0]?.allocated).toEqual({ cpus: 0, memoryMiB: 50, vms: 0 });
-    s.release('a', { cpus: 0, memoryMiB: 0 });
-    expect(s.nodes()[0]?.allocated.vms).toBe(0);
-    // The avoid flag is cleared after a placement: 'a' is a candidate again.
-    expect(nodeOf(s.place(req(), NOW))).toBe('a');
-    s.upsertNode(node('a', { cordoned: true }));
-    expect(nodeOf(s.place(req(), NOW))).toBe('b');
-    s.upsertNode(node('a'));
-    expect(s.nodes().find((n) => n.name === 'a')?.allocated).toEqual({ cpus: 0, memoryMiB: 0, vms: 0 });
-  });
-
-  it('pure place() does not mutate its input', () => {
+  it('does not mutate its input', () => {
     const nodes = [node('a'), node('b', { cordoned: true })];
     const copy = structuredClone(nodes);
     place(nodes, req({ avoid: ['a'] }), { now: NOW });
+    place(nodes, req({ labels: { zone: 'mars' } }), { now: NOW });
     expect(nodes).toEqual(copy);
-  });
-
-  it('keeps the label index right across relabels, additions and removals', () => {
-    const s = sched([node('a', { labels: { zone: 'eu' } }), node('b', { labels: { zone: 'us' } }), node('c', { labels: { zone: 'eu' }, usedCpus: 1 })]);
-    const eu = req({ labels: { zone: 'eu' } });
-    expect(nodeOf(s.place(eu, NOW))).toBe('a');
-    s.upsertNode(node('a', { labels: { zone: 'us' } }));
-    expect(nodeOf(s.place(eu, NOW))).toBe('c');
-    s.upsertNode(node('d', { labels: { zone: 'eu' } }));
-    expect(nodeOf(s.place(eu, NOW))).toBe('d');
-    s.removeNode('a'); // swaps the last slot ('d') into slot 0
-    s.removeNode('missing');
-    expect(nodeOf(s.place(eu, NOW))).toBe('d');
-    s.removeNode('d');
-    expect(nodeOf(s.place(eu, NOW))).toBe('c');
-    s.removeNode('c');
-    const r = s.place(eu, NOW);
-    expect(r.ok ? null : r.reason).toBe('no node fits: 1 lacks label zone=eu');
-    expect(s.nodes().map((n) => n.name)).toEqual(['b']);
-    // Mutating the caller's label object later does not leak into the index.
-    const labels = { zone: 'eu' };
-    s.upsertNode({ ...node('e'), labels });
-    labels.zone = 'us';
-    expect(nodeOf(s.place(eu, NOW))).toBe('e');
-  });
-
-  it('agrees with place() over nodes() on random clusters, through commits, releases, heartbeats and removals', () => {
-    for (const [policy, seed] of [['spread', 1], ['binpack', 2], ['spread', 3], ['binpack', 4]] as const) {
-      const rand = rng(seed);
-      const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)] as T;
-      const s = new Scheduler({ policy });
-      for (let i = 0; i < 200; i++) {
-        const cpus = pick([0, 1, 2, 4, 8]); // few shapes → many exact score ties; 0 = zero-capacity edge case
-        const mem = pick([0, 1024, 2048, 4096, 8192]);
-        s.upsertNode({
-          name: `n${String(i).padStart(3, '0')}`,
-          status: rand() < 0.05 ? 'down' : 'ready',
-          cordoned: rand() < 0.05,
-          labels: { zone: pick(['eu', 'us', 'ap']), ...(rand() < 0.3 ? { arch: 'arm64' } : {}) },
-          capacity: { cpus, memoryMiB: mem },
-          allocated: { cpus: pick([0, 0, 0.5, 1]), memoryMiB: pick([0, 0, 256, 512]), vms: pick([0, 0, 1, 2]) },
-          lastHeartbeatAt: NOW - (rand() < 0.03 ? 60_000 : Math.floor(rand() * 10_000)),
-        });
-      }
-      const placed: Array<{ node: string; cpus: number; memoryMiB: number }> = [];
-      let ok = 0;
-      let failed = 0;
-      for (let k = 0; k < 600; k++) {
-        const r = req({
-          cpus: pick([0, 0.1, 0.25, 0.5, 1, 2]), memoryMiB: pick([0, 128, 256, 512, 1024]),
-          labels: pick<Record<string, string>>([{}, {}, { zone: 'eu' }, { zone: 'us', arch: 'arm64' }, { zone: 'mars' }]),
-          ...(rand() < 0.2 ? { avoid: [`n${String(Math.floor(rand() * 200)).padStart(3, '0')}`] } : {}),
-        });
-        const got = s.place(r, NOW);
-        expect(got).toEqual(place(s.nodes(), r, { policy, now: NOW }));
-        if (got.ok) { ok++; s.commit(got.node, r); placed.push({ node: got.node, cpus: r.cpus, memoryMiB: r.memoryMiB }); } else failed++;
-        if (k % 50 === 49 && placed.length > 0) {
-          const p = placed.splice(Math.floor(rand() * placed.length), 1)[0];
-          if (p) s.release(p.node, p);
-        }
-        if (k % 97 === 96) {
-          const victim = pick(s.nodes());
-          s.removeNode(victim.name);
-          for (let j = placed.length - 1; j >= 0; j--) if (placed[j]?.node === victim.name) placed.splice(j, 1);
-        }
-        if (k % 61 === 60) { const hb = pick(s.nodes()); s.upsertNode({ ...hb, lastHeartbeatAt: NOW }); }
-      }
-      expect(ok).toBeGreaterThan(100);
-      expect(failed).toBeGreaterThan(0);
-    }
   });
 });

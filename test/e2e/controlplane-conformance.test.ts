@@ -1,10 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { accessSync, constants, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, ROOT } from './helpers.js';
+import { fakePackage } from './fake-package.js';
 
 /**
  * Conformance of the control plane's HTTP API, against a real `unikctld serve --runner fake` (no VM is booted):
@@ -60,22 +61,6 @@ function runTool(argv: string[], opts: { cwd: string; input?: string; timeoutMs:
     });
     child.stdin.end(opts.input ?? '');
   });
-}
-
-/** A package the node store resolves (readImage without verify only checks that the files exist). */
-function fakePackage(dataDir: string, name: string): void {
-  const dir = join(dataDir, 'node', 'packages', 'local', name, 'latest');
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'vmlinux.gz'), 'not a kernel\n');
-  writeFileSync(join(dir, 'rootfs.erofs'), 'not a filesystem\n');
-  const zero = '0'.repeat(64);
-  writeFileSync(join(dir, 'manifest.json'), JSON.stringify({
-    schema: 'unikctl.image/v1', name, pack: 'binary', mode: 'release',
-    kernel: { file: 'vmlinux.gz', encoding: 'gzip', sha256: zero, size: 13, rawSha256: zero, rawSize: 13, variant: 'release', configHash: '0' },
-    rootfs: { file: 'rootfs.erofs', sha256: zero, size: 17, format: 'erofs' },
-    run: { command: [`/app/${name}`], env: {}, workdir: '/app', memoryMiB: 64, ports: [] },
-    size: 30,
-  }));
 }
 
 /** The value of the first sample of `metric` whose labels include every `labels` pair (NaN if none). */

@@ -1,31 +1,43 @@
 // One direct QEMU boot, timed from spawn to the app's first console line, using the runtime's own console
-// parser (dist/runtime/console.js) so "first app output" means exactly what `unikctl status` records.
+// parser (src/runtime/console.ts) so "first app output" means exactly what `unikctl status` records.
 import { spawn } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
-import { track } from './proc.mjs';
+import { ConsoleParser } from '../../src/runtime/console.js';
+import { launchCommand } from '../../src/runtime/qemu.js';
+import { track } from './proc.js';
 
 export const QEMU = 'qemu-system-x86_64';
+
+export interface BootResult {
+  ok: boolean;
+  spawnToAppStartMs: number | null;
+  spawnToFirstOutputMs: number | null;
+  guestUptimeAtAppStartMs: number | null;
+  firstLine: string | null;
+  error: string | null;
+  consoleTail?: string[];
+}
 
 /**
  * Boots `qemuArgv` (everything after the QEMU binary), waits for the guest init's start marker and then the
  * first app line, then kills QEMU. Spawned the way the runtime spawns it (`launchCommand` from
- * dist/runtime/qemu.js: host/launch.c, death signal + no huge pages), so QEMU also dies if the benchmark is killed.
+ * src/runtime/qemu.ts: host/launch.c, death signal + no huge pages), so QEMU also dies if the benchmark is killed.
  */
-export async function bootOnce({ qemuArgv, nonce, ConsoleParser, launchCommand, timeoutMs = 120_000 }) {
+export async function bootOnce({ qemuArgv, nonce, timeoutMs = 120_000 }: { qemuArgv: string[]; nonce: string; timeoutMs?: number }): Promise<BootResult> {
   const t0 = performance.now();
   const launch = launchCommand(qemuArgv);
   const child = track(spawn(launch.file, launch.args, { stdio: ['pipe', 'pipe', 'pipe'] }));
   child.stdin.on('error', () => {});
-  const r = { ok: false, spawnToAppStartMs: null, spawnToFirstOutputMs: null, guestUptimeAtAppStartMs: null, firstLine: null, error: null };
-  const tail = [];
+  const r: BootResult = { ok: false, spawnToAppStartMs: null, spawnToFirstOutputMs: null, guestUptimeAtAppStartMs: null, firstLine: null, error: null };
+  const tail: string[] = [];
   let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (c) => { stderr = (stderr + c).slice(-2000); });
-  const exited = new Promise((resolve) => {
+  child.stderr.setEncoding('utf8').on('data', (c: string) => { stderr = (stderr + c).slice(-2000); });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: string }>((resolve) => {
     child.on('exit', (code, signal) => resolve({ code, signal }));
     child.on('error', (e) => resolve({ code: 127, signal: null, error: e.message }));
   });
-  let finish;
-  const done = new Promise((resolve) => { finish = resolve; });
+  let finish: () => void = () => {};
+  const done = new Promise<void>((resolve) => { finish = resolve; });
   let started = false;
   const parser = new ConsoleParser(nonce, {
     line: (l) => {
@@ -48,9 +60,9 @@ export async function bootOnce({ qemuArgv, nonce, ConsoleParser, launchCommand, 
       }
     },
   });
-  child.stdout.on('data', (c) => parser.push(c));
+  child.stdout.on('data', (c: Buffer) => parser.push(c));
   const timer = setTimeout(() => { if (!r.ok) r.error ??= `no app output within ${timeoutMs} ms`; finish(); }, timeoutMs);
-  exited.then((x) => {
+  void exited.then((x) => {
     parser.flush();
     if (!r.ok) r.error ??= `QEMU exited (${x.signal ?? (x.code === 0 ? 'code 0: the guest reset or powered off, -no-reboot' : `code ${x.code}`)}) before the app wrote anything${stderr.trim() ? `: ${stderr.trim().split('\n').at(-1)}` : ''}`;
     finish();

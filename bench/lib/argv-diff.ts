@@ -5,21 +5,24 @@ const NO_VALUE = new Set(['-nodefaults', '-no-user-config', '-no-reboot', '-S', 
 /** Options whose value is a comma-separated property list, compared property by property. */
 const PROPS = new Set(['-M', '-machine', '-sandbox']);
 
-function pairs(argv) {
-  const out = [];
+type OptVal = [string, string | null];
+
+function pairs(argv: readonly string[]): OptVal[] {
+  const out: OptVal[] = [];
   for (let i = 0; i < argv.length; i++) {
-    const opt = argv[i];
+    const opt = argv[i] as string;
     if (NO_VALUE.has(opt) || i + 1 >= argv.length) out.push([opt, null]);
-    else out.push([opt, argv[++i]]);
+    else out.push([opt, argv[++i] as string]);
   }
   return out;
 }
 
-function byOption(argv) {
-  const m = new Map();
+function byOption(argv: readonly string[]): Map<string, Array<string | null>> {
+  const m = new Map<string, Array<string | null>>();
   for (const [opt, val] of pairs(argv)) {
-    if (!m.has(opt)) m.set(opt, []);
-    m.get(opt).push(val);
+    const vals = m.get(opt) ?? [];
+    vals.push(val);
+    m.set(opt, vals);
   }
   return m;
 }
@@ -28,21 +31,23 @@ function byOption(argv) {
  * Lists differences between `a` (reference) and `b`. `label(opt, value)` may shorten values (e.g. paths).
  * -append is compared word by word; -M by property.
  */
-export function argvDiff(a, b, label = (_o, v) => v) {
+export function argvDiff(a: readonly string[], b: readonly string[], label: (opt: string, value: string) => string = (_o, v) => v): string[] {
   const A = byOption(a);
   const B = byOption(b);
-  const diffs = [];
+  const diffs: string[] = [];
+  const show = (opt: string, v: string | null | undefined): string => (v === null || v === undefined ? '' : label(opt, v));
   for (const opt of new Set([...A.keys(), ...B.keys()])) {
     const va = A.get(opt) ?? [];
     const vb = B.get(opt) ?? [];
-    if (va.length === 0) { for (const v of vb) diffs.push(`added ${opt}${v === null ? '' : ` ${label(opt, v)}`}`); continue; }
-    if (vb.length === 0) { for (const v of va) diffs.push(`removed ${opt}${v === null ? '' : ` ${label(opt, v)}`}`); continue; }
+    if (va.length === 0) { for (const v of vb) diffs.push(`added ${opt}${v === null ? '' : ` ${show(opt, v)}`}`); continue; }
+    if (vb.length === 0) { for (const v of va) diffs.push(`removed ${opt}${v === null ? '' : ` ${show(opt, v)}`}`); continue; }
     for (let i = 0; i < Math.max(va.length, vb.length); i++) {
       const x = va[i];
       const y = vb[i];
       if (x === y) continue;
-      if (x === undefined) { diffs.push(`added ${opt} ${label(opt, y)}`); continue; }
-      if (y === undefined) { diffs.push(`removed ${opt} ${label(opt, x)}`); continue; }
+      if (x === undefined) { diffs.push(`added ${opt} ${show(opt, y)}`); continue; }
+      if (y === undefined) { diffs.push(`removed ${opt} ${show(opt, x)}`); continue; }
+      if (x === null || y === null) { diffs.push(`${opt} ${show(opt, x)} → ${show(opt, y)}`); continue; }
       if (opt === '-append') {
         const wa = x.split(' ');
         const wb = y.split(' ');
@@ -52,7 +57,7 @@ export function argvDiff(a, b, label = (_o, v) => v) {
       } else if (PROPS.has(opt)) {
         const pa = x.split(',');
         const pb = y.split(',');
-        const changed = [];
+        const changed: string[] = [];
         for (const p of pb) if (!pa.includes(p)) {
           const key = p.split('=')[0];
           const old = pa.find((q) => q.split('=')[0] === key);
@@ -61,7 +66,7 @@ export function argvDiff(a, b, label = (_o, v) => v) {
         for (const p of pa) if (!pb.some((q) => q.split('=')[0] === p.split('=')[0])) changed.push(`-${p}`);
         diffs.push(`${opt} ${changed.join(', ')}`);
       } else {
-        diffs.push(`${opt} ${label(opt, x)} → ${label(opt, y)}`);
+        diffs.push(`${opt} ${show(opt, x)} → ${show(opt, y)}`);
       }
     }
   }

@@ -5,7 +5,7 @@
 // 2. the real path: `unikctl deploy` of the package N times (sequentially), reading the boot figures the
 //    runtime records (deploy → first app output, VMM start → app start), destroying each deployment;
 // 3. the baseline, measured in the same run: the SAME rootfs booted by QEMU spawned directly with the
-//    runtime's own argv (dist/runtime/qemu.js qemuArgs: microvm, same devices, -accel tcg) with
+//    runtime's own argv (src/runtime/qemu.ts qemuArgs: microvm, same devices, -accel tcg) with
 //    (a) the unikctl vmlinux and (b) Debian's generic cloud kernel, N times each, interleaved, timing
 //    QEMU spawn → first app line on the serial console. Any flag the generic kernel needs changed is
 //    detected, used, and printed;
@@ -15,38 +15,40 @@
 import { randomBytes } from 'node:crypto';
 import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, homedir, hostname } from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { join, relative } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
-import { argvDiff } from './lib/argv-diff.mjs';
-import { prepareGenericKernel } from './lib/generic-kernel.mjs';
-import { freePort, installCleanup, killByEnv, onExit, run, runSync, sleep } from './lib/proc.mjs';
-import { bootOnce, QEMU } from './lib/qemu-boot.mjs';
-import { loadRuntime, privateHome } from './lib/harness.mjs';
-import { summarize } from './lib/stats.mjs';
+import { materializeKernel, readImage } from '../src/image/image.js';
+import { kernelCmdline } from '../src/runtime/cmdline.js';
+import { qemuArgs } from '../src/runtime/qemu.js';
+import type { VmmStartOptions } from '../src/runtime/vmm.js';
+import { argvDiff } from './lib/argv-diff.js';
+import { prepareGenericKernel } from './lib/generic-kernel.js';
+import { freePort, installCleanup, killByEnv, onExit, run, runSync, sleep } from './lib/proc.js';
+import { CLI, fileStamp, privateHome, RESULTS_DIR, ROOT } from './lib/harness.js';
+import type { Json } from './lib/json.js';
+import { bootOnce, QEMU, type BootResult } from './lib/qemu-boot.js';
+import { summarize, type Summary } from './lib/stats.js';
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const EXAMPLE = join(ROOT, 'examples', 'go-http');
 const PACKAGE_REF = 'local/go-http:latest';
 const GUEST_PORT = 8080;
-const CLI = join(ROOT, 'bin', 'unikctl.js');
-const ACCEL = 'tcg'; // KVM hangs guests on the machines this was written for; absolute figures are TCG
+const ACCEL: 'tcg' | 'kvm' = 'tcg'; // KVM hangs guests on the machines this was written for; absolute figures are TCG
 const TARGETS = { p50Ms: 1500, speedup: 3, imageBytes: 6_000_000 };
 const BOOT_TIMEOUT_MS = 120_000;
 
-function usage(code) {
+function usage(code: number): never {
   (code === 0 ? process.stdout : process.stderr).write(
-    'usage: node bench/boot.mjs [--runs N] [--quick] [--json]\n' +
+    'usage: npm run bench:boot -- [--runs N] [--quick] [--json]\n' +
     '  --runs N   boots per series (default 10; at least 10 unless --quick)\n' +
     '  --quick    allow fewer runs (default 3) for a smoke test; the figures are then not a measurement\n' +
     '  --json     print only the JSON result on stdout\n');
   process.exit(code);
 }
 
-function parseArgs(argv) {
-  const o = { runs: null, json: false, quick: false };
+function parseArgs(argv: readonly string[]): { runs: number; json: boolean; quick: boolean } {
+  const o: { runs: number | null; json: boolean; quick: boolean } = { runs: null, json: false, quick: false };
   for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
+    const a = argv[i] as string;
     if (a === '--json') o.json = true;
     else if (a === '--quick') o.quick = true;
     else if (a === '--runs' || a.startsWith('--runs=')) {
@@ -56,20 +58,20 @@ function parseArgs(argv) {
     } else if (a === '-h' || a === '--help') usage(0);
     else { process.stderr.write(`bench: unknown option ${a}\n`); usage(2); }
   }
-  o.runs ??= o.quick ? 3 : 10;
-  if (o.runs < 1 || (!o.quick && o.runs < 10)) {
-    process.stderr.write(`bench: --runs ${o.runs} is too few for p95 (at least 10; use --quick for a smoke test)\n`);
+  const runs = o.runs ?? (o.quick ? 3 : 10);
+  if (runs < 1 || (!o.quick && runs < 10)) {
+    process.stderr.write(`bench: --runs ${runs} is too few for p95 (at least 10; use --quick for a smoke test)\n`);
     process.exit(2);
   }
-  return o;
+  return { ...o, runs };
 }
 
 const opts = parseArgs(process.argv.slice(2));
-const say = (m) => process.stderr.write(`${m}\n`);
-const fmtS = (ms) => (Number.isFinite(ms) ? `${(ms / 1000).toFixed(2)} s` : 'n/a');
-const MiB = (b) => `${(b / 1048576).toFixed(2)} MiB`;
-const MB = (b) => `${(b / 1e6).toFixed(2)} MB`;
-const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? Math.round((a / b) * 100) / 100 : NaN);
+const say = (m: string): void => { process.stderr.write(`${m}\n`); };
+const fmtS = (ms: number): string => (Number.isFinite(ms) ? `${(ms / 1000).toFixed(2)} s` : 'n/a');
+const MiB = (b: number): string => `${(b / 1048576).toFixed(2)} MiB`;
+const MB = (b: number): string => `${(b / 1e6).toFixed(2)} MB`;
+const ratio = (a: number, b: number): number => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? Math.round((a / b) * 100) / 100 : NaN);
 
 function machine() {
   const info = readFileSync('/proc/cpuinfo', 'utf8');
@@ -77,9 +79,8 @@ function machine() {
   return { hostname: hostname(), cpuModel: model, cores: cpus().length, accel: ACCEL, accelLabel: 'TCG (software emulation, no KVM)' };
 }
 
-async function main() {
+async function main(): Promise<void> {
   installCleanup();
-  const { qemuArgs, launchCommand, kernelCmdline, ConsoleParser, readImage, materializeKernel } = await loadRuntime();
   // a private state directory: the benchmark never touches the user's deployments; kernels come from the shared cache
   const { home, env, cli } = privateHome('unikctl-bench-', ACCEL);
   const qemuVersion = (await run([QEMU, '--version'])).stdout.split('\n')[0]?.trim() ?? 'unknown';
@@ -99,14 +100,14 @@ async function main() {
   const rootfs = join(imageDir, manifest.rootfs.file);
 
   // 2. the real path through the CLI
-  const live = new Set();
+  const live = new Set<string>();
   // on exit (LIFO): destroy what is still deployed, then kill anything left that runs with our private home
   onExit(() => {
     const left = killByEnv('UNIKCTL_HOME', home);
     if (left.length) say(`bench: killed leftover processes ${left.join(' ')}`);
   });
   onExit(() => { for (const n of live) runSync([process.execPath, CLI, 'destroy', n, '--wait'], { env }); });
-  const deployOnce = async (name) => {
+  const deployOnce = async (name: string): Promise<Json> => {
     const port = await freePort();
     live.add(name); // before the call: an interrupt during deploy must still destroy it
     const t0 = performance.now();
@@ -114,11 +115,11 @@ async function main() {
     const deployCliMs = performance.now() - t0;
     if (d.code !== 0) throw new Error(`unikctl deploy failed: ${d.stderr || d.stdout}`);
     const deadline = Date.now() + BOOT_TIMEOUT_MS;
-    let dep = null;
+    let dep: Json = null; // `status --json` output
     await sleep(600);
     while (Date.now() < deadline) {
       const s = await cli(['status', name, '--json']);
-      dep = s.code === 0 ? JSON.parse(s.stdout).deployments?.find((x) => x.name === name) : null;
+      dep = s.code === 0 ? (JSON.parse(s.stdout) as Json).deployments?.find((x: Json) => x.name === name) : null;
       if (dep && (dep.boot?.deployToFirstOutputMs !== undefined || ['exited', 'failed'].includes(dep.state))) break;
       await sleep(400); // sparse polling: each status call is a Node process competing with the guest for the CPUs
     }
@@ -150,50 +151,51 @@ async function main() {
   say(`bench: generic kernel ${generic.package} ${generic.version}: ${Object.entries(generic.facts.options).map(([k, v]) => `${k}=${v}`).join(' ')}` +
     `, VIRTIO_MMIO_CMDLINE_DEVICES=${generic.facts.virtioMmioCmdlineDevices ? 'y' : 'n'}, IP_PNP=${generic.facts.ipPnp ? 'y' : 'n'}`);
 
-  const baseOpts = (memoryMiB, port) => ({
+  const baseOpts = (memoryMiB: number, port: number): Omit<VmmStartOptions, 'cmdline'> => ({
     name: `bench-${process.pid}`, kernel: vmlinux, rootfs, memoryMiB, cpus: 1, accel: ACCEL,
     ports: [{ hostAddress: '127.0.0.1', hostPort: port, guestPort: GUEST_PORT, protocol: 'tcp' }],
   });
-  const guestCmdline = (nonce) => kernelCmdline({
+  const guestCmdline = (nonce: string): string => kernelCmdline({
     accel: ACCEL, debug: false, network: true,
     guest: { argv: manifest.run.command, env: manifest.run.env, workdir: manifest.run.workdir, nonce, hostname: 'bench', hostTimeMs: Date.now(), debug: false },
   });
-  const unikArgv = (o, cmdline) => qemuArgs({ ...o, cmdline });
+  const unikArgv = (o: Omit<VmmStartOptions, 'cmdline'>, cmdline: string): string[] => qemuArgs({ ...o, cmdline });
   // The generic kernel: same argv, with its bzImage, its initramfs (rdinit=/loader) and the machine changes it needs.
-  const genericArgv = (o, cmdline, machineChanges) => {
+  const genericArgv = (o: Omit<VmmStartOptions, 'cmdline'>, cmdline: string, machineChanges: Record<string, string>): string[] => {
     const argv = qemuArgs({ ...o, kernel: generic.vmlinuz, cmdline: generic.rdinit ? `${cmdline} rdinit=${generic.rdinit}` : cmdline });
     const k = argv.indexOf('-kernel');
     if (generic.initrd) argv.splice(k + 2, 0, '-initrd', generic.initrd);
     const mi = argv.indexOf('-M') + 1;
     for (const [key, val] of Object.entries(machineChanges)) {
-      argv[mi] = argv[mi].split(',').map((p) => (p.split('=')[0] === key ? `${key}=${val}` : p)).join(',');
+      argv[mi] = (argv[mi] ?? '').split(',').map((p) => (p.split('=')[0] === key ? `${key}=${val}` : p)).join(',');
     }
     return argv;
   };
-  const boot = async (kind, memoryMiB, machineChanges = {}) => {
+  const boot = async (kind: 'unikctl' | 'generic', memoryMiB: number, machineChanges: Record<string, string> = {}): Promise<BootResult & { memoryMiB: number; qemuArgv: string[] | undefined }> => {
     const nonce = randomBytes(8).toString('hex');
     const o = baseOpts(memoryMiB, await freePort());
     const cmdline = guestCmdline(nonce);
     const qemuArgv = kind === 'unikctl' ? unikArgv(o, cmdline) : genericArgv(o, cmdline, machineChanges);
-    const r = await bootOnce({ qemuArgv, nonce, ConsoleParser, launchCommand, timeoutMs: BOOT_TIMEOUT_MS });
-    const round = (x) => (x === null ? null : Math.round(x * 10) / 10);
+    const r = await bootOnce({ qemuArgv, nonce, timeoutMs: BOOT_TIMEOUT_MS });
+    const round = (x: number | null): number | null => (x === null ? null : Math.round(x * 10) / 10);
     return { ...r, spawnToAppStartMs: round(r.spawnToAppStartMs), spawnToFirstOutputMs: round(r.spawnToFirstOutputMs), memoryMiB, qemuArgv };
   };
 
   // Machine settings the generic kernel needs: without CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES it cannot see the
   // virtio-mmio disk from the command line QEMU writes, only from ACPI tables, so microvm's ACPI goes on.
-  const machineChanges = {};
-  const why = [];
+  const machineChanges: Record<string, string> = {};
+  const why: string[] = [];
   if (!generic.facts.virtioMmioCmdlineDevices) {
     machineChanges.acpi = 'on';
     why.push('acpi=on: the generic kernel lacks CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES, so it finds the virtio-mmio devices only through ACPI (with acpi=off /dev/vda never appears)');
   }
   // Find the memory the generic kernel boots in, starting from the image's default (what deploy uses), and
   // check that its bzImage boots with the runtime's x-option-roms=off (microvm's qboot firmware loads it).
-  const probes = [];
-  let memoryMiB = null;
+  const probes: Array<{ memoryMiB: number; machineChanges: Record<string, string>; ok: boolean; spawnToFirstOutputMs: number | null; error: string | null; consoleTail: string[] | undefined }> = [];
+  let memoryMiB: number | null = null;
   const candidates = [...new Set([manifest.run.memoryMiB, 128, 256])].sort((a, b) => a - b);
-  for (const variant of [...candidates.map((mem) => ({ mem, changes: machineChanges })), { mem: 256, changes: { ...machineChanges, 'x-option-roms': 'on' } }]) {
+  const variants: Array<{ mem: number; changes: Record<string, string> }> = [...candidates.map((mem) => ({ mem, changes: machineChanges })), { mem: 256, changes: { ...machineChanges, 'x-option-roms': 'on' } }];
+  for (const variant of variants) {
     say(`bench: probing the generic kernel at ${variant.mem} MiB (${Object.entries(variant.changes).map(([k, v]) => `${k}=${v}`).join(', ') || 'runtime flags'})`);
     const r = await boot('generic', variant.mem, variant.changes);
     probes.push({ memoryMiB: variant.mem, machineChanges: variant.changes, ok: r.ok, spawnToFirstOutputMs: r.spawnToFirstOutputMs, error: r.error, consoleTail: r.consoleTail });
@@ -208,16 +210,16 @@ async function main() {
   if (memoryMiB === null) throw new Error(`the generic kernel does not boot the image: ${JSON.stringify(probes.at(-1))}`);
   if (memoryMiB !== manifest.run.memoryMiB) {
     const fail = probes.find((p) => p.memoryMiB === manifest.run.memoryMiB);
-    why.push(`-m ${memoryMiB}M for BOTH kernels: the generic kernel does not boot in the image's ${manifest.run.memoryMiB} MiB (${fail?.error ?? 'failed'}${fail?.consoleTail?.some((l) => /panic/i.test(l)) ? `; ${fail.consoleTail.find((l) => /panic/i.test(l)).replace(/^\w+: (\[[^\]]*\] )?/, '')}` : ''})`);
+    why.push(`-m ${memoryMiB}M for BOTH kernels: the generic kernel does not boot in the image's ${manifest.run.memoryMiB} MiB (${fail?.error ?? 'failed'}${fail?.consoleTail?.some((l) => /panic/i.test(l)) ? `; ${(fail.consoleTail.find((l) => /panic/i.test(l)) ?? '').replace(/^\w+: (\[[^\]]*\] )?/, '')}` : ''})`);
   }
   say('bench: warm-up direct boot of the unikctl kernel (not counted)');
   const unikWarmup = await boot('unikctl', memoryMiB);
   if (!unikWarmup.ok) throw new Error(`the unikctl kernel does not boot directly: ${unikWarmup.error}\n${(unikWarmup.consoleTail ?? []).join('\n')}`);
 
-  const direct = { unikctl: [], generic: [] };
+  const direct: Record<'unikctl' | 'generic', Array<Awaited<ReturnType<typeof boot>>>> = { unikctl: [], generic: [] };
   for (let i = 0; i < opts.runs; i++) {
     // interleaved, alternating which goes first, so drift on the host hits both series alike
-    for (const kind of i % 2 === 0 ? ['unikctl', 'generic'] : ['generic', 'unikctl']) {
+    for (const kind of i % 2 === 0 ? ['unikctl', 'generic'] as const : ['generic', 'unikctl'] as const) {
       const r = await boot(kind, memoryMiB, machineChanges);
       direct[kind].push(r);
       say(`bench: direct ${kind} ${i + 1}/${opts.runs}: ${r.ok ? `spawn→first output ${r.spawnToFirstOutputMs} ms` : `FAILED: ${r.error}`}`);
@@ -229,7 +231,7 @@ async function main() {
   const sameCmdline = guestCmdline('0123456789abcdef');
   const refArgv = unikArgv(sameOpts, sameCmdline);
   const genArgv = genericArgv(sameOpts, sameCmdline, machineChanges);
-  const label = (opt, v) => (opt === '-kernel' ? (v === vmlinux ? 'unikctl vmlinux (ELF, PVH entry)' : `${v.split('/').pop()} (bzImage)`) : opt === '-initrd' ? `${v.split('/').pop()} (${MiB(generic.sizes.initramfs)})` : v);
+  const label = (opt: string, v: string): string => (opt === '-kernel' ? (v === vmlinux ? 'unikctl vmlinux (ELF, PVH entry)' : `${v.split('/').pop()} (bzImage)`) : opt === '-initrd' ? `${v.split('/').pop()} (${MiB(generic.sizes.initramfs)})` : v);
   const flagDiffs = argvDiff(refArgv, genArgv, label);
 
   // 4. summary
@@ -244,13 +246,13 @@ async function main() {
     genericAppStart: summarize(direct.generic.map((s) => s.spawnToAppStartMs)),
   };
   const ratios = { p50: ratio(S.generic.p50, S.unikctl.p50), p95: ratio(S.generic.p95, S.unikctl.p95) };
-  const sizes = {
+  const imageSizes = {
     unikctlImage: manifest.size, unikctlKernelGz: manifest.kernel.size, rootfs: manifest.rootfs.size, unikctlVmlinux: manifest.kernel.rawSize,
     genericVmlinuz: generic.sizes.vmlinuz, genericInitramfs: generic.sizes.initramfs, genericModules: generic.sizes.modules, genericLoader: generic.sizes.loader,
   };
-  sizes.genericImage = sizes.genericVmlinuz + sizes.genericInitramfs + sizes.rootfs;
+  const sizes = { ...imageSizes, genericImage: imageSizes.genericVmlinuz + imageSizes.genericInitramfs + imageSizes.rootfs };
   const failures = cliSamples.filter((s) => !s.ok).length + direct.unikctl.filter((s) => !s.ok).length + direct.generic.filter((s) => !s.ok).length;
-  const verdict = (ok) => (ok ? 'PASS' : 'MISS');
+  const verdict = (ok: boolean): string => (ok ? 'PASS' : 'MISS');
   const targets = [
     { target: 'p50 ≤ 1.5 s (unikctl deploy → first app output)', value: fmtS(S.deployToFirstOutput.p50), pass: S.deployToFirstOutput.p50 <= TARGETS.p50Ms },
     { target: '≥ 3× faster than the generic kernel (p50, spawn → first output)', value: `${ratios.p50}×`, pass: ratios.p50 >= TARGETS.speedup },
@@ -277,15 +279,14 @@ async function main() {
   };
 
   // 5. raw samples
-  const resultsDir = join(ROOT, 'bench', 'results');
-  mkdirSync(resultsDir, { recursive: true });
-  const file = join(resultsDir, `boot-${started.toISOString().replace(/[:]/g, '-').replace(/\.\d+Z$/, 'Z')}-${m.hostname}.json`);
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  const file = join(RESULTS_DIR, `boot-${fileStamp(started)}-${m.hostname}.json`);
   writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
 
   if (opts.json) {
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   } else {
-    const row = (name, s) => `${name.padEnd(54)} ${String(s.n).padStart(3)} ${fmtS(s.min).padStart(8)} ${fmtS(s.p50).padStart(8)} ${fmtS(s.p95).padStart(8)} ${fmtS(s.max).padStart(8)}`;
+    const row = (name: string, s: Summary): string => `${name.padEnd(54)} ${String(s.n).padStart(3)} ${fmtS(s.min).padStart(8)} ${fmtS(s.p50).padStart(8)} ${fmtS(s.p95).padStart(8)} ${fmtS(s.max).padStart(8)}`;
     const out = [
       '',
       `unikctl boot benchmark — ${PACKAGE_REF} (${manifest.pack}, ${manifest.mode}), ${opts.runs} runs per series${opts.quick ? ' (--quick: a smoke test, not a measurement)' : ''}`,

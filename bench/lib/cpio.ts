@@ -2,14 +2,15 @@
 // Entries: { name, mode, data?, rdev? } where mode includes the file type bits (0o100000 file, 0o040000 dir,
 // 0o020000 char device). Everything is owned by root with mtime 0, so the archive is reproducible.
 
-const pad4 = (n) => (4 - (n % 4)) % 4;
-const hex8 = (n) => n.toString(16).padStart(8, '0');
+const pad4 = (n: number): number => (4 - (n % 4)) % 4;
+const hex8 = (n: number): string => n.toString(16).padStart(8, '0');
 
-/** @param {{name: string, mode: number, data?: Buffer, rdev?: [number, number]}[]} entries */
-export function newcArchive(entries) {
-  const parts = [];
+export interface CpioEntry { name: string; mode: number; data?: Buffer; rdev?: [number, number] }
+
+export function newcArchive(entries: readonly CpioEntry[]): Buffer {
+  const parts: Buffer[] = [];
   let ino = 1;
-  const push = (name, mode, data = Buffer.alloc(0), rdev = [0, 0]) => {
+  const push = (name: string, mode: number, data: Buffer = Buffer.alloc(0), rdev: [number, number] = [0, 0]): void => {
     const nameBuf = Buffer.from(`${name}\0`, 'utf8');
     const isDir = (mode & 0o170000) === 0o040000;
     const header = [

@@ -15,18 +15,18 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, hostname, loadavg, tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import { closedLoop } from './lib/api-load.mjs';
-import { freePort, installCleanup, onExit, sleep, track } from './lib/proc.mjs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closedLoop, type LoadRequest } from './lib/api-load.js';
+import { fakePackage } from '../test/e2e/fake-package.js';
+import { fileStamp, RESULTS_DIR, ROOT } from './lib/harness.js';
+import { freePort, installCleanup, onExit, sleep, track } from './lib/proc.js';
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const SERVER_BIN = join(ROOT, 'bin', 'unikctld.js');
 const TARGETS = { enqueuesPerSecond: 1000, p99Ms: 50 };
 
-function usage(code) {
+function usage(code: number): never {
   (code === 0 ? process.stdout : process.stderr).write(
-    'usage: node bench/api.mjs [--duration S] [--warmup S] [--concurrency N] [--workers N] [--fake-work-ms MS] [--json]\n' +
+    'usage: npm run bench:api -- [--duration S] [--warmup S] [--concurrency N] [--workers N] [--fake-work-ms MS] [--json]\n' +
     '  --duration S       measured seconds per phase (default 10)\n' +
     '  --warmup S         unmeasured seconds before each phase (default 2)\n' +
     '  --concurrency N    concurrent keep-alive clients (default 16)\n' +
@@ -36,21 +36,24 @@ function usage(code) {
   process.exit(code);
 }
 
-function parseArgs(argv) {
-  const o = { duration: 10, warmup: 2, concurrency: 16, workers: 4, fakeWorkMs: 5, json: false };
-  const num = { '--duration': 'duration', '--warmup': 'warmup', '--concurrency': 'concurrency', '--workers': 'workers', '--fake-work-ms': 'fakeWorkMs' };
+interface Options { duration: number; warmup: number; concurrency: number; workers: number; fakeWorkMs: number; json: boolean }
+
+function parseArgs(argv: readonly string[]): Options {
+  const o: Options = { duration: 10, warmup: 2, concurrency: 16, workers: 4, fakeWorkMs: 5, json: false };
+  const num: Record<string, 'duration' | 'warmup' | 'concurrency' | 'workers' | 'fakeWorkMs'> = { '--duration': 'duration', '--warmup': 'warmup', '--concurrency': 'concurrency', '--workers': 'workers', '--fake-work-ms': 'fakeWorkMs' };
   for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
+    const a = argv[i] as string;
     const [flag, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
     if (flag === '--json') o.json = true;
     else if (flag === '-h' || flag === '--help') usage(0);
     else if (num[flag]) {
+      const key = num[flag];
       const v = inline ?? argv[++i];
       if (!/^\d+(\.\d+)?$/.test(v ?? '') || Number(v) <= 0 && flag !== '--warmup' && flag !== '--fake-work-ms') {
         process.stderr.write(`bench: ${flag} needs a positive number, got ${v}\n`);
         usage(2);
       }
-      o[num[flag]] = Number(v);
+      o[key] = Number(v);
     } else {
       process.stderr.write(`bench: unknown option ${a}\n`);
       usage(2);
@@ -63,37 +66,22 @@ function parseArgs(argv) {
   return o;
 }
 
-function fakePackage(dataDir, name) {
-  const dir = join(dataDir, 'node', 'packages', 'local', name, 'latest');
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'vmlinux.gz'), 'not a kernel\n');
-  writeFileSync(join(dir, 'rootfs.erofs'), 'not a filesystem\n');
-  const zero = '0'.repeat(64);
-  writeFileSync(join(dir, 'manifest.json'), JSON.stringify({
-    schema: 'unikctl.image/v1', name, pack: 'binary', mode: 'release',
-    kernel: { file: 'vmlinux.gz', encoding: 'gzip', sha256: zero, size: 13, rawSha256: zero, rawSize: 13, variant: 'release', configHash: '0' },
-    rootfs: { file: 'rootfs.erofs', sha256: zero, size: 17, format: 'erofs' },
-    run: { command: [`/app/${name}`], env: {}, workdir: '/app', memoryMiB: 64, ports: [] },
-    size: 30,
-  }));
-}
-
 /** Starts unikctld; resolves { child, base, log() } once /healthz answers. */
-async function startServer(o, scratch, token) {
+async function startServer(o: Options, scratch: string, token: string): Promise<{ child: ChildProcess; base: string; log: () => string }> {
   const dataDir = join(scratch, 'data');
   fakePackage(dataDir, 'bench');
   writeFileSync(join(scratch, 'auth.yaml'), `tokens:\n  - name: bench\n    token: ${token}\n    scopes: [admin]\n`);
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
-    const env = { ...process.env, UNIKCTL_HOME: join(scratch, 'home') };
+    const env: NodeJS.ProcessEnv = { ...process.env, UNIKCTL_HOME: join(scratch, 'home') };
     delete env.UNIKCTL_CONTROL_PLANE_URL;
     let log = '';
     const child = track(spawn(process.execPath, [
       SERVER_BIN, 'serve', '--listen', `127.0.0.1:${port}`, '--data', dataDir, '--auth', join(scratch, 'auth.yaml'),
       '--runner', 'fake', '--fake-work-ms', String(o.fakeWorkMs), '--workers', String(o.workers), '--log-level', 'warn',
     ], { cwd: scratch, env, stdio: ['ignore', 'pipe', 'pipe'] }));
-    child.stdout.on('data', (c) => { log += c; });
-    child.stderr.on('data', (c) => { log += c; });
+    child.stdout.on('data', (c: Buffer) => { log += c.toString(); });
+    child.stderr.on('data', (c: Buffer) => { log += c.toString(); });
     const base = `http://127.0.0.1:${port}`;
     const deadline = Date.now() + 30_000;
     while (Date.now() < deadline && child.exitCode === null && child.signalCode === null) {
@@ -109,7 +97,7 @@ async function startServer(o, scratch, token) {
   }
 }
 
-async function stopServer(child) {
+async function stopServer(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise((r) => child.once('exit', r));
   child.kill('SIGTERM');
@@ -118,20 +106,20 @@ async function stopServer(child) {
   clearTimeout(timer);
 }
 
-async function queueState(base, token) {
+async function queueState(base: string, token: string): Promise<Record<string, number>> {
   const r = await fetch(`${base}/v1/metrics`, { headers: { authorization: `Bearer ${token}` } });
   const text = await r.text();
-  const out = {};
-  for (const m of text.matchAll(/^unikctld_queue_jobs\{state="(\w+)"\} (\S+)$/gm)) out[m[1]] = Number(m[2]);
+  const out: Record<string, number> = {};
+  for (const m of text.matchAll(/^unikctld_queue_jobs\{state="(\w+)"\} (\S+)$/gm)) out[m[1] as string] = Number(m[2]);
   return out;
 }
 
-const fmt = (x, d = 1) => (x === null || x === undefined || !Number.isFinite(x) ? 'n/a' : x.toFixed(d));
+const fmt = (x: number | null | undefined, d = 1): string => (x === null || x === undefined || !Number.isFinite(x) ? 'n/a' : x.toFixed(d));
 
 async function main() {
   const o = parseArgs(process.argv.slice(2));
   installCleanup();
-  const say = (s) => { if (!o.json) process.stdout.write(`${s}\n`); };
+  const say = (s: string): void => { if (!o.json) process.stdout.write(`${s}\n`); };
   const scratch = mkdtempSync(join(tmpdir(), 'unikctld-bench-'));
   onExit(() => rmSync(scratch, { recursive: true, force: true }));
   const token = `unik_bench_${randomBytes(16).toString('hex')}`;
@@ -144,14 +132,13 @@ async function main() {
   say(`note: the load generator (this process, one thread) and the server share this machine's ${nCpu} core(s): ` +
     'absolute figures are lower than with a separate client machine');
   const la = loadavg();
-  say(`load average before the run: ${la.map((x) => x.toFixed(2)).join(' ')}${la[0] > nCpu / 2 ? ' (other processes are using the cores too: figures are noisy)' : ''}`);
+  say(`load average before the run: ${la.map((x) => x.toFixed(2)).join(' ')}${(la[0] ?? 0) > nCpu / 2 ? ' (other processes are using the cores too: figures are noisy)' : ''}`);
 
   const { child, base, log } = await startServer(o, scratch, token);
-  let result;
   try {
-    const healthz = () => ({ method: 'GET', path: '/healthz' });
+    const healthz = (): LoadRequest => ({ method: 'GET', path: '/healthz' });
     let uniq = 0;
-    const deploy = (phase) => (c) => {
+    const deploy = (phase: string) => (c: number): LoadRequest => {
       const n = uniq++;
       const id = `${runId}-${phase}-${c}-${n}`;
       return {
@@ -160,9 +147,9 @@ async function main() {
         body: { source: { package: 'local/bench:latest' }, name: `b-${id}` },
       };
     };
-    const phase = async (label, makeRequest, okStatus) => {
+    const phase = async (label: string, makeRequest: (phase: string) => (client: number) => LoadRequest, okStatus: number): Promise<Awaited<ReturnType<typeof closedLoop>>> => {
       if (o.warmup > 0) await closedLoop({ base, concurrency: o.concurrency, durationMs: o.warmup * 1000, makeRequest: makeRequest('w'), okStatus });
-      const r = await closedLoop({ base, concurrency: o.concurrency, durationMs: o.duration * 1000, makeRequest: makeRequest('m'), okStatus, serverPid: child.pid });
+      const r = await closedLoop({ base, concurrency: o.concurrency, durationMs: o.duration * 1000, makeRequest: makeRequest('m'), okStatus, ...(child.pid !== undefined ? { serverPid: child.pid } : {}) });
       say(`${label.padEnd(24)} ${fmt(r.rps, 0).padStart(7)} req/s   p50 ${fmt(r.latencyMs.p50, 2)} ms   p95 ${fmt(r.latencyMs.p95, 2)} ms   ` +
         `p99 ${fmt(r.latencyMs.p99, 2)} ms   max ${fmt(r.latencyMs.max, 1)} ms   errors ${r.errors}/${r.requests}` +
         `${r.errors ? ` ${JSON.stringify(r.errorKinds)}` : ''}   cpu: server ${fmt(r.cpu.serverCores, 2)} + client ${fmt(r.cpu.loadGeneratorCores, 2)} cores`);
@@ -173,13 +160,13 @@ async function main() {
     const queuedBefore = await queueState(base, token);
     const enqueue = await phase('POST /v1/deployments', deploy, 202);
     const queueAfter = await queueState(base, token);
-    const rpsRatio = enqueue.rps / baseline.rps;
-    const p99Ratio = enqueue.latencyMs.p99 / baseline.latencyMs.p99;
+    const rpsRatio = (enqueue.rps ?? NaN) / (baseline.rps ?? NaN);
+    const p99Ratio = (enqueue.latencyMs.p99 ?? NaN) / (baseline.latencyMs.p99 ?? NaN);
     say(`deploy/baseline: ${fmt(rpsRatio * 100, 1)} % of the /healthz rate, p99 ${fmt(p99Ratio, 1)}x the /healthz p99`);
     say(`queue after the deploy phase: ${JSON.stringify(queueAfter)} (jobs: ${o.workers} workers x ${o.fakeWorkMs} ms fake work ` +
       `= at most ~${Math.round((o.workers * 1000) / Math.max(o.fakeWorkMs, 1))} jobs/s drained)`);
     const pass = {
-      throughput: enqueue.rps >= TARGETS.enqueuesPerSecond,
+      throughput: (enqueue.rps ?? 0) >= TARGETS.enqueuesPerSecond,
       p99: enqueue.latencyMs.p99 !== null && enqueue.latencyMs.p99 < TARGETS.p99Ms,
       noErrors: enqueue.errors === 0,
     };
@@ -187,9 +174,8 @@ async function main() {
     say(`target p99 < ${TARGETS.p99Ms} ms:        ${pass.p99 ? 'PASS' : 'MISS'} (${fmt(enqueue.latencyMs.p99, 2)} ms)`);
     say(`errors:                    ${pass.noErrors ? 'none' : `${enqueue.errors} (${JSON.stringify(enqueue.errorKinds)})`}`);
 
-    const at = new Date().toISOString().replace(/\.\d+Z$/, 'Z').replace(/:/g, '-');
-    const file = join(ROOT, 'bench', 'results', `api-${at}-${hostname()}.json`);
-    result = {
+    const file = join(RESULTS_DIR, `api-${fileStamp(new Date())}-${hostname()}.json`);
+    const r = {
       benchmark: 'api', at: new Date().toISOString(), host: hostname(), cpus: nCpu, cpuModel: cpus()[0]?.model ?? null,
       node: process.version, loadavgBefore: loadavg(),
       note: `load generator and server share the same ${nCpu} core(s)`,
@@ -200,15 +186,15 @@ async function main() {
       queue: { beforeDeployPhase: queuedBefore, afterDeployPhase: queueAfter },
     };
     mkdirSync(dirname(file), { recursive: true });
-    writeFileSync(file, `${JSON.stringify(result)}\n`);
+    writeFileSync(file, `${JSON.stringify(r)}\n`);
     say(`raw results: ${relative(process.cwd(), file)}`);
-    if (o.json) process.stdout.write(`${JSON.stringify({ ...result, baseline: { ...result.baseline, rawLatenciesMs: undefined }, enqueue: { ...result.enqueue, rawLatenciesMs: undefined } }, null, 2)}\n`);
+    if (o.json) process.stdout.write(`${JSON.stringify({ ...r, baseline: { ...r.baseline, rawLatenciesMs: undefined }, enqueue: { ...r.enqueue, rawLatenciesMs: undefined } }, null, 2)}\n`);
   } catch (e) {
-    process.stderr.write(`bench: ${e.stack ?? e}\n--- server log ---\n${log()}\n`);
+    process.stderr.write(`bench: ${e instanceof Error ? e.stack : String(e)}\n--- server log ---\n${log()}\n`);
     process.exitCode = 1;
   } finally {
     await stopServer(child);
-    const errs = log().split('\n').filter((l) => { try { return JSON.parse(l).level >= 50; } catch { return false; } });
+    const errs = log().split('\n').filter((l) => { try { return ((JSON.parse(l) as { level?: number }).level ?? 0) >= 50; } catch { return false; } });
     if (errs.length) process.stderr.write(`bench: the server logged ${errs.length} error(s):\n${errs.slice(0, 5).join('\n')}\n`);
   }
 }

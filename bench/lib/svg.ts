@@ -1,30 +1,38 @@
 // A tiny SVG chart renderer for the benchmark report (no chart library): box plots with the raw samples,
 // line charts and grouped horizontal bar charts. Every function returns a standalone SVG document string.
+import { percentile } from './stats.js';
 
 const PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#17becf', '#bcbd22'];
+const palette = (i: number): string => PALETTE[i % PALETTE.length] as string;
 const CHAR_W = 7.1; // average glyph width of the 12 px sans-serif font, for layout estimates
 const FONT = 'font-family="system-ui, -apple-system, Segoe UI, Helvetica, Arial, sans-serif"';
+/** The last element of a non-empty array (tick lists always hold at least one value). */
+const last = (xs: readonly number[]): number => xs[xs.length - 1] as number;
 
-export const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
-const num = (x) => (Number.isFinite(x) ? Math.round(x * 100) / 100 : 0);
+export interface Series { name: string; values: number[]; color?: string }
+export interface LineSeries { name: string; points: Array<[number, number | null | undefined]>; dash?: string; color?: string }
+interface LegendItem { name: string; color: string; dash?: string | undefined; width?: number }
+
+export const esc = (s: unknown): string => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+const num = (x: number): number => (Number.isFinite(x) ? Math.round(x * 100) / 100 : 0);
 
 /** "Nice" tick values covering [lo, hi] (about `count` of them). */
-export function niceTicks(lo, hi, count = 5) {
+export function niceTicks(lo: number, hi: number, count = 5): number[] {
   if (!Number.isFinite(lo) || !Number.isFinite(hi)) return [0, 1];
   if (hi === lo) hi = lo + (lo === 0 ? 1 : Math.abs(lo) * 0.1);
   const raw = (hi - lo) / Math.max(1, count);
   const mag = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? 10 * mag;
   const start = Math.floor(lo / step) * step;
-  const ticks = [];
+  const ticks: number[] = [];
   for (let v = start; v <= hi + step * 1e-9; v += step) ticks.push(Math.round(v / step) * step);
-  if (ticks[ticks.length - 1] < hi) ticks.push(ticks[ticks.length - 1] + step);
+  if (last(ticks) < hi) ticks.push(last(ticks) + step);
   return ticks;
 }
 
 /** Decade ticks for a log axis. */
-function logTicks(lo, hi) {
-  const ticks = [];
+function logTicks(lo: number, hi: number): number[] {
+  const ticks: number[] = [];
   for (let e = Math.floor(Math.log10(lo)); e <= Math.ceil(Math.log10(hi)); e++) {
     for (const m of [1, 2, 5]) {
       const v = m * 10 ** e;
@@ -34,7 +42,7 @@ function logTicks(lo, hi) {
   return ticks;
 }
 
-const fmtTick = (v) => {
+const fmtTick = (v: number): string => {
   const a = Math.abs(v);
   if (a === 0) return '0';
   if (a >= 1e6) return `${num(v / 1e6)}M`;
@@ -44,7 +52,7 @@ const fmtTick = (v) => {
   return String(Math.round(v * 1000) / 1000);
 };
 
-function frame(width, height, title, subtitle, body) {
+function frame(width: number, height: number, title: string, subtitle: string, body: string): string {
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" ${FONT} font-size="12">`,
     `<rect width="${width}" height="${height}" fill="#ffffff"/>`,
@@ -55,9 +63,9 @@ function frame(width, height, title, subtitle, body) {
   ].join('\n');
 }
 
-function legend(items, x, y, maxWidth) {
-  // items: [{name, color, dash?}] laid out left to right, wrapping
-  const out = [];
+function legend(items: readonly LegendItem[], x: number, y: number, maxWidth: number): { svg: string; bottom: number } {
+  // laid out left to right, wrapping
+  const out: string[] = [];
   let cx = x;
   let cy = y;
   for (const it of items) {
@@ -70,11 +78,8 @@ function legend(items, x, y, maxWidth) {
   return { svg: out.join('\n'), bottom: cy };
 }
 
-function quantile(sorted, p) {
-  if (!sorted.length) return NaN;
-  const h = (sorted.length - 1) * p;
-  const lo = Math.floor(h);
-  return sorted[lo] + (sorted[Math.ceil(h)] - sorted[lo]) * (h - lo);
+function quantile(sorted: readonly number[], p: number): number {
+  return percentile(sorted, p * 100);
 }
 
 /**
@@ -82,8 +87,8 @@ function quantile(sorted, p) {
  * Box = p25..p75, line = p50, whiskers = min..max, diamond = p95, triangle = p99.
  * series: [{ name, values: number[] }]
  */
-export function boxPlot({ title, subtitle = '', series, unit = 'ms', width = 760, xLabel = '' }) {
-  const rows = series.map((s, i) => ({ ...s, v: s.values.filter(Number.isFinite).sort((a, b) => a - b), color: s.color ?? PALETTE[i % PALETTE.length] }));
+export function boxPlot({ title, subtitle = '', series, unit = 'ms', width = 760, xLabel = '' }: { title: string; subtitle?: string; series: ReadonlyArray<{ name: string; values: ReadonlyArray<number | null | undefined>; color?: string }>; unit?: string; width?: number; xLabel?: string }): string {
+  const rows = series.map((s, i) => ({ ...s, v: s.values.filter((x): x is number => Number.isFinite(x)).sort((a, b) => a - b), color: s.color ?? PALETTE[i % PALETTE.length] }));
   const left = 24 + Math.min(300, Math.max(...rows.map((r) => r.name.length), 10) * CHAR_W);
   const right = 30;
   const top = subtitle ? 52 : 38;
@@ -92,9 +97,9 @@ export function boxPlot({ title, subtitle = '', series, unit = 'ms', width = 760
   const height = top + plotH + 64;
   const all = rows.flatMap((r) => r.v);
   const ticks = niceTicks(0, all.length ? Math.max(...all) : 1, 6);
-  const xmax = ticks[ticks.length - 1];
-  const X = (v) => left + (v / xmax) * (width - left - right);
-  const out = [];
+  const xmax = last(ticks);
+  const X = (v: number): number => left + (v / xmax) * (width - left - right);
+  const out: string[] = [];
   for (const t of ticks) {
     out.push(`<line x1="${num(X(t))}" y1="${top}" x2="${num(X(t))}" y2="${top + plotH}" stroke="#e5e5e5"/>`);
     out.push(`<text x="${num(X(t))}" y="${top + plotH + 16}" text-anchor="middle" fill="#333">${fmtTick(t)}</text>`);
@@ -107,8 +112,8 @@ export function boxPlot({ title, subtitle = '', series, unit = 'ms', width = 760
       out.push(`<text x="${left + 6}" y="${cy + 4}" fill="#999">no samples</text>`);
       return;
     }
-    const q = (p) => quantile(r.v, p);
-    const [mn, p25, p50, p75, mx, p95, p99] = [r.v[0], q(0.25), q(0.5), q(0.75), r.v[r.v.length - 1], q(0.95), q(0.99)];
+    const q = (p: number): number => quantile(r.v, p);
+    const [mn, p25, p50, p75, mx, p95, p99] = [r.v[0] as number, q(0.25), q(0.5), q(0.75), last(r.v), q(0.95), q(0.99)];
     out.push(`<line x1="${num(X(mn))}" y1="${cy}" x2="${num(X(mx))}" y2="${cy}" stroke="${r.color}" stroke-width="1.5"/>`);
     for (const w of [mn, mx]) out.push(`<line x1="${num(X(w))}" y1="${cy - 7}" x2="${num(X(w))}" y2="${cy + 7}" stroke="${r.color}" stroke-width="1.5"/>`);
     out.push(`<rect x="${num(X(p25))}" y="${cy - 12}" width="${num(Math.max(1, X(p75) - X(p25)))}" height="24" fill="${r.color}" fill-opacity="0.18" stroke="${r.color}"/>`);
@@ -128,23 +133,28 @@ export function boxPlot({ title, subtitle = '', series, unit = 'ms', width = 760
 /**
  * Line chart. series: [{ name, points: [[x, y], ...], dash?, color? }]; hlines: [{ y, name, color? }] (e.g. targets).
  */
-export function lineChart({ title, subtitle = '', series, hlines = [], xLabel = '', yLabel = '', width = 760, height = 380, yMin = 0, integerX = false }) {
+export function lineChart({ title, subtitle = '', series, hlines = [], xLabel = '', yLabel = '', width = 760, height = 380, yMin = 0, integerX = false }: {
+  title: string; subtitle?: string; series: readonly LineSeries[]; hlines?: ReadonlyArray<{ y: number; name: string; color?: string }>;
+  xLabel?: string; yLabel?: string; width?: number; height?: number; yMin?: number; integerX?: boolean;
+}): string {
   const left = 62;
   const right = 20;
   const top = subtitle ? 52 : 38;
-  const items = [...series.map((s, i) => ({ name: s.name, color: s.color ?? PALETTE[i % PALETTE.length], dash: s.dash })),
+  const items: LegendItem[] = [...series.map((s, i) => ({ name: s.name, color: s.color ?? palette(i), dash: s.dash })),
     ...hlines.map((h) => ({ name: h.name, color: h.color ?? '#888', dash: '6 4', width: 1.5 }))];
   const legendRows = Math.ceil(items.reduce((a, it) => a + 36 + it.name.length * CHAR_W, 0) / (width - left - right)) || 1;
   const bottom = 48 + legendRows * 16;
   const plotH = height - top - bottom;
   const xs = series.flatMap((s) => s.points.map((p) => p[0]));
-  const ys = [...series.flatMap((s) => s.points.map((p) => p[1])), ...hlines.map((h) => h.y)].filter(Number.isFinite);
+  const ys = [...series.flatMap((s) => s.points.map((p) => p[1])), ...hlines.map((h) => h.y)].filter((y): y is number => Number.isFinite(y));
   let xt = niceTicks(Math.min(...xs, 0), Math.max(...xs, 1), 8);
   if (integerX && xt.some((t) => !Number.isInteger(t))) xt = niceTicks(Math.min(...xs, 0), Math.max(...xs, 1), Math.max(1, Math.ceil(Math.max(...xs, 1))));
   const yt = niceTicks(yMin, Math.max(...ys, yMin + 1), 5);
-  const X = (v) => left + ((v - xt[0]) / (xt[xt.length - 1] - xt[0])) * (width - left - right);
-  const Y = (v) => top + plotH - ((v - yt[0]) / (yt[yt.length - 1] - yt[0])) * plotH;
-  const out = [];
+  const x0 = xt[0] as number;
+  const y0 = yt[0] as number;
+  const X = (v: number): number => left + ((v - x0) / (last(xt) - x0)) * (width - left - right);
+  const Y = (v: number): number => top + plotH - ((v - y0) / (last(yt) - y0)) * plotH;
+  const out: string[] = [];
   for (const t of yt) {
     out.push(`<line x1="${left}" y1="${num(Y(t))}" x2="${width - right}" y2="${num(Y(t))}" stroke="#e5e5e5"/>`);
     out.push(`<text x="${left - 6}" y="${num(Y(t) + 4)}" text-anchor="end" fill="#333">${fmtTick(t)}</text>`);
@@ -158,8 +168,8 @@ export function lineChart({ title, subtitle = '', series, hlines = [], xLabel = 
     out.push(`<line x1="${left}" y1="${num(Y(h.y))}" x2="${width - right}" y2="${num(Y(h.y))}" stroke="${h.color ?? '#888'}" stroke-width="1.5" stroke-dasharray="6 4"/>`);
   }
   series.forEach((s, i) => {
-    const color = s.color ?? PALETTE[i % PALETTE.length];
-    const pts = s.points.filter((p) => Number.isFinite(p[0]) && Number.isFinite(p[1]));
+    const color = s.color ?? palette(i);
+    const pts = s.points.filter((p): p is [number, number] => Number.isFinite(p[0]) && Number.isFinite(p[1]));
     if (!pts.length) return;
     out.push(`<polyline fill="none" stroke="${color}" stroke-width="2"${s.dash ? ` stroke-dasharray="${s.dash}"` : ''} points="${pts.map((p) => `${num(X(p[0]))},${num(Y(p[1]))}`).join(' ')}"/>`);
     if (pts.length <= 60) for (const p of pts) out.push(`<circle cx="${num(X(p[0]))}" cy="${num(Y(p[1]))}" r="2.2" fill="${color}"/>`);
@@ -173,30 +183,33 @@ export function lineChart({ title, subtitle = '', series, hlines = [], xLabel = 
  * Grouped horizontal bars: one group per category, one bar per series, value labels at the bar ends.
  * categories: string[]; series: [{ name, values: number[] }]; log: logarithmic axis; notes: text per category (e.g. ratios).
  */
-export function barChart({ title, subtitle = '', categories, series, unit = '', width = 760, log = false, notes = [], fmt = (v) => fmtTick(v) }) {
+export function barChart({ title, subtitle = '', categories, series, unit = '', width = 760, log = false, notes = [], fmt = (v: number): string => fmtTick(v) }: {
+  title: string; subtitle?: string; categories: readonly string[]; series: readonly Series[]; unit?: string; width?: number; log?: boolean;
+  notes?: readonly string[]; fmt?: (v: number) => string;
+}): string {
   const left = 24 + Math.min(260, Math.max(...categories.map((c) => c.length), 8) * CHAR_W);
   const right = 150;
   const top = subtitle ? 52 : 38;
   const barH = 14;
   const groupH = series.length * (barH + 3) + 14;
   const plotH = categories.length * groupH;
-  const items = series.map((s, i) => ({ name: s.name, color: s.color ?? PALETTE[i % PALETTE.length], width: 8 }));
+  const items: LegendItem[] = series.map((s, i) => ({ name: s.name, color: s.color ?? palette(i), width: 8 }));
   const height = top + plotH + 70;
   const vals = series.flatMap((s) => s.values).filter((v) => Number.isFinite(v) && v > 0);
   const vmax = vals.length ? Math.max(...vals) : 1;
   const vmin = vals.length ? Math.min(...vals) : 1;
-  let X;
-  let ticks;
+  let X: (v: number) => number;
+  let ticks: number[];
   if (log) {
     const lo = 10 ** Math.floor(Math.log10(vmin));
     const hi = 10 ** Math.ceil(Math.log10(vmax));
     ticks = logTicks(lo, hi);
-    X = (v) => left + ((Math.log10(Math.max(v, lo)) - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo))) * (width - left - right);
+    X = (v: number): number => left + ((Math.log10(Math.max(v, lo)) - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo))) * (width - left - right);
   } else {
     ticks = niceTicks(0, vmax, 6);
-    X = (v) => left + (v / ticks[ticks.length - 1]) * (width - left - right);
+    X = (v: number): number => left + (v / last(ticks)) * (width - left - right);
   }
-  const out = [];
+  const out: string[] = [];
   for (const t of ticks) {
     out.push(`<line x1="${num(X(t))}" y1="${top}" x2="${num(X(t))}" y2="${top + plotH}" stroke="#e5e5e5"/>`);
     out.push(`<text x="${num(X(t))}" y="${top + plotH + 16}" text-anchor="middle" fill="#333" font-size="11">${fmtTick(t)}</text>`);
@@ -208,8 +221,8 @@ export function barChart({ title, subtitle = '', categories, series, unit = '', 
     series.forEach((s, si) => {
       const v = s.values[gi];
       const y = gy + si * (barH + 3);
-      const color = s.color ?? PALETTE[si % PALETTE.length];
-      if (!Number.isFinite(v)) {
+      const color = s.color ?? palette(si);
+      if (v === undefined || !Number.isFinite(v)) {
         out.push(`<text x="${left + 4}" y="${y + barH - 3}" font-size="10" fill="#999">${esc(s.name)}: n/a</text>`);
         return;
       }
@@ -226,21 +239,25 @@ export function barChart({ title, subtitle = '', categories, series, unit = '', 
 /**
  * Stacked horizontal bars: one bar per category, segments per part. parts: [{ name, values: number[] }].
  */
-export function stackedBarChart({ title, subtitle = '', categories, parts, unit = '', width = 760, notes = [], fmt = (v) => fmtTick(v), vline = null }) {
+export function stackedBarChart({ title, subtitle = '', categories, parts, unit = '', width = 760, notes = [], fmt = (v: number): string => fmtTick(v), vline = null }: {
+  title: string; subtitle?: string; categories: readonly string[]; parts: readonly Series[]; unit?: string; width?: number;
+  notes?: readonly string[]; fmt?: (v: number) => string; vline?: { x: number; name: string } | null;
+}): string {
   const left = 24 + Math.min(300, Math.max(...categories.map((c) => c.length), 8) * CHAR_W);
   const right = 110;
   const top = subtitle ? 52 : 38;
   const barH = 20;
   const rowH = barH + 10;
   const plotH = categories.length * rowH;
-  const items = parts.map((p, i) => ({ name: p.name, color: p.color ?? PALETTE[i % PALETTE.length], width: 8 }));
+  const items: LegendItem[] = parts.map((p, i) => ({ name: p.name, color: p.color ?? palette(i), width: 8 }));
   if (vline) items.push({ name: vline.name, color: '#d00', dash: '6 4', width: 1.5 });
   const legendRows = Math.ceil(items.reduce((a, it) => a + 36 + it.name.length * CHAR_W, 0) / (width - 20)) || 1;
   const height = top + plotH + 46 + legendRows * 16;
-  const totals = categories.map((_, i) => parts.reduce((a, p) => a + (Number.isFinite(p.values[i]) ? p.values[i] : 0), 0));
+  const valueAt = (p: Series, i: number): number => { const v = p.values[i]; return v !== undefined && Number.isFinite(v) ? v : 0; };
+  const totals = categories.map((_, i) => parts.reduce((a, p) => a + valueAt(p, i), 0));
   const ticks = niceTicks(0, Math.max(...totals, vline?.x ?? 0, 1), 6);
-  const X = (v) => left + (v / ticks[ticks.length - 1]) * (width - left - right);
-  const out = [];
+  const X = (v: number): number => left + (v / last(ticks)) * (width - left - right);
+  const out: string[] = [];
   for (const t of ticks) {
     out.push(`<line x1="${num(X(t))}" y1="${top}" x2="${num(X(t))}" y2="${top + plotH}" stroke="#e5e5e5"/>`);
     out.push(`<text x="${num(X(t))}" y="${top + plotH + 16}" text-anchor="middle" fill="#333" font-size="11">${fmtTick(t)}</text>`);
@@ -251,9 +268,9 @@ export function stackedBarChart({ title, subtitle = '', categories, parts, unit 
     out.push(`<text x="${left - 8}" y="${y + barH - 5}" text-anchor="end">${esc(c)}</text>`);
     let acc = 0;
     parts.forEach((p, pi) => {
-      const v = Number.isFinite(p.values[i]) ? p.values[i] : 0;
+      const v = valueAt(p, i);
       if (v <= 0) return;
-      const color = p.color ?? PALETTE[pi % PALETTE.length];
+      const color = p.color ?? palette(pi);
       out.push(`<rect x="${num(X(acc))}" y="${y}" width="${num(X(acc + v) - X(acc))}" height="${barH}" fill="${color}" fill-opacity="0.85"><title>${esc(`${p.name}: ${fmt(v)} ${unit}`)}</title></rect>`);
       acc += v;
     });

@@ -1,37 +1,38 @@
 #!/usr/bin/env node
-// Scheduler benchmark (node bench/sched.mjs [--quick] [--json]). In-process, no servers, no I/O but
-// the result file. Needs `npm run build` (imports dist/controlplane/scheduler.js).
+// Scheduler benchmark (npm run bench:sched [-- --quick] [--json]). In-process, no servers, no I/O but
+// the result file.
+// It measures `place()`, the function production runs for every placement (ClusterClient in
+// src/controlplane/cluster.ts calls it with the registry's nodes), not a separate benchmark-only scheduler.
 //
 // 1. placement: simulated clusters of 1,000 and 10,000 nodes (seeded random capacities and
 //    allocations, ~3% down, ~2% cordoned, ~1% stale heartbeats, zone/arch/gpu/disk label sets);
 //    5,000 seeded requests (~half with label selectors, ~1% unsatisfiable), each placed and, on
 //    success, committed. Per-placement latency (p50/p99) and decisions per second (placements /
 //    wall time of the place+commit loop) for:
-//      - index:    the `Scheduler` (typed arrays + label-selector cache);
-//      - scan:     the pure `place()` scanning an array of NodeInfo objects each time (baseline);
+//      - place:    `place()` from src/controlplane/scheduler.ts over an array of NodeInfo objects (what
+//                  production runs; a commit adds the request to the chosen node's allocations);
 //      - sort-all: filter, score and sort all candidate nodes per placement (naive baseline).
-//    All three run the same requests from the same starting cluster and must make identical decisions
+//    Both run the same requests from the same starting cluster and must make identical decisions
 //    (checked, mismatches reported). A warm-up run on a copy precedes each measured run.
 // 2. drain: a 1,000-node cluster plus a cordoned node holding 500 deployments; reschedule them all
 //    (place with avoid=[drained], commit on the target, release from the drained node), timed in ms,
 //    median of several runs, for each implementation.
-// Prints the ratios baseline/index and the target (p99 ≤ 5 ms per placement at 10,000 nodes,
+// Prints the ratios baseline/place and the target (p99 ≤ 5 ms per placement at 10,000 nodes,
 // PASS/MISS), and writes the raw samples to bench/results/sched-<ISO date>-<hostname>.json.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, hostname, loadavg } from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { join, relative } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { percentile } from './lib/stats.mjs';
+import { FIT_EPSILON, place, type NodeInfo, type PlacementRequest, type PlacementResult, type Policy } from '../src/controlplane/scheduler.js';
+import { fileStamp, RESULTS_DIR, ROOT } from './lib/harness.js';
+import { percentile } from './lib/stats.js';
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-const DIST = join(ROOT, 'dist', 'controlplane', 'scheduler.js');
 const TARGET_P99_MS = 5;
 const NOW = 1_700_000_000_000;
 
-function usage(code) {
+function usage(code: number): never {
   (code === 0 ? process.stdout : process.stderr).write(
-    'usage: node bench/sched.mjs [--quick] [--json]\n' +
+    'usage: npm run bench:sched -- [--quick] [--json]\n' +
     '  --quick  1,000 placements per series and 3 drain runs (a smoke test, not a measurement)\n' +
     '  --json   print only the JSON result on stdout\n');
   process.exit(code);
@@ -51,20 +52,14 @@ const DRAIN_NODES = 1_000;
 const DRAIN_DEPLOYMENTS = 500;
 const DRAIN_RUNS = opts.quick ? 3 : 9;
 
-if (!existsSync(DIST)) {
-  process.stderr.write(`bench: ${relative(ROOT, DIST)} is missing — run \`npm run build\` first\n`);
-  process.exit(2);
-}
-const { Scheduler, place, FIT_EPSILON } = await import(pathToFileURL(DIST).href);
-
-const say = (m) => { if (!opts.json) process.stdout.write(`${m}\n`); };
-const r4 = (x) => (Number.isFinite(x) ? Math.round(x * 1e4) / 1e4 : x);
-const r3 = (x) => (Number.isFinite(x) ? Math.round(x * 1000) / 1000 : x);
-const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? Math.round((a / b) * 10) / 10 : NaN);
-const fmtMs = (ms) => (ms < 1 ? `${(ms * 1000).toFixed(1)} µs` : `${ms.toFixed(2)} ms`);
+const say = (m: string): void => { if (!opts.json) process.stdout.write(`${m}\n`); };
+const r4 = (x: number): number => (Number.isFinite(x) ? Math.round(x * 1e4) / 1e4 : x);
+const r3 = (x: number): number => (Number.isFinite(x) ? Math.round(x * 1000) / 1000 : x);
+const ratio = (a: number, b: number): number => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? Math.round((a / b) * 10) / 10 : NaN);
+const fmtMs = (ms: number): string => (ms < 1 ? `${(ms * 1000).toFixed(1)} µs` : `${ms.toFixed(2)} ms`);
 
 /** Deterministic PRNG (mulberry32). */
-function rng(seed) {
+function rng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
@@ -74,17 +69,17 @@ function rng(seed) {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
-const picker = (rand) => (xs) => xs[Math.floor(rand() * xs.length)];
+const picker = (rand: () => number) => <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)] as T;
 
-function makeCluster(n, seed) {
+function makeCluster(n: number, seed: number): NodeInfo[] {
   const rand = rng(seed);
   const pick = picker(rand);
-  const nodes = [];
+  const nodes: NodeInfo[] = [];
   for (let i = 0; i < n; i++) {
     const c = pick([4, 8, 16, 32, 64]);
     const m = pick([8192, 16384, 32768, 65536, 131072]);
     const used = rand() * 0.6;
-    const labels = { zone: pick(['eu-west', 'eu-central', 'us-east', 'us-west', 'ap-south']), arch: rand() < 0.8 ? 'amd64' : 'arm64', disk: pick(['ssd', 'hdd']) };
+    const labels: Record<string, string> = { zone: pick(['eu-west', 'eu-central', 'us-east', 'us-west', 'ap-south']), arch: rand() < 0.8 ? 'amd64' : 'arm64', disk: pick(['ssd', 'hdd']) };
     if (rand() < 0.05) labels.gpu = 'true';
     const x = rand();
     nodes.push({
@@ -100,13 +95,13 @@ function makeCluster(n, seed) {
   return nodes;
 }
 
-function makeRequests(count, seed) {
+function makeRequests(count: number, seed: number): PlacementRequest[] {
   const rand = rng(seed);
   const pick = picker(rand);
-  const reqs = [];
+  const reqs: PlacementRequest[] = [];
   for (let i = 0; i < count; i++) {
     const x = rand();
-    let labels = {};
+    let labels: Record<string, string> = {};
     if (x < 0.25) labels = { zone: pick(['eu-west', 'eu-central', 'us-east', 'us-west', 'ap-south']) };
     else if (x < 0.4) labels = { zone: pick(['eu-west', 'us-east']), arch: pick(['amd64', 'arm64']) };
     else if (x < 0.45) labels = { arch: 'arm64', disk: 'ssd' };
@@ -117,13 +112,13 @@ function makeRequests(count, seed) {
   return reqs;
 }
 
-const clone = (nodes) => nodes.map((n) => ({ ...n, labels: { ...n.labels }, capacity: { ...n.capacity }, allocated: { ...n.allocated } }));
+const clone = (nodes: readonly NodeInfo[]): NodeInfo[] => nodes.map((n) => ({ ...n, labels: { ...n.labels }, capacity: { ...n.capacity }, allocated: { ...n.allocated } }));
 
 /** Naive baseline: filter with the same rules, score every candidate, sort them all, take the first. */
-function placeSortAll(nodes, req, { policy = 'spread', now, staleAfterMs = 30_000 }) {
+function placeSortAll(nodes: readonly NodeInfo[], req: PlacementRequest, { policy = 'spread', now, staleAfterMs = 30_000 }: { policy?: Policy; now: number; staleAfterMs?: number }): PlacementResult {
   const avoid = new Set(req.avoid ?? []);
   const keys = Object.keys(req.labels);
-  const cands = [];
+  const cands: Array<{ n: NodeInfo; h: number; key: number }> = [];
   for (const n of nodes) {
     if (avoid.has(n.name) || n.status === 'down' || n.lastHeartbeatAt < now - staleAfterMs || n.cordoned) continue;
     if (!keys.every((k) => Object.prototype.hasOwnProperty.call(n.labels, k) && n.labels[k] === req.labels[k])) continue;
@@ -141,36 +136,44 @@ function placeSortAll(nodes, req, { policy = 'spread', now, staleAfterMs = 30_00
   return { ok: true, node: best.n.name, score: policy === 'binpack' ? 1 - best.h : best.h };
 }
 
-/** The three implementations behind one interface: place(req) → result, commit/release by node name. */
-function impl(kind, nodes) {
-  if (kind === 'index') {
-    const t0 = performance.now();
-    const s = new Scheduler();
-    for (const n of nodes) s.upsertNode(n);
-    const buildMs = performance.now() - t0;
-    return { buildMs, place: (r) => s.place(r, NOW), commit: (node, r) => s.commit(node, r), release: (node, r) => s.release(node, r) };
-  }
+type Kind = 'place' | 'sort-all';
+type Amount = { cpus: number; memoryMiB: number };
+
+/** The implementations behind one interface: place(req) → result, commit/release by node name. */
+function impl(kind: Kind, nodes: readonly NodeInfo[]): { place: (r: PlacementRequest) => PlacementResult; commit: (node: string, r: Amount) => void; release: (node: string, r: Amount) => void } {
   const arr = clone(nodes);
   const byName = new Map(arr.map((n) => [n.name, n]));
-  const commit = (node, r) => { const a = byName.get(node).allocated; a.cpus += r.cpus; a.memoryMiB += r.memoryMiB; a.vms += 1; };
-  const release = (node, r) => {
-    const a = byName.get(node).allocated;
+  const allocated = (node: string): NodeInfo['allocated'] => {
+    const n = byName.get(node);
+    if (!n) throw new Error(`unknown node ${node}`);
+    return n.allocated;
+  };
+  const commit = (node: string, r: Amount): void => { const a = allocated(node); a.cpus += r.cpus; a.memoryMiB += r.memoryMiB; a.vms += 1; };
+  const release = (node: string, r: Amount): void => {
+    const a = allocated(node);
     a.cpus = Math.max(0, a.cpus - r.cpus); a.memoryMiB = Math.max(0, a.memoryMiB - r.memoryMiB); a.vms = Math.max(0, a.vms - 1);
   };
-  const fn = kind === 'scan' ? place : placeSortAll;
-  return { buildMs: 0, place: (r) => fn(arr, r, { now: NOW }), commit, release };
+  const fn = kind === 'place' ? place : placeSortAll;
+  return { place: (r) => fn(arr, r, { now: NOW }), commit, release };
 }
 
-const KINDS = ['index', 'scan', 'sort-all'];
+const KINDS: readonly Kind[] = ['place', 'sort-all'];
+const BASELINES = ['sort-all'] as const;
 
-function runPlacements(kind, nodes, reqs) {
+interface Series {
+  kind: Kind; placements: number; placed: number; failed: number; wallMs: number; decisionsPerSec: number;
+  latencyMs: { p50: number; p99: number; max: number; mean: number };
+  decisions?: Array<string | null>; raw: number[];
+}
+
+function runPlacements(kind: Kind, nodes: readonly NodeInfo[], reqs: readonly PlacementRequest[]): Series & { decisions: Array<string | null> } {
   const im = impl(kind, nodes);
   const lat = new Float64Array(reqs.length);
-  const decisions = new Array(reqs.length);
+  const decisions: Array<string | null> = new Array<string | null>(reqs.length);
   let ok = 0;
   const t0 = performance.now();
   for (let i = 0; i < reqs.length; i++) {
-    const r = reqs[i];
+    const r = reqs[i] as PlacementRequest;
     const a = performance.now();
     const res = im.place(r);
     lat[i] = performance.now() - a;
@@ -179,14 +182,14 @@ function runPlacements(kind, nodes, reqs) {
   const wallMs = performance.now() - t0;
   const sorted = Array.from(lat).sort((x, y) => x - y);
   return {
-    kind, buildMs: r3(im.buildMs), placements: reqs.length, placed: ok, failed: reqs.length - ok, wallMs: r3(wallMs),
+    kind, placements: reqs.length, placed: ok, failed: reqs.length - ok, wallMs: r3(wallMs),
     decisionsPerSec: Math.round(reqs.length / (wallMs / 1000)),
-    latencyMs: { p50: r4(percentile(sorted, 50)), p99: r4(percentile(sorted, 99)), max: r4(sorted[sorted.length - 1]), mean: r4(sorted.reduce((s, x) => s + x, 0) / sorted.length) },
+    latencyMs: { p50: r4(percentile(sorted, 50)), p99: r4(percentile(sorted, 99)), max: r4(sorted[sorted.length - 1] as number), mean: r4(sorted.reduce((s, x) => s + x, 0) / sorted.length) },
     decisions, raw: Array.from(lat, r4),
   };
 }
 
-function agreement(a, b) {
+function agreement(a: ReadonlyArray<string | null>, b: ReadonlyArray<string | null>): number {
   let diff = 0;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) diff++;
   return diff;
@@ -201,46 +204,47 @@ function machine() {
 const started = new Date();
 const m = machine();
 say(`scheduler bench — ${m.cpuModel}, ${m.cores} cores, Node ${m.node}, load average ${m.loadavgAtStart.join(' ')}${opts.quick ? ' (--quick: smoke test)' : ''}`);
-if (m.loadavgAtStart[0] > m.cores) say('  note: the machine is busier than its core count; tail latencies include time the OS ran other processes');
+if ((m.loadavgAtStart[0] ?? 0) > m.cores) say('  note: the machine is busier than its core count; tail latencies include time the OS ran other processes');
 
 // 1. placement throughput and latency
-const placement = [];
+type Ratios = Record<string, { p50: number; p99: number; throughput: number }>;
+const placement: Array<{ nodes: number; placements: number; warmup: number; series: Record<Kind, Series>; ratios: Ratios; mismatches: Record<string, number> }> = [];
 for (const size of SIZES) {
   const nodes = makeCluster(size, 42 + size);
   const reqs = makeRequests(PLACEMENTS, 7 + size);
   const warm = makeRequests(WARMUP, 99 + size);
-  const series = {};
-  for (const kind of KINDS) {
+  const measured = KINDS.map((kind) => {
     runPlacements(kind, nodes, warm); // warm-up (JIT) on a separate copy
-    series[kind] = runPlacements(kind, nodes, reqs);
-  }
-  const mismatches = { scan: agreement(series.index.decisions, series.scan.decisions), 'sort-all': agreement(series.index.decisions, series['sort-all'].decisions) };
-  const ix = series.index;
+    return runPlacements(kind, nodes, reqs);
+  });
+  const series = Object.fromEntries(measured.map((s) => [s.kind, s])) as Record<Kind, ReturnType<typeof runPlacements>>;
+  const ix = series.place;
+  const mismatches: Record<string, number> = Object.fromEntries(BASELINES.map((kind) => [kind, agreement(ix.decisions, series[kind].decisions)]));
   say(`\n[placement] ${size.toLocaleString('en')} nodes, ${PLACEMENTS.toLocaleString('en')} placements with commit (${ix.placed} placed, ${ix.failed} found no node)`);
   say(`  ${'impl'.padEnd(9)} ${'decisions/s'.padStart(12)} ${'p50'.padStart(10)} ${'p99'.padStart(10)} ${'max'.padStart(10)}`);
   for (const kind of KINDS) {
     const s = series[kind];
     say(`  ${kind.padEnd(9)} ${s.decisionsPerSec.toLocaleString('en').padStart(12)} ${fmtMs(s.latencyMs.p50).padStart(10)} ${fmtMs(s.latencyMs.p99).padStart(10)} ${fmtMs(s.latencyMs.max).padStart(10)}`);
   }
-  say(`  index build (upsert ${size.toLocaleString('en')} nodes): ${fmtMs(ix.buildMs)}`);
-  const ratios = {};
-  for (const kind of ['scan', 'sort-all']) {
+  const ratios: Ratios = {};
+  for (const kind of BASELINES) {
     const s = series[kind];
-    ratios[kind] = { p50: ratio(s.latencyMs.p50, ix.latencyMs.p50), p99: ratio(s.latencyMs.p99, ix.latencyMs.p99), throughput: ratio(ix.decisionsPerSec, s.decisionsPerSec) };
-    say(`  ${kind}/index: p50 ×${ratios[kind].p50}, p99 ×${ratios[kind].p99}, throughput index is ×${ratios[kind].throughput}; decisions differing from index: ${mismatches[kind]}`);
+    const r = { p50: ratio(s.latencyMs.p50, ix.latencyMs.p50), p99: ratio(s.latencyMs.p99, ix.latencyMs.p99), throughput: ratio(ix.decisionsPerSec, s.decisionsPerSec) };
+    ratios[kind] = r;
+    say(`  ${kind}/place: p50 ×${r.p50}, p99 ×${r.p99}, throughput place is ×${r.throughput}; decisions differing from place: ${mismatches[kind]}`);
   }
   placement.push({ nodes: size, placements: PLACEMENTS, warmup: WARMUP, series, ratios, mismatches });
 }
 
 // 2. drain: reschedule 500 deployments off one node onto the rest of a 1,000-node cluster
-function drainCluster(seed) {
+function drainCluster(seed: number): { nodes: NodeInfo[]; deployments: PlacementRequest[] } {
   const nodes = makeCluster(DRAIN_NODES, seed);
   const rand = rng(seed + 1);
   const pick = picker(rand);
-  const deployments = [];
+  const deployments: PlacementRequest[] = [];
   for (let i = 0; i < DRAIN_DEPLOYMENTS; i++) {
     const x = rand();
-    const labels = x < 0.3 ? { zone: 'eu-west' } : x < 0.4 ? { zone: 'eu-west', arch: 'amd64' } : {};
+    const labels: Record<string, string> = x < 0.3 ? { zone: 'eu-west' } : x < 0.4 ? { zone: 'eu-west', arch: 'amd64' } : {};
     deployments.push({ name: `dep-${i}`, cpus: pick([0.25, 0.5, 1, 2]), memoryMiB: pick([128, 256, 512, 1024]), labels });
   }
   const used = deployments.reduce((a, d) => ({ cpus: a.cpus + d.cpus, memoryMiB: a.memoryMiB + d.memoryMiB }), { cpus: 0, memoryMiB: 0 });
@@ -251,10 +255,10 @@ function drainCluster(seed) {
   return { nodes, deployments };
 }
 
-function runDrain(kind, seed) {
+function runDrain(kind: Kind, seed: number): { ms: number; failed: number; moved: Array<string | null> } {
   const { nodes, deployments } = drainCluster(seed);
   const im = impl(kind, nodes);
-  const moved = [];
+  const moved: Array<string | null> = [];
   let failed = 0;
   const t0 = performance.now();
   for (const d of deployments) {
@@ -267,38 +271,39 @@ function runDrain(kind, seed) {
   return { ms: performance.now() - t0, failed, moved };
 }
 
-const drain = { nodes: DRAIN_NODES, deployments: DRAIN_DEPLOYMENTS, runs: DRAIN_RUNS, series: {} };
+const drainRaw: Record<Kind, { rawMs: number[]; failed: number; moves: Array<string | null> }> = { place: { rawMs: [], failed: 0, moves: [] }, 'sort-all': { rawMs: [], failed: 0, moves: [] } };
 for (const kind of KINDS) runDrain(kind, 1); // warm-up
-const drainMoves = {};
 for (let run = 0; run < DRAIN_RUNS; run++) {
   for (const kind of KINDS) { // interleaved so drift hits every implementation alike
     const r = runDrain(kind, 500 + run);
-    (drain.series[kind] ??= { rawMs: [], failed: 0 }).rawMs.push(r3(r.ms));
-    drain.series[kind].failed += r.failed;
-    (drainMoves[kind] ??= []).push(...r.moved);
+    drainRaw[kind].rawMs.push(r3(r.ms));
+    drainRaw[kind].failed += r.failed;
+    drainRaw[kind].moves.push(...r.moved);
   }
 }
-for (const kind of KINDS) {
-  const s = drain.series[kind];
-  const sorted = [...s.rawMs].sort((a, b) => a - b);
-  s.medianMs = r3(percentile(sorted, 50));
-  s.minMs = sorted[0];
-  s.maxMs = sorted[sorted.length - 1];
-}
-drain.mismatches = { scan: agreement(drainMoves.index, drainMoves.scan), 'sort-all': agreement(drainMoves.index, drainMoves['sort-all']) };
-drain.ratios = { scan: ratio(drain.series.scan.medianMs, drain.series.index.medianMs), 'sort-all': ratio(drain.series['sort-all'].medianMs, drain.series.index.medianMs) };
+const drainSeries = (kind: Kind): { rawMs: number[]; failed: number; medianMs: number; minMs: number; maxMs: number } => {
+  const { rawMs, failed } = drainRaw[kind];
+  const sorted = [...rawMs].sort((a, b) => a - b);
+  return { rawMs, failed, medianMs: r3(percentile(sorted, 50)), minMs: sorted[0] ?? NaN, maxMs: sorted[sorted.length - 1] ?? NaN };
+};
+const drainBySeries = { place: drainSeries('place'), 'sort-all': drainSeries('sort-all') };
+const drain = {
+  nodes: DRAIN_NODES, deployments: DRAIN_DEPLOYMENTS, runs: DRAIN_RUNS, series: drainBySeries,
+  mismatches: Object.fromEntries(BASELINES.map((kind) => [kind, agreement(drainRaw.place.moves, drainRaw[kind].moves)])) as Record<string, number>,
+  ratios: Object.fromEntries(BASELINES.map((kind) => [kind, ratio(drainBySeries[kind].medianMs, drainBySeries.place.medianMs)])) as Record<string, number>,
+};
 say(`\n[drain] reschedule ${DRAIN_DEPLOYMENTS} deployments off a cordoned node onto ${DRAIN_NODES.toLocaleString('en')} nodes (place avoid=[drained], commit, release); median of ${DRAIN_RUNS} runs`);
 for (const kind of KINDS) {
   const s = drain.series[kind];
   say(`  ${kind.padEnd(9)} ${`${s.medianMs.toFixed(2)} ms`.padStart(11)}  (min ${s.minMs.toFixed(2)}, max ${s.maxMs.toFixed(2)}; ${s.failed / DRAIN_RUNS} unplaced per run)`);
 }
-say(`  scan/index ×${drain.ratios.scan}, sort-all/index ×${drain.ratios['sort-all']}; moves differing from index: scan ${drain.mismatches.scan}, sort-all ${drain.mismatches['sort-all']}`);
+say(`  ${BASELINES.map((kind) => `${kind}/place ×${drain.ratios[kind]}`).join(', ')}; moves differing from place: ${BASELINES.map((kind) => `${kind} ${drain.mismatches[kind]}`).join(', ')}`);
 
 // targets
-const at10k = placement.find((p) => p.nodes === 10_000).series.index.latencyMs.p99;
-const allAgree = placement.every((p) => p.mismatches.scan === 0 && p.mismatches['sort-all'] === 0) && drain.mismatches.scan === 0 && drain.mismatches['sort-all'] === 0;
+const at10k = placement.find((p) => p.nodes === 10_000)?.series.place.latencyMs.p99 ?? NaN;
+const allAgree = [...placement.map((p) => p.mismatches), drain.mismatches].every((mm) => Object.values(mm).every((n) => n === 0));
 const targets = { p99MsAt10k: { target: TARGET_P99_MS, measured: at10k, pass: at10k <= TARGET_P99_MS }, identicalDecisions: allAgree };
-say(`\n[target] index p99 per placement at 10,000 nodes ≤ ${TARGET_P99_MS} ms: ${fmtMs(at10k)} → ${targets.p99MsAt10k.pass ? 'PASS' : 'MISS'}`);
+say(`\n[target] place() p99 per placement at 10,000 nodes ≤ ${TARGET_P99_MS} ms: ${fmtMs(at10k)} → ${targets.p99MsAt10k.pass ? 'PASS' : 'MISS'}`);
 say(`[check]  all implementations made identical decisions: ${allAgree ? 'yes' : 'NO'}`);
 
 for (const p of placement) for (const s of Object.values(p.series)) delete s.decisions; // the raw latencies stay
@@ -307,9 +312,8 @@ const result = {
   method: 'in-process; latency = performance.now() around each place() call; decisions/s = placements / wall time of the place+commit loop; warm-up run first',
   placement, drain, targets, loadavgAtEnd: loadavg().map((x) => r3(x)),
 };
-const dir = join(ROOT, 'bench', 'results');
-mkdirSync(dir, { recursive: true });
-const file = join(dir, `sched-${started.toISOString().replace(/[:]/g, '-').replace(/\.\d+Z$/, 'Z')}-${m.hostname}.json`);
+mkdirSync(RESULTS_DIR, { recursive: true });
+const file = join(RESULTS_DIR, `sched-${fileStamp(started)}-${m.hostname}.json`);
 writeFileSync(file, `${JSON.stringify(result)}\n`);
 if (opts.json) process.stdout.write(`${JSON.stringify({ ...result, placement: result.placement.map((p) => ({ ...p, series: Object.fromEntries(Object.entries(p.series).map(([k, v]) => [k, { ...v, raw: undefined }])) })) }, null, 2)}\n`);
 say(`\nraw results: ${relative(ROOT, file)}`);

@@ -5,7 +5,7 @@
 // (`unikctl build DIR --json`, private UNIKCTL_HOME, shared kernel cache) and compares the image
 // (kernel + root filesystem, as stored) with a NAIVE baseline measured in the same run on this host: the same
 // app with its whole runtime copied in, plus the generic distribution kernel (Debian's cloud kernel as
-// fetched by bench/boot.mjs: vmlinuz + the initramfs it needs for virtio and erofs), uncompressed as it would
+// fetched by bench/boot.ts: vmlinuz + the initramfs it needs for virtio and erofs), uncompressed as it would
 // sit on an ext4 disk image:
 //   go      the same program built unstripped (no -ldflags=-s -w)
 //   rust    the same crate built for the host target with symbols (CARGO_PROFILE_RELEASE_STRIP=none) + its libs
@@ -16,31 +16,31 @@
 //   dotnet  (built only where the SDK exists) the self-contained publish is already the closure: not compared
 // A pack whose toolchain is missing is reported as skipped with the CLI's error; nothing is guessed.
 // Writes bench/results/size-<ISO date>-<hostname>.json.
-import { spawn } from 'node:child_process';
-import { cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { cpus, homedir, hostname, tmpdir } from 'node:os';
+import { cpSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs';
+import { cpus, homedir, hostname } from 'node:os';
 import { basename, dirname, join, relative } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { installCleanup, onExit, track } from './lib/proc.mjs';
+import type { ImageManifest } from '../src/image/image.js';
+import { CLI, fileStamp, privateHome, RESULTS_DIR, ROOT } from './lib/harness.js';
+import type { Json } from './lib/json.js';
+import { installCleanup, run, type RunOptions, type RunResult } from './lib/proc.js';
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-const CLI = join(ROOT, 'bin', 'unikctl.js');
 const SKIP_COPY = new Set(['.unikctl', 'target', 'node_modules', 'bin', 'obj', '__pycache__', '.venv', 'venv']);
 
-function usage(code) {
+function usage(code: number): never {
   (code === 0 ? process.stdout : process.stderr).write(
-    'usage: node bench/size.mjs [--only NAME[,NAME...]] [--build-timeout S] [--json]\n' +
+    'usage: npm run bench:size -- [--only NAME[,NAME...]] [--build-timeout S] [--json]\n' +
     '  --only            examples to measure (directory names or pack names, e.g. go-http or go)\n' +
     '  --build-timeout S per-example build timeout (default 900)\n' +
     '  --json            print only the JSON result on stdout\n');
   process.exit(code);
 }
 
-function parseArgs(argv) {
-  const o = { only: null, buildTimeout: 900, json: false };
+function parseArgs(argv: readonly string[]): { only: string[] | null; buildTimeout: number; json: boolean } {
+  const o: { only: string[] | null; buildTimeout: number; json: boolean } = { only: null, buildTimeout: 900, json: false };
   for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
+    const a = argv[i] as string;
     const [flag, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
     if (flag === '--json') o.json = true;
     else if (flag === '--only') o.only = (inline ?? argv[++i] ?? '').split(',').filter(Boolean);
@@ -53,29 +53,15 @@ function parseArgs(argv) {
 }
 
 const opts = parseArgs(process.argv.slice(2));
-const say = (m) => process.stderr.write(`${m}\n`);
-const MiB = (b) => (Number.isFinite(b) ? `${(b / 1048576).toFixed(2)} MiB` : 'n/a');
-const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? Math.round((a / b) * 10) / 10 : null);
+const say = (m: string): void => { process.stderr.write(`${m}\n`); };
+const MiB = (b: number): string => (Number.isFinite(b) ? `${(b / 1048576).toFixed(2)} MiB` : 'n/a');
+const ratio = (a: number, b: number): number | null => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? Math.round((a / b) * 10) / 10 : null);
 
-/** Runs argv with a timeout; never throws. */
-function runT(argv, { cwd, env, timeoutMs = 600_000 } = {}) {
-  return new Promise((resolve) => {
-    const child = track(spawn(argv[0], argv.slice(1), { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] }));
-    const out = [];
-    const err = [];
-    child.stdout.on('data', (c) => out.push(c));
-    child.stderr.on('data', (c) => err.push(c));
-    const timer = setTimeout(() => { err.push(Buffer.from(`\n(timed out after ${timeoutMs / 1000} s)`)); child.kill('SIGKILL'); }, timeoutMs);
-    child.on('error', (e) => err.push(Buffer.from(String(e.message))));
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? 1, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
-    });
-  });
-}
+/** Runs argv with a timeout (default 10 minutes); never throws. */
+const runT = (argv: readonly string[], o: RunOptions = {}): Promise<RunResult> => run(argv, { timeoutMs: 600_000, ...o });
 
 /** Apparent size of a file or tree in bytes (symlinks not followed, hard links counted once). */
-export function treeBytes(path, seen = new Set()) {
+export function treeBytes(path: string, seen = new Set<string>()): number {
   let st;
   try { st = lstatSync(path); } catch { return 0; }
   if (st.isSymbolicLink()) return 0;
@@ -91,20 +77,20 @@ export function treeBytes(path, seen = new Set()) {
 }
 
 /** The shared libraries a binary loads (ldd), resolved to real files. */
-async function libClosure(binary) {
+async function libClosure(binary: string): Promise<string[]> {
   const r = await runT(['ldd', binary], { timeoutMs: 30_000 });
   if (r.code !== 0) return []; // static
-  const libs = new Set();
+  const libs = new Set<string>();
   for (const line of r.stdout.split('\n')) {
     const m = /=>\s*(\/\S+)/.exec(line) ?? /^\s*(\/\S+)\s+\(/.exec(line);
-    if (m) { try { libs.add(realpathSync(m[1])); } catch { /* vanished */ } }
+    if (m?.[1]) { try { libs.add(realpathSync(m[1])); } catch { /* vanished */ } }
   }
   return [...libs];
 }
 
 const APP_SKIP = new Set(['.unikctl', 'node_modules', 'target', '__pycache__']);
 /** The project's own files (not the build output, not the naive baseline's scratch, not dependencies). */
-function appBytes(dir, seen = new Set()) {
+function appBytes(dir: string, seen = new Set<string>()): number {
   let n = 0;
   for (const e of readdirSync(dir)) {
     if (APP_SKIP.has(e) || e.startsWith('.naive')) continue;
@@ -113,12 +99,20 @@ function appBytes(dir, seen = new Set()) {
   return n;
 }
 
-const fileSize = (p) => { try { return statSync(p).size; } catch { return NaN; } };
-const parts = (list) => list.map(([what, bytes, path]) => ({ what, bytes, ...(path ? { path } : {}) }));
+const fileSize = (p: string): number => { try { return statSync(p).size; } catch { return NaN; } };
+interface Part { what: string; bytes: number; path?: string }
+const parts = (list: ReadonlyArray<readonly [string, number, string?]>): Part[] => list.map(([what, bytes, path]) => ({ what, bytes, ...(path ? { path } : {}) }));
+
+const libPart = (l: string): [string, number, string] => [`lib ${basename(l)}`, fileSize(l), l];
+
+/** A naive baseline: what it holds and its parts, or why it could not be measured; totals are added after. */
+interface Naive { what?: string; parts?: Part[]; error?: string; runtimeBytes?: number; kernelBytes?: number; total?: number }
+/** `metadata`: the build's metadata file (JSON written by the pack: toolchain paths, artifacts). */
+interface BaselineInput { dir: string; metadata: Json; env: NodeJS.ProcessEnv; manifestArtifacts: Array<{ path: string; size?: number }> }
 
 // ------------------------------------------------------------------ naive baselines, one per pack
 
-const BASELINES = {
+const BASELINES: Record<string, (i: BaselineInput) => Promise<Naive>> = {
   async go({ dir }) {
     const out = join(dir, '.naive-go-bin');
     const r = await runT(['go', 'build', '-trimpath', '-buildvcs=false', '-o', out, '.'], { cwd: dir, env: { ...process.env, CGO_ENABLED: '0', GOTOOLCHAIN: 'local', GOFLAGS: '-mod=readonly' } });
@@ -132,14 +126,14 @@ const BASELINES = {
     const name = /^name\s*=\s*"([^"]+)"/m.exec(readFileSync(join(dir, 'Cargo.toml'), 'utf8'))?.[1];
     const bin = join(target, 'release', name ?? basename(dir));
     const libs = await libClosure(bin);
-    return { what: 'the same crate for the host target (glibc), with symbols and line tables, + its shared libraries', parts: parts([['binary with symbols', fileSize(bin)], ...libs.map((l) => [`lib ${basename(l)}`, fileSize(l), l])]) };
+    return { what: 'the same crate for the host target (glibc), with symbols and line tables, + its shared libraries', parts: parts([['binary with symbols', fileSize(bin)], ...libs.map(libPart)]) };
   },
   async c({ dir, metadata }) {
     const art = metadata?.artifacts?.[0]?.path;
     const bin = art ? (art.startsWith('/') ? art : join(dir, art)) : null;
     if (!bin || !existsSync(bin)) return { error: 'the built binary is not in the build directory' };
     const libs = await libClosure(bin);
-    return { what: 'the binary + every shared library it loads (whole files)', parts: parts([['binary', fileSize(bin)], ...libs.map((l) => [`lib ${basename(l)}`, fileSize(l), l])]) };
+    return { what: 'the binary + every shared library it loads (whole files)', parts: parts([['binary', fileSize(bin)], ...libs.map(libPart)]) };
   },
   async python({ dir, env }) {
     const code = 'import sys, sysconfig, json, os\n' +
@@ -148,7 +142,7 @@ const BASELINES = {
       'print(json.dumps({"exe": os.path.realpath(sys.executable), "stdlib": sysconfig.get_paths()["stdlib"], "purelib": sysconfig.get_paths()["purelib"], "lib": lib if lib and os.path.exists(lib) else None, "version": sys.version.split()[0]}))';
     const r = await runT(['python3', '-c', code], { env });
     if (r.code !== 0) return { error: `python3: ${r.stderr.trim().split('\n').at(-1)}` };
-    const info = JSON.parse(r.stdout);
+    const info = JSON.parse(r.stdout) as { exe: string; stdlib: string; purelib: string; lib: string | null; version: string };
     // the app's dependencies as a naive `pip install -r requirements.txt` lays them out (with their own dependencies)
     const site = join(dir, '.naive-site-packages');
     let depsNote = 'site-packages: the app\'s requirements installed by pip';
@@ -158,16 +152,16 @@ const BASELINES = {
       if (p.code !== 0) depsNote = `site-packages: not measured (pip install failed: ${p.stderr.trim().split('\n').at(-1)})`;
     } else depsNote = 'site-packages: none (no requirements file)';
     const libs = await libClosure(info.exe);
-    const seen = new Set();
+    const seen = new Set<string>();
     // the whole stdlib directory as installed (test suite, idlelib, config dir, caches), but not the host's own
     // site-packages (whatever else is installed on this machine is not the app's)
     const stdlibBytes = treeBytes(info.stdlib, seen) - (info.purelib.startsWith(`${info.stdlib}/`) ? treeBytes(info.purelib) : 0);
-    const extraLib = info.lib && !libs.includes(realpathSync(info.lib)) ? [[`lib ${basename(info.lib)}`, treeBytes(realpathSync(info.lib), seen), info.lib]] : [];
+    const extraLib: Array<[string, number, string]> = info.lib && !libs.includes(realpathSync(info.lib)) ? [[`lib ${basename(info.lib)}`, treeBytes(realpathSync(info.lib), seen), info.lib]] : [];
     return {
       what: `CPython ${info.version} (${info.exe}): interpreter + its libraries + the whole stdlib directory (without the host's site-packages) + ${depsNote} + the app`,
       parts: parts([
         ['interpreter', fileSize(info.exe), info.exe],
-        ...libs.map((l) => [`lib ${basename(l)}`, fileSize(l), l]),
+        ...libs.map(libPart),
         ...extraLib,
         ['whole stdlib directory', stdlibBytes, info.stdlib],
         ['site-packages (requirements)', existsSync(site) ? treeBytes(site) : 0],
@@ -181,11 +175,11 @@ const BASELINES = {
     const r = await runT(['npm', 'ci', '--include=dev', '--ignore-scripts', '--no-audit', '--no-fund'], { cwd: dir, env, timeoutMs: opts.buildTimeout * 1000 });
     if (r.code !== 0) return { error: `npm ci: ${r.stderr.trim().split('\n').at(-1)}` };
     const libs = await libClosure(exe);
-    const seen = new Set();
+    const seen = new Set<string>();
     const nm = treeBytes(join(dir, 'node_modules'), seen);
     return {
       what: 'the node binary + its libraries + the app + node_modules from npm ci --include=dev',
-      parts: parts([['node binary', fileSize(exe), exe], ...libs.map((l) => [`lib ${basename(l)}`, fileSize(l), l]), ['node_modules incl. dev deps', nm], ['app', appBytes(dir, seen)]]),
+      parts: parts([['node binary', fileSize(exe), exe], ...libs.map(libPart), ['node_modules incl. dev deps', nm], ['app', appBytes(dir, seen)]]),
     };
   },
   async java({ dir, metadata, manifestArtifacts }) {
@@ -202,7 +196,7 @@ const BASELINES = {
   },
 };
 
-/** The generic kernel bench/boot.mjs fetched (Debian cloud kernel): vmlinuz + the initramfs it needs. */
+/** The generic kernel bench/boot.ts fetched (Debian cloud kernel): vmlinuz + the initramfs it needs. */
 function genericKernel() {
   const cache = join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'unikctl-bench');
   try {
@@ -217,19 +211,18 @@ function genericKernel() {
   return null;
 }
 
-async function main() {
+type Row =
+  | { example: string; ok: false; error: string; buildMs: number }
+  | { example: string; ok: true; pack: string; mode: string; buildMs: number; image: Record<string, number | string>; naive: Naive; ratio: number | null; rootfsRatio: number | null };
+
+async function main(): Promise<void> {
   installCleanup();
-  const home = mkdtempSync(join(tmpdir(), 'unikctl-size-'));
-  onExit(() => rmSync(home, { recursive: true, force: true }));
-  const env = { ...process.env, UNIKCTL_HOME: home, NO_COLOR: '1' };
-  env.UNIKCTL_KERNEL_DIR ??= join(homedir(), '.local', 'state', 'unikctl', 'kernels');
-  delete env.UNIKCTL_CONTROL_PLANE_URL;
-  delete env.UNIKCTL_TOKEN;
+  const { home, env } = privateHome('unikctl-size-');
   const started = new Date();
   const kernel = genericKernel();
   if (!kernel) say('size: the generic kernel is not cached (npm run bench:boot fetches it): baselines are compared without a kernel');
   const examples = readdirSync(join(ROOT, 'examples')).filter((d) => existsSync(join(ROOT, 'examples', d)) && statSync(join(ROOT, 'examples', d)).isDirectory()).sort();
-  const rows = [];
+  const rows: Row[] = [];
   for (const ex of examples) {
     if (opts.only && !opts.only.some((o) => o === ex || ex.startsWith(`${o}-`))) continue;
     const dir = join(home, 'src', ex);
@@ -241,48 +234,47 @@ async function main() {
     const buildMs = Math.round(performance.now() - t0);
     if (b.code !== 0) {
       let err = b.stderr.trim().split('\n').filter(Boolean).at(-1) ?? `exit ${b.code}`;
-      try { const j = JSON.parse(b.stdout); err = `${j.error?.code ?? ''} ${j.error?.message ?? ''}`.trim() || err; } catch { /* not JSON */ }
+      try { const j = JSON.parse(b.stdout) as Json; err = `${j.error?.code ?? ''} ${j.error?.message ?? ''}`.trim() || err; } catch { /* not JSON */ }
       say(`size:   skipped: ${err}`);
       rows.push({ example: ex, ok: false, error: err, buildMs });
       continue;
     }
-    const info = JSON.parse(b.stdout);
+    const info = JSON.parse(b.stdout) as { manifest: ImageManifest; metadata: string };
     const manifest = info.manifest;
-    let metadata = null;
-    try { metadata = JSON.parse(readFileSync(info.metadata, 'utf8')); } catch { /* older build output */ }
+    let metadata: Json = null;
+    try { metadata = JSON.parse(readFileSync(info.metadata, 'utf8')) as Json; } catch { /* older build output */ }
     const image = { total: manifest.size, kernel: manifest.kernel.size, kernelRaw: manifest.kernel.rawSize, rootfs: manifest.rootfs.size, kernelEncoding: manifest.kernel.encoding ?? 'raw', rootfsFormat: manifest.rootfs.format };
     const fn = BASELINES[manifest.pack === 'unik.yaml' ? 'c' : manifest.pack];
-    let naive = fn ? await fn({ dir, metadata, env, manifestArtifacts: metadata?.artifacts ?? [] }).catch((e) => ({ error: e.message })) : { error: `no naive baseline defined for the ${manifest.pack} pack` };
-    if (naive && !naive.error) {
-      naive.runtimeBytes = naive.parts.reduce((a, p) => a + (Number.isFinite(p.bytes) ? p.bytes : 0), 0);
+    const naive: Naive = fn ? await fn({ dir, metadata, env, manifestArtifacts: metadata?.artifacts ?? [] }).catch((e: unknown) => ({ error: e instanceof Error ? e.message : String(e) })) : { error: `no naive baseline defined for the ${manifest.pack} pack` };
+    if (!naive.error) {
+      naive.runtimeBytes = (naive.parts ?? []).reduce((a, p) => a + (Number.isFinite(p.bytes) ? p.bytes : 0), 0);
       naive.kernelBytes = kernel ? kernel.vmlinuzBytes + kernel.initramfsBytes : 0;
       naive.total = naive.runtimeBytes + naive.kernelBytes;
     }
-    const row = {
+    const row: Row = {
       example: ex, ok: true, pack: manifest.pack, mode: manifest.mode, buildMs, image, naive,
-      ratio: naive?.error ? null : ratio(naive.total, image.total),
-      rootfsRatio: naive?.error ? null : ratio(naive.runtimeBytes, image.rootfs),
+      ratio: naive.error ? null : ratio(naive.total ?? NaN, image.total),
+      rootfsRatio: naive.error ? null : ratio(naive.runtimeBytes ?? NaN, image.rootfs),
     };
     rows.push(row);
-    say(`size:   image ${MiB(image.total)} (kernel ${MiB(image.kernel)} + rootfs ${MiB(image.rootfs)}); naive ${naive?.error ? `n/a (${naive.error})` : `${MiB(naive.total)} → ${row.ratio}× larger`}`);
+    say(`size:   image ${MiB(image.total)} (kernel ${MiB(image.kernel)} + rootfs ${MiB(image.rootfs)}); naive ${naive.error ? `n/a (${naive.error})` : `${MiB(naive.total ?? NaN)} → ${row.ratio}× larger`}`);
   }
-  const result = {
+  const written = {
     schema: 'unikctl.bench.size/v1', startedAt: started.toISOString(), finishedAt: new Date().toISOString(),
     machine: { hostname: hostname(), cores: cpus().length },
     note: 'sizes are bytes as stored: the unikctl image is vmlinux.gz + rootfs.erofs (compressed); the naive baseline is uncompressed files as they would sit on an ext4 disk image, plus the generic kernel',
     genericKernel: kernel, rows,
   };
-  const resultsDir = join(ROOT, 'bench', 'results');
-  mkdirSync(resultsDir, { recursive: true });
-  const file = join(resultsDir, `size-${started.toISOString().replace(/[:]/g, '-').replace(/\.\d+Z$/, 'Z')}-${hostname()}.json`);
-  writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
-  result.file = relative(ROOT, file);
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  const file = join(RESULTS_DIR, `size-${fileStamp(started)}-${hostname()}.json`);
+  writeFileSync(file, `${JSON.stringify(written, null, 2)}\n`);
+  const result = { ...written, file: relative(ROOT, file) };
   if (opts.json) { process.stdout.write(`${JSON.stringify(result, null, 2)}\n`); return; }
   const L = ['', 'unikctl image size vs a naive image (same app, whole runtime copied in, generic kernel)', ''];
   L.push(`${'example'.padEnd(14)} ${'pack'.padEnd(10)} ${'unikctl image'.padStart(14)} ${'naive'.padStart(12)} ${'ratio'.padStart(7)}`);
   for (const r of rows) {
     if (!r.ok) { L.push(`${r.example.padEnd(14)} skipped: ${r.error}`); continue; }
-    L.push(`${r.example.padEnd(14)} ${r.pack.padEnd(10)} ${MiB(r.image.total).padStart(14)} ${(r.naive.error ? 'n/a' : MiB(r.naive.total)).padStart(12)} ${(r.ratio ? `${r.ratio}×` : '').padStart(7)}${r.naive.error ? `  (${r.naive.error})` : ''}`);
+    L.push(`${r.example.padEnd(14)} ${r.pack.padEnd(10)} ${MiB(Number(r.image.total)).padStart(14)} ${(r.naive.error ? 'n/a' : MiB(r.naive.total ?? NaN)).padStart(12)} ${(r.ratio ? `${r.ratio}×` : '').padStart(7)}${r.naive.error ? `  (${r.naive.error})` : ''}`);
   }
   L.push('', kernel ? `generic kernel: ${kernel.package} vmlinuz ${MiB(kernel.vmlinuzBytes)} + initramfs ${MiB(kernel.initramfsBytes)}` : 'generic kernel: not cached (run npm run bench:boot first)', `raw data: ${result.file}`);
   process.stdout.write(`${L.join('\n')}\n`);

@@ -8,17 +8,17 @@
 // unavoidable extra cost, and the benchmark counts it in the generic kernel's boot time on purpose.
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { newcArchive } from './cpio.mjs';
-import { run } from './proc.mjs';
+import { newcArchive } from './cpio.js';
+import { ROOT } from './harness.js';
+import { run, type RunOptions } from './proc.js';
 
 export const META_PACKAGE = 'linux-image-cloud-amd64';
-const LOADER_SRC = join(dirname(fileURLToPath(import.meta.url)), '..', 'generic-kernel', 'loader.c');
+const LOADER_SRC = join(ROOT, 'bench', 'generic-kernel', 'loader.c');
 
 /** Kernel options the unikctl root needs, and the module each one builds when it is `=m`. */
-const NEEDED = [
+const NEEDED: ReadonlyArray<readonly [string, string]> = [
   ['VIRTIO_MMIO', 'virtio_mmio'],
   ['VIRTIO_BLK', 'virtio_blk'],
   ['EROFS_FS', 'erofs'],
@@ -29,37 +29,37 @@ const S_IFDIR = 0o040000;
 const S_IFREG = 0o100000;
 const S_IFCHR = 0o020000;
 
-async function must(argv, opts) {
+async function must(argv: readonly string[], opts?: RunOptions): Promise<string> {
   const r = await run(argv, opts);
   if (r.code !== 0) throw new Error(`${argv.join(' ')} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' ')}`);
   return r.stdout;
 }
 
 /** `apt-cache depends linux-image-cloud-amd64` → the versioned image package it pulls in. */
-export async function resolveKernelPackage() {
+export async function resolveKernelPackage(): Promise<string> {
   const out = await must(['apt-cache', 'depends', META_PACKAGE]);
   const m = /^\s*\|?Depends:\s*(linux-image-[\w.+-]+)/m.exec(out);
   if (!m) throw new Error(`apt-cache depends ${META_PACKAGE} names no linux-image-* package:\n${out}`);
-  return m[1];
+  return m[1] as string;
 }
 
-export function parseKconfig(text) {
-  const cfg = {};
+export function parseKconfig(text: string): Record<string, string> {
+  const cfg: Record<string, string> = {};
   for (const line of text.split('\n')) {
     const m = /^CONFIG_(\w+)=(.*)$/.exec(line);
-    if (m) cfg[m[1]] = m[2].replace(/^"|"$/g, '');
+    if (m?.[1] !== undefined && m[2] !== undefined) cfg[m[1]] = m[2].replace(/^"|"$/g, '');
   }
   return cfg;
 }
 
 /** The NUL-separated `key=value` strings of a kernel module's .modinfo section (ELF64 little-endian). */
-export function modinfo(buf) {
+export function modinfo(buf: Buffer): Record<string, string> {
   if (buf.readUInt32BE(0) !== 0x7f454c46 || buf[4] !== 2 || buf[5] !== 1) throw new Error('not an ELF64 LE module');
   const shoff = Number(buf.readBigUInt64LE(0x28));
   const shentsize = buf.readUInt16LE(0x3a);
   const shnum = buf.readUInt16LE(0x3c);
   const shstrndx = buf.readUInt16LE(0x3e);
-  const sec = (i) => {
+  const sec = (i: number): { name: number; offset: number; size: number } => {
     const o = shoff + i * shentsize;
     return { name: buf.readUInt32LE(o), offset: Number(buf.readBigUInt64LE(o + 0x18)), size: Number(buf.readBigUInt64LE(o + 0x20)) };
   };
@@ -68,7 +68,7 @@ export function modinfo(buf) {
     const s = sec(i);
     const nameEnd = buf.indexOf(0, strtab.offset + s.name);
     if (buf.toString('latin1', strtab.offset + s.name, nameEnd) !== '.modinfo') continue;
-    const info = {};
+    const info: Record<string, string> = {};
     for (const kv of buf.toString('utf8', s.offset, s.offset + s.size).split('\0')) {
       const eq = kv.indexOf('=');
       if (eq > 0 && !(kv.slice(0, eq) in info)) info[kv.slice(0, eq)] = kv.slice(eq + 1);
@@ -78,9 +78,9 @@ export function modinfo(buf) {
   return {};
 }
 
-const modName = (file) => file.replace(/\.ko(\.(xz|zst|gz))?$/, '').replace(/-/g, '_');
+const modName = (file: string): string => file.replace(/\.ko(\.(xz|zst|gz))?$/, '').replace(/-/g, '_');
 
-function indexModules(dir, out = new Map()) {
+function indexModules(dir: string, out = new Map<string, string>()): Map<string, string> {
   for (const e of readdirSync(dir, { withFileTypes: true })) {
     const p = join(dir, e.name);
     if (e.isDirectory()) indexModules(p, out);
@@ -89,7 +89,7 @@ function indexModules(dir, out = new Map()) {
   return out;
 }
 
-async function readModule(path) {
+async function readModule(path: string): Promise<Buffer> {
   if (path.endsWith('.ko')) return readFileSync(path);
   if (path.endsWith('.gz')) return gunzipSync(readFileSync(path));
   const tool = path.endsWith('.xz') ? 'xz' : 'zstd';
@@ -98,11 +98,13 @@ async function readModule(path) {
   return r.stdout;
 }
 
+interface Module { name: string; path: string; data: Buffer }
+
 /** Modules to load, dependencies first (from each module's `depends=`, which is what depmod writes to modules.dep). */
-async function moduleClosure(index, roots) {
-  const order = [];
-  const seen = new Set();
-  const visit = async (name, from) => {
+async function moduleClosure(index: Map<string, string>, roots: readonly string[]): Promise<Module[]> {
+  const order: Module[] = [];
+  const seen = new Set<string>();
+  const visit = async (name: string, from: string): Promise<void> => {
     if (seen.has(name)) return;
     seen.add(name);
     const path = index.get(name);
@@ -115,11 +117,23 @@ async function moduleClosure(index, roots) {
   return order;
 }
 
+export interface GenericKernel {
+  package: string;
+  version: string;
+  release: string;
+  vmlinuz: string;
+  initrd: string | null;
+  rdinit: string | null;
+  facts: { options: Record<string, string>; virtioMmioCmdlineDevices: boolean; acpi: boolean; ipPnp: boolean; pvh: boolean; compression: string };
+  modules: Array<{ name: string; bytes: number; file: string }>;
+  sizes: { vmlinuz: number; modules: number; loader: number; initramfs: number };
+}
+
 /**
  * Downloads (once) and prepares the generic kernel: returns the bzImage, the initramfs (when modules are
  * needed), the facts read from its config, and sizes. `log` gets progress lines.
  */
-export async function prepareGenericKernel({ cacheDir, log = () => {} }) {
+export async function prepareGenericKernel({ cacheDir, log = () => {} }: { cacheDir: string; log?: (line: string) => void }): Promise<GenericKernel> {
   const pkg = await resolveKernelPackage();
   const pkgDir = join(cacheDir, pkg);
   const root = join(pkgDir, 'root');
@@ -137,7 +151,7 @@ export async function prepareGenericKernel({ cacheDir, log = () => {} }) {
     rmSync(join(pkgDir, deb));
     writeFileSync(metaFile, JSON.stringify({ package: pkg, version, debBytes }, null, 2));
   }
-  const meta = JSON.parse(readFileSync(metaFile, 'utf8'));
+  const meta = JSON.parse(readFileSync(metaFile, 'utf8')) as { package: string; version: string; debBytes: number };
   const bootFiles = readdirSync(join(root, 'boot'));
   const vmlinuzName = bootFiles.find((f) => f.startsWith('vmlinuz-'));
   const configName = bootFiles.find((f) => f.startsWith('config-'));
@@ -162,8 +176,8 @@ export async function prepareGenericKernel({ cacheDir, log = () => {} }) {
   };
 
   const sizes = { vmlinuz: statSync(vmlinuz).size, modules: 0, loader: 0, initramfs: 0 };
-  let initrd = null;
-  let modules = [];
+  let initrd: string | null = null;
+  let modules: GenericKernel['modules'] = [];
   // The loader also configures eth0 from ip= when the kernel lacks CONFIG_IP_PNP, so an initramfs is needed
   // whenever a driver is a module or the in-kernel IP autoconfiguration is missing.
   if (roots.length > 0 || !facts.ipPnp) {
