@@ -7,6 +7,7 @@ export const ERROR_CODES = {
   E_NO_PACK: 'no build pack matches the directory',
   E_UNIKYAML_INVALID: 'unik.yaml is invalid',
   E_DOCKERFILE_ROOTFS: 'a Dockerfile is not a root filesystem',
+  E_PROCFILE_INVALID: 'the Procfile command cannot run without a shell or names nothing in the image',
   E_LOCK_REQUIRED: 'a release build needs a lock file',
   E_TOOLCHAIN_MISSING: 'a build toolchain is not installed',
   E_BUILD_FAILED: 'the application build failed',

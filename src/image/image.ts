@@ -14,6 +14,8 @@ export interface RunConfig {
   workdir: string;
   memoryMiB: number;
   ports: number[];
+  /** command words are templates (from a Procfile) whose $VAR references the host expands at boot (image/procfile.ts) */
+  expand?: boolean;
 }
 
 export interface ImageManifest {
