@@ -74,6 +74,7 @@ export function mergeRun(pack: PackResult, packName: string, config: UnikYaml | 
   return {
     command: y?.command ?? fromProcfile ?? pack.run.command,
     ...(fromProcfile && start?.expand ? { expand: true } : {}),
+    ...(fromProcfile && start && Object.keys(start.envTemplates).length > 0 ? { envTemplates: start.envTemplates } : {}),
     env: { ...(pack.run.env ?? {}), ...(fromProcfile ? start?.env : {}), ...(y?.env ?? {}) },
     workdir: y?.workdir ?? pack.run.workdir ?? '/',
     memoryMiB: y?.memoryMiB ?? pack.run.memoryMiB ?? 128,

@@ -29,6 +29,8 @@ export interface StartCommand {
   /** argv in template form when `expand`, else literal words */
   argv: string[];
   env: Record<string, string>;
+  /** leading assignments whose values reference variables (template form), expanded at boot */
+  envTemplates: Record<string, string>;
   /** some word references a variable: the host expands argv at boot */
   expand: boolean;
 }
@@ -173,16 +175,14 @@ export const templateWord = literal;
 export function startCommand(cmd: string, source: string): StartCommand {
   const { words, refs } = splitCommand(cmd, source);
   const env: Record<string, string> = {};
+  const envTemplates: Record<string, string> = {};
   let k = 0;
   for (; k < words.length; k++) {
     const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(words[k]!);
     if (!m) break;
-    if (m[2]!.includes('${')) {
-      throw new UserError('E_PROCFILE_INVALID', `${source}: the assignment ${m[1]}=… refers to a variable; only the command's arguments are expanded`, {
-        hint: `set ${m[1]} with deploy -e or run.env in unik.yaml instead`,
-      });
-    }
-    env[m[1]!] = expandWord(m[2]!, {});
+    // ROCKET_PORT=$PORT ./server: expanded at boot like the arguments (envTemplates)
+    if (m[2]!.includes('${')) envTemplates[m[1]!] = m[2]!;
+    else env[m[1]!] = expandWord(m[2]!, {});
   }
   let argv = words.slice(k);
   if (argv[0] === 'exec') argv = argv.slice(1);
@@ -194,7 +194,7 @@ export function startCommand(cmd: string, source: string): StartCommand {
     throw new UserError('E_PROCFILE_INVALID', `${source}: the program to start cannot come from a variable (${first})`, { hint: 'name the program in the Procfile, or set run.command in unik.yaml' });
   }
   const anyRef = refs && argv.some((w) => w.includes('${'));
-  return { source, argv: anyRef ? argv : argv.map((w) => expandWord(w, {})), env, expand: anyRef };
+  return { source, argv: anyRef ? argv : argv.map((w) => expandWord(w, {})), env, envTemplates, expand: anyRef };
 }
 
 /**

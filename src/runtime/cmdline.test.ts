@@ -102,6 +102,12 @@ describe('guestRun', () => {
     expect(guestRun(run, { env: { PORT: '2' }, ports: [port(81)] }).env.PORT).toBe('2');
   });
 
+  it('expands Procfile assignments (ROCKET_PORT=$PORT) from the env they are made in; -e wins', () => {
+    const r = { ...run, envTemplates: { ROCKET_PORT: '${PORT}', ADDR: '${HOST:-0.0.0.0}:${PORT}' } };
+    expect(guestRun(r, { env: {}, ports: [port(81)] }).env).toEqual({ A: '1', PORT: '81', ROCKET_PORT: '81', ADDR: '0.0.0.0:81' });
+    expect(guestRun(r, { env: { ROCKET_PORT: '9' }, ports: [port(81)] }).env.ROCKET_PORT).toBe('9');
+  });
+
   it('expands a template command only when the image says so', () => {
     expect(guestRun({ ...run, expand: true }, { env: {}, ports: [port(81)] }).argv).toEqual(['/app/x', '81']);
     expect(guestRun(run, { env: {}, ports: [port(81)] }).argv).toEqual(['/app/x', '${PORT}']);

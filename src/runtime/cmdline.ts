@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { UserError } from '../errors.js';
 import type { RunConfig } from '../image/image.js';
-import { expandArgv } from '../image/procfile.js';
+import { expandArgv, expandWord } from '../image/procfile.js';
 import type { PortMapping } from '../store/types.js';
 
 /** QEMU's emulated local APIC (TCG) counts at 1 GHz (APIC_BUS_CYCLE_NS = 1 in hw/intc/apic_common). */
@@ -29,6 +29,9 @@ export function guestRun(run: RunConfig, deploy: { env: Record<string, string>; 
   const env = { ...run.env, ...deploy.env };
   const port = deploy.ports[0]?.guestPort ?? (run.ports.length === 1 ? run.ports[0] : undefined);
   if (env.PORT === undefined && port !== undefined) env.PORT = String(port);
+  // `ROCKET_PORT=$PORT ./server`: the assignment sees the environment it is made in (as in a shell); -e still wins
+  const base = { ...env };
+  for (const [k, v] of Object.entries(run.envTemplates ?? {})) if (deploy.env[k] === undefined) env[k] = expandWord(v, base);
   return { argv: run.expand ? expandArgv(run.command, env) : run.command, env };
 }
 
