@@ -61,6 +61,8 @@ export function inspectProject(dirArg: string, rootfsDir?: string): { dir: strin
     }
   }
   const { pack, alsoMatched } = choosePack(dir, config);
+  // a Procfile line that needs a shell fails the deploy request, not the build minutes later
+  if (!config?.run.command) procfileStart(dir, config?.process, () => {});
   return { dir, config, pack, alsoMatched, name: config?.name ?? sanitizeName(basename(dir)), rootfsDir: extraRoot };
 }
 
@@ -124,6 +126,7 @@ export async function buildRootfs(opts: {
   rootfs.addFile(init, '/init');
   // a Procfile's start command reaches the pack as run.command would (which scripts to keep, which binary to ship)
   const start = config?.run.command ? null : procfileStart(dir, config?.process, (m) => progress.warn(m));
+  if (config?.run.command && config.process) progress.warn(`process: ${config.process} is ignored: unik.yaml run.command is the start command`);
   if (start) progress.step(`start command from the ${start.source}: ${start.argv.join(' ')}`);
   const packConfig: UnikYaml | null = start ? { ...(config ?? { run: { env: {} } }), run: { ...(config?.run ?? { env: {} }), command: start.argv } } : config;
   const result = await pack.build({

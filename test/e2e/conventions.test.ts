@@ -52,5 +52,10 @@ describe('platform conventions (Procfile, PORT, run-time files) on real VMs', ()
     expect(r.stderr).toContain('E_PROCFILE_INVALID');
     expect(r.stderr).toContain('Procfile web: (line 1)');
     expect(r.stderr).toContain('run.command');
+    // deploy refuses it before accepting the request (no VM, no deployment left behind)
+    const d = await home.cli(['deploy', dir, '--name', 'shelly']);
+    expect(d.code).not.toBe(0);
+    expect(d.stderr).toContain('E_PROCFILE_INVALID');
+    expect((await home.status()).deployments.map((x) => x.name)).not.toContain('shelly');
   });
 });
