@@ -6,6 +6,7 @@ import { freePort, httpGet, ROOT, TestHome } from './helpers.js';
 
 const PROCFILE_APP = join(ROOT, 'examples', 'procfile-python');
 const CONFIG_APP = join(ROOT, 'examples', 'go-config');
+const GUNICORN_APP = join(ROOT, 'examples', 'procfile-gunicorn');
 
 describe('platform conventions (Procfile, PORT, run-time files) on real VMs', () => {
   const home = new TestHome();
@@ -29,6 +30,17 @@ describe('platform conventions (Procfile, PORT, run-time files) on real VMs', ()
     // the build's warnings are in the deployment's log file (build stream), not in `unikctl logs`
     expect(readFileSync(join(home.dir, 'deployments', 'procfile', 'console.log'), 'utf8')).toContain('Procfile release: (line 3) is not run');
     const d = await home.cli(['destroy', 'procfile', '--wait']);
+    expect(d.code, d.stderr).toBe(0);
+  });
+
+  it('web: gunicorn app:app --bind 0.0.0.0:$PORT runs the installed console script with the image\'s python', async () => {
+    const port = await freePort();
+    const r = await home.cli(['deploy', GUNICORN_APP, '-p', `${port}:8000`, '--name', 'guni', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    await home.waitState('guni', ['running'], 240_000);
+    expect(await httpGet(`http://127.0.0.1:${port}/`, 90_000)).toBe('hello from gunicorn\n');
+    expect((await home.cli(['logs', 'guni'])).stdout).toContain('Listening at: http://0.0.0.0:8000');
+    const d = await home.cli(['destroy', 'guni', '--wait']);
     expect(d.code, d.stderr).toBe(0);
   });
 
