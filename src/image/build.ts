@@ -13,7 +13,7 @@ import { formatRef, normalizeRef, PackageStore } from './package-store.js';
 import { RootfsBuilder } from './rootfs.js';
 import { loadUnikYaml, type UnikYaml } from './unikyaml.js';
 import { isElfFile } from './elf.js';
-import { mapStartCommand, procfileStart, type StartCommand } from './procfile.js';
+import { isPackageStart, mapStartCommand, procfileStart, type StartCommand } from './procfile.js';
 
 export interface BuildProgress {
   step(message: string): void;
@@ -125,7 +125,12 @@ export async function buildRootfs(opts: {
   const rootfs = new RootfsBuilder(staging);
   rootfs.addFile(init, '/init');
   // a Procfile's start command reaches the pack as run.command would (which scripts to keep, which binary to ship)
-  const start = config?.run.command ? null : procfileStart(dir, config?.process, (m) => progress.warn(m));
+  let start = config?.run.command ? null : procfileStart(dir, config?.process, (m) => progress.warn(m));
+  if (start && pack.name === 'node' && isPackageStart(start)) {
+    // no package manager in the guest: the node pack runs what package.json's start script runs, with node itself
+    progress.step(`the ${start.source} runs package.json's start script: the node pack starts it with node directly`);
+    start = null;
+  }
   if (config?.run.command && config.process) progress.warn(`process: ${config.process} is ignored: unik.yaml run.command is the start command`);
   if (start) progress.step(`start command from the ${start.source}: ${start.argv.join(' ')}`);
   const packConfig: UnikYaml | null = start ? { ...(config ?? { run: { env: {} } }), run: { ...(config?.run ?? { env: {} }), command: start.argv } } : config;

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { UserError } from '../errors.js';
-import { expandArgv, expandWord, mapStartCommand, parseProcfile, procfileStart, splitCommand, startCommand } from './procfile.js';
+import { expandArgv, expandWord, isPackageStart, mapStartCommand, parseProcfile, procfileStart, splitCommand, startCommand } from './procfile.js';
 
 const words = (cmd: string): string[] => splitCommand(cmd, 'Procfile web: (line 1)').words;
 const codeOf = (f: () => unknown): string | undefined => {
@@ -96,6 +96,13 @@ describe('mapStartCommand', () => {
       expect((e as UserError).code).toBe('E_PROCFILE_INVALID');
       expect((e as UserError).message).toBe('Procfile web: (line 1): the node image has no program "npm" (it can start: node, nodejs)');
     }
+  });
+});
+
+describe('isPackageStart', () => {
+  it('recognizes a bare npm/yarn/pnpm start (the node pack then runs the start script itself)', () => {
+    for (const c of ['npm start', 'yarn start', 'pnpm run start', 'exec npm start']) expect(isPackageStart(startCommand(c, 's')), c).toBe(true);
+    for (const c of ['npm start -- --port $PORT', 'A=1 npm start', 'npm run dev', 'node start']) expect(isPackageStart(startCommand(c, 's')), c).toBe(false);
   });
 });
 

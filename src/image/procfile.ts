@@ -222,6 +222,13 @@ export function procfileStart(dir: string, processType: string | undefined, warn
   return startCommand(entry.command, `Procfile ${entry.type}: (line ${entry.line})`);
 }
 
+/** `npm start`, `yarn start`, `pnpm start` (or `… run start`) with nothing else: "run package.json's start script". */
+export function isPackageStart(start: StartCommand): boolean {
+  const a = start.argv;
+  return Object.keys(start.env).length === 0 && Object.keys(start.envTemplates).length === 0 && ['npm', 'yarn', 'pnpm'].includes(a[0] ?? '')
+    && ((a.length === 2 && a[1] === 'start') || (a.length === 3 && a[1] === 'run' && a[2] === 'start'));
+}
+
 /**
  * Maps a start command's program to the image: a guest path stays; otherwise the word (or its last path element:
  * ./server, bin/server, target/release/server, .venv/bin/gunicorn) must be a program the pack put in the image.
