@@ -58,13 +58,23 @@ describe('addRuntimeFiles', () => {
   it('include: replaces the defaults, keeps sub-paths, and must name existing paths inside the project', () => {
     put('config.toml');
     put('conf/app/settings.ini', 'a=1');
-    expect(addRuntimeFiles(ctx(['conf/app/settings.ini']), rootfs)).toEqual(['conf/app/settings.ini']);
+    put('conf/db.ini');
+    expect(addRuntimeFiles(ctx(['conf/app/settings.ini', 'conf/db.ini']), rootfs)).toEqual(['conf/app/settings.ini', 'conf/db.ini']);
     expect(readFileSync(guest('/app/conf/app/settings.ini'), 'utf8')).toBe('a=1');
     expect(existsSync(guest('/app/config.toml'))).toBe(false);
     const code = (include: string[]): string | undefined => { try { addRuntimeFiles(ctx(include), rootfs); } catch (e) { return (e as UserError).code; } return undefined; };
     expect(code(['missing.toml'])).toBe('E_UNIKYAML_INVALID');
     symlinkSync('/etc', join(proj, 'etc-link'));
     expect(code(['etc-link'])).toBe('E_UNIKYAML_INVALID');
+  });
+
+  it('never overwrites what the pack placed (a binary named like a default directory)', () => {
+    put('static/a.css');
+    put('config.toml');
+    rootfs.addBytes('/app/static', 'ELF…', 0o755);
+    expect(addRuntimeFiles(ctx(), rootfs)).toEqual(['config.toml']);
+    expect(warnings).toEqual(['static would overwrite /app/static, which the pack already put in the image (the binary): not copied']);
+    expect(() => addRuntimeFiles(ctx(['static']), rootfs)).toThrow(expect.objectContaining({ code: 'E_UNIKYAML_INVALID' }));
   });
 
   it('does not follow a symlink inside an included directory out of the project', () => {

@@ -49,12 +49,21 @@ export function addRuntimeFiles(ctx: BuildContext, rootfs: RootfsBuilder, guestD
   const explicit = ctx.config?.include;
   const wanted = explicit ?? DEFAULT_RUNTIME_FILES.filter((f) => existsSync(join(ctx.dir, f)));
   const copied: string[] = [];
+  const ours = new Set<string>();
   for (const rel of wanted) {
     const path = insideProject(ctx.dir, rel, 'include');
     if (!existsSync(path)) {
       throw new UserError('E_UNIKYAML_INVALID', `include: ${rel} does not exist in the project`, { hint: 'fix the include: list in unik.yaml (paths relative to the project directory)' });
     }
     const clean = posix.normalize(rel).replace(/\/+$/, '');
+    const taken = posix.join(guestDir, clean.split('/')[0]!);
+    if (!ours.has(taken) && existsSync(rootfs.hostPath(taken))) {
+      // a Go module named `static` builds /app/static: the binary keeps its name
+      const msg = `${clean} would overwrite ${taken}, which the pack already put in the image (the binary)`;
+      if (explicit) throw new UserError('E_UNIKYAML_INVALID', `include: ${msg}`, { hint: 'rename the file or directory, or the binary' });
+      ctx.warn(`${msg}: not copied`);
+      continue;
+    }
     const found = collect(ctx.dir, clean);
     for (const l of found.skippedLinks) ctx.warn(`${l} is a symlink that leaves the project (or dangles): not copied into the image`);
     if (!explicit && found.bytes > DEFAULT_RUNTIME_FILES_LIMIT) {
@@ -62,6 +71,7 @@ export function addRuntimeFiles(ctx: BuildContext, rootfs: RootfsBuilder, guestD
       continue;
     }
     for (const f of found.files) rootfs.addFile(f.host, posix.join(guestDir, f.rel));
+    ours.add(taken);
     copied.push(clean);
   }
   if (copied.length > 0) ctx.log(`run-time files next to the binary in ${guestDir}: ${copied.join(', ')}${explicit ? ' (unik.yaml include:)' : ''}`);
