@@ -32,6 +32,7 @@ export const ERROR_CODES = {
   E_USAGE: user(400, 'invalid command line'),
   E_NO_PACK: user(400, 'no build pack matches the directory'),
   E_UNIKYAML_INVALID: user(400, 'unik.yaml is invalid'),
+  E_PROCFILE_INVALID: user(400, 'the Procfile command cannot run without a shell or names nothing in the image'),
   E_DOCKERFILE_ROOTFS: user(400, 'a Dockerfile is not a root filesystem'),
   E_LOCK_REQUIRED: user(400, 'a release build needs a lock file'),
   E_TOOLCHAIN_MISSING: user(400, 'a build toolchain is not installed'),

@@ -13,6 +13,7 @@ import { formatRef, normalizeRef, PackageStore } from './package-store.js';
 import { RootfsBuilder } from './rootfs.js';
 import { loadUnikYaml, type UnikYaml } from './unikyaml.js';
 import { isElfFile } from './elf.js';
+import { isPackageStart, mapStartCommand, procfileStart, type StartCommand } from './procfile.js';
 
 export interface BuildProgress {
   step(message: string): void;
@@ -60,17 +61,26 @@ export function inspectProject(dirArg: string, rootfsDir?: string): { dir: strin
     }
   }
   const { pack, alsoMatched } = choosePack(dir, config);
+  // a Procfile line that needs a shell fails the deploy request, not the build minutes later
+  if (!config?.run.command) procfileStart(dir, config?.process, () => {});
   return { dir, config, pack, alsoMatched, name: config?.name ?? sanitizeName(basename(dir)), rootfsDir: extraRoot };
 }
 
-function mergeRun(pack: PackResult['run'], config: UnikYaml | null): RunConfig {
+/**
+ * The image's run configuration. Start command precedence: unik.yaml run.command > the Procfile's web process
+ * (or `process:`), mapped to the image's programs > what the pack detected.
+ */
+export function mergeRun(pack: PackResult, packName: string, config: UnikYaml | null, start: StartCommand | null): RunConfig {
   const y = config?.run;
+  const fromProcfile = !y?.command && start ? mapStartCommand(start, packName, pack.programs ?? {}, pack.paths) : null;
   return {
-    command: y?.command ?? pack.command,
-    env: { ...(pack.env ?? {}), ...(y?.env ?? {}) },
-    workdir: y?.workdir ?? pack.workdir ?? '/',
-    memoryMiB: y?.memoryMiB ?? pack.memoryMiB ?? 128,
-    ports: y?.ports ?? pack.ports ?? [],
+    command: y?.command ?? fromProcfile ?? pack.run.command,
+    ...(fromProcfile && start?.expand ? { expand: true } : {}),
+    ...(fromProcfile && start && Object.keys(start.envTemplates).length > 0 ? { envTemplates: start.envTemplates } : {}),
+    env: { ...(pack.run.env ?? {}), ...(fromProcfile ? start?.env : {}), ...(y?.env ?? {}) },
+    workdir: y?.workdir ?? pack.run.workdir ?? '/',
+    memoryMiB: y?.memoryMiB ?? pack.run.memoryMiB ?? 128,
+    ports: y?.ports ?? pack.run.ports ?? [],
   };
 }
 
@@ -114,10 +124,21 @@ export async function buildRootfs(opts: {
   progress.step(`building ${name} with the ${pack.name} pack (${opts.mode})`);
   const rootfs = new RootfsBuilder(staging);
   rootfs.addFile(init, '/init');
+  // a Procfile's start command reaches the pack as run.command would (which scripts to keep, which binary to ship)
+  let start = config?.run.command ? null : procfileStart(dir, config?.process, (m) => progress.warn(m));
+  if (start && pack.name === 'node' && isPackageStart(start)) {
+    // no package manager in the guest: the node pack runs what package.json's start script runs, with node itself
+    progress.step(`the ${start.source} runs package.json's start script: the node pack starts it with node directly`);
+    start = null;
+  }
+  if (config?.run.command && config.process) progress.warn(`process: ${config.process} is ignored: unik.yaml run.command is the start command`);
+  if (start) progress.step(`start command from the ${start.source}: ${start.argv.join(' ')}`);
+  const packConfig: UnikYaml | null = start ? { ...(config ?? { run: { env: {} } }), run: { ...(config?.run ?? { env: {} }), command: start.argv } } : config;
   const result = await pack.build({
-    dir, mode: opts.mode, cacheDir: opts.cacheDir, workDir: opts.workDir, config, env: opts.env,
+    dir, mode: opts.mode, cacheDir: opts.cacheDir, workDir: opts.workDir, config: packConfig, env: opts.env,
     log: (l) => progress.line(l), warn: (m) => progress.warn(m),
   }, rootfs);
+  const run = mergeRun(result, pack.name, config, start); // before packing: a Procfile program the image lacks fails fast
   if (rootfsDir) {
     progress.step(`merging ${rootfsDir} into the root filesystem`);
     rootfs.mergeTree(rootfsDir);
@@ -126,7 +147,7 @@ export async function buildRootfs(opts: {
   const erofsFile = join(opts.workDir, 'rootfs.erofs');
   await makeErofs(staging, erofsFile);
   rmSync(staging, { recursive: true, force: true });
-  return { name, pack: pack.name, run: mergeRun(result.run, config), result, erofsFile };
+  return { name, pack: pack.name, run, result, erofsFile };
 }
 
 /** A private work directory under $UNIKCTL_HOME/work (never in the project: a killed build leaves nothing there). */

@@ -14,6 +14,10 @@ export interface RunConfig {
   workdir: string;
   memoryMiB: number;
   ports: number[];
+  /** command words are templates (from a Procfile) whose $VAR references the host expands at boot (image/procfile.ts) */
+  expand?: boolean;
+  /** env values (Procfile `KEY=$OTHER cmd` assignments) expanded by the host at boot from the rest of the env */
+  envTemplates?: Record<string, string>;
 }
 
 export interface ImageManifest {

@@ -26,6 +26,13 @@ export interface PackResult {
   /** digests of the inputs that determine the build (lock files, sources) */
   inputs: Record<string, string>;
   artifacts: PackArtifact[];
+  /**
+   * Programs a Procfile command may start with (`node`, `python`, `gunicorn`, the binary's name) and the guest
+   * argv prefix that runs each in this image.
+   */
+  programs?: Record<string, string[]>;
+  /** project-relative files the pack placed elsewhere in the guest (target/app.jar → /app/app.jar) */
+  paths?: Record<string, string>;
 }
 
 /** A build pack: recognizes a project and turns it into a root filesystem (BLD-1). */

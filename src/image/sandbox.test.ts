@@ -41,6 +41,7 @@ describe('toolchainDirs', () => {
 describe('checkRun (the run configuration a sandboxed build reports)', () => {
   const good = { command: ['/app/x'], env: { A: 'b' }, workdir: '/app', memoryMiB: 64, ports: [8080] };
   it('accepts a well-formed one', () => expect(checkRun(good)).toEqual(good));
+  it('keeps expand (a Procfile command the host expands at boot)', () => expect(checkRun({ ...good, expand: true })).toEqual({ ...good, expand: true }));
   it.each([
     ['no command', { ...good, command: [] }],
     ['a non-string argument', { ...good, command: ['/app/x', 1] }],
@@ -48,6 +49,7 @@ describe('checkRun (the run configuration a sandboxed build reports)', () => {
     ['a non-string env value', { ...good, env: { A: 1 } }],
     ['absurd memory', { ...good, memoryMiB: 1e12 }],
     ['a bad port', { ...good, ports: [70000] }],
+    ['a non-boolean expand', { ...good, expand: 'yes' }],
     ['null', null],
   ])('refuses %s', (_what, v) => {
     expect(() => checkRun(v)).toThrow(expect.objectContaining({ code: 'E_BUILD_FAILED' }));

@@ -214,9 +214,13 @@ function checkRun(v: unknown): RunConfig {
     && typeof r.env === 'object' && r.env !== null && Object.values(r.env).every((s) => typeof s === 'string')
     && typeof r.workdir === 'string' && r.workdir.startsWith('/')
     && Number.isInteger(r.memoryMiB) && (r.memoryMiB ?? 0) > 0 && (r.memoryMiB ?? 0) <= 1024 * 1024
-    && Array.isArray(r.ports) && r.ports.every((p) => Number.isInteger(p) && p > 0 && p < 65536);
+    && Array.isArray(r.ports) && r.ports.every((p) => Number.isInteger(p) && p > 0 && p < 65536)
+    && (r.expand === undefined || typeof r.expand === 'boolean')
+    && (r.envTemplates === undefined || (typeof r.envTemplates === 'object' && r.envTemplates !== null && Object.values(r.envTemplates).every((s) => typeof s === 'string')));
   if (!ok) throw new UserError('E_BUILD_FAILED', 'the sandboxed build reported an invalid run configuration');
-  return { command: r.command as string[], env: r.env as Record<string, string>, workdir: r.workdir as string, memoryMiB: r.memoryMiB as number, ports: r.ports as number[] };
+  // expand (a Procfile command's $VAR templates) only makes the host fill the guest's argv from the guest's own env
+  return { command: r.command as string[], env: r.env as Record<string, string>, workdir: r.workdir as string, memoryMiB: r.memoryMiB as number, ports: r.ports as number[], ...(r.expand ? { expand: true } : {}),
+    ...(r.envTemplates ? { envTemplates: r.envTemplates } : {}) };
 }
 
 /** Copies a regular file the build user wrote, refusing symlinks and special files (opened without following links). */

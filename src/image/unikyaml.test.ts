@@ -60,6 +60,14 @@ describe('loadUnikYaml', () => {
     });
   });
 
+  it('reads process: (a Procfile type) and include: (run-time files for compiled packs)', () => {
+    write('process: worker\ninclude: [config.toml, templates/]\n');
+    expect(loadUnikYaml(dir)).toEqual({ run: { env: {} }, process: 'worker', include: ['config.toml', 'templates/'] });
+    expect(invalidMessage('include: [/etc/passwd]\n')).toContain('include: "/etc/passwd" must be a path inside the project');
+    expect(invalidMessage('include: [../x]\n')).toContain('inside the project');
+    expect(invalidMessage('process: "web && x"\n')).toContain('process must be a Procfile process type');
+  });
+
   it('reads unik.yml as well', () => {
     write('name: alt\n', 'unik.yml');
     expect(loadUnikYaml(dir)).toEqual({ name: 'alt', run: { env: {} } });

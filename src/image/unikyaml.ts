@@ -22,6 +22,8 @@ import { parseSizeMiB } from '../util/size.js';
  *     ports: [8080]
  *     memory: 64M              # or a number of MiB
  *   rootfs: extra-root/        # a directory merged into the image root (never a Dockerfile)
+ *   process: worker            # the Procfile process type to start (default web)
+ *   include: [config.toml, templates/]   # project files the compiled packs copy next to the binary (/app)
  */
 export interface UnikYaml {
   name?: string;
@@ -31,6 +33,10 @@ export interface UnikYaml {
   artifact?: { path: string };
   run: { command?: string[]; env: Record<string, string>; workdir?: string; ports?: number[]; memoryMiB?: number };
   rootfs?: string;
+  /** the Procfile process type to start instead of `web` */
+  process?: string;
+  /** project paths (files or directories) placed under /app next to a compiled binary */
+  include?: string[];
 }
 
 const invalid = (file: string, msg: string): UserError =>
@@ -66,7 +72,7 @@ function rejectUnknown(section: Record<string, unknown>, known: string[], where:
   }
 }
 
-const KNOWN_TOP = new Set(['name', 'pack', 'build', 'artifact', 'run', 'rootfs']);
+const KNOWN_TOP = new Set(['name', 'pack', 'build', 'artifact', 'run', 'rootfs', 'process', 'include']);
 
 export function loadUnikYaml(dir: string): UnikYaml | null {
   const file = join(dir, 'unik.yaml');
@@ -129,6 +135,17 @@ export function loadUnikYaml(dir: string): UnikYaml | null {
   if (y.rootfs !== undefined) {
     if (typeof y.rootfs !== 'string') throw invalid(path, 'rootfs must be a directory path');
     out.rootfs = y.rootfs;
+  }
+  if (y.process !== undefined) {
+    if (typeof y.process !== 'string' || !/^[A-Za-z0-9_-]+$/.test(y.process)) throw invalid(path, 'process must be a Procfile process type (letters, digits, _ and -)');
+    out.process = y.process;
+  }
+  if (y.include !== undefined) {
+    const list = stringList(y.include, 'include', path);
+    for (const p of list) {
+      if (p === '' || p.startsWith('/') || p.split('/').includes('..')) throw invalid(path, `include: ${JSON.stringify(p)} must be a path inside the project directory`);
+    }
+    out.include = list;
   }
   return out;
 }

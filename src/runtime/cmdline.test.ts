@@ -15,7 +15,8 @@ vi.mock('node:fs', async (importOriginal) => {
   return { ...orig, readFileSync, default: { ...orig, readFileSync } };
 });
 
-const { encodeGuestConfig, hostTscKhz, kernelCmdline, MAX_CMDLINE } = await import('./cmdline.js');
+const { encodeGuestConfig, guestRun, hostTscKhz, kernelCmdline, MAX_CMDLINE } = await import('./cmdline.js');
+type PortMapping = import('../util/port.js').PortMapping;
 type GuestConfig = import('./cmdline.js').GuestConfig;
 
 const guest = (over: Partial<GuestConfig> = {}): GuestConfig => ({
@@ -83,6 +84,33 @@ describe('encodeGuestConfig', () => {
       expect(e).toBeInstanceOf(UserError);
       expect((e as UserError).code).toBe('E_INVALID_ARGUMENT');
     }
+  });
+});
+
+describe('guestRun', () => {
+  const run = { command: ['/app/x', '${PORT}'], env: { A: '1' }, workdir: '/app', memoryMiB: 64, ports: [8080, 9090] };
+  const port = (guestPort: number): PortMapping => ({ hostAddress: '0.0.0.0', hostPort: guestPort + 10000, guestPort, protocol: 'tcp' });
+
+  it('gives PORT the first published guest port; with none published, the image\'s port only when it declares exactly one', () => {
+    expect(guestRun(run, { env: {}, ports: [port(81), port(82)] }).env).toEqual({ A: '1', PORT: '81' });
+    expect(guestRun(run, { env: {}, ports: [] }).env).toEqual({ A: '1' });
+    expect(guestRun({ ...run, ports: [5000] }, { env: {}, ports: [] }).env).toEqual({ A: '1', PORT: '5000' });
+  });
+
+  it('never overrides a PORT the image or -e sets', () => {
+    expect(guestRun({ ...run, env: { PORT: '1' } }, { env: {}, ports: [port(81)] }).env.PORT).toBe('1');
+    expect(guestRun(run, { env: { PORT: '2' }, ports: [port(81)] }).env.PORT).toBe('2');
+  });
+
+  it('expands Procfile assignments (ROCKET_PORT=$PORT) from the env they are made in; -e wins', () => {
+    const r = { ...run, envTemplates: { ROCKET_PORT: '${PORT}', ADDR: '${HOST:-0.0.0.0}:${PORT}' } };
+    expect(guestRun(r, { env: {}, ports: [port(81)] }).env).toEqual({ A: '1', PORT: '81', ROCKET_PORT: '81', ADDR: '0.0.0.0:81' });
+    expect(guestRun(r, { env: { ROCKET_PORT: '9' }, ports: [port(81)] }).env.ROCKET_PORT).toBe('9');
+  });
+
+  it('expands a template command only when the image says so', () => {
+    expect(guestRun({ ...run, expand: true }, { env: {}, ports: [port(81)] }).argv).toEqual(['/app/x', '81']);
+    expect(guestRun(run, { env: {}, ports: [port(81)] }).argv).toEqual(['/app/x', '${PORT}']);
   });
 });
 

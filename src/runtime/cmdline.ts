@@ -1,5 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { UserError } from '../errors.js';
+import type { RunConfig } from '../image/image.js';
+import { expandArgv, expandWord } from '../image/procfile.js';
+import type { PortMapping } from '../util/port.js';
 
 /** QEMU's emulated local APIC (TCG) counts at 1 GHz (APIC_BUS_CYCLE_NS = 1 in hw/intc/apic_common). */
 export const TCG_APIC_KHZ = 1_000_000;
@@ -15,6 +18,21 @@ export interface GuestConfig {
   hostname: string;
   hostTimeMs: number;
   debug: boolean;
+}
+
+/**
+ * What the app gets: the image's env under deploy -e; PORT (the Heroku/Render/Fly convention) set to the first
+ * published guest port, else to the image's port when it declares exactly one, unless the image or -e sets it;
+ * then a Procfile command's $VAR references expanded from that final environment (the guest has no shell).
+ */
+export function guestRun(run: RunConfig, deploy: { env: Record<string, string>; ports: PortMapping[] }): { argv: string[]; env: Record<string, string> } {
+  const env = { ...run.env, ...deploy.env };
+  const port = deploy.ports[0]?.guestPort ?? (run.ports.length === 1 ? run.ports[0] : undefined);
+  if (env.PORT === undefined && port !== undefined) env.PORT = String(port);
+  // `ROCKET_PORT=$PORT ./server`: the assignment sees the environment it is made in (as in a shell); -e still wins
+  const base = { ...env };
+  for (const [k, v] of Object.entries(run.envTemplates ?? {})) if (deploy.env[k] === undefined) env[k] = expandWord(v, base);
+  return { argv: run.expand ? expandArgv(run.command, env) : run.command, env };
 }
 
 /** Encodes the run configuration for the guest init: NUL-terminated typed records, base64 (see guest/init.c). */

@@ -213,11 +213,44 @@ describe('Supervisor', () => {
     expect(readFileSync(o.rootfs, 'utf8')).toBe('erofs bytes');
     const recs = cfgRecords(o.cmdline);
     expect(recs.filter((r) => r.startsWith('a'))).toEqual(['a/app/hello', 'a--flag']);
-    expect(recs.filter((r) => r.startsWith('e'))).toEqual(['eA=1', 'eB=from-cli', 'eC=x=y']);
+    // PORT: the published guest port (the Heroku/Render/Fly convention)
+    expect(recs.filter((r) => r.startsWith('e'))).toEqual(['eA=1', 'eB=from-cli', 'eC=x=y', 'ePORT=8080']);
     expect(recs).toEqual(expect.arrayContaining(['w/app', 'hhello']));
     expect(recs.some((r) => r.startsWith('d'))).toBe(false);
     expect(nonceOf(o.cmdline)).toMatch(/^[0-9a-f]{16}$/);
     expect(o.cmdline.split(' ')).toEqual(expect.arrayContaining(['ro', 'root=/dev/vda', 'quiet']));
+    h.exit({ code: 0, signal: null });
+    await run;
+  });
+
+  it('sets PORT from the first published port, keeps a PORT from -e, and expands a Procfile command from the final env', async () => {
+    manifest = writeFakeImage(pkgDir, { run: { command: ['/app/hello', '--bind=0.0.0.0:${PORT}', '${GREETING:-hi}', '$$5'], expand: true, env: { A: '1' }, workdir: '/app', memoryMiB: 64, ports: [9999] } });
+    createDeployment({ ports: [{ hostAddress: '127.0.0.1', hostPort: 18080, guestPort: 8080, protocol: 'tcp' }, { hostAddress: '127.0.0.1', hostPort: 18081, guestPort: 8081, protocol: 'tcp' }], env: {} });
+    const run = supervisor().run();
+    const h = await vmm.started();
+    const recs = cfgRecords(vmm.starts[0]?.cmdline ?? '');
+    expect(recs.filter((r) => r.startsWith('a'))).toEqual(['a/app/hello', 'a--bind=0.0.0.0:8080', 'ahi', 'a$5']);
+    expect(recs.filter((r) => r.startsWith('e'))).toEqual(['eA=1', 'ePORT=8080']);
+    h.exit({ code: 0, signal: null });
+    await run;
+  });
+
+  it('PORT from -e wins over the published port, and the image\'s only declared port applies when nothing is published', async () => {
+    manifest = writeFakeImage(pkgDir, { run: { command: ['/app/hello', '${PORT}'], expand: true, env: {}, workdir: '/app', memoryMiB: 64, ports: [5000] } });
+    createDeployment({ env: { PORT: '3000' } });
+    let run = supervisor().run();
+    let h = await vmm.started(0);
+    expect(cfgRecords(vmm.starts[0]?.cmdline ?? '').filter((r) => /^[ae]/.test(r))).toEqual(['a/app/hello', 'a3000', 'ePORT=3000']);
+    h.exit({ code: 0, signal: null });
+    await run;
+
+    store.close();
+    rmSync(layout.home, { recursive: true, force: true });
+    store = new SqliteStore(layout.db);
+    createDeployment({ ports: [], env: {} });
+    run = supervisor().run();
+    h = await vmm.started(1);
+    expect(cfgRecords(vmm.starts[1]?.cmdline ?? '').filter((r) => /^[ae]/.test(r))).toEqual(['a/app/hello', 'a5000', 'ePORT=5000']);
     h.exit({ code: 0, signal: null });
     await run;
   });

@@ -9,7 +9,7 @@ import { deploymentDir, type HomeLayout } from '../paths.js';
 import type { Deployment, ImageSummary, Store } from '../store/types.js';
 import { envMs, processRef, sleep } from '../util/proc.js';
 import { accelRequest, planAccel, recordKvmVerdict } from './accel.js';
-import { kernelCmdline } from './cmdline.js';
+import { guestRun, kernelCmdline } from './cmdline.js';
 import { ConsoleParser, type ConsoleEvent } from './console.js';
 import { LogWriter, type LogEntry } from './logstore.js';
 import { qemuVmm } from './qemu.js';
@@ -209,7 +209,7 @@ export class Supervisor {
     const cmdline = kernelCmdline({
       accel, debug, network: true, env: this.o.env ?? process.env,
       guest: {
-        argv: manifest.run.command, env: { ...manifest.run.env, ...d.spec.env }, workdir: manifest.run.workdir, nonce,
+        ...guestRun(manifest.run, d.spec), workdir: manifest.run.workdir, nonce,
         hostname: name, hostTimeMs: Date.now(), debug,
       },
     });

@@ -267,6 +267,8 @@ export const dotnetPack: Pack = {
     return {
       run: { command: [guestApphost], workdir: '/app', memoryMiB: 256, env: dotnetRunEnv(ctx.mode, web), ...(web ? { ports: [8080] } : {}) },
       toolchain: { dotnet: sdkVersion, rid: DOTNET_RID },
+      // the self-contained apphost (web: ./MyApp, or bin/Release/…/MyApp: the last path element is what counts)
+      programs: { [proj.assemblyName]: [guestApphost] },
       inputs: {
         [relative(ctx.dir, proj.path)]: fileDigest(proj.path) ?? '',
         ...(existsSync(proj.lockFile) ? { [relative(ctx.dir, proj.lockFile)]: fileDigest(proj.lockFile) ?? '' } : {}),

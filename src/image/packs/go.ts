@@ -4,6 +4,7 @@ import { UserError } from '../../errors.js';
 import { run, which } from '../../util/exec.js';
 import { fileDigest, treeDigest } from '../inputs.js';
 import type { Pack } from '../pack.js';
+import { addRuntimeFiles } from '../runtime-files.js';
 import { compileFailed } from './common.js';
 
 /** Go: a static binary (CGO off, -trimpath); release strips symbols, debug keeps them and disables optimizations. */
@@ -41,6 +42,7 @@ export const goPack: Pack = {
     const r = await run([go, 'build', ...flags, '-o', out, '.'], { cwd: ctx.dir, env, onLine: ctx.log });
     if (r.code !== 0) throw compileFailed('go build', r);
     rootfs.addFile(out, `/app/${name}`);
+    addRuntimeFiles(ctx, rootfs);
     const version = (await run([go, 'env', 'GOVERSION'], { env })).stdout.trim();
     return {
       run: { command: [`/app/${name}`], workdir: '/app', memoryMiB: 64 },
@@ -51,6 +53,7 @@ export const goPack: Pack = {
         sources: treeDigest(ctx.dir, (rel) => rel.endsWith('.go') || rel === 'go.mod' || rel === 'go.sum'),
       },
       artifacts: [{ path: `/app/${name}`, size: statSync(out).size }],
+      programs: { [name]: [`/app/${name}`] },
     };
   },
 };

@@ -6,6 +6,7 @@ import { DEFAULT_SEARCH_DIRS, libraryClosure } from '../elf.js';
 import { fileDigest, treeDigest } from '../inputs.js';
 import type { BuildContext, Pack, PackArtifact } from '../pack.js';
 import type { RootfsBuilder } from '../rootfs.js';
+import { addRuntimeFiles } from '../runtime-files.js';
 import { compileFailed, hasFile, requireLock, requireTool } from './common.js';
 import { mavenModelProblems, pomLockProblems, readPom } from './java/pom.js';
 import { chooseModules, DEFAULT_MEMORY_MIB, findJdk, GUEST_APP, GUEST_JAVA_HOME, jdepsArgs, jvmOptions, mavenArgs, parseModuleDeps, pickRunnableJar } from './java/plan.js';
@@ -102,6 +103,7 @@ export const javaPack: Pack = {
       artifacts.push({ path: guest, size: statSync(join(buildDir, c)).size });
     }
     const libs = addRuntimeClosure(rootfs);
+    addRuntimeFiles(ctx, rootfs, GUEST_APP);
     const runtimeBytes = treeBytes(runtime.dir);
     artifacts.push({ path: GUEST_JAVA_HOME, size: runtimeBytes });
     ctx.log(`runtime: ${modules.length} modules, ${(runtimeBytes / 1048576).toFixed(1)} MiB at ${GUEST_JAVA_HOME}` +
@@ -116,6 +118,9 @@ export const javaPack: Pack = {
         sources: treeDigest(ctx.dir, (rel) => rel === 'pom.xml' || rel.startsWith('src/') || rel.startsWith('.mvn/')),
       },
       artifacts,
+      programs: { java: [`${GUEST_JAVA_HOME}/bin/java`] },
+      // `java -jar target/app.jar` in a Procfile: the jar sits in /app in the image
+      paths: { [posix.relative(ctx.dir, app.jar)]: guestJar },
     };
   },
 };

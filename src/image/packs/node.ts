@@ -124,6 +124,8 @@ export const nodePack: Pack = {
         sources: treeDigest(ctx.dir),
         node: `sha256:${nodeSha}`,
       },
+      // no npm/yarn in the guest: a Procfile runs node itself (web: node server.js)
+      programs: { node: [GUEST_NODE], nodejs: [GUEST_NODE] },
       artifacts: [
         { path: GUEST_NODE, size: nodeSize },
         ...libs,

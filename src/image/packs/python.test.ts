@@ -8,7 +8,7 @@ import { which } from '../../util/exec.js';
 import { readElfInfo } from '../elf.js';
 import type { BuildContext, BuildMode } from '../pack.js';
 import { RootfsBuilder } from '../rootfs.js';
-import { compilePlan, interpreterFlags, pythonPack } from './python.js';
+import { compilePlan, consoleScriptArgv, consoleScripts, interpreterFlags, pythonPack } from './python.js';
 import { dropRunpath } from './python/elfpatch.js';
 import { HELPER_PY } from './python/helper.js';
 import { checkRequirements, logicalLines } from './python/requirements.js';
@@ -296,5 +296,27 @@ describe.skipIf(!hostPython)('python pack: a stdlib-only release build (no VM)',
     expect(r.stdout).toContain('{"a": 1}');
     expect(r.stdout).toContain(join(S, 'http/server.pyc'));
     expect(ctx.lines.join('\n')).toMatch(/stdlib: kept \d+ modules/);
+  });
+});
+
+describe('console scripts (a Procfile web: gunicorn app:app)', () => {
+  it('reads [console_scripts] from the installed distributions and runs one as pip\'s script would', () => {
+    const site = mkdtempSync(join(tmpdir(), 'unik-py-scripts-'));
+    try {
+      mkdirSync(join(site, 'fakeweb-1.0.dist-info'));
+      writeFileSync(join(site, 'fakeweb-1.0.dist-info', 'entry_points.txt'), '[console_scripts]\nfakeweb = fakeweb.app.cli:Runner.main [extra]\n\n[gui_scripts]\nfakegui = fakeweb:gui\n');
+      mkdirSync(join(site, 'other-2.0.dist-info'));
+      mkdirSync(join(site, 'fakeweb', 'app'), { recursive: true });
+      writeFileSync(join(site, 'fakeweb', '__init__.py'), '');
+      writeFileSync(join(site, 'fakeweb', 'app', '__init__.py'), '');
+      writeFileSync(join(site, 'fakeweb', 'app', 'cli.py'), 'import sys\nclass Runner:\n    @staticmethod\n    def main():\n        print(" ".join(sys.argv))\n        return 3\n');
+      expect(consoleScripts(site)).toEqual({ fakeweb: 'fakeweb.app.cli:Runner.main' });
+      const argv = consoleScriptArgv(['python3', '-E', '-s'], 'fakeweb', 'fakeweb.app.cli:Runner.main');
+      const r = spawnSync(argv[0]!, [...argv.slice(1), 'app:app', '--bind', '0.0.0.0:8000'], { cwd: site, encoding: 'utf8', env: { PATH: process.env.PATH ?? '' } });
+      expect(r.stdout).toBe('fakeweb app:app --bind 0.0.0.0:8000\n');
+      expect(r.status).toBe(3);
+    } finally {
+      rmSync(site, { recursive: true, force: true });
+    }
   });
 });

@@ -1,4 +1,4 @@
-import { chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, posix } from 'node:path';
 import { UserError } from '../../errors.js';
 import { run, which } from '../../util/exec.js';
@@ -355,11 +355,45 @@ export const pythonPack: Pack = {
         env: { PYTHONUNBUFFERED: '1', ...(mode === 'debug' ? { PYTHONDEVMODE: '1', PYTHONFAULTHANDLER: '1' } : {}) },
       },
       toolchain: { python: info.version, ...(info.pip ? { pip: info.pip } : {}) },
+      programs: {
+        ...Object.fromEntries(Object.entries(consoleScripts(target)).map(([n, t]) => [n, consoleScriptArgv([GUEST_PYTHON, ...flags], n, t)])),
+        ...Object.fromEntries(['python', 'python3', `python${info.major_minor}`].map((n) => [n, [GUEST_PYTHON, ...flags]])),
+      },
       inputs,
       artifacts,
     };
   },
 };
+
+/**
+ * The console scripts pip would have written to bin/ (removed: their shebangs name the host's python), read from
+ * the installed distributions' entry_points.txt: name → `module:attr`.
+ */
+export function consoleScripts(siteDir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  let dists: string[];
+  try { dists = readdirSync(siteDir).filter((d) => d.endsWith('.dist-info')).sort(); } catch { return out; }
+  for (const d of dists) {
+    let text: string;
+    try { text = readFileSync(join(siteDir, d, 'entry_points.txt'), 'utf8'); } catch { continue; }
+    let section = '';
+    for (const raw of text.split(/\r?\n/)) {
+      const line = raw.trim();
+      const s = /^\[(.+)\]$/.exec(line);
+      if (s) { section = s[1]!.trim(); continue; }
+      const m = /^([^=\s]+)\s*=\s*([\w.]+)\s*:\s*([\w.]+)/.exec(line);
+      if (section === 'console_scripts' && m) out[m[1]!] = `${m[2]}:${m[3]}`;
+    }
+  }
+  return out;
+}
+
+/** What pip's generated script does, without the script: `gunicorn app:app` → python3 … -c '<import, call>' app:app. */
+export function consoleScriptArgv(python: string[], name: string, target: string): string[] {
+  const [mod, attr] = target.split(':') as [string, string];
+  const top = attr.split('.')[0]!;
+  return [...python, '-c', `import sys; from ${mod} import ${top}; sys.argv[0] = ${JSON.stringify(name)}; sys.exit(${attr}())`];
+}
 
 /** Copies a directory tree (pip's output: regular files and directories). */
 function copyTree(src: string, dst: string): void {

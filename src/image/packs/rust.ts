@@ -5,6 +5,7 @@ import { UserError } from '../../errors.js';
 import { run } from '../../util/exec.js';
 import { fileDigest, treeDigest } from '../inputs.js';
 import type { BuildContext, BuildMode, Pack } from '../pack.js';
+import { addRuntimeFiles } from '../runtime-files.js';
 import { compileFailed, hasFile, requireLock, requireTool } from './common.js';
 
 /** The static target used when its standard library is installed (`rustup target add x86_64-unknown-linux-musl`). */
@@ -198,6 +199,7 @@ export const rustPack: Pack = {
       artifacts.push({ path: guest, size: statSync(out).size });
     }
     const libs = rootfs.addLibraryClosure(guestPaths);
+    addRuntimeFiles(ctx, rootfs);
     ctx.log(libs > 0 ? `added ${libs} shared libraries (the ELF closure of the ${target} binary)` : `static ${target} binary: no shared libraries needed`);
 
     const rustc = (await run(['rustc', '--version'], { cwd: ctx.dir, env: baseEnv }).catch(() => null))?.stdout.trim() ?? '';
@@ -211,6 +213,7 @@ export const rustPack: Pack = {
         sources: treeDigest(ctx.dir),
       },
       artifacts,
+      programs: Object.fromEntries(choice.bins.map((b) => [b, [`/app/${b}`]])),
     };
   },
 };

@@ -1,5 +1,5 @@
 import { existsSync, statSync } from 'node:fs';
-import { basename } from 'node:path';
+import { basename, posix } from 'node:path';
 import { UserError } from '../../errors.js';
 import { run } from '../../util/exec.js';
 import { treeDigest } from '../inputs.js';
@@ -54,6 +54,7 @@ export const universalPack: Pack = {
       toolchain: {},
       inputs: { sources: treeDigest(ctx.dir) },
       artifacts: [{ path: cfg.artifact.path, size: st.isDirectory() ? 0 : st.size }],
+      programs: Object.fromEntries(guestPaths.map((g) => [posix.basename(g), [g]])),
     };
   },
 };

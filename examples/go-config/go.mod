@@ -1,0 +1,3 @@
+module example.com/go-config
+
+go 1.22
