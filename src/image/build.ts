@@ -63,10 +63,10 @@ export function inspectProject(dirArg: string, rootfsDir?: string): { dir: strin
   return { dir, config, pack, alsoMatched, name: config?.name ?? sanitizeName(basename(dir)), rootfsDir: extraRoot };
 }
 
-function mergeRun(pack: PackResult['run'], config: UnikYaml | null): RunConfig {
+function mergeRun(pack: PackResult['run'], config: UnikYaml | null, commandFromConfig = false): RunConfig {
   const y = config?.run;
   return {
-    command: y?.command ?? pack.command,
+    command: commandFromConfig ? pack.command : y?.command ?? pack.command,
     env: { ...(pack.env ?? {}), ...(y?.env ?? {}) },
     workdir: y?.workdir ?? pack.workdir ?? '/',
     memoryMiB: y?.memoryMiB ?? pack.memoryMiB ?? 128,
@@ -126,7 +126,7 @@ export async function buildRootfs(opts: {
   const erofsFile = join(opts.workDir, 'rootfs.erofs');
   await makeErofs(staging, erofsFile);
   rmSync(staging, { recursive: true, force: true });
-  return { name, pack: pack.name, run: mergeRun(result.run, config), result, erofsFile };
+  return { name, pack: pack.name, run: mergeRun(result.run, config, result.commandFromConfig), result, erofsFile };
 }
 
 /** A private work directory under $UNIKCTL_HOME/work (never in the project: a killed build leaves nothing there). */
