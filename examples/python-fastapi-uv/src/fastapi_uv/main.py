@@ -37,7 +37,8 @@ def create_item(item: Item) -> dict[str, object]:
 def serve() -> None:
     port = int(os.environ.get("PORT", "8080"))
     print(f"fastapi-uv listening on :{port}", flush=True)
-    uvicorn.run(app, host="0.0.0.0", port=port, loop="uvloop", http="httptools", proxy_headers=False)
+    # no colours: the log is a serial console read by `unikctl logs`, not a terminal
+    uvicorn.run(app, host="0.0.0.0", port=port, loop="uvloop", http="httptools", proxy_headers=False, use_colors=False)
 
 
 if __name__ == "__main__":
