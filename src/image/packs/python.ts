@@ -15,7 +15,10 @@ import { analyzeConfig, planStdlib, type FoundModule } from './python/stdlib.js'
 
 /**
  * Python (CPython from the host): the interpreter, its shared-library closure, ONLY the stdlib modules the app
- * can import (python/stdlib.ts), the dependencies pip installs from the pinned lock file, and the app.
+ * can import (python/stdlib.ts), the dependencies pip installs from the pinned lock file (requirements file, or
+ * uv.lock / poetry.lock exported by the pinned tool: python/install.ts), the project itself when it is a package,
+ * and the app. What starts: main.py, a pyproject.toml script or unik.yaml's run.command, console scripts run
+ * through the interpreter (python/entry.ts).
  *
  * Guest layout (Debian-like, prefix /usr): /usr/bin/python3, /usr/lib/x86_64-linux-gnu/libpython3.X.so.1.0
  * (a default loader directory: the interpreter's RUNPATH into the host prefix is removed), /usr/lib/python3.X
@@ -131,18 +134,22 @@ function copyProject(src: string, dst: string): string[] {
   return py;
 }
 
-function listPy(dir: string, rel = ''): string[] {
+/** Regular files under `dir` whose name matches, as paths relative to `dir`, sorted. */
+function listRel(dir: string, match: (name: string) => boolean, rel = ''): string[] {
   if (!existsSync(dir)) return [];
   const out: string[] = [];
   for (const e of readdirSync(dir).sort()) {
     const p = join(dir, e);
     const st = lstatSync(p);
     const r = rel ? `${rel}/${e}` : e;
-    if (st.isDirectory()) out.push(...listPy(p, r));
-    else if (st.isFile() && e.endsWith('.py')) out.push(r);
+    if (st.isDirectory()) out.push(...listRel(p, match, r));
+    else if (st.isFile() && match(e)) out.push(r);
   }
   return out;
 }
+
+const listPy = (dir: string): string[] => listRel(dir, (e) => e.endsWith('.py'));
+const listFiles = (dir: string, match: (name: string) => boolean): string[] => listRel(dir, match).map((r) => join(dir, r));
 
 function treeSize(path: string, skip: (name: string) => boolean = () => false): number {
   let st;
@@ -346,6 +353,19 @@ export const pythonPack: Pack = {
       else {
         const r = await run([strip, '--strip-unneeded', ...nativeOwn]);
         if (r.code !== 0) throw compileFailed('strip', r);
+        // wheels' extension modules often carry their debug info (uvloop: 13.6 MB, 1.9 MB without). Debug sections
+        // only: the symbol tables stay. Files with a RUNPATH were rewritten by auditwheel's patchelf, which some
+        // strip versions corrupt: those stay as they are.
+        const deps = listFiles(join(root, info.siteGuest), (f) => /\.so(\.[\d.]+)?$/.test(f)).filter((f) => {
+          const e = readElfInfo(f);
+          return e.isElf && e.runpath.length === 0 && e.rpath.length === 0;
+        });
+        const before = deps.reduce((n, f) => n + statSync(f).size, 0);
+        if (deps.length > 0) {
+          const d = await run([strip, '--strip-debug', ...deps]);
+          if (d.code !== 0) throw compileFailed('strip', d);
+          ctx.log(`stripped debug info from ${deps.length} extension module(s) of the dependencies: ${mb(before)} → ${mb(deps.reduce((n, f) => n + statSync(f).size, 0))}`);
+        }
       }
     }
     for (const f of nativeOwn) dropRunpath(f);
