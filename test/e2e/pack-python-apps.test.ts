@@ -5,11 +5,10 @@
  * installed exactly), image content (compiled extensions in, dev dependencies and tools out), deploy with -p, an
  * HTTP answer from a framework route (the pruned stdlib suffices at run time), the request in the logs, destroy.
  */
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { freePort, httpGet, listImage, ROOT, TestHome } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { deployServeDestroy, exampleCopy, listImage, type TestHome } from './helpers.js';
 
 const MiB = 1024 * 1024;
 
@@ -31,18 +30,9 @@ interface Example {
 }
 
 function exampleOnVm(ex: Example): void {
-  const home = new TestHome();
-  const scratch = mkdtempSync(join(tmpdir(), `unikctl-${ex.dir}-`));
-  const app = join(scratch, ex.dir);
-  const name = ex.dir.replace(/^python-/, '').slice(0, 20);
   // the committed example only: no cache, build output or virtualenv from a local run
-  cpSync(join(ROOT, 'examples', ex.dir), app, { recursive: true, filter: (p) => !/\/(\.unikctl|\.venv|__pycache__)(\/|$)/.test(p) });
-
-  afterAll(async () => {
-    await home.cleanup();
-    rmSync(scratch, { recursive: true, force: true });
-    expect(home.qemuProcesses()).toEqual([]);
-  });
+  const { home, app } = exampleCopy(ex.dir, /\/(\.unikctl|\.venv|__pycache__)(\/|$)/);
+  const name = ex.dir.replace(/^python-/, '').slice(0, 20);
 
   it('builds a release image from the lock file, exported by the pinned tool and installed exactly', async () => {
     const r = await home.cli(['build', app, '--json']);
@@ -68,27 +58,9 @@ function exampleOnVm(ex: Example): void {
   });
 
   it('deploys with -p, answers on a framework route, logs the request, and destroys', async () => {
-    const port = await freePort();
-    const t0 = Date.now();
-    const r = await home.cli(['deploy', `local/${ex.dir}`, '-p', `${port}:8080`, '--name', name, '--json']);
-    expect(r.code, r.stderr).toBe(0);
-    const body = await httpGet(`http://127.0.0.1:${port}${ex.route}`, 180_000);
-    console.log(`${ex.dir}: deploy → first HTTP response ${((Date.now() - t0) / 1000).toFixed(1)} s (${process.env.UNIKCTL_ACCEL ?? 'tcg'})`);
+    const { body, logs } = await deployServeDestroy(home, { dir: ex.dir, name, route: ex.route, logLine: ex.logLine, timeoutMs: 180_000 });
     ex.answer(body, name);
-
-    let logs = '';
-    for (let i = 0; i < 50 && !ex.logLine.test(logs); i++) {
-      logs = (await home.cli(['logs', name])).stdout;
-      await new Promise((res) => setTimeout(res, 200));
-    }
-    expect(logs).toMatch(ex.logLine);
     expect(logs).not.toMatch(/Traceback|ModuleNotFoundError|ImportError/);
-
-    const d = await home.cli(['destroy', name, '--wait', '--json']);
-    expect(d.code, d.stderr).toBe(0);
-    expect(JSON.parse(d.stdout)).toMatchObject([{ name, state: 'gone' }]);
-    expect(home.qemuProcesses()).toEqual([]);
-    await expect(httpGet(`http://127.0.0.1:${port}/`, 1000)).rejects.toThrow();
   });
 
   if (ex.after) it('refuses what the lock does not pin', () => ex.after?.(home, app));
