@@ -34,11 +34,11 @@ function exampleOnVm(ex: Example): void {
   const { home, app } = exampleCopy(ex.dir, /\/(\.unikctl|\.venv|__pycache__)(\/|$)/);
   const name = ex.dir.replace(/^python-/, '').slice(0, 20);
 
-  it('builds a release image from the lock file, exported by the pinned tool and installed exactly', async () => {
+  it('builds a release image from the lock file, exported by the pinned tool and installed exactly, reproducibly', async () => {
     const r = await home.cli(['build', app, '--json']);
     expect(r.code, r.stderr).toBe(0);
     for (const line of ex.buildLines) expect(r.stderr).toMatch(line);
-    const out = JSON.parse(r.stdout) as { manifest: { size: number; run: { command: string[] } } };
+    const out = JSON.parse(r.stdout) as { manifest: { size: number; rootfs: { sha256: string }; run: { command: string[] } } };
     const [py, ...rest] = out.manifest.run.command;
     const c = rest.indexOf('-c');
     expect(py).toBe('/usr/bin/python3');
@@ -55,6 +55,10 @@ function exampleOnVm(ex: Example): void {
       else expect(files.some((f) => p.test(f)), String(p)).toBe(true);
     }
     expect(files.filter((f) => ex.absent.test(f))).toEqual([]);
+
+    // same inputs, same image (the project's wheel, the exported lock and the pip install leave no build paths)
+    const again = JSON.parse((await home.cli(['build', app, '--json'])).stdout) as typeof out;
+    expect(again.manifest.rootfs.sha256).toBe(out.manifest.rootfs.sha256);
   });
 
   it('deploys with -p, answers on a framework route, logs the request, and destroys', async () => {

@@ -1,4 +1,4 @@
-import { chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, posix } from 'node:path';
 import { UserError } from '../../errors.js';
 import { run, which } from '../../util/exec.js';
@@ -269,8 +269,13 @@ export const pythonPack: Pack = {
       const src = join(work, 'project-src');
       copyProject(ctx.dir, src);
       await pip('--no-deps . (the project: pyproject.toml has a build backend)', ['--no-deps', src]);
-      // PEP 610 direct_url.json records the build directory (file:///…/work/<random>/…): not reproducible, not needed
-      for (const d of readdirSync(target)) if (d.endsWith('.dist-info')) rmSync(join(target, d, 'direct_url.json'), { force: true });
+      // PEP 610 direct_url.json records the build directory (file:///…/work/<random>/…): not reproducible, not
+      // needed. RECORD lists it with its hash: that line goes too, so RECORD still describes the files present.
+      for (const d of readdirSync(target).filter((e) => e.endsWith('.dist-info') && existsSync(join(target, e, 'direct_url.json')))) {
+        rmSync(join(target, d, 'direct_url.json'));
+        const record = join(target, d, 'RECORD');
+        if (existsSync(record)) writeFileSync(record, readFileSync(record, 'utf8').split('\n').filter((l) => !l.startsWith(`${d}/direct_url.json,`)).join('\n'));
+      }
     }
     rmSync(join(target, 'bin'), { recursive: true, force: true }); // console scripts with host shebangs: useless without a shell (python/entry.ts)
     if (mode === 'release' && existsSync(target)) {
