@@ -22,6 +22,9 @@ export interface PackArtifact { path: string; size: number; }
 
 export interface PackResult {
   run: Partial<RunConfig> & { command: string[] };
+  /** run.command already applies unik.yaml's run.command (the pack translated it, e.g. a python console-script
+   * name into the interpreter's argv): it is not replaced by unik.yaml's again */
+  commandFromConfig?: boolean;
   toolchain: Record<string, string>;
   /** digests of the inputs that determine the build (lock files, sources) */
   inputs: Record<string, string>;

@@ -1,8 +1,9 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { afterAll, expect } from 'vitest';
 import { homeLayout } from '../../src/paths.js';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
@@ -114,6 +115,50 @@ export async function httpGet(url: string, timeoutMs = 30_000): Promise<string> 
     await new Promise((r) => setTimeout(r, 200));
   }
   throw new Error(`GET ${url} failed for ${timeoutMs} ms: ${String(last)}`);
+}
+
+/**
+ * A scratch copy of examples/<dir> with a home of its own, both removed after the file's tests (no VM may be
+ * left). `skip` matches what a local run leaves in the example (node_modules, .unikctl, …): the committed files only.
+ */
+export function exampleCopy(dir: string, skip: RegExp): { home: TestHome; app: string } {
+  const home = new TestHome();
+  const scratch = mkdtempSync(join(tmpdir(), `unikctl-${dir}-`));
+  const app = join(scratch, dir);
+  cpSync(join(ROOT, 'examples', dir), app, { recursive: true, filter: (p) => !skip.test(p) });
+  afterAll(async () => {
+    await home.cleanup();
+    rmSync(scratch, { recursive: true, force: true });
+    expect(home.qemuProcesses()).toEqual([]);
+  });
+  return { home, app };
+}
+
+/**
+ * Deploys the built example with -p, waits for `route` to answer (prints deploy → first HTTP response), waits for
+ * `logLine` in the logs, destroys and checks that nothing answers any more. The body and logs are for the caller.
+ */
+export async function deployServeDestroy(home: TestHome, o: { dir: string; name: string; route: string; logLine: RegExp; timeoutMs: number }): Promise<{ body: string; logs: string }> {
+  const port = await freePort();
+  const t0 = Date.now();
+  const r = await home.cli(['deploy', `local/${o.dir}`, '-p', `${port}:8080`, '--name', o.name, '--json']);
+  expect(r.code, r.stderr).toBe(0);
+  const body = await httpGet(`http://127.0.0.1:${port}${o.route}`, o.timeoutMs);
+  console.log(`${o.dir}: deploy → first HTTP response ${((Date.now() - t0) / 1000).toFixed(1)} s (${process.env.UNIKCTL_ACCEL ?? 'tcg'})`);
+
+  let logs = '';
+  for (let i = 0; i < 50 && !o.logLine.test(logs); i++) {
+    logs = (await home.cli(['logs', o.name])).stdout;
+    await new Promise((res) => setTimeout(res, 200));
+  }
+  expect(logs).toMatch(o.logLine);
+
+  const d = await home.cli(['destroy', o.name, '--wait', '--json']);
+  expect(d.code, d.stderr).toBe(0);
+  expect(JSON.parse(d.stdout)).toMatchObject([{ name: o.name, state: 'gone' }]);
+  expect(home.qemuProcesses()).toEqual([]);
+  await expect(httpGet(`http://127.0.0.1:${port}/`, 1000)).rejects.toThrow();
+  return { body, logs };
 }
 
 export function compileFixture(src: string, out: string, flags: string[]): string {

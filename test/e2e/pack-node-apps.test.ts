@@ -4,11 +4,9 @@
  * "packageManager", frozen), image content (no dev dependency, no package-manager state), deploy with -p,
  * an HTTP answer from a framework route, the request in the logs, destroy.
  */
-import { cpSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { freePort, httpGet, listImage, ROOT, TestHome } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { deployServeDestroy, exampleCopy, listImage } from './helpers.js';
 
 /** The node-http bound: node alone is most of it, the framework adds a few MiB. */
 const SIZE_BOUND = 55_000_000;
@@ -28,18 +26,9 @@ interface Example {
 }
 
 function exampleOnVm(ex: Example): void {
-  const home = new TestHome();
-  const scratch = mkdtempSync(join(tmpdir(), `unikctl-${ex.dir}-`));
-  const app = join(scratch, ex.dir);
-  const name = ex.dir.replace(/^node-/, '').slice(0, 20);
   // the committed example only: no node_modules, build output or cache from a local run
-  cpSync(join(ROOT, 'examples', ex.dir), app, { recursive: true, filter: (p) => !/\/(node_modules|dist|\.unikctl|\.yarn)(\/|$)/.test(p) });
-
-  afterAll(async () => {
-    await home.cleanup();
-    rmSync(scratch, { recursive: true, force: true });
-    expect(home.qemuProcesses()).toEqual([]);
-  });
+  const { home, app } = exampleCopy(ex.dir, /\/(node_modules|dist|\.unikctl|\.yarn)(\/|$)/);
+  const name = ex.dir.replace(/^node-/, '').slice(0, 20);
 
   it('builds a release image with the project\'s package manager, frozen, production dependencies only', async () => {
     const r = await home.cli(['build', app, '--json']);
@@ -57,28 +46,10 @@ function exampleOnVm(ex: Example): void {
   });
 
   it('deploys with -p, answers on a framework route, logs the request, and destroys', async () => {
-    const port = await freePort();
-    const t0 = Date.now();
-    const r = await home.cli(['deploy', `local/${ex.dir}`, '-p', `${port}:8080`, '--name', name, '--json']);
-    expect(r.code, r.stderr).toBe(0);
     // node waits for the guest's entropy pool before it runs any JavaScript: allow for a slow TCG boot
-    const body = await httpGet(`http://127.0.0.1:${port}/hello/e2e`, 120_000);
-    console.log(`${ex.dir}: deploy → first HTTP response ${((Date.now() - t0) / 1000).toFixed(1)} s (${process.env.UNIKCTL_ACCEL ?? 'tcg'})`);
+    const { body, logs } = await deployServeDestroy(home, { dir: ex.dir, name, route: '/hello/e2e', logLine: ex.logLine('e2e'), timeoutMs: 120_000 });
     expect(JSON.parse(body)).toMatchObject({ hello: 'e2e', framework: ex.framework, host: name, env: 'production' });
-
-    let logs = '';
-    for (let i = 0; i < 50 && !ex.logLine('e2e').test(logs); i++) {
-      logs = (await home.cli(['logs', name])).stdout;
-      await new Promise((res) => setTimeout(res, 100));
-    }
-    expect(logs).toMatch(ex.logLine('e2e'));
     expect(logs).toContain(`${ex.dir} listening on`);
-
-    const d = await home.cli(['destroy', name, '--wait', '--json']);
-    expect(d.code, d.stderr).toBe(0);
-    expect(JSON.parse(d.stdout)).toMatchObject([{ name, state: 'gone' }]);
-    expect(home.qemuProcesses()).toEqual([]);
-    await expect(httpGet(`http://127.0.0.1:${port}/`, 1000)).rejects.toThrow();
   });
 }
 

@@ -109,10 +109,10 @@ describe.skipIf(!PYTHON)('python pack: build inputs and toolchain', SLOW, () => 
     expect(e.message).toMatch(/pip install failed[\s\S]*six/);
   });
 
-  it('release refuses a poetry.lock without an exported requirements.lock, naming the export command', async () => {
-    const e = await buildError(ctxFor(project({ 'main.py': 'print(1)\n', 'poetry.lock': '# lock\n' }), 'release'));
+  it('release refuses a Pipfile.lock (not read), naming the export command', async () => {
+    const e = await buildError(ctxFor(project({ 'main.py': 'print(1)\n', 'Pipfile.lock': '{}\n' }), 'release'));
     expect(e.code).toBe('E_LOCK_REQUIRED');
-    expect(e.hint).toContain('poetry export');
+    expect(e.hint).toContain('pipenv requirements');
   });
 
   it('release refuses pyproject.toml dependencies without a lock file', async () => {
@@ -237,6 +237,45 @@ describe.skipIf(!hostPython)('python pack: release lock completeness', () => {
     const r = spawnSync(hostPython as string, ['-I', helper, 'check-deps', join(tmp, 'cfg.json')], { encoding: 'utf8' });
     expect(r.status, r.stderr).toBe(0);
     expect((JSON.parse(r.stdout) as { missing: unknown[] }).missing).toEqual([{ name: 'bar', requiredBy: 'foo', spec: 'bar>=1' }]);
+  });
+});
+
+describe.skipIf(!hostPython)('python pack: entry facts and pyproject.toml (helper)', () => {
+  const helper = (cmd: string, cfg: unknown): unknown => {
+    writeFileSync(join(tmp, 'helper.py'), HELPER_PY);
+    writeFileSync(join(tmp, 'cfg.json'), JSON.stringify(cfg));
+    const r = spawnSync(hostPython as string, ['-I', join(tmp, 'helper.py'), cmd, join(tmp, 'cfg.json')], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    return JSON.parse(r.stdout);
+  };
+
+  it('finds the installed console scripts, and whether main.py/app.py do anything when run', () => {
+    const target = join(tmp, 'site');
+    mkdirSync(join(target, 'gunicorn-23.0.0.dist-info'), { recursive: true });
+    writeFileSync(join(target, 'gunicorn-23.0.0.dist-info', 'METADATA'), 'Metadata-Version: 2.1\nName: gunicorn\nVersion: 23.0.0\n');
+    writeFileSync(join(target, 'gunicorn-23.0.0.dist-info', 'entry_points.txt'), '[console_scripts]\ngunicorn = gunicorn.app.wsgiapp:run\n\n[paste.server_runner]\nmain = gunicorn.app.pasterapp:serve\n');
+    const dir = project({
+      'app.py': '"""doc"""\nimport os\nfrom flask import Flask\napp = Flask(__name__)\n\n@app.get("/")\ndef index():\n    return "hi"\n',
+      'main.py': 'import uvicorn\nfrom fastapi import FastAPI\napi: FastAPI = FastAPI()\nif __name__ == "__main__":\n    uvicorn.run(api)\n',
+    });
+    expect(helper('entry', { target, dir, files: ['main.py', 'app.py'] })).toEqual({
+      consoleScripts: { gunicorn: 'gunicorn.app.wsgiapp:run' },
+      files: [
+        { name: 'main.py', runnable: true, apps: [{ name: 'api', framework: 'FastAPI' }] },
+        { name: 'app.py', runnable: false, apps: [{ name: 'app', framework: 'Flask' }] },
+      ],
+    });
+  });
+
+  it('reads scripts, the build backend and poetry\'s package-mode from pyproject.toml', () => {
+    const dir = project({
+      'pyproject.toml': '[project]\nname = "x"\ndependencies = ["flask==3.1.3"]\n[project.scripts]\nserve = "x.main:serve"\n'
+        + '[tool.poetry]\npackage-mode = false\n[tool.poetry.dependencies]\npython = ">=3.11"\ngunicorn = "^23"\n[tool.poetry.scripts]\nold = "x.old:main"\nskip = { reference = "x.sh", type = "file" }\n'
+        + '[build-system]\nrequires = ["poetry-core"]\nbuild-backend = "poetry.core.masonry.api"\n',
+    });
+    expect((helper('info', { dir }) as { pyproject: unknown }).pyproject).toEqual({
+      dependencies: ['flask==3.1.3', 'gunicorn'], scripts: { old: 'x.old:main', serve: 'x.main:serve' }, buildSystem: true, packageMode: false, unikctl: {},
+    });
   });
 });
 

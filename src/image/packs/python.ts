@@ -1,19 +1,24 @@
-import { chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, posix } from 'node:path';
 import { UserError } from '../../errors.js';
 import { run, which } from '../../util/exec.js';
 import { DEFAULT_SEARCH_DIRS, libraryClosure, readElfInfo } from '../elf.js';
 import { fileDigest, treeDigest } from '../inputs.js';
-import type { BuildMode, Pack, PackArtifact } from '../pack.js';
+import type { BuildContext, BuildMode, Pack, PackArtifact } from '../pack.js';
 import { compileFailed, hasFile, requireLock, requireTool } from './common.js';
 import { dropRunpath } from './python/elfpatch.js';
+import { GUEST_PYTHON, planEntry, type EntryFile } from './python/entry.js';
 import { HELPER_PY } from './python/helper.js';
-import { checkRequirements, FOREIGN_LOCKS, LOCK_FILES } from './python/requirements.js';
+import { exportFailure, planInstall, toolEnv, type PyTool } from './python/install.js';
+import { checkRequirements } from './python/requirements.js';
 import { analyzeConfig, planStdlib, type FoundModule } from './python/stdlib.js';
 
 /**
  * Python (CPython from the host): the interpreter, its shared-library closure, ONLY the stdlib modules the app
- * can import (python/stdlib.ts), the dependencies pip installs from the pinned lock file, and the app.
+ * can import (python/stdlib.ts), the dependencies pip installs from the pinned lock file (requirements file, or
+ * uv.lock / poetry.lock exported by the pinned tool: python/install.ts), the project itself when it is a package,
+ * and the app. What starts: main.py, a pyproject.toml script or unik.yaml's run.command, console scripts run
+ * through the interpreter (python/entry.ts).
  *
  * Guest layout (Debian-like, prefix /usr): /usr/bin/python3, /usr/lib/x86_64-linux-gnu/libpython3.X.so.1.0
  * (a default loader directory: the interpreter's RUNPATH into the host prefix is removed), /usr/lib/python3.X
@@ -30,7 +35,6 @@ import { analyzeConfig, planStdlib, type FoundModule } from './python/stdlib.js'
  */
 
 const INSTALL_PYTHON = 'install CPython 3 with pip (e.g. apt-get install python3 python3-pip, or pyenv install 3.11) so that `python3 -m pip --version` works';
-const GUEST_PYTHON = '/usr/bin/python3';
 const GUEST_LIBDIR = '/usr/lib/x86_64-linux-gnu';
 /** project directories never copied into /app (besides hidden ones and virtualenvs) */
 const SKIP_DIRS = new Set(['__pycache__', 'node_modules']);
@@ -48,7 +52,17 @@ export interface PythonInfo {
   stdlibRel: string;
   dynloadRel: string;
   siteGuest: string;
-  pyproject: null | { error: string } | { dependencies: string[]; unikctl: PythonToolConfig };
+  pyproject: null | { error: string } | PyprojectFacts;
+}
+
+/** pyproject.toml as helper.py reads it */
+export interface PyprojectFacts {
+  dependencies: string[];
+  /** [project.scripts] and [tool.poetry.scripts] console scripts */
+  scripts: Record<string, string>;
+  buildSystem: boolean;
+  packageMode: boolean;
+  unikctl: PythonToolConfig;
 }
 
 export interface PythonToolConfig { include?: unknown; 'keep-sources'?: unknown; optimize?: unknown; }
@@ -120,18 +134,22 @@ function copyProject(src: string, dst: string): string[] {
   return py;
 }
 
-function listPy(dir: string, rel = ''): string[] {
+/** Regular files under `dir` whose name matches, as paths relative to `dir`, sorted. */
+function listRel(dir: string, match: (name: string) => boolean, rel = ''): string[] {
   if (!existsSync(dir)) return [];
   const out: string[] = [];
   for (const e of readdirSync(dir).sort()) {
     const p = join(dir, e);
     const st = lstatSync(p);
     const r = rel ? `${rel}/${e}` : e;
-    if (st.isDirectory()) out.push(...listPy(p, r));
-    else if (st.isFile() && e.endsWith('.py')) out.push(r);
+    if (st.isDirectory()) out.push(...listRel(p, match, r));
+    else if (st.isFile() && match(e)) out.push(r);
   }
   return out;
 }
+
+const listPy = (dir: string): string[] => listRel(dir, (e) => e.endsWith('.py'));
+const listFiles = (dir: string, match: (name: string) => boolean): string[] => listRel(dir, match).map((r) => join(dir, r));
 
 function treeSize(path: string, skip: (name: string) => boolean = () => false): number {
   let st;
@@ -149,6 +167,10 @@ function copyInto(src: string, dst: string): void {
   copyFileSync(src, dst);
   chmodSync(dst, statSync(src).mode & 0o111 ? 0o755 : 0o644);
 }
+
+/** pip's environment: wheels built from sources (sdists, the project) are zip files, which cannot date from before
+ * 1980: a reproducible SOURCE_DATE_EPOCH of 0 makes hatchling/setuptools fail, 1980-01-01 does not */
+const PIP_ENV = { PIP_ROOT_USER_ACTION: 'ignore', PIP_NO_INPUT: '1', SOURCE_DATE_EPOCH: '315532800' };
 
 const mb = (n: number): string => `${(n / 1024 / 1024).toFixed(1)} MB`;
 
@@ -186,74 +208,103 @@ export const pythonPack: Pack = {
     const tool = toolConfig(info);
     const mode = ctx.mode;
 
-    // --- lock inputs (BLD-4)
+    // --- lock inputs (BLD-4): requirements file, or uv.lock / poetry.lock exported by the pinned tool (python/install.ts)
     const inputs: Record<string, string> = {};
+    const project = info.pyproject && 'dependencies' in info.pyproject ? info.pyproject : null;
+    const install = planInstall({
+      present: (f) => existsSync(join(ctx.dir, f)),
+      declared: project?.dependencies ?? [],
+      buildSystem: project?.buildSystem ?? false,
+      packageMode: project?.packageMode ?? true,
+    }, mode, ctx.warn);
+    const lockName = install.lock;
     let pipArgs: string[] = [];
-    const lockName = LOCK_FILES.find((f) => existsSync(join(ctx.dir, f)));
-    if (lockName) {
-      const chk = checkRequirements(join(ctx.dir, lockName));
-      for (const f of chk.files) inputs[posix.relative(ctx.dir, f) || lockName] = fileDigest(f) ?? '';
+    let requirements: string | null = null; // the pinned requirements file pip installs
+    if (install.source === 'requirements' && lockName) {
+      requirements = join(ctx.dir, lockName);
+    } else if (install.tool && lockName) {
+      inputs[lockName] = fileDigest(join(ctx.dir, lockName)) ?? '';
+      requirements = join(work, 'requirements.exported.txt');
+      const exporter = await pythonTool(install.tool, py, ctx, helperEnv);
+      const args = install.exportArgs(requirements, py);
+      ctx.log(`${install.tool.name} ${install.tool.version} ${args.map((a) => (a.startsWith('/') ? basename(a) : a)).join(' ')}`);
+      const r = await run([...exporter, ...args], { cwd: ctx.dir, env: { ...helperEnv, ...toolEnv(install.tool, ctx.cacheDir) }, onLine: ctx.log });
+      if (r.code !== 0) throw exportFailure(install.tool, lockName, `${r.stdout}\n${r.stderr}`);
+    } else if (install.source === 'declared') {
+      pipArgs = project?.dependencies ?? []; // debug only (planInstall refuses this in release): the declared, unpinned dependencies
+    }
+    if (requirements) {
+      const chk = checkRequirements(requirements);
+      if (install.source === 'requirements') for (const f of chk.files) inputs[posix.relative(ctx.dir, f) || basename(f)] = fileDigest(f) ?? '';
+      const shown = install.tool ? `${lockName ?? ''} (exported by ${install.tool.name})` : lockName ?? '';
       requireLock(ctx, chk.unpinned.length === 0,
-        `${lockName} has requirements not pinned to one version (${chk.unpinned.slice(0, 5).join('; ')}${chk.unpinned.length > 5 ? '; ...' : ''})`,
-        `pin every requirement with == (e.g. \`pip freeze > ${lockName}\`, \`uv pip compile requirements.in -o ${lockName}\`)`);
-      if (chk.pinned.length + chk.unpinned.length > 0) pipArgs = ['-r', join(ctx.dir, lockName)];
-    } else {
-      const foreign = Object.keys(FOREIGN_LOCKS).find((f) => existsSync(join(ctx.dir, f)));
-      const declared = info.pyproject && 'dependencies' in info.pyproject ? info.pyproject.dependencies : [];
-      if (foreign || declared.length > 0) {
-        requireLock(ctx, false,
-          foreign ? `found ${foreign} but no requirements.lock (the python pack installs with pip from a pinned requirements file)` : 'pyproject.toml declares dependencies but there is no requirements.lock or requirements.txt',
-          foreign ? `export it: ${FOREIGN_LOCKS[foreign]}` : 'pin them: `uv pip compile pyproject.toml -o requirements.lock` (or pip-compile)');
-        pipArgs = declared; // debug only: the declared, unpinned dependencies
-      }
+        `${shown} has requirements not pinned to one version (${chk.unpinned.slice(0, 5).join('; ')}${chk.unpinned.length > 5 ? '; ...' : ''})`,
+        install.tool ? `depend on registry packages in pyproject.toml (path, git and editable requirements are not pinned), then \`${install.tool.name} lock\`` : `pin every requirement with == (e.g. \`pip freeze > ${lockName ?? 'requirements.lock'}\`, \`uv pip compile requirements.in -o ${lockName ?? 'requirements.lock'}\`)`);
+      if (chk.pinned.length + chk.unpinned.length > 0) pipArgs = ['-r', requirements];
     }
     if (existsSync(join(ctx.dir, 'pyproject.toml'))) inputs['pyproject.toml'] = fileDigest(join(ctx.dir, 'pyproject.toml')) ?? '';
     inputs.sources = treeDigest(ctx.dir, (rel) => !/\.py[co]$/.test(rel) && !rel.split('/').some((p) => p.startsWith('.') && p.length > 1));
-
-    // --- entry point
-    const configured = ctx.config?.run.command;
-    const entry = ['main.py', 'app.py'].find((f) => existsSync(join(ctx.dir, f)));
-    if (!entry && !configured) {
-      throw new UserError('E_BUILD_FAILED', 'no entry point: the python pack starts main.py or app.py', {
-        hint: 'add main.py (or app.py), or set run.command in unik.yaml (e.g. [python3, -m, mypkg])',
-      });
-    }
     const flags = interpreterFlags(mode, tool.optimize);
-    const command = [GUEST_PYTHON, ...flags, `/app/${entry ?? 'main.py'}`];
-    // scripts started by path stay sources: the entry and anything run.command names
-    const keepAsScript = new Set([entry ?? '', ...(configured ?? []).map((a) => a.replace(/^\/app\//, ''))]);
 
     // --- the app
     const root = join(work, 'root');
     const appDir = join(root, 'app');
     const appPy = copyProject(ctx.dir, appDir);
 
-    // --- dependencies (pip, cache in .unikctl/cache/pip)
+    // --- dependencies (pip, cache in .unikctl/cache/pip), then the project itself when it is a package
     const target = join(work, 'site-packages');
-    if (pipArgs.length > 0) {
+    const pip = async (what: string, args: string[]): Promise<void> => {
       if (!info.pip) throw new UserError('E_TOOLCHAIN_MISSING', `pip is not installed for ${py}`, { hint: 'run `python3 -m ensurepip --upgrade` or apt-get install python3-pip' });
-      const args = [py, '-m', 'pip', 'install', '--target', target, '--no-compile', '--no-warn-script-location', '--disable-pip-version-check',
-        '--no-input', '--progress-bar', 'off', '--cache-dir', join(ctx.cacheDir, 'pip'), ...(mode === 'release' ? ['--no-deps'] : []), ...pipArgs];
-      ctx.log(`pip install --target site-packages${mode === 'release' ? ' --no-deps' : ''} ${pipArgs.map((a) => (a.startsWith('/') ? basename(a) : a)).join(' ')}`);
-      const r = await run(args, { cwd: ctx.dir, env: { ...helperEnv, PIP_ROOT_USER_ACTION: 'ignore', PIP_NO_INPUT: '1' }, onLine: ctx.log });
+      ctx.log(`pip install --target site-packages ${what}`);
+      const r = await run([py, '-m', 'pip', 'install', '--target', target, '--no-compile', '--no-warn-script-location', '--disable-pip-version-check',
+        '--no-input', '--progress-bar', 'off', '--cache-dir', join(ctx.cacheDir, 'pip'), ...args], { cwd: ctx.dir, env: { ...helperEnv, ...PIP_ENV }, onLine: ctx.log });
       if (r.code !== 0) throw compileFailed('pip install', r);
-      rmSync(join(target, 'bin'), { recursive: true, force: true }); // console scripts with host shebangs: useless without a shell
-      if (mode === 'release') {
-        const chk = await helper<{ missing: Array<{ name: string; requiredBy: string }> }>(py, 'check-deps', { target });
-        if (chk.missing.length > 0) {
-          throw new UserError('E_LOCK_REQUIRED', `${lockName ?? 'the lock file'} is not complete: ${chk.missing.map((m) => `${m.name} (required by ${m.requiredBy})`).join(', ')} is not pinned`, {
-            hint: 'a release build installs exactly the lock file (pip --no-deps): pin the whole dependency tree, e.g. `pip freeze` in a venv, `pip-compile` or `uv pip compile`',
-          });
-        }
+    };
+    if (pipArgs.length > 0) {
+      const release = mode === 'release' ? ['--no-deps'] : [];
+      await pip([...release, ...pipArgs.map((a) => (a.startsWith('/') ? basename(a) : a))].join(' '), [...release, ...pipArgs]);
+    }
+    if (install.installProject) {
+      // built from a copy: setuptools writes build/ and *.egg-info into the source tree
+      const src = join(work, 'project-src');
+      copyProject(ctx.dir, src);
+      await pip('--no-deps . (the project: pyproject.toml has a build backend)', ['--no-deps', src]);
+      // PEP 610 direct_url.json records the build directory (file:///…/work/<random>/…): not reproducible, not
+      // needed. RECORD lists it with its hash: that line goes too, so RECORD still describes the files present.
+      for (const d of readdirSync(target).filter((e) => e.endsWith('.dist-info') && existsSync(join(target, e, 'direct_url.json')))) {
+        rmSync(join(target, d, 'direct_url.json'));
+        const record = join(target, d, 'RECORD');
+        if (existsSync(record)) writeFileSync(record, readFileSync(record, 'utf8').split('\n').filter((l) => !l.startsWith(`${d}/direct_url.json,`)).join('\n'));
       }
     }
+    rmSync(join(target, 'bin'), { recursive: true, force: true }); // console scripts with host shebangs: useless without a shell (python/entry.ts)
+    if (mode === 'release' && existsSync(target)) {
+      const chk = await helper<{ missing: Array<{ name: string; requiredBy: string }> }>(py, 'check-deps', { target });
+      if (chk.missing.length > 0) {
+        throw new UserError('E_LOCK_REQUIRED', `${lockName ?? 'the lock file'} is not complete: ${chk.missing.map((m) => `${m.name} (required by ${m.requiredBy})`).join(', ')} is not pinned`, {
+          hint: install.tool ? `run \`${install.tool.name} lock\` and commit ${lockName ?? 'the lock file'}` : 'a release build installs exactly the lock file (pip --no-deps): pin the whole dependency tree, e.g. `pip freeze` in a venv, `pip-compile` or `uv pip compile`',
+        });
+      }
+    }
+
+    // --- entry point: a script file, a console script (run.command or pyproject.toml), or an explicit argv
+    const configured = ctx.config?.run.command ?? null;
+    const facts = await helper<{ consoleScripts: Record<string, string>; files: EntryFile[] }>(py, 'entry', {
+      target, dir: ctx.dir, files: ['main.py', 'app.py'].filter((f) => existsSync(join(ctx.dir, f))),
+    });
+    const entry = planEntry({ configured, files: facts.files, projectScripts: project?.scripts ?? {}, consoleScripts: facts.consoleScripts, flags });
+    ctx.log(`entry point: ${entry.describe}`);
+    const command = entry.command;
+    // scripts started by path stay sources: the entry, anything the command names, and files no import can reach
+    // by name (gunicorn.conf.py, settings loaded by path): they are read as .py files
+    const keepAsScript = new Set([...command.filter((a) => a.startsWith('/app/')).map((a) => a.slice('/app/'.length)), ...appPy.filter((f) => !importable(f))]);
     const depsPy = listPy(target);
 
     // --- stdlib pruning
     ctx.log('computing the stdlib modules the app can import (startup trace + modulefinder)');
     const analysis = await helper<AnalyzeResult>(py, 'analyze', analyzeConfig({
       stdlib: info.stdlib, dynload: info.dynload, appDir, appFiles: appPy, depsDir: existsSync(target) ? target : null,
-      flags, include: tool.include, usesDashM: configured?.includes('-m') ?? false,
+      flags, include: tool.include, usesDashM: entry.usesDashM,
     }));
     if (analysis.appMissing.length > 0) {
       ctx.warn(`the app imports modules that are neither in the stdlib nor installed from the lock file: ${analysis.appMissing.join(', ')} (fine if optional; otherwise add them to ${lockName ?? 'requirements.txt'})`);
@@ -307,6 +358,19 @@ export const pythonPack: Pack = {
       else {
         const r = await run([strip, '--strip-unneeded', ...nativeOwn]);
         if (r.code !== 0) throw compileFailed('strip', r);
+        // wheels' extension modules often carry their debug info (uvloop: 13.6 MB, 1.9 MB without). Debug sections
+        // only: the symbol tables stay. Files with a RUNPATH were rewritten by auditwheel's patchelf, which some
+        // strip versions corrupt: those stay as they are.
+        const deps = listFiles(join(root, info.siteGuest), (f) => /\.so(\.[\d.]+)?$/.test(f)).filter((f) => {
+          const e = readElfInfo(f);
+          return e.isElf && e.runpath.length === 0 && e.rpath.length === 0;
+        });
+        const before = deps.reduce((n, f) => n + statSync(f).size, 0);
+        if (deps.length > 0) {
+          const d = await run([strip, '--strip-debug', ...deps]);
+          if (d.code !== 0) throw compileFailed('strip', d);
+          ctx.log(`stripped debug info from ${deps.length} extension module(s) of the dependencies: ${mb(before)} → ${mb(deps.reduce((n, f) => n + statSync(f).size, 0))}`);
+        }
       }
     }
     for (const f of nativeOwn) dropRunpath(f);
@@ -347,6 +411,7 @@ export const pythonPack: Pack = {
       { path: '/app', size: sizeOf('/app') },
     ];
     return {
+      commandFromConfig: entry.rewritten,
       run: {
         command,
         workdir: '/app',
@@ -393,6 +458,45 @@ export function consoleScriptArgv(python: string[], name: string, target: string
   const [mod, attr] = target.split(':') as [string, string];
   const top = attr.split('.')[0]!;
   return [...python, '-c', `import sys; from ${mod} import ${top}; sys.argv[0] = ${JSON.stringify(name)}; sys.exit(${attr}())`];
+}
+
+/** Can `import` reach this app file by a module name? (gunicorn.conf.py cannot: it is loaded by path, as source) */
+export function importable(rel: string): boolean {
+  return rel.replace(/\.py$/, '').split('/').every((p) => /^[A-Za-z_]\w*$/.test(p));
+}
+
+/**
+ * `python -m uv|poetry` from a virtualenv of the pinned tool under the pack's cache dir, created on first use
+ * (pip from PyPI, the host interpreter). Created under a temporary name and renamed: a concurrent build uses its
+ * own or the first one finished; the venv's python finds its site-packages from pyvenv.cfg next to it, so the
+ * rename is safe where console-script shebangs would not be.
+ */
+async function pythonTool(tool: PyTool, py: string, ctx: BuildContext, env: NodeJS.ProcessEnv): Promise<string[]> {
+  const venv = join(ctx.cacheDir, 'tools', `${tool.name}-${tool.version}`);
+  const python = (dir: string): string => join(dir, 'bin', 'python');
+  if (!existsSync(join(venv, '.complete'))) {
+    const tmp = `${venv}.tmp-${process.pid}`;
+    rmSync(tmp, { recursive: true, force: true });
+    mkdirSync(dirname(tmp), { recursive: true });
+    ctx.log(`installing ${tool.packages.join(' ')} from PyPI into .unikctl/cache/tools`);
+    const steps = [[py, '-m', 'venv', tmp], [python(tmp), '-m', 'pip', 'install', '--disable-pip-version-check', '--no-input', '--progress-bar', 'off', '--cache-dir', join(ctx.cacheDir, 'pip'), ...tool.packages]];
+    for (const argv of steps) {
+      const r = await run(argv, { env: { ...env, PIP_NO_INPUT: '1' }, onLine: ctx.log });
+      if (r.code !== 0) {
+        rmSync(tmp, { recursive: true, force: true });
+        throw new UserError('E_TOOLCHAIN_MISSING', `cannot install ${tool.name} ${tool.version} from PyPI: ${`${r.stdout}\n${r.stderr}`.trim().split('\n').slice(-5).join(' ')}`, {
+          hint: `check that PyPI is reachable (pip install ${tool.packages.join(' ')}) and that ${py} has the venv module (apt-get install python3-venv)`,
+        });
+      }
+    }
+    writeFileSync(join(tmp, '.complete'), `${tool.packages.join('\n')}\n`);
+    try {
+      renameSync(tmp, venv);
+    } catch {
+      rmSync(tmp, { recursive: true, force: true }); // another build installed it first: theirs is as good as ours
+    }
+  }
+  return [python(venv), '-m', tool.module];
 }
 
 /** Copies a directory tree (pip's output: regular files and directories). */

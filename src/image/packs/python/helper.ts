@@ -56,11 +56,81 @@ def info(cfg):
             import tomllib
             with open(pyproject, 'rb') as f:
                 data = tomllib.load(f)
-            tool = data.get('tool', {}).get('unikctl', {}).get('python', {})
-            out['pyproject'] = {'dependencies': list(data.get('project', {}).get('dependencies', []) or []), 'unikctl': tool}
+            out['pyproject'] = pyproject_facts(data)
         except Exception as e:  # a broken pyproject.toml is the user's to fix
             out['pyproject'] = {'error': str(e)}
     return out
+
+
+def pyproject_facts(data):
+    """What the pack plans with: declared dependencies, scripts, is the project a package to install."""
+    tools = data.get('tool', {})
+    poetry = tools.get('poetry', {})
+    project = data.get('project', {})
+    deps = list(project.get('dependencies', []) or [])
+    # poetry 1.x style: [tool.poetry.dependencies], where python is the interpreter constraint, not a package
+    deps += [n for n in (poetry.get('dependencies', {}) or {}) if n.lower() != 'python']
+    scripts = {}
+    for name, ref in (poetry.get('scripts', {}) or {}).items():
+        # poetry allows a table {reference = "mod:fn", type = "console"}; other types are not console scripts
+        if isinstance(ref, dict):
+            ref = ref.get('reference') if ref.get('type', 'console') == 'console' else None
+        if isinstance(ref, str):
+            scripts[name] = ref
+    scripts.update({k: v for k, v in (project.get('scripts', {}) or {}).items() if isinstance(v, str)})
+    build = data.get('build-system', {})
+    return {
+        'dependencies': deps,
+        'scripts': scripts,
+        'buildSystem': bool(build.get('build-backend')),
+        'packageMode': poetry.get('package-mode', True) is not False,
+        'unikctl': tools.get('unikctl', {}).get('python', {}),
+    }
+
+
+FRAMEWORKS = {'Flask', 'FastAPI', 'Starlette', 'Quart', 'Litestar', 'Sanic', 'Bottle', 'Falcon', 'App'}
+
+
+def inspect_entry(path):
+    """Does running this file do anything? And which framework app objects does it define at top level?"""
+    with open(path, 'rb') as fh:
+        try:
+            tree = ast.parse(fh.read(), path)
+        except SyntaxError:  # the compile step reports it with the compiler's message
+            return {'runnable': True, 'apps': []}
+    apps, acts = [], False
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Pass)):
+            continue
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            continue  # a docstring
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+            call = node.value
+            if isinstance(call, ast.Call):
+                fn = call.func
+                cls = fn.attr if isinstance(fn, ast.Attribute) else fn.id if isinstance(fn, ast.Name) else None
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                framework = cls if cls in FRAMEWORKS else None
+                if cls == 'App':  # falcon.App(); any other App() is not known to be a web app
+                    framework = 'Falcon' if isinstance(fn, ast.Attribute) and isinstance(fn.value, ast.Name) and fn.value.id == 'falcon' else None
+                if framework:
+                    apps += [{'name': t.id, 'framework': framework} for t in targets if isinstance(t, ast.Name)]
+            continue  # an assignment defines; a call inside one may act, but that is not the case this check is for
+        acts = True  # a top-level call, loop, if __name__ == "__main__": ...
+    return {'runnable': acts or not apps, 'apps': apps}
+
+
+def entry(cfg):
+    """Console scripts of the installed distributions, and what the candidate entry files do when run."""
+    from importlib import metadata
+    scripts = {}
+    if cfg.get('target') and os.path.isdir(cfg['target']):
+        for d in metadata.distributions(path=[cfg['target']]):
+            for ep in d.entry_points:
+                if ep.group == 'console_scripts':
+                    scripts[ep.name] = ep.value
+    files = [dict(inspect_entry(os.path.join(cfg['dir'], f)), name=f) for f in cfg.get('files', [])]
+    return {'consoleScripts': scripts, 'files': files}
 
 
 def module_name(root, path):
@@ -263,7 +333,7 @@ def compile_tree(cfg):
     return {'compiled': compiled, 'failed': failed, 'errors': errors, 'removed': removed}
 
 
-COMMANDS = {'info': info, 'analyze': analyze, 'check-deps': check_deps, 'compile': compile_tree}
+COMMANDS = {'info': info, 'analyze': analyze, 'check-deps': check_deps, 'compile': compile_tree, 'entry': entry}
 
 if __name__ == '__main__':
     with open(sys.argv[2]) as fh:

@@ -6,13 +6,11 @@ import { dirname, join, relative } from 'node:path';
  * in pip's requirements format where every requirement is pinned to one version (`name==version` or
  * `name===version`, extras, environment markers and `--hash=` options allowed; `-r`/`-c` includes are followed
  * and must be pinned too). That is what `pip freeze`, `pip-compile`, `uv pip compile`, `uv export`,
- * `poetry export` and `pipenv requirements` produce. poetry.lock / uv.lock / Pipfile.lock are not read
- * directly: export them to requirements.lock.
+ * `poetry export` and `pipenv requirements` produce. uv.lock and poetry.lock are exported to this format by the
+ * pinned tools (install.ts); Pipfile.lock and pdm.lock are not read: export them to requirements.lock.
  */
 export const LOCK_FILES = ['requirements.lock', 'requirements.txt'] as const;
 export const FOREIGN_LOCKS: Record<string, string> = {
-  'poetry.lock': 'poetry export -f requirements.txt --output requirements.lock',
-  'uv.lock': 'uv export --format requirements-txt --output-file requirements.lock',
   'Pipfile.lock': 'pipenv requirements > requirements.lock',
   'pdm.lock': 'pdm export -f requirements -o requirements.lock',
 };
