@@ -130,7 +130,10 @@ function bwrapArgs(o: {
   const extra = [projectRoot, ...toolchainDirs(o.env)];
   const init = guestInitPath();
   if (!under(init, projectRoot)) extra.push(init);
-  const made = new Set<string>();
+  // the fresh /tmp comes before the installation and toolchain binds: an installation below /tmp (a CI clone) would
+  // otherwise be covered by it
+  a.push('--proc', '/proc', '--dev', '/dev', '--perms', '1777', '--size', String(256 * 1024 * 1024), '--tmpfs', '/tmp');
+  const made = new Set<string>(['/tmp']);
   for (const d of extra) {
     if (bound.some((b) => under(d, b))) continue;
     // bubblewrap would make missing parents 0700 (root only): the build user must be able to pass through them
@@ -144,7 +147,6 @@ function bwrapArgs(o: {
     a.push('--ro-bind', d, d);
     bound.push(d);
   }
-  a.push('--proc', '/proc', '--dev', '/dev', '--perms', '1777', '--size', String(256 * 1024 * 1024), '--tmpfs', '/tmp');
   // the daemon's own state, even where it lies below a bound tree (e.g. a data directory inside the installation)
   for (const h of [o.layout.home, ...o.policy.hide]) {
     const p = resolve(h);
