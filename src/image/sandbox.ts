@@ -18,7 +18,7 @@
  * kernel, so the build never writes into the package store, the deployment or the uploaded artifact.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, constants, copyFileSync, existsSync, fstatSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, copyFileSync, existsSync, fstatSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ERROR_CODES, UserError, type ErrorCode } from '../errors.js';
@@ -128,6 +128,12 @@ function bwrapArgs(o: {
     }
   }
   const extra = [projectRoot, ...toolchainDirs(o.env)];
+  // an installation whose node_modules is a symlink (a worktree sharing one) needs the target bound too
+  const modules = join(projectRoot, 'node_modules');
+  if (existsSync(modules)) {
+    const real = realpathSync(modules);
+    if (!under(real, projectRoot)) extra.push(real);
+  }
   const init = guestInitPath();
   if (!under(init, projectRoot)) extra.push(init);
   // the fresh /tmp comes before the installation and toolchain binds: an installation below /tmp (a CI clone) would
