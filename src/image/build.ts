@@ -74,8 +74,9 @@ export function mergeRun(pack: PackResult, packName: string, config: UnikYaml | 
   const y = config?.run;
   const fromProcfile = !y?.command && start ? mapStartCommand(start, packName, pack.programs ?? {}, pack.paths) : null;
   return {
-    // a pack that resolved unik.yaml's run.command itself (python console scripts) has the final word on it
-    command: pack.commandFromConfig ? pack.run.command : y?.command ?? fromProcfile ?? pack.run.command,
+    // a pack that resolved unik.yaml's own run.command (python console scripts) has the final word on it; a Procfile
+    // command the pack also saw is mapped here, with its $VAR templates
+    command: pack.commandFromConfig && y?.command ? pack.run.command : y?.command ?? fromProcfile ?? pack.run.command,
     ...(fromProcfile && start?.expand ? { expand: true } : {}),
     ...(fromProcfile && start && Object.keys(start.envTemplates).length > 0 ? { envTemplates: start.envTemplates } : {}),
     env: { ...(pack.run.env ?? {}), ...(fromProcfile ? start?.env : {}), ...(y?.env ?? {}) },

@@ -297,7 +297,9 @@ export const pythonPack: Pack = {
     const command = entry.command;
     // scripts started by path stay sources: the entry, anything the command names, and files no import can reach
     // by name (gunicorn.conf.py, settings loaded by path): they are read as .py files
-    const keepAsScript = new Set([...command.filter((a) => a.startsWith('/app/')).map((a) => a.slice('/app/'.length)), ...appPy.filter((f) => !importable(f))]);
+    // (a relative argument counts too: the working directory is /app, and a Procfile names `python app.py`)
+    const named = new Set(command.map((a) => (a.startsWith('/app/') ? a.slice('/app/'.length) : a)));
+    const keepAsScript = new Set(appPy.filter((f) => named.has(f) || !importable(f)));
     const depsPy = listPy(target);
 
     // --- stdlib pruning
