@@ -7,7 +7,7 @@ import { fileDigest, treeDigest } from '../inputs.js';
 import type { BuildContext, BuildMode, Pack, PackArtifact } from '../pack.js';
 import { compileFailed, hasFile, requireLock, requireTool } from './common.js';
 import { dropRunpath } from './python/elfpatch.js';
-import { GUEST_PYTHON, planEntry, type EntryFile } from './python/entry.js';
+import { GUEST_PYTHON, launcher, planEntry, type EntryFile } from './python/entry.js';
 import { HELPER_PY } from './python/helper.js';
 import { exportFailure, planInstall, toolEnv, type PyTool } from './python/install.js';
 import { checkRequirements } from './python/requirements.js';
@@ -457,9 +457,7 @@ export function consoleScripts(siteDir: string): Record<string, string> {
 
 /** What pip's generated script does, without the script: `gunicorn app:app` → python3 … -c '<import, call>' app:app. */
 export function consoleScriptArgv(python: string[], name: string, target: string): string[] {
-  const [mod, attr] = target.split(':') as [string, string];
-  const top = attr.split('.')[0]!;
-  return [...python, '-c', `import sys; from ${mod} import ${top}; sys.argv[0] = ${JSON.stringify(name)}; sys.exit(${attr}())`];
+  return [...python, '-c', launcher(name, target)];
 }
 
 /** Can `import` reach this app file by a module name? (gunicorn.conf.py cannot: it is loaded by path, as source) */
