@@ -18,7 +18,7 @@
  * kernel, so the build never writes into the package store, the deployment or the uploaded artifact.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, constants, copyFileSync, existsSync, fstatSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, copyFileSync, existsSync, fstatSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readlinkSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ERROR_CODES, UserError, type ErrorCode } from '../errors.js';
@@ -121,7 +121,7 @@ function bwrapArgs(o: {
   for (const d of SYSTEM_DIRS) {
     if (!existsSync(d)) continue;
     const st = lstatSync(d);
-    if (st.isSymbolicLink()) a.push('--symlink', readlinkRel(d), d);
+    if (st.isSymbolicLink()) a.push('--symlink', readlinkSync(d), d);
     else {
       a.push('--ro-bind', d, d);
       bound.push(d);
@@ -175,10 +175,6 @@ function bwrapArgs(o: {
   return { args: a, env };
 }
 
-function readlinkRel(p: string): string {
-  return spawnSync('readlink', [p], { encoding: 'utf8' }).stdout.trim();
-}
-
 /** Bytes under `dirs` (du counts each hard-linked file once). */
 function diskUse(dirs: string[]): number {
   const r = spawnSync('du', ['-s', '-B1', '-x', ...dirs], { encoding: 'utf8' });
@@ -215,7 +211,7 @@ function startNetwork(childPid: number): Promise<ChildProcess> {
 }
 
 /** The run configuration a sandboxed build reported, checked field by field (it comes from untrusted code). */
-function checkRun(v: unknown): RunConfig {
+export function checkRun(v: unknown): RunConfig {
   const r = v as Partial<RunConfig> | null;
   const strings = (x: unknown): x is string[] => Array.isArray(x) && x.every((s) => typeof s === 'string');
   const ok = r !== null && typeof r === 'object' && strings(r.command) && r.command.length > 0
@@ -397,4 +393,3 @@ export async function sandboxedBuild(o: {
   }
 }
 
-export { checkRun };
