@@ -8,7 +8,8 @@ import type { Authenticator } from './auth.js';
 import { createBaseApp, ndjsonReply, type HttpTimeouts } from './http.js';
 import type { Metrics } from './metrics.js';
 import { requireSameNode, type NodeAuthenticator } from './node-identity.js';
-import { orphanedDeployments, type LastOperation, type NodeStore, type Placement, type PlacementStore, type ReportedDeployment } from './nodes.js';
+import { orphanedDeployments } from './nodes.js';
+import type { LastOperation, NodeStore, Placement, PlacementStore, ReportedDeployment } from './node-store.js';
 import {
   artifactIdParams, artifactResultSchema, deployBodySchema, deployResultSchema, destroyBodySchema, destroyResultSchema, errorResponses,
   heartbeatResultSchema, joinResultSchema, logsQuerySchema, nodeJoinSchema, nodeNameParams, nodeRegisterSchema, nodeRemovedSchema, nodeSchema, statusSchema,
@@ -126,19 +127,20 @@ export async function buildApp(d: AppDeps): Promise<FastifyInstance> {
     return { ...(await d.cp.status(q.app)), nodes: await d.nodes.list() };
   });
 
-  app.get('/v1/logs/:machine', {
+  app.get('/v1/logs/:name', {
     config: { scope: 'logs' },
     schema: {
       summary: 'The serial-console log of a deployment as JSON lines; follow=1 keeps streaming',
-      params: { type: 'object', required: ['machine'], properties: { machine: { type: 'string', pattern: '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$' } } },
+      // the contract writes this path /v1/logs/{machine}; the same URL, its parameter named for what it is (a deployment name)
+      params: { type: 'object', required: ['name'], properties: { name: { type: 'string', pattern: '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$' } } },
       querystring: logsQuerySchema,
       response: { 200: { description: 'one JSON object per line: {"t": ms, "s": stream, "m": text}', content: { 'application/x-ndjson': { schema: { type: 'string' } } } }, ...errorResponses },
     },
   }, async (req, reply) => {
-    const { machine } = req.params as { machine: string };
+    const { name } = req.params as { name: string };
     const q = req.query as { follow?: string; tail?: string; since?: string };
     if (q.since) parseSince(q.since); // bad input is a 400 before the stream starts
-    return ndjsonReply(req, reply, (signal) => d.cp.logs({ name: machine, follow: q.follow === '1' || q.follow === 'true', signal, ...(q.tail ? { tail: Number(q.tail) } : {}), ...(q.since ? { since: q.since } : {}) }));
+    return ndjsonReply(req, reply, (signal) => d.cp.logs({ name, follow: q.follow === '1' || q.follow === 'true', signal, ...(q.tail ? { tail: Number(q.tail) } : {}), ...(q.since ? { since: q.since } : {}) }));
   });
 
   app.get('/v1/metrics', { config: { scope: 'read' }, schema: { summary: 'Prometheus metrics (text format)', response: { 200: { description: 'Prometheus text exposition format', content: { 'text/plain': { schema: { type: 'string' } } } }, ...errorResponses } } }, async (_req, reply) => {

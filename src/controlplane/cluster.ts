@@ -11,7 +11,7 @@ import type { HomeLayout } from '../paths.js';
 import type { LogEntry } from '../runtime/logstore.js';
 import { sleep } from '../util/proc.js';
 import type { ArtifactStore } from '../store/artifacts.js';
-import type { NodeRecord, NodeStore, Placement, PlacementStore } from './nodes.js';
+import type { NodeRecord, NodeStore, Placement, PlacementStore } from './node-store.js';
 import { place, type NodeInfo, type Policy } from './scheduler.js';
 import type { Fleet } from './fleet.js';
 
@@ -121,7 +121,7 @@ export class ClusterClient implements Client, Fleet {
   /** Drain / node failure: bring the workload up on another node, then remove it from the old one. */
   async move(name: string, from: string, opts: { sourceDown: boolean; graceMs: number }): Promise<{ name: string; from: string; to: string } | null> {
     const p = await this.o.store.getPlacement(name);
-    if (!p || p.node !== from) return null; // already moved (a replayed job) or destroyed meanwhile
+    if (!p || p.node !== from) return null; // already moved (a replayed operation) or destroyed meanwhile
     const labels = parseLabels((p.request as AgentDeployRequest).labels ?? []);
     const request: AgentDeployRequest = { ...(p.request as AgentDeployRequest), idempotencyKey: `move:${name}:${from}:${p.placedAt}` };
     // decisions are serialized, and the target's share is held until the new placement is recorded, so concurrent

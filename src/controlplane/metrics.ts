@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Client } from '../engine/client.js';
-import type { JobStore } from './journal.js';
+import type { OperationJournal } from './operation-journal.js';
 
 /** CP-8 metering and the queue's health, in Prometheus text format. */
 export class Metrics {
@@ -10,17 +10,17 @@ export class Metrics {
   readonly opRetries: Counter<'kind'>;
   readonly httpRequests: Counter<'method' | 'route' | 'status'>;
 
-  constructor(journal: JobStore, node: Client) {
+  constructor(journal: OperationJournal, node: Client) {
     const registers = [this.registry];
     this.opDuration = new Histogram({
-      name: 'unikctld_operation_duration_seconds', help: 'Time from a job being claimed to its end, by kind and outcome.',
+      name: 'unikctld_operation_duration_seconds', help: 'Time from an operation being claimed to its end, by kind and outcome.',
       labelNames: ['kind', 'outcome'], buckets: [0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 300], registers,
     });
-    this.opFailures = new Counter({ name: 'unikctld_operation_failures_total', help: 'Jobs that ended failed, by kind and error code.', labelNames: ['kind', 'code'], registers });
-    this.opRetries = new Counter({ name: 'unikctld_operation_retries_total', help: 'Job attempts that failed and were scheduled again.', labelNames: ['kind'], registers });
+    this.opFailures = new Counter({ name: 'unikctld_operation_failures_total', help: 'Operations that ended failed, by kind and error code.', labelNames: ['kind', 'code'], registers });
+    this.opRetries = new Counter({ name: 'unikctld_operation_retries_total', help: 'Operation attempts that failed and were scheduled again.', labelNames: ['kind'], registers });
     this.httpRequests = new Counter({ name: 'unikctld_http_requests_total', help: 'HTTP requests by method, route and status.', labelNames: ['method', 'route', 'status'], registers });
     new Gauge({
-      name: 'unikctld_queue_jobs', help: 'Jobs in the journal by state.', labelNames: ['state'], registers,
+      name: 'unikctld_queue_operations', help: 'Operations in the journal by state.', labelNames: ['state'], registers,
       async collect() {
         for (const [state, n] of Object.entries(await journal.counts())) this.set({ state }, n);
       },

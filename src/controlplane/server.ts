@@ -12,14 +12,15 @@ import { Authenticator, MIN_PLAIN_TOKEN_LENGTH, loadAuthConfig } from './auth.js
 import { NodeAuthenticator } from './node-identity.js';
 import { type HttpTimeouts } from './http.js';
 import { Metrics } from './metrics.js';
-import { Queue, type Runner } from './queue.js';
+import { Queue } from './queue.js';
+import type { Runner } from './operation-runner.js';
 import { EngineRunner, FakeRunner } from './runner.js';
 import { ClusterClient } from './cluster.js';
 import type { Fleet } from './fleet.js';
 import type { HostAdmission } from './host-admission.js';
 import { checkHostPorts, hostMemoryMiB } from '../engine/deploy-input.js';
 import { ControlPlane } from './service.js';
-import { openStores } from './stores.js';
+import { openStores } from './open-stores.js';
 
 export interface ServeOptions {
   listen: string;
@@ -68,7 +69,7 @@ export async function serve(o: ServeOptions): Promise<{ close(deadlineMs?: numbe
   const auth = new Authenticator(loadAuthConfig(o.auth));
   const owner = o.replicaId ?? `unikctld-${process.pid}-${randomBytes(4).toString('hex')}`;
   const stores = await openStores(o.store, { dataDir: data, replicaId: owner, sync: o.sync, nodeGraceMs: o.nodeGraceMs });
-  const journal = stores.jobs;
+  const journal = stores.operations;
   const nodes = stores.nodes;
   const userKernels = homeLayout(process.env).kernels;
   process.env.UNIKCTL_BUILD_CACHE_ROOT ??= join(data, 'build-cache'); // uploads are fresh dirs: keep toolchain caches warm
@@ -97,14 +98,14 @@ export async function serve(o: ServeOptions): Promise<{ close(deadlineMs?: numbe
   const queue = new Queue(journal, runner, {
     concurrency: o.workers, shortWorkers: o.shortWorkers, owner, retry: { maxAttempts: o.maxAttempts, baseMs: o.retryBaseMs, capMs: 60_000 },
     events: {
-      finished: (job, outcome, ms, error) => {
-        metrics.opDuration.observe({ kind: job.kind, outcome }, ms / 1000);
-        if (error) metrics.opFailures.inc({ kind: job.kind, code: error.code });
-        log?.(`operation ${outcome}`, { trace_id: job.traceId, operation: job.id, kind: job.kind, target: job.target, ms, ...(error ? { error } : {}) });
+      finished: (op, outcome, ms, error) => {
+        metrics.opDuration.observe({ kind: op.kind, outcome }, ms / 1000);
+        if (error) metrics.opFailures.inc({ kind: op.kind, code: error.code });
+        log?.(`operation ${outcome}`, { trace_id: op.traceId, operation: op.id, kind: op.kind, target: op.target, ms, ...(error ? { error } : {}) });
       },
-      retried: (job, delayMs, error) => {
-        metrics.opRetries.inc({ kind: job.kind });
-        log?.('operation will be retried', { trace_id: job.traceId, operation: job.id, attempt: job.attempts, delayMs, error });
+      retried: (op, delayMs, error) => {
+        metrics.opRetries.inc({ kind: op.kind });
+        log?.('operation will be retried', { trace_id: op.traceId, operation: op.id, attempt: op.attempts, delayMs, error });
       },
       log: (msg, f) => log?.(msg, f),
     },
@@ -131,7 +132,7 @@ export async function serve(o: ServeOptions): Promise<{ close(deadlineMs?: numbe
   }, Math.max(1000, Math.min(600_000, Math.floor(o.artifactTtlMs / 10)))) : null;
   gc?.unref();
   if (stores.election) {
-    // every replica serves the API and writes jobs to the shared store; only the leader runs them
+    // every replica serves the API and writes operations to the shared store; only the leader runs them
     await stores.election.start((leader) => {
       app.log.info({ replica: owner, leader }, leader ? 'became the leader: running the queue' : 'lost leadership: queue stopped');
       if (leader) void queue.start({ recover: true });
@@ -147,14 +148,14 @@ export async function serve(o: ServeOptions): Promise<{ close(deadlineMs?: numbe
   return {
     url,
     /**
-     * Stops within `deadlineMs` (default: unbounded, for tests that want in-flight jobs finished): stop accepting
-     * requests, give running jobs most of the window, release the rest to the journal for replay, close the stores.
+     * Stops within `deadlineMs` (default: unbounded, for tests that want in-flight operations finished): stop accepting
+     * requests, give running operations most of the window, release the rest to the journal for replay, close the stores.
      */
     async close(deadlineMs = Number.POSITIVE_INFINITY) {
       clearInterval(monitor);
       if (gc) clearInterval(gc);
       // no new requests from here; open ones (a logs --follow stream, a status call to a dead agent) do not hold the
-      // shutdown: they are cut when the jobs' window ends
+      // shutdown: they are cut when the operations' window ends
       const closing = app.close();
       const { released } = await queue.stop(Number.isFinite(deadlineMs) ? deadlineMs * 0.8 : deadlineMs);
       if (released.length > 0) app.log.warn({ operations: released }, 'shutdown deadline: unfinished operations released; they are replayed on the next start');

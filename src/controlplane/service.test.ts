@@ -7,8 +7,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Client } from '../engine/client.js';
 import { homeLayout } from '../paths.js';
 import { ArtifactStore } from '../store/artifacts.js';
-import type { Job, JobStore } from './journal.js';
-import type { Placement, PlacementStore } from './nodes.js';
+import type { QueuedOperation, OperationJournal } from './operation-journal.js';
+import type { Placement, PlacementStore } from './node-store.js';
 import type { Queue } from './queue.js';
 import { ControlPlane } from './service.js';
 
@@ -23,7 +23,7 @@ function tarOf(text: string): Buffer {
 describe('ControlPlane artifact deletion and garbage collection (finding 9)', () => {
   let dir: string;
   let artifacts: ArtifactStore;
-  let pending: Job[];
+  let pending: QueuedOperation[];
   let placements: Placement[];
   let cp: ControlPlane;
 
@@ -32,7 +32,7 @@ describe('ControlPlane artifact deletion and garbage collection (finding 9)', ()
     artifacts = new ArtifactStore({ dir: join(dir, 'artifacts'), maxUploadBytes: 1 << 20, maxExtractedBytes: 1 << 20, maxEntries: 10 });
     pending = [];
     placements = [];
-    const journal = { pendingDeploys: async () => pending } as unknown as JobStore;
+    const journal = { pendingDeploys: async () => pending } as unknown as OperationJournal;
     const store = { listPlacements: async () => placements } as unknown as PlacementStore;
     cp = new ControlPlane({ journal, queue: {} as Queue, node: {} as Client, fleet: null, host: null, nodeLayout: homeLayout({ UNIKCTL_HOME: join(dir, 'home') }), artifacts, maxAttempts: 1, placements: store });
   });
@@ -44,7 +44,7 @@ describe('ControlPlane artifact deletion and garbage collection (finding 9)', ()
   it('refuses to delete an artifact a queued/running deploy or a placement uses; deletes it once they are gone', async () => {
     const byJob = await put('job');
     const byPlacement = await put('placement');
-    pending = [{ id: 'op_1', target: 'web', state: 'running', request: { target: join(dir, 'artifacts', byJob, 'root') } } as unknown as Job];
+    pending = [{ id: 'op_1', target: 'web', state: 'running', request: { target: join(dir, 'artifacts', byJob, 'root') } } as unknown as QueuedOperation];
     placements = [{ deployment: 'db', node: 'n1', cpus: 1, memoryMiB: 64, placedAt: 1, request: { source: { artifact: byPlacement, kind: 'project' } } }];
     expect(await code(cp.deleteArtifact(byJob))).toBe('E_ARTIFACT_IN_USE');
     expect(await code(cp.deleteArtifact(byPlacement))).toBe('E_ARTIFACT_IN_USE');

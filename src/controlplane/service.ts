@@ -12,10 +12,10 @@ import type { LogEntry } from '../runtime/logstore.js';
 import type { Deployment, Operation } from '../store/types.js';
 import { newId, sanitizeName } from '../util/ids.js';
 import type { ArtifactStore } from '../store/artifacts.js';
-import type { Job, JobStore } from './journal.js';
-import type { PlacementStore } from './nodes.js';
+import type { QueuedOperation, OperationJournal } from './operation-journal.js';
+import type { PlacementStore } from './node-store.js';
 import type { Queue } from './queue.js';
-import type { DeployJobRequest } from './runner.js';
+import type { DeployOperationRequest } from './runner.js';
 import type { Fleet } from './fleet.js';
 import type { HostAdmission } from './host-admission.js';
 
@@ -42,7 +42,7 @@ const hashRequest = (v: unknown): string => createHash('sha256').update(JSON.str
 /** The control plane's semantics, independent of HTTP: validate, journal, and read back state. */
 export class ControlPlane {
   constructor(private readonly o: {
-    journal: JobStore; queue: Queue; node: Client; fleet: Fleet | null; host: HostAdmission | null; nodeLayout: HomeLayout; artifacts: ArtifactStore; maxAttempts: number;
+    journal: OperationJournal; queue: Queue; node: Client; fleet: Fleet | null; host: HostAdmission | null; nodeLayout: HomeLayout; artifacts: ArtifactStore; maxAttempts: number;
     /** cluster mode: placements keep the deploy request (and so the artifact) a move recreates the workload from */
     placements?: PlacementStore;
   }) {}
@@ -141,20 +141,20 @@ export class ControlPlane {
       name = base;
       for (let i = 2; await taken(name); i++) name = `${base}-${i}`;
     }
-    const request: DeployJobRequest = {
+    const request: DeployOperationRequest = {
       target, ports: body.ports ?? [], env: body.env ?? [], debug: Boolean(body.debug), labels: body.labels ?? [], resolvedFrom: resolved.resolvedFrom,
       ...(body.memory !== undefined ? { memory: body.memory } : {}),
       ...(body.cpus !== undefined ? { cpus: body.cpus } : {}),
       ...(rootfs !== undefined ? { rootfs } : {}),
     };
-    const { job, created } = await this.o.journal.enqueue({
+    const { op, created } = await this.o.journal.enqueue({
       id: newId('op'), kind: 'deploy', target: name, idempotencyKey, requestHash, request, maxAttempts: this.o.maxAttempts, traceId, createdAt: Date.now(),
     });
     if (created) this.o.queue.notify();
-    return created ? this.deployResultOf(job, false) : this.reusedResult(job);
+    return created ? this.deployResultOf(op, false) : this.reusedResult(op);
   }
 
-  private sameRequest(prior: Job, requestHash: string, key: string): Job {
+  private sameRequest(prior: QueuedOperation, requestHash: string, key: string): QueuedOperation {
     if (prior.requestHash !== requestHash) {
       throw new UserError('E_IDEMPOTENCY_CONFLICT', `idempotency key "${key}" was used by operation ${prior.id} with a different request`, { hint: 'use a new idempotency key for a different request' });
     }
@@ -165,21 +165,21 @@ export class ControlPlane {
    * The answer to a repeated idempotency key: the first operation with its real state — `failed` with its error
    * code once it failed (a retry needs a new key), the deployment's state once it ran, `pending` while queued.
    */
-  private async reusedResult(job: Job): Promise<DeployResult> {
-    const base = this.deployResultOf(job, true);
-    if (job.state === 'failed') return { ...base, state: 'failed', error: job.error };
-    if (job.state === 'queued') return { ...base, error: null };
-    const d = await this.o.node.waitFor(job.target, () => true, 0).catch(() => null);
-    // a running job whose last attempt's deployment failed is deciding on a retry: still pending
-    const settled = d && (job.state === 'succeeded' || d.state !== 'failed');
-    const done = job.state === 'succeeded' ? ((job.result as { state?: Deployment['state'] } | null)?.state ?? 'running') : 'pending';
+  private async reusedResult(op: QueuedOperation): Promise<DeployResult> {
+    const base = this.deployResultOf(op, true);
+    if (op.state === 'failed') return { ...base, state: 'failed', error: op.error };
+    if (op.state === 'queued') return { ...base, error: null };
+    const d = await this.o.node.waitFor(op.target, () => true, 0).catch(() => null);
+    // a running operation whose last attempt's deployment failed is deciding on a retry: still pending
+    const settled = d && (op.state === 'succeeded' || d.state !== 'failed');
+    const done = op.state === 'succeeded' ? ((op.result as { state?: Deployment['state'] } | null)?.state ?? 'running') : 'pending';
     return { ...base, deploymentId: d?.id ?? '', state: settled ? d.state : done, error: null };
   }
 
-  private deployResultOf(job: Job, reused: boolean): DeployResult {
-    const r = job.request as DeployJobRequest;
+  private deployResultOf(op: QueuedOperation, reused: boolean): DeployResult {
+    const r = op.request as DeployOperationRequest;
     return {
-      name: job.target, deploymentId: '', operationId: job.id, state: 'pending', source: 'project', resolvedFrom: r.resolvedFrom,
+      name: op.target, deploymentId: '', operationId: op.id, state: 'pending', source: 'project', resolvedFrom: r.resolvedFrom,
       candidates: [], reused,
     };
   }
@@ -196,20 +196,20 @@ export class ControlPlane {
     const out: DestroyResult[] = [];
     for (const name of names) {
       const key = body.idempotencyKey ? `${body.idempotencyKey}/${name}` : null;
-      const { job, created } = await this.o.journal.enqueue({
+      const { op, created } = await this.o.journal.enqueue({
         id: newId('op'), kind: 'destroy', target: name, idempotencyKey: key, requestHash: hashRequest({ name, graceMs }), request: { graceMs },
         maxAttempts: this.o.maxAttempts, traceId, createdAt: Date.now(),
       });
       if (created) this.o.queue.notify();
-      out.push({ name, operationId: job.id, state: job.state === 'succeeded' ? 'gone' : 'destroying' });
+      out.push({ name, operationId: op.id, state: op.state === 'succeeded' ? 'gone' : 'destroying' });
     }
     return out;
   }
 
   /** The newest journaled operation on a deployment name (null when the journal has none). */
   async lastOperation(name: string): Promise<{ kind: string; state: string; createdAt: number } | null> {
-    const [job] = await this.o.journal.recent(1, name);
-    return job ? { kind: job.kind, state: job.state, createdAt: job.createdAt } : null;
+    const [op] = await this.o.journal.recent(1, name);
+    return op ? { kind: op.kind, state: op.state, createdAt: op.createdAt } : null;
   }
 
   async status(name?: string): Promise<StatusResult> {
@@ -270,17 +270,17 @@ export class ControlPlane {
   }
 }
 
-function placeholder(j: Job): DeploymentView {
+function placeholder(j: QueuedOperation): DeploymentView {
   const now = new Date(j.createdAt).toISOString();
   return {
     name: j.target, id: '', state: 'pending', exitCode: null, code: null, reason: j.error ? `retrying after ${j.error.code}: ${j.error.message}` : null,
-    ports: ((j.request as DeployJobRequest).ports ?? []).map((p) => formatPort(parsePort(p))),
+    ports: ((j.request as DeployOperationRequest).ports ?? []).map((p) => formatPort(parsePort(p))),
     imageBytes: null, image: null, pack: null, mode: null, accel: null, bootMs: null, boot: {}, uptimeMs: null,
     createdAt: now, startedAt: null, endedAt: null, metrics: { cpuSeconds: null, rssBytes: null, supervisorRssBytes: null },
   };
 }
 
-export function toOperation(j: Job): Operation {
+export function toOperation(j: QueuedOperation): Operation {
   return {
     id: j.id, kind: j.kind, target: j.target, state: j.state, idempotencyKey: j.idempotencyKey, requestHash: j.requestHash,
     error: j.state === 'failed' || j.state === 'queued' ? j.error : null, createdAt: j.createdAt, updatedAt: j.updatedAt, endedAt: j.endedAt,
