@@ -2,6 +2,7 @@ import { Etcd3, Range, type Campaign, type Election, type IKeyValue, type IOpera
 import { UserError } from '../errors.js';
 import type { OperationError, OperationKind, OperationState } from '../store/types.js';
 import type { QueuedOperation, OperationJournal, NewOperation } from './operation-journal.js';
+import { addUsage, checkQuota, deploymentNameTaken, emptyUsage, tenantOfName, type QuotaCheck, type Reservation, type TenantUsage } from './tenants.js';
 import { nameTaken } from './nodes.js';
 import type { ArtifactGrant, NodeIdentity, NodeInput, NodeRecord, NodeStore, Placement, PlacementStore } from './node-store.js';
 import type { ControlPlaneStores, LeaderElection, StoreOptions } from './stores.js';
@@ -80,6 +81,9 @@ class Keys {
   state(state: OperationState, seq = ''): string { return `${this.p}state/${state}/${seq}`; }
   target(target: string, seq = ''): string { return `${this.p}target/${encodeURIComponent(target)}/${seq}`; }
   effect(opId: string): string { return `${this.p}effects/${opId}`; }
+  reservation(tenant: string, name = ''): string { return `${this.p}reservations/${tenant}/${name}`; }
+  /** bumped by every reservation write of a tenant: a quota check compares it to know its sum is still current */
+  tenantVersion(tenant: string): string { return `${this.p}tenant-versions/${tenant}`; }
   effects(): string { return `${this.p}effects/`; }
   node(name = ''): string { return `${this.p}nodes/${name}`; }
   placement(deployment = ''): string { return `${this.p}placements/${deployment}`; }
@@ -104,10 +108,24 @@ export class EtcdJournal implements OperationJournal {
     this.k = new Keys(prefix);
   }
 
-  async enqueue(j: NewOperation): Promise<{ op: QueuedOperation; created: boolean }> {
+  async enqueue(j: NewOperation, quota?: QuotaCheck): Promise<{ op: QueuedOperation; created: boolean }> {
+    for (let i = 0; i < CAS_TRIES; i++) {
+      const r = await this.tryEnqueue(j, quota);
+      if (r) return r;
+    }
+    throw new UserError('E_STATE', `tenant ${quota?.tenant ?? ''} usage keeps changing under concurrent deploys; retry`);
+  }
+
+  /** One compare-and-set attempt; null when a concurrent deploy of the same tenant changed its usage meanwhile. */
+  private async tryEnqueue(j: NewOperation, quota?: QuotaCheck): Promise<{ op: QueuedOperation; created: boolean } | null> {
     if (j.idempotencyKey) {
       const prior = await this.byKey(j.idempotencyKey);
       if (prior) return { op: this.sameRequest(prior, j), created: false };
+    }
+    const seen = quota ? await this.usageAt(quota.tenant) : null;
+    if (quota && seen) {
+      if (await this.reserved(quota.name)) throw deploymentNameTaken(quota.name);
+      checkQuota(quota, seen.usage);
     }
     // the revision of this put is unique and grows: the operation's place in the queue
     const seq = pad((await this.c.put(this.k.seq()).value('').exec()).header.revision);
@@ -119,6 +137,7 @@ export class EtcdJournal implements OperationJournal {
     const value = JSON.stringify(stored);
     let txn = this.c.if(this.k.id(j.id), 'Create', '==', 0);
     if (j.idempotencyKey) txn = txn.and(this.k.idem(j.idempotencyKey), 'Create', '==', 0);
+    if (quota && seen) txn = txn.and(this.k.tenantVersion(quota.tenant), 'Mod', '==', seen.versionMod).and(this.k.reservation(quota.tenant, quota.name), 'Create', '==', 0);
     const ops: IOperation[] = [
       this.c.put(this.k.op(seq)).value(value),
       this.c.put(this.k.state('queued', seq)).value(value),
@@ -126,12 +145,17 @@ export class EtcdJournal implements OperationJournal {
       this.c.put(this.k.target(j.target, seq)).value(j.id),
     ];
     if (j.idempotencyKey) ops.push(this.c.put(this.k.idem(j.idempotencyKey)).value(seq));
+    if (quota) {
+      ops.push(this.c.put(this.k.reservation(quota.tenant, quota.name)).value(JSON.stringify(quota.reservation)));
+      ops.push(this.c.put(this.k.tenantVersion(quota.tenant)).value(String(j.createdAt)));
+    }
     const res = await txn.then(...ops).else(...(j.idempotencyKey ? [this.c.get(this.k.idem(j.idempotencyKey))] : [])).commit();
     if (res.succeeded) {
       this.seqs.set(j.id, seq);
       return { op: fromRow(stored), created: true };
     }
     const priorSeq = res.responses[0]?.response_range.kvs[0];
+    if (!priorSeq && quota) return null; // the tenant's usage moved (or the id raced): read it again
     if (!j.idempotencyKey || !priorSeq) throw new UserError('E_STATE', `operation id ${j.id} is already in the journal`);
     // another request with the same key won the race
     const prior = await this.bySeq(str(priorSeq));
@@ -174,7 +198,7 @@ export class EtcdJournal implements OperationJournal {
   }
 
   /** Moves an operation from one state's index to another's, if `from` (as read at `modRevision`) is unchanged. */
-  private async move(from: StoredOperation, modRevision: string, to: StoredOperation, fence?: Fence): Promise<{ ok: boolean; fenced: boolean }> {
+  private async move(from: StoredOperation, modRevision: string, to: StoredOperation, fence?: Fence, extra: IOperation[] = []): Promise<{ ok: boolean; fenced: boolean }> {
     const value = JSON.stringify(to);
     let txn = this.c.if(this.k.state(from.state, from.seq), 'Mod', '==', modRevision);
     if (fence) txn = txn.and(fence.key, 'Create', '==', fence.createRevision);
@@ -182,6 +206,7 @@ export class EtcdJournal implements OperationJournal {
       this.c.put(this.k.op(to.seq)).value(value),
       this.c.delete().key(this.k.state(from.state, from.seq)),
       this.c.put(this.k.state(to.state, to.seq)).value(value),
+      ...extra,
     ).else(...(fence ? [this.c.get(fence.key)] : [])).commit();
     if (res.succeeded) return { ok: true, fenced: false };
     const kv = res.responses[0]?.response_range.kvs[0];
@@ -232,7 +257,7 @@ export class EtcdJournal implements OperationJournal {
   }
 
   /** Applies `change` to a running operation held by `owner`; false when it is not running or someone else holds it. */
-  private async changeRunning(id: string, owner: string, change: (j: StoredOperation) => StoredOperation): Promise<boolean> {
+  private async changeRunning(id: string, owner: string, change: (j: StoredOperation) => StoredOperation, extra: (j: StoredOperation) => IOperation[] = () => []): Promise<boolean> {
     const seq = await this.seqOf(id);
     if (!seq) return false;
     for (let i = 0; i < CAS_TRIES; i++) {
@@ -240,16 +265,41 @@ export class EtcdJournal implements OperationJournal {
       if (!kv) return false;
       const op = parse<StoredOperation>(kv);
       if (op.leaseOwner !== owner) return false;
-      if ((await this.move(op, kv.mod_revision, change(op))).ok) return true;
+      const next = change(op);
+      if ((await this.move(op, kv.mod_revision, next, undefined, extra(next))).ok) return true;
     }
     throw new UserError('E_STATE', `operation ${id} keeps changing under concurrent updates`);
   }
 
-  async finish(id: string, owner: string, outcome: { result?: unknown; error?: OperationError }): Promise<boolean> {
+  async finish(id: string, owner: string, outcome: { result?: unknown; error?: OperationError; release?: boolean }): Promise<boolean> {
     const now = Date.now();
     const state: OperationState = outcome.error ? 'failed' : 'succeeded';
     const result = outcome.result === undefined ? null : (JSON.parse(JSON.stringify(outcome.result) ?? 'null') as unknown);
-    return this.changeRunning(id, owner, (j) => ({ ...j, state, result, error: outcome.error ?? null, leaseOwner: null, updatedAt: now, endedAt: now }));
+    // the reservation goes in the same transaction as the state change (a removal needs no compare: it only lowers usage)
+    const release = (j: StoredOperation): IOperation[] => {
+      const tenant = tenantOfName(j.target);
+      if (!tenant || !((j.kind === 'destroy' && state === 'succeeded') || (j.kind === 'deploy' && outcome.release))) return [];
+      return [this.c.delete().key(this.k.reservation(tenant, j.target)), this.c.put(this.k.tenantVersion(tenant)).value(String(now))];
+    };
+    return this.changeRunning(id, owner, (j) => ({ ...j, state, result, error: outcome.error ?? null, leaseOwner: null, updatedAt: now, endedAt: now }), release);
+  }
+
+  async usage(tenant: string): Promise<TenantUsage> {
+    return (await this.usageAt(tenant)).usage;
+  }
+
+  private async usageAt(tenant: string): Promise<{ usage: TenantUsage; versionMod: string }> {
+    const ver = (await this.c.get(this.k.tenantVersion(tenant)).exec());
+    const rev = ver.header.revision;
+    const r = await this.c.getAll().prefix(this.k.reservation(tenant)).revision(rev).exec();
+    let usage = emptyUsage();
+    for (const kv of r.kvs) usage = addUsage(usage, parse<Reservation>(kv));
+    return { usage, versionMod: ver.kvs[0]?.mod_revision ?? '0' };
+  }
+
+  async reserved(name: string): Promise<boolean> {
+    const tenant = tenantOfName(name);
+    return tenant !== null && (await this.c.get(this.k.reservation(tenant, name)).string()) !== null;
   }
 
   async retry(id: string, owner: string, runAt: number, error: OperationError): Promise<boolean> {

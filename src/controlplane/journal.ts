@@ -6,6 +6,7 @@ import { Worker } from 'node:worker_threads';
 import { UserError } from '../errors.js';
 import type { OperationError, OperationKind, OperationState } from '../store/types.js';
 import type { NewOperation, OperationJournal, QueuedOperation } from './operation-journal.js';
+import { checkQuota, deploymentNameTaken, type QuotaCheck, type TenantUsage } from './tenants.js';
 
 interface OperationRow {
   id: string; kind: string; target: string; state: string; idempotency_key: string | null; request_hash: string; request: string;
@@ -92,6 +93,8 @@ export class Journal implements OperationJournal {
       CREATE INDEX IF NOT EXISTS jobs_target ON jobs(target, seq);
       CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
       CREATE TABLE IF NOT EXISTS fake_effects (job_id TEXT PRIMARY KEY, runs INTEGER NOT NULL, at INTEGER NOT NULL);
+      CREATE TABLE IF NOT EXISTS reservations (name TEXT PRIMARY KEY, tenant TEXT NOT NULL, vcpus INTEGER NOT NULL, memory_mib INTEGER NOT NULL, created_at INTEGER NOT NULL);
+      CREATE INDEX IF NOT EXISTS reservations_tenant ON reservations(tenant);
     `);
   }
 
@@ -103,7 +106,7 @@ export class Journal implements OperationJournal {
    * Writes a new operation, or returns the operation already recorded under the same idempotency key (same request) —
    * a different request under a used key is E_IDEMPOTENCY_CONFLICT.
    */
-  async enqueue(j: NewOperation): Promise<{ op: QueuedOperation; created: boolean }> {
+  async enqueue(j: NewOperation, quota?: QuotaCheck): Promise<{ op: QueuedOperation; created: boolean }> {
     const tx = this.db.transaction(() => {
       if (j.idempotencyKey) {
         const prior = this.byKeySync(j.idempotencyKey);
@@ -116,6 +119,13 @@ export class Journal implements OperationJournal {
           return { op: prior, created: false };
         }
       }
+      if (quota) {
+        // inside the immediate transaction: no other writer can add a reservation between this sum and the insert
+        checkQuota(quota, this.usageSync(quota.tenant));
+        if (this.stmt('SELECT 1 FROM reservations WHERE name = ?').get(quota.name) !== undefined) throw deploymentNameTaken(quota.name);
+        this.stmt('INSERT INTO reservations (name, tenant, vcpus, memory_mib, created_at) VALUES (?, ?, ?, ?, ?)')
+          .run(quota.name, quota.tenant, quota.reservation.vcpus, quota.reservation.memoryMiB, j.createdAt);
+      }
       this.stmt(`INSERT INTO jobs (id, kind, target, state, idempotency_key, request_hash, request, attempts, max_attempts, next_run_at,
         trace_id, created_at, updated_at) VALUES (?, ?, ?, 'queued', ?, ?, ?, 0, ?, ?, ?, ?, ?)`).run(
         j.id, j.kind, j.target, j.idempotencyKey, j.requestHash, JSON.stringify(j.request), j.maxAttempts, j.createdAt, j.traceId, j.createdAt, j.createdAt,
@@ -124,6 +134,20 @@ export class Journal implements OperationJournal {
       return { op, created: true };
     });
     return tx.immediate();
+  }
+
+  async usage(tenant: string): Promise<TenantUsage> {
+    return this.usageSync(tenant);
+  }
+
+  private usageSync(tenant: string): TenantUsage {
+    const r = this.stmt('SELECT COUNT(*) AS n, COALESCE(SUM(vcpus), 0) AS vcpus, COALESCE(SUM(memory_mib), 0) AS mem FROM reservations WHERE tenant = ?')
+      .get(tenant) as { n: number; vcpus: number; mem: number };
+    return { vms: r.n, apps: r.n, vcpus: r.vcpus, memoryMiB: r.mem };
+  }
+
+  async reserved(name: string): Promise<boolean> {
+    return this.stmt('SELECT 1 FROM reservations WHERE name = ?').get(name) !== undefined;
   }
 
   async byKey(key: string): Promise<QueuedOperation | null> {
@@ -160,12 +184,20 @@ export class Journal implements OperationJournal {
   }
 
   /** Marks an operation done; only the worker holding it may (a replayed duplicate loses). */
-  async finish(id: string, owner: string, outcome: { result?: unknown; error?: OperationError }): Promise<boolean> {
+  async finish(id: string, owner: string, outcome: { result?: unknown; error?: OperationError; release?: boolean }): Promise<boolean> {
     const now = Date.now();
     const state: OperationState = outcome.error ? 'failed' : 'succeeded';
-    const r = this.stmt("UPDATE jobs SET state = ?, result = ?, error = ?, lease_owner = NULL, updated_at = ?, ended_at = ? WHERE id = ? AND state = 'running' AND lease_owner = ?")
-      .run(state, outcome.result === undefined ? null : JSON.stringify(outcome.result), outcome.error ? JSON.stringify(outcome.error) : null, now, now, id, owner);
-    return r.changes === 1;
+    const tx = this.db.transaction((): boolean => {
+      const r = this.stmt("UPDATE jobs SET state = ?, result = ?, error = ?, lease_owner = NULL, updated_at = ?, ended_at = ? WHERE id = ? AND state = 'running' AND lease_owner = ?")
+        .run(state, outcome.result === undefined ? null : JSON.stringify(outcome.result), outcome.error ? JSON.stringify(outcome.error) : null, now, now, id, owner);
+      if (r.changes !== 1) return false;
+      const op = this.getSync(id);
+      if (op && ((op.kind === 'destroy' && state === 'succeeded') || (op.kind === 'deploy' && outcome.release))) {
+        this.stmt('DELETE FROM reservations WHERE name = ?').run(op.target);
+      }
+      return true;
+    });
+    return tx.immediate();
   }
 
   /** Puts a running operation back in the queue to be retried at `runAt`. */

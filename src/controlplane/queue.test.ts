@@ -174,6 +174,7 @@ class GatedRunner implements Runner {
   private gate!: () => void;
   private readonly opened = new Promise<void>((r) => { this.gate = r; });
   open(): void { this.gate(); }
+  async holds(): Promise<boolean> { return false; }
   async run(op: QueuedOperation): Promise<unknown> {
     this.running.add(op.id);
     try {

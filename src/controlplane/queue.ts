@@ -154,7 +154,7 @@ export class Queue {
         if (waiting || (isRetryable(e) && op.attempts < Math.min(op.maxAttempts, retry.maxAttempts))) {
           const delay = waiting ? Math.min(5000, backoffMs(op.attempts, retry)) : backoffMs(op.attempts, retry);
           if (await this.journal.retry(op.id, this.opts.owner, Date.now() + delay, error)) this.opts.events?.retried?.(op, delay, error);
-        } else if (await this.journal.finish(op.id, this.opts.owner, { error })) {
+        } else if (await this.journal.finish(op.id, this.opts.owner, { error, release: op.kind === 'deploy' && !(await this.runner.holds(op.target).catch(() => true)) })) {
           this.opts.events?.finished?.(op, 'failed', Date.now() - started, error);
         }
       } finally {

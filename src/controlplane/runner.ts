@@ -1,6 +1,6 @@
 import type { Client } from '../engine/client.js';
 import { UserError, isUserError } from '../errors.js';
-import type { Deployment } from '../store/types.js';
+import type { Deployment, TenantIsolation } from '../store/types.js';
 import type { QueuedOperation, OperationJournal } from './operation-journal.js';
 import { isRetryable } from './queue.js';
 import type { Runner } from './operation-runner.js';
@@ -17,6 +17,8 @@ export interface DeployOperationRequest {
   rootfs?: string;
   labels: string[];
   resolvedFrom: string;
+  /** set when a tenant deploys: the node runs the VM as that tenant's user, in its cgroup */
+  tenant?: TenantIsolation;
 }
 export interface DestroyOperationRequest { graceMs: number; }
 export interface MoveOperationRequest { from: string; sourceDown: boolean; graceMs: number; }
@@ -39,6 +41,10 @@ export function deploymentFailure(d: Pick<Deployment, 'name' | 'code' | 'reason'
 export class EngineRunner implements Runner {
   /** @param fleet the cluster's workloads when VMs run on agents (moves need it), null for the local node */
   constructor(private readonly node: Client, private readonly journal: OperationJournal, private readonly fleet: Fleet | null = null) {}
+
+  holds(name: string): Promise<boolean> {
+    return this.node.has(name);
+  }
 
   async run(op: QueuedOperation): Promise<unknown> {
     if (op.kind === 'move') {
@@ -100,6 +106,10 @@ export class EngineRunner implements Runner {
  */
 export class FakeRunner implements Runner {
   constructor(private readonly store: OperationJournal, private readonly workMs = 5) {}
+
+  async holds(): Promise<boolean> {
+    return false; // it makes no deployments
+  }
 
   async run(op: QueuedOperation): Promise<unknown> {
     await new Promise((r) => setTimeout(r, this.workMs));

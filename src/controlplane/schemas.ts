@@ -97,6 +97,21 @@ export const nodeSchema = {
   },
 } as const;
 
+const count = { type: 'integer', minimum: 0 } as const;
+const range = { type: 'object', properties: { default: count, max: count } } as const;
+/** A tenant's limits and usage: quota fields absent = unlimited. */
+export const quotaSchema = {
+  type: 'object',
+  required: ['tenant', 'quota', 'vm', 'ports', 'used'],
+  properties: {
+    tenant: str,
+    quota: { type: 'object', properties: { vms: count, vcpus: count, memoryMiB: count, apps: count, artifactBytes: count } },
+    vm: { type: 'object', properties: { memoryMiB: range, cpus: range } },
+    ports: { anyOf: [{ type: 'null' }, { type: 'object', required: ['from', 'to'], properties: { from: count, to: count } }] },
+    used: { type: 'object', required: ['vms', 'vcpus', 'memoryMiB', 'apps', 'artifactBytes'], properties: { vms: count, vcpus: count, memoryMiB: count, apps: count, artifactBytes: count } },
+  },
+} as const;
+
 export const statusSchema = {
   type: 'object',
   required: ['deployments', 'operations'],
@@ -104,6 +119,8 @@ export const statusSchema = {
     deployments: { type: 'array', items: deploymentSchema },
     operations: { type: 'array', items: operationSchema },
     nodes: { type: 'array', items: nodeSchema },
+    /** present when the request acts for a tenant */
+    quota: quotaSchema,
   },
 } as const;
 

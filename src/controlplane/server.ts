@@ -11,7 +11,8 @@ import { ArtifactStore } from '../store/artifacts.js';
 import { Authenticator, MIN_PLAIN_TOKEN_LENGTH, loadAuthConfig } from './auth.js';
 import { NodeAuthenticator } from './node-identity.js';
 import { type HttpTimeouts } from './http.js';
-import { Metrics } from './metrics.js';
+import { Metrics, tenantLabel } from './metrics.js';
+import { TenantRegistry } from './tenants.js';
 import { Queue } from './queue.js';
 import type { Runner } from './operation-runner.js';
 import { EngineRunner, FakeRunner } from './runner.js';
@@ -52,6 +53,8 @@ export interface ServeOptions {
   bodyIdleTimeoutMs: number;
   bodyMinRate: number;
   artifactTtlMs: number;
+  /** --tenants FILE: declared tenants with quotas (absent: one implicit tenant, as before) */
+  tenants?: string;
 }
 
 /** The slow-client bounds of both servers (serve and agent) from their flags. */
@@ -67,6 +70,7 @@ export async function serve(o: ServeOptions): Promise<{ close(deadlineMs?: numbe
   if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw new UserError('E_INVALID_ARGUMENT', '--tls-cert and --tls-key go together');
 
   const auth = new Authenticator(loadAuthConfig(o.auth));
+  const tenants = TenantRegistry.open(o.tenants ?? null, (msg, f) => log?.(msg, f ?? {}));
   const owner = o.replicaId ?? `unikctld-${process.pid}-${randomBytes(4).toString('hex')}`;
   const stores = await openStores(o.store, { dataDir: data, replicaId: owner, sync: o.sync, nodeGraceMs: o.nodeGraceMs });
   const journal = stores.operations;
@@ -99,12 +103,12 @@ export async function serve(o: ServeOptions): Promise<{ close(deadlineMs?: numbe
     concurrency: o.workers, shortWorkers: o.shortWorkers, owner, retry: { maxAttempts: o.maxAttempts, baseMs: o.retryBaseMs, capMs: 60_000 },
     events: {
       finished: (op, outcome, ms, error) => {
-        metrics.opDuration.observe({ kind: op.kind, outcome }, ms / 1000);
-        if (error) metrics.opFailures.inc({ kind: op.kind, code: error.code });
+        metrics.opDuration.observe({ kind: op.kind, outcome, tenant: tenantLabel(op.target) }, ms / 1000);
+        if (error) metrics.opFailures.inc({ kind: op.kind, code: error.code, tenant: tenantLabel(op.target) });
         log?.(`operation ${outcome}`, { trace_id: op.traceId, operation: op.id, kind: op.kind, target: op.target, ms, ...(error ? { error } : {}) });
       },
       retried: (op, delayMs, error) => {
-        metrics.opRetries.inc({ kind: op.kind });
+        metrics.opRetries.inc({ kind: op.kind, tenant: tenantLabel(op.target) });
         log?.('operation will be retried', { trace_id: op.traceId, operation: op.id, attempt: op.attempts, delayMs, error });
       },
       log: (msg, f) => log?.(msg, f),
@@ -112,7 +116,7 @@ export async function serve(o: ServeOptions): Promise<{ close(deadlineMs?: numbe
   });
   const cp = new ControlPlane({ journal, queue, node, fleet, host: hostAdmission, nodeLayout, artifacts, maxAttempts: o.maxAttempts, placements: nodes });
   const https = o.tlsCert && o.tlsKey ? { cert: readFileSync(o.tlsCert), key: readFileSync(o.tlsKey) } : null;
-  const app = await buildApp({ cp, auth, artifacts, metrics, nodes, nodeAuth, version, https, logger: { level: o.logLevel }, timeouts: timeoutsOf(o), maxUploadBytes: o.maxUploadBytes });
+  const app = await buildApp({ cp, auth, artifacts, metrics, nodes, nodeAuth, version, https, logger: { level: o.logLevel }, timeouts: timeoutsOf(o), maxUploadBytes: o.maxUploadBytes, tenants });
   log = (msg, f) => app.log.info(f, msg);
   // joined nodes keep working without it; only new nodes cannot join
   if (o.nodes === 'agents' && joinToken === null) app.log.warn('no --join-token: nodes that have not joined yet cannot join');
@@ -154,6 +158,7 @@ export async function serve(o: ServeOptions): Promise<{ close(deadlineMs?: numbe
     async close(deadlineMs = Number.POSITIVE_INFINITY) {
       clearInterval(monitor);
       if (gc) clearInterval(gc);
+      tenants.close();
       // no new requests from here; open ones (a logs --follow stream, a status call to a dead agent) do not hold the
       // shutdown: they are cut when the operations' window ends
       const closing = app.close();

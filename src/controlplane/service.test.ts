@@ -11,6 +11,7 @@ import type { QueuedOperation, OperationJournal } from './operation-journal.js';
 import type { Placement, PlacementStore } from './node-store.js';
 import type { Queue } from './queue.js';
 import { ControlPlane } from './service.js';
+import { TenantScope } from './tenants.js';
 
 /** A one-file tar archive whose content makes each artifact distinct. */
 function tarOf(text: string): Buffer {
@@ -46,14 +47,14 @@ describe('ControlPlane artifact deletion and garbage collection (finding 9)', ()
     const byPlacement = await put('placement');
     pending = [{ id: 'op_1', target: 'web', state: 'running', request: { target: join(dir, 'artifacts', byJob, 'root') } } as unknown as QueuedOperation];
     placements = [{ deployment: 'db', node: 'n1', cpus: 1, memoryMiB: 64, placedAt: 1, request: { source: { artifact: byPlacement, kind: 'project' } } }];
-    expect(await code(cp.deleteArtifact(byJob))).toBe('E_ARTIFACT_IN_USE');
-    expect(await code(cp.deleteArtifact(byPlacement))).toBe('E_ARTIFACT_IN_USE');
+    expect(await code(cp.deleteArtifact(byJob, TenantScope.GLOBAL))).toBe('E_ARTIFACT_IN_USE');
+    expect(await code(cp.deleteArtifact(byPlacement, TenantScope.GLOBAL))).toBe('E_ARTIFACT_IN_USE');
     expect(artifacts.get(byJob)).not.toBeNull();
     pending = [];
     placements = [];
-    expect(await code(cp.deleteArtifact(byJob))).toBe('ok');
+    expect(await code(cp.deleteArtifact(byJob, TenantScope.GLOBAL))).toBe('ok');
     expect(artifacts.get(byJob)).toBeNull();
-    expect(await code(cp.deleteArtifact(byJob))).toBe('E_UNKNOWN_ARTIFACT');
+    expect(await code(cp.deleteArtifact(byJob, TenantScope.GLOBAL))).toBe('E_UNKNOWN_ARTIFACT');
   });
 
   it('collectArtifacts removes old unreferenced artifacts and keeps referenced ones', async () => {

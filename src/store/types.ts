@@ -94,6 +94,12 @@ export interface Deployment {
   endedAt: number | null;
 }
 
+/**
+ * What a node needs to isolate one tenant's VMs: its name (the QEMU user and cgroup follow from it) and the tenant's
+ * whole vCPU and memory quotas as the limits of its cgroup (absent: unlimited).
+ */
+export interface TenantIsolation { name: string; cpus?: number; memoryMiB?: number }
+
 export type OperationKind = 'deploy' | 'destroy' | 'move';
 export type OperationState = 'queued' | 'running' | 'succeeded' | 'failed';
 
