@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Client, DeployResult, DeploymentView, DestroyResult, StatusResult } from '../engine/client.js';
+import type { Client, DeployResult, DeploymentView, DestroyResult, QuotaView, StatusResult } from '../engine/client.js';
 import { parseMemoryFlag, validateDeployInput } from '../engine/deploy-input.js';
 import { formatPort, parsePort } from '../util/port.js';
 import { resolveTarget } from '../engine/resolve.js';
@@ -18,7 +18,7 @@ import type { Queue } from './queue.js';
 import type { DeployOperationRequest } from './runner.js';
 import type { Fleet } from './fleet.js';
 import type { HostAdmission } from './host-admission.js';
-import { quotaExceeded, TENANT_DEFAULT_MEMORY_MIB, TenantScope, type QuotaCheck, type TenantSpec, type TenantUsage } from './tenants.js';
+import { quotaExceeded, TENANT_DEFAULT_MEMORY_MIB, TenantScope, type QuotaCheck, type TenantSpec } from './tenants.js';
 import { formatLabels, parseLabels } from '../util/labels.js';
 
 export interface DeployBody {
@@ -177,7 +177,7 @@ export class ControlPlane {
   }
 
   /** A tenant's limits and usage (GET /v1/quota, and a field of /v1/status for a tenant). */
-  async quota(scope: TenantScope): Promise<{ tenant: string; quota: TenantSpec['quota']; vm: TenantSpec['vm']; ports: TenantSpec['ports']; used: TenantUsage & { artifactBytes: number } } | null> {
+  async quota(scope: TenantScope): Promise<QuotaView | null> {
     const t = scope.tenant;
     if (!t) return null;
     const artifactBytes = this.o.artifacts.list().filter((a) => a.tenant === t.name).reduce((n, a) => n + a.bytes, 0);

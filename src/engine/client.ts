@@ -37,7 +37,16 @@ export interface DestroyResult { name: string; operationId: string; state: 'dest
 
 export interface NodeView { name: string; address: string; status: 'ready' | 'down'; cordoned: boolean; labels: Record<string, string>; capacity: Record<string, number>; lastHeartbeatAt: number; }
 
-export interface StatusResult { deployments: DeploymentView[]; operations: Operation[]; nodes?: NodeView[]; }
+/** A tenant's limits and usage (control plane with tenants; docs/tenants.md). Absent quota fields are unlimited. */
+export interface QuotaView {
+  tenant: string;
+  quota: { vms?: number; vcpus?: number; memoryMiB?: number; apps?: number; artifactBytes?: number };
+  vm: { memoryMiB: { default?: number; max?: number }; cpus: { default?: number; max?: number } };
+  ports: { from: number; to: number } | null;
+  used: { vms: number; vcpus: number; memoryMiB: number; apps: number; artifactBytes: number };
+}
+
+export interface StatusResult { deployments: DeploymentView[]; operations: Operation[]; nodes?: NodeView[]; quota?: QuotaView; }
 
 export interface DeploymentView {
   name: string;

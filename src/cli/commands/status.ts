@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { StatusResult } from '../../engine/client.js';
+import type { QuotaView, StatusResult } from '../../engine/client.js';
 import { ago, formatDuration, table, type Output } from '../output.js';
 import { formatBytes } from '../../util/size.js';
 import { makeClient } from '../context.js';
@@ -8,6 +8,13 @@ function stateCell(o: Output, state: string, exitCode: number | null): string {
   const text = state === 'exited' ? `exited(${exitCode ?? '?'})` : state;
   const color = state === 'running' ? 'green' : state === 'failed' ? 'red' : state === 'exited' ? (exitCode === 0 ? 'dim' : 'yellow') : 'cyan';
   return o.paint(text, color);
+}
+
+/** `tenant acme: vms 2/3, vcpus 2/4, memory 512/2048 MiB, apps 2/3, artifacts 1.2 MiB/1.0 GiB` (∞: no limit). */
+export function quotaLine(q: QuotaView): string {
+  const of = (used: number, limit: number | undefined, fmt: (n: number) => string = String): string => `${fmt(used)}/${limit === undefined ? '∞' : fmt(limit)}`;
+  return `tenant ${q.tenant}: vms ${of(q.used.vms, q.quota.vms)}, vcpus ${of(q.used.vcpus, q.quota.vcpus)}, memory ${of(q.used.memoryMiB, q.quota.memoryMiB)} MiB, `
+    + `apps ${of(q.used.apps, q.quota.apps)}, artifacts ${of(q.used.artifactBytes, q.quota.artifactBytes, formatBytes)}`;
 }
 
 export function renderStatus(o: Output, s: StatusResult): string {
@@ -21,6 +28,7 @@ export function renderStatus(o: Output, s: StatusResult): string {
       formatDuration(d.bootMs), formatDuration(d.uptimeMs), formatBytes(d.metrics?.rssBytes), d.reason ?? '',
     ]), ['NAME', 'STATE', ...(cluster ? ['NODE'] : []), 'PORTS', 'IMAGE', 'ACCEL', 'BOOT', 'UPTIME', 'MEM', 'REASON']));
   }
+  if (s.quota) lines.push('', quotaLine(s.quota));
   if (s.nodes && s.nodes.length > 0) {
     lines.push('', 'NODES');
     lines.push(table(s.nodes.map((n) => [
