@@ -83,7 +83,8 @@ const plugin = (text: string, ids: string[]): boolean => ids.some((id) => {
 });
 
 /** The task that makes this project's runnable output, or null for a project that applies no Java plugin. */
-export function gradleTask(text: string): GradleTask | null {
+export function gradleTask(script: string): GradleTask | null {
+  const text = stripComments(script);
   if (plugin(text, ['org.springframework.boot'])) return 'bootJar';
   if (plugin(text, ['com.github.johnrengelman.shadow', 'com.gradleup.shadow', 'io.github.goooler.shadow'])) return 'shadowJar';
   if (plugin(text, ['application'])) return 'installDist';
@@ -129,7 +130,7 @@ export function gradleLockProblems(text: string): string[] {
  * dependencies; the main class and the class path order come from the Unix start script Gradle wrote
  * (CLASSPATH=$APP_HOME/lib/a.jar:… and the class name after -classpath "$CLASSPATH").
  */
-export function installDistApp(projectDir: string): RunnableJar | null {
+export function installDistApp(projectDir: string, buildScript = ''): RunnableJar | null {
   const installRoot = join(projectDir, 'build', 'install');
   let names: string[];
   try {
@@ -145,7 +146,7 @@ export function installDistApp(projectDir: string): RunnableJar | null {
     if (!script) continue;
     const text = readFileSync(join(binDir, script), 'utf8');
     const cp = /^CLASSPATH=(.*)$/m.exec(text)?.[1]?.trim();
-    const main = /-classpath\s+"?\$CLASSPATH"?\s*\\?\s*\n?\s*([\w.$]+)/.exec(text)?.[1];
+    const main = /-classpath\s+"?\$CLASSPATH"?\s*\\?\s*([\w.$]+)/.exec(text)?.[1] ?? scriptMainClass(buildScript);
     if (!cp || !main) continue;
     const jars = cp.split(':').map((e) => e.replace(/^"?\$APP_HOME\/lib\//, '').replace(/"$/, '')).filter((e) => e.endsWith('.jar') && existsSync(join(lib, e)));
     const [first, ...rest] = jars;
@@ -155,8 +156,13 @@ export function installDistApp(projectDir: string): RunnableJar | null {
   return null;
 }
 
+/** application { mainClass = "x" } / mainClass.set("x") / mainClassName = 'x' in a build script. */
+export function scriptMainClass(text: string): string | null {
+  return /\bmainClass(?:Name)?\s*(?:=|\.set\s*\()\s*["']([\w.$]+)["']/.exec(text)?.[1] ?? null;
+}
+
 /** What a Gradle task left in a project: the runnable jar (bootJar/shadowJar/jar) or the installDist tree. */
 export function gradleOutput(p: GradleProject, task: GradleTask): RunnableJar | null {
-  if (task === 'installDist') return installDistApp(p.dir);
+  if (task === 'installDist') return installDistApp(p.dir, p.text);
   return pickRunnableJar(join(p.dir, 'build', 'libs'));
 }
