@@ -83,7 +83,7 @@ describe('java pack: examples/java-spring-boot (Spring Boot 3.5, nested fat jar)
     answer: (body, name) => expect(JSON.parse(body)).toMatchObject({ hello: 'e2e', framework: 'spring-boot', host: name }),
     logLine: /example\.hello\.HelloController\s+: request method=GET path=\/hello\/e2e status=200/,
     // a Spring context under TCG: minutes on a loaded 2-core host
-    timeoutMs: 480_000,
+    timeoutMs: 600_000,
   });
 });
 
