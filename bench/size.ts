@@ -12,7 +12,7 @@
 //   c       the binary + every shared library it loads (whole files)
 //   python  the interpreter + its libraries + the WHOLE stdlib directory + every site-packages directory + the app
 //   node    the node binary + its libraries + the app + node_modules from `npm ci --include=dev`
-//   java    the full JDK directory + the jar
+//   java    the full JDK directory + the jars (a fat jar holds every dependency)
 //   dotnet  (built only where the SDK exists) the self-contained publish is already the closure: not compared
 // A pack whose toolchain is missing is reported as skipped with the CLI's error; nothing is guessed.
 // Writes bench/results/size-<ISO date>-<hostname>.json.
@@ -182,17 +182,17 @@ const BASELINES: Record<string, (i: BaselineInput) => Promise<Naive>> = {
       parts: parts([['node binary', fileSize(exe), exe], ...libs.map(libPart), ['node_modules incl. dev deps', nm], ['app', appBytes(dir, seen)]]),
     };
   },
-  async java({ dir, metadata, manifestArtifacts }) {
+  async java({ metadata, manifestArtifacts }) {
     let javaHome = metadata?.toolchain?.javaHome;
     if (!javaHome) {
       const r = await runT(['java', '-XshowSettings:properties', '-version']);
       javaHome = /java\.home = (.+)/.exec(r.stderr)?.[1]?.trim();
     }
     if (!javaHome || !existsSync(javaHome)) return { error: 'no JDK found' };
-    const jar = manifestArtifacts.find((a) => a.path.endsWith('.jar'));
-    const localJar = readdirSync(join(dir, 'target')).find((f) => f.endsWith('.jar'));
-    const jarBytes = jar?.size ?? (localJar ? fileSize(join(dir, 'target', localJar)) : NaN);
-    return { what: `the full JDK directory (${javaHome}) + the jar`, parts: parts([['full JDK', treeBytes(realpathSync(javaHome)), javaHome], ['jar', jarBytes]]) };
+    // every jar the image holds: a fat jar (shade, Spring Boot's nested one) already carries all the dependencies
+    const jars = manifestArtifacts.filter((a) => a.path.endsWith('.jar'));
+    const jarBytes = jars.length > 0 ? jars.reduce((n, a) => n + (a.size ?? 0), 0) : NaN;
+    return { what: `the full JDK directory (${javaHome}) + the app's jars with all their dependencies`, parts: parts([['full JDK', treeBytes(realpathSync(javaHome)), javaHome], ['jars (app + dependencies)', jarBytes]]) };
   },
 };
 

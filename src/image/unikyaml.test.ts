@@ -68,6 +68,13 @@ describe('loadUnikYaml', () => {
     expect(invalidMessage('process: "web && x"\n')).toContain('process must be a Procfile process type');
   });
 
+  it('reads module: (the Maven module / Gradle subproject that runs)', () => {
+    write('module: services/api/\n');
+    expect(loadUnikYaml(dir)).toEqual({ run: { env: {} }, module: 'services/api' });
+    expect(invalidMessage('module: ../other\n')).toContain('module must be a directory inside the project');
+    expect(invalidMessage('module: [a, b]\n')).toContain('module must be a directory inside the project');
+  });
+
   it('reads unik.yml as well', () => {
     write('name: alt\n', 'unik.yml');
     expect(loadUnikYaml(dir)).toEqual({ name: 'alt', run: { env: {} } });
