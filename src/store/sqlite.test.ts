@@ -40,7 +40,7 @@ function dep(name: string, over: Partial<Deployment> = {}): Deployment {
       ports: [{ hostAddress: '0.0.0.0', hostPort: 10_000 + seq, guestPort: 80, protocol: 'tcp' }], memoryMiB: 64, cpus: 1, env: { A: '1' },
       debug: false, labels: { zone: 'a' },
     },
-    image: null, supervisor: null, vmm: null, accel: null, boot: {}, createdAt: 5000 + seq, updatedAt: 5000 + seq, startedAt: null, endedAt: null,
+    image: null, supervisor: null, vmm: null, accel: null, boot: {}, listen: null, createdAt: 5000 + seq, updatedAt: 5000 + seq, startedAt: null, endedAt: null,
     ...over,
   };
 }
