@@ -2,6 +2,7 @@ import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { TestServer } from './cp-helpers.js';
 import { freePort, httpGet, ROOT, TestHome, type DeploymentJson } from './helpers.js';
 
 /**
@@ -12,8 +13,8 @@ interface Listen { health: string; ports: number[]; listeners: Array<{ address: 
 type WithListen = DeploymentJson & { listen: Listen | null };
 
 const scratch = mkdtempSync(join(tmpdir(), 'unikctl-listen-'));
-const copy = (dir: string): string => {
-  const to = join(scratch, dir);
+const copy = (dir: string, as = dir): string => {
+  const to = join(scratch, as);
   cpSync(join(ROOT, 'examples', dir), to, { recursive: true, filter: (p) => !/\/(\.unikctl|node_modules|target)(\/|$)/.test(p) });
   return to;
 };
@@ -127,5 +128,27 @@ describe('listener check: what the app listens on against the published ports (r
     expect((await view(home, 'rustconf')).listen).toMatchObject({ health: 'listening', listeners: [{ address: '0.0.0.0', port: 8000 }] });
     expect(await logsMatching(home, 'rustconf', /listening on/)).toContain('rust-config listening on 0.0.0.0:8000 (from app.toml)');
     expect((await home.cli(['destroy', 'rustconf', '--wait'])).code).toBe(0);
+  });
+
+  it('through the control plane: deploy --wait, status --json and logs carry the same listener view and code', async () => {
+    const server = new TestServer({ runner: 'engine', env: { UNIKCTL_LISTEN_TIMEOUT_MS: '240000' } });
+    const remote = new TestHome(); // the CLI side: its own (empty) local state
+    try {
+      await server.start();
+      Object.assign(remote.env, server.cliEnv());
+      const port = await freePort();
+      const r = await remote.cli(['deploy', copy('node-localhost', 'node-localhost-remote'), '-p', `${port}:3000`, '--name', 'rlo', '--wait', '--timeout', '600', '--json']);
+      expect(r.code, `${r.stderr}\n${server.log}`).toBe(1);
+      expect(JSON.parse(r.stdout)).toMatchObject({ state: 'running', health: 'localhost-only', code: 'E_LISTENING_LOCALHOST_ONLY' });
+      expect((await view(remote, 'rlo')).listen).toMatchObject({
+        health: 'localhost-only', ports: [3000], listeners: [{ address: '127.0.0.1', port: 3000 }], warning: { code: 'E_LISTENING_LOCALHOST_ONLY' },
+      });
+      expect(await logsMatching(remote, 'rlo', /unikctl: fix:/)).toContain('unikctl: warning E_LISTENING_LOCALHOST_ONLY');
+      expect((await remote.cli(['destroy', 'rlo', '--wait'])).code).toBe(0);
+    } finally {
+      await server.stop();
+      server.cleanup();
+      await remote.cleanup();
+    }
   });
 });
