@@ -5,15 +5,17 @@
  *
  * Configuration comes from the kernel command line as `unik.cfg=<base64>`: NUL-terminated records,
  * each starting with a type byte: 'a' argv element, 'e' KEY=VALUE, 'w' working dir, 'n' marker nonce,
- * 't' host wall-clock ms at VM start, 'h' hostname, 'd' debug flag.
+ * 't' host wall-clock ms at VM start, 'h' hostname, 'd' debug flag, 'p' a published guest port.
  *
  * Host <-> init messages are console lines `\x1eUNIK:<nonce>:<event> <fields>`; the host strips them from
  * the app's log. The host asks for a stop by writing `\x1eUNIK:<nonce>:stop\n` to the console input.
  *
- * While the app runs, init reads the listening TCP sockets from /proc/net/tcp and /proc/net/tcp6 (every 500 ms
- * for the first minute, then every 5 s) and reports the set whenever it changes, once right after the start
- * even when empty: `listen addrs=0.0.0.0:8080,127.0.0.1:9000 uptime_ms=N` (IPv6 as [addr]:port; `more=N`
- * when the list was cut). The host decides from it whether the published ports are reachable.
+ * While the app runs, init reads the listening TCP sockets from /proc/net/tcp and /proc/net/tcp6 and reports
+ * the set whenever it changes, once right after the start even when empty:
+ * `listen addrs=0.0.0.0:8080,127.0.0.1:9000 uptime_ms=N` (IPv6 as [addr]:port; `more=N` when the list was cut).
+ * The host decides from it whether the published ports are reachable. It looks every 500 ms for the first
+ * minute, then every 5 s while a published port lacks a non-loopback listener; once they all have one (or with
+ * none published, after the first minute) every 60 s: an idle VM must not wake often (density).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -46,6 +48,9 @@ static char *app_env[MAX_ITEMS + 8];
 static int app_argc, app_envc;
 static const char *workdir = "/";
 static long long host_ms;
+#define MAX_PORTS 64
+static unsigned listen_ports[MAX_PORTS];
+static int listen_nports;
 
 static void marker(const char *fmt, ...) {
   char buf[1024];
@@ -139,6 +144,7 @@ static void parse_config(void) {
       case 't': host_ms = atoll(val); break;
       case 'h': sethostname(val, strlen(val)); break;
       case 'd': debug_mode = 1; break;
+      case 'p': if (listen_nports < MAX_PORTS) listen_ports[listen_nports++] = (unsigned)atoi(val); break;
     }
     i += rlen + 1;
   }
@@ -223,6 +229,7 @@ static void console_setup(void) {
 #define LISTEN_FAST_MS 500
 #define LISTEN_FAST_FOR_MS 60000
 #define LISTEN_SLOW_MS 5000
+#define LISTEN_IDLE_MS 60000
 #define TCP_LISTEN_STATE 0x0A
 
 static char listen_last[LISTEN_LIST_MAX + 16];
@@ -301,8 +308,30 @@ static int read_listeners(const char *path, int v6, char (*out)[64], int n) {
   return n;
 }
 
-/* Reports the listening sockets when they differ from the last report (always once, so the host knows we look). */
-static void scan_listeners(void) {
+/* Whether "addr:port" is a loopback listener (127.0.0.0/8, ::1, IPv4-mapped 127.x): unreachable from the published port. */
+static int loopback_listener(const char *l) {
+  return strncmp(l, "127.", 4) == 0 || strncmp(l, "[::1]", 5) == 0 || strncmp(l, "[::ffff:127.", 12) == 0;
+}
+
+/* Every published guest port has a listener that forwarded connections reach. */
+static int ports_served(char (*found)[64], int n) {
+  if (listen_nports == 0) return 0;
+  for (int p = 0; p < listen_nports; p++) {
+    int served = 0;
+    for (int i = 0; i < n && !served; i++) {
+      const char *colon = strrchr(found[i], ':');
+      served = colon && (unsigned)atoi(colon + 1) == listen_ports[p] && !loopback_listener(found[i]);
+    }
+    if (!served) return 0;
+  }
+  return 1;
+}
+
+/*
+ * Reports the listening sockets when they differ from the last report (always once, so the host knows we look).
+ * Returns whether the published ports are all served.
+ */
+static int scan_listeners(void) {
   static char found[MAX_LISTEN][64];
   int n = read_listeners("/proc/net/tcp", 0, found, 0);
   n = read_listeners("/proc/net/tcp6", 1, found, n);
@@ -319,11 +348,13 @@ static void scan_listeners(void) {
     memcpy(list + len, found[i], l + 1);
     len += l;
   }
-  if (listen_reported && strcmp(list, listen_last) == 0) return;
+  int served = ports_served(found, n);
+  if (listen_reported && strcmp(list, listen_last) == 0) return served;
   listen_reported = 1;
   memcpy(listen_last, list, len + 1);
   if (more > 0) marker("listen addrs=%s more=%d uptime_ms=%lld", list, more, uptime_ms());
   else marker("listen addrs=%s uptime_ms=%lld", list, uptime_ms());
+  return served;
 }
 
 static pid_t start_app(void) {
@@ -388,8 +419,9 @@ int main(void) {
     struct pollfd fds[2] = {{.fd = sfd, .events = POLLIN}, {.fd = 0, .events = POLLIN}};
     long long now = uptime_ms();
     if (!stopping && now >= next_scan) {
-      scan_listeners();
-      next_scan = now + (now - started_ms < LISTEN_FAST_FOR_MS ? LISTEN_FAST_MS : LISTEN_SLOW_MS);
+      int served = scan_listeners();
+      int fast = now - started_ms < LISTEN_FAST_FOR_MS;
+      next_scan = now + (served ? LISTEN_IDLE_MS : fast ? LISTEN_FAST_MS : listen_nports > 0 ? LISTEN_SLOW_MS : LISTEN_IDLE_MS);
     }
     int wait_ms = stopping ? -1 : (int)(next_scan - now > 0 ? next_scan - now : 0);
     if (poll(fds, 2, wait_ms) < 0) {

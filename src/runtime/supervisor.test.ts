@@ -215,7 +215,7 @@ describe('Supervisor', () => {
     expect(recs.filter((r) => r.startsWith('a'))).toEqual(['a/app/hello', 'a--flag']);
     // PORT: the published guest port (the Heroku/Render/Fly convention)
     expect(recs.filter((r) => r.startsWith('e'))).toEqual(['eA=1', 'eB=from-cli', 'eC=x=y', 'ePORT=8080']);
-    expect(recs).toEqual(expect.arrayContaining(['w/app', 'hhello']));
+    expect(recs).toEqual(expect.arrayContaining(['w/app', 'hhello', 'p8080']));
     expect(recs.some((r) => r.startsWith('d'))).toBe(false);
     expect(nonceOf(o.cmdline)).toMatch(/^[0-9a-f]{16}$/);
     expect(o.cmdline.split(' ')).toEqual(expect.arrayContaining(['ro', 'root=/dev/vda', 'quiet']));

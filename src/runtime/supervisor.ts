@@ -262,7 +262,7 @@ export class Supervisor {
       accel, debug, network: true, env: this.o.env ?? process.env,
       guest: {
         ...guestRun(manifest.run, d.spec), workdir: manifest.run.workdir, nonce,
-        hostname: name, hostTimeMs: Date.now(), debug,
+        hostname: name, hostTimeMs: Date.now(), debug, listenPorts: d.spec.ports.map((p) => p.guestPort),
       },
     });
     const spawnedAt = Date.now();
