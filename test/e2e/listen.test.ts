@@ -52,7 +52,7 @@ describe('listener check: what the app listens on against the published ports (r
     expect(shortHome.qemuProcesses()).toEqual([]);
   });
 
-  it('an app bound to 127.0.0.1: deploy --wait fails with E_LISTENING_LOCALHOST_ONLY, status and logs show the warning and the fix; -e HOST=0.0.0.0 fixes it', async () => {
+  it('an app bound to 127.0.0.1: deploy --wait fails with E_LISTENING_LOCALHOST_ONLY, status and logs show the warning and the fix; -e HOST=0.0.0.0 fixes it, and the app reads PORT', async () => {
     const t0 = Date.now();
     const port = await freePort();
     const r = await home.cli(['deploy', copy('node-localhost'), '-p', `${port}:3000`, '--name', 'lo', '--wait', '--timeout', '600', '--json']);
@@ -80,13 +80,15 @@ describe('listener check: what the app listens on against the published ports (r
     expect(logs).toMatch(/unikctl: fix: .*HOST=0\.0\.0\.0/);
     expect((await home.cli(['destroy', 'lo', '--wait'])).code).toBe(0);
 
-    // the suggested fix, on the image the first deploy stored: listening, served, deploy --wait succeeds
+    // the suggested fix, on the image the first deploy stored, published on another guest port: the app reads PORT
+    // (5000, not its default 3000) and HOST; listening, served, deploy --wait succeeds
     const port2 = await freePort();
-    const ok = await home.cli(['deploy', 'local/node-localhost', '-p', `${port2}:3000`, '--name', 'lo2', '-e', 'HOST=0.0.0.0', '--wait', '--timeout', '600']);
+    const ok = await home.cli(['deploy', 'local/node-localhost', '-p', `${port2}:5000`, '--name', 'lo2', '-e', 'HOST=0.0.0.0', '--wait', '--timeout', '600']);
     expect(ok.code, ok.stderr).toBe(0);
     expect(ok.stdout).toMatch(/^lo2 running, listening/);
-    expect(await httpGet(`http://127.0.0.1:${port2}/`, 60_000)).toBe('hello from node-localhost (bound to 0.0.0.0:3000)\n');
-    expect((await view(home, 'lo2')).listen).toMatchObject({ health: 'listening', listeners: [{ address: '0.0.0.0', port: 3000 }], warning: null });
+    expect(await httpGet(`http://127.0.0.1:${port2}/`, 60_000)).toBe('hello from node-localhost (bound to 0.0.0.0:5000)\n');
+    expect((await view(home, 'lo2')).listen).toMatchObject({ health: 'listening', ports: [5000], listeners: [{ address: '0.0.0.0', port: 5000 }], warning: null });
+    expect(await logsMatching(home, 'lo2', /listening on/)).toContain('node-localhost listening on http://0.0.0.0:5000');
     expect((await home.cli(['destroy', 'lo2', '--wait'])).code).toBe(0);
   });
 
@@ -106,17 +108,6 @@ describe('listener check: what the app listens on against the published ports (r
     expect(logs).toContain('node-worker started: polling for jobs, no HTTP server');
     expect(logs).toContain('unikctl: warning E_NOT_LISTENING: nothing listens on guest port 8080');
     expect((await shortHome.cli(['destroy', 'worker', '--wait'])).code).toBe(0);
-  });
-
-  it('a Node app reading PORT listens on the guest port it is published on (5000, not its default 8080)', async () => {
-    const port = await freePort();
-    const r = await home.cli(['deploy', copy('node-http'), '-p', `${port}:5000`, '--name', 'nodeport', '--wait', '--timeout', '600', '--json']);
-    expect(r.code, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout)).toMatchObject({ state: 'running', health: 'listening', code: null });
-    expect(await httpGet(`http://127.0.0.1:${port}/port`, 60_000)).toContain('path /port');
-    expect((await view(home, 'nodeport')).listen).toMatchObject({ health: 'listening', ports: [5000], listeners: [{ address: '0.0.0.0', port: 5000 }] });
-    expect(await logsMatching(home, 'nodeport', /listening on/)).toContain('node-http listening on 0.0.0.0:5000');
-    expect((await home.cli(['destroy', 'nodeport', '--wait'])).code).toBe(0);
   });
 
   it('a Rust app whose app.toml (a run-time file next to the binary) sets the address and port', async () => {
