@@ -57,6 +57,8 @@ export const ERROR_CODES = {
   E_APP_START_FAILED: user(422, 'the guest init could not start the app'),
   E_APP_EXITED: user(422, 'the app exited with a non-zero code'),
   E_APP_CRASHED: user(422, 'the app was killed by a signal'),
+  E_NOT_LISTENING: user(422, 'the app runs but nothing listens on a published guest port'),
+  E_LISTENING_LOCALHOST_ONLY: user(422, 'the app listens on a published guest port on 127.0.0.1/::1 only, unreachable from outside the VM'),
   E_GUEST_CRASHED: platform(500, 'the guest kernel crashed or reset'),
   E_SUPERVISOR_LOST: platform(500, 'the process supervising the VM died'),
   E_KVM_UNAVAILABLE: platform(500, 'KVM was requested but is not usable', false),

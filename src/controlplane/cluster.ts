@@ -209,7 +209,7 @@ export class ClusterClient implements Client, Fleet {
       views.push({
         name: p.deployment, id: '', state: 'pending', exitCode: null, code: null,
         reason: node?.status === 'down' ? `node ${p.node} is down; the workload is being rescheduled` : `placed on node ${p.node}`,
-        ports: [], imageBytes: null, image: null, pack: null, mode: null, accel: null, bootMs: null, boot: {}, uptimeMs: null,
+        ports: [], imageBytes: null, image: null, pack: null, mode: null, accel: null, bootMs: null, boot: {}, uptimeMs: null, listen: null,
         createdAt: new Date(p.placedAt).toISOString(), startedAt: null, endedAt: null, metrics: { cpuSeconds: null, rssBytes: null, supervisorRssBytes: null }, node: p.node,
       } as DeploymentView);
     }

@@ -42,6 +42,8 @@ export class Metrics {
     perDeployment('unikctld_deployment_image_bytes', 'Image size (kernel + root filesystem) of each deployment.', (d) => d.imageBytes);
     perDeployment('unikctld_deployment_cpu_seconds', 'CPU time used by the VM process of each running deployment.', (d) => d.metrics.cpuSeconds);
     perDeployment('unikctld_deployment_memory_bytes', 'Resident memory of the VM process of each running deployment.', (d) => d.metrics.rssBytes);
+    perDeployment('unikctld_deployment_listening', 'Whether each running deployment listens where its published ports forward (1), or not (0: localhost-only, not-listening); absent while checking or without ports.',
+      (d) => { const h = d.listen?.health; return h === 'listening' ? 1 : h === 'localhost-only' || h === 'not-listening' ? 0 : null; });
     perDeployment('unikctld_deployment_supervisor_memory_bytes', 'Resident memory of the supervisor process that owns each running VM.', (d) => d.metrics.supervisorRssBytes);
   }
 }

@@ -82,6 +82,16 @@ const deploymentSchema = {
     ports: { type: 'array', items: str }, imageBytes: nnum, image: nstr, pack: nstr, mode: nstr, accel: nstr, bootMs: nnum,
     boot: { type: 'object', additionalProperties: { type: 'number' } }, uptimeMs: nnum, createdAt: str, startedAt: nstr, endedAt: nstr,
     metrics: { type: 'object', properties: { cpuSeconds: nnum, rssBytes: nnum, supervisorRssBytes: nnum } },
+    listen: {
+      type: 'object', nullable: true,
+      properties: {
+        health: { type: 'string', enum: ['checking', 'listening', 'localhost-only', 'not-listening', 'no-ports', 'unknown'] },
+        ports: { type: 'array', items: { type: 'integer' } },
+        listeners: { type: 'array', nullable: true, items: { type: 'object', properties: { address: str, port: { type: 'integer' } } } },
+        warning: { type: 'object', nullable: true, properties: { code: str, message: str, fix: str } },
+        since: { type: 'number' },
+      },
+    },
     node: str,
   },
 } as const;

@@ -1,5 +1,5 @@
 import type { LogEntry } from '../runtime/logstore.js';
-import type { Deployment, Operation, OperationError } from '../store/types.js';
+import type { Deployment, ListenStatus, Operation, OperationError } from '../store/types.js';
 
 export interface DeployRequest {
   /** a project dir, a package (path or name[:tag]) or an ELF binary */
@@ -68,6 +68,11 @@ export interface DeploymentView {
   createdAt: string;
   startedAt: string | null;
   endedAt: string | null;
+  /**
+   * While running: what the app listens on in the guest and whether that serves the published ports (health and a
+   * warning with its code and fix); null otherwise. A peer of an older version may leave it out.
+   */
+  listen?: ListenStatus | null;
   /** VM process (QEMU) CPU time and resident memory; the supervisor that owns the VM is reported apart */
   metrics: { cpuSeconds: number | null; rssBytes: number | null; supervisorRssBytes: number | null };
   /** the node running it (cluster mode) */

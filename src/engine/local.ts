@@ -51,6 +51,7 @@ export function toView(d: Deployment, now = Date.now()): DeploymentView {
     imageBytes: d.image?.sizeBytes ?? null, image: d.image?.ref ?? d.image?.name ?? null, pack: d.image?.pack ?? null,
     mode: d.image?.mode ?? null, accel: d.accel, bootMs: d.boot.vmmStartToAppStartMs ?? null, boot: d.boot,
     uptimeMs: running && d.startedAt ? now - d.startedAt : null,
+    listen: d.state === 'running' ? d.listen : null,
     createdAt: new Date(d.createdAt).toISOString(), startedAt: iso(d.startedAt), endedAt: iso(d.endedAt),
     metrics: running ? deploymentMetrics(d) : NO_METRICS,
   };
@@ -126,7 +127,7 @@ export class LocalClient implements Client {
         source: target.source, resolvedFrom: target.resolvedFrom, ports, memoryMiB, cpus, env, debug: req.debug, rootfsDir: req.rootfs, labels,
         ...(this.opts.remoteBuild && target.source.kind === 'project' ? { remoteBuild: this.opts.remoteBuild } : {}),
       },
-      image: null, supervisor: null, vmm: null, accel: null, boot: {}, createdAt: now, updatedAt: now, startedAt: null, endedAt: null,
+      image: null, supervisor: null, vmm: null, accel: null, boot: {}, listen: null, createdAt: now, updatedAt: now, startedAt: null, endedAt: null,
     };
     this.store.createDeployment(d, op);
     this.spawnWorker(['deploy', name, op.id]);

@@ -6,11 +6,12 @@ import { materializeKernel, readImage, type ImageManifest } from '../image/image
 import { copyImageDir, normalizeRef, PackageStore } from '../image/package-store.js';
 import { toUserError, UserError, type ErrorCode } from '../errors.js';
 import { deploymentDir, type HomeLayout } from '../paths.js';
-import type { Deployment, ImageSummary, Store } from '../store/types.js';
+import type { Deployment, ImageSummary, ListenStatus, Listener, Store } from '../store/types.js';
 import { envMs, processRef, sleep } from '../util/proc.js';
 import { accelRequest, planAccel, recordKvmVerdict } from './accel.js';
 import { guestRun, kernelCmdline } from './cmdline.js';
 import { ConsoleParser, type ConsoleEvent } from './console.js';
+import { assessListen, formatListener, listenTimeoutMs, parseListeners, sameListen } from './listen.js';
 import { LogWriter, type LogEntry } from './logstore.js';
 import { qemuVmm } from './qemu.js';
 import type { Accel, Vmm, VmmHandle } from './vmm.js';
@@ -200,6 +201,57 @@ export class Supervisor {
     }
   }
 
+  private listenCheck(d: Deployment, manifest: ImageManifest): ListenCheck {
+    const { store, name } = this.o;
+    const deadlineMs = listenTimeoutMs(this.o.env ?? process.env);
+    const ports = d.spec.ports.map((p) => p.guestPort);
+    let listeners: Listener[] | null = null;
+    let pastDeadline = false;
+    let last: ListenStatus | null = null;
+    let timer: NodeJS.Timeout | undefined;
+    const assess = (at: number): ListenStatus => {
+      const next = assessListen({ ports, listeners, pastDeadline, deadlineMs, pack: manifest.pack }, at);
+      return last && last.health === next.health ? { ...next, since: last.since } : next;
+    };
+    const note = (prev: ListenStatus | null, next: ListenStatus, at: number): void => {
+      // lines from unikctl, not the app: the `unikctl:` prefix on the init stream, as the KVM fallback's
+      if (next.warning && next.warning.message !== prev?.warning?.message) {
+        this.log.append({ t: at, s: 'init', m: `unikctl: warning ${next.warning.code}: ${next.warning.message}` });
+        this.log.append({ t: at, s: 'init', m: `unikctl: fix: ${next.warning.fix}` });
+      } else if (next.health === 'listening' && prev?.warning) {
+        this.log.append({ t: at, s: 'init', m: `unikctl: the app now listens on ${(next.listeners ?? []).map(formatListener).join(', ')}: published guest port ${next.ports.join(', ')} reachable` });
+      } else if (next.health === 'unknown') {
+        this.log.append({ t: at, s: 'init', m: "unikctl: the image's guest init does not report listening sockets (built by an older unikctl): rebuild the image to check its ports" });
+      }
+      if (next.health !== prev?.health) store.addEvent(name, 'listen', next.warning ? `${next.health}: ${next.warning.code}` : next.health);
+    };
+    const update = (at: number): void => {
+      if (last === null) return; // not started
+      const next = assess(at);
+      if (sameListen(last, next)) return;
+      const prev = last;
+      last = next;
+      store.patchDeployment(name, { listen: next });
+      note(prev, next, at);
+    };
+    return {
+      start: (at) => {
+        last = assess(at);
+        if (ports.length > 0) {
+          timer = setTimeout(() => { pastDeadline = true; update(Date.now()); }, deadlineMs);
+          timer.unref();
+        }
+        note(null, last, at);
+        return last;
+      },
+      report: (l, at) => {
+        listeners = l;
+        update(at);
+      },
+      stop: () => clearTimeout(timer),
+    };
+  }
+
   /** One boot: spawn the VMM, parse the console, wait for it to end. */
   private async attempt(d: Deployment, manifest: ImageManifest, accel: Accel, probeTimeoutMs: number | null): Promise<Outcome> {
     const { store, name, operationId } = this.o;
@@ -210,7 +262,7 @@ export class Supervisor {
       accel, debug, network: true, env: this.o.env ?? process.env,
       guest: {
         ...guestRun(manifest.run, d.spec), workdir: manifest.run.workdir, nonce,
-        hostname: name, hostTimeMs: Date.now(), debug,
+        hostname: name, hostTimeMs: Date.now(), debug, listenPorts: d.spec.ports.map((p) => p.guestPort),
       },
     });
     const spawnedAt = Date.now();
@@ -224,6 +276,7 @@ export class Supervisor {
 
     let started = false;
     let firstOutput = false;
+    const listen = this.listenCheck(d, manifest);
     let exitEvent: ConsoleEvent | null = null;
     let initError: string | null = null;
     const kernelTail: string[] = [];
@@ -248,9 +301,11 @@ export class Supervisor {
           started = true;
           const cur = store.getDeployment(name);
           const boot = { ...(cur?.boot ?? {}), vmmStartToAppStartMs: at - spawnedAt, guestUptimeAtAppStartMs: Number(e.fields.uptime_ms ?? NaN) };
-          store.transition(name, ['starting'], 'running', { startedAt: at, boot });
+          store.transition(name, ['starting'], 'running', { startedAt: at, boot, listen: listen.start(at) });
           const op = store.getOperation(operationId);
           if (op && op.state === 'running') store.updateOperation(operationId, 'succeeded');
+        } else if (e.event === 'listen') {
+          listen.report(parseListeners(e.fields.addrs ?? ''), at);
         } else if (e.event === 'exit') {
           exitEvent = e;
         } else if (e.event === 'error') {
@@ -273,6 +328,7 @@ export class Supervisor {
 
     const result = await handle.exited;
     clearTimeout(bootTimer);
+    listen.stop();
     await sleep(20); // let the last console bytes arrive
     parser.flush();
     parser.close();
@@ -301,6 +357,15 @@ export class Supervisor {
     }
     return { kind: 'failed', code: started ? 'E_GUEST_CRASHED' : 'E_QEMU_FAILED', reason: started ? 'the guest reset or powered off without reporting the app exit (guest crash)' : 'the VM stopped before the app started' };
   }
+}
+
+/** The listener check of one boot (see listen.ts): the app's health in the store, and unikctl's own lines in its log. */
+interface ListenCheck {
+  /** the app started: the first assessment (stored with the `running` transition) and the deadline timer */
+  start(at: number): ListenStatus;
+  /** the guest init reported what the app listens on */
+  report(listeners: Listener[], at: number): void;
+  stop(): void;
 }
 
 export function describeMissingDeployment(name: string): UserError {

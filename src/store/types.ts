@@ -58,6 +58,40 @@ export interface BootMetrics {
   buildMs?: number;
 }
 
+/** A TCP socket the app listens on inside the guest, as the guest init reads it from /proc/net/tcp{,6}. */
+export interface Listener { address: string; port: number; }
+
+/**
+ * Whether what the app listens on serves its published ports. A health of the running app, next to the RT-3
+ * lifecycle state (which stays `running`: the VM and the app are alive):
+ * - checking: the app has not listened on every published guest port yet, the listen deadline has not passed;
+ * - listening: every published guest port is listened on a non-loopback address (0.0.0.0, ::, the guest's);
+ * - localhost-only: a published guest port is listened on 127.0.0.1/::1 only, which forwarded connections cannot reach;
+ * - not-listening: past the deadline, a published guest port has no listener;
+ * - no-ports: nothing is published, nothing to check;
+ * - unknown: the image's guest init does not report listeners (built before it did): rebuild to check.
+ */
+export type ListenHealth = 'checking' | 'listening' | 'localhost-only' | 'not-listening' | 'no-ports' | 'unknown';
+
+export interface ListenWarning {
+  code: 'E_NOT_LISTENING' | 'E_LISTENING_LOCALHOST_ONLY';
+  /** what is wrong, naming the ports and what the app listens on */
+  message: string;
+  /** how to fix it (bind 0.0.0.0, the framework's variable or flag, or publish the port the app uses) */
+  fix: string;
+}
+
+export interface ListenStatus {
+  health: ListenHealth;
+  /** the guest ports checked: the published ones */
+  ports: number[];
+  /** what the app listens on (null until the guest init's first report) */
+  listeners: Listener[] | null;
+  warning: ListenWarning | null;
+  /** when the health took its value (ms since the epoch) */
+  since: number;
+}
+
 export interface ImageSummary {
   dir: string;
   name: string;
@@ -88,6 +122,8 @@ export interface Deployment {
   vmm: ProcessRef | null;
   accel: 'kvm' | 'tcg' | null;
   boot: BootMetrics;
+  /** what the running app listens on and whether that serves its published ports (null before the app starts) */
+  listen: ListenStatus | null;
   createdAt: number;
   updatedAt: number;
   startedAt: number | null;
@@ -121,7 +157,7 @@ export interface Operation {
 export interface DeploymentEvent { id: number; deployment: string; at: number; type: string; message: string; }
 
 /** Fields a state transition may set along with the new state. */
-export type DeploymentPatch = Partial<Pick<Deployment, 'exitCode' | 'code' | 'reason' | 'image' | 'supervisor' | 'vmm' | 'accel' | 'boot' | 'startedAt' | 'endedAt'>>;
+export type DeploymentPatch = Partial<Pick<Deployment, 'exitCode' | 'code' | 'reason' | 'image' | 'supervisor' | 'vmm' | 'accel' | 'boot' | 'listen' | 'startedAt' | 'endedAt'>>;
 
 export interface Store {
   /** Inserts a deployment and its deploy operation atomically; fails with E_NAME_TAKEN if the name exists and with E_PORT_IN_USE if a live deployment publishes one of its host ports. */
