@@ -16,6 +16,8 @@ export interface DeployJobRequest {
   rootfs?: string;
   labels: string[];
   resolvedFrom: string;
+  /** the trust check at admission (a package): the node refuses any image but the one with this manifest digest */
+  trust?: { manifestSha256: string; keyid: string | null };
 }
 export interface DestroyJobRequest { graceMs: number; }
 export interface MoveJobRequest { from: string; sourceDown: boolean; graceMs: number; }
@@ -72,6 +74,7 @@ export class EngineRunner implements Runner {
         ...(r.memory !== undefined ? { memory: r.memory } : {}),
         ...(r.cpus !== undefined ? { cpus: r.cpus } : {}),
         ...(r.rootfs !== undefined ? { rootfs: r.rootfs } : {}),
+        ...(r.trust ? { expectManifestSha256: r.trust.manifestSha256 } : {}),
       });
     }
     const d = await this.node.waitFor(job.target, (x) => !x || SETTLED.includes(x.state), BUILD_AND_BOOT_TIMEOUT_MS);

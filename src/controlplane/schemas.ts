@@ -171,6 +171,7 @@ export const agentDeployBodySchema = {
     debug: { type: 'boolean' },
     labels: deployBodySchema.properties.labels,
     idempotencyKey: { type: 'string', minLength: 1, maxLength: 400 },
+    expectManifestSha256: { type: 'string', pattern: '^[0-9a-f]{64}$' },
   },
 } as const;
 

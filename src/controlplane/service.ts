@@ -18,6 +18,8 @@ import type { Queue } from './queue.js';
 import type { DeployJobRequest } from './runner.js';
 import type { Fleet } from './fleet.js';
 import type { HostAdmission } from './host-admission.js';
+import { checkImage, manifestDigest, OFF_RULE } from '../image/trust.js';
+import type { TrustRule } from '../store/types.js';
 
 export interface DeployBody {
   source: { artifact: string; kind: 'project' | 'binary' | 'package' } | { package: string };
@@ -45,6 +47,9 @@ export class ControlPlane {
     journal: JobStore; queue: Queue; node: Client; fleet: Fleet | null; host: HostAdmission | null; nodeLayout: HomeLayout; artifacts: ArtifactStore; maxAttempts: number;
     /** cluster mode: placements keep the deploy request (and so the artifact) a move recreates the workload from */
     placements?: PlacementStore;
+    /** the control plane's trust-policy rule (default off) and where a warn-mode failure is counted */
+    trust?: TrustRule;
+    onTrustWarning?: (code: string) => void;
   }) {}
 
   private artifactDir(id: string): string {
@@ -128,6 +133,14 @@ export class ControlPlane {
     const { target } = this.resolveSource(body);
     const rootfs = body.rootfsArtifact ? this.artifactDir(body.rootfsArtifact) : undefined;
     const resolved = resolveTarget(target, '/', this.o.nodeLayout, rootfs);
+    // a package is checked against the trust policy before anything is journaled (enforce: refused with its code);
+    // the digest checked travels with the job, so the node boots exactly this image or nothing
+    let trust: DeployJobRequest['trust'];
+    if (resolved.source.kind === 'package') {
+      const out = checkImage(target, this.o.trust ?? OFF_RULE('controlplane'));
+      if (out.warning) this.o.onTrustWarning?.(out.warning.code);
+      trust = { manifestSha256: manifestDigest(target), keyid: out.verified?.keyid ?? null };
+    }
 
     const taken = async (n: string): Promise<boolean> =>
       (await this.o.node.has(n)) || (await this.reserved(n));
@@ -146,6 +159,7 @@ export class ControlPlane {
       ...(body.memory !== undefined ? { memory: body.memory } : {}),
       ...(body.cpus !== undefined ? { cpus: body.cpus } : {}),
       ...(rootfs !== undefined ? { rootfs } : {}),
+      ...(trust ? { trust } : {}),
     };
     const { job, created } = await this.o.journal.enqueue({
       id: newId('op'), kind: 'deploy', target: name, idempotencyKey, requestHash, request, maxAttempts: this.o.maxAttempts, traceId, createdAt: Date.now(),
@@ -277,6 +291,7 @@ function placeholder(j: Job): DeploymentView {
     ports: ((j.request as DeployJobRequest).ports ?? []).map((p) => formatPort(parsePort(p))),
     imageBytes: null, image: null, pack: null, mode: null, accel: null, bootMs: null, boot: {}, uptimeMs: null,
     createdAt: now, startedAt: null, endedAt: null, metrics: { cpuSeconds: null, rssBytes: null, supervisorRssBytes: null },
+    signedBy: (j.request as DeployJobRequest).trust?.keyid ?? null, trust: null,
   };
 }
 
