@@ -4,6 +4,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { parse as parseYaml } from 'yaml';
 
 export interface LockedDependency {
   ecosystem: 'golang' | 'cargo' | 'npm' | 'pypi' | 'maven' | 'nuget';
@@ -113,10 +114,46 @@ function npmLock(dir: string): LockedDependency[] {
   return Object.entries(lock.packages ?? {}).flatMap(([path, p]) => {
     const name = path.split('node_modules/').at(-1);
     if (!path || !name || !p.version || p.link) return [];
-    const sri = /^(sha512|sha256)-(.+)$/.exec(p.integrity ?? '');
-    const hashes = sri?.[1] && sri[2] ? [{ alg: sri[1] === 'sha512' ? 'SHA-512' as const : 'SHA-256' as const, content: b64hex(sri[2]) }] : [];
-    const [scope, bare] = name.startsWith('@') ? name.split('/') : [undefined, name];
-    return [{ ecosystem: 'npm' as const, name, version: p.version, purl: `pkg:npm/${scope ? `${enc(scope)}/` : ''}${enc(bare ?? name)}@${enc(p.version)}`, hashes, source: 'package-lock.json' }];
+    return [{ ecosystem: 'npm' as const, name, version: p.version, purl: npmPurl(name, p.version), hashes: sriHashes(p.integrity), source: 'package-lock.json' }];
+  });
+}
+
+const npmPurl = (name: string, version: string): string => {
+  const [scope, bare] = name.startsWith('@') ? name.split('/') : [undefined, name];
+  return `pkg:npm/${scope ? `${enc(scope)}/` : ''}${enc(bare ?? name)}@${enc(version)}`;
+};
+
+const sriHashes = (integrity: string | undefined): LockedDependency['hashes'] => {
+  const sri = /^(sha512|sha256)-(.+)$/.exec(integrity ?? '');
+  return sri?.[1] && sri[2] ? [{ alg: sri[1] === 'sha512' ? 'SHA-512' : 'SHA-256', content: b64hex(sri[2]) }] : [];
+};
+
+/** pnpm-lock.yaml (v6+): `packages: { "name@version": { resolution: { integrity } } }`. */
+function pnpmLock(dir: string): LockedDependency[] {
+  const text = read(dir, 'pnpm-lock.yaml');
+  if (!text) return [];
+  const lock = parseYaml(text) as { packages?: Record<string, { resolution?: { integrity?: string } }> } | null;
+  return Object.entries(lock?.packages ?? {}).flatMap(([key, p]) => {
+    const m = /^\/?(@?[^@]+)@([^(]+)/.exec(key);
+    if (!m?.[1] || !m[2]) return [];
+    return [{ ecosystem: 'npm' as const, name: m[1], version: m[2], purl: npmPurl(m[1], m[2]), hashes: sriHashes(p.resolution?.integrity), source: 'pnpm-lock.yaml' }];
+  });
+}
+
+/** yarn.lock of Yarn 2+ (YAML): `"name@npm:range": { version, resolution, checksum }`; the checksum is of Yarn's cache archive. */
+function yarnLock(dir: string): LockedDependency[] {
+  const text = read(dir, 'yarn.lock');
+  if (!text || !text.includes('__metadata:')) return []; // Yarn 1's own format names no digests worth a parser here
+  const lock = parseYaml(text) as Record<string, { version?: string; resolution?: string; checksum?: string; linkType?: string }> | null;
+  const seen = new Set<string>();
+  return Object.entries(lock ?? {}).flatMap(([key, p]) => {
+    const name = /^(@?[^@]+)@npm:/.exec(p.resolution ?? '')?.[1];
+    if (key === '__metadata' || !name || !p.version || seen.has(`${name}@${p.version}`)) return [];
+    seen.add(`${name}@${p.version}`);
+    return [{
+      ecosystem: 'npm' as const, name, version: p.version, purl: npmPurl(name, p.version), hashes: [], source: 'yarn.lock',
+      ...(p.checksum ? { properties: [{ name: 'unikctl:yarn:checksum', value: p.checksum }] } : {}),
+    }];
   });
 }
 
@@ -158,5 +195,5 @@ function mavenPom(dir: string): LockedDependency[] {
 
 /** Every dependency the project's lock inputs resolve, whatever its ecosystem (a project may have several). */
 export function lockedDependencies(dir: string): LockedDependency[] {
-  return [...goSum(dir), ...cargoLock(dir), ...npmLock(dir), ...requirements(dir), ...pythonTomlLock(dir, 'uv.lock'), ...pythonTomlLock(dir, 'poetry.lock'), ...mavenPom(dir), ...nugetLock(dir)];
+  return [...goSum(dir), ...cargoLock(dir), ...npmLock(dir), ...pnpmLock(dir), ...yarnLock(dir), ...requirements(dir), ...pythonTomlLock(dir, 'uv.lock'), ...pythonTomlLock(dir, 'poetry.lock'), ...mavenPom(dir), ...nugetLock(dir)];
 }
