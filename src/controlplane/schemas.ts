@@ -83,6 +83,11 @@ const deploymentSchema = {
     boot: { type: 'object', additionalProperties: { type: 'number' } }, uptimeMs: nnum, createdAt: str, startedAt: nstr, endedAt: nstr,
     metrics: { type: 'object', properties: { cpuSeconds: nnum, rssBytes: nnum, supervisorRssBytes: nnum } },
     node: str,
+    signedBy: { ...nstr, description: 'key id (sha256 of the public key\'s SPKI DER) of the verified signature of the image; null: unsigned or not checked' },
+    trust: {
+      type: 'object', nullable: true, description: 'the trust-policy check at admission: its mode, and the failure a warn-mode policy let through',
+      properties: { mode: { type: 'string', enum: ['enforce', 'warn', 'off'] }, warning: { type: 'object', nullable: true, properties: { code: str, message: str } } },
+    },
   },
 } as const;
 
