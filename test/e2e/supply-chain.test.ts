@@ -170,8 +170,9 @@ describe('control plane, enforce', () => {
     const fresh = readdirSync(artifacts).filter((a) => !before.has(a) && existsSync(join(artifacts, a, 'root', 'manifest.json')));
     expect(fresh).toHaveLength(1);
     await server.stop();
-    // the node's copy of the accepted package now holds image B's root filesystem
-    cpSync(join(img['signed-b'] ?? '', 'rootfs.erofs'), join(artifacts, fresh[0] ?? '', 'root', 'rootfs.erofs'));
+    // the node's copy of the accepted package is replaced by image B, whole: a valid image signed by the trusted key,
+    // so only the digest recorded with the operation tells it from the image the API accepted
+    for (const f of readdirSync(img['signed-b'] ?? '')) cpSync(join(img['signed-b'] ?? '', f), join(artifacts, fresh[0] ?? '', 'root', f));
     server = new TestServer({ data, workers: 1, extra: ['--trust-policy', cpPolicy] });
     await server.start();
     const deadline = Date.now() + T / 2;
