@@ -3,13 +3,17 @@
 # idempotently, on Debian 12:
 #   - promtool, from Debian's `prometheus` package (only when `promtool` is not on PATH already);
 #   - Schemathesis (pinned), from PyPI into a virtualenv at .venv-tools/ (only when that exact version is not
-#     there already).
+#     there already);
+#   - securesystemslib (DSSE + Ed25519) and cyclonedx-python-lib (with the official CycloneDX JSON schemas and its
+#     validator), pinned, into the same venv: the independent checks of signed images (test/e2e/supply-chain.test.ts).
 # A second run only checks, and takes well under a second. Everything it does is said on stderr.
 # Environment: PYTHON (default python3) is the interpreter the venv is made from.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SCHEMATHESIS_VERSION="4.32.5"
+SECURESYSTEMSLIB_VERSION="1.6.0"
+CYCLONEDX_LIB_VERSION="11.12.0"
 VENV=".venv-tools"
 PYTHON="${PYTHON:-python3}"
 
@@ -66,6 +70,18 @@ else
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-input "schemathesis==$SCHEMATHESIS_VERSION" >&2
   have_st || { say "schemathesis $SCHEMATHESIS_VERSION did not install into $VENV/"; exit 1; }
   say "installed $("$VENV/bin/st" --version 2>&1 | head -n1)"
+fi
+# 2b. the supply-chain verifiers, in the same venv (extras: the cryptography backend, the JSON schema validator)
+have_supply() {
+  "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('securesystemslib') != '$SECURESYSTEMSLIB_VERSION' or m.version('cyclonedx-python-lib') != '$CYCLONEDX_LIB_VERSION'); import cryptography, jsonschema" >/dev/null 2>&1
+}
+if have_supply; then
+  say "securesystemslib $SECURESYSTEMSLIB_VERSION and cyclonedx-python-lib $CYCLONEDX_LIB_VERSION present in $VENV/"
+else
+  say "pip install securesystemslib[crypto]==$SECURESYSTEMSLIB_VERSION cyclonedx-python-lib[json-validation]==$CYCLONEDX_LIB_VERSION into $VENV/"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
+    "securesystemslib[crypto]==$SECURESYSTEMSLIB_VERSION" "cyclonedx-python-lib[json-validation]==$CYCLONEDX_LIB_VERSION" >&2
+  have_supply || { say "the supply-chain verifiers did not install into $VENV/"; exit 1; }
 fi
 # keep the venv out of git status (Python >= 3.13 writes this file itself; 3.11 does not)
 [ -f "$VENV/.gitignore" ] || printf '# created by scripts/ci-tools.sh\n*\n' > "$VENV/.gitignore"

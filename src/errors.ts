@@ -101,6 +101,12 @@ export const ERROR_CODES = {
   E_REQUEST_TIMEOUT: user(408, 'the client sent the request too slowly'),
   E_ARTIFACT_IN_USE: user(409, 'the artifact is used by a queued or running deployment'),
   E_DISK_FULL: platform(507, 'the disk holding the unikctl state is full', false),
+  E_SIGNATURE_MISSING: user(403, 'the trust policy requires a signed image and the image has no signature'),
+  E_SIGNATURE_INVALID: user(422, 'the image signature does not verify, or the signed content was changed'),
+  E_SIGNATURE_UNTRUSTED: user(403, 'the image is signed by a key the trust policy does not trust'),
+  E_ARTIFACT_TAMPERED: user(422, 'an image file does not match the digest its signed manifest records'),
+  E_PROVENANCE_MISMATCH: user(422, 'the signed provenance is about another image or a builder the policy does not accept'),
+  E_TRUST_CONFIG: user(400, 'the trust policy or a signing key file is invalid'),
 } as const satisfies Record<`E_${string}`, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

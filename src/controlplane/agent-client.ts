@@ -14,6 +14,8 @@ export interface AgentDeployRequest {
   debug: boolean;
   labels: string[];
   idempotencyKey: string;
+  /** the manifest digest the control plane's trust check accepted: the agent boots that image or refuses */
+  expectManifestSha256?: string;
 }
 
 /** The control plane's side of the agent API (node token auth, optional TLS via NODE_EXTRA_CA_CERTS). */

@@ -112,6 +112,7 @@ export class ClusterClient implements Client, Fleet {
       const request: AgentDeployRequest = {
         name, source: await this.sourceOf(req.target), ports: req.ports, env: req.env, debug: req.debug, labels: req.labels, idempotencyKey,
         ...(req.memory !== undefined ? { memory: req.memory } : {}), cpus,
+        ...(req.expectManifestSha256 ? { expectManifestSha256: req.expectManifestSha256 } : {}),
       };
       const placed: Placement = { deployment: name, node, cpus, memoryMiB, request, placedAt: Date.now() };
       // the node may fetch the artifact from now on (and only that node): granted before a replay could skip it
@@ -211,6 +212,7 @@ export class ClusterClient implements Client, Fleet {
         reason: node?.status === 'down' ? `node ${p.node} is down; the workload is being rescheduled` : `placed on node ${p.node}`,
         ports: [], imageBytes: null, image: null, pack: null, mode: null, accel: null, bootMs: null, boot: {}, uptimeMs: null, listen: null,
         createdAt: new Date(p.placedAt).toISOString(), startedAt: null, endedAt: null, metrics: { cpuSeconds: null, rssBytes: null, supervisorRssBytes: null }, node: p.node,
+        signedBy: null, trust: null,
       } as DeploymentView);
     }
     views.sort((a, b) => a.name.localeCompare(b.name));

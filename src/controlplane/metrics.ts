@@ -10,6 +10,7 @@ export class Metrics {
   readonly opFailures: Counter<'kind' | 'code' | 'tenant'>;
   readonly opRetries: Counter<'kind' | 'tenant'>;
   readonly httpRequests: Counter<'method' | 'route' | 'status'>;
+  readonly trustWarnings: Counter<'scope' | 'code'>;
 
   constructor(journal: OperationJournal, node: Client) {
     const registers = [this.registry];
@@ -19,6 +20,10 @@ export class Metrics {
     });
     this.opFailures = new Counter({ name: 'unikctld_operation_failures_total', help: 'Operations that ended failed, by kind and error code.', labelNames: ['kind', 'code', 'tenant'], registers });
     this.opRetries = new Counter({ name: 'unikctld_operation_retries_total', help: 'Operation attempts that failed and were scheduled again.', labelNames: ['kind', 'tenant'], registers });
+    this.trustWarnings = new Counter({
+      name: 'unikctld_trust_policy_warnings_total', help: 'Deploys a warn-mode trust policy let through although the image failed its check, by scope and error code.',
+      labelNames: ['scope', 'code'], registers,
+    });
     this.httpRequests = new Counter({ name: 'unikctld_http_requests_total', help: 'HTTP requests by method, route and status.', labelNames: ['method', 'route', 'status'], registers });
     new Gauge({
       name: 'unikctld_queue_operations', help: 'Operations in the journal by state.', labelNames: ['state'], registers,

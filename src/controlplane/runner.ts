@@ -19,6 +19,8 @@ export interface DeployOperationRequest {
   resolvedFrom: string;
   /** set when a tenant deploys: the node runs the VM as that tenant's user, in its cgroup */
   tenant?: TenantIsolation;
+  /** the trust check at admission (a package): the node refuses any image but the one with this manifest digest */
+  trust?: { manifestSha256: string; keyid: string | null };
 }
 export interface DestroyOperationRequest { graceMs: number; }
 export interface MoveOperationRequest { from: string; sourceDown: boolean; graceMs: number; }
@@ -79,6 +81,7 @@ export class EngineRunner implements Runner {
         ...(r.memory !== undefined ? { memory: r.memory } : {}),
         ...(r.cpus !== undefined ? { cpus: r.cpus } : {}),
         ...(r.rootfs !== undefined ? { rootfs: r.rootfs } : {}),
+        ...(r.trust ? { expectManifestSha256: r.trust.manifestSha256 } : {}),
       });
     }
     const d = await this.node.waitFor(op.target, (x) => !x || SETTLED.includes(x.state), BUILD_AND_BOOT_TIMEOUT_MS);

@@ -93,6 +93,11 @@ const deploymentSchema = {
       },
     },
     node: str,
+    signedBy: { ...nstr, description: 'key id (sha256 of the public key\'s SPKI DER) of the verified signature of the image; null: unsigned or not checked' },
+    trust: {
+      type: 'object', nullable: true, description: 'the trust-policy check at admission: its mode, and the failure a warn-mode policy let through',
+      properties: { mode: { type: 'string', enum: ['enforce', 'warn', 'off'] }, warning: { type: 'object', nullable: true, properties: { code: str, message: str } } },
+    },
   },
 } as const;
 
@@ -198,6 +203,7 @@ export const agentDeployBodySchema = {
     debug: { type: 'boolean' },
     labels: deployBodySchema.properties.labels,
     idempotencyKey: { type: 'string', minLength: 1, maxLength: 400 },
+    expectManifestSha256: { type: 'string', pattern: '^[0-9a-f]{64}$' },
   },
 } as const;
 

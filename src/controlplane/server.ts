@@ -22,6 +22,8 @@ import type { HostAdmission } from './host-admission.js';
 import { checkHostPorts, hostMemoryMiB } from '../engine/deploy-input.js';
 import { ControlPlane } from './service.js';
 import { openStores } from './open-stores.js';
+import { loadTrustPolicy, ruleFor } from '../image/trust.js';
+import { loadPrivateKey } from '../image/dsse.js';
 
 export interface ServeOptions {
   listen: string;
@@ -55,6 +57,10 @@ export interface ServeOptions {
   artifactTtlMs: number;
   /** --tenants FILE: declared tenants with quotas (absent: one implicit tenant, as before) */
   tenants?: string;
+  /** the trust policy (its controlplane scope) deploys are checked against */
+  trustPolicy?: string;
+  /** signs the images this daemon builds for clients */
+  signKey?: string;
 }
 
 /** The slow-client bounds of both servers (serve and agent) from their flags. */
@@ -84,6 +90,8 @@ export async function serve(o: ServeOptions): Promise<{ close(deadlineMs?: numbe
     throw new UserError('E_INVALID_ARGUMENT', `--join-token must be at least ${MIN_PLAIN_TOKEN_LENGTH} characters`, { hint: 'generate one with: openssl rand -hex 32' });
   }
   const nodeAuth = new NodeAuthenticator(nodes, joinToken);
+  const trust = ruleFor(o.trustPolicy ? loadTrustPolicy(o.trustPolicy) : null, 'controlplane');
+  if (o.signKey) loadPrivateKey(o.signKey); // fails at start, not at the first build
   let node: Client;
   let fleet: Fleet | null = null;
   let hostAdmission: HostAdmission | null = null;
@@ -92,7 +100,7 @@ export async function serve(o: ServeOptions): Promise<{ close(deadlineMs?: numbe
     node = cluster;
     fleet = cluster;
   } else {
-    const local = new LocalClient(nodeLayout, { remoteBuild: { sandbox: o.sandbox } });
+    const local = new LocalClient(nodeLayout, { remoteBuild: { sandbox: o.sandbox }, trust, ...(o.signKey ? { signKey: resolve(o.signKey) } : {}) });
     node = local;
     hostAdmission = { maxMemoryMiB: hostMemoryMiB(), checkPorts: checkHostPorts, requireSpace: () => local.store.requireSpace() };
   }
@@ -114,7 +122,10 @@ export async function serve(o: ServeOptions): Promise<{ close(deadlineMs?: numbe
       log: (msg, f) => log?.(msg, f),
     },
   });
-  const cp = new ControlPlane({ journal, queue, node, fleet, host: hostAdmission, nodeLayout, artifacts, maxAttempts: o.maxAttempts, placements: nodes });
+  const cp = new ControlPlane({
+    journal, queue, node, fleet, host: hostAdmission, nodeLayout, artifacts, maxAttempts: o.maxAttempts, placements: nodes,
+    trust, onTrustWarning: (code) => metrics.trustWarnings.inc({ scope: 'controlplane', code }),
+  });
   const https = o.tlsCert && o.tlsKey ? { cert: readFileSync(o.tlsCert), key: readFileSync(o.tlsKey) } : null;
   const app = await buildApp({ cp, auth, artifacts, metrics, nodes, nodeAuth, version, https, logger: { level: o.logLevel }, timeouts: timeoutsOf(o), maxUploadBytes: o.maxUploadBytes, tenants });
   log = (msg, f) => app.log.info(f, msg);

@@ -20,6 +20,8 @@ import type { Fleet } from './fleet.js';
 import type { HostAdmission } from './host-admission.js';
 import { quotaExceeded, TENANT_DEFAULT_MEMORY_MIB, TenantScope, type QuotaCheck, type TenantSpec } from './tenants.js';
 import { formatLabels, parseLabels } from '../util/labels.js';
+import { checkImage, manifestDigest, OFF_RULE } from '../image/trust.js';
+import type { TrustRule } from '../store/types.js';
 
 export interface DeployBody {
   source: { artifact: string; kind: 'project' | 'binary' | 'package' } | { package: string };
@@ -47,6 +49,9 @@ export class ControlPlane {
     journal: OperationJournal; queue: Queue; node: Client; fleet: Fleet | null; host: HostAdmission | null; nodeLayout: HomeLayout; artifacts: ArtifactStore; maxAttempts: number;
     /** cluster mode: placements keep the deploy request (and so the artifact) a move recreates the workload from */
     placements?: PlacementStore;
+    /** the control plane's trust-policy rule (default off) and where a warn-mode failure is counted */
+    trust?: TrustRule;
+    onTrustWarning?: (code: string) => void;
   }) {}
 
   /** The artifact if this scope may use it: another tenant's id is as unknown as one never uploaded. */
@@ -144,6 +149,14 @@ export class ControlPlane {
     const { target } = this.resolveSource(body, scope);
     const rootfs = body.rootfsArtifact ? this.artifactDir(body.rootfsArtifact, scope) : undefined;
     const resolved = resolveTarget(target, '/', this.o.nodeLayout, rootfs);
+    // a package is checked against the trust policy before anything is journaled (enforce: refused with its code);
+    // the digest checked travels with the job, so the node boots exactly this image or nothing
+    let trust: DeployOperationRequest['trust'];
+    if (resolved.source.kind === 'package') {
+      const out = checkImage(target, this.o.trust ?? OFF_RULE('controlplane'));
+      if (out.warning) this.o.onTrustWarning?.(out.warning.code);
+      trust = { manifestSha256: manifestDigest(target), keyid: out.verified?.keyid ?? null };
+    }
 
     const taken = async (n: string): Promise<boolean> =>
       (await this.o.node.has(n)) || (await this.reserved(n));
@@ -167,6 +180,7 @@ export class ControlPlane {
       ...(body.cpus !== undefined ? { cpus: body.cpus } : {}),
       ...(rootfs !== undefined ? { rootfs } : {}),
       ...(t ? { tenant: { name: t.name, ...(t.quota.vcpus !== undefined ? { cpus: t.quota.vcpus } : {}), ...(t.quota.memoryMiB !== undefined ? { memoryMiB: t.quota.memoryMiB } : {}) } } : {}),
+      ...(trust ? { trust } : {}),
     };
     const quota: QuotaCheck | undefined = t ? { tenant: t.name, name, quota: t.quota, reservation: { vcpus: valid.cpus, memoryMiB: valid.memoryMiB ?? TENANT_DEFAULT_MEMORY_MIB } } : undefined;
     const { op, created } = await this.o.journal.enqueue({
@@ -337,6 +351,7 @@ function placeholder(j: QueuedOperation): DeploymentView {
     ports: ((j.request as DeployOperationRequest).ports ?? []).map((p) => formatPort(parsePort(p))),
     imageBytes: null, image: null, pack: null, mode: null, accel: null, bootMs: null, boot: {}, uptimeMs: null,
     createdAt: now, startedAt: null, endedAt: null, metrics: { cpuSeconds: null, rssBytes: null, supervisorRssBytes: null },
+    signedBy: (j.request as DeployOperationRequest).trust?.keyid ?? null, trust: null,
   };
 }
 

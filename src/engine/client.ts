@@ -14,6 +14,13 @@ export interface DeployRequest {
   labels: string[];
   idempotencyKey?: string;
   cwd: string;
+  /** local mode: the Ed25519 key (PEM file) that signs an image this deploy builds */
+  signKey?: string;
+  /**
+   * the manifest digest an earlier trust check recorded (the control plane's admission): the engine refuses any
+   * other image with E_ARTIFACT_TAMPERED, at its own admission and again right before boot
+   */
+  expectManifestSha256?: string;
 }
 
 export interface DeployResult {
@@ -77,6 +84,10 @@ export interface DeploymentView {
   metrics: { cpuSeconds: number | null; rssBytes: number | null; supervisorRssBytes: number | null };
   /** the node running it (cluster mode) */
   node?: string;
+  /** key id of the verified signature of the running image (null: unsigned, or not checked: trust policy off) */
+  signedBy: string | null;
+  /** the trust check at admission: the policy mode, and the failure a warn-mode deploy let through */
+  trust: { mode: 'enforce' | 'warn' | 'off'; warning: { code: string; message: string } | null } | null;
 }
 
 export interface LogsRequest { name: string; follow: boolean; tail?: number; since?: string; signal: AbortSignal; }

@@ -26,6 +26,15 @@ function sourceVersion(): string {
   return cachedSourceVersion;
 }
 
+/** The Debian linux-source version the kernels are built from (for the SBOM), or null when it is not installed. */
+export function kernelSourceVersion(): string | null {
+  try {
+    return sourceVersion();
+  } catch {
+    return null;
+  }
+}
+
 /** Same digest as kernel/build.sh: the config fragments, the patches and the kernel source version name a build. */
 export function kernelConfigHash(variant: KernelVariant, srcVersion = sourceVersion()): string {
   const dir = join(projectRoot, 'kernel', 'config');

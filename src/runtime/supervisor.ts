@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import type { BuildProgress } from '../image/build.js';
 import { materializeKernel, readImage, type ImageManifest } from '../image/image.js';
 import { copyImageDir, normalizeRef, PackageStore } from '../image/package-store.js';
+import { loadPrivateKey } from '../image/dsse.js';
+import { checkImage, OFF_RULE } from '../image/trust.js';
 import { toUserError, UserError, type ErrorCode } from '../errors.js';
 import { deploymentDir, type HomeLayout } from '../paths.js';
 import type { Deployment, ImageSummary, ListenStatus, Listener, Store } from '../store/types.js';
@@ -115,7 +117,9 @@ export class Supervisor {
     if (src.kind === 'package') {
       readImage(src.dir, { verify: true });
       rmSync(imageDir, { recursive: true, force: true });
-      copyImageDir(src.dir, imageDir); // the deployment keeps its own copy: a rebuild never changes a running VM
+      // the deployment keeps its own copy (a rebuild never changes a running VM), a real copy: the trust check
+      // below reads the very bytes QEMU opens, and nothing outside the deployment can change them afterwards
+      copyImageDir(src.dir, imageDir, { private: true });
     } else {
       store.transition(name, ['pending'], 'building');
       const progress: BuildProgress = {
@@ -133,10 +137,11 @@ export class Supervisor {
         const r = await sandboxedBuild({
           layout, projectDir: src.dir, mode, cacheKey: name, policy: remote.sandbox, progress, env: this.o.env ?? process.env,
           signal: this.buildAbort.signal, ...(d.spec.rootfsDir ? { rootfsDir: d.spec.rootfsDir } : {}),
+          signKey: d.spec.signKey ? loadPrivateKey(d.spec.signKey) : null,
         });
         try {
           rmSync(imageDir, { recursive: true, force: true });
-          copyImageDir(r.imageDir, imageDir);
+          copyImageDir(r.imageDir, imageDir, { private: true });
           new PackageStore(layout).put(normalizeRef(`${r.manifest.name}:latest`), r.imageDir);
         } finally {
           rmSync(r.workRoot, { recursive: true, force: true });
@@ -149,21 +154,30 @@ export class Supervisor {
           cpSync(src.dir, copy, { recursive: true, verbatimSymlinks: true });
         }
         try {
-          const r = await buildProject({ dir: copy ?? src.dir, mode, layout, rootfsDir: d.spec.rootfsDir, progress, env: this.o.env });
+          const r = await buildProject({ dir: copy ?? src.dir, mode, layout, rootfsDir: d.spec.rootfsDir, progress, env: this.o.env, ...(d.spec.signKey ? { signKey: d.spec.signKey } : {}) });
           rmSync(imageDir, { recursive: true, force: true });
-          copyImageDir(r.imageDir, imageDir);
+          copyImageDir(r.imageDir, imageDir, { private: true });
         } finally {
           if (copy) rmSync(copy, { recursive: true, force: true });
         }
       } else {
-        await buildBinaryImage({ binary: src.path, outDir: imageDir, layout, mode, name, rootfsDir: d.spec.rootfsDir, workDir: join(this.dir, 'work') });
+        const signKey = d.spec.signKey ?? ((this.o.env ?? process.env).UNIKCTL_SIGNING_KEY || null);
+        await buildBinaryImage({ binary: src.path, outDir: imageDir, layout, mode, name, rootfsDir: d.spec.rootfsDir, workDir: join(this.dir, 'work'), signKey });
       }
+    }
+    // right before boot: the private copy against the rule the deploy was admitted under and the digest it accepted
+    const trust = d.spec.trust;
+    const checked = checkImage(imageDir, trust?.rule ?? OFF_RULE('local'), trust?.manifestSha256 ?? null);
+    if (checked.warning) {
+      this.logLine('init', `unikctl: warning: the image fails the trust policy (warn mode, booting anyway): ${checked.warning.code}: ${checked.warning.message}`);
+      store.addEvent(name, 'trust', `trust policy (warn): ${checked.warning.code}: ${checked.warning.message}`);
     }
     const manifest = readImage(imageDir);
     const image: ImageSummary = {
       dir: imageDir, name: manifest.name, pack: manifest.pack, mode: manifest.mode, sizeBytes: manifest.size,
       kernelBytes: manifest.kernel.size, rootfsBytes: manifest.rootfs.size, rootfsSha256: manifest.rootfs.sha256,
       kernelSha256: manifest.kernel.sha256, ...(src.kind === 'package' && src.ref ? { ref: src.ref } : {}),
+      signedBy: checked.verified?.keyid ?? null, builderId: checked.verified?.builderId ?? null,
     };
     store.patchDeployment(name, { image, boot: { ...d.boot, buildMs: src.kind === 'package' ? 0 : Date.now() - started } });
     return manifest;

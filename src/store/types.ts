@@ -30,6 +30,30 @@ export interface DeploymentSpec {
    * uploaded artifact is never written.
    */
   remoteBuild?: { sandbox: BuildSandboxPolicy | null };
+  /** the trust rule this deploy was admitted under and what that check found; re-checked right before boot */
+  trust?: DeployTrust;
+  /** Ed25519 private key (PEM path on this host) that signs the image an inline build makes */
+  signKey?: string;
+}
+
+export type TrustMode = 'enforce' | 'warn' | 'off';
+
+/** A resolved trust-policy rule (src/image/trust.ts): plain JSON, so it travels with records and jobs. */
+export interface TrustRule {
+  scope: string;
+  mode: TrustMode;
+  keys: Array<{ keyid: string; publicKeyPem: string }>;
+  builders: string[];
+}
+
+export interface DeployTrust {
+  rule: TrustRule;
+  /** sha256 of the manifest.json checked at admission (a package); null when the image is built by the deploy */
+  manifestSha256: string | null;
+  /** the verified signer (null: unsigned, not checked, or a warn-mode failure) */
+  keyid: string | null;
+  /** warn mode: the failure that was let through */
+  warning: OperationError | null;
 }
 
 /** The limits and network of a sandboxed build (unikctld serve / agent flags). */
@@ -103,6 +127,9 @@ export interface ImageSummary {
   rootfsSha256: string;
   kernelSha256: string;
   ref?: string;
+  /** key id of the verified signature of the image that boots (null: unsigned or not checked) */
+  signedBy?: string | null;
+  builderId?: string | null;
 }
 
 export interface Deployment {

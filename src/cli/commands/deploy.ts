@@ -10,7 +10,7 @@ const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
 interface DeployFlags {
   port: string[]; memory?: string; cpus?: string; env: string[]; name?: string; debug?: boolean; idempotencyKey?: string;
-  rootfs?: string; label: string[]; wait?: boolean; timeout: string;
+  rootfs?: string; label: string[]; wait?: boolean; timeout: string; signKey?: string;
 }
 
 export function registerDeploy(program: Command, out: () => Output): void {
@@ -27,6 +27,7 @@ export function registerDeploy(program: Command, out: () => Output): void {
     .option('--idempotency-key <key>', 'repeat-safe deploy: the same key returns the same operation')
     .option('--rootfs <dir>', 'a directory merged into the image root (never a Dockerfile)')
     .option('--label <k=v>', 'placement label (repeatable; used by the cluster scheduler)', collect, [])
+    .option('--sign-key <pem>', 'local mode: sign the image this deploy builds with this Ed25519 private key (default: $UNIKCTL_SIGNING_KEY)')
     .option('--wait', 'block until the app runs and listens on its published ports (or fails) instead of returning at once')
     .option('--timeout <seconds>', 'with --wait: how long to wait', '300')
     .addHelpText('after', '\nExamples:\n  unikctl deploy examples/go-http -p 8080:8080\n  unikctl deploy local/go-http:latest --name web -e GREETING=hi\n  unikctl deploy ./server-binary -p 9000:9000 --wait')
@@ -41,6 +42,7 @@ export function registerDeploy(program: Command, out: () => Output): void {
           ...(f.name !== undefined ? { name: f.name } : {}),
           ...(f.idempotencyKey !== undefined ? { idempotencyKey: f.idempotencyKey } : {}),
           ...(f.rootfs !== undefined ? { rootfs: f.rootfs } : {}),
+          ...(f.signKey !== undefined ? { signKey: f.signKey } : {}),
         });
         if (r.reused && r.error) {
           // the key's operation already failed: answering "deploying" would hide that; a retry needs a new key

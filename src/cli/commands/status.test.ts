@@ -6,7 +6,7 @@ import { renderStatus } from './status.js';
 const view = (over: Partial<DeploymentView>): DeploymentView => ({
   name: 'x', id: 'dep_1', state: 'running', exitCode: null, code: null, reason: null, ports: [], imageBytes: null, image: null, pack: null, mode: null,
   accel: 'tcg', bootMs: null, boot: {}, uptimeMs: null, createdAt: '', startedAt: null, endedAt: null,
-  metrics: { cpuSeconds: null, rssBytes: null, supervisorRssBytes: null }, listen: null, ...over,
+  metrics: { cpuSeconds: null, rssBytes: null, supervisorRssBytes: null }, listen: null, signedBy: null, trust: null, ...over,
 });
 
 describe('renderStatus', () => {
