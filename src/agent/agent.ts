@@ -158,6 +158,7 @@ export async function runAgent(o: AgentOptions): Promise<{ app: FastifyInstance;
       idempotencyKey: r.idempotencyKey,
       ...(r.memory !== undefined ? { memory: r.memory } : {}),
       ...(r.cpus !== undefined ? { cpus: r.cpus } : {}),
+      ...(r.tenant !== undefined ? { tenant: r.tenant } : {}),
     });
     return reply.code(202).send(res);
   });

@@ -1,6 +1,6 @@
 import type { Client } from '../engine/client.js';
 import { UserError, isUserError } from '../errors.js';
-import type { Deployment } from '../store/types.js';
+import type { Deployment, TenantIsolation } from '../store/types.js';
 import type { QueuedOperation, OperationJournal } from './operation-journal.js';
 import { isRetryable } from './queue.js';
 import type { Runner } from './operation-runner.js';
@@ -17,6 +17,8 @@ export interface DeployOperationRequest {
   rootfs?: string;
   labels: string[];
   resolvedFrom: string;
+  /** the tenant the deployment belongs to: its VM is isolated on the node (docs/security.md) */
+  tenant?: TenantIsolation;
 }
 export interface DestroyOperationRequest { graceMs: number; }
 export interface MoveOperationRequest { from: string; sourceDown: boolean; graceMs: number; }
@@ -73,6 +75,7 @@ export class EngineRunner implements Runner {
         ...(r.memory !== undefined ? { memory: r.memory } : {}),
         ...(r.cpus !== undefined ? { cpus: r.cpus } : {}),
         ...(r.rootfs !== undefined ? { rootfs: r.rootfs } : {}),
+        ...(r.tenant !== undefined ? { tenant: r.tenant } : {}),
       });
     }
     const d = await this.node.waitFor(op.target, (x) => !x || SETTLED.includes(x.state), BUILD_AND_BOOT_TIMEOUT_MS);

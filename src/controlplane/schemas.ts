@@ -1,4 +1,5 @@
 /** JSON schemas of the API (validated by fastify, published as OpenAPI at /openapi.json). */
+import { TENANT_NAME_RE } from '../store/types.js';
 const str = { type: 'string' } as const;
 const nstr = { type: 'string', nullable: true } as const;
 const nnum = { type: 'number', nullable: true } as const;
@@ -171,6 +172,10 @@ export const agentDeployBodySchema = {
     debug: { type: 'boolean' },
     labels: deployBodySchema.properties.labels,
     idempotencyKey: { type: 'string', minLength: 1, maxLength: 400 },
+    tenant: {
+      type: 'object', additionalProperties: false, required: ['name'],
+      properties: { name: { type: 'string', pattern: TENANT_NAME_RE.source }, cpus: { type: 'number', exclusiveMinimum: 0 }, memoryMiB: { type: 'integer', minimum: 16 } },
+    },
   },
 } as const;
 

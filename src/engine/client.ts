@@ -1,5 +1,5 @@
 import type { LogEntry } from '../runtime/logstore.js';
-import type { Deployment, Operation, OperationError } from '../store/types.js';
+import type { Deployment, Operation, OperationError, TenantIsolation } from '../store/types.js';
 
 export interface DeployRequest {
   /** a project dir, a package (path or name[:tag]) or an ELF binary */
@@ -14,6 +14,8 @@ export interface DeployRequest {
   labels: string[];
   idempotencyKey?: string;
   cwd: string;
+  /** a tenant's deployment (set by the control plane, never by the CLI): isolated on the node (docs/security.md) */
+  tenant?: TenantIsolation;
 }
 
 export interface DeployResult {

@@ -30,7 +30,21 @@ export interface DeploymentSpec {
    * uploaded artifact is never written.
    */
   remoteBuild?: { sandbox: BuildSandboxPolicy | null };
+  /** Set by the control plane for a tenant's deployment: its VM runs as the tenant's user in the tenant's cgroup. */
+  tenant?: TenantIsolation;
 }
+
+/**
+ * A tenant as the node sees it (docs/security.md, "Tenant isolation"): the tenant's VMs run as the system user
+ * `unikctl-t-<name>`, in the cgroup `unikctl/tenant-<name>` that holds all of them. `cpus` is the tenant's whole vCPU
+ * quota as a CPU-time limit in cores (absent: unlimited); `memoryMiB` its guest memory quota, to which the node adds
+ * a fixed allowance per running VM for QEMU itself (TENANT_VMM_OVERHEAD_MIB in src/runtime/tenant.ts; absent:
+ * unlimited).
+ */
+export interface TenantIsolation { name: string; cpus?: number; memoryMiB?: number; }
+
+/** A tenant name: short enough for a user name (`unikctl-t-` + 16 characters) and a cgroup. */
+export const TENANT_NAME_RE = /^[a-z][a-z0-9]{0,15}$/;
 
 /** The limits and network of a sandboxed build (unikctld serve / agent flags). */
 export interface BuildSandboxPolicy {
