@@ -8,11 +8,12 @@ export interface ResourceLimits { memoryBytes: number; cpus: number; pids: numbe
 /** A controller a group is made under; `cpuacct` only where cgroup v1 mounts it apart from `cpu` (CPU-time accounting). */
 export type Controller = 'memory' | 'cpu' | 'pids' | 'cpuacct';
 
-const ROOT = '/sys/fs/cgroup';
+/** Where the cgroup tree is mounted; UNIKCTL_CGROUP_ROOT for a host that mounts it elsewhere (and for tests). */
+const root = (): string => process.env.UNIKCTL_CGROUP_ROOT || '/sys/fs/cgroup';
 const CPU_PERIOD_US = 100_000;
 const SANDBOX_CONTROLLERS: readonly Controller[] = ['memory', 'cpu', 'pids'];
 
-const isV2 = (): boolean => existsSync(join(ROOT, 'cgroup.controllers'));
+const isV2 = (): boolean => existsSync(join(root(), 'cgroup.controllers'));
 
 /**
  * A cgroup `unikctl/<id>`, on cgroup v2 (one unified tree) or on cgroup v1 (one directory per controller).
@@ -28,25 +29,25 @@ export class ResourceGroup {
   static detect(controllers: readonly Controller[] = SANDBOX_CONTROLLERS): { version: 1 | 2 } | { unavailable: string } {
     const wanted = controllers.filter((c) => c !== 'cpuacct'); // v2 accounts CPU time in the cpu controller itself
     if (isV2()) {
-      const have = readFileSync(join(ROOT, 'cgroup.controllers'), 'utf8').split(/\s+/);
+      const have = readFileSync(join(root(), 'cgroup.controllers'), 'utf8').split(/\s+/);
       const missing = wanted.filter((c) => !have.includes(c));
       return missing.length === 0 ? { version: 2 } : { unavailable: `the cgroup v2 tree lacks the ${missing.join(', ')} controller(s)` };
     }
-    const missing = wanted.filter((c) => !existsSync(join(ROOT, c, 'cgroup.procs')));
-    return missing.length === 0 ? { version: 1 } : { unavailable: `no cgroup v1 hierarchy for ${missing.join(', ')} under ${ROOT}` };
+    const missing = wanted.filter((c) => !existsSync(join(root(), c, 'cgroup.procs')));
+    return missing.length === 0 ? { version: 1 } : { unavailable: `no cgroup v1 hierarchy for ${missing.join(', ')} under ${root()}` };
   }
 
   /** The group's directories: one on v2; on v1 one per controller (cpuacct where it is a hierarchy of its own). */
   private static layout(id: string, controllers: readonly Controller[]): ResourceGroup {
     const rel = join('unikctl', id);
     if (isV2()) {
-      const dir = join(ROOT, rel);
+      const dir = join(root(), rel);
       return new ResourceGroup(Object.fromEntries(controllers.map((c) => [c, dir])), true);
     }
     const dirs: Partial<Record<Controller, string>> = {};
     for (const c of controllers) {
-      if (c === 'cpuacct' && !existsSync(join(ROOT, c, 'cgroup.procs'))) continue;
-      dirs[c] = join(ROOT, c, rel);
+      if (c === 'cpuacct' && !existsSync(join(root(), c, 'cgroup.procs'))) continue;
+      dirs[c] = join(root(), c, rel);
     }
     return new ResourceGroup(dirs, false);
   }
@@ -59,9 +60,9 @@ export class ResourceGroup {
     if (g.v2) {
       // a child cgroup only gets the controllers its parent delegates
       const enable = controllers.filter((c) => c !== 'cpuacct').map((c) => `+${c}`).join(' ');
-      const parent = join(ROOT, 'unikctl');
+      const parent = join(root(), 'unikctl');
       mkdirSync(parent, { recursive: true });
-      writeFileSync(join(ROOT, 'cgroup.subtree_control'), enable);
+      writeFileSync(join(root(), 'cgroup.subtree_control'), enable);
       writeFileSync(join(parent, 'cgroup.subtree_control'), enable);
     }
     for (const d of g.dirList()) mkdirSync(d, { recursive: true });
