@@ -124,7 +124,15 @@ export const qemuVmm: Vmm = {
     if (o.isolation && !launch.joinsCgroup && child.pid) {
       // setpriv has no cgroup option: the pid joins right after the spawn (what its start-up used before stays counted
       // in the supervisor's group; the launcher has no such gap)
-      for (const f of o.isolation.cgroupProcs) writeFileSync(f, String(child.pid));
+      try {
+        for (const f of o.isolation.cgroupProcs) writeFileSync(f, String(child.pid));
+      } catch (e) {
+        // gone already (ESRCH): its exit is reported like any other; otherwise it must not run outside the tenant's cgroup
+        if ((e as NodeJS.ErrnoException).code !== 'ESRCH') {
+          child.kill('SIGKILL');
+          throw new UserError('E_TENANT_ISOLATION', `cannot put QEMU into the tenant's cgroup: ${(e as Error).message}`);
+        }
+      }
     }
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
       child.on('exit', (code, signal) => resolve({ code, signal }));
