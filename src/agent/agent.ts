@@ -164,6 +164,7 @@ export async function runAgent(o: AgentOptions): Promise<{ app: FastifyInstance;
       ...(r.expectManifestSha256 ? { expectManifestSha256: r.expectManifestSha256 } : {}),
       ...(r.memory !== undefined ? { memory: r.memory } : {}),
       ...(r.cpus !== undefined ? { cpus: r.cpus } : {}),
+      ...(r.tenant !== undefined ? { tenant: r.tenant } : {}),
     });
     return reply.code(202).send(res);
   });

@@ -111,7 +111,7 @@ export class ClusterClient implements Client, Fleet {
       const node = await this.schedule({ name, cpus, memoryMiB, labels });
       const request: AgentDeployRequest = {
         name, source: await this.sourceOf(req.target), ports: req.ports, env: req.env, debug: req.debug, labels: req.labels, idempotencyKey,
-        ...(req.memory !== undefined ? { memory: req.memory } : {}), cpus,
+        ...(req.memory !== undefined ? { memory: req.memory } : {}), cpus, ...(req.tenant ? { tenant: req.tenant } : {}),
         ...(req.expectManifestSha256 ? { expectManifestSha256: req.expectManifestSha256 } : {}),
       };
       const placed: Placement = { deployment: name, node, cpus, memoryMiB, request, placedAt: Date.now() };

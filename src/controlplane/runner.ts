@@ -82,6 +82,7 @@ export class EngineRunner implements Runner {
         ...(r.cpus !== undefined ? { cpus: r.cpus } : {}),
         ...(r.rootfs !== undefined ? { rootfs: r.rootfs } : {}),
         ...(r.trust ? { expectManifestSha256: r.trust.manifestSha256 } : {}),
+        ...(r.tenant !== undefined ? { tenant: r.tenant } : {}),
       });
     }
     const d = await this.node.waitFor(op.target, (x) => !x || SETTLED.includes(x.state), BUILD_AND_BOOT_TIMEOUT_MS);

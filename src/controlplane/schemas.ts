@@ -1,4 +1,5 @@
 /** JSON schemas of the API (validated by fastify, published as OpenAPI at /openapi.json). */
+import { TENANT_NAME_RE } from '../store/types.js';
 const str = { type: 'string' } as const;
 const nstr = { type: 'string', nullable: true } as const;
 const nnum = { type: 'number', nullable: true } as const;
@@ -204,6 +205,10 @@ export const agentDeployBodySchema = {
     labels: deployBodySchema.properties.labels,
     idempotencyKey: { type: 'string', minLength: 1, maxLength: 400 },
     expectManifestSha256: { type: 'string', pattern: '^[0-9a-f]{64}$' },
+    tenant: {
+      type: 'object', additionalProperties: false, required: ['name'],
+      properties: { name: { type: 'string', pattern: TENANT_NAME_RE.source }, cpus: { type: 'number', exclusiveMinimum: 0 }, memoryMiB: { type: 'integer', minimum: 16 } },
+    },
   },
 } as const;
 

@@ -150,7 +150,7 @@ export class ControlPlane {
     const rootfs = body.rootfsArtifact ? this.artifactDir(body.rootfsArtifact, scope) : undefined;
     const resolved = resolveTarget(target, '/', this.o.nodeLayout, rootfs);
     // a package is checked against the trust policy before anything is journaled (enforce: refused with its code);
-    // the digest checked travels with the job, so the node boots exactly this image or nothing
+    // the digest checked travels with the operation, so the node boots exactly this image or nothing
     let trust: DeployOperationRequest['trust'];
     if (resolved.source.kind === 'package') {
       const out = checkImage(target, this.o.trust ?? OFF_RULE('controlplane'));

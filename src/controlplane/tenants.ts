@@ -24,10 +24,10 @@ import { extname } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { UserError } from '../errors.js';
 import type { Principal } from './auth.js';
+import { TENANT_NAME_RE } from '../store/types.js';
 import { parseLabels } from '../util/labels.js';
 import { parseSizeMiB } from '../util/size.js';
 
-export const TENANT_NAME_RE = /^[a-z][a-z0-9]{0,15}$/;
 /** Memory a tenant's VM is accounted (and run) with when neither the deploy nor the tenant's `vm.memory.default` says. */
 export const TENANT_DEFAULT_MEMORY_MIB = 256;
 

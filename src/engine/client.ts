@@ -1,5 +1,5 @@
 import type { LogEntry } from '../runtime/logstore.js';
-import type { Deployment, ListenStatus, Operation, OperationError } from '../store/types.js';
+import type { Deployment, ListenStatus, Operation, OperationError, TenantIsolation } from '../store/types.js';
 
 export interface DeployRequest {
   /** a project dir, a package (path or name[:tag]) or an ELF binary */
@@ -21,6 +21,8 @@ export interface DeployRequest {
    * other image with E_ARTIFACT_TAMPERED, at its own admission and again right before boot
    */
   expectManifestSha256?: string;
+  /** a tenant's deployment (set by the control plane, never by the CLI): isolated on the node (docs/security.md) */
+  tenant?: TenantIsolation;
 }
 
 export interface DeployResult {

@@ -9,12 +9,12 @@ import type { HomeLayout } from '../paths.js';
 import { followLogs, parseSince, readLogs, type LogEntry, type ReadOptions } from '../runtime/logstore.js';
 import { consoleLogFile, describeMissingDeployment } from '../runtime/supervisor.js';
 import { SqliteStore } from '../store/sqlite.js';
-import { LIVE_STATES, type BuildSandboxPolicy, type Deployment, type DeploySource, type DeployTrust, type Operation, type Store, type TrustRule } from '../store/types.js';
+import { LIVE_STATES, type BuildSandboxPolicy, type Deployment, type DeploySource, type DeployTrust, type Operation, type Store, type TenantIsolation, type TrustRule } from '../store/types.js';
 import { checkImage, manifestDigest, OFF_RULE } from '../image/trust.js';
 import { formatPort, type PortMapping } from '../util/port.js';
 import { newId } from '../util/ids.js';
 import { isAlive, sleep } from '../util/proc.js';
-import { checkHostPorts, hostMemoryMiB, validateDeployInput } from './deploy-input.js';
+import { checkHostPorts, checkTenantPorts, hostMemoryMiB, validateDeployInput } from './deploy-input.js';
 import type { Client, DeployRequest, DeployResult, DeploymentView, DestroyResult, LogsRequest, StatusResult } from './client.js';
 import { extractPackageArchive, isPackageArchive, resolveTarget } from './resolve.js';
 
@@ -85,7 +85,8 @@ export class LocalClient implements Client {
   }
 
   async deploy(req: DeployRequest): Promise<DeployResult> {
-    const { ports, env, labels, memoryMiB, cpus } = validateDeployInput(req, { maxMemoryMiB: hostMemoryMiB() });
+    const { ports, env, labels, memoryMiB, cpus, tenant } = validateDeployInput(req, { maxMemoryMiB: hostMemoryMiB() });
+    if (tenant) checkTenantPorts(ports);
     // a deploy needs room for its image, logs and records; refused here rather than failing inside the build
     this.store.requireSpace();
 
@@ -95,7 +96,7 @@ export class LocalClient implements Client {
     const target = fromArchive ? { ...resolved, resolvedFrom: `package archive ${archivePath}` } : resolved;
     // the trust check comes before anything is recorded: an image the policy refuses never gets a deployment
     const trust = this.admitImage(target.source, req.expectManifestSha256);
-    const requestHash = createHash('sha256').update(JSON.stringify({ t: target.source, n: req.name, ports, env, memoryMiB, cpus, d: req.debug, r: req.rootfs, labels })).digest('hex');
+    const requestHash = createHash('sha256').update(JSON.stringify({ t: target.source, n: req.name, ports, env, memoryMiB, cpus, d: req.debug, r: req.rootfs, labels, ...(tenant ? { tenant } : {}) })).digest('hex');
     if (req.idempotencyKey) {
       const prior = this.store.findOperationByKey(req.idempotencyKey);
       if (prior) return this.reuse(prior, requestHash, target);
@@ -108,7 +109,7 @@ export class LocalClient implements Client {
     for (let attempt = 0; ; attempt++) {
       const name = req.name ?? this.store.freeName(target.defaultName);
       try {
-        return this.create(name, now, req, target, { ports, env, labels, memoryMiB, cpus, requestHash, trust });
+        return this.create(name, now, req, target, { ports, env, labels, memoryMiB, cpus, requestHash, trust, tenant });
       } catch (e) {
         // a concurrent deploy took the derived name or the idempotency key first
         if (req.idempotencyKey && isUniqueViolation(e)) {
@@ -123,9 +124,9 @@ export class LocalClient implements Client {
 
   private create(
     name: string, now: number, req: DeployRequest, target: ReturnType<typeof resolveTarget>,
-    p: { ports: PortMapping[]; env: Record<string, string>; labels: Record<string, string>; memoryMiB: number | undefined; cpus: number; requestHash: string; trust: DeployTrust },
+    p: { ports: PortMapping[]; env: Record<string, string>; labels: Record<string, string>; memoryMiB: number | undefined; cpus: number; requestHash: string; trust: DeployTrust; tenant: TenantIsolation | undefined },
   ): DeployResult {
-    const { ports, env, labels, memoryMiB, cpus, requestHash, trust } = p;
+    const { ports, env, labels, memoryMiB, cpus, requestHash, trust, tenant } = p;
     const signKey = this.opts.signKey ?? (req.signKey ? resolvePath(req.cwd, req.signKey) : undefined);
     const op: Operation = {
       id: newId('op'), kind: 'deploy', target: name, state: 'running', idempotencyKey: req.idempotencyKey ?? null, requestHash,
@@ -137,6 +138,7 @@ export class LocalClient implements Client {
         source: target.source, resolvedFrom: target.resolvedFrom, ports, memoryMiB, cpus, env, debug: req.debug, rootfsDir: req.rootfs, labels,
         ...(this.opts.remoteBuild && target.source.kind === 'project' ? { remoteBuild: this.opts.remoteBuild } : {}),
         trust, ...(signKey ? { signKey } : {}),
+        ...(tenant ? { tenant } : {}),
       },
       image: null, supervisor: null, vmm: null, accel: null, boot: {}, listen: null, createdAt: now, updatedAt: now, startedAt: null, endedAt: null,
     };

@@ -25,6 +25,7 @@ import { ERROR_CODES, UserError, type ErrorCode } from '../errors.js';
 import { locateKernel } from '../kernel/kernel.js';
 import { guestInitPath, projectRoot, type HomeLayout } from '../paths.js';
 import { ResourceGroup } from '../util/cgroup.js';
+import { lookupUser } from '../util/users.js';
 import { which } from '../util/exec.js';
 import { processStartTime } from '../util/proc.js';
 import type { BuildSandboxPolicy } from '../store/types.js';
@@ -95,10 +96,9 @@ export function toolchainDirs(env: NodeJS.ProcessEnv): string[] {
 const SYSTEM_DIRS = ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32', '/etc', '/opt'];
 
 function lookupBuildUser(): { uid: number; gid: number } {
-  const r = spawnSync('getent', ['passwd', BUILD_USER], { encoding: 'utf8' });
-  const f = (r.stdout ?? '').trim().split(':');
-  if (r.status !== 0 || f.length < 4) throw new UserError('E_SANDBOX_UNAVAILABLE', `the build user ${BUILD_USER} does not exist on this host`, { hint: SETUP_HINT });
-  return { uid: Number(f[2]), gid: Number(f[3]) };
+  const u = lookupUser(BUILD_USER);
+  if (!u) throw new UserError('E_SANDBOX_UNAVAILABLE', `the build user ${BUILD_USER} does not exist on this host`, { hint: SETUP_HINT });
+  return u;
 }
 
 /** Why sandboxed builds cannot run on this host, or null when they can. */

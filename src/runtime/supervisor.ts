@@ -15,7 +15,8 @@ import { guestRun, kernelCmdline } from './cmdline.js';
 import { ConsoleParser, type ConsoleEvent } from './console.js';
 import { assessListen, formatListener, listenTimeoutMs, parseListeners, sameListen } from './listen.js';
 import { LogWriter, type LogEntry } from './logstore.js';
-import { qemuVmm } from './qemu.js';
+import { kvmAccessible, qemuVmm } from './qemu.js';
+import { prepareTenant, type TenantNode } from './tenant.js';
 import type { Accel, Vmm, VmmHandle } from './vmm.js';
 
 const SIGNAL_NAMES: Record<number, string> = { 1: 'SIGHUP', 2: 'SIGINT', 4: 'SIGILL', 6: 'SIGABRT', 7: 'SIGBUS', 8: 'SIGFPE', 9: 'SIGKILL', 11: 'SIGSEGV', 13: 'SIGPIPE', 15: 'SIGTERM' };
@@ -48,6 +49,8 @@ export class Supervisor {
   private stopRequested = false;
   private readonly buildAbort = new AbortController();
   private current: { handle: VmmHandle; nonce: string } | null = null;
+  /** a tenant's deployment: its user and cgroup on this node (null in local mode) */
+  private tenant: TenantNode | null = null;
 
   constructor(private readonly o: SupervisorOptions) {
     this.dir = deploymentDir(o.layout, o.name);
@@ -92,6 +95,11 @@ export class Supervisor {
     if (!d) throw new Error(`deployment ${name} vanished before its supervisor started`);
     store.patchDeployment(name, { supervisor: processRef(process.pid) });
     try {
+      // first, before any of the tenant's files exist: a node that cannot isolate the tenant fails fast
+      if (d.spec.tenant) {
+        this.tenant = prepareTenant(d.spec.tenant, this.o.layout, this.dir);
+        this.diag(`tenant ${d.spec.tenant.name}: user ${this.tenant.user.name} (uid ${this.tenant.user.uid}), cgroup ${this.tenant.group.procsFiles().join(' ')}`);
+      }
       const manifest = await this.prepareImage(d);
       if (this.stopRequested) return;
       if (!store.transition(name, ['pending', 'building'], 'starting')) return;
@@ -186,8 +194,14 @@ export class Supervisor {
   private async boot(d: Deployment, manifest: ImageManifest): Promise<void> {
     const { layout, store, name } = this.o;
     const env = this.o.env ?? process.env;
-    const plan = planAccel(layout, accelRequest(env), undefined, env);
+    // a tenant's QEMU opens /dev/kvm as the tenant's user: KVM only where the device's group lets it
+    const plan = planAccel(layout, accelRequest(env), this.tenant ? this.tenant.kvm && kvmAccessible() : undefined, env);
     this.vmm.check(plan.accel);
+    if (this.tenant && plan.accel === 'kvm' && !this.tenant.kvm) {
+      throw new UserError('E_KVM_UNAVAILABLE', `/dev/kvm is not usable by the tenant user ${this.tenant.user.name}`, {
+        hint: 'give /dev/kvm to a kvm group (mode 0660; tenant users are added to it), or use UNIKCTL_ACCEL=auto or tcg',
+      });
+    }
     let outcome = await this.attempt(d, manifest, plan.accel, plan.probeTimeoutMs);
     if (outcome.kind === 'kvm-unusable') {
       recordKvmVerdict(layout, 'hangs');
@@ -279,14 +293,22 @@ export class Supervisor {
         hostname: name, hostTimeMs: Date.now(), debug, listenPorts: d.spec.ports.map((p) => p.guestPort),
       },
     });
+    const kernel = materializeKernel(imageDir, manifest, this.o.layout.cache);
+    this.tenant?.fitMemory(1);
     const spawnedAt = Date.now();
     const handle = this.vmm.start({
-      name, accel, cmdline, kernel: materializeKernel(imageDir, manifest, this.o.layout.cache), rootfs: join(imageDir, manifest.rootfs.file),
+      name, accel, cmdline, kernel, rootfs: join(imageDir, manifest.rootfs.file),
       memoryMiB: d.spec.memoryMiB ?? manifest.run.memoryMiB, cpus: d.spec.cpus, ports: d.spec.ports,
+      ...(this.tenant ? { isolation: this.tenant.isolation() } : {}),
     });
     this.current = { handle, nonce };
     store.patchDeployment(name, { vmm: processRef(handle.pid), accel });
     this.diag(`qemu pid ${handle.pid} (${accel}) started`);
+    if (this.tenant) {
+      // the new QEMU counts once it is in the group; the count is then checked again (VMs of the tenant start elsewhere too)
+      await this.tenant.joined(handle.pid);
+      this.tenant.fitMemory(0);
+    }
 
     let started = false;
     let firstOutput = false;
@@ -348,6 +370,11 @@ export class Supervisor {
     parser.close();
     this.current = null;
     this.diag(`qemu exited code=${result.code} signal=${result.signal}`);
+    try {
+      this.tenant?.fitMemory(0); // one VM fewer in the tenant's group
+    } catch (e) {
+      this.diag(`tenant memory limit not lowered: ${(e as Error).message}`);
+    }
 
     if (this.stopRequested) return { kind: 'stopped' };
     if (probeTimeoutMs !== null && !started) {

@@ -34,11 +34,13 @@ export interface DeploymentSpec {
   trust?: DeployTrust;
   /** Ed25519 private key (PEM path on this host) that signs the image an inline build makes */
   signKey?: string;
+  /** Set by the control plane for a tenant's deployment: its VM runs as the tenant's user in the tenant's cgroup. */
+  tenant?: TenantIsolation;
 }
 
 export type TrustMode = 'enforce' | 'warn' | 'off';
 
-/** A resolved trust-policy rule (src/image/trust.ts): plain JSON, so it travels with records and jobs. */
+/** A resolved trust-policy rule (src/image/trust.ts): plain JSON, so it travels with records and operations. */
 export interface TrustRule {
   scope: string;
   mode: TrustMode;
@@ -55,6 +57,18 @@ export interface DeployTrust {
   /** warn mode: the failure that was let through */
   warning: OperationError | null;
 }
+
+/**
+ * A tenant as the node sees it (docs/security.md, "Tenant isolation"): the tenant's VMs run as the system user
+ * `unikctl-t-<name>`, in the cgroup `unikctl/tenant-<name>` that holds all of them. `cpus` is the tenant's whole vCPU
+ * quota as a CPU-time limit in cores (absent: unlimited); `memoryMiB` its guest memory quota, to which the node adds
+ * a fixed allowance per running VM for QEMU itself (TENANT_VMM_OVERHEAD_MIB in src/runtime/tenant.ts; absent:
+ * unlimited).
+ */
+export interface TenantIsolation { name: string; cpus?: number; memoryMiB?: number; }
+
+/** A tenant name: short enough for a user name (`unikctl-t-` + 16 characters) and a cgroup. */
+export const TENANT_NAME_RE = /^[a-z][a-z0-9]{0,15}$/;
 
 /** The limits and network of a sandboxed build (unikctld serve / agent flags). */
 export interface BuildSandboxPolicy {
@@ -156,12 +170,6 @@ export interface Deployment {
   startedAt: number | null;
   endedAt: number | null;
 }
-
-/**
- * What a node needs to isolate one tenant's VMs: its name (the QEMU user and cgroup follow from it) and the tenant's
- * whole vCPU and memory quotas as the limits of its cgroup (absent: unlimited).
- */
-export interface TenantIsolation { name: string; cpus?: number; memoryMiB?: number }
 
 export type OperationKind = 'deploy' | 'destroy' | 'move';
 export type OperationState = 'queued' | 'running' | 'succeeded' | 'failed';
