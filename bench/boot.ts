@@ -1,5 +1,8 @@
 #!/usr/bin/env node
-// Boot benchmark (npm run bench:boot [-- --runs N] [--json] [--quick]).
+// Boot benchmark (npm run bench:boot [-- --runs N] [--json] [--quick] [--apps[=NAME,...]]).
+//
+// --apps: instead of the series below, deploy → first HTTP response of every framework example
+// (bench/lib/apps.ts, one entry per example), N deploys each, p50/p95 per app (bench/lib/apps-boot.ts).
 //
 // 1. builds examples/go-http with the CLI;
 // 2. the real path: `unikctl deploy` of the package N times (sequentially), reading the boot figures the
@@ -21,6 +24,7 @@ import { materializeKernel, readImage } from '../src/image/image.js';
 import { kernelCmdline } from '../src/runtime/cmdline.js';
 import { qemuArgs } from '../src/runtime/qemu.js';
 import type { VmmStartOptions } from '../src/runtime/vmm.js';
+import { runApps } from './lib/apps-boot.js';
 import { argvDiff } from './lib/argv-diff.js';
 import { prepareGenericKernel } from './lib/generic-kernel.js';
 import { freePort, installCleanup, killByEnv, onExit, run, runSync, sleep } from './lib/proc.js';
@@ -35,38 +39,28 @@ const GUEST_PORT = 8080;
 const ACCEL: 'tcg' | 'kvm' = 'tcg'; // KVM hangs guests on the machines this was written for; absolute figures are TCG
 const TARGETS = { p50Ms: 1500, speedup: 3, imageBytes: 6_000_000 };
 const BOOT_TIMEOUT_MS = 120_000;
-/**
- * Framework examples: each is built once and deployed --app-runs times, timing deploy → the first HTTP 200 of
- * one of its framework routes (the figure a user waits for). One entry per example.
- */
-const APP_EXAMPLES: ReadonlyArray<{ dir: string; route: string; timeoutMs: number }> = [
-  { dir: 'java-spring-boot', route: '/hello/bench', timeoutMs: 600_000 },
-];
-
 function usage(code: number): never {
   (code === 0 ? process.stdout : process.stderr).write(
-    'usage: npm run bench:boot -- [--runs N] [--app-runs N] [--quick] [--json]\n' +
+    'usage: npm run bench:boot -- [--runs N] [--quick] [--json] [--apps[=NAME,...]]\n' +
+    '  --apps     deploy → first HTTP response of the framework examples (bench/lib/apps.ts) instead\n' +
     '  --runs N   boots per series (default 10; at least 10 unless --quick)\n' +
-    '  --app-runs N  deploys per framework example, deploy → first HTTP response (default: --runs; 0 skips them)\n' +
     '  --quick    allow fewer runs (default 3) for a smoke test; the figures are then not a measurement\n' +
     '  --json     print only the JSON result on stdout\n');
   process.exit(code);
 }
 
-function parseArgs(argv: readonly string[]): { runs: number; appRuns: number; json: boolean; quick: boolean } {
-  const o: { runs: number | null; appRuns: number | null; json: boolean; quick: boolean } = { runs: null, appRuns: null, json: false, quick: false };
+function parseArgs(argv: readonly string[]): { runs: number; json: boolean; quick: boolean; apps: string[] | null | false } {
+  const o: { runs: number | null; json: boolean; quick: boolean; apps: string[] | null | false } = { runs: null, json: false, quick: false, apps: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] as string;
     if (a === '--json') o.json = true;
+    else if (a === '--apps') o.apps = null;
+    else if (a.startsWith('--apps=')) o.apps = a.slice(7).split(',').filter(Boolean);
     else if (a === '--quick') o.quick = true;
     else if (a === '--runs' || a.startsWith('--runs=')) {
       const v = a.includes('=') ? a.slice(7) : argv[++i];
       if (!/^\d+$/.test(v ?? '')) { process.stderr.write(`bench: --runs needs a positive integer, got ${v}\n`); usage(2); }
       o.runs = Number(v);
-    } else if (a === '--app-runs' || a.startsWith('--app-runs=')) {
-      const v = a.includes('=') ? a.slice(11) : argv[++i];
-      if (!/^\d+$/.test(v ?? '')) { process.stderr.write(`bench: --app-runs needs a number, got ${v}\n`); usage(2); }
-      o.appRuns = Number(v);
     } else if (a === '-h' || a === '--help') usage(0);
     else { process.stderr.write(`bench: unknown option ${a}\n`); usage(2); }
   }
@@ -75,7 +69,7 @@ function parseArgs(argv: readonly string[]): { runs: number; appRuns: number; js
     process.stderr.write(`bench: --runs ${runs} is too few for p95 (at least 10; use --quick for a smoke test)\n`);
     process.exit(2);
   }
-  return { ...o, runs, appRuns: o.appRuns ?? runs };
+  return { ...o, runs };
 }
 
 const opts = parseArgs(process.argv.slice(2));
@@ -91,7 +85,26 @@ function machine() {
   return { hostname: hostname(), cpuModel: model, cores: cpus().length, accel: ACCEL, accelLabel: 'TCG (software emulation, no KVM)' };
 }
 
+async function apps(only: string[] | null): Promise<void> {
+  installCleanup();
+  const m = machine();
+  say(`bench: framework apps, ${opts.runs} deploys each on ${m.cpuModel} (${m.cores} cores), ${m.accelLabel}`);
+  const { file, results } = await runApps({ runs: opts.runs, accel: ACCEL, only, say });
+  if (opts.json) { process.stdout.write(`${JSON.stringify({ file: relative(ROOT, file), results }, null, 2)}\n`); return; }
+  const w = Math.max(...results.map((r) => r.example.length), 7);
+  const out = ['', `deploy → first HTTP response (framework route), ${m.accelLabel}, ${opts.runs} deploys per app${opts.quick ? ' (--quick: a smoke test)' : ''}`, '',
+    `${'example'.padEnd(w)} ${'image'.padStart(10)} ${'n'.padStart(3)} ${'p50'.padStart(8)} ${'p95'.padStart(8)} ${'max'.padStart(8)}  framework`];
+  for (const r of results) {
+    out.push(r.error ? `${r.example.padEnd(w)} skipped: ${r.error}`
+      : `${r.example.padEnd(w)} ${MiB(r.imageBytes ?? NaN).padStart(10)} ${String(r.summary.n).padStart(3)} ${fmtS(r.summary.p50).padStart(8)} ${fmtS(r.summary.p95).padStart(8)} ${fmtS(r.summary.max).padStart(8)}  ${r.framework}`);
+  }
+  out.push('', `raw samples: ${relative(ROOT, file)}`);
+  process.stdout.write(`${out.join('\n')}\n`);
+  if (results.some((r) => r.error || r.samples.some((s) => !s.ok))) process.exitCode = 1;
+}
+
 async function main(): Promise<void> {
+  if (opts.apps !== false) return apps(opts.apps);
   installCleanup();
   // a private state directory: the benchmark never touches the user's deployments; kernels come from the shared cache
   const { home, env, cli } = privateHome('unikctl-bench-', ACCEL);
@@ -154,40 +167,6 @@ async function main(): Promise<void> {
     const r = await deployOnce(`bench-${i}`);
     cliSamples.push(r);
     say(`bench: deploy ${i}/${opts.runs}: ${r.ok ? `deploy→first output ${r.deployToFirstOutputMs} ms, VMM start→app start ${r.vmmStartToAppStartMs} ms` : `FAILED: ${r.error}`}`);
-  }
-
-  // 2b. framework examples: deploy → first HTTP response on a framework route
-  const apps: Array<{ example: string; route: string; imageBytes: number; memoryMiB: number; samples: Array<{ ok: boolean; deployToHttpMs: number | null; error?: string }>; summary: Summary }> = [];
-  for (const ex of opts.appRuns > 0 ? APP_EXAMPLES : []) {
-    const dir = join(ROOT, 'examples', ex.dir);
-    say(`bench: unikctl build examples/${ex.dir}`);
-    const b = await cli(['build', dir, '--json']);
-    if (b.code !== 0) { say(`bench:   skipped: ${b.stderr.trim().split('\n').at(-1)}`); continue; }
-    const built = JSON.parse(b.stdout) as { ref: string; manifest: { size: number; run: { memoryMiB: number } } };
-    const samples: Array<{ ok: boolean; deployToHttpMs: number | null; error?: string }> = [];
-    for (let i = 1; i <= opts.appRuns; i++) {
-      const name = `bench-app-${i}`;
-      const port = await freePort();
-      live.add(name);
-      const t0 = performance.now();
-      const d = await cli(['deploy', built.ref, '-p', `${port}:${GUEST_PORT}`, '--name', name, '--json']);
-      let ms: number | null = null;
-      let error = d.code === 0 ? `no HTTP answer within ${ex.timeoutMs} ms` : d.stderr.trim();
-      const deadline = Date.now() + ex.timeoutMs;
-      while (d.code === 0 && Date.now() < deadline) {
-        try {
-          const r = await fetch(`http://127.0.0.1:${port}${ex.route}`, { signal: AbortSignal.timeout(3000) });
-          if (r.ok) { ms = Math.round(performance.now() - t0); break; }
-          error = `HTTP ${r.status}`;
-        } catch { /* not listening yet */ }
-        await sleep(500);
-      }
-      const x = await cli(['destroy', name, '--wait', '--json']);
-      if (x.code === 0) live.delete(name);
-      samples.push({ ok: ms !== null, deployToHttpMs: ms, ...(ms === null ? { error } : {}) });
-      say(`bench: ${ex.dir} ${i}/${opts.appRuns}: ${ms !== null ? `deploy → first HTTP response ${fmtS(ms)}` : `FAILED: ${error}`}`);
-    }
-    apps.push({ example: ex.dir, route: ex.route, imageBytes: built.manifest.size, memoryMiB: built.manifest.run.memoryMiB, samples, summary: summarize(samples.map((x) => x.deployToHttpMs)) });
   }
 
   // 3. identical-QEMU comparison
@@ -297,7 +276,7 @@ async function main(): Promise<void> {
     genericVmlinuz: generic.sizes.vmlinuz, genericInitramfs: generic.sizes.initramfs, genericModules: generic.sizes.modules, genericLoader: generic.sizes.loader,
   };
   const sizes = { ...imageSizes, genericImage: imageSizes.genericVmlinuz + imageSizes.genericInitramfs + imageSizes.rootfs };
-  const failures = cliSamples.filter((s) => !s.ok).length + apps.reduce((n, a) => n + a.samples.filter((x) => !x.ok).length, 0) + direct.unikctl.filter((s) => !s.ok).length + direct.generic.filter((s) => !s.ok).length;
+  const failures = cliSamples.filter((s) => !s.ok).length + direct.unikctl.filter((s) => !s.ok).length + direct.generic.filter((s) => !s.ok).length;
   const verdict = (ok: boolean): string => (ok ? 'PASS' : 'MISS');
   const targets = [
     { target: 'p50 ≤ 1.5 s (unikctl deploy → first app output)', value: fmtS(S.deployToFirstOutput.p50), pass: S.deployToFirstOutput.p50 <= TARGETS.p50Ms },
@@ -315,7 +294,7 @@ async function main(): Promise<void> {
     image: { ref: PACKAGE_REF, example: relative(ROOT, EXAMPLE), manifest: { name: manifest.name, pack: manifest.pack, mode: manifest.mode, kernel: manifest.kernel, rootfs: manifest.rootfs, size: manifest.size, memoryMiB: manifest.run.memoryMiB } },
     generic: { package: generic.package, version: generic.version, release: generic.release, facts: generic.facts, modules: generic.modules, sizes: generic.sizes, machineChanges, why, probes },
     comparison: { memoryMiB, cpus: 1, accel: ACCEL, flagDiffs, unikctlArgv: refArgv, genericArgv: genArgv },
-    summaryMs: S, ratios, sizes, targets, apps,
+    summaryMs: S, ratios, sizes, targets,
     samples: {
       cliWarmup, cli: cliSamples,
       directWarmup: unikWarmup && { ...unikWarmup, qemuArgv: undefined },
@@ -343,7 +322,6 @@ async function main(): Promise<void> {
       row('unikctl VMM start → app start (CLI, real)', S.vmmStartToAppStart),
       row('unikctl VMM start → first app output (CLI)', S.vmmStartToFirstOutput),
       row('unikctl deploy command returns (CLI)', S.deployCli),
-      ...apps.map((a) => row(`${a.example} deploy → first HTTP ${a.route} (${MiB(a.imageBytes)}, ${a.memoryMiB} MiB)`, a.summary)),
       row(`unikctl kernel: QEMU spawn → first output (${memoryMiB} MiB)`, S.unikctl),
       row(`generic kernel: QEMU spawn → first output (${memoryMiB} MiB)`, S.generic),
       row('  unikctl kernel: QEMU spawn → app start', S.unikctlAppStart),

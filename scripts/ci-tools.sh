@@ -6,6 +6,8 @@
 #     there already);
 #   - securesystemslib (DSSE + Ed25519) and cyclonedx-python-lib (with the official CycloneDX JSON schemas and its
 #     validator), pinned, into the same venv: the independent checks of signed images (test/e2e/supply-chain.test.ts).
+#   - etcd (test/e2e/controlplane-ha.test.ts);
+#   - libsqlite3-dev, the C library examples/go-gin-sqlite calls through cgo (test/e2e/pack-go-apps.test.ts).
 # A second run only checks, and takes well under a second. Everything it does is said on stderr.
 # Environment: PYTHON (default python3) is the interpreter the venv is made from.
 set -euo pipefail
@@ -100,4 +102,15 @@ else
   fi
   command -v etcd >/dev/null 2>&1 || { say "etcd is still missing after installing etcd-server"; exit 1; }
   say "installed $(etcd --version 2>/dev/null | head -n1)"
+fi
+
+# ---------------------------------------------------------------------------------------------------------------
+# 4. libsqlite3-dev: examples/go-gin-sqlite links libsqlite3 through cgo (#cgo LDFLAGS: -lsqlite3), so its build
+#    needs the header and the libsqlite3.so link; the image then carries libsqlite3.so.0 from the closure.
+if [ -f /usr/include/sqlite3.h ]; then
+  say "libsqlite3-dev present"
+else
+  apt_install libsqlite3-dev
+  [ -f /usr/include/sqlite3.h ] || { say "sqlite3.h is still missing after installing libsqlite3-dev"; exit 1; }
+  say "installed libsqlite3-dev"
 fi

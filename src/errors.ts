@@ -38,7 +38,7 @@ export const ERROR_CODES = {
   E_TOOLCHAIN_MISSING: user(400, 'a build toolchain is not installed'),
   E_BUILD_FAILED: user(422, 'the application build failed'),
   E_ARTIFACT_MISSING: user(422, 'the build did not produce the declared artifact'),
-  E_ENTRY_AMBIGUOUS: user(422, 'the build produced several runnable programs and unik.yaml does not say which'),
+  E_ENTRY_AMBIGUOUS: user(422, 'the project has several runnable programs and unik.yaml does not say which'),
   E_NOT_ELF: user(400, 'the file is not an x86-64 ELF executable'),
   E_LIBRARY_MISSING: user(422, 'a shared library of the closure was not found'),
   E_INVALID_NAME: user(400, 'invalid deployment name'),

@@ -60,6 +60,15 @@ describe('loadUnikYaml', () => {
     });
   });
 
+  it('reads main: (the program of a Go or Cargo workspace) and refuses paths leaving the project', () => {
+    write('main: ./cmd/api\n');
+    expect(loadUnikYaml(dir)).toEqual({ run: { env: {} }, main: './cmd/api' });
+    expect(invalidMessage('main: ../other\n')).toContain('main: "../other" must name a program of the project');
+    expect(invalidMessage('main: /abs\n')).toContain('must name a program');
+    expect(invalidMessage('main: [a, b]\n')).toContain('must name a program');
+    expect(invalidMessage('main: ""\n')).toContain('must name a program');
+  });
+
   it('reads process: (a Procfile type) and include: (run-time files for compiled packs)', () => {
     write('process: worker\ninclude: [config.toml, templates/]\n');
     expect(loadUnikYaml(dir)).toEqual({ run: { env: {} }, process: 'worker', include: ['config.toml', 'templates/'] });

@@ -25,6 +25,7 @@ import { parseSizeMiB } from '../util/size.js';
  *   process: worker            # the Procfile process type to start (default web)
  *   include: [config.toml, templates/]   # project files the compiled packs copy next to the binary (/app)
  *   module: app                # the build module that produces the runnable program (Maven module, Gradle subproject)
+ *   main: ./cmd/api          # the program to build when the project has several (Go main package, Rust binary)
  */
 export interface UnikYaml {
   name?: string;
@@ -40,6 +41,11 @@ export interface UnikYaml {
   include?: string[];
   /** the Maven module / Gradle subproject (a directory relative to the project) whose output runs */
   module?: string;
+  /**
+   * the program to build when the project (a Go module or workspace, a Cargo workspace) has several: a Go main
+   * package directory (./cmd/api), import path or binary name; a Rust binary target name
+   */
+  main?: string;
 }
 
 const invalid = (file: string, msg: string): UserError =>
@@ -75,7 +81,7 @@ function rejectUnknown(section: Record<string, unknown>, known: string[], where:
   }
 }
 
-const KNOWN_TOP = new Set(['name', 'pack', 'build', 'artifact', 'run', 'rootfs', 'process', 'include', 'module']);
+const KNOWN_TOP = new Set(['name', 'pack', 'build', 'artifact', 'run', 'rootfs', 'process', 'include', 'module', 'main']);
 
 export function loadUnikYaml(dir: string): UnikYaml | null {
   const file = join(dir, 'unik.yaml');
@@ -155,6 +161,12 @@ export function loadUnikYaml(dir: string): UnikYaml | null {
       throw invalid(path, 'module must be a directory inside the project (the Maven module or Gradle subproject to run, e.g. app)');
     }
     out.module = y.module.replace(/\/+$/, '');
+  }
+  if (y.main !== undefined) {
+    if (typeof y.main !== 'string' || y.main.trim() === '' || y.main.startsWith('/') || y.main.split('/').includes('..')) {
+      throw invalid(path, `main: ${JSON.stringify(y.main)} must name a program of the project (a Go package directory like ./cmd/api, or a binary name)`);
+    }
+    out.main = y.main.trim();
   }
   return out;
 }

@@ -1,5 +1,5 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -132,6 +132,18 @@ export function exampleCopy(dir: string, skip: RegExp): { home: TestHome; app: s
     expect(home.qemuProcesses()).toEqual([]);
   });
   return { home, app };
+}
+
+/**
+ * Points a scratch copy's build cache (BLD-5: .unikctl/cache) at the cache of an example the other e2e tests
+ * build in place (examples/go-http, examples/rust-http): the Go build and module caches, the cargo home and
+ * target directory are safe to share, so CI compiles the standard library and downloads each module once.
+ */
+export function shareBuildCache(app: string, example: string): void {
+  const shared = join(ROOT, 'examples', example, '.unikctl', 'cache');
+  mkdirSync(shared, { recursive: true });
+  mkdirSync(join(app, '.unikctl'), { recursive: true });
+  if (!existsSync(join(app, '.unikctl', 'cache'))) symlinkSync(shared, join(app, '.unikctl', 'cache'));
 }
 
 /**
