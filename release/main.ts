@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import { join, resolve } from 'node:path';
 import { IN_TOTO_PAYLOAD_TYPE, requireEd25519, signEnvelope } from './dsse.js';
 import { provenanceStatement } from './provenance.js';
-import { jsonText, normalizeCycloneDx, normalizeSpdx } from './sbom.js';
+import { jsonText, normalizeCycloneDx, normalizeSpdx, runtimePackages } from './sbom.js';
 import { deterministicTgz, entriesFromDir, sha256Hex } from './tar.js';
 import { releaseFileNames, sha256Sums } from './verify.js';
 
@@ -116,9 +116,10 @@ export function release(root: string, o: Options): string {
 
   const names = releaseFileNames(pkg.name, pkg.version);
   const subject = { name: pkg.name, version: pkg.version, tarball, tarballSha256: tgzSha, epoch };
-  const sbomArgs = ['sbom', '--package-lock-only', '--omit', 'dev', '--loglevel=error', '--sbom-format'];
-  const cdx = jsonText(normalizeCycloneDx(JSON.parse(capture(root, env, 'npm', [...sbomArgs, 'cyclonedx'])), subject));
-  const spdx = jsonText(normalizeSpdx(JSON.parse(capture(root, env, 'npm', [...sbomArgs, 'spdx'])), subject));
+  const runtime = runtimePackages(JSON.parse(readFileSync(join(root, 'package-lock.json'), 'utf8')));
+  const sbomArgs = ['sbom', '--package-lock-only', '--loglevel=error', '--sbom-format'];
+  const cdx = jsonText(normalizeCycloneDx(JSON.parse(capture(root, env, 'npm', [...sbomArgs, 'cyclonedx'])), subject, runtime));
+  const spdx = jsonText(normalizeSpdx(JSON.parse(capture(root, env, 'npm', [...sbomArgs, 'spdx'])), subject, runtime));
 
   const npmVersion = capture(root, env, 'npm', ['--version']).trim();
   const statement = jsonText(provenanceStatement({

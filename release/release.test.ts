@@ -3,7 +3,7 @@ import { gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { keyId, pae, signEnvelope, verifyEnvelope } from './dsse.js';
 import { provenanceStatement } from './provenance.js';
-import { nameUuid, normalizeCycloneDx, normalizeSpdx } from './sbom.js';
+import { nameUuid, normalizeCycloneDx, normalizeSpdx, runtimePackages } from './sbom.js';
 import { deterministicTgz } from './tar.js';
 import { parseSums, sha256Sums } from './verify.js';
 
@@ -97,28 +97,38 @@ describe('SBOM normalization', () => {
       { 'bom-ref': 'b@1', name: 'b', properties: [{ name: 'z', value: '1' }, { name: 'a', value: '2' }] },
       { 'bom-ref': 'a@1', name: 'a', properties: [] },
       { 'bom-ref': 'c@1', name: 'c', properties: [] },
+      { 'bom-ref': 'dev@1', name: 'dev', properties: [] },
     ];
     return {
       $schema: 'http://cyclonedx.org/schema/bom-1.5.schema.json', bomFormat: 'CycloneDX', specVersion: '1.5',
       serialNumber: `urn:uuid:${order.join('')}`, version: 1,
       metadata: { timestamp: new Date().toISOString(), component: { 'bom-ref': 'x@1', type: 'library', name: 'checkout-dir' } },
-      components: order.map((i) => comps[i]!),
-      dependencies: [{ ref: 'x@1', dependsOn: order.map((i) => comps[i]!['bom-ref']) }],
+      components: [...order, 3].map((i) => ({ ...comps[i]!, version: '1' })),
+      dependencies: [{ ref: 'x@1', dependsOn: [...order, 3].map((i) => comps[i]!['bom-ref']) }, { ref: 'dev@1', dependsOn: ['a@1'] }],
     };
   };
 
-  it('gives one document whatever npm ordered or stamped, bound to the tarball', () => {
-    const a = normalizeCycloneDx(cdx([0, 1, 2]), subject);
-    expect(normalizeCycloneDx(cdx([2, 0, 1]), subject)).toEqual(a);
-    expect(JSON.stringify(a)).toBe(JSON.stringify(normalizeCycloneDx(cdx([1, 2, 0]), subject)));
+  const runtime = runtimePackages({ packages: {
+    '': { name: 'unikctl', version: '1.2.3' }, 'node_modules/a': { version: '1' }, 'node_modules/b': { version: '1' },
+    'node_modules/x/node_modules/c': { version: '1' }, 'node_modules/dev': { version: '1', dev: true },
+  } });
+
+  it('takes the production packages from the lock file (nested ones too, dev ones not)', () => {
+    expect([...runtime].sort()).toEqual(['a@1', 'b@1', 'c@1']);
+  });
+
+  it('gives one document whatever npm ordered or stamped, bound to the tarball, without dev packages', () => {
+    const a = normalizeCycloneDx(cdx([0, 1, 2]), subject, runtime);
+    expect(normalizeCycloneDx(cdx([2, 0, 1]), subject, runtime)).toEqual(a);
+    expect(JSON.stringify(a)).toBe(JSON.stringify(normalizeCycloneDx(cdx([1, 2, 0]), subject, runtime)));
     const doc = a as { serialNumber: string; metadata: { timestamp: string; component: { name: string; type: string; hashes: unknown } }; components: { name: string; properties: { name: string }[] }[]; dependencies: { dependsOn: string[] }[] };
     expect(doc.components.map((c) => c.name)).toEqual(['a', 'b', 'c']);
     expect(doc.components[1]!.properties.map((p) => p.name)).toEqual(['a', 'z']);
-    expect(doc.dependencies[0]!.dependsOn).toEqual(['a@1', 'b@1', 'c@1']);
+    expect(doc.dependencies).toEqual([{ ref: 'x@1', dependsOn: ['a@1', 'b@1', 'c@1'] }]);
     expect(doc.metadata.timestamp).toBe('2023-11-14T22:13:20Z');
     expect(doc.metadata.component).toMatchObject({ name: 'unikctl', type: 'application', hashes: [{ alg: 'SHA-256', content: subject.tarballSha256 }] });
     expect(doc.serialNumber).toMatch(/^urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
-    const other = normalizeCycloneDx(cdx([0, 1, 2]), { ...subject, tarballSha256: 'cd'.repeat(32) }) as { serialNumber: string };
+    const other = normalizeCycloneDx(cdx([0, 1, 2]), { ...subject, tarballSha256: 'cd'.repeat(32) }, runtime) as { serialNumber: string };
     expect(other.serialNumber).not.toBe(doc.serialNumber);
   });
 
@@ -128,11 +138,12 @@ describe('SBOM normalization', () => {
       documentNamespace: `http://spdx.org/spdxdocs/x-${Math.random()}`,
       creationInfo: { created: new Date().toISOString(), creators: ['Tool: npm/cli-11'] },
       documentDescribes: ['SPDXRef-Package-root'],
-      packages: (rev ? ['SPDXRef-Package-root', 'SPDXRef-Package-a'] : ['SPDXRef-Package-a', 'SPDXRef-Package-root']).map((id) => ({ SPDXID: id, name: id })),
-      relationships: (rev ? [2, 1] : [1, 2]).map((n) => ({ spdxElementId: `SPDXRef-${n}`, relationshipType: 'DEPENDS_ON', relatedSpdxElement: 'SPDXRef-0' })),
+      packages: (rev ? ['root', 'a', 'dev'] : ['dev', 'a', 'root']).map((n) => ({ SPDXID: `SPDXRef-Package-${n}`, name: n, versionInfo: '1' })),
+      relationships: (rev ? ['a', 'dev', 'root'] : ['root', 'dev', 'a']).map((n) => ({ spdxElementId: `SPDXRef-Package-${n}`, relationshipType: 'DEPENDENCY_OF', relatedSpdxElement: 'SPDXRef-Package-root' })),
     });
-    const a = normalizeSpdx(spdx(false), subject);
-    expect(JSON.stringify(normalizeSpdx(spdx(true), subject))).toBe(JSON.stringify(a));
+    const a = normalizeSpdx(spdx(false), subject, runtime);
+    expect(JSON.stringify(normalizeSpdx(spdx(true), subject, runtime))).toBe(JSON.stringify(a));
+    expect((a.relationships as { spdxElementId: string }[]).map((r) => r.spdxElementId)).toEqual(['SPDXRef-Package-a', 'SPDXRef-Package-root']);
     expect(a).toMatchObject({ name: 'unikctl@1.2.3', creationInfo: { created: '2023-11-14T22:13:20Z' } });
     expect(a.documentNamespace).toMatch(/^urn:uuid:/);
     expect((a.packages as { SPDXID: string }[]).map((p) => p.SPDXID)).toEqual(['SPDXRef-Package-a', 'SPDXRef-Package-root']);

@@ -45,7 +45,30 @@ function sortCdx(v: Json): Json {
   return v;
 }
 
-export function normalizeCycloneDx(raw: Obj, s: SbomSubject): Obj {
+/**
+ * The packages a production install gets, `name@version`, from the lock file's own `dev` flags. `npm sbom
+ * --omit dev` is not used: it also drops production packages that a dev tool shares (yaml, semver, … under
+ * npm 11.19), so the SBOM is taken whole and cut down to this set.
+ */
+export function runtimePackages(lock: { packages?: Record<string, { name?: string; version?: string; dev?: boolean }> }): Set<string> {
+  return new Set(Object.entries(lock.packages ?? {})
+    .filter(([path, p]) => path !== '' && p.dev !== true && p.version !== undefined && path.includes('node_modules/'))
+    .map(([path, p]) => `${p.name ?? path.slice(path.lastIndexOf('node_modules/') + 'node_modules/'.length)}@${p.version}`));
+}
+
+export function normalizeCycloneDx(whole: Obj, s: SbomSubject, runtime: Set<string>): Obj {
+  const raw: Obj = { ...whole };
+  const refOf = (c: Json): string => (isObj(c) ? `${str(c.name)}@${str(c.version)}` : '');
+  const comps = (Array.isArray(raw.components) ? raw.components : []).filter((c) => runtime.has(refOf(c)));
+  const kept = new Set(comps.map((c) => (isObj(c) ? str(c['bom-ref']) : '')));
+  const root = isObj(raw.metadata) && isObj(raw.metadata.component) ? str(raw.metadata.component['bom-ref']) : '';
+  kept.add(root);
+  raw.components = comps;
+  raw.dependencies = (Array.isArray(raw.dependencies) ? raw.dependencies : []).filter((d) => isObj(d) && kept.has(str(d.ref))).map((d) => {
+    const o = { ...(d as Obj) };
+    if (Array.isArray(o.dependsOn)) o.dependsOn = o.dependsOn.filter((x) => kept.has(str(x)));
+    return o;
+  });
   const doc = sortCdx(raw) as Obj;
   const meta = isObj(doc.metadata) ? doc.metadata : {};
   const component = isObj(meta.component) ? meta.component : {};
@@ -66,10 +89,14 @@ export function normalizeCycloneDx(raw: Obj, s: SbomSubject): Obj {
   return { $schema: $schema ?? null, bomFormat: bomFormat ?? null, specVersion: specVersion ?? null, serialNumber: serial, ...rest };
 }
 
-export function normalizeSpdx(raw: Obj, s: SbomSubject): Obj {
+export function normalizeSpdx(raw: Obj, s: SbomSubject, runtime: Set<string>): Obj {
   const doc = { ...raw };
-  const pkgs = Array.isArray(doc.packages) ? doc.packages : [];
-  const rels = Array.isArray(doc.relationships) ? doc.relationships : [];
+  const describes = Array.isArray(doc.documentDescribes) ? doc.documentDescribes.map(str) : [];
+  const pkgs = (Array.isArray(doc.packages) ? doc.packages : [])
+    .filter((p) => isObj(p) && (describes.includes(str(p.SPDXID)) || runtime.has(`${str(p.name)}@${str(p.versionInfo)}`)));
+  const ids = new Set(['SPDXRef-DOCUMENT', ...pkgs.map((p) => (isObj(p) ? str(p.SPDXID) : ''))]);
+  const rels = (Array.isArray(doc.relationships) ? doc.relationships : [])
+    .filter((r) => isObj(r) && ids.has(str(r.spdxElementId)) && ids.has(str(r.relatedSpdxElement)));
   doc.packages = [...pkgs].sort(byKey('SPDXID')).map((p) => {
     if (!isObj(p)) return p;
     const q: Obj = { ...p };
