@@ -1,6 +1,6 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { createPublicKey, generateKeyPairSync, verify } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -36,6 +36,27 @@ function cleanClone(dir: string): void {
   execFileSync('git', ['clone', '-q', '--no-checkout', ROOT, dir]);
   execFileSync('git', ['-C', dir, 'checkout', '-q', '--detach', head]);
   symlinkSync(realpathSync(join(ROOT, 'node_modules')), join(dir, 'node_modules'));
+}
+
+/**
+ * Where better-sqlite3's install script gets its native module: its prebuilt binaries come from outside the npm
+ * registry, so here either a local prebuild (prebuild-install's documented `<pkg>_local_prebuilds` directory) made
+ * from the module this checkout's `npm ci` compiled for the same locked version and Node ABI, or, without one, a
+ * compile from source (minutes on a loaded 2-core machine).
+ */
+function nativeModuleSource(): NodeJS.ProcessEnv {
+  const mod = join(ROOT, 'node_modules', 'better-sqlite3');
+  const locked = (JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, { version?: string }> }).packages['node_modules/better-sqlite3']?.version;
+  const built = join(mod, 'build', 'Release', 'better_sqlite3.node');
+  const have = existsSync(built) ? (JSON.parse(readFileSync(join(mod, 'package.json'), 'utf8')) as { version: string }).version : undefined;
+  if (!locked || have !== locked) {
+    console.log(`better-sqlite3 ${locked} compiles from source (the checkout has ${have ?? 'no compiled module'})`);
+    return { npm_config_build_from_source: 'true' };
+  }
+  const dir = join(tmp, 'prebuilds');
+  mkdirSync(dir);
+  execFileSync('tar', ['czf', join(dir, `better-sqlite3-v${locked}-node-v${process.versions.modules}-${process.platform}-${process.arch}.tar.gz`), '-C', mod, 'build/Release/better_sqlite3.node']);
+  return { npm_config_better_sqlite3_local_prebuilds: dir };
 }
 
 beforeAll(async () => {
@@ -143,9 +164,7 @@ describe('release', () => {
   it('installs with npm install -g into an empty prefix; unikctl and unikctld run, set up from there and build an image', async () => {
     const prefix = join(tmp, 'prefix');
     const t0 = Date.now();
-    // better-sqlite3 compiles from source (node-gyp, headers of the installed node): its prebuilt binaries
-    // would come from outside the npm registry
-    const env = { ...process.env, npm_config_build_from_source: 'true', NO_COLOR: '1' };
+    const env = { ...process.env, ...nativeModuleSource(), NO_COLOR: '1' };
     const inst = await run('npm', ['install', '-g', '--prefix', prefix, '--allow-scripts=better-sqlite3', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error',
       join(outs[0]!, tarball)], { env, cwd: tmp });
     expect(inst.code, inst.stderr).toBe(0);
@@ -164,6 +183,16 @@ describe('release', () => {
     // first use: the installed package's own set-up builds the guest init and launcher next to it and finds the
     // kernels (cached by config hash, so here in seconds)
     const pkgDir = join(prefix, 'lib', 'node_modules', 'unikctl');
+    // npm reads a package's npm-shrinkwrap.json only from registry metadata, not from a tarball file: the
+    // documented `npm ci --omit=dev` in the installed package gives exactly the locked production packages
+    const ci = await run('npm', ['ci', '--omit=dev', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'], { env, cwd: pkgDir });
+    expect(ci.code, ci.stderr).toBe(0);
+    const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, { version?: string; dev?: boolean }> };
+    for (const [p, v] of Object.entries(lock.packages)) {
+      if (p === '' || v.dev) continue;
+      expect((JSON.parse(readFileSync(join(pkgDir, p, 'package.json'), 'utf8')) as { version: string }).version, p).toBe(v.version);
+    }
+    expect((await run(join(bin, 'unikctl'), ['--version'], { env: cliEnv })).stdout.trim()).toBe(version);
     expect(existsSync(join(pkgDir, 'guest', 'build', 'unik-init'))).toBe(false);
     const setup = await run(join(pkgDir, 'scripts', 'setup.sh'), [], { env: cliEnv, cwd: tmp });
     expect(setup.code, setup.stderr).toBe(0);
