@@ -12,8 +12,8 @@ import { ROOT } from './helpers.js';
 /**
  * The release of unikctl itself (docs/release.md): two clean clones of HEAD build byte-identical release files
  * (tests skipped inside this test with --skip-tests), the provenance's DSSE envelope verifies, the SBOMs describe
- * the tarball, and the tarball installs with `npm install -g` into an empty prefix, sets itself up from there and
- * builds an image with the installed CLI.
+ * the tarball, and the tarball installs with `npm install -g` into an empty prefix, sets itself up from there,
+ * builds an image with the installed CLI and boots it.
  */
 const run = (file: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeout?: number } = {}): Promise<{ code: number; stdout: string; stderr: string }> =>
   new Promise((res) => {
@@ -194,15 +194,33 @@ describe('release', () => {
     }
     expect((await run(join(bin, 'unikctl'), ['--version'], { env: cliEnv })).stdout.trim()).toBe(version);
     expect(existsSync(join(pkgDir, 'guest', 'build', 'unik-init'))).toBe(false);
+    const app = join(tmp, 'c-hello');
+    execFileSync('cp', ['-r', join(ROOT, 'examples', 'c-hello'), app]);
+    // without the set-up, a build says which command sets this installation up (not the checkout's make setup)
+    const early = await run(join(bin, 'unikctl'), ['build', app], {
+      env: { ...cliEnv, UNIKCTL_KERNEL_DIR: join(tmp, 'no-kernels'), UNIKCTL_INIT: join(ROOT, 'guest', 'build', 'unik-init') }, cwd: tmp,
+    });
+    expect(early.code).toBe(1);
+    expect(early.stderr).toContain('E_KERNEL_MISSING');
+    expect(early.stderr).toContain(join(pkgDir, 'scripts', 'setup.sh'));
     const setup = await run(join(pkgDir, 'scripts', 'setup.sh'), [], { env: cliEnv, cwd: tmp });
     expect(setup.code, setup.stderr).toBe(0);
     expect(setup.stderr).toMatch(new RegExp(`set-up complete: ${version.replace(/\./g, '\\.')}`));
     expect(existsSync(join(pkgDir, 'guest', 'build', 'unik-init'))).toBe(true);
-    const app = join(tmp, 'c-hello');
-    execFileSync('cp', ['-r', join(ROOT, 'examples', 'c-hello'), app]);
+    rmSync(join(app, '.unikctl'), { recursive: true, force: true });
     const build = await run(join(bin, 'unikctl'), ['build', app, '--json'], { env: cliEnv, cwd: tmp });
     expect(build.code, build.stderr).toBe(0);
     expect(existsSync(join(app, '.unikctl', 'image', 'rootfs.erofs'))).toBe(true);
+    // and boots it: the installed supervisor, launcher, guest init and kernel together
+    const vmEnv = { ...cliEnv, UNIKCTL_ACCEL: process.env.UNIKCTL_ACCEL ?? 'tcg' };
+    try {
+      const dep = await run(join(bin, 'unikctl'), ['deploy', join(app, '.unikctl', 'image'), '--name', 'hello', '--wait'], { env: vmEnv, cwd: tmp });
+      expect(dep.code, dep.stderr).toBe(0);
+      const logs = await run(join(bin, 'unikctl'), ['logs', 'hello'], { env: vmEnv, cwd: tmp });
+      expect(logs.stdout).toContain('hello from C in a unikctl VM');
+    } finally {
+      await run(join(bin, 'unikctl'), ['destroy', 'hello', '--wait', '--timeout', '1'], { env: vmEnv, cwd: tmp });
+    }
   }, 1_200_000);
 
   const actionlint = [join(ROOT, '.tools', 'bin'), ...(process.env.PATH ?? '').split(delimiter)].map((d) => join(d, 'actionlint')).find((p) => existsSync(p));
