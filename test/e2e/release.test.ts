@@ -216,8 +216,12 @@ describe('release', () => {
     try {
       const dep = await run(join(bin, 'unikctl'), ['deploy', join(app, '.unikctl', 'image'), '--name', 'hello', '--wait'], { env: vmEnv, cwd: tmp });
       expect(dep.code, dep.stderr).toBe(0);
-      const logs = await run(join(bin, 'unikctl'), ['logs', 'hello'], { env: vmEnv, cwd: tmp });
-      expect(logs.stdout).toContain('hello from C in a unikctl VM');
+      let logs = '';
+      for (let i = 0; i < 240 && !logs.includes('hello from C in a unikctl VM'); i++) {
+        if (i > 0) await new Promise((r) => setTimeout(r, 500));
+        logs = (await run(join(bin, 'unikctl'), ['logs', 'hello'], { env: vmEnv, cwd: tmp })).stdout;
+      }
+      expect(logs).toContain('hello from C in a unikctl VM');
     } finally {
       await run(join(bin, 'unikctl'), ['destroy', 'hello', '--wait', '--timeout', '1'], { env: vmEnv, cwd: tmp });
     }
