@@ -161,7 +161,7 @@ describe('release', () => {
     expect([...mtimes]).toEqual([epoch]);
   });
 
-  it('installs with npm install -g into an empty prefix; unikctl and unikctld run, set up from there and build an image', async () => {
+  it('installs with npm install -g into an empty prefix; unikctl and unikctld run, set up from there, build and boot an image', async () => {
     const prefix = join(tmp, 'prefix');
     const t0 = Date.now();
     const env = { ...process.env, ...nativeModuleSource(), NO_COLOR: '1' };
