@@ -114,3 +114,18 @@ else
   [ -f /usr/include/sqlite3.h ] || { say "sqlite3.h is still missing after installing libsqlite3-dev"; exit 1; }
   say "installed libsqlite3-dev"
 fi
+
+# 5. actionlint (pinned), for the workflow check of test/e2e/release.test.ts: built from its Go module with
+#    `go install` into .tools/bin/ (git-ignored); Go's module and build caches make a rebuild cheap, and a second
+#    run only compares the version.
+ACTIONLINT_VERSION="v1.7.12"
+TOOLS_BIN="$PWD/.tools/bin"
+if [ -x "$TOOLS_BIN/actionlint" ] && [ "$("$TOOLS_BIN/actionlint" -version 2>/dev/null | head -n1)" = "$ACTIONLINT_VERSION" ]; then
+  say "actionlint $ACTIONLINT_VERSION present in .tools/bin/"
+else
+  command -v go >/dev/null 2>&1 || { say "go not found: actionlint is built with go install (install Go first; the go pack needs it too)"; exit 1; }
+  say "go install github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION into .tools/bin/"
+  mkdir -p "$TOOLS_BIN"
+  GOBIN="$TOOLS_BIN" GOFLAGS=-mod=mod go install "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION" >&2
+  say "installed actionlint $("$TOOLS_BIN/actionlint" -version | head -n1)"
+fi

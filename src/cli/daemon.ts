@@ -10,7 +10,7 @@ import { DEFAULT_TIMEOUTS } from '../controlplane/http.js';
 import { serve, timeoutsOf, type ServeOptions } from '../controlplane/server.js';
 import { UserError } from '../errors.js';
 import { DEFAULT_BUILD_SANDBOX, sandboxUnavailable } from '../image/sandbox.js';
-import { homeLayout, projectRoot } from '../paths.js';
+import { homeLayout, projectRoot, setupCommand } from '../paths.js';
 import type { BuildSandboxPolicy } from '../store/types.js';
 import { parseLabels } from '../util/labels.js';
 import { writeKeyPair } from '../image/dsse.js';
@@ -102,7 +102,7 @@ export function sandboxPolicy(o: SandboxFlags, hide: Array<string | undefined>):
   const why = sandboxUnavailable({ network: o.buildNetwork });
   if (why) {
     throw new UserError('E_SANDBOX_UNAVAILABLE', `this host cannot sandbox builds: ${why}`, {
-      hint: 'run make setup (bubblewrap, slirp4netns, the unikctl-build user) and start the daemon as root, or pass --build-sandbox off if every client is trusted',
+      hint: `run ${setupCommand()} (bubblewrap, slirp4netns, the unikctl-build user) and start the daemon as root, or pass --build-sandbox off if every client is trusted`,
     });
   }
   return {

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { accessSync, closeSync, constants, existsSync, fchmodSync, fstatSync, openSync, writeFileSync } from 'node:fs';
 import { UserError } from '../errors.js';
-import { vmmLauncherPath } from '../paths.js';
+import { setupCommand, vmmLauncherPath } from '../paths.js';
 import { which } from '../util/exec.js';
 import type { Accel, VmIsolation, Vmm, VmmHandle, VmmStartOptions } from './vmm.js';
 
@@ -104,7 +104,7 @@ export const qemuVmm: Vmm = {
   name: 'qemu',
   check(accel: Accel) {
     if (!which(QEMU_BINARY)) {
-      throw new UserError('E_TOOL_MISSING', `${QEMU_BINARY} is not installed`, { hint: 'apt-get install qemu-system-x86 (or run make setup)' });
+      throw new UserError('E_TOOL_MISSING', `${QEMU_BINARY} is not installed`, { hint: `apt-get install qemu-system-x86 (or run ${setupCommand()})` });
     }
     if (accel === 'kvm' && !kvmAccessible()) {
       throw new UserError('E_KVM_UNAVAILABLE', '/dev/kvm is missing or not accessible to this user', {
