@@ -213,7 +213,7 @@ describe('control plane: a platform failure is retried and really runs again', (
       db.close();
     }
     const metrics = await (await server.api('/v1/metrics')).text();
-    expect(metrics).toMatch(/^unikctld_operation_retries_total\{kind="deploy"\} 1$/m);
+    expect(metrics).toMatch(/^unikctld_operation_retries_total\{kind="deploy",tenant=""\} 1$/m);
     expect((await home.cli(['logs', 'retried'])).stdout).toContain('probe: started with 1 args');
   });
 });

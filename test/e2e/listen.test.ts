@@ -135,7 +135,7 @@ describe('listener check: what the app listens on against the published ports (r
         health: 'localhost-only', ports: [3000], listeners: [{ address: '127.0.0.1', port: 3000 }], warning: { code: 'E_LISTENING_LOCALHOST_ONLY' },
       });
       expect(await logsMatching(remote, 'rlo', /unikctl: fix:/)).toContain('unikctl: warning E_LISTENING_LOCALHOST_ONLY');
-      expect(await (await server.api('/v1/metrics')).text()).toContain('unikctld_deployment_listening{deployment="rlo"} 0');
+      expect(await (await server.api('/v1/metrics')).text()).toContain('unikctld_deployment_listening{deployment="rlo",tenant=""} 0');
       expect((await remote.cli(['destroy', 'rlo', '--wait'])).code).toBe(0);
     } finally {
       await server.stop();
