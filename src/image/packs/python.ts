@@ -12,6 +12,7 @@ import { HELPER_PY } from './python/helper.js';
 import { exportFailure, planInstall, toolEnv, type PyTool } from './python/install.js';
 import { checkRequirements } from './python/requirements.js';
 import { analyzeConfig, planStdlib, type FoundModule } from './python/stdlib.js';
+import { planTzdata, TZ_SKIP } from './python/tzdata.js';
 
 /**
  * Python (CPython from the host): the interpreter, its shared-library closure, ONLY the stdlib modules the app
@@ -53,6 +54,8 @@ export interface PythonInfo {
   dynloadRel: string;
   siteGuest: string;
   pyproject: null | { error: string } | PyprojectFacts;
+  /** the interpreter's compiled-in zoneinfo search path */
+  tzpath: string[];
 }
 
 /** pyproject.toml as helper.py reads it */
@@ -323,6 +326,30 @@ export const pythonPack: Pack = {
       mkdirSync(join(root, info.siteGuest), { recursive: true });
       copyTree(target, join(root, info.siteGuest));
     }
+    // --- the time zone database, when the app can import zoneinfo (python/tzdata.ts)
+    const tz = planTzdata({
+      modules: plan.modules, tzpath: info.tzpath, siteHasTzdata: existsSync(join(target, 'tzdata', 'zoneinfo')),
+      isDir: (p) => { try { return statSync(p).isDirectory(); } catch { return false; } },
+    });
+    if (tz === 'missing') {
+      ctx.warn(`the app can import zoneinfo but this host has no time zone database (searched ${info.tzpath.join(', ') || 'no TZPATH'}): ZoneInfo("Region/City") will fail in the VM; add tzdata to ${lockName ?? 'requirements.txt'} or install the host's tzdata package`);
+    } else if (tz) {
+      for (const e of readdirSync(tz.host).sort()) {
+        if (TZ_SKIP.has(e)) continue;
+        const s = join(tz.host, e);
+        const d = join(root, tz.guest, e);
+        const st = lstatSync(s);
+        if (st.isDirectory()) copyTree(s, d);
+        else if (st.isSymbolicLink()) {
+          // localtime → /etc/localtime is the host's own setting: not the guest's
+          const to = readlinkSync(s);
+          if (to.startsWith('/')) continue;
+          mkdirSync(dirname(d), { recursive: true });
+          symlinkSync(to, d);
+        }
+        else if (st.isFile()) copyInto(s, d);
+      }
+    }
 
     // --- interpreter and libpython
     copyInto(py, join(root, GUEST_PYTHON));
@@ -380,6 +407,7 @@ export const pythonPack: Pack = {
     // --- into the root filesystem, with the shared-library closure
     rootfs.addTree(join(root, 'usr'), '/usr');
     rootfs.addTree(appDir, '/app');
+    if (tz && tz !== 'missing' && !tz.guest.startsWith('/usr/')) rootfs.addTree(join(root, tz.guest), tz.guest);
     const elfs = [...rootfs.elfFilesUnder('/usr'), ...rootfs.elfFilesUnder('/app')].map((g) => rootfs.hostPath(g));
     const closure = libraryClosure(elfs, { searchDirs: [rootfs.hostPath(GUEST_LIBDIR), ...DEFAULT_SEARCH_DIRS] });
     let libs = 0;
@@ -403,6 +431,7 @@ export const pythonPack: Pack = {
     const stdlibSize = sizeOf(guestStdlib) - (existsSync(target) && info.siteGuest.startsWith(guestStdlib) ? sizeOf(info.siteGuest) : 0);
     const naive = statSync(py).size + (info.libpython ? statSync(info.libpython).size : 0) + stdlibFull + treeSize(target);
     ctx.log(`stdlib: kept ${plan.modules.length} modules (${plan.files.length} files, ${plan.extensions.length} extensions, ${mb(stdlibSize)}) of ${mb(stdlibFull)}; ${libs} shared libraries`);
+    if (tz && tz !== 'missing') ctx.log(`time zone database: ${tz.host} → ${tz.guest} (${mb(sizeOf(tz.guest))}; the app can import zoneinfo)`);
     ctx.log(`python closure: ${mb(sizeOf('/usr'))} uncompressed (a naive interpreter + whole stdlib + site-packages tree: ${mb(naive)})`);
 
     const artifacts: PackArtifact[] = [
@@ -410,6 +439,7 @@ export const pythonPack: Pack = {
       ...(libGuest ? [{ path: libGuest, size: sizeOf(libGuest) }] : []),
       { path: guestStdlib, size: stdlibSize },
       ...(existsSync(target) ? [{ path: info.siteGuest, size: sizeOf(info.siteGuest) }] : []),
+      ...(tz && tz !== 'missing' ? [{ path: tz.guest, size: sizeOf(tz.guest) }] : []),
       { path: '/app', size: sizeOf('/app') },
     ];
     return {
