@@ -1,5 +1,5 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -100,13 +100,17 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** GET with retries: `running` means the app process started, not that it already listens. */
-export async function httpGet(url: string, timeoutMs = 30_000): Promise<string> {
+/**
+ * GET with retries: `running` means the app process started, not that it already listens. `requestMs` bounds one
+ * attempt: raise it for an app whose first answer is slow work (a server-side render under TCG), which a short
+ * bound would abort and ask for again, forever.
+ */
+export async function httpGet(url: string, timeoutMs = 30_000, requestMs = 3000): Promise<string> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {
     try {
-      const r = await fetch(url, { signal: AbortSignal.timeout(3000) });
+      const r = await fetch(url, { signal: AbortSignal.timeout(Math.min(requestMs, Math.max(1, deadline - Date.now()))) });
       if (r.ok) return await r.text();
       last = new Error(`HTTP ${r.status}`);
     } catch (e) {
@@ -135,15 +139,30 @@ export function exampleCopy(dir: string, skip: RegExp): { home: TestHome; app: s
 }
 
 /**
- * Deploys the built example with -p, waits for `route` to answer (prints deploy → first HTTP response), waits for
- * `logLine` in the logs, destroys and checks that nothing answers any more. The body and logs are for the caller.
+ * Points a scratch copy's build cache (BLD-5: .unikctl/cache) at the cache of an example the other e2e tests
+ * build in place (examples/go-http, examples/rust-http): the Go build and module caches, the cargo home and
+ * target directory are safe to share, so CI compiles the standard library and downloads each module once.
  */
-export async function deployServeDestroy(home: TestHome, o: { dir: string; name: string; route: string; logLine: RegExp; timeoutMs: number }): Promise<{ body: string; logs: string }> {
+export function shareBuildCache(app: string, example: string): void {
+  const shared = join(ROOT, 'examples', example, '.unikctl', 'cache');
+  mkdirSync(shared, { recursive: true });
+  mkdirSync(join(app, '.unikctl'), { recursive: true });
+  if (!existsSync(join(app, '.unikctl', 'cache'))) symlinkSync(shared, join(app, '.unikctl', 'cache'));
+}
+
+/**
+ * Deploys the built example with -p, waits for `route` to answer (prints deploy → first HTTP response), waits for
+ * `logLine` in the logs, runs `whileUp` (more requests, given the base URL), destroys and checks that nothing answers
+ * any more. The body and logs are for the caller.
+ */
+export async function deployServeDestroy(home: TestHome, o: {
+  dir: string; name: string; route: string; logLine: RegExp; timeoutMs: number; requestMs?: number; whileUp?: (base: string) => Promise<void>;
+}): Promise<{ body: string; logs: string }> {
   const port = await freePort();
   const t0 = Date.now();
   const r = await home.cli(['deploy', `local/${o.dir}`, '-p', `${port}:8080`, '--name', o.name, '--json']);
   expect(r.code, r.stderr).toBe(0);
-  const body = await httpGet(`http://127.0.0.1:${port}${o.route}`, o.timeoutMs);
+  const body = await httpGet(`http://127.0.0.1:${port}${o.route}`, o.timeoutMs, o.requestMs);
   console.log(`${o.dir}: deploy → first HTTP response ${((Date.now() - t0) / 1000).toFixed(1)} s (${process.env.UNIKCTL_ACCEL ?? 'tcg'})`);
 
   let logs = '';
@@ -152,6 +171,7 @@ export async function deployServeDestroy(home: TestHome, o: { dir: string; name:
     await new Promise((res) => setTimeout(res, 200));
   }
   expect(logs).toMatch(o.logLine);
+  await o.whileUp?.(`http://127.0.0.1:${port}`);
 
   const d = await home.cli(['destroy', o.name, '--wait', '--json']);
   expect(d.code, d.stderr).toBe(0);
