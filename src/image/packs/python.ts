@@ -23,7 +23,8 @@ import { planTzdata, TZ_SKIP } from './python/tzdata.js';
  *
  * Guest layout (Debian-like, prefix /usr): /usr/bin/python3, /usr/lib/x86_64-linux-gnu/libpython3.X.so.1.0
  * (a default loader directory: the interpreter's RUNPATH into the host prefix is removed), /usr/lib/python3.X
- * (pruned stdlib, lib-dynload), /usr/lib/python3.X/site-packages (dependencies), /app (the project).
+ * (pruned stdlib, lib-dynload), /usr/lib/python3.X/site-packages (dependencies), /app (the project), and
+ * /usr/share/zoneinfo when the app can import zoneinfo (python/tzdata.ts).
  *
  * release: stdlib, dependencies and app modules compiled to sourceless .pyc (optimize 2 = -OO, deterministic
  *          unchecked-hash headers, guest paths in code objects) with the .py dropped (the entry script stays a
