@@ -7,7 +7,7 @@ import { fileDigest, treeDigest } from '../inputs.js';
 import type { BuildContext, BuildMode, Pack, PackArtifact } from '../pack.js';
 import { compileFailed, hasFile, requireLock, requireTool } from './common.js';
 import { dropRunpath } from './python/elfpatch.js';
-import { GUEST_PYTHON, launcher, planEntry, type EntryFile } from './python/entry.js';
+import { GUEST_PYTHON, launcher, planEntry, serverModules, type EntryFile } from './python/entry.js';
 import { HELPER_PY } from './python/helper.js';
 import { exportFailure, planInstall, toolEnv, type PyTool } from './python/install.js';
 import { checkRequirements } from './python/requirements.js';
@@ -296,7 +296,7 @@ export const pythonPack: Pack = {
     const facts = await helper<{ consoleScripts: Record<string, string>; files: EntryFile[] }>(py, 'entry', {
       target, dir: ctx.dir, files: ['main.py', 'app.py'].filter((f) => existsSync(join(ctx.dir, f))),
     });
-    const entry = planEntry({ configured, files: facts.files, projectScripts: project?.scripts ?? {}, consoleScripts: facts.consoleScripts, flags });
+    const entry = planEntry({ configured, files: facts.files, projectScripts: project?.scripts ?? {}, consoleScripts: facts.consoleScripts, flags, serverModules: serverModules(appPy) });
     ctx.log(`entry point: ${entry.describe}`);
     const command = entry.command;
     // scripts started by path stay sources: the entry, anything the command names, and files no import can reach
