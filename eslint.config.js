@@ -4,7 +4,7 @@ import globals from 'globals';
 import { layersPlugin } from './scripts/eslint/layers.js';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'dist-bench/**', 'node_modules/**', 'examples/**', 'guest/build/**', 'bench/results/**', '.venv-tools/**'] },
+  { ignores: ['dist/**', 'dist-bench/**', 'dist-release/**', 'release-out/**', '.tools/**', 'node_modules/**', 'examples/**', 'guest/build/**', 'bench/results/**', '.venv-tools/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -110,7 +110,7 @@ async function queueState(base: string, token: string): Promise<Record<string, n
   const r = await fetch(`${base}/v1/metrics`, { headers: { authorization: `Bearer ${token}` } });
   const text = await r.text();
   const out: Record<string, number> = {};
-  for (const m of text.matchAll(/^unikctld_queue_jobs\{state="(\w+)"\} (\S+)$/gm)) out[m[1] as string] = Number(m[2]);
+  for (const m of text.matchAll(/^unikctld_queue_operations\{state="(\w+)"\} (\S+)$/gm)) out[m[1] as string] = Number(m[2]);
   return out;
 }
 

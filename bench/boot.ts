@@ -1,5 +1,8 @@
 #!/usr/bin/env node
-// Boot benchmark (npm run bench:boot [-- --runs N] [--json] [--quick]).
+// Boot benchmark (npm run bench:boot [-- --runs N] [--json] [--quick] [--apps[=NAME,...]]).
+//
+// --apps: instead of the series below, deploy → first HTTP response of every framework example
+// (bench/lib/apps.ts, one entry per example), N deploys each, p50/p95 per app (bench/lib/apps-boot.ts).
 //
 // 1. builds examples/go-http with the CLI;
 // 2. the real path: `unikctl deploy` of the package N times (sequentially), reading the boot figures the
@@ -21,6 +24,7 @@ import { materializeKernel, readImage } from '../src/image/image.js';
 import { kernelCmdline } from '../src/runtime/cmdline.js';
 import { qemuArgs } from '../src/runtime/qemu.js';
 import type { VmmStartOptions } from '../src/runtime/vmm.js';
+import { runApps } from './lib/apps-boot.js';
 import { argvDiff } from './lib/argv-diff.js';
 import { prepareGenericKernel } from './lib/generic-kernel.js';
 import { freePort, installCleanup, killByEnv, onExit, run, runSync, sleep } from './lib/proc.js';
@@ -35,21 +39,23 @@ const GUEST_PORT = 8080;
 const ACCEL: 'tcg' | 'kvm' = 'tcg'; // KVM hangs guests on the machines this was written for; absolute figures are TCG
 const TARGETS = { p50Ms: 1500, speedup: 3, imageBytes: 6_000_000 };
 const BOOT_TIMEOUT_MS = 120_000;
-
 function usage(code: number): never {
   (code === 0 ? process.stdout : process.stderr).write(
-    'usage: npm run bench:boot -- [--runs N] [--quick] [--json]\n' +
+    'usage: npm run bench:boot -- [--runs N] [--quick] [--json] [--apps[=NAME,...]]\n' +
+    '  --apps     deploy → first HTTP response of the framework examples (bench/lib/apps.ts) instead\n' +
     '  --runs N   boots per series (default 10; at least 10 unless --quick)\n' +
     '  --quick    allow fewer runs (default 3) for a smoke test; the figures are then not a measurement\n' +
     '  --json     print only the JSON result on stdout\n');
   process.exit(code);
 }
 
-function parseArgs(argv: readonly string[]): { runs: number; json: boolean; quick: boolean } {
-  const o: { runs: number | null; json: boolean; quick: boolean } = { runs: null, json: false, quick: false };
+function parseArgs(argv: readonly string[]): { runs: number; json: boolean; quick: boolean; apps: string[] | null | false } {
+  const o: { runs: number | null; json: boolean; quick: boolean; apps: string[] | null | false } = { runs: null, json: false, quick: false, apps: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] as string;
     if (a === '--json') o.json = true;
+    else if (a === '--apps') o.apps = null;
+    else if (a.startsWith('--apps=')) o.apps = a.slice(7).split(',').filter(Boolean);
     else if (a === '--quick') o.quick = true;
     else if (a === '--runs' || a.startsWith('--runs=')) {
       const v = a.includes('=') ? a.slice(7) : argv[++i];
@@ -79,7 +85,26 @@ function machine() {
   return { hostname: hostname(), cpuModel: model, cores: cpus().length, accel: ACCEL, accelLabel: 'TCG (software emulation, no KVM)' };
 }
 
+async function apps(only: string[] | null): Promise<void> {
+  installCleanup();
+  const m = machine();
+  say(`bench: framework apps, ${opts.runs} deploys each on ${m.cpuModel} (${m.cores} cores), ${m.accelLabel}`);
+  const { file, results } = await runApps({ runs: opts.runs, accel: ACCEL, only, say });
+  if (opts.json) { process.stdout.write(`${JSON.stringify({ file: relative(ROOT, file), results }, null, 2)}\n`); return; }
+  const w = Math.max(...results.map((r) => r.example.length), 7);
+  const out = ['', `deploy → first HTTP response (framework route), ${m.accelLabel}, ${opts.runs} deploys per app${opts.quick ? ' (--quick: a smoke test)' : ''}`, '',
+    `${'example'.padEnd(w)} ${'image'.padStart(10)} ${'n'.padStart(3)} ${'p50'.padStart(8)} ${'p95'.padStart(8)} ${'max'.padStart(8)}  framework`];
+  for (const r of results) {
+    out.push(r.error ? `${r.example.padEnd(w)} skipped: ${r.error}`
+      : `${r.example.padEnd(w)} ${MiB(r.imageBytes ?? NaN).padStart(10)} ${String(r.summary.n).padStart(3)} ${fmtS(r.summary.p50).padStart(8)} ${fmtS(r.summary.p95).padStart(8)} ${fmtS(r.summary.max).padStart(8)}  ${r.framework}`);
+  }
+  out.push('', `raw samples: ${relative(ROOT, file)}`);
+  process.stdout.write(`${out.join('\n')}\n`);
+  if (results.some((r) => r.error || r.samples.some((s) => !s.ok))) process.exitCode = 1;
+}
+
 async function main(): Promise<void> {
+  if (opts.apps !== false) return apps(opts.apps);
   installCleanup();
   // a private state directory: the benchmark never touches the user's deployments; kernels come from the shared cache
   const { home, env, cli } = privateHome('unikctl-bench-', ACCEL);

@@ -7,12 +7,19 @@
 // app with its whole runtime copied in, plus the generic distribution kernel (Debian's cloud kernel as
 // fetched by bench/boot.ts: vmlinuz + the initramfs it needs for virtio and erofs), uncompressed as it would
 // sit on an ext4 disk image:
-//   go      the same program built unstripped (no -ldflags=-s -w)
-//   rust    the same crate built for the host target with symbols (CARGO_PROFILE_RELEASE_STRIP=none) + its libs
+//   go      the same main package built unstripped (no -ldflags=-s -w; cgo as the host's go defaults) + the
+//           libraries it loads that the base lacks + a distro base (below)
+//   rust    the same binary built for the host target with symbols (CARGO_PROFILE_RELEASE_STRIP=none) + the
+//           libraries the base lacks + a distro base
 //   c       the binary + every shared library it loads (whole files)
-//   python  the interpreter + its libraries + the WHOLE stdlib directory + every site-packages directory + the app
-//   node    the node binary + its libraries + the app + node_modules from `npm ci --include=dev`
-//   java    the full JDK directory + the jar
+//   python  the interpreter + its libraries + the WHOLE stdlib directory + site-packages with every dependency of
+//           the lock (requirements file, or uv.lock / poetry.lock exported by the pack's pinned tool) + the app
+//   node    the node binary + its libraries + the app + node_modules with dev dependencies, installed by the
+//           project's package manager (npm ci --include=dev; pnpm / yarn the way the pack runs them)
+// The distro base is what a distribution base image holds: the Debian packages of priority `required` installed
+// on this host (their Installed-Size, as debootstrap --variant=minbase lays them out), measured in the run.
+// The framework examples (bench/lib/apps.ts) are checked against the issue's target: naive ≥ 3× the image.
+//   java    the full JDK directory + the jars (a fat jar holds every dependency)
 //   dotnet  (built only where the SDK exists) the self-contained publish is already the closure: not compared
 // A pack whose toolchain is missing is reported as skipped with the CLI's error; nothing is guessed.
 // Writes bench/results/size-<ISO date>-<hostname>.json.
@@ -22,6 +29,11 @@ import { basename, dirname, join, relative } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import type { ImageManifest } from '../src/image/image.js';
+import { chooseTool, installSteps, lockState, planInstall } from '../src/image/packs/node/managers.js';
+import { findHostNode, toolArgv } from '../src/image/packs/node/runtime.js';
+import { planInstall as planPythonInstall } from '../src/image/packs/python/install.js';
+import { loadUnikYaml } from '../src/image/unikyaml.js';
+import { FRAMEWORK_APPS, SIZE_RATIO_TARGET } from './lib/apps.js';
 import { CLI, fileStamp, privateHome, RESULTS_DIR, ROOT } from './lib/harness.js';
 import type { Json } from './lib/json.js';
 import { installCleanup, run, type RunOptions, type RunResult } from './lib/proc.js';
@@ -31,7 +43,7 @@ const SKIP_COPY = new Set(['.unikctl', 'target', 'node_modules', 'bin', 'obj', '
 function usage(code: number): never {
   (code === 0 ? process.stdout : process.stderr).write(
     'usage: npm run bench:size -- [--only NAME[,NAME...]] [--build-timeout S] [--json]\n' +
-    '  --only            examples to measure (directory names or pack names, e.g. go-http or go)\n' +
+    '  --only            examples to measure (directory names or pack names, e.g. go-http or go; apps: the framework examples)\n' +
     '  --build-timeout S per-example build timeout (default 900)\n' +
     '  --json            print only the JSON result on stdout\n');
   process.exit(code);
@@ -43,7 +55,7 @@ function parseArgs(argv: readonly string[]): { only: string[] | null; buildTimeo
     const a = argv[i] as string;
     const [flag, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
     if (flag === '--json') o.json = true;
-    else if (flag === '--only') o.only = (inline ?? argv[++i] ?? '').split(',').filter(Boolean);
+    else if (flag === '--only') o.only = (inline ?? argv[++i] ?? '').split(',').filter(Boolean).flatMap((x) => (x === 'apps' ? FRAMEWORK_APPS.map((a) => a.example) : [x]));
     else if (flag === '--build-timeout') o.buildTimeout = Number(inline ?? argv[++i]);
     else if (flag === '-h' || flag === '--help') usage(0);
     else { process.stderr.write(`size: unknown option ${a}\n`); usage(2); }
@@ -108,25 +120,74 @@ const libPart = (l: string): [string, number, string] => [`lib ${basename(l)}`, 
 /** A naive baseline: what it holds and its parts, or why it could not be measured; totals are added after. */
 interface Naive { what?: string; parts?: Part[]; error?: string; runtimeBytes?: number; kernelBytes?: number; total?: number }
 /** `metadata`: the build's metadata file (JSON written by the pack: toolchain paths, artifacts). */
-interface BaselineInput { dir: string; metadata: Json; env: NodeJS.ProcessEnv; manifestArtifacts: Array<{ path: string; size?: number }> }
+interface BaselineInput { dir: string; metadata: Json; env: NodeJS.ProcessEnv; manifestArtifacts: Array<{ path: string; size?: number }>; manifest: ImageManifest }
+
+let distroBaseCache: Promise<{ what: string; bytes: number; files: Set<string> }> | null = null;
+/** The Debian packages of priority required (what a minimal distribution base image holds), as installed here. */
+function distroBase(): Promise<{ what: string; bytes: number; files: Set<string> }> {
+  distroBaseCache ??= (async () => {
+    const q = await runT(['dpkg-query', '-W', '-f', '${Package}\\t${Priority}\\t${Essential}\\t${Installed-Size}\\n']);
+    const pkgs = q.stdout.split('\n').map((l) => l.split('\t')).filter(([, prio, ess]) => prio === 'required' || ess === 'yes');
+    const kib = pkgs.reduce((a, [, , , size]) => a + (Number(size) || 0), 0);
+    // the files they own, to count a binary's libraries from other packages (libsqlite3) on top of the base
+    const files = new Set<string>();
+    const l = await runT(['dpkg-query', '-L', ...pkgs.map(([name]) => name as string)]);
+    for (const f of l.stdout.split('\n')) { try { files.add(realpathSync(f)); } catch { /* diversions, directories gone */ } }
+    return { what: `a distro base (the ${pkgs.length} Debian packages of priority required installed here: ${(kib / 1024).toFixed(1)} MiB)`, bytes: kib * 1024, files };
+  })();
+  return distroBaseCache;
+}
+
+/** node_modules with dev dependencies, installed by the project's own package manager as the node pack runs it. */
+async function nodeDevInstall(dir: string, env: NodeJS.ProcessEnv): Promise<{ how: string; error?: string }> {
+  const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as Parameters<typeof chooseTool>[0];
+  const locks = lockState(dir);
+  const tool = chooseTool(pkg, locks, () => {});
+  // the pack's "install everything for the build" step (planned as if there were a build script)
+  const plan = { ...planInstall(pkg, locks, 'release', () => {}), build: 'naive', fullInstall: true };
+  const step = installSteps(plan, join(dir, '.unikctl', 'cache'), env)[0];
+  if (!step) return { how: 'nothing (no dependencies)' };
+  const host = await findHostNode(env);
+  const argv = [...await toolArgv(tool, host, join(dir, '.unikctl', 'cache'), env, () => {}), ...step.args];
+  const r = await runT(argv, { cwd: dir, env: { ...env, ...step.env }, timeoutMs: opts.buildTimeout * 1000 });
+  const how = `${tool.name} ${step.args.slice(0, 2).join(' ')} (dev dependencies included)`;
+  return r.code === 0 ? { how } : { how, error: `${how}: ${r.stderr.trim().split('\n').at(-1)}` };
+}
+
+/** uv.lock / poetry.lock exported to a requirements file by the tool the python pack installed into the cache. */
+async function exportedLock(dir: string, env: NodeJS.ProcessEnv): Promise<string | undefined> {
+  const plan = planPythonInstall({ present: (f) => existsSync(join(dir, f)), declared: [], buildSystem: false, packageMode: false }, 'release', () => {});
+  if (!plan.tool || !plan.lock) return undefined;
+  const venvPy = join(dir, '.unikctl', 'cache', 'tools', `${plan.tool.name}-${plan.tool.version}`, 'bin', 'python');
+  if (!existsSync(venvPy)) return undefined;
+  const out = join(dir, '.naive-requirements.txt');
+  const r = await runT([venvPy, '-m', plan.tool.module, ...plan.exportArgs(out, 'python3')], { cwd: dir, env });
+  return r.code === 0 && existsSync(out) ? out : undefined;
+}
 
 // ------------------------------------------------------------------ naive baselines, one per pack
 
 const BASELINES: Record<string, (i: BaselineInput) => Promise<Naive>> = {
   async go({ dir }) {
     const out = join(dir, '.naive-go-bin');
-    const r = await runT(['go', 'build', '-trimpath', '-buildvcs=false', '-o', out, '.'], { cwd: dir, env: { ...process.env, CGO_ENABLED: '0', GOTOOLCHAIN: 'local', GOFLAGS: '-mod=readonly' } });
+    // the package the image was built from (unik.yaml main:, else the project directory as `go build` takes it)
+    const main = loadUnikYaml(dir)?.main;
+    const pkg = main ? (main.startsWith('.') ? main : `./${main}`) : '.';
+    const r = await runT(['go', 'build', '-trimpath', '-buildvcs=false', '-o', out, pkg], { cwd: dir, env: { ...process.env, GOTOOLCHAIN: 'local', GOFLAGS: '-mod=readonly', GOMODCACHE: join(dir, '.unikctl', 'cache', 'go-mod') } });
     if (r.code !== 0) return { error: `go build: ${r.stderr.trim().split('\n').at(-1)}` };
-    return { what: 'the same program, unstripped (go build without -ldflags=-s -w)', parts: parts([['unstripped binary', fileSize(out)]]) };
+    const base = await distroBase();
+    const libs = (await libClosure(out)).filter((l) => !base.files.has(l));
+    return { what: `the same program, unstripped (go build without -ldflags=-s -w) + ${base.what}`, parts: parts([['unstripped binary', fileSize(out)], ...libs.map(libPart), ['distro base', base.bytes]]) };
   },
-  async rust({ dir }) {
+  async rust({ dir, manifest }) {
     const target = join(dir, '.naive-target');
-    const r = await runT(['cargo', 'build', '--release', '--target-dir', target], { cwd: dir, env: { ...process.env, CARGO_PROFILE_RELEASE_STRIP: 'none', CARGO_PROFILE_RELEASE_DEBUG: '1' }, timeoutMs: opts.buildTimeout * 1000 });
+    const bin = basename(manifest.run.command[0] ?? '');
+    const r = await runT(['cargo', 'build', '--release', '--bin', bin, '--target-dir', target], { cwd: dir, env: { ...process.env, CARGO_HOME: join(dir, '.unikctl', 'cache', 'cargo'), CARGO_PROFILE_RELEASE_STRIP: 'none', CARGO_PROFILE_RELEASE_DEBUG: '1' }, timeoutMs: opts.buildTimeout * 1000 });
     if (r.code !== 0) return { error: `cargo build: ${r.stderr.trim().split('\n').at(-1)}` };
-    const name = /^name\s*=\s*"([^"]+)"/m.exec(readFileSync(join(dir, 'Cargo.toml'), 'utf8'))?.[1];
-    const bin = join(target, 'release', name ?? basename(dir));
-    const libs = await libClosure(bin);
-    return { what: 'the same crate for the host target (glibc), with symbols and line tables, + its shared libraries', parts: parts([['binary with symbols', fileSize(bin)], ...libs.map(libPart)]) };
+    const out = join(target, 'release', bin);
+    const base = await distroBase();
+    const libs = (await libClosure(out)).filter((l) => !base.files.has(l));
+    return { what: `the same binary for the host target (glibc), with symbols and line tables, + ${base.what}`, parts: parts([['binary with symbols', fileSize(out)], ...libs.map(libPart), ['distro base', base.bytes]]) };
   },
   async c({ dir, metadata }) {
     const art = metadata?.artifacts?.[0]?.path;
@@ -146,11 +207,11 @@ const BASELINES: Record<string, (i: BaselineInput) => Promise<Naive>> = {
     // the app's dependencies as a naive `pip install -r requirements.txt` lays them out (with their own dependencies)
     const site = join(dir, '.naive-site-packages');
     let depsNote = 'site-packages: the app\'s requirements installed by pip';
-    const req = ['requirements.txt', 'requirements.lock'].map((f) => join(dir, f)).find((f) => existsSync(f));
+    const req = ['requirements.txt', 'requirements.lock'].map((f) => join(dir, f)).find((f) => existsSync(f)) ?? await exportedLock(dir, env);
     if (req) {
       const p = await runT(['python3', '-m', 'pip', 'install', '--quiet', '--no-input', '--disable-pip-version-check', '--target', site, '-r', req], { env, timeoutMs: opts.buildTimeout * 1000 });
       if (p.code !== 0) depsNote = `site-packages: not measured (pip install failed: ${p.stderr.trim().split('\n').at(-1)})`;
-    } else depsNote = 'site-packages: none (no requirements file)';
+    } else depsNote = 'site-packages: none (no requirements file or lock)';
     const libs = await libClosure(info.exe);
     const seen = new Set<string>();
     // the whole stdlib directory as installed (test suite, idlelib, config dir, caches), but not the host's own
@@ -172,27 +233,27 @@ const BASELINES: Record<string, (i: BaselineInput) => Promise<Naive>> = {
   async node({ dir, metadata, env }) {
     const nodeBin = metadata?.toolchain?.nodeBinary ?? (await runT(['sh', '-c', 'command -v node'])).stdout.trim();
     const exe = realpathSync(nodeBin);
-    const r = await runT(['npm', 'ci', '--include=dev', '--ignore-scripts', '--no-audit', '--no-fund'], { cwd: dir, env, timeoutMs: opts.buildTimeout * 1000 });
-    if (r.code !== 0) return { error: `npm ci: ${r.stderr.trim().split('\n').at(-1)}` };
+    const dev = await nodeDevInstall(dir, env);
+    if (dev.error) return { error: dev.error };
     const libs = await libClosure(exe);
     const seen = new Set<string>();
     const nm = treeBytes(join(dir, 'node_modules'), seen);
     return {
-      what: 'the node binary + its libraries + the app + node_modules from npm ci --include=dev',
+      what: `the node binary + its libraries + the app + node_modules from ${dev.how}`,
       parts: parts([['node binary', fileSize(exe), exe], ...libs.map(libPart), ['node_modules incl. dev deps', nm], ['app', appBytes(dir, seen)]]),
     };
   },
-  async java({ dir, metadata, manifestArtifacts }) {
+  async java({ metadata, manifestArtifacts }) {
     let javaHome = metadata?.toolchain?.javaHome;
     if (!javaHome) {
       const r = await runT(['java', '-XshowSettings:properties', '-version']);
       javaHome = /java\.home = (.+)/.exec(r.stderr)?.[1]?.trim();
     }
     if (!javaHome || !existsSync(javaHome)) return { error: 'no JDK found' };
-    const jar = manifestArtifacts.find((a) => a.path.endsWith('.jar'));
-    const localJar = readdirSync(join(dir, 'target')).find((f) => f.endsWith('.jar'));
-    const jarBytes = jar?.size ?? (localJar ? fileSize(join(dir, 'target', localJar)) : NaN);
-    return { what: `the full JDK directory (${javaHome}) + the jar`, parts: parts([['full JDK', treeBytes(realpathSync(javaHome)), javaHome], ['jar', jarBytes]]) };
+    // every jar the image holds: a fat jar (shade, Spring Boot's nested one) already carries all the dependencies
+    const jars = manifestArtifacts.filter((a) => a.path.endsWith('.jar'));
+    const jarBytes = jars.length > 0 ? jars.reduce((n, a) => n + (a.size ?? 0), 0) : NaN;
+    return { what: `the full JDK directory (${javaHome}) + the app's jars with all their dependencies`, parts: parts([['full JDK', treeBytes(realpathSync(javaHome)), javaHome], ['jars (app + dependencies)', jarBytes]]) };
   },
 };
 
@@ -213,7 +274,7 @@ function genericKernel() {
 
 type Row =
   | { example: string; ok: false; error: string; buildMs: number }
-  | { example: string; ok: true; pack: string; mode: string; buildMs: number; image: Record<string, number | string>; naive: Naive; ratio: number | null; rootfsRatio: number | null };
+  | { example: string; ok: true; pack: string; mode: string; buildMs: number; image: Record<string, number | string>; naive: Naive; ratio: number | null; rootfsRatio: number | null; framework?: string; target?: 'PASS' | 'MISS' };
 
 async function main(): Promise<void> {
   installCleanup();
@@ -245,7 +306,7 @@ async function main(): Promise<void> {
     try { metadata = JSON.parse(readFileSync(info.metadata, 'utf8')) as Json; } catch { /* older build output */ }
     const image = { total: manifest.size, kernel: manifest.kernel.size, kernelRaw: manifest.kernel.rawSize, rootfs: manifest.rootfs.size, kernelEncoding: manifest.kernel.encoding ?? 'raw', rootfsFormat: manifest.rootfs.format };
     const fn = BASELINES[manifest.pack === 'unik.yaml' ? 'c' : manifest.pack];
-    const naive: Naive = fn ? await fn({ dir, metadata, env, manifestArtifacts: metadata?.artifacts ?? [] }).catch((e: unknown) => ({ error: e instanceof Error ? e.message : String(e) })) : { error: `no naive baseline defined for the ${manifest.pack} pack` };
+    const naive: Naive = fn ? await fn({ dir, metadata, env, manifest, manifestArtifacts: metadata?.artifacts ?? [] }).catch((e: unknown) => ({ error: e instanceof Error ? e.message : String(e) })) : { error: `no naive baseline defined for the ${manifest.pack} pack` };
     if (!naive.error) {
       naive.runtimeBytes = (naive.parts ?? []).reduce((a, p) => a + (Number.isFinite(p.bytes) ? p.bytes : 0), 0);
       naive.kernelBytes = kernel ? kernel.vmlinuzBytes + kernel.initramfsBytes : 0;
@@ -256,6 +317,8 @@ async function main(): Promise<void> {
       ratio: naive.error ? null : ratio(naive.total ?? NaN, image.total),
       rootfsRatio: naive.error ? null : ratio(naive.runtimeBytes ?? NaN, image.rootfs),
     };
+    const app = FRAMEWORK_APPS.find((a) => a.example === ex);
+    if (app) Object.assign(row, { framework: app.framework, target: (row.ratio ?? 0) >= SIZE_RATIO_TARGET ? 'PASS' : 'MISS' });
     rows.push(row);
     say(`size:   image ${MiB(image.total)} (kernel ${MiB(image.kernel)} + rootfs ${MiB(image.rootfs)}); naive ${naive.error ? `n/a (${naive.error})` : `${MiB(naive.total ?? NaN)} → ${row.ratio}× larger`}`);
   }
@@ -271,11 +334,14 @@ async function main(): Promise<void> {
   const result = { ...written, file: relative(ROOT, file) };
   if (opts.json) { process.stdout.write(`${JSON.stringify(result, null, 2)}\n`); return; }
   const L = ['', 'unikctl image size vs a naive image (same app, whole runtime copied in, generic kernel)', ''];
-  L.push(`${'example'.padEnd(14)} ${'pack'.padEnd(10)} ${'unikctl image'.padStart(14)} ${'naive'.padStart(12)} ${'ratio'.padStart(7)}`);
+  const w = Math.max(14, ...rows.map((r) => r.example.length));
+  L.push(`${'example'.padEnd(w)} ${'pack'.padEnd(10)} ${'unikctl image'.padStart(14)} ${'naive'.padStart(12)} ${'ratio'.padStart(7)}  ${`framework target (≥ ${SIZE_RATIO_TARGET}×)`}`);
   for (const r of rows) {
-    if (!r.ok) { L.push(`${r.example.padEnd(14)} skipped: ${r.error}`); continue; }
-    L.push(`${r.example.padEnd(14)} ${r.pack.padEnd(10)} ${MiB(Number(r.image.total)).padStart(14)} ${(r.naive.error ? 'n/a' : MiB(r.naive.total ?? NaN)).padStart(12)} ${(r.ratio ? `${r.ratio}×` : '').padStart(7)}${r.naive.error ? `  (${r.naive.error})` : ''}`);
+    if (!r.ok) { L.push(`${r.example.padEnd(w)} skipped: ${r.error}`); continue; }
+    L.push(`${r.example.padEnd(w)} ${r.pack.padEnd(10)} ${MiB(Number(r.image.total)).padStart(14)} ${(r.naive.error ? 'n/a' : MiB(r.naive.total ?? NaN)).padStart(12)} ${(r.ratio ? `${r.ratio}×` : '').padStart(7)}  ${r.target ? `${r.target} (${r.framework})` : ''}${r.naive.error ? `  (${r.naive.error})` : ''}`);
   }
+  const missing = FRAMEWORK_APPS.filter((a) => !rows.some((r) => r.example === a.example) && (!opts.only || opts.only.includes(a.example)));
+  for (const a of missing) L.push(`${a.example.padEnd(w)} not in examples/ (bench/lib/apps.ts lists it)`);
   L.push('', kernel ? `generic kernel: ${kernel.package} vmlinuz ${MiB(kernel.vmlinuzBytes)} + initramfs ${MiB(kernel.initramfsBytes)}` : 'generic kernel: not cached (run npm run bench:boot first)', `raw data: ${result.file}`);
   process.stdout.write(`${L.join('\n')}\n`);
 }

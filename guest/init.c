@@ -5,10 +5,17 @@
  *
  * Configuration comes from the kernel command line as `unik.cfg=<base64>`: NUL-terminated records,
  * each starting with a type byte: 'a' argv element, 'e' KEY=VALUE, 'w' working dir, 'n' marker nonce,
- * 't' host wall-clock ms at VM start, 'h' hostname, 'd' debug flag.
+ * 't' host wall-clock ms at VM start, 'h' hostname, 'd' debug flag, 'p' a published guest port.
  *
  * Host <-> init messages are console lines `\x1eUNIK:<nonce>:<event> <fields>`; the host strips them from
  * the app's log. The host asks for a stop by writing `\x1eUNIK:<nonce>:stop\n` to the console input.
+ *
+ * While the app runs, init reads the listening TCP sockets from /proc/net/tcp and /proc/net/tcp6 and reports
+ * the set whenever it changes, once right after the start even when empty:
+ * `listen addrs=0.0.0.0:8080,127.0.0.1:9000 uptime_ms=N` (IPv6 as [addr]:port; `more=N` when the list was cut).
+ * The host decides from it whether the published ports are reachable. It looks every 500 ms for the first
+ * minute, then every 5 s while a published port lacks a non-loopback listener; once they all have one (or with
+ * none published, after the first minute) every 60 s: an idle VM must not wake often (density).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -22,6 +29,7 @@
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
 #include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -40,9 +48,12 @@ static char *app_env[MAX_ITEMS + 8];
 static int app_argc, app_envc;
 static const char *workdir = "/";
 static long long host_ms;
+#define MAX_PORTS 64
+static unsigned listen_ports[MAX_PORTS];
+static int listen_nports;
 
 static void marker(const char *fmt, ...) {
-  char buf[512];
+  char buf[1024];
   int n = snprintf(buf, sizeof buf, "\n\x1eUNIK:%s:", nonce);
   va_list ap;
   va_start(ap, fmt);
@@ -133,6 +144,7 @@ static void parse_config(void) {
       case 't': host_ms = atoll(val); break;
       case 'h': sethostname(val, strlen(val)); break;
       case 'd': debug_mode = 1; break;
+      case 'p': if (listen_nports < MAX_PORTS) listen_ports[listen_nports++] = (unsigned)atoi(val); break;
     }
     i += rlen + 1;
   }
@@ -210,6 +222,141 @@ static void console_setup(void) {
   }
 }
 
+/* ---- listening sockets ------------------------------------------------------------------------------ */
+
+#define MAX_LISTEN 64
+#define LISTEN_LIST_MAX 800 /* keeps a `listen` marker inside marker()'s buffer */
+#define LISTEN_FAST_MS 500
+#define LISTEN_FAST_FOR_MS 60000
+#define LISTEN_SLOW_MS 5000
+#define LISTEN_IDLE_MS 60000
+#define TCP_LISTEN_STATE 0x0A
+
+static char listen_last[LISTEN_LIST_MAX + 16];
+static int listen_reported;
+
+static int cmp_str(const void *a, const void *b) { return strcmp((const char *)a, (const char *)b); }
+
+/* Parses `len` hex digits at *p (advancing it); -1 when a non-hex character comes first. */
+static long long hexnum(const char **p, int maxlen) {
+  long long v = 0;
+  int n = 0;
+  while (n < maxlen) {
+    char c = **p;
+    int d = c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (d < 0) break;
+    v = v * 16 + d;
+    (*p)++;
+    n++;
+  }
+  return n == 0 ? -1 : v;
+}
+
+/* One line of /proc/net/tcp{,6} ("  0: 0100007F:1F90 00000000:0000 0A ..."): a LISTEN socket as "addr:port". */
+static int listener_of(const char *line, int v6, char *out) {
+  const char *p = strchr(line, ':');
+  if (!p) return 0;
+  p++;
+  while (*p == ' ') p++;
+  const char *addr = p;
+  while ((*p >= '0' && *p <= '9') || (*p >= 'A' && *p <= 'F') || (*p >= 'a' && *p <= 'f')) p++;
+  if (*p != ':' || p - addr != (v6 ? 32 : 8)) return 0;
+  p++;
+  long long port = hexnum(&p, 4);
+  if (port < 0 || *p != ' ') return 0;
+  while (*p == ' ') p++;
+  while (*p && *p != ' ') p++; /* the remote address */
+  while (*p == ' ') p++;
+  if (hexnum(&p, 2) != TCP_LISTEN_STATE) return 0;
+  char text[INET6_ADDRSTRLEN];
+  /* the kernel prints the address as host-order 32-bit words: their bytes in memory are the network-order address */
+  unsigned char bytes[16];
+  for (int w = 0; w < (v6 ? 4 : 1); w++) {
+    const char *q = addr + 8 * w;
+    uint32_t word = (uint32_t)hexnum(&q, 8);
+    memcpy(bytes + 4 * w, &word, 4);
+  }
+  if (!inet_ntop(v6 ? AF_INET6 : AF_INET, bytes, text, sizeof text)) return 0;
+  snprintf(out, 64, v6 ? "[%s]:%lld" : "%s:%lld", text, port);
+  return 1;
+}
+
+/* Appends the LISTEN sockets of one /proc/net/tcp{,6} file (read without stdio: it would double init's size). */
+static int read_listeners(const char *path, int v6, char (*out)[64], int n) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return n; /* no IPv6 in the kernel: no tcp6 file */
+  static char buf[8192];
+  size_t have = 0;
+  int header = 1;
+  for (;;) {
+    ssize_t r = read(fd, buf + have, sizeof buf - 1 - have);
+    if (r <= 0) break;
+    have += (size_t)r;
+    buf[have] = 0;
+    char *line = buf, *nl;
+    while ((nl = strchr(line, '\n')) != NULL) {
+      *nl = 0;
+      if (header) header = 0;
+      else if (n < MAX_LISTEN && listener_of(line, v6, out[n])) n++;
+      line = nl + 1;
+    }
+    have = strlen(line);
+    memmove(buf, line, have);
+    if (have == sizeof buf - 1) have = 0; /* a line longer than the buffer: not a socket line */
+  }
+  close(fd);
+  return n;
+}
+
+/* Whether "addr:port" is a loopback listener (127.0.0.0/8, ::1, IPv4-mapped 127.x): unreachable from the published port. */
+static int loopback_listener(const char *l) {
+  return strncmp(l, "127.", 4) == 0 || strncmp(l, "[::1]", 5) == 0 || strncmp(l, "[::ffff:127.", 12) == 0;
+}
+
+/* Every published guest port has a listener that forwarded connections reach. */
+static int ports_served(char (*found)[64], int n) {
+  if (listen_nports == 0) return 0;
+  for (int p = 0; p < listen_nports; p++) {
+    int served = 0;
+    for (int i = 0; i < n && !served; i++) {
+      const char *colon = strrchr(found[i], ':');
+      served = colon && (unsigned)atoi(colon + 1) == listen_ports[p] && !loopback_listener(found[i]);
+    }
+    if (!served) return 0;
+  }
+  return 1;
+}
+
+/*
+ * Reports the listening sockets when they differ from the last report (always once, so the host knows we look).
+ * Returns whether the published ports are all served.
+ */
+static int scan_listeners(void) {
+  static char found[MAX_LISTEN][64];
+  int n = read_listeners("/proc/net/tcp", 0, found, 0);
+  n = read_listeners("/proc/net/tcp6", 1, found, n);
+  qsort(found, n, sizeof found[0], cmp_str);
+  char list[LISTEN_LIST_MAX + 16];
+  size_t len = 0;
+  int shown = 0, more = 0;
+  list[0] = 0;
+  for (int i = 0; i < n; i++) {
+    if (i > 0 && strcmp(found[i], found[i - 1]) == 0) continue; /* SO_REUSEPORT sockets on one address */
+    size_t l = strlen(found[i]);
+    if (len + l + 1 > LISTEN_LIST_MAX) { more++; continue; }
+    if (shown++ > 0) list[len++] = ',';
+    memcpy(list + len, found[i], l + 1);
+    len += l;
+  }
+  int served = ports_served(found, n);
+  if (listen_reported && strcmp(list, listen_last) == 0) return served;
+  listen_reported = 1;
+  memcpy(listen_last, list, len + 1);
+  if (more > 0) marker("listen addrs=%s more=%d uptime_ms=%lld", list, more, uptime_ms());
+  else marker("listen addrs=%s uptime_ms=%lld", list, uptime_ms());
+  return served;
+}
+
 static pid_t start_app(void) {
   pid_t pid = fork();
   if (pid < 0) fatal("fork");
@@ -265,10 +412,19 @@ int main(void) {
   snprintf(stopcmd, sizeof stopcmd, "\x1eUNIK:%s:stop", nonce);
   int app_status = -1;
   int stopping = 0;
+  long long started_ms = uptime_ms();
+  long long next_scan = started_ms;
 
   while (app_status < 0) {
     struct pollfd fds[2] = {{.fd = sfd, .events = POLLIN}, {.fd = 0, .events = POLLIN}};
-    if (poll(fds, 2, -1) < 0) {
+    long long now = uptime_ms();
+    if (!stopping && now >= next_scan) {
+      int served = scan_listeners();
+      int fast = now - started_ms < LISTEN_FAST_FOR_MS;
+      next_scan = now + (served ? LISTEN_IDLE_MS : fast ? LISTEN_FAST_MS : listen_nports > 0 ? LISTEN_SLOW_MS : LISTEN_IDLE_MS);
+    }
+    int wait_ms = stopping ? -1 : (int)(next_scan - now > 0 ? next_scan - now : 0);
+    if (poll(fds, 2, wait_ms) < 0) {
       if (errno == EINTR) continue;
       fatal("poll");
     }

@@ -2,6 +2,9 @@
 # Installs everything unikctl needs on a Debian 12 machine, idempotently: Debian packages, npm packages,
 # the compiled CLI, the guest init and both kernel variants (built once from linux-source-6.1, then cached
 # by config hash under $UNIKCTL_HOME/kernels). A second run takes seconds.
+# It also runs from an installed release (npm install -g of the tarball, docs/release.md): there the npm
+# packages and the compiled CLI come with the package, and only the host set-up, the guest init, the VMM
+# launcher and the kernels are done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { printf '==> %s\n' "$*" >&2; }
@@ -27,22 +30,31 @@ if ! getent passwd unikctl-build >/dev/null; then
   $SUDO useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin unikctl-build
 fi
 
+# a source checkout has src/; an installed release has dist/ instead
+checkout=0; [ -d src ] && checkout=1
+
 # 2. npm packages (from the committed lock file)
-if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+if [ "$checkout" = 0 ]; then
+  : # installed by npm with the package (npm-shrinkwrap.json)
+elif [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   say "installing npm packages (npm ci)"
   npm ci --no-audit --no-fund --loglevel=error
 fi
 
 # 3. the CLI (TypeScript → dist/)
-if [ ! -f dist/cli/main.js ] || [ -n "$(find src tsconfig.json tsconfig.build.json -newer dist/cli/main.js -print -quit)" ]; then
+if [ "$checkout" = 0 ]; then
+  : # compiled in the release tarball
+elif [ ! -f dist/cli/main.js ] || [ -n "$(find src tsconfig.json tsconfig.build.json -newer dist/cli/main.js -print -quit)" ]; then
   say "compiling the CLI"
   npm run --silent build
 fi
 
-# 4. the guest init (static C)
-make -s -C guest
-# the VMM launcher (host side: death signal + no transparent huge pages)
-make -s -C host
+# 4. the guest init (static C) and the VMM launcher (host side: death signal + no transparent huge pages),
+#    built next to their sources, where the CLI looks for them. An installation in a root-owned prefix
+#    (sudo npm install -g) is written to with sudo; the kernels below stay in the user's own $UNIKCTL_HOME.
+for d in guest host; do
+  if [ -w "$d" ]; then make -s -C "$d"; else say "building $d/ with sudo ($PWD/$d is not writable)"; $SUDO make -s -C "$d"; fi
+done
 
 # 5. the kernels: release and debug variants, cached by config hash
 for variant in release debug; do

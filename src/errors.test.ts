@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { Authenticator } from './controlplane/auth.js';
 import { UPLOAD_ERROR_CODES } from './store/artifacts.js';
 import { createBaseApp } from './controlplane/http.js';
-import { backoffMs, isRetryable, jobErrorOf } from './controlplane/queue.js';
+import { backoffMs, isRetryable, operationErrorOf } from './controlplane/queue.js';
 import { ERROR_CODES, errorSpec, isErrorCode, UserError, type ErrorCode } from './errors.js';
 
 const codes = Object.keys(ERROR_CODES) as ErrorCode[];
@@ -51,7 +51,7 @@ describe('the queue\'s retry decision comes from the table', () => {
     expect(isRetryable(new UserError(code, 'x'))).toBe(ERROR_CODES[code].retryable);
   });
   it('anything thrown that is not a UserError is E_INTERNAL: retried', () => {
-    expect(jobErrorOf(new Error('boom'))).toEqual({ code: 'E_INTERNAL', message: 'boom' });
+    expect(operationErrorOf(new Error('boom'))).toEqual({ code: 'E_INTERNAL', message: 'boom' });
     expect(isRetryable(new Error('boom'))).toBe(true);
   });
   it('backs off exponentially with jitter, capped', () => {

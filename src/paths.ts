@@ -51,6 +51,12 @@ export function deploymentDir(layout: HomeLayout, name: string): string {
   return join(layout.deployments, name);
 }
 
+/**
+ * How to run the set-up here, for error hints: `make setup` in a source checkout (it has src/), the shipped
+ * script in an installed release (npm install -g of the release tarball has dist/ and scripts/setup.sh only).
+ */
+export const setupCommand = (): string => (existsSync(join(projectRoot, 'src')) ? 'make setup' : join(projectRoot, 'scripts', 'setup.sh'));
+
 /** The VMM launcher built by the set-up from host/launch.c (death signal + no transparent huge pages). */
 export const vmmLauncherPath = (): string => join(projectRoot, 'host', 'build', 'unikctl-launch');
 export const guestInitPath = (): string => process.env.UNIKCTL_INIT && process.env.UNIKCTL_INIT.length > 0 ? resolve(process.env.UNIKCTL_INIT) : join(projectRoot, 'guest', 'build', 'unik-init');

@@ -10,7 +10,8 @@ import { agentDeployBodySchema, agentDestroyBodySchema, logsQuerySchema, nodeNam
 import type { StatusResult } from '../engine/client.js';
 import { parsePort } from '../util/port.js';
 import { LocalClient } from '../engine/local.js';
-import type { BuildSandboxPolicy } from '../store/types.js';
+import type { BuildSandboxPolicy, TrustRule } from '../store/types.js';
+import { OFF_RULE } from '../image/trust.js';
 import { isUserError, UserError, type ErrorCode } from '../errors.js';
 import { homeLayout } from '../paths.js';
 import type { AgentDeployRequest } from '../controlplane/agent-client.js';
@@ -34,6 +35,10 @@ export interface AgentOptions {
   /** build the projects the control plane sends in a sandbox with this policy (null: unsandboxed, trusted clients only) */
   buildSandbox: BuildSandboxPolicy | null;
   timeouts?: Partial<HttpTimeouts>;
+  /** the trust-policy rule this node checks every deploy against (its policy file's controlplane scope) */
+  trust?: TrustRule;
+  /** signs the images this node builds for the control plane */
+  signKey?: string;
 }
 
 /** Binds ports without an explicit address to this node's publish address. */
@@ -124,7 +129,7 @@ export async function runAgent(o: AgentOptions): Promise<{ app: FastifyInstance;
   }
   const credential = identity.credential;
 
-  const engine = new LocalClient(layout, { remoteBuild: { sandbox: o.buildSandbox } });
+  const engine = new LocalClient(layout, { remoteBuild: { sandbox: o.buildSandbox }, trust: o.trust ?? OFF_RULE('controlplane'), ...(o.signKey ? { signKey: o.signKey } : {}) });
   // Artifacts come only from the authenticated control plane, which enforced the upload limits (including the
   // expansion ratio) on the original; its re-packed gzip may compress better, so no ratio is applied again here.
   const artifacts = new ArtifactStore({
@@ -156,8 +161,10 @@ export async function runAgent(o: AgentOptions): Promise<{ app: FastifyInstance;
     const res = await engine.deploy({
       target, name: r.name, ports: bindPorts(r.ports, o.publishAddress), env: r.env, debug: r.debug, labels: r.labels, cwd: '/',
       idempotencyKey: r.idempotencyKey,
+      ...(r.expectManifestSha256 ? { expectManifestSha256: r.expectManifestSha256 } : {}),
       ...(r.memory !== undefined ? { memory: r.memory } : {}),
       ...(r.cpus !== undefined ? { cpus: r.cpus } : {}),
+      ...(r.tenant !== undefined ? { tenant: r.tenant } : {}),
     });
     return reply.code(202).send(res);
   });

@@ -10,9 +10,11 @@ import { DEFAULT_TIMEOUTS } from '../controlplane/http.js';
 import { serve, timeoutsOf, type ServeOptions } from '../controlplane/server.js';
 import { UserError } from '../errors.js';
 import { DEFAULT_BUILD_SANDBOX, sandboxUnavailable } from '../image/sandbox.js';
-import { homeLayout, projectRoot } from '../paths.js';
+import { homeLayout, projectRoot, setupCommand } from '../paths.js';
 import type { BuildSandboxPolicy } from '../store/types.js';
 import { parseLabels } from '../util/labels.js';
+import { writeKeyPair } from '../image/dsse.js';
+import { loadTrustPolicy, ruleFor } from '../image/trust.js';
 
 const int = (name: string) => (v: string): number => {
   const n = Number(v);
@@ -61,6 +63,13 @@ function withTimeoutOptions(cmd: Command): Command {
     .option('--body-min-rate <bytes/s>', 'lowest average request body rate: each such many bytes extend the body deadline by 1 s', positive('--body-min-rate'), DEFAULT_TIMEOUTS.bodyMinRate);
 }
 
+/** The supply-chain flags of `serve` and `agent` (docs/supply-chain.md). */
+function addTrustFlags(cmd: Command): Command {
+  return cmd
+    .option('--trust-policy <file>', 'trust policy (YAML/JSON): deploys are checked against its controlplane scope (default: off)', process.env.UNIKCTLD_TRUST_POLICY)
+    .option('--sign-key <pem>', 'Ed25519 private key that signs the images this daemon builds for clients', process.env.UNIKCTL_SIGNING_KEY);
+}
+
 /** The build-sandbox flags of `serve` and `agent`. */
 export interface SandboxFlags {
   buildSandbox: string;
@@ -93,7 +102,7 @@ export function sandboxPolicy(o: SandboxFlags, hide: Array<string | undefined>):
   const why = sandboxUnavailable({ network: o.buildNetwork });
   if (why) {
     throw new UserError('E_SANDBOX_UNAVAILABLE', `this host cannot sandbox builds: ${why}`, {
-      hint: 'run make setup (bubblewrap, slirp4netns, the unikctl-build user) and start the daemon as root, or pass --build-sandbox off if every client is trusted',
+      hint: `run ${setupCommand()} (bubblewrap, slirp4netns, the unikctl-build user) and start the daemon as root, or pass --build-sandbox off if every client is trusted`,
     });
   }
   return {
@@ -104,12 +113,13 @@ export function sandboxPolicy(o: SandboxFlags, hide: Array<string | undefined>):
 
 export function createServerProgram(): Command {
   const program = new Command('unikctld').description('unikctl control plane and node agent').helpCommand(false).showSuggestionAfterError(true);
-  withTimeoutOptions(addSandboxFlags(program
-    .command('serve')))
+  addTrustFlags(withTimeoutOptions(addSandboxFlags(program
+    .command('serve'))))
     .description('run the control plane HTTP API with its durable operation queue; VMs run on this host')
     .option('--listen <host:port>', 'address to listen on', process.env.UNIKCTLD_LISTEN ?? '127.0.0.1:7070')
     .option('--data <dir>', 'state directory (journal, artifacts, the local node)', process.env.UNIKCTLD_DATA ?? join(homeLayout().home, 'controlplane'))
     .requiredOption('--auth <file>', 'token/JWT configuration (YAML or JSON; see docs/controlplane.md)', process.env.UNIKCTLD_AUTH_FILE)
+    .option('--tenants <file>', 'declared tenants with quotas, per-VM limits, port ranges and node selectors (YAML or JSON; reloaded on SIGHUP and on change; see docs/tenants.md)', process.env.UNIKCTLD_TENANTS_FILE)
     .option('--tls-cert <file>', 'serve HTTPS with this certificate (PEM)', process.env.UNIKCTLD_TLS_CERT)
     .option('--tls-key <file>', 'private key for --tls-cert (PEM)', process.env.UNIKCTLD_TLS_KEY)
     .option('--workers <n>', 'concurrent operation workers for any operation (builds and boots hold one for minutes)', int('--workers'), 2)
@@ -118,8 +128,8 @@ export function createServerProgram(): Command {
     .option('--max-attempts <n>', 'attempts per operation before it fails (retries use exponential backoff with jitter)', int('--max-attempts'), 5)
     .option('--retry-base-ms <ms>', 'first retry delay (doubles per attempt, capped at 60 s)', int('--retry-base-ms'), 500)
     .option('--max-upload-bytes <n>', 'largest accepted artifact upload', int('--max-upload-bytes'), 512 * 1024 * 1024)
-    .option('--runner <engine|fake>', 'engine runs real VMs; fake only records jobs (tests and benchmarks)', 'engine')
-    .option('--fake-work-ms <ms>', 'simulated work per job with --runner fake', int('--fake-work-ms'), 5)
+    .option('--runner <engine|fake>', 'engine runs real VMs; fake only records operations (tests and benchmarks)', 'engine')
+    .option('--fake-work-ms <ms>', 'simulated work per operation with --runner fake', int('--fake-work-ms'), 5)
     .option('--sync <normal|full>', 'SQLite durability: normal survives process crashes, full also power loss (slower)', 'normal')
     .option('--log-level <level>', 'pino log level', process.env.UNIKCTLD_LOG_LEVEL ?? 'info')
     .option('--store <spec>', 'sqlite (one replica) or etcd://host:port[,host:port...] (several replicas, leader election)', process.env.UNIKCTLD_STORE ?? 'sqlite')
@@ -144,11 +154,11 @@ Example:
       if (o.sync !== 'normal' && o.sync !== 'full') throw new UserError('E_INVALID_ARGUMENT', '--sync must be normal or full');
       if (o.nodes !== 'local' && o.nodes !== 'agents') throw new UserError('E_INVALID_ARGUMENT', '--nodes must be local or agents');
       if (o.policy !== 'spread' && o.policy !== 'binpack') throw new UserError('E_INVALID_ARGUMENT', '--policy must be spread or binpack');
-      const s = await serve({ ...o, sandbox: sandboxPolicy(o, [o.data, dirname(resolve(o.auth)), o.tlsCert, o.tlsKey]) });
+      const s = await serve({ ...o, sandbox: sandboxPolicy(o, [o.data, dirname(resolve(o.auth)), o.tlsCert, o.tlsKey, o.signKey, o.trustPolicy && dirname(resolve(o.trustPolicy))]) });
       exitOnSignal((ms) => s.close(ms), o.shutdownTimeout * 1000, (m) => process.stderr.write(`unikctld: ${m}\n`));
     });
-  withTimeoutOptions(addSandboxFlags(program
-    .command('agent')))
+  addTrustFlags(withTimeoutOptions(addSandboxFlags(program
+    .command('agent'))))
     .description('run a node agent: registers with the control plane, heartbeats, and runs the VMs placed on this host')
     .requiredOption('--control-plane <url>', 'control plane URL', process.env.UNIKCTL_CONTROL_PLANE_URL)
     .requiredOption('--name <name>', 'node name (unique in the cluster)', process.env.UNIKCTLD_NODE_NAME)
@@ -176,7 +186,7 @@ start the agent with --join-token again.
 
 Example:
   unikctld agent --control-plane https://cp:7070 --name n1 --join-token $JOIN_TOKEN --listen 10.0.0.5:7171 --labels zone=a`)
-    .action(async (o: SandboxFlags & { controlPlane: string; name: string; joinToken?: string; token?: string; listen: string; advertise?: string; publishAddress?: string; labels: string; data: string; heartbeatMs: number; cpus?: number; memory?: number; tlsCert?: string; tlsKey?: string; logLevel: string; headersTimeoutMs: number; bodyIdleTimeoutMs: number; bodyMinRate: number }) => {
+    .action(async (o: SandboxFlags & { trustPolicy?: string; signKey?: string; controlPlane: string; name: string; joinToken?: string; token?: string; listen: string; advertise?: string; publishAddress?: string; labels: string; data: string; heartbeatMs: number; cpus?: number; memory?: number; tlsCert?: string; tlsKey?: string; logLevel: string; headersTimeoutMs: number; bodyIdleTimeoutMs: number; bodyMinRate: number }) => {
       const host = o.listen.replace(/:\d+$/, '');
       const https = o.tlsCert && o.tlsKey ? { cert: readFileSync(o.tlsCert), key: readFileSync(o.tlsKey) } : null;
       const labels = parseLabels(o.labels.split(',').filter(Boolean), '--labels');
@@ -186,10 +196,27 @@ Example:
         controlPlane: o.controlPlane, name: o.name, joinToken: o.joinToken ?? o.token ?? null, listen: o.listen, advertise: o.advertise ?? `${https ? 'https' : 'http'}://${o.listen}`,
         publishAddress: o.publishAddress ?? (host === '0.0.0.0' ? '0.0.0.0' : host), labels, data: resolve(o.data), heartbeatMs: o.heartbeatMs,
         capacity: { cpus: o.cpus ?? def.cpus, memoryMiB: o.memory ?? def.memoryMiB }, https, logLevel: o.logLevel, version,
-        buildSandbox: sandboxPolicy(o, [o.data, o.tlsCert, o.tlsKey]), timeouts: timeoutsOf(o),
+        buildSandbox: sandboxPolicy(o, [o.data, o.tlsCert, o.tlsKey, o.signKey, o.trustPolicy && dirname(resolve(o.trustPolicy))]), timeouts: timeoutsOf(o),
+        trust: ruleFor(o.trustPolicy ? loadTrustPolicy(resolve(o.trustPolicy)) : null, 'controlplane'),
+        ...(o.signKey ? { signKey: resolve(o.signKey) } : {}),
       });
       // the agent's VMs run in their own supervisor processes: closing only stops the API and the heartbeats
       exitOnSignal(() => agent.close(), 10_000, (m) => process.stderr.write(`unikctld agent: ${m}\n`));
+    });
+  program
+    .command('keygen')
+    .description('make an Ed25519 key pair for signing images: KEY (private, mode 0600) and KEY.pub (public), PEM')
+    .requiredOption('--out <file>', 'where to write the private key (the public key goes to FILE.pub)')
+    .option('--force', 'overwrite existing files')
+    .addHelpText('after', `
+The key id (what trust policies and \`unikctl status --json\` show) is the sha256 of the public key's DER encoding.
+The same keys can be made with openssl: openssl genpkey -algorithm ed25519 -out KEY && openssl pkey -in KEY -pubout -out KEY.pub
+
+Example:
+  unikctld keygen --out /etc/unikctl/signing.pem`)
+    .action((o: { out: string; force?: boolean }) => {
+      const { keyid, publicKeyFile } = writeKeyPair(resolve(o.out), Boolean(o.force));
+      process.stdout.write(`${JSON.stringify({ privateKey: resolve(o.out), publicKey: publicKeyFile, keyid })}\n`);
     });
   return program;
 }

@@ -1,6 +1,7 @@
 import type { DeployResult, DestroyResult, StatusResult } from '../engine/client.js';
 import { UserError, type ErrorCode } from '../errors.js';
 import type { LogEntry } from '../runtime/logstore.js';
+import type { TenantIsolation } from '../store/types.js';
 import { readNdjson } from '../util/ndjson.js';
 
 /** What the control plane asks an agent to run. */
@@ -14,6 +15,9 @@ export interface AgentDeployRequest {
   debug: boolean;
   labels: string[];
   idempotencyKey: string;
+  /** the manifest digest the control plane's trust check accepted: the agent boots that image or refuses */
+  expectManifestSha256?: string;
+  tenant?: TenantIsolation;
 }
 
 /** The control plane's side of the agent API (node token auth, optional TLS via NODE_EXTRA_CA_CERTS). */

@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyReply, FastifyServerOptions } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions } from 'fastify';
 import { createReadStream } from 'node:fs';
 import { packBundle } from '../engine/bundle.js';
 import { UserError } from '../errors.js';
@@ -6,14 +6,21 @@ import { parseSince } from '../runtime/logstore.js';
 import type { ArtifactStore } from '../store/artifacts.js';
 import type { Authenticator } from './auth.js';
 import { createBaseApp, ndjsonReply, type HttpTimeouts } from './http.js';
-import type { Metrics } from './metrics.js';
+import { metricsForTenant, type Metrics } from './metrics.js';
+import { scopeFor, TENANT_HEADER, TenantScope, type TenantRegistry } from './tenants.js';
 import { requireSameNode, type NodeAuthenticator } from './node-identity.js';
-import { orphanedDeployments, type LastOperation, type NodeStore, type Placement, type PlacementStore, type ReportedDeployment } from './nodes.js';
+import { orphanedDeployments } from './nodes.js';
+import type { LastOperation, NodeStore, Placement, PlacementStore, ReportedDeployment } from './node-store.js';
 import {
-  artifactIdParams, artifactResultSchema, deployBodySchema, deployResultSchema, destroyBodySchema, destroyResultSchema, errorResponses,
+  artifactIdParams, artifactResultSchema, quotaSchema, deployBodySchema, deployResultSchema, destroyBodySchema, destroyResultSchema, errorResponses,
   heartbeatResultSchema, joinResultSchema, logsQuerySchema, nodeJoinSchema, nodeNameParams, nodeRegisterSchema, nodeRemovedSchema, nodeSchema, statusSchema,
 } from './schemas.js';
 import type { ControlPlane, DeployBody, DestroyBody } from './service.js';
+
+declare module 'fastify' {
+  /** The tenant scope of an operator request (tenants.ts); null until resolved, and on node and public requests. */
+  interface FastifyRequest { scope: TenantScope | null; }
+}
 
 export interface AppDeps {
   cp: ControlPlane;
@@ -29,6 +36,8 @@ export interface AppDeps {
   timeouts?: Partial<HttpTimeouts>;
   /** --max-upload-bytes: sizes the whole-request backstop timeout of uploads */
   maxUploadBytes?: number;
+  /** --tenants: the declared tenants (off: one implicit tenant, as without tenants) */
+  tenants: TenantRegistry;
 }
 
 /** The unikctld HTTP API (CP-1…4). Built without listening, so tests can use `inject`. */
@@ -39,6 +48,13 @@ export async function buildApp(d: AppDeps): Promise<FastifyInstance> {
   app.addHook('onResponse', async (req, reply) => {
     d.metrics.httpRequests.inc({ method: req.method, route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) });
   });
+  // the tenant comes from the credential alone (tenants.ts); resolved before any body is read, so a refused
+  // credential uploads nothing
+  app.decorateRequest('scope', null);
+  app.addHook('onRequest', async (req) => {
+    if (req.principal) req.scope = scopeFor(req.principal, req.headers[TENANT_HEADER], d.tenants);
+  });
+  const scope = (req: FastifyRequest): TenantScope => req.scope ?? TenantScope.GLOBAL;
   const sendError = (reply: FastifyReply, status: number, code: string, message: string): void => {
     void reply.code(status).type('application/json').send({ code, message, trace_id: reply.request.id });
   };
@@ -57,7 +73,11 @@ export async function buildApp(d: AppDeps): Promise<FastifyInstance> {
       return sendError(reply, 400, 'E_UPLOAD_CORRUPT', 'send the archive as the request body with Content-Type application/gzip or application/x-tar');
     }
     const expected = req.headers['x-content-sha256'];
-    const rec = await d.artifacts.put(body, typeof expected === 'string' ? { expectedSha256: expected } : {});
+    const tenant = scope(req).name;
+    const started = Date.now();
+    const rec = await d.artifacts.put(body, { ...(typeof expected === 'string' ? { expectedSha256: expected } : {}), ...(tenant ? { tenant } : {}) });
+    // created by this request (not an upload of bytes the tenant already had): over the quota it is removed again
+    await d.cp.admitArtifact(rec.id, rec.createdAt >= started, scope(req));
     return reply.code(201).send({ id: rec.id, sha256: rec.sha256, bytes: rec.bytes });
   });
 
@@ -91,7 +111,7 @@ export async function buildApp(d: AppDeps): Promise<FastifyInstance> {
       response: { 204: { description: 'deleted', type: 'null' }, ...errorResponses },
     },
   }, async (req, reply) => {
-    await d.cp.deleteArtifact((req.params as { id: string }).id);
+    await d.cp.deleteArtifact((req.params as { id: string }).id, scope(req));
     return reply.code(204).send();
   });
 
@@ -105,14 +125,14 @@ export async function buildApp(d: AppDeps): Promise<FastifyInstance> {
     },
   }, async (req, reply) => {
     const key = req.headers['idempotency-key'];
-    const r = await d.cp.deploy(req.body as DeployBody, req.id, typeof key === 'string' ? key : undefined);
+    const r = await d.cp.deploy(req.body as DeployBody, req.id, typeof key === 'string' ? key : undefined, scope(req));
     return reply.code(202).send(r);
   });
 
   app.post('/v1/destroy', {
     config: { scope: 'destroy' },
     schema: { summary: 'Stop and remove deployments asynchronously', body: destroyBodySchema, response: { 202: destroyResultSchema, ...errorResponses } },
-  }, async (req, reply) => reply.code(202).send(await d.cp.destroy(req.body as DestroyBody, req.id)));
+  }, async (req, reply) => reply.code(202).send(await d.cp.destroy(req.body as DestroyBody, req.id, scope(req))));
 
   app.get('/v1/status', {
     config: { scope: 'read' },
@@ -123,27 +143,41 @@ export async function buildApp(d: AppDeps): Promise<FastifyInstance> {
     },
   }, async (req) => {
     const q = req.query as { app?: string };
-    return { ...(await d.cp.status(q.app)), nodes: await d.nodes.list() };
+    const s = scope(req);
+    const quota = await d.cp.quota(s);
+    // a tenant sees its own deployments and usage; the nodes (and so other tenants' dedicated pools) are the operators'
+    return { ...(await d.cp.status(q.app, s)), nodes: s.tenant ? [] : await d.nodes.list(), ...(quota ? { quota } : {}) };
   });
 
-  app.get('/v1/logs/:machine', {
+  app.get('/v1/quota', {
+    config: { scope: 'read' },
+    schema: { summary: "The calling tenant's quota, per-VM limits, port range and usage", response: { 200: quotaSchema, ...errorResponses } },
+  }, async (req) => {
+    const quota = await d.cp.quota(scope(req));
+    if (!quota) throw new UserError('E_TENANT_REQUIRED', 'this request acts for no tenant, so it has no quota', { hint: `use a tenant's credential (or, as an admin, the ${TENANT_HEADER} header)` });
+    return quota;
+  });
+
+  app.get('/v1/logs/:name', {
     config: { scope: 'logs' },
     schema: {
       summary: 'The serial-console log of a deployment as JSON lines; follow=1 keeps streaming',
-      params: { type: 'object', required: ['machine'], properties: { machine: { type: 'string', pattern: '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$' } } },
+      // the contract writes this path /v1/logs/{machine}; the same URL, its parameter named for what it is (a deployment name)
+      params: { type: 'object', required: ['name'], properties: { name: { type: 'string', pattern: '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$' } } },
       querystring: logsQuerySchema,
       response: { 200: { description: 'one JSON object per line: {"t": ms, "s": stream, "m": text}', content: { 'application/x-ndjson': { schema: { type: 'string' } } } }, ...errorResponses },
     },
   }, async (req, reply) => {
-    const { machine } = req.params as { machine: string };
+    const { name } = req.params as { name: string };
     const q = req.query as { follow?: string; tail?: string; since?: string };
     if (q.since) parseSince(q.since); // bad input is a 400 before the stream starts
-    return ndjsonReply(req, reply, (signal) => d.cp.logs({ name: machine, follow: q.follow === '1' || q.follow === 'true', signal, ...(q.tail ? { tail: Number(q.tail) } : {}), ...(q.since ? { since: q.since } : {}) }));
+    return ndjsonReply(req, reply, (signal) => d.cp.logs({ name, follow: q.follow === '1' || q.follow === 'true', signal, ...(q.tail ? { tail: Number(q.tail) } : {}), ...(q.since ? { since: q.since } : {}) }, scope(req)));
   });
 
-  app.get('/v1/metrics', { config: { scope: 'read' }, schema: { summary: 'Prometheus metrics (text format)', response: { 200: { description: 'Prometheus text exposition format', content: { 'text/plain': { schema: { type: 'string' } } } }, ...errorResponses } } }, async (_req, reply) => {
+  app.get('/v1/metrics', { config: { scope: 'read' }, schema: { summary: 'Prometheus metrics (text format)', response: { 200: { description: 'Prometheus text exposition format', content: { 'text/plain': { schema: { type: 'string' } } } }, ...errorResponses } } }, async (req, reply) => {
     const text = await d.metrics.registry.metrics();
-    return reply.type(d.metrics.registry.contentType).send(text);
+    const tenant = scope(req).name;
+    return reply.type(d.metrics.registry.contentType).send(tenant ? metricsForTenant(text, tenant) : text);
   });
 
   app.post('/v1/nodes/join', {

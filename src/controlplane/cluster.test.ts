@@ -84,3 +84,20 @@ describe('ClusterClient.move', () => {
     expect(await store.artifactGranted(on, rec.id)).toBe(false);
   });
 });
+
+describe('ClusterClient.deploy of a tenant\'s deployment', () => {
+  it('places the tenant with the request the agent gets (and a move reuses)', async () => {
+    const store = new NodeRegistry(new Database(':memory:'), 60_000);
+    await store.join({ name: 'n1', address: 'http://n1', capacity: { cpus: 4, memoryMiB: 4096 } }, { credentialSha256: '0'.repeat(64), agentKey: 'key-n1' });
+    const dir = mkdtempSync(join(tmpdir(), 'unikctl-cluster-'));
+    writeFileSync(join(dir, 'main.go'), 'package main');
+    const artifacts = new ArtifactStore({ dir: join(dir, 'artifacts'), maxUploadBytes: 1 << 20, maxExtractedBytes: 1 << 20, maxEntries: 10 });
+    const bundle = await packBundle(dir, { exclude: ['artifacts'] });
+    const rec = await artifacts.put(createReadStream(bundle.file));
+    bundle.cleanup();
+    const cluster = new ClusterClient({ store, artifacts, policy: 'spread', staleAfterMs: 60_000, layout: homeLayout({ UNIKCTL_HOME: dir }) });
+    const tenant = { name: 'acme', cpus: 2, memoryMiB: 1024 };
+    await cluster.deploy({ target: rec.dir, name: 'api', idempotencyKey: 'k2', ports: [], env: [], labels: [], debug: false, cwd: '/', tenant });
+    expect((await store.getPlacement('api'))?.request).toMatchObject({ name: 'api', tenant });
+  });
+});

@@ -11,8 +11,9 @@ import type { HomeLayout } from '../paths.js';
 import type { LogEntry } from '../runtime/logstore.js';
 import { sleep } from '../util/proc.js';
 import type { ArtifactStore } from '../store/artifacts.js';
-import type { NodeRecord, NodeStore, Placement, PlacementStore } from './nodes.js';
+import type { NodeRecord, NodeStore, Placement, PlacementStore } from './node-store.js';
 import { place, type NodeInfo, type Policy } from './scheduler.js';
+import { tenantOfName } from './tenants.js';
 import type { Fleet } from './fleet.js';
 
 const LIVE = new Set(['pending', 'building', 'starting', 'running']);
@@ -47,11 +48,14 @@ export class ClusterClient implements Client, Fleet {
   private async nodeInfos(): Promise<NodeInfo[]> {
     const [nodes, placements] = await Promise.all([this.o.store.list(), this.o.store.listPlacements()]);
     return nodes.map((n) => {
-      const mine = [...placements.filter((p) => p.node === n.name), ...[...this.inFlight.values()].filter((m) => m.node === n.name)];
+      const placed = placements.filter((p) => p.node === n.name);
+      const moving = [...this.inFlight.entries()].filter(([, m]) => m.node === n.name);
+      const mine = [...placed, ...moving.map(([, m]) => m)];
       return {
         name: n.name, status: n.status, cordoned: n.cordoned, labels: n.labels, lastHeartbeatAt: n.lastHeartbeatAt,
         capacity: { cpus: n.capacity.cpus ?? 0, memoryMiB: n.capacity.memoryMiB ?? 0 },
         allocated: { cpus: mine.reduce((a, p) => a + p.cpus, 0), memoryMiB: mine.reduce((a, p) => a + p.memoryMiB, 0), vms: mine.length },
+        tenantVms: tenantCounts([...placed.map((p) => p.deployment), ...moving.map(([name]) => name)]),
       };
     });
   }
@@ -87,7 +91,9 @@ export class ClusterClient implements Client, Fleet {
   }
 
   private async schedule(req: { name: string; cpus: number; memoryMiB: number; labels: Record<string, string>; avoid?: string[] }): Promise<string> {
-    const r = place(await this.nodeInfos(), req, { policy: this.o.policy, staleAfterMs: this.o.staleAfterMs });
+    // a tenant's deployment names carry the tenant (tenants.ts): dedicated nodes and spreading follow from it
+    const tenant = tenantOfName(req.name);
+    const r = place(await this.nodeInfos(), { ...req, ...(tenant ? { tenant } : {}) }, { policy: this.o.policy, staleAfterMs: this.o.staleAfterMs });
     if (!r.ok) throw new UserError('E_NO_CAPACITY', r.reason, { hint: 'add or uncordon nodes, free capacity, or relax --label constraints; the deployment stays pending and is placed when capacity appears' });
     return r.node;
   }
@@ -105,7 +111,8 @@ export class ClusterClient implements Client, Fleet {
       const node = await this.schedule({ name, cpus, memoryMiB, labels });
       const request: AgentDeployRequest = {
         name, source: await this.sourceOf(req.target), ports: req.ports, env: req.env, debug: req.debug, labels: req.labels, idempotencyKey,
-        ...(req.memory !== undefined ? { memory: req.memory } : {}), cpus,
+        ...(req.memory !== undefined ? { memory: req.memory } : {}), cpus, ...(req.tenant ? { tenant: req.tenant } : {}),
+        ...(req.expectManifestSha256 ? { expectManifestSha256: req.expectManifestSha256 } : {}),
       };
       const placed: Placement = { deployment: name, node, cpus, memoryMiB, request, placedAt: Date.now() };
       // the node may fetch the artifact from now on (and only that node): granted before a replay could skip it
@@ -121,7 +128,7 @@ export class ClusterClient implements Client, Fleet {
   /** Drain / node failure: bring the workload up on another node, then remove it from the old one. */
   async move(name: string, from: string, opts: { sourceDown: boolean; graceMs: number }): Promise<{ name: string; from: string; to: string } | null> {
     const p = await this.o.store.getPlacement(name);
-    if (!p || p.node !== from) return null; // already moved (a replayed job) or destroyed meanwhile
+    if (!p || p.node !== from) return null; // already moved (a replayed operation) or destroyed meanwhile
     const labels = parseLabels((p.request as AgentDeployRequest).labels ?? []);
     const request: AgentDeployRequest = { ...(p.request as AgentDeployRequest), idempotencyKey: `move:${name}:${from}:${p.placedAt}` };
     // decisions are serialized, and the target's share is held until the new placement is recorded, so concurrent
@@ -203,8 +210,9 @@ export class ClusterClient implements Client, Fleet {
       views.push({
         name: p.deployment, id: '', state: 'pending', exitCode: null, code: null,
         reason: node?.status === 'down' ? `node ${p.node} is down; the workload is being rescheduled` : `placed on node ${p.node}`,
-        ports: [], imageBytes: null, image: null, pack: null, mode: null, accel: null, bootMs: null, boot: {}, uptimeMs: null,
+        ports: [], imageBytes: null, image: null, pack: null, mode: null, accel: null, bootMs: null, boot: {}, uptimeMs: null, listen: null,
         createdAt: new Date(p.placedAt).toISOString(), startedAt: null, endedAt: null, metrics: { cpuSeconds: null, rssBytes: null, supervisorRssBytes: null }, node: p.node,
+        signedBy: null, trust: null,
       } as DeploymentView);
     }
     views.sort((a, b) => a.name.localeCompare(b.name));
@@ -246,4 +254,13 @@ async function destroyOn(agent: AgentClient, name: string, graceMs: number): Pro
   await agent.destroy([name], graceMs);
   const deadline = Date.now() + graceMs + 30_000;
   while ((await agent.status()).deployments.some((d) => d.name === name) && Date.now() < deadline) await sleep(200);
+}
+
+function tenantCounts(names: string[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const n of names) {
+    const t = tenantOfName(n);
+    if (t) out[t] = (out[t] ?? 0) + 1;
+  }
+  return out;
 }

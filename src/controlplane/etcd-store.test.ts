@@ -7,9 +7,12 @@ import { delimiter, join } from 'node:path';
 import type { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isUserError } from '../errors.js';
-import { EtcdElection, EtcdJobStore, EtcdNodeStore, etcdClient, parseEtcdSpec } from './etcd-store.js';
-import { Journal, type Job, type JobStore, type NewJob } from './journal.js';
-import { NodeRegistry, type NodeIdentity, type NodeStore, type PlacementStore } from './nodes.js';
+import { EtcdElection, EtcdJournal, EtcdNodeStore, etcdClient, parseEtcdSpec } from './etcd-store.js';
+import { Journal } from './journal.js';
+import type { QueuedOperation, OperationJournal, NewOperation } from './operation-journal.js';
+import type { QuotaCheck } from './tenants.js';
+import { NodeRegistry } from './nodes.js';
+import type { NodeIdentity, NodeStore, PlacementStore } from './node-store.js';
 
 /**
  * The etcd store against a real single-member etcd (Debian's etcd-server; scripts/ci-tools.sh installs it), and
@@ -81,7 +84,7 @@ afterAll(async () => {
 });
 
 let n = 0;
-const newJob = (o: Partial<NewJob> = {}): NewJob => {
+const newJob = (o: Partial<NewOperation> = {}): NewOperation => {
   n++;
   return {
     id: o.id ?? `op_${n}_${randomBytes(3).toString('hex')}`, kind: o.kind ?? 'deploy', target: o.target ?? `app-${n}`, idempotencyKey: o.idempotencyKey ?? null,
@@ -89,48 +92,90 @@ const newJob = (o: Partial<NewJob> = {}): NewJob => {
   };
 };
 const code = async (p: Promise<unknown>): Promise<string> => p.then(() => 'resolved', (e: unknown) => (isUserError(e) ? e.code : String(e)));
-/** the parts of a job that do not depend on the implementation's clock */
-const shape = (j: Job | null): unknown => j && { id: j.id, kind: j.kind, target: j.target, state: j.state, idempotencyKey: j.idempotencyKey, requestHash: j.requestHash,
+/** the parts of an operation that do not depend on the implementation's clock */
+const shape = (j: QueuedOperation | null): unknown => j && { id: j.id, kind: j.kind, target: j.target, state: j.state, idempotencyKey: j.idempotencyKey, requestHash: j.requestHash,
   request: j.request, attempts: j.attempts, maxAttempts: j.maxAttempts, leaseOwner: j.leaseOwner, result: j.result, error: j.error, traceId: j.traceId, ended: j.endedAt !== null };
 
 const identity = (k: string): NodeIdentity => ({ credentialSha256: k.repeat(64).slice(0, 64), agentKey: `key-${k}` });
 
-type Impl = { name: string; jobs: () => JobStore; nodes: (graceMs?: number) => NodeStore & PlacementStore };
+type Impl = { name: string; operations: () => OperationJournal; nodes: (graceMs?: number) => NodeStore & PlacementStore };
 const impls: Impl[] = [
-  { name: 'sqlite', jobs: () => new Journal(join(mkdtempSync(join(tmpdir(), 'unikctl-journal-')), 'journal.db')),
+  { name: 'sqlite', operations: () => new Journal(join(mkdtempSync(join(tmpdir(), 'unikctl-journal-')), 'journal.db')),
     nodes: (g) => new NodeRegistry(new Journal(join(mkdtempSync(join(tmpdir(), 'unikctl-journal-')), 'journal.db')).database, g) },
-  { name: 'etcd', jobs: () => new EtcdJobStore(client(), prefix()), nodes: (g) => new EtcdNodeStore(client(), prefix(), g) },
+  { name: 'etcd', operations: () => new EtcdJournal(client(), prefix()), nodes: (g) => new EtcdNodeStore(client(), prefix(), g) },
 ];
 
 describe.each(impls)('JobStore contract: $name', (impl) => {
-  it('enqueue: a job is queued; the same idempotency key returns it again, a different request under it is E_IDEMPOTENCY_CONFLICT', async () => {
-    const s = impl.jobs();
+  it('enqueue: an operation is queued; the same idempotency key returns it again, a different request under it is E_IDEMPOTENCY_CONFLICT', async () => {
+    const s = impl.operations();
     const a = await s.enqueue(newJob({ idempotencyKey: 'k1', request: { x: [1, 2] } }));
     expect(a.created).toBe(true);
-    expect(shape(a.job)).toMatchObject({ state: 'queued', attempts: 0, leaseOwner: null, result: null, error: null, ended: false, request: { x: [1, 2] } });
-    expect(a.job.nextRunAt).toBe(a.job.createdAt);
+    expect(shape(a.op)).toMatchObject({ state: 'queued', attempts: 0, leaseOwner: null, result: null, error: null, ended: false, request: { x: [1, 2] } });
+    expect(a.op.nextRunAt).toBe(a.op.createdAt);
     const again = await s.enqueue(newJob({ idempotencyKey: 'k1' }));
-    expect([again.created, again.job.id]).toEqual([false, a.job.id]);
+    expect([again.created, again.op.id]).toEqual([false, a.op.id]);
     expect(await code(s.enqueue(newJob({ idempotencyKey: 'k1', requestHash: 'other' })))).toBe('E_IDEMPOTENCY_CONFLICT');
     expect(await code(s.enqueue(newJob({ idempotencyKey: 'k1', kind: 'destroy' })))).toBe('E_IDEMPOTENCY_CONFLICT');
-    expect(shape(await s.byKey('k1'))).toEqual(shape(a.job));
-    expect(shape(await s.get(a.job.id))).toEqual(shape(a.job));
+    expect(shape(await s.byKey('k1'))).toEqual(shape(a.op));
+    expect(shape(await s.get(a.op.id))).toEqual(shape(a.op));
     expect(await s.get('op_nope')).toBeNull();
     expect(await s.byKey('nope')).toBeNull();
     await s.close();
   });
 
-  it('20 concurrent enqueues with one key make one job', async () => {
-    const s = impl.jobs();
+  it('20 concurrent enqueues with one key make one operation', async () => {
+    const s = impl.operations();
     const rs = await Promise.all(Array.from({ length: 20 }, () => s.enqueue(newJob({ idempotencyKey: 'same' }))));
-    expect(new Set(rs.map((r) => r.job.id)).size).toBe(1);
+    expect(new Set(rs.map((r) => r.op.id)).size).toBe(1);
     expect(rs.filter((r) => r.created)).toHaveLength(1);
     expect((await s.counts()).queued).toBe(1);
     await s.close();
   });
 
-  it('claim takes the oldest due job; retry/finish only by the owner holding it; recover requeues', async () => {
-    const s = impl.jobs();
+  it('quota (issue 12): 20 concurrent deploys of one tenant against vms: 5 — exactly 5 journaled, the rest E_QUOTA_EXCEEDED with no row', async () => {
+    const s = impl.operations();
+    const quota = (name: string): QuotaCheck => ({ tenant: 'acme', name, quota: { vms: 5, vcpus: 100 }, reservation: { vcpus: 1, memoryMiB: 128 } });
+    const results = await Promise.all(Array.from({ length: 20 }, (_, i) =>
+      code(s.enqueue(newJob({ target: `acme--app${i}` }), quota(`acme--app${i}`)))));
+    expect(results.filter((r) => r === 'resolved')).toHaveLength(5);
+    expect(results.filter((r) => r === 'E_QUOTA_EXCEEDED')).toHaveLength(15);
+    expect((await s.counts()).queued).toBe(5);
+    expect(await s.usage('acme')).toEqual({ vms: 5, apps: 5, vcpus: 5, memoryMiB: 640 });
+    expect(await s.usage('beta')).toEqual({ vms: 0, apps: 0, vcpus: 0, memoryMiB: 0 });
+    // the refusal says what, how much, how much is used and the limit
+    const e = await s.enqueue(newJob({ target: 'acme--more' }), quota('acme--more')).catch((x: unknown) => x);
+    expect(isUserError(e) && e.details).toEqual({ tenant: 'acme', resource: 'vms', requested: 1, used: 5, limit: 5 });
+    await s.close();
+  });
+
+  it('quota: a name is reserved once; a succeeded destroy or a deploy that failed without a VM gives the reservation back', async () => {
+    const s = impl.operations();
+    const q = (name: string, vcpus = 2): QuotaCheck => ({ tenant: 'acme', name, quota: { vcpus: 4 }, reservation: { vcpus, memoryMiB: 256 } });
+    await s.enqueue(newJob({ target: 'acme--web' }), q('acme--web'));
+    expect(await code(s.enqueue(newJob({ target: 'acme--web' }), q('acme--web')))).toBe('E_NAME_TAKEN');
+    expect(await s.reserved('acme--web')).toBe(true);
+    const d = await s.enqueue(newJob({ target: 'acme--api' }), q('acme--api'));
+    expect(await code(s.enqueue(newJob({ target: 'acme--big' }), q('acme--big', 1)))).toBe('E_QUOTA_EXCEEDED');
+    // the deploy of api fails and leaves no VM: its vCPUs are free again
+    const claimed = await s.claim('w1');
+    expect(claimed?.id).toBeDefined();
+    let op = claimed;
+    while (op && op.id !== d.op.id) { await s.finish(op.id, 'w1', { result: null }); op = await s.claim('w1'); }
+    expect(await s.finish(d.op.id, 'w1', { error: { code: 'E_BUILD_FAILED', message: 'x' }, release: true })).toBe(true);
+    expect(await s.reserved('acme--api')).toBe(false);
+    expect((await s.usage('acme')).vcpus).toBe(2);
+    // destroying web: the reservation goes with the destroy's success, not before
+    const des = await s.enqueue(newJob({ kind: 'destroy', target: 'acme--web' }));
+    const c = await s.claim('w1');
+    expect(c?.id).toBe(des.op.id);
+    expect(await s.reserved('acme--web')).toBe(true);
+    await s.finish(des.op.id, 'w1', { result: null });
+    expect(await s.usage('acme')).toEqual({ vms: 0, apps: 0, vcpus: 0, memoryMiB: 0 });
+    await s.close();
+  });
+
+  it('claim takes the oldest due operation; retry/finish only by the owner holding it; recover requeues', async () => {
+    const s = impl.operations();
     const t0 = Date.now();
     const [a, b, c] = [newJob({ createdAt: t0 }), newJob({ createdAt: t0 }), newJob({ createdAt: t0 + 60_000 })];
     for (const j of [a, b, c]) await s.enqueue(j);
@@ -165,8 +210,8 @@ describe.each(impls)('JobStore contract: $name', (impl) => {
     await s.close();
   });
 
-  it('a lane claims only its kinds, in order; release requeues a running job at once without counting its attempt', async () => {
-    const s = impl.jobs();
+  it('a lane claims only its kinds, in order; release requeues a running operation at once without counting its attempt', async () => {
+    const s = impl.operations();
     const t0 = Date.now();
     const d1 = newJob({ createdAt: t0 });
     const x1 = newJob({ kind: 'destroy', createdAt: t0 });
@@ -188,17 +233,17 @@ describe.each(impls)('JobStore contract: $name', (impl) => {
   });
 
   it('recent (all or one target, newest first), pendingDeploys (in order), counts, recordEffect', async () => {
-    const s = impl.jobs();
+    const s = impl.operations();
     const t0 = Date.now() - 1000;
-    const jobs = [newJob({ target: 'x' }), newJob({ target: 'y' }), newJob({ target: 'x', kind: 'destroy' }), newJob({ target: 'x' })].map((j) => ({ ...j, createdAt: t0 }));
-    for (const j of jobs) await s.enqueue(j);
-    expect((await s.recent(3)).map((j) => j.id)).toEqual([jobs[3]?.id, jobs[2]?.id, jobs[1]?.id]);
-    expect((await s.recent(10, 'x')).map((j) => j.id)).toEqual([jobs[3]?.id, jobs[2]?.id, jobs[0]?.id]);
+    const operations = [newJob({ target: 'x' }), newJob({ target: 'y' }), newJob({ target: 'x', kind: 'destroy' }), newJob({ target: 'x' })].map((j) => ({ ...j, createdAt: t0 }));
+    for (const j of operations) await s.enqueue(j);
+    expect((await s.recent(3)).map((j) => j.id)).toEqual([operations[3]?.id, operations[2]?.id, operations[1]?.id]);
+    expect((await s.recent(10, 'x')).map((j) => j.id)).toEqual([operations[3]?.id, operations[2]?.id, operations[0]?.id]);
     expect(await s.recent(10, 'nope')).toEqual([]);
     const first = await s.claim('w');
     await s.finish(first?.id ?? '', 'w', { result: null });
     await s.claim('w');
-    expect((await s.pendingDeploys()).map((j) => [j.id, j.state])).toEqual([[jobs[1]?.id, 'running'], [jobs[3]?.id, 'queued']]);
+    expect((await s.pendingDeploys()).map((j) => [j.id, j.state])).toEqual([[operations[1]?.id, 'running'], [operations[3]?.id, 'queued']]);
     expect(await s.counts()).toEqual({ queued: 2, running: 1, succeeded: 1, failed: 0 });
     await s.recordEffect('op_a');
     await s.recordEffect('op_a');
@@ -299,13 +344,13 @@ describe('etcd store specifics', () => {
     for (const bad of ['etcd://', 'etcd://h1', 'etcd://h1:2379,,x', 'etcd:h1:2379']) expect(() => parseEtcdSpec(bad), bad).toThrow(/etcd:\/\/host:port/);
   });
 
-  it('two stores on two clients claim 60 jobs with 4 workers each: every job exactly once', async () => {
+  it('two stores on two clients claim 60 operations with 4 workers each: every operation exactly once', async () => {
     const p = prefix();
-    const [s1, s2] = [new EtcdJobStore(client(), p), new EtcdJobStore(client(), p)];
+    const [s1, s2] = [new EtcdJournal(client(), p), new EtcdJournal(client(), p)];
     const ids = new Set<string>();
-    for (let i = 0; i < 60; i++) ids.add((await s1.enqueue(newJob())).job.id);
+    for (let i = 0; i < 60; i++) ids.add((await s1.enqueue(newJob())).op.id);
     const claimed: string[] = [];
-    const worker = async (s: EtcdJobStore, owner: string): Promise<void> => {
+    const worker = async (s: EtcdJournal, owner: string): Promise<void> => {
       for (;;) {
         const j = await s.claim(owner);
         if (!j) return;
@@ -319,11 +364,11 @@ describe('etcd store specifics', () => {
     expect(await s2.counts()).toEqual({ queued: 0, running: 0, succeeded: 60, failed: 0 });
   }, 60_000);
 
-  it('reads past one page: claim skips 70 jobs that are not due, pendingDeploys/nextDueAt/counts see all 521', async () => {
-    const s = new EtcdJobStore(client(), prefix());
+  it('reads past one page: claim skips 70 operations that are not due, pendingDeploys/nextDueAt/counts see all 521', async () => {
+    const s = new EtcdJournal(client(), prefix());
     const later = Date.now() + 3_600_000;
     for (let i = 0; i < 70; i++) await s.enqueue(newJob({ createdAt: later }));
-    const due = (await s.enqueue(newJob())).job;
+    const due = (await s.enqueue(newJob())).op;
     for (let b = 0; b < 9; b++) await Promise.all(Array.from({ length: 50 }, () => s.enqueue(newJob({ createdAt: later }))));
     expect((await s.claim('w'))?.id).toBe(due.id);
     const pending = await s.pendingDeploys();
@@ -334,10 +379,10 @@ describe('etcd store specifics', () => {
     expect(await s.counts()).toEqual({ queued: 521, running: 0, succeeded: 0, failed: 0 });
   }, 60_000);
 
-  it('recordEffect counts runs per job', async () => {
+  it('recordEffect counts runs per operation', async () => {
     const p = prefix();
     const c = client();
-    const s = new EtcdJobStore(c, p);
+    const s = new EtcdJournal(c, p);
     await Promise.all([s.recordEffect('op_a'), s.recordEffect('op_a'), s.recordEffect('op_b')]);
     const effects = await c.getAll().prefix(`${p}effects/`).json() as Record<string, { runs: number }>;
     expect(Object.fromEntries(Object.entries(effects).map(([k, v]) => [k.slice(p.length), v.runs]))).toEqual({ 'effects/op_a': 2, 'effects/op_b': 1 });
@@ -361,7 +406,7 @@ describe('etcd store specifics', () => {
     await new Promise((r) => setTimeout(r, 300));
     expect([e1.isLeader(), e2.isLeader(), await e1.leader(), await e2.leader()]).toEqual([true, false, 'r1', 'r1']);
 
-    const [s1, s2] = [new EtcdJobStore(c1, p, () => e1.fence()), new EtcdJobStore(c2, p, () => e2.fence())];
+    const [s1, s2] = [new EtcdJournal(c1, p, () => e1.fence()), new EtcdJournal(c2, p, () => e2.fence())];
     await s2.enqueue(newJob());
     await s2.enqueue(newJob());
     expect(await s2.claim('r2')).toBeNull(); // not the leader

@@ -1,26 +1,29 @@
 import { Etcd3, Range, type Campaign, type Election, type IKeyValue, type IOperation } from 'etcd3';
 import { UserError } from '../errors.js';
-import type { Job, JobError, JobKind, JobState, JobStore, NewJob } from './journal.js';
-import { nameTaken, type ArtifactGrant, type NodeIdentity, type NodeInput, type NodeRecord, type NodeStore, type Placement, type PlacementStore } from './nodes.js';
+import type { OperationError, OperationKind, OperationState } from '../store/types.js';
+import type { QueuedOperation, OperationJournal, NewOperation } from './operation-journal.js';
+import { addUsage, checkQuota, deploymentNameTaken, emptyUsage, tenantOfName, type QuotaCheck, type Reservation, type TenantUsage } from './tenants.js';
+import { nameTaken } from './nodes.js';
+import type { ArtifactGrant, NodeIdentity, NodeInput, NodeRecord, NodeStore, Placement, PlacementStore } from './node-store.js';
 import type { ControlPlaneStores, LeaderElection, StoreOptions } from './stores.js';
 
 /**
  * The control plane's state in etcd (CP-7), for several replicas: the same contracts as the SQLite Journal and
- * NodeRegistry, plus leader election. Every replica serves the API and writes jobs into etcd itself (no request
+ * NodeRegistry, plus leader election. Every replica serves the API and writes operations into etcd itself (no request
  * forwarding); only the elected leader claims and runs them.
  *
  * Key layout, all under a prefix (default `/unikctl/`; `etcd://h1:2379,h2:2379/other` uses `/other/`):
- *   seq                       bumped once per enqueue: its revision is the new job's sequence number
- *   jobs/<seq>                the job (JSON), keyed by its 20-digit sequence number: the order of `recent()`
- *   job-ids/<id>              → seq (never changes)
- *   idempotency/<key>         → seq of the job that the idempotency key made
- *   state/<state>/<seq>       a copy of the job, in the index of its current state: claim reads `state/queued/`
+ *   seq                       bumped once per enqueue: its revision is the new operation's sequence number
+ *   operations/<seq>                the operation (JSON), keyed by its 20-digit sequence number: the order of `recent()`
+ *   operation-ids/<id>              → seq (never changes)
+ *   idempotency/<key>         → seq of the operation that the idempotency key made
+ *   state/<state>/<seq>       a copy of the operation, in the index of its current state: claim reads `state/queued/`
  *                             in key (= seq) order, counts count each state's index
- *   target/<target>/<seq>     → id, the target's jobs in seq order (`recent(limit, target)`)
- *   effects/<jobId>           the fake runner's per-job effect: {runs, at}
+ *   target/<target>/<seq>     → id, the target's operations in seq order (`recent(limit, target)`)
+ *   effects/<opId>           the fake runner's per-operation effect: {runs, at}
  *   nodes/<name>, placements/<deployment>, grants/<node>/<deployment> (value: the artifact id the node may fetch)
  *   election/unikctld/<lease> the leader-election candidates (etcd3's Election: the oldest key leads)
- * Every change of a job is one transaction that rewrites jobs/<seq>, moves the state-index copy and compares the
+ * Every change of an operation is one transaction that rewrites operations/<seq>, moves the state-index copy and compares the
  * mod revision of what it read, so it applies only if nothing changed in between (optimistic concurrency). A claim
  * additionally compares the create revision of this replica's election key ("fencing"): a replica that lost its
  * leadership can no longer claim, even before it notices.
@@ -35,16 +38,16 @@ const CALL_TIMEOUT_MS = 15_000;
 const CAS_TRIES = 50;
 const CLAIM_PAGE = 64;
 const RANGE_PAGE = 500;
-const STATES: readonly JobState[] = ['queued', 'running', 'succeeded', 'failed'];
+const STATES: readonly OperationState[] = ['queued', 'running', 'succeeded', 'failed'];
 
-interface StoredJob extends Job { seq: string; }
+interface StoredOperation extends QueuedOperation { seq: string; }
 
 const pad = (rev: string): string => rev.padStart(20, '0');
 const str = (kv: IKeyValue): string => kv.value.toString('utf8');
 const parse = <T>(kv: IKeyValue): T => JSON.parse(str(kv)) as T;
-const toJob = (s: StoredJob): Job => {
-  const { seq: _seq, ...job } = s;
-  return job;
+const fromRow = (s: StoredOperation): QueuedOperation => {
+  const { seq: _seq, ...op } = s;
+  return op;
 };
 
 /** `etcd://h1:2379,h2:2379[/prefix]` → client URLs and key prefix */
@@ -71,13 +74,16 @@ export function etcdClient(hosts: string[]): Etcd3 {
 class Keys {
   constructor(readonly p: string) {}
   seq(): string { return `${this.p}seq`; }
-  job(seq: string): string { return `${this.p}jobs/${seq}`; }
-  jobs(): string { return `${this.p}jobs/`; }
+  op(seq: string): string { return `${this.p}jobs/${seq}`; }
+  operations(): string { return `${this.p}jobs/`; }
   id(id: string): string { return `${this.p}job-ids/${id}`; }
   idem(key: string): string { return `${this.p}idempotency/${key}`; }
-  state(state: JobState, seq = ''): string { return `${this.p}state/${state}/${seq}`; }
+  state(state: OperationState, seq = ''): string { return `${this.p}state/${state}/${seq}`; }
   target(target: string, seq = ''): string { return `${this.p}target/${encodeURIComponent(target)}/${seq}`; }
-  effect(jobId: string): string { return `${this.p}effects/${jobId}`; }
+  effect(opId: string): string { return `${this.p}effects/${opId}`; }
+  reservation(tenant: string, name = ''): string { return `${this.p}reservations/${tenant}/${name}`; }
+  /** bumped by every reservation write of a tenant: a quota check compares it to know its sum is still current */
+  tenantVersion(tenant: string): string { return `${this.p}tenant-versions/${tenant}`; }
   effects(): string { return `${this.p}effects/`; }
   node(name = ''): string { return `${this.p}nodes/${name}`; }
   placement(deployment = ''): string { return `${this.p}placements/${deployment}`; }
@@ -87,11 +93,11 @@ class Keys {
 /** What a claim compares to prove that this replica still leads (see EtcdElection). */
 export interface Fence { key: string; createRevision: string; }
 
-export class EtcdJobStore implements JobStore {
+export class EtcdJournal implements OperationJournal {
   private readonly k: Keys;
   /** id → seq (never changes once written) */
   private readonly seqs = new Map<string, string>();
-  /** seqs this process is trying to claim right now: its other workers pick the next job instead of colliding */
+  /** seqs this process is trying to claim right now: its other workers pick the next operation instead of colliding */
   private readonly claiming = new Set<string>();
 
   /**
@@ -102,42 +108,62 @@ export class EtcdJobStore implements JobStore {
     this.k = new Keys(prefix);
   }
 
-  async enqueue(j: NewJob): Promise<{ job: Job; created: boolean }> {
+  async enqueue(j: NewOperation, quota?: QuotaCheck): Promise<{ op: QueuedOperation; created: boolean }> {
+    for (let i = 0; i < CAS_TRIES; i++) {
+      const r = await this.tryEnqueue(j, quota);
+      if (r) return r;
+    }
+    throw new UserError('E_STATE', `tenant ${quota?.tenant ?? ''} usage keeps changing under concurrent deploys; retry`);
+  }
+
+  /** One compare-and-set attempt; null when a concurrent deploy of the same tenant changed its usage meanwhile. */
+  private async tryEnqueue(j: NewOperation, quota?: QuotaCheck): Promise<{ op: QueuedOperation; created: boolean } | null> {
     if (j.idempotencyKey) {
       const prior = await this.byKey(j.idempotencyKey);
-      if (prior) return { job: this.sameRequest(prior, j), created: false };
+      if (prior) return { op: this.sameRequest(prior, j), created: false };
     }
-    // the revision of this put is unique and grows: the job's place in the queue
+    const seen = quota ? await this.usageAt(quota.tenant) : null;
+    if (quota && seen) {
+      if (await this.reserved(quota.name)) throw deploymentNameTaken(quota.name);
+      checkQuota(quota, seen.usage);
+    }
+    // the revision of this put is unique and grows: the operation's place in the queue
     const seq = pad((await this.c.put(this.k.seq()).value('').exec()).header.revision);
-    const stored: StoredJob = JSON.parse(JSON.stringify({
+    const stored: StoredOperation = JSON.parse(JSON.stringify({
       id: j.id, kind: j.kind, target: j.target, state: 'queued', idempotencyKey: j.idempotencyKey, requestHash: j.requestHash, request: j.request,
       attempts: 0, maxAttempts: j.maxAttempts, nextRunAt: j.createdAt, leaseOwner: null, result: null, error: null, traceId: j.traceId,
       createdAt: j.createdAt, updatedAt: j.createdAt, endedAt: null, seq,
-    } satisfies StoredJob)) as StoredJob;
+    } satisfies StoredOperation)) as StoredOperation;
     const value = JSON.stringify(stored);
     let txn = this.c.if(this.k.id(j.id), 'Create', '==', 0);
     if (j.idempotencyKey) txn = txn.and(this.k.idem(j.idempotencyKey), 'Create', '==', 0);
+    if (quota && seen) txn = txn.and(this.k.tenantVersion(quota.tenant), 'Mod', '==', seen.versionMod).and(this.k.reservation(quota.tenant, quota.name), 'Create', '==', 0);
     const ops: IOperation[] = [
-      this.c.put(this.k.job(seq)).value(value),
+      this.c.put(this.k.op(seq)).value(value),
       this.c.put(this.k.state('queued', seq)).value(value),
       this.c.put(this.k.id(j.id)).value(seq),
       this.c.put(this.k.target(j.target, seq)).value(j.id),
     ];
     if (j.idempotencyKey) ops.push(this.c.put(this.k.idem(j.idempotencyKey)).value(seq));
+    if (quota) {
+      ops.push(this.c.put(this.k.reservation(quota.tenant, quota.name)).value(JSON.stringify(quota.reservation)));
+      ops.push(this.c.put(this.k.tenantVersion(quota.tenant)).value(String(j.createdAt)));
+    }
     const res = await txn.then(...ops).else(...(j.idempotencyKey ? [this.c.get(this.k.idem(j.idempotencyKey))] : [])).commit();
     if (res.succeeded) {
       this.seqs.set(j.id, seq);
-      return { job: toJob(stored), created: true };
+      return { op: fromRow(stored), created: true };
     }
     const priorSeq = res.responses[0]?.response_range.kvs[0];
+    if (!priorSeq && quota) return null; // the tenant's usage moved (or the id raced): read it again
     if (!j.idempotencyKey || !priorSeq) throw new UserError('E_STATE', `operation id ${j.id} is already in the journal`);
     // another request with the same key won the race
     const prior = await this.bySeq(str(priorSeq));
     if (!prior) throw new UserError('E_STATE', `idempotency key "${j.idempotencyKey}" points at a missing operation`);
-    return { job: this.sameRequest(prior, j), created: false };
+    return { op: this.sameRequest(prior, j), created: false };
   }
 
-  private sameRequest(prior: Job, j: NewJob): Job {
+  private sameRequest(prior: QueuedOperation, j: NewOperation): QueuedOperation {
     if (prior.requestHash !== j.requestHash || prior.kind !== j.kind) {
       throw new UserError('E_IDEMPOTENCY_CONFLICT', `idempotency key "${j.idempotencyKey}" was used by operation ${prior.id} with a different request`, {
         hint: 'use a new idempotency key for a different request',
@@ -146,11 +172,11 @@ export class EtcdJobStore implements JobStore {
     return prior;
   }
 
-  private async bySeq(seq: string, revision?: string): Promise<Job | null> {
-    const q = this.c.get(this.k.job(seq));
+  private async bySeq(seq: string, revision?: string): Promise<QueuedOperation | null> {
+    const q = this.c.get(this.k.op(seq));
     const r = await (revision ? q.revision(revision) : q).exec();
     const kv = r.kvs[0];
-    return kv ? toJob(parse<StoredJob>(kv)) : null;
+    return kv ? fromRow(parse<StoredOperation>(kv)) : null;
   }
 
   private async seqOf(id: string): Promise<string | null> {
@@ -161,40 +187,41 @@ export class EtcdJobStore implements JobStore {
     return seq;
   }
 
-  async byKey(key: string): Promise<Job | null> {
+  async byKey(key: string): Promise<QueuedOperation | null> {
     const seq = await this.c.get(this.k.idem(key)).string();
     return seq ? this.bySeq(seq) : null;
   }
 
-  async get(id: string): Promise<Job | null> {
+  async get(id: string): Promise<QueuedOperation | null> {
     const seq = await this.seqOf(id);
     return seq ? this.bySeq(seq) : null;
   }
 
-  /** Moves a job from one state's index to another's, if `from` (as read at `modRevision`) is unchanged. */
-  private async move(from: StoredJob, modRevision: string, to: StoredJob, fence?: Fence): Promise<{ ok: boolean; fenced: boolean }> {
+  /** Moves an operation from one state's index to another's, if `from` (as read at `modRevision`) is unchanged. */
+  private async move(from: StoredOperation, modRevision: string, to: StoredOperation, fence?: Fence, extra: IOperation[] = []): Promise<{ ok: boolean; fenced: boolean }> {
     const value = JSON.stringify(to);
     let txn = this.c.if(this.k.state(from.state, from.seq), 'Mod', '==', modRevision);
     if (fence) txn = txn.and(fence.key, 'Create', '==', fence.createRevision);
     const res = await txn.then(
-      this.c.put(this.k.job(to.seq)).value(value),
+      this.c.put(this.k.op(to.seq)).value(value),
       this.c.delete().key(this.k.state(from.state, from.seq)),
       this.c.put(this.k.state(to.state, to.seq)).value(value),
+      ...extra,
     ).else(...(fence ? [this.c.get(fence.key)] : [])).commit();
     if (res.succeeded) return { ok: true, fenced: false };
     const kv = res.responses[0]?.response_range.kvs[0];
     return { ok: false, fenced: fence !== undefined && kv?.create_revision !== fence.createRevision };
   }
 
-  /** The first queued job that is due (of `kinds`: a lane), in seq order, that no other worker of this process is claiming. */
-  private async firstDue(now: number, kinds?: readonly JobKind[]): Promise<{ job: StoredJob; mod: string } | null> {
+  /** The first queued operation that is due (of `kinds`: a lane), in seq order, that no other worker of this process is claiming. */
+  private async firstDue(now: number, kinds?: readonly OperationKind[]): Promise<{ op: StoredOperation; mod: string } | null> {
     const prefix = this.k.state('queued');
     let start: string | Buffer = prefix;
     for (;;) {
       const r = await this.c.getAll().inRange(new Range(start, Range.prefix(prefix).end)).limit(CLAIM_PAGE).exec();
       for (const kv of r.kvs) {
-        const job = parse<StoredJob>(kv);
-        if (job.nextRunAt <= now && !this.claiming.has(job.seq) && (!kinds || kinds.includes(job.kind))) return { job, mod: kv.mod_revision };
+        const op = parse<StoredOperation>(kv);
+        if (op.nextRunAt <= now && !this.claiming.has(op.seq) && (!kinds || kinds.includes(op.kind))) return { op, mod: kv.mod_revision };
       }
       const last = r.kvs[r.kvs.length - 1];
       if (!r.more || !last) return null;
@@ -202,7 +229,7 @@ export class EtcdJobStore implements JobStore {
     }
   }
 
-  async claim(owner: string, now = Date.now(), kinds?: readonly JobKind[]): Promise<Job | null> {
+  async claim(owner: string, now = Date.now(), kinds?: readonly OperationKind[]): Promise<QueuedOperation | null> {
     for (let i = 0; i < CAS_TRIES; i++) {
       let fence: Fence | undefined;
       if (this.fence) {
@@ -212,45 +239,70 @@ export class EtcdJobStore implements JobStore {
       }
       const found = await this.firstDue(now, kinds);
       if (!found) return null;
-      const { job, mod } = found;
-      this.claiming.add(job.seq);
+      const { op, mod } = found;
+      this.claiming.add(op.seq);
       try {
-        const next: StoredJob = { ...job, state: 'running', leaseOwner: owner, attempts: job.attempts + 1, updatedAt: now };
-        const r = await this.move(job, mod, next, fence);
+        const next: StoredOperation = { ...op, state: 'running', leaseOwner: owner, attempts: op.attempts + 1, updatedAt: now };
+        const r = await this.move(op, mod, next, fence);
         if (r.ok) {
-          this.seqs.set(job.id, job.seq);
-          return toJob(next);
+          this.seqs.set(op.id, op.seq);
+          return fromRow(next);
         }
         if (r.fenced) return null;
       } finally {
-        this.claiming.delete(job.seq);
+        this.claiming.delete(op.seq);
       }
     }
     return null; // heavy contention: the worker polls again
   }
 
-  /** Applies `change` to a running job held by `owner`; false when it is not running or someone else holds it. */
-  private async changeRunning(id: string, owner: string, change: (j: StoredJob) => StoredJob): Promise<boolean> {
+  /** Applies `change` to a running operation held by `owner`; false when it is not running or someone else holds it. */
+  private async changeRunning(id: string, owner: string, change: (j: StoredOperation) => StoredOperation, extra: (j: StoredOperation) => IOperation[] = () => []): Promise<boolean> {
     const seq = await this.seqOf(id);
     if (!seq) return false;
     for (let i = 0; i < CAS_TRIES; i++) {
       const kv = (await this.c.get(this.k.state('running', seq)).exec()).kvs[0];
       if (!kv) return false;
-      const job = parse<StoredJob>(kv);
-      if (job.leaseOwner !== owner) return false;
-      if ((await this.move(job, kv.mod_revision, change(job))).ok) return true;
+      const op = parse<StoredOperation>(kv);
+      if (op.leaseOwner !== owner) return false;
+      const next = change(op);
+      if ((await this.move(op, kv.mod_revision, next, undefined, extra(next))).ok) return true;
     }
     throw new UserError('E_STATE', `operation ${id} keeps changing under concurrent updates`);
   }
 
-  async finish(id: string, owner: string, outcome: { result?: unknown; error?: JobError }): Promise<boolean> {
+  async finish(id: string, owner: string, outcome: { result?: unknown; error?: OperationError; release?: boolean }): Promise<boolean> {
     const now = Date.now();
-    const state: JobState = outcome.error ? 'failed' : 'succeeded';
+    const state: OperationState = outcome.error ? 'failed' : 'succeeded';
     const result = outcome.result === undefined ? null : (JSON.parse(JSON.stringify(outcome.result) ?? 'null') as unknown);
-    return this.changeRunning(id, owner, (j) => ({ ...j, state, result, error: outcome.error ?? null, leaseOwner: null, updatedAt: now, endedAt: now }));
+    // the reservation goes in the same transaction as the state change (a removal needs no compare: it only lowers usage)
+    const release = (j: StoredOperation): IOperation[] => {
+      const tenant = tenantOfName(j.target);
+      if (!tenant || !((j.kind === 'destroy' && state === 'succeeded') || (j.kind === 'deploy' && outcome.release))) return [];
+      return [this.c.delete().key(this.k.reservation(tenant, j.target)), this.c.put(this.k.tenantVersion(tenant)).value(String(now))];
+    };
+    return this.changeRunning(id, owner, (j) => ({ ...j, state, result, error: outcome.error ?? null, leaseOwner: null, updatedAt: now, endedAt: now }), release);
   }
 
-  async retry(id: string, owner: string, runAt: number, error: JobError): Promise<boolean> {
+  async usage(tenant: string): Promise<TenantUsage> {
+    return (await this.usageAt(tenant)).usage;
+  }
+
+  private async usageAt(tenant: string): Promise<{ usage: TenantUsage; versionMod: string }> {
+    const ver = (await this.c.get(this.k.tenantVersion(tenant)).exec());
+    const rev = ver.header.revision;
+    const r = await this.c.getAll().prefix(this.k.reservation(tenant)).revision(rev).exec();
+    let usage = emptyUsage();
+    for (const kv of r.kvs) usage = addUsage(usage, parse<Reservation>(kv));
+    return { usage, versionMod: ver.kvs[0]?.mod_revision ?? '0' };
+  }
+
+  async reserved(name: string): Promise<boolean> {
+    const tenant = tenantOfName(name);
+    return tenant !== null && (await this.c.get(this.k.reservation(tenant, name)).string()) !== null;
+  }
+
+  async retry(id: string, owner: string, runAt: number, error: OperationError): Promise<boolean> {
     const now = Date.now();
     return this.changeRunning(id, owner, (j) => ({ ...j, state: 'queued', nextRunAt: runAt, error, leaseOwner: null, updatedAt: now }));
   }
@@ -264,58 +316,58 @@ export class EtcdJobStore implements JobStore {
     const now = Date.now();
     let n = 0;
     for (const kv of (await rangeAll(this.c, this.k.state('running'))).kvs) {
-      const job = parse<StoredJob>(kv);
-      if (deadOwners && (job.leaseOwner === null || !deadOwners.includes(job.leaseOwner))) continue;
-      // a job that changed meanwhile was finished or retried by its owner: nothing to recover
-      if ((await this.move(job, kv.mod_revision, { ...job, state: 'queued', leaseOwner: null, updatedAt: now })).ok) n++;
+      const op = parse<StoredOperation>(kv);
+      if (deadOwners && (op.leaseOwner === null || !deadOwners.includes(op.leaseOwner))) continue;
+      // an operation that changed meanwhile was finished or retried by its owner: nothing to recover
+      if ((await this.move(op, kv.mod_revision, { ...op, state: 'queued', leaseOwner: null, updatedAt: now })).ok) n++;
     }
     return n;
   }
 
-  async counts(): Promise<Record<JobState, number>> {
+  async counts(): Promise<Record<OperationState, number>> {
     // one snapshot: every count reads at the same revision
     const rev = (await this.c.get(this.k.seq()).exec()).header.revision;
-    const out: Record<JobState, number> = { queued: 0, running: 0, succeeded: 0, failed: 0 };
+    const out: Record<OperationState, number> = { queued: 0, running: 0, succeeded: 0, failed: 0 };
     await Promise.all(STATES.map(async (s) => { out[s] = await this.c.getAll().prefix(this.k.state(s)).revision(rev).count(); }));
     return out;
   }
 
-  async recent(limit: number, target?: string): Promise<Job[]> {
+  async recent(limit: number, target?: string): Promise<QueuedOperation[]> {
     if (limit <= 0) return [];
     if (!target) {
-      const r = await this.c.getAll().prefix(this.k.jobs()).sort('Key', 'Descend').limit(limit).exec();
-      return r.kvs.map((kv) => toJob(parse<StoredJob>(kv)));
+      const r = await this.c.getAll().prefix(this.k.operations()).sort('Key', 'Descend').limit(limit).exec();
+      return r.kvs.map((kv) => fromRow(parse<StoredOperation>(kv)));
     }
     const prefix = this.k.target(target);
     const r = await this.c.getAll().prefix(prefix).sort('Key', 'Descend').limit(limit).keys();
     const rev = (await this.c.get(this.k.seq()).exec()).header.revision;
-    const jobs = await Promise.all(r.map((key) => this.bySeq(key.slice(prefix.length), rev)));
-    return jobs.filter((j): j is Job => j !== null);
+    const operations = await Promise.all(r.map((key) => this.bySeq(key.slice(prefix.length), rev)));
+    return operations.filter((j): j is QueuedOperation => j !== null);
   }
 
-  async pendingDeploys(): Promise<Job[]> {
+  async pendingDeploys(): Promise<QueuedOperation[]> {
     const queued = await rangeAll(this.c, this.k.state('queued'));
     const running = await rangeAll(this.c, this.k.state('running'), queued.revision);
-    return [...queued.kvs, ...running.kvs].map((kv) => parse<StoredJob>(kv)).filter((j) => j.kind === 'deploy')
-      .sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0)).map(toJob);
+    return [...queued.kvs, ...running.kvs].map((kv) => parse<StoredOperation>(kv)).filter((j) => j.kind === 'deploy')
+      .sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0)).map(fromRow);
   }
 
   async hasPendingDeploy(target: string): Promise<boolean> {
-    // the job records are keyed by state, not by target: one range over the live states
+    // the operation records are keyed by state, not by target: one range over the live states
     return (await this.pendingDeploys()).some((j) => j.target === target);
   }
 
   async nextDueAt(): Promise<number | null> {
     let min: number | null = null;
     for (const kv of (await rangeAll(this.c, this.k.state('queued'))).kvs) {
-      const t = parse<StoredJob>(kv).nextRunAt;
+      const t = parse<StoredOperation>(kv).nextRunAt;
       if (min === null || t < min) min = t;
     }
     return min;
   }
 
-  async recordEffect(jobId: string): Promise<void> {
-    await update(this.c, this.k.effect(jobId), (prior: { runs: number; at: number } | null) => ({ runs: (prior?.runs ?? 0) + 1, at: prior?.at ?? Date.now() }));
+  async recordEffect(opId: string): Promise<void> {
+    await update(this.c, this.k.effect(opId), (prior: { runs: number; at: number } | null) => ({ runs: (prior?.runs ?? 0) + 1, at: prior?.at ?? Date.now() }));
   }
 
   async close(): Promise<void> {
@@ -583,7 +635,7 @@ export async function openEtcdStores(spec: string, o: StoreOptions): Promise<Con
   const election = new EtcdElection(client, prefix, o.replicaId);
   return {
     kind: 'etcd',
-    jobs: new EtcdJobStore(client, prefix, () => election.fence()),
+    operations: new EtcdJournal(client, prefix, () => election.fence()),
     nodes: new EtcdNodeStore(client, prefix, o.nodeGraceMs),
     election,
     async close() {

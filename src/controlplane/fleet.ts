@@ -1,4 +1,4 @@
-import type { Placement } from './nodes.js';
+import type { Placement } from './node-store.js';
 
 /**
  * What a control plane that places VMs on node agents can do beyond a `Client`: find and move the workloads of a

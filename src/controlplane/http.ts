@@ -5,7 +5,7 @@ import type { Socket } from 'node:net';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { UserError, errorSpec, isUserError } from '../errors.js';
 import { errorSchema } from './schemas.js';
-import type { Authenticator, Scope } from './auth.js';
+import type { Authenticator, Principal, Scope } from './auth.js';
 import { NodeAuthenticator } from './node-identity.js';
 
 declare module 'fastify' {
@@ -15,7 +15,11 @@ declare module 'fastify' {
    */
   interface FastifyContextConfig { scope?: Scope; public?: boolean; join?: boolean; node?: boolean; }
   /** The node a node credential authenticated, on routes open to nodes; null otherwise. */
-  interface FastifyRequest { nodeName: string | null; }
+  interface FastifyRequest {
+    nodeName: string | null;
+    /** The operator credential's principal, once authenticated (null on public, join and node-credential requests). */
+    principal: Principal | null;
+  }
 }
 
 /**
@@ -101,6 +105,7 @@ export async function createBaseApp(o: BaseAppOptions): Promise<FastifyInstance>
   app.addContentTypeParser(['application/gzip', 'application/x-gzip', 'application/x-tar', 'application/octet-stream'], (_req, payload, done) => done(null, payload));
 
   app.decorateRequest('nodeName', null);
+  app.decorateRequest('principal', null);
   // A body is read through a guard that enforces the idle gap and the minimum rate (Node only bounds the whole
   // request, with one value for every route). Requests without a body are not guarded: nothing is awaited.
   app.addHook('preParsing', async (req, reply, payload) => {
@@ -131,6 +136,7 @@ export async function createBaseApp(o: BaseAppOptions): Promise<FastifyInstance>
     }
     const principal = await o.auth.authenticate(header);
     if (config?.scope) o.auth.authorize(principal, config.scope);
+    req.principal = principal;
   });
 
   app.setErrorHandler((err, req, reply) => {

@@ -3,80 +3,28 @@ import { mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { UserError, type ErrorCode } from '../errors.js';
+import { UserError } from '../errors.js';
+import type { OperationError, OperationKind, OperationState } from '../store/types.js';
+import type { NewOperation, OperationJournal, QueuedOperation } from './operation-journal.js';
+import { checkQuota, deploymentNameTaken, type QuotaCheck, type TenantUsage } from './tenants.js';
 
-/** `move` relocates a workload (drain, failed node) in cluster mode. */
-export type JobKind = 'deploy' | 'destroy' | 'move';
-export type JobState = 'queued' | 'running' | 'succeeded' | 'failed';
-
-export interface JobError { code: ErrorCode; message: string; }
-
-export interface Job {
-  id: string;
-  kind: JobKind;
-  target: string;
-  state: JobState;
-  idempotencyKey: string | null;
-  requestHash: string;
-  request: unknown;
-  attempts: number;
-  maxAttempts: number;
-  nextRunAt: number;
-  leaseOwner: string | null;
-  result: unknown;
-  error: JobError | null;
-  traceId: string;
-  createdAt: number;
-  updatedAt: number;
-  endedAt: number | null;
-}
-
-interface JobRow {
+interface OperationRow {
   id: string; kind: string; target: string; state: string; idempotency_key: string | null; request_hash: string; request: string;
   attempts: number; max_attempts: number; next_run_at: number; lease_owner: string | null; result: string | null; error: string | null;
   trace_id: string; created_at: number; updated_at: number; ended_at: number | null; seq: number;
 }
 
-const toJob = (r: JobRow): Job => ({
-  id: r.id, kind: r.kind as JobKind, target: r.target, state: r.state as JobState, idempotencyKey: r.idempotency_key,
+const fromRow = (r: OperationRow): QueuedOperation => ({
+  id: r.id, kind: r.kind as OperationKind, target: r.target, state: r.state as OperationState, idempotencyKey: r.idempotency_key,
   requestHash: r.request_hash, request: JSON.parse(r.request) as unknown, attempts: r.attempts, maxAttempts: r.max_attempts,
   nextRunAt: r.next_run_at, leaseOwner: r.lease_owner, result: r.result ? (JSON.parse(r.result) as unknown) : null,
-  error: r.error ? (JSON.parse(r.error) as JobError) : null, traceId: r.trace_id, createdAt: r.created_at, updatedAt: r.updated_at, endedAt: r.ended_at,
+  error: r.error ? (JSON.parse(r.error) as OperationError) : null, traceId: r.trace_id, createdAt: r.created_at, updatedAt: r.updated_at, endedAt: r.ended_at,
 });
-
-/** The journal's contract (CP-2), implemented on SQLite (one replica) and etcd (several replicas). */
-export interface JobStore {
-  enqueue(j: NewJob): Promise<{ job: Job; created: boolean }>;
-  byKey(key: string): Promise<Job | null>;
-  get(id: string): Promise<Job | null>;
-  /** Takes the oldest due queued job (of `kinds`, when given: a lane) and marks it running for `owner`. */
-  claim(owner: string, now?: number, kinds?: readonly JobKind[]): Promise<Job | null>;
-  finish(id: string, owner: string, outcome: { result?: unknown; error?: JobError }): Promise<boolean>;
-  retry(id: string, owner: string, runAt: number, error: JobError): Promise<boolean>;
-  /**
-   * Shutdown checkpoint: a running job held by `owner` goes back to the queue at once, its interrupted attempt not
-   * counted (it did not fail); false when the job is not running under that owner anymore.
-   */
-  release(id: string, owner: string): Promise<boolean>;
-  /** Requeues jobs left running (by the given dead owners, or by anyone when omitted). */
-  recover(deadOwners?: string[]): Promise<number>;
-  counts(): Promise<Record<JobState, number>>;
-  recent(limit: number, target?: string): Promise<Job[]>;
-  pendingDeploys(): Promise<Job[]>;
-  /** Whether a deploy for this name is queued or running (cheap: the API asks on every deploy). */
-  hasPendingDeploy(target: string): Promise<boolean>;
-  nextDueAt(): Promise<number | null>;
-  /** Test/benchmark support for the fake runner: an idempotent per-job effect. */
-  recordEffect(jobId: string): Promise<void>;
-  close(): Promise<void>;
-}
-
-export type NewJob = Omit<Job, 'state' | 'attempts' | 'leaseOwner' | 'result' | 'error' | 'updatedAt' | 'endedAt' | 'nextRunAt'>;
 
 /**
  * The control plane's operation journal (CP-2): every deploy/destroy is a row written before the API answers.
  * Workers claim rows (queued → running), finish them, or put them back with a retry time. After a crash,
- * `recover()` requeues what was running, so every job is replayed until it finishes.
+ * `recover()` requeues what was running, so every operation is replayed until it finishes.
  */
 /** Runs in a worker thread: a passive checkpoint every 500 ms, truncating the WAL when it grows large. */
 const CHECKPOINTER = `
@@ -92,7 +40,7 @@ setInterval(() => {
 }, 500);
 `;
 
-export class Journal implements JobStore {
+export class Journal implements OperationJournal {
   private readonly db: Database.Database;
   private readonly checkpointer: Worker;
   private readonly statements = new Map<string, Database.Statement>();
@@ -118,6 +66,7 @@ export class Journal implements JobStore {
     this.checkpointer = new Worker(CHECKPOINTER, { eval: true, workerData: { file } });
     this.checkpointer.unref();
     this.db.exec(`
+      -- the table kept its first name (jobs) so journals written before the operation rename still open
       CREATE TABLE IF NOT EXISTS jobs (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
         id TEXT NOT NULL UNIQUE,
@@ -144,6 +93,8 @@ export class Journal implements JobStore {
       CREATE INDEX IF NOT EXISTS jobs_target ON jobs(target, seq);
       CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
       CREATE TABLE IF NOT EXISTS fake_effects (job_id TEXT PRIMARY KEY, runs INTEGER NOT NULL, at INTEGER NOT NULL);
+      CREATE TABLE IF NOT EXISTS reservations (name TEXT PRIMARY KEY, tenant TEXT NOT NULL, vcpus INTEGER NOT NULL, memory_mib INTEGER NOT NULL, created_at INTEGER NOT NULL);
+      CREATE INDEX IF NOT EXISTS reservations_tenant ON reservations(tenant);
     `);
   }
 
@@ -152,10 +103,10 @@ export class Journal implements JobStore {
   }
 
   /**
-   * Writes a new job, or returns the job already recorded under the same idempotency key (same request) —
+   * Writes a new operation, or returns the operation already recorded under the same idempotency key (same request) —
    * a different request under a used key is E_IDEMPOTENCY_CONFLICT.
    */
-  async enqueue(j: NewJob): Promise<{ job: Job; created: boolean }> {
+  async enqueue(j: NewOperation, quota?: QuotaCheck): Promise<{ op: QueuedOperation; created: boolean }> {
     const tx = this.db.transaction(() => {
       if (j.idempotencyKey) {
         const prior = this.byKeySync(j.idempotencyKey);
@@ -165,45 +116,66 @@ export class Journal implements JobStore {
               hint: 'use a new idempotency key for a different request',
             });
           }
-          return { job: prior, created: false };
+          return { op: prior, created: false };
         }
+      }
+      if (quota) {
+        // inside the immediate transaction: no other writer can add a reservation between this sum and the insert
+        checkQuota(quota, this.usageSync(quota.tenant));
+        if (this.stmt('SELECT 1 FROM reservations WHERE name = ?').get(quota.name) !== undefined) throw deploymentNameTaken(quota.name);
+        this.stmt('INSERT INTO reservations (name, tenant, vcpus, memory_mib, created_at) VALUES (?, ?, ?, ?, ?)')
+          .run(quota.name, quota.tenant, quota.reservation.vcpus, quota.reservation.memoryMiB, j.createdAt);
       }
       this.stmt(`INSERT INTO jobs (id, kind, target, state, idempotency_key, request_hash, request, attempts, max_attempts, next_run_at,
         trace_id, created_at, updated_at) VALUES (?, ?, ?, 'queued', ?, ?, ?, 0, ?, ?, ?, ?, ?)`).run(
         j.id, j.kind, j.target, j.idempotencyKey, j.requestHash, JSON.stringify(j.request), j.maxAttempts, j.createdAt, j.traceId, j.createdAt, j.createdAt,
       );
-      const job: Job = { ...j, state: 'queued', attempts: 0, nextRunAt: j.createdAt, leaseOwner: null, result: null, error: null, updatedAt: j.createdAt, endedAt: null };
-      return { job, created: true };
+      const op: QueuedOperation = { ...j, state: 'queued', attempts: 0, nextRunAt: j.createdAt, leaseOwner: null, result: null, error: null, updatedAt: j.createdAt, endedAt: null };
+      return { op, created: true };
     });
     return tx.immediate();
   }
 
-  async byKey(key: string): Promise<Job | null> {
+  async usage(tenant: string): Promise<TenantUsage> {
+    return this.usageSync(tenant);
+  }
+
+  private usageSync(tenant: string): TenantUsage {
+    const r = this.stmt('SELECT COUNT(*) AS n, COALESCE(SUM(vcpus), 0) AS vcpus, COALESCE(SUM(memory_mib), 0) AS mem FROM reservations WHERE tenant = ?')
+      .get(tenant) as { n: number; vcpus: number; mem: number };
+    return { vms: r.n, apps: r.n, vcpus: r.vcpus, memoryMiB: r.mem };
+  }
+
+  async reserved(name: string): Promise<boolean> {
+    return this.stmt('SELECT 1 FROM reservations WHERE name = ?').get(name) !== undefined;
+  }
+
+  async byKey(key: string): Promise<QueuedOperation | null> {
     return this.byKeySync(key);
   }
 
-  private byKeySync(key: string): Job | null {
-    const r = this.stmt('SELECT * FROM jobs WHERE idempotency_key = ?').get(key) as JobRow | undefined;
-    return r ? toJob(r) : null;
+  private byKeySync(key: string): QueuedOperation | null {
+    const r = this.stmt('SELECT * FROM jobs WHERE idempotency_key = ?').get(key) as OperationRow | undefined;
+    return r ? fromRow(r) : null;
   }
 
-  async get(id: string): Promise<Job | null> {
+  async get(id: string): Promise<QueuedOperation | null> {
     return this.getSync(id);
   }
 
-  private getSync(id: string): Job | null {
-    const r = this.stmt('SELECT * FROM jobs WHERE id = ?').get(id) as JobRow | undefined;
-    return r ? toJob(r) : null;
+  private getSync(id: string): QueuedOperation | null {
+    const r = this.stmt('SELECT * FROM jobs WHERE id = ?').get(id) as OperationRow | undefined;
+    return r ? fromRow(r) : null;
   }
 
-  /** Takes the oldest ready job (queued, due; of `kinds` when given) and marks it running for `owner`. */
-  async claim(owner: string, now = Date.now(), kinds?: readonly JobKind[]): Promise<Job | null> {
-    const tx = this.db.transaction((): Job | null => {
-      // walk the queue in order and stop at the first due job (not: sort every due job per claim); a lane walks
+  /** Takes the oldest ready operation (queued, due; of `kinds` when given) and marks it running for `owner`. */
+  async claim(owner: string, now = Date.now(), kinds?: readonly OperationKind[]): Promise<QueuedOperation | null> {
+    const tx = this.db.transaction((): QueuedOperation | null => {
+      // walk the queue in order and stop at the first due operation (not: sort every due operation per claim); a lane walks
       // only its kinds' part of the index, so a short lane does not step over thousands of queued deploys
       const r = (kinds
         ? this.stmt(`SELECT * FROM jobs INDEXED BY jobs_lane WHERE state = 'queued' AND kind IN (${kinds.map(() => '?').join(', ')}) AND next_run_at <= ? ORDER BY seq LIMIT 1`).get(...kinds, now)
-        : this.stmt("SELECT * FROM jobs INDEXED BY jobs_queue WHERE state = 'queued' AND next_run_at <= ? ORDER BY seq LIMIT 1").get(now)) as JobRow | undefined;
+        : this.stmt("SELECT * FROM jobs INDEXED BY jobs_queue WHERE state = 'queued' AND next_run_at <= ? ORDER BY seq LIMIT 1").get(now)) as OperationRow | undefined;
       if (!r) return null;
       this.stmt("UPDATE jobs SET state = 'running', lease_owner = ?, attempts = attempts + 1, updated_at = ? WHERE id = ?").run(owner, now, r.id);
       return this.getSync(r.id);
@@ -211,17 +183,25 @@ export class Journal implements JobStore {
     return tx.immediate();
   }
 
-  /** Marks a job done; only the worker holding it may (a replayed duplicate loses). */
-  async finish(id: string, owner: string, outcome: { result?: unknown; error?: JobError }): Promise<boolean> {
+  /** Marks an operation done; only the worker holding it may (a replayed duplicate loses). */
+  async finish(id: string, owner: string, outcome: { result?: unknown; error?: OperationError; release?: boolean }): Promise<boolean> {
     const now = Date.now();
-    const state: JobState = outcome.error ? 'failed' : 'succeeded';
-    const r = this.stmt("UPDATE jobs SET state = ?, result = ?, error = ?, lease_owner = NULL, updated_at = ?, ended_at = ? WHERE id = ? AND state = 'running' AND lease_owner = ?")
-      .run(state, outcome.result === undefined ? null : JSON.stringify(outcome.result), outcome.error ? JSON.stringify(outcome.error) : null, now, now, id, owner);
-    return r.changes === 1;
+    const state: OperationState = outcome.error ? 'failed' : 'succeeded';
+    const tx = this.db.transaction((): boolean => {
+      const r = this.stmt("UPDATE jobs SET state = ?, result = ?, error = ?, lease_owner = NULL, updated_at = ?, ended_at = ? WHERE id = ? AND state = 'running' AND lease_owner = ?")
+        .run(state, outcome.result === undefined ? null : JSON.stringify(outcome.result), outcome.error ? JSON.stringify(outcome.error) : null, now, now, id, owner);
+      if (r.changes !== 1) return false;
+      const op = this.getSync(id);
+      if (op && ((op.kind === 'destroy' && state === 'succeeded') || (op.kind === 'deploy' && outcome.release))) {
+        this.stmt('DELETE FROM reservations WHERE name = ?').run(op.target);
+      }
+      return true;
+    });
+    return tx.immediate();
   }
 
-  /** Puts a running job back in the queue to be retried at `runAt`. */
-  async retry(id: string, owner: string, runAt: number, error: JobError): Promise<boolean> {
+  /** Puts a running operation back in the queue to be retried at `runAt`. */
+  async retry(id: string, owner: string, runAt: number, error: OperationError): Promise<boolean> {
     const r = this.stmt("UPDATE jobs SET state = 'queued', next_run_at = ?, error = ?, lease_owner = NULL, updated_at = ? WHERE id = ? AND state = 'running' AND lease_owner = ?")
       .run(runAt, JSON.stringify(error), Date.now(), id, owner);
     return r.changes === 1;
@@ -234,7 +214,7 @@ export class Journal implements JobStore {
     return r.changes === 1;
   }
 
-  /** After a restart: every job left running by a dead process goes back to the queue (replay). */
+  /** After a restart: every operation left running by a dead process goes back to the queue (replay). */
   async recover(deadOwners?: string[]): Promise<number> {
     const now = Date.now();
     if (deadOwners) {
@@ -245,22 +225,22 @@ export class Journal implements JobStore {
     return this.stmt("UPDATE jobs SET state = 'queued', lease_owner = NULL, updated_at = ? WHERE state = 'running'").run(now).changes;
   }
 
-  async counts(): Promise<Record<JobState, number>> {
-    const out: Record<JobState, number> = { queued: 0, running: 0, succeeded: 0, failed: 0 };
-    for (const r of this.stmt('SELECT state, COUNT(*) AS n FROM jobs GROUP BY state').all() as Array<{ state: JobState; n: number }>) out[r.state] = r.n;
+  async counts(): Promise<Record<OperationState, number>> {
+    const out: Record<OperationState, number> = { queued: 0, running: 0, succeeded: 0, failed: 0 };
+    for (const r of this.stmt('SELECT state, COUNT(*) AS n FROM jobs GROUP BY state').all() as Array<{ state: OperationState; n: number }>) out[r.state] = r.n;
     return out;
   }
 
-  async recent(limit: number, target?: string): Promise<Job[]> {
+  async recent(limit: number, target?: string): Promise<QueuedOperation[]> {
     const rows = target
       ? this.stmt('SELECT * FROM jobs WHERE target = ? ORDER BY seq DESC LIMIT ?').all(target, limit)
       : this.stmt('SELECT * FROM jobs ORDER BY seq DESC LIMIT ?').all(limit);
-    return (rows as JobRow[]).map(toJob);
+    return (rows as OperationRow[]).map(fromRow);
   }
 
-  /** Deploy jobs not finished yet (their deployments may not exist on a node yet). */
-  async pendingDeploys(): Promise<Job[]> {
-    return (this.stmt("SELECT * FROM jobs WHERE kind = 'deploy' AND state IN ('queued', 'running') ORDER BY seq").all() as JobRow[]).map(toJob);
+  /** Deploy operations not finished yet (their deployments may not exist on a node yet). */
+  async pendingDeploys(): Promise<QueuedOperation[]> {
+    return (this.stmt("SELECT * FROM jobs WHERE kind = 'deploy' AND state IN ('queued', 'running') ORDER BY seq").all() as OperationRow[]).map(fromRow);
   }
 
   async hasPendingDeploy(target: string): Promise<boolean> {
@@ -272,8 +252,8 @@ export class Journal implements JobStore {
     return r.t;
   }
 
-  async recordEffect(jobId: string): Promise<void> {
-    this.stmt('INSERT INTO fake_effects (job_id, runs, at) VALUES (?, 1, ?) ON CONFLICT(job_id) DO UPDATE SET runs = runs + 1').run(jobId, Date.now());
+  async recordEffect(opId: string): Promise<void> {
+    this.stmt('INSERT INTO fake_effects (job_id, runs, at) VALUES (?, 1, ?) ON CONFLICT(job_id) DO UPDATE SET runs = runs + 1').run(opId, Date.now());
   }
 
   async close(): Promise<void> {

@@ -18,7 +18,7 @@
 import { randomBytes } from 'node:crypto';
 import { UserError } from '../errors.js';
 import { bearerValue, generateToken, hashToken, invalidToken, matchesHash } from './auth.js';
-import { type NodeInput, type NodeRecord, type NodeStore } from './nodes.js';
+import type { NodeInput, NodeRecord, NodeStore } from './node-store.js';
 
 /** `unikn_<node name>.<43 base64url chars>`: the name says which stored hash to compare against. */
 const CREDENTIAL_RE = /^unikn_([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)\.([A-Za-z0-9_-]{43})$/;

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { orphanedDeployments, type Placement } from './nodes.js';
+import { orphanedDeployments } from './nodes.js';
+import type { Placement } from './node-store.js';
 
 const placed = (deployment: string, node: string, placedAt: number): [string, Placement] =>
   [deployment, { deployment, node, cpus: 1, memoryMiB: 64, request: {}, placedAt }];

@@ -7,8 +7,11 @@ import { UserError, type ErrorCode } from '../errors.js';
 import type { LogEntry } from '../runtime/logstore.js';
 import type { Deployment } from '../store/types.js';
 import { newId } from '../util/ids.js';
-import { Journal, type Job, type JobKind } from './journal.js';
-import { Queue, type Runner } from './queue.js';
+import type { OperationKind } from '../store/types.js';
+import { Journal } from './journal.js';
+import type { QueuedOperation } from './operation-journal.js';
+import { Queue } from './queue.js';
+import type { Runner } from './operation-runner.js';
 import { EngineRunner } from './runner.js';
 
 let tmp: string;
@@ -36,9 +39,9 @@ async function until<T>(f: () => Promise<T> | T, what: string, timeoutMs = 5000)
   }
 }
 
-async function enqueue(kind: JobKind, target: string, request: unknown = {}): Promise<Job> {
-  const { job } = await journal.enqueue({ id: newId('op'), kind, target, idempotencyKey: null, requestHash: kind, request, maxAttempts: 5, traceId: 't', createdAt: Date.now() });
-  return job;
+async function enqueue(kind: OperationKind, target: string, request: unknown = {}): Promise<QueuedOperation> {
+  const { op } = await journal.enqueue({ id: newId('op'), kind, target, idempotencyKey: null, requestHash: kind, request, maxAttempts: 5, traceId: 't', createdAt: Date.now() });
+  return op;
 }
 function queue(runner: Runner, o: { concurrency?: number; shortWorkers?: number; owner?: string } = {}): Queue {
   const q = new Queue(journal, runner, { concurrency: o.concurrency ?? 2, shortWorkers: o.shortWorkers ?? 1, owner: o.owner ?? 'w1', retry: { maxAttempts: 5, baseMs: 20, capMs: 100 }, pollMs: 20 });
@@ -109,11 +112,11 @@ class ScriptedNode implements Client {
 const deployRequest = { target: '/pkg', ports: [], env: [], debug: false, labels: [], resolvedFrom: 'test' };
 
 describe('retries (finding 6): user faults run once, platform failures really run again', () => {
-  it('a build failure runs once and the job fails with E_BUILD_FAILED, not retried', async () => {
+  it('a build failure runs once and the operation fails with E_BUILD_FAILED, not retried', async () => {
     const node = new ScriptedNode(['E_BUILD_FAILED']);
     await queue(new EngineRunner(node, journal)).start();
-    const job = await enqueue('deploy', 'app', deployRequest);
-    const done = await until(async () => { const j = await journal.get(job.id); return j?.state === 'failed' ? j : null; }, 'the job to fail');
+    const op = await enqueue('deploy', 'app', deployRequest);
+    const done = await until(async () => { const j = await journal.get(op.id); return j?.state === 'failed' ? j : null; }, 'the operation to fail');
     await sleep(150); // several backoff periods: nothing else may run
     expect(done).toMatchObject({ state: 'failed', attempts: 1, error: { code: 'E_BUILD_FAILED', message: 'scripted E_BUILD_FAILED' } });
     expect(node.deploys).toHaveLength(1);
@@ -123,8 +126,8 @@ describe('retries (finding 6): user faults run once, platform failures really ru
   it('a QEMU failure is retried: the failed deployment is removed and the next attempt deploys (builds, boots) again', async () => {
     const node = new ScriptedNode(['E_QEMU_FAILED', 'E_GUEST_CRASHED', 'ok']);
     await queue(new EngineRunner(node, journal)).start();
-    const job = await enqueue('deploy', 'app', deployRequest);
-    const done = await until(async () => { const j = await journal.get(job.id); return j?.state === 'succeeded' ? j : null; }, 'the job to succeed');
+    const op = await enqueue('deploy', 'app', deployRequest);
+    const done = await until(async () => { const j = await journal.get(op.id); return j?.state === 'succeeded' ? j : null; }, 'the operation to succeed');
     expect(done.attempts).toBe(3);
     expect(node.deploys).toHaveLength(3);
     expect(new Set(node.deploys.map((d) => d.idempotencyKey)).size).toBe(3); // a fresh engine key per attempt, never a reuse
@@ -135,18 +138,18 @@ describe('retries (finding 6): user faults run once, platform failures really ru
   it('a platform failure that keeps failing ends after maxAttempts with its own code', async () => {
     const node = new ScriptedNode(Array(10).fill('E_QEMU_FAILED'));
     await queue(new EngineRunner(node, journal)).start();
-    const job = await enqueue('deploy', 'app', deployRequest);
-    const done = await until(async () => { const j = await journal.get(job.id); return j?.state === 'failed' ? j : null; }, 'the job to fail');
+    const op = await enqueue('deploy', 'app', deployRequest);
+    const done = await until(async () => { const j = await journal.get(op.id); return j?.state === 'failed' ? j : null; }, 'the operation to fail');
     expect(done).toMatchObject({ attempts: 5, error: { code: 'E_QEMU_FAILED' } });
     expect(node.deploys).toHaveLength(5);
   });
 
-  it('a replayed job adopts its live deployment instead of deploying a second time', async () => {
+  it('a replayed operation adopts its live deployment instead of deploying a second time', async () => {
     const node = new ScriptedNode(['ok'], 200);
     await node.deploy({ target: '/pkg', name: 'app', ports: [], env: [], debug: false, labels: [], cwd: '/' }); // the interrupted attempt's
     await queue(new EngineRunner(node, journal)).start();
-    const job = await enqueue('deploy', 'app', deployRequest);
-    await until(async () => (await journal.get(job.id))?.state === 'succeeded', 'the job to succeed');
+    const op = await enqueue('deploy', 'app', deployRequest);
+    await until(async () => (await journal.get(op.id))?.state === 'succeeded', 'the operation to succeed');
     expect(node.deploys).toHaveLength(1);
   });
 
@@ -155,10 +158,10 @@ describe('retries (finding 6): user faults run once, platform failures really ru
     const q = new Queue(journal, new EngineRunner(node, journal), { concurrency: 1, shortWorkers: 0, owner: 'w1', retry: { maxAttempts: 5, baseMs: 300, capMs: 300 }, pollMs: 20 });
     queues.push(q);
     await q.start();
-    const job = await enqueue('deploy', 'app', deployRequest);
-    await until(async () => (await journal.get(job.id))?.error?.code === 'E_QEMU_FAILED', 'the first attempt to fail');
+    const op = await enqueue('deploy', 'app', deployRequest);
+    await until(async () => (await journal.get(op.id))?.error?.code === 'E_QEMU_FAILED', 'the first attempt to fail');
     await enqueue('destroy', 'app', { graceMs: 0 });
-    const done = await until(async () => { const j = await journal.get(job.id); return j?.state === 'failed' ? j : null; }, 'the deploy to end', 5000);
+    const done = await until(async () => { const j = await journal.get(op.id); return j?.state === 'failed' ? j : null; }, 'the deploy to end', 5000);
     expect(done.error?.code).toBe('E_CANCELLED');
     expect(node.deploys).toHaveLength(1);
   });
@@ -171,14 +174,15 @@ class GatedRunner implements Runner {
   private gate!: () => void;
   private readonly opened = new Promise<void>((r) => { this.gate = r; });
   open(): void { this.gate(); }
-  async run(job: Job): Promise<unknown> {
-    this.running.add(job.id);
+  async holds(): Promise<boolean> { return false; }
+  async run(op: QueuedOperation): Promise<unknown> {
+    this.running.add(op.id);
     try {
-      if (job.kind !== 'destroy') await this.opened;
-      this.ran.push(job.id);
+      if (op.kind !== 'destroy') await this.opened;
+      this.ran.push(op.id);
       return { ok: true };
     } finally {
-      this.running.delete(job.id);
+      this.running.delete(op.id);
     }
   }
 }
@@ -208,7 +212,7 @@ describe('lanes and shutdown (finding 5)', () => {
     expect((await journal.get(build.id))?.state).toBe('queued');
   });
 
-  it('stop() with a deadline releases the jobs still running for replay: not lost, not duplicated, the attempt not counted', async () => {
+  it('stop() with a deadline releases the operations still running for replay: not lost, not duplicated, the attempt not counted', async () => {
     const runner = new GatedRunner();
     const q = queue(runner, { concurrency: 2 });
     await q.start();

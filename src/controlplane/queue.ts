@@ -1,22 +1,19 @@
 import { errorSpec, isUserError } from '../errors.js';
-import type { Job, JobError, JobKind, JobStore } from './journal.js';
-
-/** Executes one job. Must be idempotent per job id: a job interrupted by a crash runs again. */
-export interface Runner {
-  run(job: Job): Promise<unknown>;
-}
+import type { OperationError, OperationKind } from '../store/types.js';
+import type { QueuedOperation, OperationJournal } from './operation-journal.js';
+import type { Runner } from './operation-runner.js';
 
 export interface RetryPolicy { maxAttempts: number; baseMs: number; capMs: number; }
 export const DEFAULT_RETRY: RetryPolicy = { maxAttempts: 5, baseMs: 500, capMs: 30_000 };
 
 /** What a failed attempt recorded: a stable code; anything thrown that is not a UserError is E_INTERNAL. */
-export function jobErrorOf(e: unknown): JobError {
+export function operationErrorOf(e: unknown): OperationError {
   return isUserError(e) ? { code: e.code, message: e.message } : { code: 'E_INTERNAL', message: e instanceof Error ? e.message : String(e) };
 }
 
 /** The retry decision comes from the error table: platform failures are retried, the user's never are. */
 export function isRetryable(e: unknown): boolean {
-  return errorSpec(jobErrorOf(e).code).retryable;
+  return errorSpec(operationErrorOf(e).code).retryable;
 }
 
 /** Exponential backoff with "equal jitter": half fixed, half random, capped. */
@@ -29,18 +26,18 @@ export function backoffMs(attempt: number, p: RetryPolicy, random = Math.random)
  * Kinds the short lane runs. A deploy (and a move, which deploys elsewhere) builds and boots for up to 30
  * minutes; a destroy takes seconds. Short-lane workers claim only these, so a destroy never waits behind builds.
  */
-export const SHORT_LANE: readonly JobKind[] = ['destroy'];
+export const SHORT_LANE: readonly OperationKind[] = ['destroy'];
 
 export interface QueueEvents {
-  finished?(job: Job, outcome: 'succeeded' | 'failed', durationMs: number, error?: JobError): void;
-  retried?(job: Job, delayMs: number, error: JobError): void;
+  finished?(op: QueuedOperation, outcome: 'succeeded' | 'failed', durationMs: number, error?: OperationError): void;
+  retried?(op: QueuedOperation, delayMs: number, error: OperationError): void;
   log?(msg: string, fields: Record<string, unknown>): void;
 }
 
 export interface QueueOptions {
-  /** workers that claim any job (builds, boots, moves, destroys) */
+  /** workers that claim any operation (builds, boots, moves, destroys) */
   concurrency: number;
-  /** extra workers that claim only SHORT_LANE jobs (default 1) */
+  /** extra workers that claim only SHORT_LANE operations (default 1) */
   shortWorkers?: number;
   owner: string;
   retry?: RetryPolicy;
@@ -50,7 +47,7 @@ export interface QueueOptions {
 
 /**
  * Workers over the journal (CP-2): configurable concurrency in two lanes, retries with backoff + jitter,
- * replay on start, and a bounded stop that hands unfinished jobs back to the journal.
+ * replay on start, and a bounded stop that hands unfinished operations back to the journal.
  */
 export class Queue {
   private running = false;
@@ -59,7 +56,7 @@ export class Queue {
   private readonly inflight = new Set<string>();
 
   constructor(
-    private readonly journal: JobStore,
+    private readonly journal: OperationJournal,
     private readonly runner: Runner,
     private readonly opts: QueueOptions,
   ) {}
@@ -70,7 +67,7 @@ export class Queue {
     this.running = true;
     if (opts.recover !== false) {
       const replayed = await this.journal.recover();
-      if (replayed > 0) this.opts.events?.log?.('replaying jobs left running by a previous process', { count: replayed });
+      if (replayed > 0) this.opts.events?.log?.('replaying operations left running by a previous process', { count: replayed });
     }
     for (let i = 0; i < this.opts.concurrency; i++) this.workers.push(this.work(undefined));
     for (let i = 0; i < (this.opts.shortWorkers ?? 1); i++) this.workers.push(this.work(SHORT_LANE));
@@ -88,7 +85,7 @@ export class Queue {
   }
 
   /**
-   * Stops claiming, lets running jobs finish for up to `deadlineMs`, then releases the ones still running back to
+   * Stops claiming, lets running operations finish for up to `deadlineMs`, then releases the ones still running back to
    * the journal (queued, the interrupted attempt not counted) so the next leader or process replays them. Their
    * late results are dropped: finish/retry only apply for the lease holder, and the release ended the lease.
    */
@@ -109,13 +106,13 @@ export class Queue {
       for (const id of [...this.inflight]) {
         if (await this.journal.release(id, this.opts.owner).catch(() => false)) released.push(id);
       }
-      if (released.length > 0) this.opts.events?.log?.('released unfinished jobs for replay', { operations: released });
+      if (released.length > 0) this.opts.events?.log?.('released unfinished operations for replay', { operations: released });
     }
     this.workers = [];
     return { released };
   }
 
-  get activeJobs(): number {
+  get activeOperations(): number {
     return this.inflight.size;
   }
 
@@ -130,38 +127,38 @@ export class Queue {
     });
   }
 
-  private async work(kinds: readonly JobKind[] | undefined): Promise<void> {
+  private async work(kinds: readonly OperationKind[] | undefined): Promise<void> {
     const retry = this.opts.retry ?? DEFAULT_RETRY;
     while (this.running) {
-      let job: Job | null;
+      let op: QueuedOperation | null;
       try {
-        job = await this.journal.claim(this.opts.owner, Date.now(), kinds);
+        op = await this.journal.claim(this.opts.owner, Date.now(), kinds);
       } catch (e) {
-        this.opts.events?.log?.('claiming a job failed; retrying', { error: String(e) });
+        this.opts.events?.log?.('claiming an operation failed; retrying', { error: String(e) });
         await this.idle();
         continue;
       }
-      if (!job) {
+      if (!op) {
         await this.idle();
         continue;
       }
-      this.inflight.add(job.id);
+      this.inflight.add(op.id);
       const started = Date.now();
       try {
-        const result = await this.runner.run(job);
-        if (await this.journal.finish(job.id, this.opts.owner, { result: result ?? null })) this.opts.events?.finished?.(job, 'succeeded', Date.now() - started);
+        const result = await this.runner.run(op);
+        if (await this.journal.finish(op.id, this.opts.owner, { result: result ?? null })) this.opts.events?.finished?.(op, 'succeeded', Date.now() - started);
       } catch (e) {
-        const error = jobErrorOf(e);
-        // no capacity is not a failure of the job: it waits (pending, with the reason) until a node fits
+        const error = operationErrorOf(e);
+        // no capacity is not a failure of the operation: it waits (pending, with the reason) until a node fits
         const waiting = error.code === 'E_NO_CAPACITY';
-        if (waiting || (isRetryable(e) && job.attempts < Math.min(job.maxAttempts, retry.maxAttempts))) {
-          const delay = waiting ? Math.min(5000, backoffMs(job.attempts, retry)) : backoffMs(job.attempts, retry);
-          if (await this.journal.retry(job.id, this.opts.owner, Date.now() + delay, error)) this.opts.events?.retried?.(job, delay, error);
-        } else if (await this.journal.finish(job.id, this.opts.owner, { error })) {
-          this.opts.events?.finished?.(job, 'failed', Date.now() - started, error);
+        if (waiting || (isRetryable(e) && op.attempts < Math.min(op.maxAttempts, retry.maxAttempts))) {
+          const delay = waiting ? Math.min(5000, backoffMs(op.attempts, retry)) : backoffMs(op.attempts, retry);
+          if (await this.journal.retry(op.id, this.opts.owner, Date.now() + delay, error)) this.opts.events?.retried?.(op, delay, error);
+        } else if (await this.journal.finish(op.id, this.opts.owner, { error, release: op.kind === 'deploy' && !(await this.runner.holds(op.target).catch(() => true)) })) {
+          this.opts.events?.finished?.(op, 'failed', Date.now() - started, error);
         }
       } finally {
-        this.inflight.delete(job.id);
+        this.inflight.delete(op.id);
       }
     }
   }

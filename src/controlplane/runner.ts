@@ -1,12 +1,13 @@
 import type { Client } from '../engine/client.js';
 import { UserError, isUserError } from '../errors.js';
-import type { Deployment } from '../store/types.js';
-import type { Job, JobStore } from './journal.js';
-import { isRetryable, type Runner } from './queue.js';
+import type { Deployment, TenantIsolation } from '../store/types.js';
+import type { QueuedOperation, OperationJournal } from './operation-journal.js';
+import { isRetryable } from './queue.js';
+import type { Runner } from './operation-runner.js';
 import type { Fleet } from './fleet.js';
 
-/** What a deploy job carries: a resolved target on this host plus the deploy flags. */
-export interface DeployJobRequest {
+/** What a deploy operation carries: a resolved target on this host plus the deploy flags. */
+export interface DeployOperationRequest {
   target: string;
   ports: string[];
   env: string[];
@@ -16,9 +17,13 @@ export interface DeployJobRequest {
   rootfs?: string;
   labels: string[];
   resolvedFrom: string;
+  /** set when a tenant deploys: the node runs the VM as that tenant's user, in its cgroup */
+  tenant?: TenantIsolation;
+  /** the trust check at admission (a package): the node refuses any image but the one with this manifest digest */
+  trust?: { manifestSha256: string; keyid: string | null };
 }
-export interface DestroyJobRequest { graceMs: number; }
-export interface MoveJobRequest { from: string; sourceDown: boolean; graceMs: number; }
+export interface DestroyOperationRequest { graceMs: number; }
+export interface MoveOperationRequest { from: string; sourceDown: boolean; graceMs: number; }
 
 const BUILD_AND_BOOT_TIMEOUT_MS = 30 * 60_000;
 const SETTLED = ['running', 'exited', 'failed'];
@@ -29,55 +34,61 @@ export function deploymentFailure(d: Pick<Deployment, 'name' | 'code' | 'reason'
 }
 
 /**
- * Runs jobs on a node through the same engine as local mode. Idempotent per job: the deployment a job makes has the
- * job's name, which the control plane reserves while the job is pending, so a job replayed after a crash or a
+ * Runs operations on a node through the same engine as local mode. Idempotent per operation: the deployment an operation makes has the
+ * operation's name, which the control plane reserves while the operation is pending, so an operation replayed after a crash or a
  * shutdown finds and adopts its deployment instead of making a second. A retry after a platform failure really runs
  * again: it removes the failed deployment of the previous attempt and deploys anew (a new engine idempotency key per
  * attempt), so the build and boot happen again; a user fault is never rebuilt.
  */
 export class EngineRunner implements Runner {
   /** @param fleet the cluster's workloads when VMs run on agents (moves need it), null for the local node */
-  constructor(private readonly node: Client, private readonly journal: JobStore, private readonly fleet: Fleet | null = null) {}
+  constructor(private readonly node: Client, private readonly journal: OperationJournal, private readonly fleet: Fleet | null = null) {}
 
-  async run(job: Job): Promise<unknown> {
-    if (job.kind === 'move') {
-      if (!this.fleet) throw new UserError('E_INVALID_ARGUMENT', 'move jobs need cluster mode (--nodes agents)');
-      const r = job.request as MoveJobRequest;
-      return (await this.fleet.move(job.target, r.from, { sourceDown: r.sourceDown, graceMs: r.graceMs })) ?? { name: job.target, moved: false };
-    }
-    if (job.kind === 'deploy') return this.deploy(job);
-    const r = job.request as DestroyJobRequest;
-    await this.remove(job.target, r.graceMs);
-    return { name: job.target, state: 'gone' };
+  holds(name: string): Promise<boolean> {
+    return this.node.has(name);
   }
 
-  private async deploy(job: Job): Promise<unknown> {
-    const r = job.request as DeployJobRequest;
-    // a destroy issued while this job waited for its retry wins: the user no longer wants the deployment
-    const [newest] = await this.journal.recent(1, job.target);
-    if (newest && newest.id !== job.id && newest.kind === 'destroy') throw new UserError('E_CANCELLED', `deployment ${job.target} was destroyed before it started`);
-    let prior = await this.node.waitFor(job.target, () => true, 0);
-    if (prior?.state === 'destroying') throw new UserError('E_CANCELLED', `deployment ${job.target} is being destroyed`);
+  async run(op: QueuedOperation): Promise<unknown> {
+    if (op.kind === 'move') {
+      if (!this.fleet) throw new UserError('E_INVALID_ARGUMENT', 'move operations need cluster mode (--nodes agents)');
+      const r = op.request as MoveOperationRequest;
+      return (await this.fleet.move(op.target, r.from, { sourceDown: r.sourceDown, graceMs: r.graceMs })) ?? { name: op.target, moved: false };
+    }
+    if (op.kind === 'deploy') return this.deploy(op);
+    const r = op.request as DestroyOperationRequest;
+    await this.remove(op.target, r.graceMs);
+    return { name: op.target, state: 'gone' };
+  }
+
+  private async deploy(op: QueuedOperation): Promise<unknown> {
+    const r = op.request as DeployOperationRequest;
+    // a destroy issued while this operation waited for its retry wins: the user no longer wants the deployment
+    const [newest] = await this.journal.recent(1, op.target);
+    if (newest && newest.id !== op.id && newest.kind === 'destroy') throw new UserError('E_CANCELLED', `deployment ${op.target} was destroyed before it started`);
+    let prior = await this.node.waitFor(op.target, () => true, 0);
+    if (prior?.state === 'destroying') throw new UserError('E_CANCELLED', `deployment ${op.target} is being destroyed`);
     if (prior?.state === 'failed') {
       const failure = deploymentFailure(prior);
       if (!isRetryable(failure)) throw failure; // the user's fault: building it again gives the same answer
-      await this.remove(job.target, 0); // the previous attempt's platform failure: start over
+      await this.remove(op.target, 0); // the previous attempt's platform failure: start over
       prior = null;
     }
-    let deployed: { name: string; deploymentId: string } = { name: job.target, deploymentId: prior?.id ?? '' };
+    let deployed: { name: string; deploymentId: string } = { name: op.target, deploymentId: prior?.id ?? '' };
     if (!prior) {
       deployed = await this.node.deploy({
-        target: r.target, name: job.target, ports: r.ports, env: r.env, debug: r.debug, labels: r.labels, cwd: '/',
-        idempotencyKey: `${job.id}/${job.attempts}`,
+        target: r.target, name: op.target, ports: r.ports, env: r.env, debug: r.debug, labels: r.labels, cwd: '/',
+        idempotencyKey: `${op.id}/${op.attempts}`,
         ...(r.memory !== undefined ? { memory: r.memory } : {}),
         ...(r.cpus !== undefined ? { cpus: r.cpus } : {}),
         ...(r.rootfs !== undefined ? { rootfs: r.rootfs } : {}),
+        ...(r.trust ? { expectManifestSha256: r.trust.manifestSha256 } : {}),
+        ...(r.tenant !== undefined ? { tenant: r.tenant } : {}),
       });
     }
-    const d = await this.node.waitFor(job.target, (x) => !x || SETTLED.includes(x.state), BUILD_AND_BOOT_TIMEOUT_MS);
-    if (!d) throw new UserError('E_CANCELLED', `deployment ${job.target} was removed before it started`);
+    const d = await this.node.waitFor(op.target, (x) => !x || SETTLED.includes(x.state), BUILD_AND_BOOT_TIMEOUT_MS);
+    if (!d) throw new UserError('E_CANCELLED', `deployment ${op.target} was removed before it started`);
     if (d.state === 'failed') throw deploymentFailure(d);
-    if (!SETTLED.includes(d.state)) throw new UserError('E_BOOT_TIMEOUT', `deployment ${job.target} is still ${d.state} after ${BUILD_AND_BOOT_TIMEOUT_MS / 60_000} minutes`);
+    if (!SETTLED.includes(d.state)) throw new UserError('E_BOOT_TIMEOUT', `deployment ${op.target} is still ${d.state} after ${BUILD_AND_BOOT_TIMEOUT_MS / 60_000} minutes`);
     return { name: deployed.name, deploymentId: deployed.deploymentId || d.id, state: d.state, ...(d.code ? { code: d.code, exitCode: d.exitCode } : {}) };
   }
 
@@ -94,15 +105,19 @@ export class EngineRunner implements Runner {
 }
 
 /**
- * A runner that does no VM work, for queue tests and benchmarks: it records the job's effect in the journal's
- * database keyed by job id (idempotent), so "exactly once" is checkable after kill -9 and replay.
+ * A runner that does no VM work, for queue tests and benchmarks: it records the operation's effect in the journal's
+ * database keyed by operation id (idempotent), so "exactly once" is checkable after kill -9 and replay.
  */
 export class FakeRunner implements Runner {
-  constructor(private readonly store: JobStore, private readonly workMs = 5) {}
+  constructor(private readonly store: OperationJournal, private readonly workMs = 5) {}
 
-  async run(job: Job): Promise<unknown> {
+  async holds(): Promise<boolean> {
+    return false; // it makes no deployments
+  }
+
+  async run(op: QueuedOperation): Promise<unknown> {
     await new Promise((r) => setTimeout(r, this.workMs));
-    await this.store.recordEffect(job.id);
-    return { fake: true, name: job.target };
+    await this.store.recordEffect(op.id);
+    return { fake: true, name: op.target };
   }
 }

@@ -65,7 +65,7 @@ describe('place: filters', () => {
     const r = placeAt(nodes, req({ cpus: 1, memoryMiB: 512, labels: { zone: 'eu', gpu: 'true' }, avoid: ['a1'] }));
     expect(r.ok).toBe(false);
     if (r.ok) return;
-    expect(r.filtered).toEqual({ avoided: 1, down: 2, stale: 1, cordoned: 1, label: 4, cpu: 1, memory: 2 });
+    expect(r.filtered).toEqual({ avoided: 1, down: 2, stale: 1, cordoned: 1, dedicated: 0, label: 4, cpu: 1, memory: 2 });
     expect(r.reason).toBe('no node fits: 1 avoided, 2 down, 1 stale (no heartbeat within 30000 ms), 1 cordoned, '
       + '3 lack label gpu=true, 1 lacks label zone=eu, 1 lacks cpu (needs 1 CPU, max free 0.5), '
       + '2 lack memory (needs 512 MiB, max free 256 MiB)');
@@ -222,5 +222,37 @@ describe('place: scoring', () => {
     place(nodes, req({ avoid: ['a'] }), { now: NOW });
     place(nodes, req({ labels: { zone: 'mars' } }), { now: NOW });
     expect(nodes).toEqual(copy);
+  });
+});
+
+describe('tenants (issue 12)', () => {
+  const tenantReq = (tenant: string, o: Partial<PlacementRequest> = {}): PlacementRequest => ({ ...req(o), tenant });
+
+  it('a node dedicated to a tenant takes only that tenant; a request without a tenant never lands there', () => {
+    const nodes = [node('a', { labels: { dedicated: 'acme' } }), node('b', { labels: { dedicated: 'beta' } })];
+    expect(nodeOf(placeAt(nodes, tenantReq('acme')))).toBe('a');
+    expect(nodeOf(placeAt(nodes, tenantReq('beta')))).toBe('b');
+    const other = placeAt(nodes, tenantReq('gamma'));
+    expect(other.ok).toBe(false);
+    if (!other.ok) {
+      expect(other.filtered.dedicated).toBe(2);
+      expect(other.reason).toBe('no node fits: 2 dedicated to another tenant'); // counts only: no tenant named
+    }
+    expect(placeAt(nodes, req()).ok).toBe(false);
+  });
+
+  it("spreads one tenant's VMs across nodes before packing them, even under binpack", () => {
+    const nodes = [node('n1'), node('n2'), node('n3')];
+    const order: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const n = nodeOf(placeAt(nodes, tenantReq('acme'), { policy: 'binpack' }));
+      order.push(n);
+      commit(nodes, n, { cpus: 1, memoryMiB: 256 });
+      const placed = nodes.find((x) => x.name === n);
+      if (placed) placed.tenantVms = { ...placed.tenantVms, acme: (placed.tenantVms?.acme ?? 0) + 1 };
+    }
+    expect(order).toEqual(['n1', 'n2', 'n3', 'n1', 'n2', 'n3']);
+    // another tenant's VMs do not count against acme's spread: binpack packs it where acme already is
+    expect(nodeOf(placeAt(nodes, tenantReq('beta'), { policy: 'binpack' }))).toBe('n1');
   });
 });

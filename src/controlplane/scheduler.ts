@@ -11,6 +11,8 @@
  *   3. stale    — `lastHeartbeatAt < now - staleAfterMs` (default 30 000 ms) even though status says
  *                 `ready`; a heartbeat exactly `staleAfterMs` old is still fresh;
  *   4. cordoned — `cordoned === true` (not eligible for new placements);
+ *   4b. dedicated — the node carries the label `dedicated=<tenant>` for a tenant other than `req.tenant` (a request
+ *                 without a tenant never lands on a dedicated node);
  *   5. label    — it lacks one of `req.labels` (each key must be present with exactly the same value;
  *                 extra node labels are ignored). The reason names, per node, the first missing
  *                 label in key order (code-unit order);
@@ -25,7 +27,8 @@
  *     most headroom on its tightest resource wins (placements spread out);
  *   - `binpack`: score = 1 - min(freeCpuFraction', freeMemFraction') — the fullest node that still
  *     fits wins (nodes fill up one after another).
- *   Higher is better. Ties: fewer VMs (`allocated.vms`) first, then node name ascending (code-unit
+ *   Higher is better. With `req.tenant`, a node holding fewer of that tenant's VMs (`tenantVms`) wins first, whatever
+ *   the policy: one tenant's apps spread across nodes before they are packed. Ties: fewer VMs (`allocated.vms`) first, then node name ascending (code-unit
  *   order, locale-independent). The result therefore depends only on the set of nodes and the
  *   request — never on the order of the input array — and the same input always gives the same output.
  *
@@ -53,6 +56,8 @@ export interface NodeInfo {
   /** Already placed (including pending placements). */
   allocated: { cpus: number; memoryMiB: number; vms: number };
   lastHeartbeatAt: number;
+  /** VMs per tenant already on the node (tenant-aware spreading). */
+  tenantVms?: Record<string, number>;
 }
 
 export interface PlacementRequest {
@@ -63,6 +68,8 @@ export interface PlacementRequest {
   labels: Record<string, string>;
   /** Node names to skip, e.g. the node being drained. */
   avoid?: string[];
+  /** The tenant asking: dedicated nodes of other tenants are filtered, and its VMs spread first. */
+  tenant?: string;
 }
 
 export type PlacementResult =
@@ -75,7 +82,9 @@ export const DEFAULT_STALE_AFTER_MS = 30_000;
 /** Slack for "fits": need ≤ free + FIT_EPSILON. */
 export const FIT_EPSILON = 1e-9;
 /** Filter categories in evaluation order (also the order of the failure reason). */
-export const FILTER_CATEGORIES = ['avoided', 'down', 'stale', 'cordoned', 'label', 'cpu', 'memory'] as const;
+export const FILTER_CATEGORIES = ['avoided', 'down', 'stale', 'cordoned', 'dedicated', 'label', 'cpu', 'memory'] as const;
+/** The node label that reserves a node for one tenant's VMs. */
+export const DEDICATED_LABEL = 'dedicated';
 export type FilterCategory = (typeof FILTER_CATEGORIES)[number];
 
 type LabelPairs = ReadonlyArray<readonly [string, string]>;
@@ -101,7 +110,7 @@ function validateRequest(req: { cpus: number; memoryMiB: number }): string | nul
 }
 
 function emptyFiltered(): Record<FilterCategory, number> {
-  return { avoided: 0, down: 0, stale: 0, cordoned: 0, label: 0, cpu: 0, memory: 0 };
+  return { avoided: 0, down: 0, stale: 0, cordoned: 0, dedicated: 0, label: 0, cpu: 0, memory: 0 };
 }
 
 const fmtNum = (x: number): string => String(Math.round(x * 1000) / 1000);
@@ -119,13 +128,14 @@ class Tally {
   }
 
   /** First half of the classification of one node (filters 1-4); false = filtered out and counted. */
-  state(avoided: boolean, down: boolean, stale: boolean, cordoned: boolean): boolean {
+  state(avoided: boolean, down: boolean, stale: boolean, cordoned: boolean, dedicated: boolean): boolean {
     this.total++;
     const f = this.filtered;
     if (avoided) { f.avoided++; return false; }
     if (down) { f.down++; return false; }
     if (stale) { f.stale++; return false; }
     if (cordoned) { f.cordoned++; return false; }
+    if (dedicated) { f.dedicated++; return false; }
     return true;
   }
 
@@ -146,6 +156,7 @@ class Tally {
     if (f.down) parts.push(`${f.down} down`);
     if (f.stale) parts.push(`${f.stale} stale (no heartbeat within ${this.staleAfterMs} ms)`);
     if (f.cordoned) parts.push(`${f.cordoned} cordoned`);
+    if (f.dedicated) parts.push(`${f.dedicated} dedicated to another tenant`);
     this.pairs.forEach(([k, v], j) => {
       const c = this.missing[j] ?? 0;
       if (c) parts.push(`${c} ${c === 1 ? 'lacks' : 'lack'} label ${k}=${v}`);
@@ -184,11 +195,14 @@ export function place(nodes: readonly NodeInfo[], req: PlacementRequest, opts: P
   for (const n of nodes) {
     const freeCpu = n.capacity.cpus - n.allocated.cpus;
     const freeMem = n.capacity.memoryMiB - n.allocated.memoryMiB;
-    if (!tally.state(avoid !== null && avoid.has(n.name), n.status === 'down', n.lastHeartbeatAt < staleBefore, n.cordoned)) continue;
+    const owner = n.labels[DEDICATED_LABEL];
+    if (!tally.state(avoid !== null && avoid.has(n.name), n.status === 'down', n.lastHeartbeatAt < staleBefore, n.cordoned, owner !== undefined && owner !== req.tenant)) continue;
     if (!tally.fit(pairs.length === 0 ? -1 : firstMissingLabel(n.labels, pairs), freeCpu, freeMem)) continue;
     const h = headroom(n.capacity.cpus, freeCpu - req.cpus, n.capacity.memoryMiB, freeMem - req.memoryMiB);
     const key = binpack ? -h : h;
-    if (best === null || key > bestKey || (key === bestKey && (n.allocated.vms < best.allocated.vms || (n.allocated.vms === best.allocated.vms && n.name < best.name)))) {
+    const mine = req.tenant ? (n.tenantVms?.[req.tenant] ?? 0) : 0;
+    const bestMine = best && req.tenant ? (best.tenantVms?.[req.tenant] ?? 0) : 0;
+    if (best === null || mine < bestMine || (mine === bestMine && (key > bestKey || (key === bestKey && (n.allocated.vms < best.allocated.vms || (n.allocated.vms === best.allocated.vms && n.name < best.name)))))) {
       best = n; bestKey = key; bestHeadroom = h;
     }
   }

@@ -1,4 +1,5 @@
 /** JSON schemas of the API (validated by fastify, published as OpenAPI at /openapi.json). */
+import { TENANT_NAME_RE } from '../store/types.js';
 const str = { type: 'string' } as const;
 const nstr = { type: 'string', nullable: true } as const;
 const nnum = { type: 'number', nullable: true } as const;
@@ -82,7 +83,22 @@ const deploymentSchema = {
     ports: { type: 'array', items: str }, imageBytes: nnum, image: nstr, pack: nstr, mode: nstr, accel: nstr, bootMs: nnum,
     boot: { type: 'object', additionalProperties: { type: 'number' } }, uptimeMs: nnum, createdAt: str, startedAt: nstr, endedAt: nstr,
     metrics: { type: 'object', properties: { cpuSeconds: nnum, rssBytes: nnum, supervisorRssBytes: nnum } },
+    listen: {
+      type: 'object', nullable: true,
+      properties: {
+        health: { type: 'string', enum: ['checking', 'listening', 'localhost-only', 'not-listening', 'no-ports', 'unknown'] },
+        ports: { type: 'array', items: { type: 'integer' } },
+        listeners: { type: 'array', nullable: true, items: { type: 'object', properties: { address: str, port: { type: 'integer' } } } },
+        warning: { type: 'object', nullable: true, properties: { code: str, message: str, fix: str } },
+        since: { type: 'number' },
+      },
+    },
     node: str,
+    signedBy: { ...nstr, description: 'key id (sha256 of the public key\'s SPKI DER) of the verified signature of the image; null: unsigned or not checked' },
+    trust: {
+      type: 'object', nullable: true, description: 'the trust-policy check at admission: its mode, and the failure a warn-mode policy let through',
+      properties: { mode: { type: 'string', enum: ['enforce', 'warn', 'off'] }, warning: { type: 'object', nullable: true, properties: { code: str, message: str } } },
+    },
   },
 } as const;
 
@@ -97,6 +113,21 @@ export const nodeSchema = {
   },
 } as const;
 
+const count = { type: 'integer', minimum: 0 } as const;
+const range = { type: 'object', properties: { default: count, max: count } } as const;
+/** A tenant's limits and usage: quota fields absent = unlimited. */
+export const quotaSchema = {
+  type: 'object',
+  required: ['tenant', 'quota', 'vm', 'ports', 'used'],
+  properties: {
+    tenant: str,
+    quota: { type: 'object', properties: { vms: count, vcpus: count, memoryMiB: count, apps: count, artifactBytes: count } },
+    vm: { type: 'object', properties: { memoryMiB: range, cpus: range } },
+    ports: { anyOf: [{ type: 'null' }, { type: 'object', required: ['from', 'to'], properties: { from: count, to: count } }] },
+    used: { type: 'object', required: ['vms', 'vcpus', 'memoryMiB', 'apps', 'artifactBytes'], properties: { vms: count, vcpus: count, memoryMiB: count, apps: count, artifactBytes: count } },
+  },
+} as const;
+
 export const statusSchema = {
   type: 'object',
   required: ['deployments', 'operations'],
@@ -104,6 +135,8 @@ export const statusSchema = {
     deployments: { type: 'array', items: deploymentSchema },
     operations: { type: 'array', items: operationSchema },
     nodes: { type: 'array', items: nodeSchema },
+    /** present when the request acts for a tenant */
+    quota: quotaSchema,
   },
 } as const;
 
@@ -171,6 +204,11 @@ export const agentDeployBodySchema = {
     debug: { type: 'boolean' },
     labels: deployBodySchema.properties.labels,
     idempotencyKey: { type: 'string', minLength: 1, maxLength: 400 },
+    expectManifestSha256: { type: 'string', pattern: '^[0-9a-f]{64}$' },
+    tenant: {
+      type: 'object', additionalProperties: false, required: ['name'],
+      properties: { name: { type: 'string', pattern: TENANT_NAME_RE.source }, cpus: { type: 'number', exclusiveMinimum: 0 }, memoryMiB: { type: 'integer', minimum: 16 } },
+    },
   },
 } as const;
 

@@ -11,15 +11,19 @@ import { ArtifactStore } from '../store/artifacts.js';
 import { Authenticator, MIN_PLAIN_TOKEN_LENGTH, loadAuthConfig } from './auth.js';
 import { NodeAuthenticator } from './node-identity.js';
 import { type HttpTimeouts } from './http.js';
-import { Metrics } from './metrics.js';
-import { Queue, type Runner } from './queue.js';
+import { Metrics, tenantLabel } from './metrics.js';
+import { TenantRegistry } from './tenants.js';
+import { Queue } from './queue.js';
+import type { Runner } from './operation-runner.js';
 import { EngineRunner, FakeRunner } from './runner.js';
 import { ClusterClient } from './cluster.js';
 import type { Fleet } from './fleet.js';
 import type { HostAdmission } from './host-admission.js';
 import { checkHostPorts, hostMemoryMiB } from '../engine/deploy-input.js';
 import { ControlPlane } from './service.js';
-import { openStores } from './stores.js';
+import { openStores } from './open-stores.js';
+import { loadTrustPolicy, ruleFor } from '../image/trust.js';
+import { loadPrivateKey } from '../image/dsse.js';
 
 export interface ServeOptions {
   listen: string;
@@ -51,6 +55,12 @@ export interface ServeOptions {
   bodyIdleTimeoutMs: number;
   bodyMinRate: number;
   artifactTtlMs: number;
+  /** --tenants FILE: declared tenants with quotas (absent: one implicit tenant, as before) */
+  tenants?: string;
+  /** the trust policy (its controlplane scope) deploys are checked against */
+  trustPolicy?: string;
+  /** signs the images this daemon builds for clients */
+  signKey?: string;
 }
 
 /** The slow-client bounds of both servers (serve and agent) from their flags. */
@@ -66,9 +76,10 @@ export async function serve(o: ServeOptions): Promise<{ close(deadlineMs?: numbe
   if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw new UserError('E_INVALID_ARGUMENT', '--tls-cert and --tls-key go together');
 
   const auth = new Authenticator(loadAuthConfig(o.auth));
+  const tenants = TenantRegistry.open(o.tenants ?? null, (msg, f) => log?.(msg, f ?? {}));
   const owner = o.replicaId ?? `unikctld-${process.pid}-${randomBytes(4).toString('hex')}`;
   const stores = await openStores(o.store, { dataDir: data, replicaId: owner, sync: o.sync, nodeGraceMs: o.nodeGraceMs });
-  const journal = stores.jobs;
+  const journal = stores.operations;
   const nodes = stores.nodes;
   const userKernels = homeLayout(process.env).kernels;
   process.env.UNIKCTL_BUILD_CACHE_ROOT ??= join(data, 'build-cache'); // uploads are fresh dirs: keep toolchain caches warm
@@ -79,6 +90,8 @@ export async function serve(o: ServeOptions): Promise<{ close(deadlineMs?: numbe
     throw new UserError('E_INVALID_ARGUMENT', `--join-token must be at least ${MIN_PLAIN_TOKEN_LENGTH} characters`, { hint: 'generate one with: openssl rand -hex 32' });
   }
   const nodeAuth = new NodeAuthenticator(nodes, joinToken);
+  const trust = ruleFor(o.trustPolicy ? loadTrustPolicy(o.trustPolicy) : null, 'controlplane');
+  if (o.signKey) loadPrivateKey(o.signKey); // fails at start, not at the first build
   let node: Client;
   let fleet: Fleet | null = null;
   let hostAdmission: HostAdmission | null = null;
@@ -87,7 +100,7 @@ export async function serve(o: ServeOptions): Promise<{ close(deadlineMs?: numbe
     node = cluster;
     fleet = cluster;
   } else {
-    const local = new LocalClient(nodeLayout, { remoteBuild: { sandbox: o.sandbox } });
+    const local = new LocalClient(nodeLayout, { remoteBuild: { sandbox: o.sandbox }, trust, ...(o.signKey ? { signKey: resolve(o.signKey) } : {}) });
     node = local;
     hostAdmission = { maxMemoryMiB: hostMemoryMiB(), checkPorts: checkHostPorts, requireSpace: () => local.store.requireSpace() };
   }
@@ -97,21 +110,24 @@ export async function serve(o: ServeOptions): Promise<{ close(deadlineMs?: numbe
   const queue = new Queue(journal, runner, {
     concurrency: o.workers, shortWorkers: o.shortWorkers, owner, retry: { maxAttempts: o.maxAttempts, baseMs: o.retryBaseMs, capMs: 60_000 },
     events: {
-      finished: (job, outcome, ms, error) => {
-        metrics.opDuration.observe({ kind: job.kind, outcome }, ms / 1000);
-        if (error) metrics.opFailures.inc({ kind: job.kind, code: error.code });
-        log?.(`operation ${outcome}`, { trace_id: job.traceId, operation: job.id, kind: job.kind, target: job.target, ms, ...(error ? { error } : {}) });
+      finished: (op, outcome, ms, error) => {
+        metrics.opDuration.observe({ kind: op.kind, outcome, tenant: tenantLabel(op.target) }, ms / 1000);
+        if (error) metrics.opFailures.inc({ kind: op.kind, code: error.code, tenant: tenantLabel(op.target) });
+        log?.(`operation ${outcome}`, { trace_id: op.traceId, operation: op.id, kind: op.kind, target: op.target, ms, ...(error ? { error } : {}) });
       },
-      retried: (job, delayMs, error) => {
-        metrics.opRetries.inc({ kind: job.kind });
-        log?.('operation will be retried', { trace_id: job.traceId, operation: job.id, attempt: job.attempts, delayMs, error });
+      retried: (op, delayMs, error) => {
+        metrics.opRetries.inc({ kind: op.kind, tenant: tenantLabel(op.target) });
+        log?.('operation will be retried', { trace_id: op.traceId, operation: op.id, attempt: op.attempts, delayMs, error });
       },
       log: (msg, f) => log?.(msg, f),
     },
   });
-  const cp = new ControlPlane({ journal, queue, node, fleet, host: hostAdmission, nodeLayout, artifacts, maxAttempts: o.maxAttempts, placements: nodes });
+  const cp = new ControlPlane({
+    journal, queue, node, fleet, host: hostAdmission, nodeLayout, artifacts, maxAttempts: o.maxAttempts, placements: nodes,
+    trust, onTrustWarning: (code) => metrics.trustWarnings.inc({ scope: 'controlplane', code }),
+  });
   const https = o.tlsCert && o.tlsKey ? { cert: readFileSync(o.tlsCert), key: readFileSync(o.tlsKey) } : null;
-  const app = await buildApp({ cp, auth, artifacts, metrics, nodes, nodeAuth, version, https, logger: { level: o.logLevel }, timeouts: timeoutsOf(o), maxUploadBytes: o.maxUploadBytes });
+  const app = await buildApp({ cp, auth, artifacts, metrics, nodes, nodeAuth, version, https, logger: { level: o.logLevel }, timeouts: timeoutsOf(o), maxUploadBytes: o.maxUploadBytes, tenants });
   log = (msg, f) => app.log.info(f, msg);
   // joined nodes keep working without it; only new nodes cannot join
   if (o.nodes === 'agents' && joinToken === null) app.log.warn('no --join-token: nodes that have not joined yet cannot join');
@@ -131,7 +147,7 @@ export async function serve(o: ServeOptions): Promise<{ close(deadlineMs?: numbe
   }, Math.max(1000, Math.min(600_000, Math.floor(o.artifactTtlMs / 10)))) : null;
   gc?.unref();
   if (stores.election) {
-    // every replica serves the API and writes jobs to the shared store; only the leader runs them
+    // every replica serves the API and writes operations to the shared store; only the leader runs them
     await stores.election.start((leader) => {
       app.log.info({ replica: owner, leader }, leader ? 'became the leader: running the queue' : 'lost leadership: queue stopped');
       if (leader) void queue.start({ recover: true });
@@ -147,14 +163,15 @@ export async function serve(o: ServeOptions): Promise<{ close(deadlineMs?: numbe
   return {
     url,
     /**
-     * Stops within `deadlineMs` (default: unbounded, for tests that want in-flight jobs finished): stop accepting
-     * requests, give running jobs most of the window, release the rest to the journal for replay, close the stores.
+     * Stops within `deadlineMs` (default: unbounded, for tests that want in-flight operations finished): stop accepting
+     * requests, give running operations most of the window, release the rest to the journal for replay, close the stores.
      */
     async close(deadlineMs = Number.POSITIVE_INFINITY) {
       clearInterval(monitor);
       if (gc) clearInterval(gc);
+      tenants.close();
       // no new requests from here; open ones (a logs --follow stream, a status call to a dead agent) do not hold the
-      // shutdown: they are cut when the jobs' window ends
+      // shutdown: they are cut when the operations' window ends
       const closing = app.close();
       const { released } = await queue.stop(Number.isFinite(deadlineMs) ? deadlineMs * 0.8 : deadlineMs);
       if (released.length > 0) app.log.warn({ operations: released }, 'shutdown deadline: unfinished operations released; they are replayed on the next start');

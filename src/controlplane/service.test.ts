@@ -7,10 +7,11 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Client } from '../engine/client.js';
 import { homeLayout } from '../paths.js';
 import { ArtifactStore } from '../store/artifacts.js';
-import type { Job, JobStore } from './journal.js';
-import type { Placement, PlacementStore } from './nodes.js';
+import type { QueuedOperation, OperationJournal } from './operation-journal.js';
+import type { Placement, PlacementStore } from './node-store.js';
 import type { Queue } from './queue.js';
 import { ControlPlane } from './service.js';
+import { TenantScope } from './tenants.js';
 
 /** A one-file tar archive whose content makes each artifact distinct. */
 function tarOf(text: string): Buffer {
@@ -23,7 +24,7 @@ function tarOf(text: string): Buffer {
 describe('ControlPlane artifact deletion and garbage collection (finding 9)', () => {
   let dir: string;
   let artifacts: ArtifactStore;
-  let pending: Job[];
+  let pending: QueuedOperation[];
   let placements: Placement[];
   let cp: ControlPlane;
 
@@ -32,7 +33,7 @@ describe('ControlPlane artifact deletion and garbage collection (finding 9)', ()
     artifacts = new ArtifactStore({ dir: join(dir, 'artifacts'), maxUploadBytes: 1 << 20, maxExtractedBytes: 1 << 20, maxEntries: 10 });
     pending = [];
     placements = [];
-    const journal = { pendingDeploys: async () => pending } as unknown as JobStore;
+    const journal = { pendingDeploys: async () => pending } as unknown as OperationJournal;
     const store = { listPlacements: async () => placements } as unknown as PlacementStore;
     cp = new ControlPlane({ journal, queue: {} as Queue, node: {} as Client, fleet: null, host: null, nodeLayout: homeLayout({ UNIKCTL_HOME: join(dir, 'home') }), artifacts, maxAttempts: 1, placements: store });
   });
@@ -44,16 +45,16 @@ describe('ControlPlane artifact deletion and garbage collection (finding 9)', ()
   it('refuses to delete an artifact a queued/running deploy or a placement uses; deletes it once they are gone', async () => {
     const byJob = await put('job');
     const byPlacement = await put('placement');
-    pending = [{ id: 'op_1', target: 'web', state: 'running', request: { target: join(dir, 'artifacts', byJob, 'root') } } as unknown as Job];
+    pending = [{ id: 'op_1', target: 'web', state: 'running', request: { target: join(dir, 'artifacts', byJob, 'root') } } as unknown as QueuedOperation];
     placements = [{ deployment: 'db', node: 'n1', cpus: 1, memoryMiB: 64, placedAt: 1, request: { source: { artifact: byPlacement, kind: 'project' } } }];
-    expect(await code(cp.deleteArtifact(byJob))).toBe('E_ARTIFACT_IN_USE');
-    expect(await code(cp.deleteArtifact(byPlacement))).toBe('E_ARTIFACT_IN_USE');
+    expect(await code(cp.deleteArtifact(byJob, TenantScope.GLOBAL))).toBe('E_ARTIFACT_IN_USE');
+    expect(await code(cp.deleteArtifact(byPlacement, TenantScope.GLOBAL))).toBe('E_ARTIFACT_IN_USE');
     expect(artifacts.get(byJob)).not.toBeNull();
     pending = [];
     placements = [];
-    expect(await code(cp.deleteArtifact(byJob))).toBe('ok');
+    expect(await code(cp.deleteArtifact(byJob, TenantScope.GLOBAL))).toBe('ok');
     expect(artifacts.get(byJob)).toBeNull();
-    expect(await code(cp.deleteArtifact(byJob))).toBe('E_UNKNOWN_ARTIFACT');
+    expect(await code(cp.deleteArtifact(byJob, TenantScope.GLOBAL))).toBe('E_UNKNOWN_ARTIFACT');
   });
 
   it('collectArtifacts removes old unreferenced artifacts and keeps referenced ones', async () => {

@@ -1,8 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Client, DeployResult, DeploymentView, DestroyResult, StatusResult } from '../engine/client.js';
-import { validateDeployInput } from '../engine/deploy-input.js';
+import type { Client, DeployResult, DeploymentView, DestroyResult, QuotaView, StatusResult } from '../engine/client.js';
+import { parseMemoryFlag, validateDeployInput } from '../engine/deploy-input.js';
 import { formatPort, parsePort } from '../util/port.js';
 import { resolveTarget } from '../engine/resolve.js';
 import { formatRef, normalizeRef, PackageStore } from '../image/package-store.js';
@@ -12,12 +12,16 @@ import type { LogEntry } from '../runtime/logstore.js';
 import type { Deployment, Operation } from '../store/types.js';
 import { newId, sanitizeName } from '../util/ids.js';
 import type { ArtifactStore } from '../store/artifacts.js';
-import type { Job, JobStore } from './journal.js';
-import type { PlacementStore } from './nodes.js';
+import type { QueuedOperation, OperationJournal } from './operation-journal.js';
+import type { PlacementStore } from './node-store.js';
 import type { Queue } from './queue.js';
-import type { DeployJobRequest } from './runner.js';
+import type { DeployOperationRequest } from './runner.js';
 import type { Fleet } from './fleet.js';
 import type { HostAdmission } from './host-admission.js';
+import { quotaExceeded, TENANT_DEFAULT_MEMORY_MIB, TenantScope, type QuotaCheck, type TenantSpec } from './tenants.js';
+import { formatLabels, parseLabels } from '../util/labels.js';
+import { checkImage, manifestDigest, OFF_RULE } from '../image/trust.js';
+import type { TrustRule } from '../store/types.js';
 
 export interface DeployBody {
   source: { artifact: string; kind: 'project' | 'binary' | 'package' } | { package: string };
@@ -42,14 +46,18 @@ const hashRequest = (v: unknown): string => createHash('sha256').update(JSON.str
 /** The control plane's semantics, independent of HTTP: validate, journal, and read back state. */
 export class ControlPlane {
   constructor(private readonly o: {
-    journal: JobStore; queue: Queue; node: Client; fleet: Fleet | null; host: HostAdmission | null; nodeLayout: HomeLayout; artifacts: ArtifactStore; maxAttempts: number;
+    journal: OperationJournal; queue: Queue; node: Client; fleet: Fleet | null; host: HostAdmission | null; nodeLayout: HomeLayout; artifacts: ArtifactStore; maxAttempts: number;
     /** cluster mode: placements keep the deploy request (and so the artifact) a move recreates the workload from */
     placements?: PlacementStore;
+    /** the control plane's trust-policy rule (default off) and where a warn-mode failure is counted */
+    trust?: TrustRule;
+    onTrustWarning?: (code: string) => void;
   }) {}
 
-  private artifactDir(id: string): string {
+  /** The artifact if this scope may use it: another tenant's id is as unknown as one never uploaded. */
+  private artifactDir(id: string, scope: TenantScope): string {
     const rec = this.o.artifacts.get(id);
-    if (!rec) throw new UserError('E_UNKNOWN_ARTIFACT', `no artifact ${id}`, { hint: 'upload it first with POST /v1/artifacts' });
+    if (!rec || (scope.tenant && rec.tenant !== scope.tenant.name)) throw new UserError('E_UNKNOWN_ARTIFACT', `no artifact ${id}`, { hint: 'upload it first with POST /v1/artifacts' });
     this.o.artifacts.touch(id); // used now: garbage collection counts its age from here
     return rec.dir;
   }
@@ -73,8 +81,9 @@ export class ControlPlane {
   }
 
   /** DELETE /v1/artifacts/:id — refused while a queued/running deploy (or a placement) still needs it. */
-  async deleteArtifact(id: string): Promise<void> {
-    if (!this.o.artifacts.get(id)) throw new UserError('E_UNKNOWN_ARTIFACT', `no artifact ${id}`);
+  async deleteArtifact(id: string, scope: TenantScope): Promise<void> {
+    const rec = this.o.artifacts.get(id);
+    if (!rec || (scope.tenant && rec.tenant !== scope.tenant.name)) throw new UserError('E_UNKNOWN_ARTIFACT', `no artifact ${id}`);
     const users = (await this.artifactUsers()).get(id);
     if (users) {
       throw new UserError('E_ARTIFACT_IN_USE', `artifact ${id} is still used by ${users.join(', ')}`, {
@@ -90,7 +99,7 @@ export class ControlPlane {
     return this.o.artifacts.sweep(ttlMs, new Set(users.keys()));
   }
 
-  private resolveSource(body: DeployBody): { target: string } {
+  private resolveSource(body: DeployBody, scope: TenantScope): { target: string } {
     const src = body.source;
     if ('package' in src) {
       // a reference into the package store, never a path on the control plane's host
@@ -99,62 +108,111 @@ export class ControlPlane {
       if (!pkg) throw new UserError('E_PACKAGE_NOT_FOUND', `no package ${formatRef(ref)} in the control plane's package store`, { hint: 'upload the package (unikctl deploy uploads local packages) or build it first' });
       return { target: pkg.dir };
     }
-    const dir = this.artifactDir(src.artifact);
+    const dir = this.artifactDir(src.artifact, scope);
     if (src.kind !== 'binary') return { target: dir };
     const files = readdirSync(dir).filter((f) => statSync(join(dir, f)).isFile());
     if (files.length !== 1 || !files[0]) throw new UserError('E_INVALID_ARGUMENT', `artifact ${src.artifact} must hold exactly one file to deploy as a binary`);
     return { target: join(dir, files[0]) };
   }
 
+  /** A name a deploy is pending for, or that holds a tenant's reservation (a failed deploy until it is destroyed). */
   private async reserved(name: string): Promise<boolean> {
-    return this.o.journal.hasPendingDeploy(name);
+    return (await this.o.journal.hasPendingDeploy(name)) || (await this.o.journal.reserved(name));
   }
 
-  async deploy(body: DeployBody, traceId: string, headerKey?: string): Promise<DeployResult> {
-    const idempotencyKey = headerKey ?? body.idempotencyKey ?? null;
+  async deploy(body: DeployBody, traceId: string, headerKey: string | undefined, scope: TenantScope): Promise<DeployResult> {
+    const idempotencyKey = scope.key(headerKey ?? body.idempotencyKey ?? null);
     const requestHash = hashRequest({ ...body, idempotencyKey: undefined });
     if (idempotencyKey) {
       const prior = await this.o.journal.byKey(idempotencyKey);
-      if (prior) return this.reusedResult(this.sameRequest(prior, requestHash, idempotencyKey));
+      if (prior) return this.reusedResult(this.sameRequest(prior, requestHash, headerKey ?? body.idempotencyKey ?? ''), scope);
     }
+    // a tenant's per-VM defaults, limits, port range and node selector turn into the request itself
+    const t = scope.tenant;
+    if (t) body = admitForTenant(t, body);
     // fail fast on bad input, exactly like local mode, before anything is journaled
     // a cluster's scheduler weighs memory against each node's capacity; a single node is this host
     const host = this.o.host;
     const valid = validateDeployInput({ ...body, ports: body.ports ?? [], env: body.env ?? [], labels: body.labels ?? [] }, { maxMemoryMiB: host?.maxMemoryMiB });
+    if (t?.ports) {
+      const outside = valid.ports.find((p) => p.hostPort < (t.ports?.from ?? 0) || p.hostPort > (t.ports?.to ?? 65535));
+      if (outside) {
+        throw new UserError('E_PORT_NOT_ALLOWED', `host port ${outside.hostPort} is outside tenant ${t.name}'s range ${t.ports.from}-${t.ports.to}`, {
+          hint: `publish a host port from ${t.ports.from} to ${t.ports.to}, e.g. -p ${t.ports.from}:${outside.guestPort}`,
+        });
+      }
+    }
     if (host) {
       await host.checkPorts(valid.ports);
       host.requireSpace(); // refused now, not after a 202
     }
-    const { target } = this.resolveSource(body);
-    const rootfs = body.rootfsArtifact ? this.artifactDir(body.rootfsArtifact) : undefined;
+    const { target } = this.resolveSource(body, scope);
+    const rootfs = body.rootfsArtifact ? this.artifactDir(body.rootfsArtifact, scope) : undefined;
     const resolved = resolveTarget(target, '/', this.o.nodeLayout, rootfs);
+    // a package is checked against the trust policy before anything is journaled (enforce: refused with its code);
+    // the digest checked travels with the operation, so the node boots exactly this image or nothing
+    let trust: DeployOperationRequest['trust'];
+    if (resolved.source.kind === 'package') {
+      const out = checkImage(target, this.o.trust ?? OFF_RULE('controlplane'));
+      if (out.warning) this.o.onTrustWarning?.(out.warning.code);
+      trust = { manifestSha256: manifestDigest(target), keyid: out.verified?.keyid ?? null };
+    }
 
     const taken = async (n: string): Promise<boolean> =>
       (await this.o.node.has(n)) || (await this.reserved(n));
-    let name = body.name;
-    if (name !== undefined) {
+    let name: string;
+    if (body.name !== undefined) {
+      if (body.name.length > scope.maxNameLength) {
+        throw new UserError('E_INVALID_NAME', `"${body.name}" is longer than the ${scope.maxNameLength} characters a name of tenant ${scope.name ?? ''} may have`, { hint: `use at most ${scope.maxNameLength} characters` });
+      }
+      name = scope.inside(body.name);
       if (await taken(name)) {
-        throw new UserError('E_NAME_TAKEN', `a deployment named "${name}" already exists`, { hint: `pick another name, or destroy it first` });
+        throw new UserError('E_NAME_TAKEN', `a deployment named "${body.name}" already exists`, { hint: `pick another name, or destroy it first` });
       }
     } else {
-      const base = sanitizeName(body.nameHint ?? resolved.defaultName);
-      name = base;
-      for (let i = 2; await taken(name); i++) name = `${base}-${i}`;
+      const base = sanitizeName(body.nameHint ?? resolved.defaultName).slice(0, scope.maxNameLength - 4).replace(/-+$/, '') || 'app';
+      name = scope.inside(base);
+      for (let i = 2; await taken(name); i++) name = scope.inside(`${base}-${i}`);
     }
-    const request: DeployJobRequest = {
+    const request: DeployOperationRequest = {
       target, ports: body.ports ?? [], env: body.env ?? [], debug: Boolean(body.debug), labels: body.labels ?? [], resolvedFrom: resolved.resolvedFrom,
       ...(body.memory !== undefined ? { memory: body.memory } : {}),
       ...(body.cpus !== undefined ? { cpus: body.cpus } : {}),
       ...(rootfs !== undefined ? { rootfs } : {}),
+      ...(t ? { tenant: { name: t.name, ...(t.quota.vcpus !== undefined ? { cpus: t.quota.vcpus } : {}), ...(t.quota.memoryMiB !== undefined ? { memoryMiB: t.quota.memoryMiB } : {}) } } : {}),
+      ...(trust ? { trust } : {}),
     };
-    const { job, created } = await this.o.journal.enqueue({
+    const quota: QuotaCheck | undefined = t ? { tenant: t.name, name, quota: t.quota, reservation: { vcpus: valid.cpus, memoryMiB: valid.memoryMiB ?? TENANT_DEFAULT_MEMORY_MIB } } : undefined;
+    const { op, created } = await this.o.journal.enqueue({
       id: newId('op'), kind: 'deploy', target: name, idempotencyKey, requestHash, request, maxAttempts: this.o.maxAttempts, traceId, createdAt: Date.now(),
-    });
+    }, quota);
     if (created) this.o.queue.notify();
-    return created ? this.deployResultOf(job, false) : this.reusedResult(job);
+    return created ? this.deployResultOf(op, false, scope) : this.reusedResult(op, scope);
   }
 
-  private sameRequest(prior: Job, requestHash: string, key: string): Job {
+  /** A tenant's limits and usage (GET /v1/quota, and a field of /v1/status for a tenant). */
+  async quota(scope: TenantScope): Promise<QuotaView | null> {
+    const t = scope.tenant;
+    if (!t) return null;
+    const artifactBytes = this.o.artifacts.list().filter((a) => a.tenant === t.name).reduce((n, a) => n + a.bytes, 0);
+    return { tenant: t.name, quota: t.quota, vm: t.vm, ports: t.ports, used: { ...(await this.o.journal.usage(t.name)), artifactBytes } };
+  }
+
+  /** After an upload: a tenant past its stored-artifact quota loses the new artifact (403, nothing else changed). */
+  async admitArtifact(id: string, isNew: boolean, scope: TenantScope): Promise<void> {
+    const t = scope.tenant;
+    const limit = t?.quota.artifactBytes;
+    if (!t || limit === undefined) return;
+    const mine = this.o.artifacts.list().filter((a) => a.tenant === t.name);
+    const total = mine.reduce((n, a) => n + a.bytes, 0);
+    if (total <= limit) return;
+    const rec = mine.find((a) => a.id === id);
+    if (isNew) this.o.artifacts.delete(id);
+    const requested = rec?.bytes ?? 0;
+    throw quotaExceeded(t.name, 'artifacts', requested, total - requested, limit);
+  }
+
+  private sameRequest(prior: QueuedOperation, requestHash: string, key: string): QueuedOperation {
     if (prior.requestHash !== requestHash) {
       throw new UserError('E_IDEMPOTENCY_CONFLICT', `idempotency key "${key}" was used by operation ${prior.id} with a different request`, { hint: 'use a new idempotency key for a different request' });
     }
@@ -165,54 +223,55 @@ export class ControlPlane {
    * The answer to a repeated idempotency key: the first operation with its real state — `failed` with its error
    * code once it failed (a retry needs a new key), the deployment's state once it ran, `pending` while queued.
    */
-  private async reusedResult(job: Job): Promise<DeployResult> {
-    const base = this.deployResultOf(job, true);
-    if (job.state === 'failed') return { ...base, state: 'failed', error: job.error };
-    if (job.state === 'queued') return { ...base, error: null };
-    const d = await this.o.node.waitFor(job.target, () => true, 0).catch(() => null);
-    // a running job whose last attempt's deployment failed is deciding on a retry: still pending
-    const settled = d && (job.state === 'succeeded' || d.state !== 'failed');
-    const done = job.state === 'succeeded' ? ((job.result as { state?: Deployment['state'] } | null)?.state ?? 'running') : 'pending';
+  private async reusedResult(op: QueuedOperation, scope: TenantScope): Promise<DeployResult> {
+    const base = this.deployResultOf(op, true, scope);
+    if (op.state === 'failed') return { ...base, state: 'failed', error: op.error };
+    if (op.state === 'queued') return { ...base, error: null };
+    const d = await this.o.node.waitFor(op.target, () => true, 0).catch(() => null);
+    // a running operation whose last attempt's deployment failed is deciding on a retry: still pending
+    const settled = d && (op.state === 'succeeded' || d.state !== 'failed');
+    const done = op.state === 'succeeded' ? ((op.result as { state?: Deployment['state'] } | null)?.state ?? 'running') : 'pending';
     return { ...base, deploymentId: d?.id ?? '', state: settled ? d.state : done, error: null };
   }
 
-  private deployResultOf(job: Job, reused: boolean): DeployResult {
-    const r = job.request as DeployJobRequest;
+  private deployResultOf(op: QueuedOperation, reused: boolean, scope: TenantScope): DeployResult {
+    const r = op.request as DeployOperationRequest;
     return {
-      name: job.target, deploymentId: '', operationId: job.id, state: 'pending', source: 'project', resolvedFrom: r.resolvedFrom,
+      name: scope.outside(op.target) ?? op.target, deploymentId: '', operationId: op.id, state: 'pending', source: 'project', resolvedFrom: r.resolvedFrom,
       candidates: [], reused,
     };
   }
 
-  async destroy(body: DestroyBody, traceId: string): Promise<DestroyResult[]> {
+  async destroy(body: DestroyBody, traceId: string, scope: TenantScope): Promise<DestroyResult[]> {
     const names = [...new Set(body.names)];
     const live = new Set((await this.o.node.status()).deployments.map((d) => d.name));
     const missing: string[] = [];
-    for (const n of names) if (!live.has(n) && !(await this.reserved(n))) missing.push(n);
+    // another tenant's name is looked up under this tenant's prefix: it is missing exactly like a name never used
+    for (const n of names) if (!live.has(scope.inside(n)) && !(await this.reserved(scope.inside(n)))) missing.push(n);
     if (missing.length > 0) {
       throw new UserError('E_UNKNOWN_APP', `no deployment named "${missing.join('", "')}"`, { hint: 'see the deployments with unikctl status' });
     }
     const graceMs = Math.round((body.timeoutSeconds ?? 10) * 1000);
     const out: DestroyResult[] = [];
     for (const name of names) {
-      const key = body.idempotencyKey ? `${body.idempotencyKey}/${name}` : null;
-      const { job, created } = await this.o.journal.enqueue({
-        id: newId('op'), kind: 'destroy', target: name, idempotencyKey: key, requestHash: hashRequest({ name, graceMs }), request: { graceMs },
+      const key = scope.key(body.idempotencyKey ? `${body.idempotencyKey}/${name}` : null);
+      const { op, created } = await this.o.journal.enqueue({
+        id: newId('op'), kind: 'destroy', target: scope.inside(name), idempotencyKey: key, requestHash: hashRequest({ name, graceMs }), request: { graceMs },
         maxAttempts: this.o.maxAttempts, traceId, createdAt: Date.now(),
       });
       if (created) this.o.queue.notify();
-      out.push({ name, operationId: job.id, state: job.state === 'succeeded' ? 'gone' : 'destroying' });
+      out.push({ name, operationId: op.id, state: op.state === 'succeeded' ? 'gone' : 'destroying' });
     }
     return out;
   }
 
   /** The newest journaled operation on a deployment name (null when the journal has none). */
   async lastOperation(name: string): Promise<{ kind: string; state: string; createdAt: number } | null> {
-    const [job] = await this.o.journal.recent(1, name);
-    return job ? { kind: job.kind, state: job.state, createdAt: job.createdAt } : null;
+    const [op] = await this.o.journal.recent(1, name);
+    return op ? { kind: op.kind, state: op.state, createdAt: op.createdAt } : null;
   }
 
-  async status(name?: string): Promise<StatusResult> {
+  async status(name: string | undefined, scope: TenantScope): Promise<StatusResult> {
     const nodeStatus = await this.o.node.status().catch(() => ({ deployments: [], operations: [] }) as StatusResult);
     const deployments: DeploymentView[] = [...nodeStatus.deployments];
     const known = new Set(deployments.map((d) => d.name));
@@ -220,12 +279,24 @@ export class ControlPlane {
       if (known.has(j.target)) continue;
       deployments.push(placeholder(j));
     }
-    const filtered = name ? deployments.filter((d) => d.name === name) : deployments;
-    const operations = (await this.o.journal.recent(name ? 10 : 15, name)).map(toOperation);
+    // a tenant sees its own deployments and operations, under its own names
+    const mine = deployments.flatMap((d) => {
+      const outside = scope.outside(d.name);
+      return outside === null ? [] : [{ ...d, name: outside }];
+    });
+    const filtered = name ? mine.filter((d) => d.name === name) : mine;
+    const recent = name ? await this.o.journal.recent(10, scope.inside(name)) : await this.recentOf(scope, 15);
+    const operations = recent.map((j) => ({ ...toOperation(j), target: scope.outside(j.target) ?? j.target, idempotencyKey: scope.keyOutside(j.idempotencyKey) }));
     if (name && filtered.length === 0 && operations.length === 0) {
-      throw new UserError('E_UNKNOWN_APP', `no deployment named "${name}"`, { hint: 'see the deployments with unikctl status' });
+      throw unknownApp(name);
     }
     return { deployments: filtered, operations };
+  }
+
+  /** The newest operations of a scope (a tenant's are found among a wider window of everyone's). */
+  private async recentOf(scope: TenantScope, limit: number): Promise<QueuedOperation[]> {
+    if (!scope.tenant) return this.o.journal.recent(limit);
+    return (await this.o.journal.recent(limit * 20)).filter((j) => scope.outside(j.target) !== null).slice(0, limit);
   }
 
   /** Cordon a node and queue a move for each of its workloads (cluster mode). */
@@ -265,26 +336,50 @@ export class ControlPlane {
     return n;
   }
 
-  logs(req: { name: string; follow: boolean; tail?: number; since?: string; signal: AbortSignal }): AsyncIterable<LogEntry> {
-    return this.o.node.logs(req);
+  async *logs(req: { name: string; follow: boolean; tail?: number; since?: string; signal: AbortSignal }, scope: TenantScope): AsyncIterable<LogEntry> {
+    const name = scope.inside(req.name);
+    // the node's own answer would name the prefixed name: a tenant gets the same words for any name it does not have
+    if (scope.tenant && !(await this.o.node.has(name))) throw unknownApp(req.name);
+    yield* this.o.node.logs({ ...req, name });
   }
 }
 
-function placeholder(j: Job): DeploymentView {
+function placeholder(j: QueuedOperation): DeploymentView {
   const now = new Date(j.createdAt).toISOString();
   return {
     name: j.target, id: '', state: 'pending', exitCode: null, code: null, reason: j.error ? `retrying after ${j.error.code}: ${j.error.message}` : null,
-    ports: ((j.request as DeployJobRequest).ports ?? []).map((p) => formatPort(parsePort(p))),
+    ports: ((j.request as DeployOperationRequest).ports ?? []).map((p) => formatPort(parsePort(p))),
     imageBytes: null, image: null, pack: null, mode: null, accel: null, bootMs: null, boot: {}, uptimeMs: null,
     createdAt: now, startedAt: null, endedAt: null, metrics: { cpuSeconds: null, rssBytes: null, supervisorRssBytes: null },
+    signedBy: (j.request as DeployOperationRequest).trust?.keyid ?? null, trust: null,
   };
 }
 
-export function toOperation(j: Job): Operation {
+export function toOperation(j: QueuedOperation): Operation {
   return {
     id: j.id, kind: j.kind, target: j.target, state: j.state, idempotencyKey: j.idempotencyKey, requestHash: j.requestHash,
     error: j.state === 'failed' || j.state === 'queued' ? j.error : null, createdAt: j.createdAt, updatedAt: j.updatedAt, endedAt: j.endedAt,
   };
 }
 
+const unknownApp = (name: string): UserError => new UserError('E_UNKNOWN_APP', `no deployment named "${name}"`, { hint: 'see the deployments with unikctl status' });
+
 export const newTraceId = (): string => randomBytes(8).toString('hex');
+
+/** A tenant's per-VM defaults and limits, and its node selector ANDed with the deploy's labels. */
+function admitForTenant(t: TenantSpec, body: DeployBody): DeployBody {
+  const memoryMiB = body.memory !== undefined ? parseMemoryFlag(body.memory, undefined) : (t.vm.memoryMiB.default ?? TENANT_DEFAULT_MEMORY_MIB);
+  const maxMem = t.vm.memoryMiB.max;
+  if (maxMem !== undefined && memoryMiB > maxMem) throw quotaExceeded(t.name, 'vm.memory', memoryMiB, 0, maxMem);
+  const cpus = body.cpus ?? t.vm.cpus.default ?? 1;
+  const maxCpus = t.vm.cpus.max;
+  if (maxCpus !== undefined && cpus > maxCpus) throw quotaExceeded(t.name, 'vm.cpus', cpus, 0, maxCpus);
+  const labels = parseLabels(body.labels ?? []);
+  for (const [k, v] of Object.entries(t.selector)) {
+    if (labels[k] !== undefined && labels[k] !== v) {
+      throw new UserError('E_INVALID_ARGUMENT', `--label ${k}=${labels[k]} contradicts tenant ${t.name}'s node selector ${k}=${v}`, { hint: `leave --label ${k} out (your tenant places on ${k}=${v})` });
+    }
+    labels[k] = v;
+  }
+  return { ...body, memory: `${memoryMiB}M`, cpus, labels: formatLabels(labels) };
+}

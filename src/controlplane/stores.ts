@@ -1,7 +1,5 @@
-import { join } from 'node:path';
-import { UserError } from '../errors.js';
-import { Journal, type JobStore } from './journal.js';
-import { NodeRegistry, type NodeStore, type PlacementStore } from './nodes.js';
+import type { OperationJournal } from './operation-journal.js';
+import type { NodeStore, PlacementStore } from './node-store.js';
 
 /** Exactly one replica schedules and runs the queue (CP-7). */
 export interface LeaderElection {
@@ -15,7 +13,7 @@ export interface LeaderElection {
 
 export interface ControlPlaneStores {
   kind: 'sqlite' | 'etcd';
-  jobs: JobStore;
+  operations: OperationJournal;
   nodes: NodeStore & PlacementStore;
   /** null for the single-replica SQLite store: that replica always leads */
   election: LeaderElection | null;
@@ -23,20 +21,3 @@ export interface ControlPlaneStores {
 }
 
 export interface StoreOptions { dataDir: string; replicaId: string; sync: 'normal' | 'full'; nodeGraceMs: number; }
-
-/**
- * `sqlite` (default): one replica, state in DATA/journal.db.
- * `etcd://host1:2379,host2:2379`: several replicas share state in etcd, with leader election.
- */
-export async function openStores(spec: string, o: StoreOptions): Promise<ControlPlaneStores> {
-  if (spec === 'sqlite' || spec === '') {
-    const journal = new Journal(join(o.dataDir, 'journal.db'), { synchronous: o.sync === 'full' ? 'FULL' : 'NORMAL' });
-    const nodes = new NodeRegistry(journal.database, o.nodeGraceMs);
-    return { kind: 'sqlite', jobs: journal, nodes, election: null, close: () => journal.close() };
-  }
-  if (spec.startsWith('etcd://')) {
-    const { openEtcdStores } = await import('./etcd-store.js');
-    return openEtcdStores(spec, o);
-  }
-  throw new UserError('E_INVALID_ARGUMENT', `--store ${spec} is neither sqlite nor etcd://host:port[,host:port...]`);
-}

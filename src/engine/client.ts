@@ -1,5 +1,5 @@
 import type { LogEntry } from '../runtime/logstore.js';
-import type { Deployment, Operation, OperationError } from '../store/types.js';
+import type { Deployment, ListenStatus, Operation, OperationError, TenantIsolation } from '../store/types.js';
 
 export interface DeployRequest {
   /** a project dir, a package (path or name[:tag]) or an ELF binary */
@@ -14,6 +14,15 @@ export interface DeployRequest {
   labels: string[];
   idempotencyKey?: string;
   cwd: string;
+  /** local mode: the Ed25519 key (PEM file) that signs an image this deploy builds */
+  signKey?: string;
+  /**
+   * the manifest digest an earlier trust check recorded (the control plane's admission): the engine refuses any
+   * other image with E_ARTIFACT_TAMPERED, at its own admission and again right before boot
+   */
+  expectManifestSha256?: string;
+  /** a tenant's deployment (set by the control plane, never by the CLI): isolated on the node (docs/security.md) */
+  tenant?: TenantIsolation;
 }
 
 export interface DeployResult {
@@ -37,7 +46,16 @@ export interface DestroyResult { name: string; operationId: string; state: 'dest
 
 export interface NodeView { name: string; address: string; status: 'ready' | 'down'; cordoned: boolean; labels: Record<string, string>; capacity: Record<string, number>; lastHeartbeatAt: number; }
 
-export interface StatusResult { deployments: DeploymentView[]; operations: Operation[]; nodes?: NodeView[]; }
+/** A tenant's limits and usage (control plane with tenants; docs/tenants.md). Absent quota fields are unlimited. */
+export interface QuotaView {
+  tenant: string;
+  quota: { vms?: number; vcpus?: number; memoryMiB?: number; apps?: number; artifactBytes?: number };
+  vm: { memoryMiB: { default?: number; max?: number }; cpus: { default?: number; max?: number } };
+  ports: { from: number; to: number } | null;
+  used: { vms: number; vcpus: number; memoryMiB: number; apps: number; artifactBytes: number };
+}
+
+export interface StatusResult { deployments: DeploymentView[]; operations: Operation[]; nodes?: NodeView[]; quota?: QuotaView; }
 
 export interface DeploymentView {
   name: string;
@@ -59,10 +77,19 @@ export interface DeploymentView {
   createdAt: string;
   startedAt: string | null;
   endedAt: string | null;
+  /**
+   * While running: what the app listens on in the guest and whether that serves the published ports (health and a
+   * warning with its code and fix); null otherwise. A peer of an older version may leave it out.
+   */
+  listen?: ListenStatus | null;
   /** VM process (QEMU) CPU time and resident memory; the supervisor that owns the VM is reported apart */
   metrics: { cpuSeconds: number | null; rssBytes: number | null; supervisorRssBytes: number | null };
   /** the node running it (cluster mode) */
   node?: string;
+  /** key id of the verified signature of the running image (null: unsigned, or not checked: trust policy off) */
+  signedBy: string | null;
+  /** the trust check at admission: the policy mode, and the failure a warn-mode deploy let through */
+  trust: { mode: 'enforce' | 'warn' | 'off'; warning: { code: string; message: string } | null } | null;
 }
 
 export interface LogsRequest { name: string; follow: boolean; tail?: number; since?: string; signal: AbortSignal; }

@@ -4,6 +4,7 @@
  * later inside the supervisor or QEMU (a memory size QEMU cannot allocate, an env value the guest config cannot
  * carry, a host port published twice) is refused here, before anything is recorded.
  */
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { totalmem } from 'node:os';
 import { UserError } from '../errors.js';
@@ -11,6 +12,7 @@ import { parseEnv } from '../util/env.js';
 import { parseLabels } from '../util/labels.js';
 import { parsePorts, type PortMapping } from '../util/port.js';
 import { portInUse } from '../store/sqlite.js';
+import { TENANT_NAME_RE, type TenantIsolation } from '../store/types.js';
 import { NAME_RE } from '../util/ids.js';
 import { parseSizeMiB } from '../util/size.js';
 
@@ -34,8 +36,22 @@ export function parseMemoryFlag(value: string, maxMiB: number | undefined): numb
 }
 
 
-export interface DeployInput { name?: string | undefined; ports: string[]; env: string[]; labels: string[]; memory?: string | undefined; cpus?: number | undefined; }
-export interface ValidDeployInput { ports: PortMapping[]; env: Record<string, string>; labels: Record<string, string>; memoryMiB: number | undefined; cpus: number; }
+export interface DeployInput { name?: string | undefined; ports: string[]; env: string[]; labels: string[]; memory?: string | undefined; cpus?: number | undefined; tenant?: TenantIsolation | undefined; }
+export interface ValidDeployInput { ports: PortMapping[]; env: Record<string, string>; labels: Record<string, string>; memoryMiB: number | undefined; cpus: number; tenant?: TenantIsolation; }
+
+/** The tenant a control plane sent with a deploy: a name that makes a valid user and cgroup name, and positive quotas. */
+export function validateTenant(t: TenantIsolation): TenantIsolation {
+  if (!TENANT_NAME_RE.test(t.name)) {
+    throw new UserError('E_INVALID_ARGUMENT', `tenant "${t.name}" is not a valid tenant name`, { hint: 'a lowercase letter, then at most 15 lowercase letters or digits' });
+  }
+  if (t.cpus !== undefined && !(Number.isFinite(t.cpus) && t.cpus > 0 && t.cpus <= 1024)) {
+    throw new UserError('E_INVALID_ARGUMENT', `tenant ${t.name}: cpus ${t.cpus} must be a number of cores above 0`);
+  }
+  if (t.memoryMiB !== undefined && !(Number.isInteger(t.memoryMiB) && t.memoryMiB >= MIN_MEMORY_MIB)) {
+    throw new UserError('E_INVALID_ARGUMENT', `tenant ${t.name}: memoryMiB ${t.memoryMiB} must be an integer of at least ${MIN_MEMORY_MIB}`);
+  }
+  return { name: t.name, ...(t.cpus !== undefined ? { cpus: t.cpus } : {}), ...(t.memoryMiB !== undefined ? { memoryMiB: t.memoryMiB } : {}) };
+}
 
 /** The static admission checks (no I/O): name, ports, env, labels, memory, cpus. */
 export function validateDeployInput(req: DeployInput, opts: { maxMemoryMiB: number | undefined }): ValidDeployInput {
@@ -48,7 +64,30 @@ export function validateDeployInput(req: DeployInput, opts: { maxMemoryMiB: numb
   const memoryMiB = req.memory !== undefined ? parseMemoryFlag(req.memory, opts.maxMemoryMiB) : undefined;
   const cpus = req.cpus ?? 1;
   if (!Number.isInteger(cpus) || cpus < 1 || cpus > 16) throw new UserError('E_INVALID_ARGUMENT', `--cpus ${req.cpus} must be an integer from 1 to 16`);
-  return { ports, env, labels, memoryMiB, cpus };
+  return { ports, env, labels, memoryMiB, cpus, ...(req.tenant ? { tenant: validateTenant(req.tenant) } : {}) };
+}
+
+/** The lowest port an unprivileged process may bind (net.ipv4.ip_unprivileged_port_start; 1024 when unreadable). */
+export function unprivilegedPortStart(file = '/proc/sys/net/ipv4/ip_unprivileged_port_start'): number {
+  try {
+    const n = Number(readFileSync(file, 'utf8').trim());
+    return Number.isInteger(n) && n >= 0 ? n : 1024;
+  } catch {
+    return 1024;
+  }
+}
+
+/**
+ * A tenant's QEMU runs as the tenant's unprivileged user and binds the published ports itself: a privileged port
+ * would only fail inside QEMU, so it is refused here.
+ */
+export function checkTenantPorts(ports: PortMapping[], start = unprivilegedPortStart()): void {
+  const low = ports.find((p) => p.hostPort < start);
+  if (low) {
+    throw new UserError('E_INVALID_PORT', `cannot publish host port ${low.hostPort} for a tenant's deployment: its VM runs unprivileged and this host reserves ports below ${start}`, {
+      hint: `use a host port of ${start} or above, e.g. -p ${Math.max(start, 8080)}:${low.guestPort}`,
+    });
+  }
 }
 
 /** Tries to bind a published port the way QEMU will; null when it is free, else the errno code. */

@@ -78,6 +78,12 @@ export class HttpClient implements Client {
   }
 
   async deploy(req: DeployRequest): Promise<DeployResult> {
+    if (req.signKey) {
+      // the key stays on this machine: a project sent to the control plane is built (and signed) there
+      throw new UserError('E_INVALID_ARGUMENT', '--sign-key signs local builds only; in remote mode the control plane signs what it builds (unikctld --sign-key)', {
+        hint: 'build and sign locally (unikctl build --sign-key KEY), then deploy the package: unikctl deploy NAME:TAG',
+      });
+    }
     const path = isAbsolute(req.target) ? req.target : resolve(req.cwd, req.target);
     const candidates = [`path ${path}`];
     let source: Record<string, string>;

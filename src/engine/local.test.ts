@@ -132,6 +132,11 @@ describe('LocalClient.deploy input validation (fails before anything is recorded
     ['zero cpus', { cpus: 0 }, 'E_INVALID_ARGUMENT'],
     ['17 cpus', { cpus: 17 }, 'E_INVALID_ARGUMENT'],
     ['a missing target', { target: 'no-such-thing' }, 'E_PACKAGE_NOT_FOUND'],
+    ['a tenant name that is no user name', { tenant: { name: 'Acme-Corp' } }, 'E_INVALID_ARGUMENT'],
+    ['a tenant name longer than 16', { tenant: { name: 'a'.repeat(17) } }, 'E_INVALID_ARGUMENT'],
+    ['a tenant CPU quota of 0', { tenant: { name: 'acme', cpus: 0 } }, 'E_INVALID_ARGUMENT'],
+    ['a tenant memory quota below 16 MiB', { tenant: { name: 'acme', memoryMiB: 8 } }, 'E_INVALID_ARGUMENT'],
+    ['a privileged host port for a tenant (its QEMU binds it unprivileged)', { ports: ['80:8080'], tenant: { name: 'acme' } }, 'E_INVALID_PORT'],
   ])('rejects %s', async (_what, over, code) => {
     expect(await codeOfDeploy(over)).toBe(code);
   });
@@ -196,5 +201,24 @@ describe('finding 13: the published-port check is atomic with the insert', () =>
     const lost = results.find((r) => r.status === 'rejected');
     expect((lost?.reason as UserError).code).toBe('E_PORT_IN_USE');
     expect(a.store.listDeployments()).toHaveLength(1);
+  });
+});
+
+describe('a tenant\'s deploy request', () => {
+  it('is recorded in the deployment\'s spec for its supervisor, and is part of the idempotency hash', async () => {
+    const tmp = mkdtempSync(join(tmpdir(), 'unik-local-'));
+    const client = new LocalClient(homeLayout({ UNIKCTL_HOME: join(tmp, 'home') }));
+    try {
+      const base: DeployRequest = { target: process.execPath, ports: [], env: [], debug: false, labels: [], cwd: tmp, name: 'web', idempotencyKey: 'k1', tenant: { name: 'acme', cpus: 1.5, memoryMiB: 512 } };
+      await client.deploy(base);
+      expect(client.store.getDeployment('web')?.spec.tenant).toEqual({ name: 'acme', cpus: 1.5, memoryMiB: 512 });
+      await expect(client.deploy({ ...base, tenant: { name: 'other' } })).rejects.toMatchObject({ code: 'E_IDEMPOTENCY_CONFLICT' });
+      await client.deploy({ target: process.execPath, ports: [], env: [], debug: false, labels: [], cwd: tmp, name: 'plain' });
+      expect(client.store.getDeployment('plain')?.spec).not.toHaveProperty('tenant');
+    } finally {
+      await client.destroy(client.store.listDeployments().map((d) => d.name), { graceMs: 0 }).catch(() => []);
+      client.close();
+      rmSync(tmp, { recursive: true, force: true });
+    }
   });
 });

@@ -9,11 +9,12 @@ import type { HomeLayout } from '../paths.js';
 import { followLogs, parseSince, readLogs, type LogEntry, type ReadOptions } from '../runtime/logstore.js';
 import { consoleLogFile, describeMissingDeployment } from '../runtime/supervisor.js';
 import { SqliteStore } from '../store/sqlite.js';
-import { LIVE_STATES, type BuildSandboxPolicy, type Deployment, type Operation, type Store } from '../store/types.js';
+import { LIVE_STATES, type BuildSandboxPolicy, type Deployment, type DeploySource, type DeployTrust, type Operation, type Store, type TenantIsolation, type TrustRule } from '../store/types.js';
+import { checkImage, manifestDigest, OFF_RULE } from '../image/trust.js';
 import { formatPort, type PortMapping } from '../util/port.js';
 import { newId } from '../util/ids.js';
 import { isAlive, sleep } from '../util/proc.js';
-import { checkHostPorts, hostMemoryMiB, validateDeployInput } from './deploy-input.js';
+import { checkHostPorts, checkTenantPorts, hostMemoryMiB, validateDeployInput } from './deploy-input.js';
 import type { Client, DeployRequest, DeployResult, DeploymentView, DestroyResult, LogsRequest, StatusResult } from './client.js';
 import { extractPackageArchive, isPackageArchive, resolveTarget } from './resolve.js';
 
@@ -51,8 +52,11 @@ export function toView(d: Deployment, now = Date.now()): DeploymentView {
     imageBytes: d.image?.sizeBytes ?? null, image: d.image?.ref ?? d.image?.name ?? null, pack: d.image?.pack ?? null,
     mode: d.image?.mode ?? null, accel: d.accel, bootMs: d.boot.vmmStartToAppStartMs ?? null, boot: d.boot,
     uptimeMs: running && d.startedAt ? now - d.startedAt : null,
+    listen: d.state === 'running' ? d.listen : null,
     createdAt: new Date(d.createdAt).toISOString(), startedAt: iso(d.startedAt), endedAt: iso(d.endedAt),
     metrics: running ? deploymentMetrics(d) : NO_METRICS,
+    signedBy: d.image?.signedBy ?? d.spec.trust?.keyid ?? null,
+    trust: d.spec.trust ? { mode: d.spec.trust.rule.mode, warning: d.spec.trust.warning } : null,
   };
 }
 
@@ -61,7 +65,11 @@ export class LocalClient implements Client {
   readonly store: Store;
 
   /** `remoteBuild`: the engine of a daemon, which builds the projects clients send it (sandboxed unless the policy is null). */
-  constructor(readonly layout: HomeLayout, private readonly opts: { remoteBuild?: { sandbox: BuildSandboxPolicy | null } } = {}) {
+  /**
+   * `trust`: the trust-policy rule every deploy is checked against (default off); `signKey`: the daemon's key that
+   * signs the images it builds for clients (a local deploy names its own with DeployRequest.signKey).
+   */
+  constructor(readonly layout: HomeLayout, private readonly opts: { remoteBuild?: { sandbox: BuildSandboxPolicy | null }; trust?: TrustRule; signKey?: string } = {}) {
     this.store = new SqliteStore(layout.db);
   }
 
@@ -77,7 +85,8 @@ export class LocalClient implements Client {
   }
 
   async deploy(req: DeployRequest): Promise<DeployResult> {
-    const { ports, env, labels, memoryMiB, cpus } = validateDeployInput(req, { maxMemoryMiB: hostMemoryMiB() });
+    const { ports, env, labels, memoryMiB, cpus, tenant } = validateDeployInput(req, { maxMemoryMiB: hostMemoryMiB() });
+    if (tenant) checkTenantPorts(ports);
     // a deploy needs room for its image, logs and records; refused here rather than failing inside the build
     this.store.requireSpace();
 
@@ -85,7 +94,9 @@ export class LocalClient implements Client {
     const fromArchive = isPackageArchive(archivePath) && existsSync(archivePath);
     const resolved = resolveTarget(fromArchive ? await extractPackageArchive(archivePath, this.layout) : req.target, req.cwd, this.layout, req.rootfs);
     const target = fromArchive ? { ...resolved, resolvedFrom: `package archive ${archivePath}` } : resolved;
-    const requestHash = createHash('sha256').update(JSON.stringify({ t: target.source, n: req.name, ports, env, memoryMiB, cpus, d: req.debug, r: req.rootfs, labels })).digest('hex');
+    // the trust check comes before anything is recorded: an image the policy refuses never gets a deployment
+    const trust = this.admitImage(target.source, req.expectManifestSha256);
+    const requestHash = createHash('sha256').update(JSON.stringify({ t: target.source, n: req.name, ports, env, memoryMiB, cpus, d: req.debug, r: req.rootfs, labels, ...(tenant ? { tenant } : {}) })).digest('hex');
     if (req.idempotencyKey) {
       const prior = this.store.findOperationByKey(req.idempotencyKey);
       if (prior) return this.reuse(prior, requestHash, target);
@@ -98,7 +109,7 @@ export class LocalClient implements Client {
     for (let attempt = 0; ; attempt++) {
       const name = req.name ?? this.store.freeName(target.defaultName);
       try {
-        return this.create(name, now, req, target, { ports, env, labels, memoryMiB, cpus, requestHash });
+        return this.create(name, now, req, target, { ports, env, labels, memoryMiB, cpus, requestHash, trust, tenant });
       } catch (e) {
         // a concurrent deploy took the derived name or the idempotency key first
         if (req.idempotencyKey && isUniqueViolation(e)) {
@@ -113,9 +124,10 @@ export class LocalClient implements Client {
 
   private create(
     name: string, now: number, req: DeployRequest, target: ReturnType<typeof resolveTarget>,
-    p: { ports: PortMapping[]; env: Record<string, string>; labels: Record<string, string>; memoryMiB: number | undefined; cpus: number; requestHash: string },
+    p: { ports: PortMapping[]; env: Record<string, string>; labels: Record<string, string>; memoryMiB: number | undefined; cpus: number; requestHash: string; trust: DeployTrust; tenant: TenantIsolation | undefined },
   ): DeployResult {
-    const { ports, env, labels, memoryMiB, cpus, requestHash } = p;
+    const { ports, env, labels, memoryMiB, cpus, requestHash, trust, tenant } = p;
+    const signKey = this.opts.signKey ?? (req.signKey ? resolvePath(req.cwd, req.signKey) : undefined);
     const op: Operation = {
       id: newId('op'), kind: 'deploy', target: name, state: 'running', idempotencyKey: req.idempotencyKey ?? null, requestHash,
       error: null, createdAt: now, updatedAt: now, endedAt: null,
@@ -125,12 +137,26 @@ export class LocalClient implements Client {
       spec: {
         source: target.source, resolvedFrom: target.resolvedFrom, ports, memoryMiB, cpus, env, debug: req.debug, rootfsDir: req.rootfs, labels,
         ...(this.opts.remoteBuild && target.source.kind === 'project' ? { remoteBuild: this.opts.remoteBuild } : {}),
+        trust, ...(signKey ? { signKey } : {}),
+        ...(tenant ? { tenant } : {}),
       },
-      image: null, supervisor: null, vmm: null, accel: null, boot: {}, createdAt: now, updatedAt: now, startedAt: null, endedAt: null,
+      image: null, supervisor: null, vmm: null, accel: null, boot: {}, listen: null, createdAt: now, updatedAt: now, startedAt: null, endedAt: null,
     };
     this.store.createDeployment(d, op);
+    if (trust.warning) this.store.addEvent(name, 'trust', `trust policy (warn): ${trust.warning.code}: ${trust.warning.message}`);
     this.spawnWorker(['deploy', name, op.id]);
     return { name, deploymentId: d.id, operationId: op.id, state: 'pending', source: target.source.kind, resolvedFrom: target.resolvedFrom, candidates: target.candidates, reused: false };
+  }
+
+  /**
+   * The trust policy at admission: a package is checked now (enforce throws its code); an image the deploy builds
+   * is checked by the supervisor once built. Either way the supervisor checks its private copy again before boot.
+   */
+  private admitImage(source: DeploySource, expectManifestSha256: string | undefined): DeployTrust {
+    const rule = this.opts.trust ?? OFF_RULE('local');
+    if (source.kind !== 'package') return { rule, manifestSha256: expectManifestSha256 ?? null, keyid: null, warning: null };
+    const out = checkImage(source.dir, rule, expectManifestSha256);
+    return { rule, manifestSha256: manifestDigest(source.dir), keyid: out.verified?.keyid ?? null, warning: out.warning };
   }
 
   private reuse(prior: Operation, requestHash: string, target: { resolvedFrom: string; candidates: string[]; source: { kind: Deployment['spec']['source']['kind'] } }): DeployResult {

@@ -13,6 +13,9 @@ import { formatRef, normalizeRef, PackageStore } from './package-store.js';
 import { RootfsBuilder } from './rootfs.js';
 import { loadUnikYaml, type UnikYaml } from './unikyaml.js';
 import { isElfFile } from './elf.js';
+import { fileDigest } from './inputs.js';
+import { attestImage, defaultBuilderId, type BuildFacts } from './attest.js';
+import { keyIdOf, loadPrivateKey } from './dsse.js';
 import { isPackageStart, mapStartCommand, procfileStart, type StartCommand } from './procfile.js';
 
 export interface BuildProgress {
@@ -32,6 +35,8 @@ export interface BuildOptions {
   tag?: string;
   progress?: BuildProgress;
   env?: NodeJS.ProcessEnv;
+  /** Ed25519 private key (PEM) that signs the image; default UNIKCTL_SIGNING_KEY, none: unsigned (the SBOM is written anyway) */
+  signKey?: string;
 }
 
 export interface BuildResult {
@@ -44,6 +49,8 @@ export interface BuildResult {
   manifest: ImageManifest;
   metadataFile: string;
   durationMs: number;
+  /** key id of the signature (null: unsigned) */
+  signedBy: string | null;
 }
 
 /** Checks that make a project buildable, cheap enough to run before an async deploy is accepted. */
@@ -174,6 +181,9 @@ export async function buildProject(opts: BuildOptions): Promise<BuildResult> {
   // the project's own mistakes (no pack, a bad unik.yaml) are reported before this host's (no kernel)
   const name0 = inspectProject(dir, opts.rootfsDir).name;
   const kernel = locateKernel(opts.layout, opts.mode);
+  // a bad key fails before minutes of building
+  const keyFile = opts.signKey ?? (env.UNIKCTL_SIGNING_KEY || undefined);
+  const key = keyFile ? loadPrivateKey(keyFile) : null;
   const workDir = newWorkDir(opts.layout);
   try {
     // BLD-5: caches live in the project unless the caller points them elsewhere
@@ -181,11 +191,19 @@ export async function buildProject(opts: BuildOptions): Promise<BuildResult> {
     const built = await buildRootfs({ dir, mode: opts.mode, cacheDir, workDir, ...(opts.rootfsDir ? { rootfsDir: opts.rootfsDir } : {}), env, progress });
     progress.step('writing the image (erofs root filesystem, kernel, manifest)');
     const imageDir = join(unikDir, 'image');
-    const manifest = await writeImage({ outDir: imageDir, rootfs: { erofsFile: built.erofsFile }, kernel, name: built.name, pack: built.pack, mode: opts.mode, run: built.run });
+    const facts: BuildFacts = { builderId: defaultBuilderId(env), toolchain: built.result.toolchain, inputs: built.result.inputs, projectDir: dir, startedOn: new Date(started) };
+    let signedBy: string | null = null;
+    const manifest = await writeImage({
+      outDir: imageDir, rootfs: { erofsFile: built.erofsFile }, kernel, name: built.name, pack: built.pack, mode: opts.mode, run: built.run,
+      finish: async (d, m) => {
+        progress.step(key ? `signing the image (key ${keyIdOf(key)}) and writing its SBOM` : 'writing the SBOM (unsigned: no signing key)');
+        signedBy = (await attestImage(d, m, { facts, key, scratch: workDir })).keyid;
+      },
+    });
     const metadataFile = writePackMetadata(unikDir, { pack: built.pack, mode: opts.mode, result: built.result, manifest });
     const ref = normalizeRef(`${built.name}:${opts.tag ?? 'latest'}`);
     const packageDir = new PackageStore(opts.layout).put(ref, imageDir);
-    return { name: built.name, ref: formatRef(ref), pack: built.pack, mode: opts.mode, imageDir, packageDir, manifest, metadataFile, durationMs: Date.now() - started };
+    return { name: built.name, ref: formatRef(ref), pack: built.pack, mode: opts.mode, imageDir, packageDir, manifest, metadataFile, durationMs: Date.now() - started, signedBy };
   } finally {
     rmSync(workDir, { recursive: true, force: true });
   }
@@ -214,11 +232,15 @@ function writePackMetadata(unikDir: string, m: { pack: string; mode: BuildMode; 
 /** BLD-10: an ELF binary (static as is, dynamic with its library closure) → image in `outDir`. */
 export async function buildBinaryImage(opts: {
   binary: string; outDir: string; layout: HomeLayout; mode: BuildMode; name: string; rootfsDir?: string; workDir: string;
+  /** signs the image (see BuildOptions.signKey); the SBOM is written either way */
+  signKey?: string | null;
 }): Promise<ImageManifest> {
   if (!isElfFile(opts.binary)) {
     throw new UserError('E_NOT_ELF', `${opts.binary} is not an ELF executable`, { hint: 'deploy a project directory, a package, or a Linux x86-64 binary' });
   }
   const kernel = locateKernel(opts.layout, opts.mode);
+  const key = opts.signKey ? loadPrivateKey(opts.signKey) : null;
+  const started = new Date();
   const staging = join(opts.workDir, 'rootfs');
   rmSync(staging, { recursive: true, force: true });
   const rootfs = new RootfsBuilder(staging);
@@ -231,6 +253,10 @@ export async function buildBinaryImage(opts: {
     return await writeImage({
       outDir: opts.outDir, rootfs: { stagingDir: staging }, kernel, name: opts.name, pack: 'binary', mode: opts.mode,
       run: { command: [guest], env: {}, workdir: '/app', memoryMiB: 64, ports: [] },
+      finish: async (d, m) => {
+        const facts: BuildFacts = { builderId: defaultBuilderId(), toolchain: {}, inputs: { [basename(opts.binary)]: fileDigest(opts.binary) ?? '' }, startedOn: started };
+        await attestImage(d, m, { facts, key, scratch: opts.workDir });
+      },
     });
   } finally {
     rmSync(staging, { recursive: true, force: true });

@@ -55,6 +55,8 @@ export async function makeErofs(stagingDir: string, outFile: string): Promise<vo
  */
 export async function writeImage(opts: {
   outDir: string; rootfs: { stagingDir: string } | { erofsFile: string }; kernel: KernelInfo; name: string; pack: string; mode: 'release' | 'debug'; run: RunConfig;
+  /** adds files to the finished directory before it is published (the SBOM and the signature: attest.ts) */
+  finish?: (dir: string, manifest: ImageManifest) => Promise<void>;
 }): Promise<ImageManifest> {
   const tmp = `${opts.outDir}.tmp-${process.pid}-${Date.now()}`;
   rmSync(tmp, { recursive: true, force: true });
@@ -79,6 +81,7 @@ export async function writeImage(opts: {
       size: kernelSize + rootfsSize,
     };
     writeFileSync(join(tmp, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+    await opts.finish?.(tmp, manifest);
     swapDir(tmp, opts.outDir);
     return manifest;
   } catch (e) {

@@ -20,11 +20,15 @@ export function normalizeRef(raw: string): PackageRef {
 
 export const formatRef = (r: PackageRef): string => `${r.namespace}/${r.name}:${r.tag}`;
 
-/** Hard-links (or copies) every file of an image directory. */
-export function copyImageDir(src: string, dst: string): void {
+/**
+ * Hard-links (or copies) every file of an image directory. `private`: always copies, so that no later write to
+ * the source's files can reach the copy (a deployment verifies its copy and boots exactly those bytes).
+ */
+export function copyImageDir(src: string, dst: string, opts: { private?: boolean } = {}): void {
   mkdirSync(dst, { recursive: true });
   for (const f of readdirSync(src)) {
     try {
+      if (opts.private) throw new Error('a private copy');
       linkSync(join(src, f), join(dst, f));
     } catch {
       copyFileSync(join(src, f), join(dst, f));

@@ -27,7 +27,7 @@ async function main(): Promise<void> {
       progress: { step: (m) => emit({ t: 'step', m }), line: (m) => emit({ t: 'line', m }), warn: (m) => emit({ t: 'warn', m }) },
     });
     renameSync(built.erofsFile, join(job.outDir, 'rootfs.erofs'));
-    emit({ t: 'result', name: built.name, pack: built.pack, run: built.run });
+    emit({ t: 'result', name: built.name, pack: built.pack, run: built.run, toolchain: built.result.toolchain, inputs: built.result.inputs });
   } catch (e) {
     const err = toUserError(e);
     emit({ t: 'error', code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}) });

@@ -25,10 +25,13 @@ import { ERROR_CODES, UserError, type ErrorCode } from '../errors.js';
 import { locateKernel } from '../kernel/kernel.js';
 import { guestInitPath, projectRoot, type HomeLayout } from '../paths.js';
 import { ResourceGroup } from '../util/cgroup.js';
+import { lookupUser } from '../util/users.js';
 import { which } from '../util/exec.js';
 import { processStartTime } from '../util/proc.js';
 import type { BuildSandboxPolicy } from '../store/types.js';
 import type { BuildProgress } from './build.js';
+import type { KeyObject } from 'node:crypto';
+import { attestImage, defaultBuilderId, type BuildFacts } from './attest.js';
 import { writeImage, type ImageManifest, type RunConfig } from './image.js';
 import type { BuildMode } from './pack.js';
 import type { SandboxJob } from './sandbox-main.js';
@@ -93,10 +96,9 @@ export function toolchainDirs(env: NodeJS.ProcessEnv): string[] {
 const SYSTEM_DIRS = ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32', '/etc', '/opt'];
 
 function lookupBuildUser(): { uid: number; gid: number } {
-  const r = spawnSync('getent', ['passwd', BUILD_USER], { encoding: 'utf8' });
-  const f = (r.stdout ?? '').trim().split(':');
-  if (r.status !== 0 || f.length < 4) throw new UserError('E_SANDBOX_UNAVAILABLE', `the build user ${BUILD_USER} does not exist on this host`, { hint: SETUP_HINT });
-  return { uid: Number(f[2]), gid: Number(f[3]) };
+  const u = lookupUser(BUILD_USER);
+  if (!u) throw new UserError('E_SANDBOX_UNAVAILABLE', `the build user ${BUILD_USER} does not exist on this host`, { hint: SETUP_HINT });
+  return u;
 }
 
 /** Why sandboxed builds cannot run on this host, or null when they can. */
@@ -255,6 +257,12 @@ async function sweepStale(buildsRoot: string): Promise<void> {
   }
 }
 
+/** A map of short strings reported by the sandboxed build (anything else is dropped). */
+function stringMap(v: unknown): Record<string, string> {
+  if (!v || typeof v !== 'object') return {};
+  return Object.fromEntries(Object.entries(v as Record<string, unknown>).filter((e): e is [string, string] => typeof e[1] === 'string').slice(0, 64).map(([k, x]) => [k.slice(0, 64), x.slice(0, 256)]));
+}
+
 export interface SandboxedBuildResult { imageDir: string; manifest: ImageManifest; workRoot: string; peakMemoryBytes: number | null; }
 
 /**
@@ -264,7 +272,10 @@ export interface SandboxedBuildResult { imageDir: string; manifest: ImageManifes
 export async function sandboxedBuild(o: {
   layout: HomeLayout; projectDir: string; rootfsDir?: string; mode: BuildMode; cacheKey: string; policy: BuildSandboxPolicy;
   progress: BuildProgress; env: NodeJS.ProcessEnv; signal?: AbortSignal;
+  /** the daemon's signing key: the image is signed here, outside the sandbox (the build never sees the key) */
+  signKey?: KeyObject | null;
 }): Promise<SandboxedBuildResult> {
+  const started = new Date();
   const why = sandboxUnavailable(o.policy);
   if (why) throw new UserError('E_SANDBOX_UNAVAILABLE', `cannot sandbox the build: ${why}`, { hint: SETUP_HINT });
   const user = lookupBuildUser();
@@ -382,7 +393,15 @@ export async function sandboxedBuild(o: {
     const imported = join(workRoot, 'rootfs.erofs');
     importFile(join(sandboxDir, 'out', 'rootfs.erofs'), imported, o.policy.diskMiB * 1048576);
     const imageDir = join(workRoot, 'image');
-    const manifest = await writeImage({ outDir: imageDir, rootfs: { erofsFile: imported }, kernel, name, pack, mode: o.mode, run });
+    // the build reports its toolchain and input digests; the SBOM's files and dependencies are read here, from the
+    // imported root filesystem and the stored project, never from the sandbox's word
+    const facts: BuildFacts = {
+      builderId: defaultBuilderId(process.env), toolchain: stringMap(last.toolchain), inputs: stringMap(last.inputs), projectDir: o.projectDir, startedOn: started,
+    };
+    const manifest = await writeImage({
+      outDir: imageDir, rootfs: { erofsFile: imported }, kernel, name, pack, mode: o.mode, run,
+      finish: async (d, m) => { await attestImage(d, m, { facts, key: o.signKey ?? null, scratch: workRoot }); },
+    });
     return { imageDir, manifest, workRoot, peakMemoryBytes: peak };
   } catch (e) {
     rmSync(workRoot, { recursive: true, force: true });

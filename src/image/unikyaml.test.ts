@@ -60,12 +60,28 @@ describe('loadUnikYaml', () => {
     });
   });
 
+  it('reads main: (the program of a Go or Cargo workspace) and refuses paths leaving the project', () => {
+    write('main: ./cmd/api\n');
+    expect(loadUnikYaml(dir)).toEqual({ run: { env: {} }, main: './cmd/api' });
+    expect(invalidMessage('main: ../other\n')).toContain('main: "../other" must name a program of the project');
+    expect(invalidMessage('main: /abs\n')).toContain('must name a program');
+    expect(invalidMessage('main: [a, b]\n')).toContain('must name a program');
+    expect(invalidMessage('main: ""\n')).toContain('must name a program');
+  });
+
   it('reads process: (a Procfile type) and include: (run-time files for compiled packs)', () => {
     write('process: worker\ninclude: [config.toml, templates/]\n');
     expect(loadUnikYaml(dir)).toEqual({ run: { env: {} }, process: 'worker', include: ['config.toml', 'templates/'] });
     expect(invalidMessage('include: [/etc/passwd]\n')).toContain('include: "/etc/passwd" must be a path inside the project');
     expect(invalidMessage('include: [../x]\n')).toContain('inside the project');
     expect(invalidMessage('process: "web && x"\n')).toContain('process must be a Procfile process type');
+  });
+
+  it('reads module: (the Maven module / Gradle subproject that runs)', () => {
+    write('module: services/api/\n');
+    expect(loadUnikYaml(dir)).toEqual({ run: { env: {} }, module: 'services/api' });
+    expect(invalidMessage('module: ../other\n')).toContain('module must be a directory inside the project');
+    expect(invalidMessage('module: [a, b]\n')).toContain('module must be a directory inside the project');
   });
 
   it('reads unik.yml as well', () => {

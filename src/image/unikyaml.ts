@@ -24,6 +24,8 @@ import { parseSizeMiB } from '../util/size.js';
  *   rootfs: extra-root/        # a directory merged into the image root (never a Dockerfile)
  *   process: worker            # the Procfile process type to start (default web)
  *   include: [config.toml, templates/]   # project files the compiled packs copy next to the binary (/app)
+ *   module: app                # the build module that produces the runnable program (Maven module, Gradle subproject)
+ *   main: ./cmd/api          # the program to build when the project has several (Go main package, Rust binary)
  */
 export interface UnikYaml {
   name?: string;
@@ -37,6 +39,13 @@ export interface UnikYaml {
   process?: string;
   /** project paths (files or directories) placed under /app next to a compiled binary */
   include?: string[];
+  /** the Maven module / Gradle subproject (a directory relative to the project) whose output runs */
+  module?: string;
+  /**
+   * the program to build when the project (a Go module or workspace, a Cargo workspace) has several: a Go main
+   * package directory (./cmd/api), import path or binary name; a Rust binary target name
+   */
+  main?: string;
 }
 
 const invalid = (file: string, msg: string): UserError =>
@@ -72,7 +81,7 @@ function rejectUnknown(section: Record<string, unknown>, known: string[], where:
   }
 }
 
-const KNOWN_TOP = new Set(['name', 'pack', 'build', 'artifact', 'run', 'rootfs', 'process', 'include']);
+const KNOWN_TOP = new Set(['name', 'pack', 'build', 'artifact', 'run', 'rootfs', 'process', 'include', 'module', 'main']);
 
 export function loadUnikYaml(dir: string): UnikYaml | null {
   const file = join(dir, 'unik.yaml');
@@ -146,6 +155,18 @@ export function loadUnikYaml(dir: string): UnikYaml | null {
       if (p === '' || p.startsWith('/') || p.split('/').includes('..')) throw invalid(path, `include: ${JSON.stringify(p)} must be a path inside the project directory`);
     }
     out.include = list;
+  }
+  if (y.module !== undefined) {
+    if (typeof y.module !== 'string' || y.module === '' || y.module.startsWith('/') || y.module.split('/').includes('..')) {
+      throw invalid(path, 'module must be a directory inside the project (the Maven module or Gradle subproject to run, e.g. app)');
+    }
+    out.module = y.module.replace(/\/+$/, '');
+  }
+  if (y.main !== undefined) {
+    if (typeof y.main !== 'string' || y.main.trim() === '' || y.main.startsWith('/') || y.main.split('/').includes('..')) {
+      throw invalid(path, `main: ${JSON.stringify(y.main)} must name a program of the project (a Go package directory like ./cmd/api, or a binary name)`);
+    }
+    out.main = y.main.trim();
   }
   return out;
 }

@@ -5,7 +5,7 @@ import { gzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { UserError } from '../errors.js';
 import { leanVmlinux } from './elf-lean.js';
-import { projectRoot, type HomeLayout } from '../paths.js';
+import { projectRoot, setupCommand, type HomeLayout } from '../paths.js';
 
 export type KernelVariant = 'release' | 'debug';
 
@@ -20,10 +20,19 @@ function sourceVersion(): string {
     cachedSourceVersion = execFileSync('dpkg-query', ['-W', '-f=${Version}', 'linux-source-6.1'], { encoding: 'utf8' }).trim();
   } catch {
     throw new UserError('E_KERNEL_MISSING', 'the Debian package linux-source-6.1 is not installed', {
-      hint: 'run the set-up: make setup (or apt-get install linux-source-6.1 && kernel/build.sh release)',
+      hint: `run the set-up: ${setupCommand()} (or apt-get install linux-source-6.1 && ${join(projectRoot, 'kernel', 'build.sh')} release)`,
     });
   }
   return cachedSourceVersion;
+}
+
+/** The Debian linux-source version the kernels are built from (for the SBOM), or null when it is not installed. */
+export function kernelSourceVersion(): string | null {
+  try {
+    return sourceVersion();
+  } catch {
+    return null;
+  }
 }
 
 /** Same digest as kernel/build.sh: the config fragments, the patches and the kernel source version name a build. */
@@ -50,7 +59,7 @@ export function locateKernel(layout: HomeLayout, variant: KernelVariant): Kernel
   const vmlinux = join(dir, 'vmlinux');
   if (!existsSync(vmlinux)) {
     throw new UserError('E_KERNEL_MISSING', `the ${variant} kernel for the current config (${hash}) is not built in ${layout.kernels}`, {
-      hint: `run the set-up (make setup), or build it directly: kernel/build.sh ${variant}`,
+      hint: `run the set-up (${setupCommand()}), or build it directly: ${join(projectRoot, 'kernel', 'build.sh')} ${variant}`,
     });
   }
   // QEMU boots a lean copy (2 MiB alignment padding removed: less guest RAM written, a smaller file kept mapped);

@@ -57,6 +57,11 @@ describe('encodeGuestConfig', () => {
     ]);
   });
 
+  it('adds a p record per published guest port (once each), for the init\'s listener check', () => {
+    expect(decode(encodeGuestConfig(guest({ listenPorts: [8080, 9090, 8080], debug: true }))).slice(-3)).toEqual(['p8080', 'p9090', 'd1']);
+    expect(decode(encodeGuestConfig(guest())).some((r) => r.startsWith('p'))).toBe(false);
+  });
+
   it('adds the d record only for debug', () => {
     expect(decode(encodeGuestConfig(guest({ debug: true }))).at(-1)).toBe('d1');
     expect(decode(encodeGuestConfig(guest({ debug: false }))).some((r) => r.startsWith('d'))).toBe(false);

@@ -18,6 +18,8 @@ export interface GuestConfig {
   hostname: string;
   hostTimeMs: number;
   debug: boolean;
+  /** the published guest ports: the init looks at the app's listeners less often once they are all served */
+  listenPorts?: number[];
 }
 
 /**
@@ -41,6 +43,7 @@ export function encodeGuestConfig(c: GuestConfig): string {
   for (const a of c.argv) records.push(`a${a}`);
   for (const [k, v] of Object.entries(c.env)) records.push(`e${k}=${v}`);
   records.push(`w${c.workdir}`, `n${c.nonce}`, `h${c.hostname}`, `t${c.hostTimeMs}`);
+  for (const p of new Set(c.listenPorts ?? [])) records.push(`p${p}`);
   if (c.debug) records.push('d1');
   for (const r of records) {
     if (r.includes('\0')) throw new UserError('E_INVALID_ARGUMENT', 'arguments and environment values cannot contain NUL bytes');

@@ -115,12 +115,49 @@ describe('tcgCacheMiB', () => {
 describe('launchCommand', () => {
   it('starts QEMU through the launcher with this process as the parent to watch', () => {
     const l = launchCommand(['-m', '64M'], process.execPath, 4242, {});
-    expect(l).toEqual({ file: process.execPath, args: ['4242', QEMU_BINARY, '-m', '64M'], launcher: 'unikctl-launch' });
+    expect(l).toEqual({ file: process.execPath, args: ['4242', QEMU_BINARY, '-m', '64M'], launcher: 'unikctl-launch', joinsCgroup: true });
   });
 
   it('falls back to setpriv --pdeathsig when the launcher is not built, or when huge pages are asked for', () => {
-    const fallback = { file: 'setpriv', args: ['--pdeathsig', 'SIGKILL', '--', QEMU_BINARY, '-m', '64M'], launcher: 'setpriv' };
+    const fallback = { file: 'setpriv', args: ['--pdeathsig', 'SIGKILL', '--', QEMU_BINARY, '-m', '64M'], launcher: 'setpriv', joinsCgroup: false };
     expect(launchCommand(['-m', '64M'], '/nonexistent/unikctl-launch', 4242, {})).toEqual(fallback);
     expect(launchCommand(['-m', '64M'], process.execPath, 4242, { UNIKCTL_GUEST_THP: 'on' })).toEqual(fallback);
+  });
+
+  const isolation = { user: 'unikctl-t-acme', uid: 990, gid: 989, cgroupProcs: ['/cg/memory/unikctl/tenant-acme/cgroup.procs', '/cg/cpu/unikctl/tenant-acme/cgroup.procs'] };
+
+  it('has the launcher join the tenant\'s cgroups and drop to the tenant\'s user before QEMU runs', () => {
+    const l = launchCommand(['-m', '64M'], process.execPath, 4242, {}, isolation);
+    expect(l.args).toEqual([
+      '--cgroup', '/cg/memory/unikctl/tenant-acme/cgroup.procs', '--cgroup', '/cg/cpu/unikctl/tenant-acme/cgroup.procs',
+      '--user', 'unikctl-t-acme', '4242', QEMU_BINARY, '-m', '64M',
+    ]);
+    expect(l.joinsCgroup).toBe(true);
+  });
+
+  it('has setpriv change the user (before it arms the death signal); the caller adds the pid to the cgroups', () => {
+    const l = launchCommand(['-m', '64M'], '/nonexistent/unikctl-launch', 4242, {}, isolation);
+    expect(l).toEqual({
+      file: 'setpriv', args: ['--reuid=990', '--regid=989', '--init-groups', '--pdeathsig', 'SIGKILL', '--', QEMU_BINARY, '-m', '64M'],
+      launcher: 'setpriv', joinsCgroup: false,
+    });
+  });
+});
+
+describe('qemuArgs of a tenant\'s VM', () => {
+  const isolated = qemuArgs(opts({ isolation: { user: 'unikctl-t-acme', uid: 990, gid: 989, cgroupProcs: [] } }));
+
+  it('names no host path: the kernel is reopened through fd 3, the root filesystem is fd 4 in an fd set', () => {
+    expect(valueOf(isolated, '-kernel')).toBe('/proc/self/fd/3');
+    expect(valueOf(isolated, '-add-fd')).toBe('fd=4,set=1,opaque=rootfs');
+    expect((valuesOf(isolated, '-drive')[0] ?? '').split(',')).toEqual(expect.arrayContaining(['file=/dev/fdset/1', 'readonly=on']));
+    expect(isolated.join(' ')).not.toContain('/deployments/hello');
+    expect(isolated.join(' ')).not.toContain('/cache/vmlinux');
+  });
+
+  it('keeps everything else of the VM as in local mode', () => {
+    const plain = qemuArgs(opts());
+    const strip = (a: string[]): string[] => a.filter((x, i) => !['-kernel', '-drive', '-add-fd'].includes(x) && !['-kernel', '-drive', '-add-fd'].includes(a[i - 1] ?? ''));
+    expect(strip(isolated)).toEqual(strip(plain));
   });
 });

@@ -125,7 +125,7 @@ function createDeployment(over: Partial<Deployment['spec']> = {}): Deployment {
       ports: [{ hostAddress: '127.0.0.1', hostPort: 18080, guestPort: 8080, protocol: 'tcp' }], cpus: 2, env: { B: 'from-cli', C: 'x=y' },
       debug: false, labels: {}, ...over,
     },
-    image: null, supervisor: null, vmm: null, accel: null, boot: {}, createdAt: now, updatedAt: now, startedAt: null, endedAt: null,
+    image: null, supervisor: null, vmm: null, accel: null, boot: {}, listen: null, createdAt: now, updatedAt: now, startedAt: null, endedAt: null,
   };
   store.createDeployment(d, op);
   return d;
@@ -215,7 +215,7 @@ describe('Supervisor', () => {
     expect(recs.filter((r) => r.startsWith('a'))).toEqual(['a/app/hello', 'a--flag']);
     // PORT: the published guest port (the Heroku/Render/Fly convention)
     expect(recs.filter((r) => r.startsWith('e'))).toEqual(['eA=1', 'eB=from-cli', 'eC=x=y', 'ePORT=8080']);
-    expect(recs).toEqual(expect.arrayContaining(['w/app', 'hhello']));
+    expect(recs).toEqual(expect.arrayContaining(['w/app', 'hhello', 'p8080']));
     expect(recs.some((r) => r.startsWith('d'))).toBe(false);
     expect(nonceOf(o.cmdline)).toMatch(/^[0-9a-f]{16}$/);
     expect(o.cmdline.split(' ')).toEqual(expect.arrayContaining(['ro', 'root=/dev/vda', 'quiet']));
@@ -484,6 +484,79 @@ describe('Supervisor', () => {
       expect(dep()).toMatchObject({ state: 'failed', code });
       expect(dep().reason).not.toMatch(/^E_/);
       expect(store.getOperation(op.id)?.error?.code).toBe(code);
+    });
+  });
+
+  describe('the listener check (guest init `listen` reports against the published guest ports)', () => {
+    const initLines = (): string[] => readLogs(consoleLogFile(layout, 'hello')).filter((e) => e.s === 'init').map((e) => e.m);
+
+    it('a loopback-only listener is localhost-only at once, with unikctl\'s warning and fix in the log; a wildcard one then makes it listening', async () => {
+      createDeployment();
+      const run = supervisor().run();
+      const { h, nonce } = await bootToRunning();
+      expect(dep().listen).toMatchObject({ health: 'checking', ports: [8080], listeners: null, warning: null });
+      h.console.write(marker(nonce, 'listen addrs= uptime_ms=801'));
+      await waitFor(() => dep().listen?.listeners !== null, 'first report');
+      expect(dep().listen?.health).toBe('checking');
+      h.console.write('app: serving on 127.0.0.1:8080\n');
+      h.console.write(marker(nonce, 'listen addrs=127.0.0.1:8080 uptime_ms=900'));
+      await waitFor(() => dep().listen?.health === 'localhost-only', 'localhost-only');
+      expect(dep().state).toBe('running'); // RT-3's state stays: the VM and the app are alive
+      expect(dep().listen?.warning).toMatchObject({ code: 'E_LISTENING_LOCALHOST_ONLY' });
+      expect(dep().listen?.listeners).toEqual([{ address: '127.0.0.1', port: 8080 }]);
+      expect(initLines()).toEqual([
+        expect.stringMatching(/^unikctl: warning E_LISTENING_LOCALHOST_ONLY: the app listens on 127\.0\.0\.1:8080 only/),
+        expect.stringMatching(/^unikctl: fix: listen on ":" \+ os\.Getenv\("PORT"\)/), // the image's pack is go
+      ]);
+      expect(appLines()).toEqual(['app: serving on 127.0.0.1:8080']);
+
+      h.console.write(marker(nonce, 'listen addrs=0.0.0.0:8080,127.0.0.1:8080 uptime_ms=1000'));
+      await waitFor(() => dep().listen?.health === 'listening', 'listening');
+      expect(dep().listen?.warning).toBeNull();
+      expect(initLines().at(-1)).toBe('unikctl: the app now listens on 0.0.0.0:8080, 127.0.0.1:8080: published guest port 8080 reachable');
+      expect(store.listEvents('hello', 20).filter((e) => e.type === 'listen').map((e) => e.message)).toEqual(['checking', 'localhost-only: E_LISTENING_LOCALHOST_ONLY', 'listening']);
+      h.console.write(marker(nonce, 'exit code=0 uptime_ms=2000'));
+      h.exit({ code: 0, signal: null });
+      await run;
+    });
+
+    it('nothing on the published port by UNIKCTL_LISTEN_TIMEOUT_MS: not-listening with E_NOT_LISTENING, naming what the app listens on', async () => {
+      createDeployment();
+      const run = supervisor({ UNIKCTL_LISTEN_TIMEOUT_MS: '150' }).run();
+      const { h, nonce } = await bootToRunning();
+      h.console.write(marker(nonce, 'listen addrs=0.0.0.0:3000 uptime_ms=801'));
+      await waitFor(() => dep().listen?.health === 'not-listening', 'not-listening');
+      expect(dep().listen?.warning).toMatchObject({ code: 'E_NOT_LISTENING' });
+      expect(dep().listen?.warning?.message).toContain('nothing listens on guest port 8080');
+      expect(dep().listen?.warning?.message).toContain('the app listens on 0.0.0.0:3000');
+      expect(initLines()[1]).toContain('deploy -p HOST:3000');
+      h.console.write(marker(nonce, 'exit code=0 uptime_ms=2000'));
+      h.exit({ code: 0, signal: null });
+      await run;
+    });
+
+    it('an init that never reports (an image built before the check) is unknown past the deadline, not a false warning', async () => {
+      createDeployment();
+      const run = supervisor({ UNIKCTL_LISTEN_TIMEOUT_MS: '100' }).run();
+      const { h } = await bootToRunning();
+      await waitFor(() => dep().listen?.health === 'unknown', 'unknown');
+      expect(dep().listen?.warning).toBeNull();
+      expect(initLines()).toEqual([expect.stringContaining('rebuild the image to check its ports')]);
+      h.exit({ code: 0, signal: null });
+      await run;
+    });
+
+    it('no published port: no-ports, and no deadline', async () => {
+      createDeployment({ ports: [] });
+      const run = supervisor({ UNIKCTL_LISTEN_TIMEOUT_MS: '50' }).run();
+      const { h, nonce } = await bootToRunning();
+      h.console.write(marker(nonce, 'listen addrs=127.0.0.1:6379 uptime_ms=801'));
+      await waitFor(() => dep().listen?.listeners?.length === 1, 'report');
+      await new Promise((r) => setTimeout(r, 150));
+      expect(dep().listen).toMatchObject({ health: 'no-ports', warning: null, listeners: [{ address: '127.0.0.1', port: 6379 }] });
+      expect(initLines()).toEqual([]);
+      h.exit({ code: 0, signal: null });
+      await run;
     });
   });
 });

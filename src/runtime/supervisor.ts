@@ -4,15 +4,19 @@ import { join } from 'node:path';
 import type { BuildProgress } from '../image/build.js';
 import { materializeKernel, readImage, type ImageManifest } from '../image/image.js';
 import { copyImageDir, normalizeRef, PackageStore } from '../image/package-store.js';
+import { loadPrivateKey } from '../image/dsse.js';
+import { checkImage, OFF_RULE } from '../image/trust.js';
 import { toUserError, UserError, type ErrorCode } from '../errors.js';
 import { deploymentDir, type HomeLayout } from '../paths.js';
-import type { Deployment, ImageSummary, Store } from '../store/types.js';
+import type { Deployment, ImageSummary, ListenStatus, Listener, Store } from '../store/types.js';
 import { envMs, processRef, sleep } from '../util/proc.js';
 import { accelRequest, planAccel, recordKvmVerdict } from './accel.js';
 import { guestRun, kernelCmdline } from './cmdline.js';
 import { ConsoleParser, type ConsoleEvent } from './console.js';
+import { assessListen, formatListener, listenTimeoutMs, parseListeners, sameListen } from './listen.js';
 import { LogWriter, type LogEntry } from './logstore.js';
-import { qemuVmm } from './qemu.js';
+import { kvmAccessible, qemuVmm } from './qemu.js';
+import { prepareTenant, type TenantNode } from './tenant.js';
 import type { Accel, Vmm, VmmHandle } from './vmm.js';
 
 const SIGNAL_NAMES: Record<number, string> = { 1: 'SIGHUP', 2: 'SIGINT', 4: 'SIGILL', 6: 'SIGABRT', 7: 'SIGBUS', 8: 'SIGFPE', 9: 'SIGKILL', 11: 'SIGSEGV', 13: 'SIGPIPE', 15: 'SIGTERM' };
@@ -45,6 +49,8 @@ export class Supervisor {
   private stopRequested = false;
   private readonly buildAbort = new AbortController();
   private current: { handle: VmmHandle; nonce: string } | null = null;
+  /** a tenant's deployment: its user and cgroup on this node (null in local mode) */
+  private tenant: TenantNode | null = null;
 
   constructor(private readonly o: SupervisorOptions) {
     this.dir = deploymentDir(o.layout, o.name);
@@ -89,6 +95,11 @@ export class Supervisor {
     if (!d) throw new Error(`deployment ${name} vanished before its supervisor started`);
     store.patchDeployment(name, { supervisor: processRef(process.pid) });
     try {
+      // first, before any of the tenant's files exist: a node that cannot isolate the tenant fails fast
+      if (d.spec.tenant) {
+        this.tenant = prepareTenant(d.spec.tenant, this.o.layout, this.dir);
+        this.diag(`tenant ${d.spec.tenant.name}: user ${this.tenant.user.name} (uid ${this.tenant.user.uid}), cgroup ${this.tenant.group.procsFiles().join(' ')}`);
+      }
       const manifest = await this.prepareImage(d);
       if (this.stopRequested) return;
       if (!store.transition(name, ['pending', 'building'], 'starting')) return;
@@ -114,7 +125,9 @@ export class Supervisor {
     if (src.kind === 'package') {
       readImage(src.dir, { verify: true });
       rmSync(imageDir, { recursive: true, force: true });
-      copyImageDir(src.dir, imageDir); // the deployment keeps its own copy: a rebuild never changes a running VM
+      // the deployment keeps its own copy (a rebuild never changes a running VM), a real copy: the trust check
+      // below reads the very bytes QEMU opens, and nothing outside the deployment can change them afterwards
+      copyImageDir(src.dir, imageDir, { private: true });
     } else {
       store.transition(name, ['pending'], 'building');
       const progress: BuildProgress = {
@@ -132,10 +145,11 @@ export class Supervisor {
         const r = await sandboxedBuild({
           layout, projectDir: src.dir, mode, cacheKey: name, policy: remote.sandbox, progress, env: this.o.env ?? process.env,
           signal: this.buildAbort.signal, ...(d.spec.rootfsDir ? { rootfsDir: d.spec.rootfsDir } : {}),
+          signKey: d.spec.signKey ? loadPrivateKey(d.spec.signKey) : null,
         });
         try {
           rmSync(imageDir, { recursive: true, force: true });
-          copyImageDir(r.imageDir, imageDir);
+          copyImageDir(r.imageDir, imageDir, { private: true });
           new PackageStore(layout).put(normalizeRef(`${r.manifest.name}:latest`), r.imageDir);
         } finally {
           rmSync(r.workRoot, { recursive: true, force: true });
@@ -148,21 +162,30 @@ export class Supervisor {
           cpSync(src.dir, copy, { recursive: true, verbatimSymlinks: true });
         }
         try {
-          const r = await buildProject({ dir: copy ?? src.dir, mode, layout, rootfsDir: d.spec.rootfsDir, progress, env: this.o.env });
+          const r = await buildProject({ dir: copy ?? src.dir, mode, layout, rootfsDir: d.spec.rootfsDir, progress, env: this.o.env, ...(d.spec.signKey ? { signKey: d.spec.signKey } : {}) });
           rmSync(imageDir, { recursive: true, force: true });
-          copyImageDir(r.imageDir, imageDir);
+          copyImageDir(r.imageDir, imageDir, { private: true });
         } finally {
           if (copy) rmSync(copy, { recursive: true, force: true });
         }
       } else {
-        await buildBinaryImage({ binary: src.path, outDir: imageDir, layout, mode, name, rootfsDir: d.spec.rootfsDir, workDir: join(this.dir, 'work') });
+        const signKey = d.spec.signKey ?? ((this.o.env ?? process.env).UNIKCTL_SIGNING_KEY || null);
+        await buildBinaryImage({ binary: src.path, outDir: imageDir, layout, mode, name, rootfsDir: d.spec.rootfsDir, workDir: join(this.dir, 'work'), signKey });
       }
+    }
+    // right before boot: the private copy against the rule the deploy was admitted under and the digest it accepted
+    const trust = d.spec.trust;
+    const checked = checkImage(imageDir, trust?.rule ?? OFF_RULE('local'), trust?.manifestSha256 ?? null);
+    if (checked.warning) {
+      this.logLine('init', `unikctl: warning: the image fails the trust policy (warn mode, booting anyway): ${checked.warning.code}: ${checked.warning.message}`);
+      store.addEvent(name, 'trust', `trust policy (warn): ${checked.warning.code}: ${checked.warning.message}`);
     }
     const manifest = readImage(imageDir);
     const image: ImageSummary = {
       dir: imageDir, name: manifest.name, pack: manifest.pack, mode: manifest.mode, sizeBytes: manifest.size,
       kernelBytes: manifest.kernel.size, rootfsBytes: manifest.rootfs.size, rootfsSha256: manifest.rootfs.sha256,
       kernelSha256: manifest.kernel.sha256, ...(src.kind === 'package' && src.ref ? { ref: src.ref } : {}),
+      signedBy: checked.verified?.keyid ?? null, builderId: checked.verified?.builderId ?? null,
     };
     store.patchDeployment(name, { image, boot: { ...d.boot, buildMs: src.kind === 'package' ? 0 : Date.now() - started } });
     return manifest;
@@ -171,8 +194,14 @@ export class Supervisor {
   private async boot(d: Deployment, manifest: ImageManifest): Promise<void> {
     const { layout, store, name } = this.o;
     const env = this.o.env ?? process.env;
-    const plan = planAccel(layout, accelRequest(env), undefined, env);
+    // a tenant's QEMU opens /dev/kvm as the tenant's user: KVM only where the device's group lets it
+    const plan = planAccel(layout, accelRequest(env), this.tenant ? this.tenant.kvm && kvmAccessible() : undefined, env);
     this.vmm.check(plan.accel);
+    if (this.tenant && plan.accel === 'kvm' && !this.tenant.kvm) {
+      throw new UserError('E_KVM_UNAVAILABLE', `/dev/kvm is not usable by the tenant user ${this.tenant.user.name}`, {
+        hint: 'give /dev/kvm to a kvm group (mode 0660; tenant users are added to it), or use UNIKCTL_ACCEL=auto or tcg',
+      });
+    }
     let outcome = await this.attempt(d, manifest, plan.accel, plan.probeTimeoutMs);
     if (outcome.kind === 'kvm-unusable') {
       recordKvmVerdict(layout, 'hangs');
@@ -200,6 +229,57 @@ export class Supervisor {
     }
   }
 
+  private listenCheck(d: Deployment, manifest: ImageManifest): ListenCheck {
+    const { store, name } = this.o;
+    const deadlineMs = listenTimeoutMs(this.o.env ?? process.env);
+    const ports = d.spec.ports.map((p) => p.guestPort);
+    let listeners: Listener[] | null = null;
+    let pastDeadline = false;
+    let last: ListenStatus | null = null;
+    let timer: NodeJS.Timeout | undefined;
+    const assess = (at: number): ListenStatus => {
+      const next = assessListen({ ports, listeners, pastDeadline, deadlineMs, pack: manifest.pack }, at);
+      return last && last.health === next.health ? { ...next, since: last.since } : next;
+    };
+    const note = (prev: ListenStatus | null, next: ListenStatus, at: number): void => {
+      // lines from unikctl, not the app: the `unikctl:` prefix on the init stream, as the KVM fallback's
+      if (next.warning && next.warning.message !== prev?.warning?.message) {
+        this.log.append({ t: at, s: 'init', m: `unikctl: warning ${next.warning.code}: ${next.warning.message}` });
+        this.log.append({ t: at, s: 'init', m: `unikctl: fix: ${next.warning.fix}` });
+      } else if (next.health === 'listening' && prev?.warning) {
+        this.log.append({ t: at, s: 'init', m: `unikctl: the app now listens on ${(next.listeners ?? []).map(formatListener).join(', ')}: published guest port ${next.ports.join(', ')} reachable` });
+      } else if (next.health === 'unknown') {
+        this.log.append({ t: at, s: 'init', m: "unikctl: the image's guest init does not report listening sockets (built by an older unikctl): rebuild the image to check its ports" });
+      }
+      if (next.health !== prev?.health) store.addEvent(name, 'listen', next.warning ? `${next.health}: ${next.warning.code}` : next.health);
+    };
+    const update = (at: number): void => {
+      if (last === null) return; // not started
+      const next = assess(at);
+      if (sameListen(last, next)) return;
+      const prev = last;
+      last = next;
+      store.patchDeployment(name, { listen: next });
+      note(prev, next, at);
+    };
+    return {
+      start: (at) => {
+        last = assess(at);
+        if (ports.length > 0) {
+          timer = setTimeout(() => { pastDeadline = true; update(Date.now()); }, deadlineMs);
+          timer.unref();
+        }
+        note(null, last, at);
+        return last;
+      },
+      report: (l, at) => {
+        listeners = l;
+        update(at);
+      },
+      stop: () => clearTimeout(timer),
+    };
+  }
+
   /** One boot: spawn the VMM, parse the console, wait for it to end. */
   private async attempt(d: Deployment, manifest: ImageManifest, accel: Accel, probeTimeoutMs: number | null): Promise<Outcome> {
     const { store, name, operationId } = this.o;
@@ -210,20 +290,29 @@ export class Supervisor {
       accel, debug, network: true, env: this.o.env ?? process.env,
       guest: {
         ...guestRun(manifest.run, d.spec), workdir: manifest.run.workdir, nonce,
-        hostname: name, hostTimeMs: Date.now(), debug,
+        hostname: name, hostTimeMs: Date.now(), debug, listenPorts: d.spec.ports.map((p) => p.guestPort),
       },
     });
+    const kernel = materializeKernel(imageDir, manifest, this.o.layout.cache);
+    this.tenant?.fitMemory(1);
     const spawnedAt = Date.now();
     const handle = this.vmm.start({
-      name, accel, cmdline, kernel: materializeKernel(imageDir, manifest, this.o.layout.cache), rootfs: join(imageDir, manifest.rootfs.file),
+      name, accel, cmdline, kernel, rootfs: join(imageDir, manifest.rootfs.file),
       memoryMiB: d.spec.memoryMiB ?? manifest.run.memoryMiB, cpus: d.spec.cpus, ports: d.spec.ports,
+      ...(this.tenant ? { isolation: this.tenant.isolation() } : {}),
     });
     this.current = { handle, nonce };
     store.patchDeployment(name, { vmm: processRef(handle.pid), accel });
     this.diag(`qemu pid ${handle.pid} (${accel}) started`);
+    if (this.tenant) {
+      // the new QEMU counts once it is in the group; the count is then checked again (VMs of the tenant start elsewhere too)
+      await this.tenant.joined(handle.pid);
+      this.tenant.fitMemory(0);
+    }
 
     let started = false;
     let firstOutput = false;
+    const listen = this.listenCheck(d, manifest);
     let exitEvent: ConsoleEvent | null = null;
     let initError: string | null = null;
     const kernelTail: string[] = [];
@@ -248,9 +337,11 @@ export class Supervisor {
           started = true;
           const cur = store.getDeployment(name);
           const boot = { ...(cur?.boot ?? {}), vmmStartToAppStartMs: at - spawnedAt, guestUptimeAtAppStartMs: Number(e.fields.uptime_ms ?? NaN) };
-          store.transition(name, ['starting'], 'running', { startedAt: at, boot });
+          store.transition(name, ['starting'], 'running', { startedAt: at, boot, listen: listen.start(at) });
           const op = store.getOperation(operationId);
           if (op && op.state === 'running') store.updateOperation(operationId, 'succeeded');
+        } else if (e.event === 'listen') {
+          listen.report(parseListeners(e.fields.addrs ?? ''), at);
         } else if (e.event === 'exit') {
           exitEvent = e;
         } else if (e.event === 'error') {
@@ -273,11 +364,17 @@ export class Supervisor {
 
     const result = await handle.exited;
     clearTimeout(bootTimer);
+    listen.stop();
     await sleep(20); // let the last console bytes arrive
     parser.flush();
     parser.close();
     this.current = null;
     this.diag(`qemu exited code=${result.code} signal=${result.signal}`);
+    try {
+      this.tenant?.fitMemory(0); // one VM fewer in the tenant's group
+    } catch (e) {
+      this.diag(`tenant memory limit not lowered: ${(e as Error).message}`);
+    }
 
     if (this.stopRequested) return { kind: 'stopped' };
     if (probeTimeoutMs !== null && !started) {
@@ -301,6 +398,15 @@ export class Supervisor {
     }
     return { kind: 'failed', code: started ? 'E_GUEST_CRASHED' : 'E_QEMU_FAILED', reason: started ? 'the guest reset or powered off without reporting the app exit (guest crash)' : 'the VM stopped before the app started' };
   }
+}
+
+/** The listener check of one boot (see listen.ts): the app's health in the store, and unikctl's own lines in its log. */
+interface ListenCheck {
+  /** the app started: the first assessment (stored with the `running` transition) and the deadline timer */
+  start(at: number): ListenStatus;
+  /** the guest init reported what the app listens on */
+  report(listeners: Listener[], at: number): void;
+  stop(): void;
 }
 
 export function describeMissingDeployment(name: string): UserError {

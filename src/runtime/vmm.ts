@@ -13,7 +13,16 @@ export interface VmmStartOptions {
   cpus: number;
   ports: PortMapping[];
   accel: Accel;
+  /** a tenant's VM (src/runtime/tenant.ts); absent in local mode: QEMU runs as the supervisor's user */
+  isolation?: VmIsolation;
 }
+
+/**
+ * How a tenant's VM is confined: QEMU runs as this unprivileged user (dropped to before it starts, so the death
+ * signal of RT-10 still holds), joins these cgroups before it runs, and opens no host path itself — the supervisor
+ * hands it the kernel and root filesystem as open files, so the tenant's user needs no access to the unikctl home.
+ */
+export interface VmIsolation { user: string; uid: number; gid: number; cgroupProcs: string[]; }
 
 export interface VmmHandle {
   pid: number;

@@ -54,6 +54,8 @@ export interface ArtifactRecord {
   /** the extracted root */
   dir: string;
   createdAt: number;
+  /** the tenant that uploaded it (absent: uploaded without tenants); its id is derived from the tenant too */
+  tenant?: string;
 }
 
 /** The codes this module produces: the table's `E_UPLOAD_*` entries (their summaries and statuses live there). */
@@ -105,7 +107,7 @@ export class ArtifactStore {
    * (E_UPLOAD_DIGEST_MISMATCH), validates every entry, extracts into a fresh dir and renames it into place.
    * Accepts gzip'd or plain tar. The same bytes give the same id; a repeat returns the stored record.
    */
-  async put(body: NodeJS.ReadableStream, opts: { expectedSha256?: string } = {}): Promise<ArtifactRecord> {
+  async put(body: NodeJS.ReadableStream, opts: { expectedSha256?: string; tenant?: string } = {}): Promise<ArtifactRecord> {
     await mkdir(this.tmp, { recursive: true, mode: 0o700 });
     const upload = join(this.tmp, `upload-${randomBytes(8).toString('hex')}`);
     try {
@@ -119,7 +121,8 @@ export class ArtifactStore {
           details: { expected: opts.expectedSha256, actual: sha256 },
         });
       }
-      const id = `art_${sha256.slice(0, 16)}`;
+      // two tenants uploading the same bytes get two artifacts: an id never lets one tenant name another's upload
+      const id = opts.tenant ? `art_${createHash('sha256').update(`${opts.tenant}\0${sha256}`).digest('hex').slice(0, 16)}` : `art_${sha256.slice(0, 16)}`;
       const existing = this.existing(id, sha256);
       if (existing) {
         this.touch(id); // uploaded again: its age for garbage collection starts over
@@ -132,7 +135,7 @@ export class ArtifactStore {
         const root = join(stage, 'root');
         await mkdir(root, { mode: 0o755 });
         await this.extract(upload, gzip, root, plan);
-        const record: ArtifactRecord = { id, sha256, bytes, kind: 'bundle', dir: join(this.dir, id, 'root'), createdAt: Date.now() };
+        const record: ArtifactRecord = { id, sha256, bytes, kind: 'bundle', dir: join(this.dir, id, 'root'), createdAt: Date.now(), ...(opts.tenant ? { tenant: opts.tenant } : {}) };
         await writeFile(join(stage, 'artifact.json'), JSON.stringify(record, null, 2) + '\n', { mode: 0o644 });
         try {
           await rename(stage, join(this.dir, id));
@@ -171,7 +174,7 @@ export class ArtifactStore {
       return null;
     }
     if (r.id !== id || typeof r.sha256 !== 'string' || typeof r.bytes !== 'number' || typeof r.createdAt !== 'number') return null;
-    return { id, sha256: r.sha256, bytes: r.bytes, kind: 'bundle', dir: join(this.dir, id, 'root'), createdAt: r.createdAt };
+    return { id, sha256: r.sha256, bytes: r.bytes, kind: 'bundle', dir: join(this.dir, id, 'root'), createdAt: r.createdAt, ...(typeof r.tenant === 'string' ? { tenant: r.tenant } : {}) };
   }
 
   /** Every stored artifact with the time it was last uploaded or used (its age for garbage collection). */

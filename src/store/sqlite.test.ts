@@ -40,7 +40,7 @@ function dep(name: string, over: Partial<Deployment> = {}): Deployment {
       ports: [{ hostAddress: '0.0.0.0', hostPort: 10_000 + seq, guestPort: 80, protocol: 'tcp' }], memoryMiB: 64, cpus: 1, env: { A: '1' },
       debug: false, labels: { zone: 'a' },
     },
-    image: null, supervisor: null, vmm: null, accel: null, boot: {}, createdAt: 5000 + seq, updatedAt: 5000 + seq, startedAt: null, endedAt: null,
+    image: null, supervisor: null, vmm: null, accel: null, boot: {}, listen: null, createdAt: 5000 + seq, updatedAt: 5000 + seq, startedAt: null, endedAt: null,
     ...over,
   };
 }
@@ -276,10 +276,27 @@ describe('SqliteStore schema migration', () => {
     extra.push(migrated);
     expect(migrated.getDeployment('built')).toMatchObject({ state: 'failed', code: 'E_BUILD_FAILED', reason: 'make exited with code 2' });
     expect(migrated.getDeployment('crashed')).toMatchObject({ code: null, reason: 'the app was killed by signal 11 (SIGSEGV)' });
-    expect(migrated.getDeployment('fine')).toMatchObject({ state: 'exited', exitCode: 0, code: null, reason: null });
+    expect(migrated.getDeployment('fine')).toMatchObject({ state: 'exited', exitCode: 0, code: null, reason: null, listen: null });
+    // the listen column came with the migration too: writable
+    migrated.patchDeployment('fine', { listen: { health: 'no-ports', ports: [], listeners: [], warning: null, since: 2 } });
+    expect(migrated.getDeployment('fine')?.listen?.health).toBe('no-ports');
     // opening it again changes nothing
     extra.push(new SqliteStore(oldFile));
     expect(migrated.getDeployment('built')?.reason).toBe('make exited with code 2');
+  });
+
+  it('persists a running app\'s listener health with the transition and its later patches', () => {
+    store.createDeployment(dep('web'), op({ target: 'web' }));
+    expect(store.getDeployment('web')?.listen).toBeNull();
+    const checking = { health: 'checking' as const, ports: [80], listeners: null, warning: null, since: 1 };
+    store.transition('web', ['pending'], 'running', { listen: checking });
+    expect(store.getDeployment('web')?.listen).toEqual(checking);
+    const warned = {
+      health: 'localhost-only' as const, ports: [80], listeners: [{ address: '127.0.0.1', port: 80 }], since: 2,
+      warning: { code: 'E_LISTENING_LOCALHOST_ONLY' as const, message: 'm', fix: 'f' },
+    };
+    store.patchDeployment('web', { listen: warned });
+    expect(store.getDeployment('web')?.listen).toEqual(warned);
   });
 
   it('persists a deployment\'s code through transitions', () => {

@@ -22,6 +22,7 @@ CREATE TABLE IF NOT EXISTS deployments (
   vmm TEXT,
   accel TEXT,
   boot TEXT NOT NULL DEFAULT '{}',
+  listen TEXT,
   created_at INTEGER NOT NULL,
   updated_at INTEGER NOT NULL,
   started_at INTEGER,
@@ -52,7 +53,7 @@ CREATE INDEX IF NOT EXISTS events_deployment ON events(deployment, id);
 
 interface DeploymentRow {
   name: string; id: string; state: string; exit_code: number | null; code: string | null; reason: string | null; spec: string;
-  image: string | null; supervisor: string | null; vmm: string | null; accel: string | null; boot: string;
+  image: string | null; supervisor: string | null; vmm: string | null; accel: string | null; boot: string; listen: string | null;
   created_at: number; updated_at: number; started_at: number | null; ended_at: number | null;
 }
 interface OperationRow {
@@ -68,7 +69,7 @@ function toDeployment(r: DeploymentRow): Deployment {
     name: r.name, id: r.id, state: r.state as DeploymentState, exitCode: r.exit_code, code: r.code as ErrorCode | null, reason: r.reason,
     spec: JSON.parse(r.spec) as Deployment['spec'], image: parse(r.image), supervisor: parse(r.supervisor), vmm: parse(r.vmm),
     accel: r.accel as Deployment['accel'], boot: JSON.parse(r.boot) as Deployment['boot'],
-    createdAt: r.created_at, updatedAt: r.updated_at, startedAt: r.started_at, endedAt: r.ended_at,
+    listen: parse(r.listen), createdAt: r.created_at, updatedAt: r.updated_at, startedAt: r.started_at, endedAt: r.ended_at,
   };
 }
 function toOperation(r: OperationRow): Operation {
@@ -107,9 +108,9 @@ export function diskFullError(dir: string, cause?: unknown): UserError {
 
 const PATCH_COLUMNS: Record<keyof DeploymentPatch, string> = {
   exitCode: 'exit_code', code: 'code', reason: 'reason', image: 'image', supervisor: 'supervisor', vmm: 'vmm', accel: 'accel',
-  boot: 'boot', startedAt: 'started_at', endedAt: 'ended_at',
+  boot: 'boot', listen: 'listen', startedAt: 'started_at', endedAt: 'ended_at',
 };
-const JSON_COLUMNS = new Set(['image', 'supervisor', 'vmm', 'boot']);
+const JSON_COLUMNS = new Set(['image', 'supervisor', 'vmm', 'boot', 'listen']);
 
 /**
  * Schema changes of existing state databases, each idempotent (every process runs this on open; the first one
@@ -124,6 +125,7 @@ function migrate(db: Database.Database): void {
       db.exec(`UPDATE deployments SET code = substr(reason, 1, instr(reason, ':') - 1), reason = ltrim(substr(reason, instr(reason, ':') + 1))
         WHERE reason GLOB 'E_[A-Z_]*: *' AND instr(substr(reason, 1, instr(reason, ':') - 1), ' ') = 0`);
     }
+    if (!columns.includes('listen')) db.exec('ALTER TABLE deployments ADD COLUMN listen TEXT');
   }).immediate();
 }
 
@@ -275,12 +277,12 @@ export class SqliteStore implements Store {
           .get(...LIVE_STATES, ...wanted) as { name: string; port: number } | undefined;
         if (holder) throw portInUse(holder.port, holder.name);
       }
-      this.db.prepare(`INSERT INTO deployments (name, id, state, exit_code, code, reason, spec, image, supervisor, vmm, accel, boot,
+      this.db.prepare(`INSERT INTO deployments (name, id, state, exit_code, code, reason, spec, image, supervisor, vmm, accel, boot, listen,
         created_at, updated_at, started_at, ended_at) VALUES (@name, @id, @state, @exit_code, @code, @reason, @spec, @image, @supervisor,
-        @vmm, @accel, @boot, @created_at, @updated_at, @started_at, @ended_at)`).run({
+        @vmm, @accel, @boot, @listen, @created_at, @updated_at, @started_at, @ended_at)`).run({
         name: d.name, id: d.id, state: d.state, exit_code: d.exitCode, code: d.code, reason: d.reason, spec: JSON.stringify(d.spec),
         image: json(d.image), supervisor: json(d.supervisor), vmm: json(d.vmm), accel: d.accel, boot: JSON.stringify(d.boot),
-        created_at: d.createdAt, updated_at: d.updatedAt, started_at: d.startedAt, ended_at: d.endedAt,
+        listen: json(d.listen), created_at: d.createdAt, updated_at: d.updatedAt, started_at: d.startedAt, ended_at: d.endedAt,
       });
       this.insertOperation(op);
       this.insertEvent(d.name, 'state', `${d.state} (operation ${op.id})`);

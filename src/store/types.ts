@@ -30,7 +30,45 @@ export interface DeploymentSpec {
    * uploaded artifact is never written.
    */
   remoteBuild?: { sandbox: BuildSandboxPolicy | null };
+  /** the trust rule this deploy was admitted under and what that check found; re-checked right before boot */
+  trust?: DeployTrust;
+  /** Ed25519 private key (PEM path on this host) that signs the image an inline build makes */
+  signKey?: string;
+  /** Set by the control plane for a tenant's deployment: its VM runs as the tenant's user in the tenant's cgroup. */
+  tenant?: TenantIsolation;
 }
+
+export type TrustMode = 'enforce' | 'warn' | 'off';
+
+/** A resolved trust-policy rule (src/image/trust.ts): plain JSON, so it travels with records and operations. */
+export interface TrustRule {
+  scope: string;
+  mode: TrustMode;
+  keys: Array<{ keyid: string; publicKeyPem: string }>;
+  builders: string[];
+}
+
+export interface DeployTrust {
+  rule: TrustRule;
+  /** sha256 of the manifest.json checked at admission (a package); null when the image is built by the deploy */
+  manifestSha256: string | null;
+  /** the verified signer (null: unsigned, not checked, or a warn-mode failure) */
+  keyid: string | null;
+  /** warn mode: the failure that was let through */
+  warning: OperationError | null;
+}
+
+/**
+ * A tenant as the node sees it (docs/security.md, "Tenant isolation"): the tenant's VMs run as the system user
+ * `unikctl-t-<name>`, in the cgroup `unikctl/tenant-<name>` that holds all of them. `cpus` is the tenant's whole vCPU
+ * quota as a CPU-time limit in cores (absent: unlimited); `memoryMiB` its guest memory quota, to which the node adds
+ * a fixed allowance per running VM for QEMU itself (TENANT_VMM_OVERHEAD_MIB in src/runtime/tenant.ts; absent:
+ * unlimited).
+ */
+export interface TenantIsolation { name: string; cpus?: number; memoryMiB?: number; }
+
+/** A tenant name: short enough for a user name (`unikctl-t-` + 16 characters) and a cgroup. */
+export const TENANT_NAME_RE = /^[a-z][a-z0-9]{0,15}$/;
 
 /** The limits and network of a sandboxed build (unikctld serve / agent flags). */
 export interface BuildSandboxPolicy {
@@ -58,6 +96,40 @@ export interface BootMetrics {
   buildMs?: number;
 }
 
+/** A TCP socket the app listens on inside the guest, as the guest init reads it from /proc/net/tcp{,6}. */
+export interface Listener { address: string; port: number; }
+
+/**
+ * Whether what the app listens on serves its published ports. A health of the running app, next to the RT-3
+ * lifecycle state (which stays `running`: the VM and the app are alive):
+ * - checking: the app has not listened on every published guest port yet, the listen deadline has not passed;
+ * - listening: every published guest port is listened on a non-loopback address (0.0.0.0, ::, the guest's);
+ * - localhost-only: a published guest port is listened on 127.0.0.1/::1 only, which forwarded connections cannot reach;
+ * - not-listening: past the deadline, a published guest port has no listener;
+ * - no-ports: nothing is published, nothing to check;
+ * - unknown: the image's guest init does not report listeners (built before it did): rebuild to check.
+ */
+export type ListenHealth = 'checking' | 'listening' | 'localhost-only' | 'not-listening' | 'no-ports' | 'unknown';
+
+export interface ListenWarning {
+  code: 'E_NOT_LISTENING' | 'E_LISTENING_LOCALHOST_ONLY';
+  /** what is wrong, naming the ports and what the app listens on */
+  message: string;
+  /** how to fix it (bind 0.0.0.0, the framework's variable or flag, or publish the port the app uses) */
+  fix: string;
+}
+
+export interface ListenStatus {
+  health: ListenHealth;
+  /** the guest ports checked: the published ones */
+  ports: number[];
+  /** what the app listens on (null until the guest init's first report) */
+  listeners: Listener[] | null;
+  warning: ListenWarning | null;
+  /** when the health took its value (ms since the epoch) */
+  since: number;
+}
+
 export interface ImageSummary {
   dir: string;
   name: string;
@@ -69,6 +141,9 @@ export interface ImageSummary {
   rootfsSha256: string;
   kernelSha256: string;
   ref?: string;
+  /** key id of the verified signature of the image that boots (null: unsigned or not checked) */
+  signedBy?: string | null;
+  builderId?: string | null;
 }
 
 export interface Deployment {
@@ -88,6 +163,8 @@ export interface Deployment {
   vmm: ProcessRef | null;
   accel: 'kvm' | 'tcg' | null;
   boot: BootMetrics;
+  /** what the running app listens on and whether that serves its published ports (null before the app starts) */
+  listen: ListenStatus | null;
   createdAt: number;
   updatedAt: number;
   startedAt: number | null;
@@ -115,7 +192,7 @@ export interface Operation {
 export interface DeploymentEvent { id: number; deployment: string; at: number; type: string; message: string; }
 
 /** Fields a state transition may set along with the new state. */
-export type DeploymentPatch = Partial<Pick<Deployment, 'exitCode' | 'code' | 'reason' | 'image' | 'supervisor' | 'vmm' | 'accel' | 'boot' | 'startedAt' | 'endedAt'>>;
+export type DeploymentPatch = Partial<Pick<Deployment, 'exitCode' | 'code' | 'reason' | 'image' | 'supervisor' | 'vmm' | 'accel' | 'boot' | 'listen' | 'startedAt' | 'endedAt'>>;
 
 export interface Store {
   /** Inserts a deployment and its deploy operation atomically; fails with E_NAME_TAKEN if the name exists and with E_PORT_IN_USE if a live deployment publishes one of its host ports. */

@@ -194,7 +194,7 @@ describe('control plane API conformance (unikctld --runner fake)', () => {
       expect(m.type).toMatch(/^text\/plain/);
       text = m.text;
       const done = sample(text, 'unikctld_operation_duration_seconds_count', { kind: 'deploy', outcome: 'succeeded' });
-      if (done >= 6 && sample(text, 'unikctld_queue_jobs', { state: 'queued' }) === 0 && sample(text, 'unikctld_queue_jobs', { state: 'running' }) === 0) break;
+      if (done >= 6 && sample(text, 'unikctld_queue_operations', { state: 'queued' }) === 0 && sample(text, 'unikctld_queue_operations', { state: 'running' }) === 0) break;
       if (Date.now() > deadline) throw new Error(`the deploy jobs did not finish in 30 s:\n${text}\n--- server log ---\n${serverLog}`);
       await new Promise((r) => setTimeout(r, 100));
     }

@@ -54,4 +54,25 @@ describe('deploy --wait (waitSettled)', () => {
     expect(d).toBeNull();
     expect(op?.error?.code).toBe('E_PACKAGE_NOT_FOUND');
   });
+
+  it('a running app whose listeners are still being checked is not settled; its warning is the answer', async () => {
+    const warning = { code: 'E_LISTENING_LOCALHOST_ONLY' as const, message: 'the app listens on 127.0.0.1:8080 only', fix: 'bind 0.0.0.0' };
+    const client = timeline([
+      { at: 0, d: { state: 'running', listen: { health: 'checking', ports: [8080], listeners: null, warning: null, since: 0 } }, op: { state: 'succeeded' } },
+      { at: 300, d: { state: 'running', listen: { health: 'localhost-only', ports: [8080], listeners: [{ address: '127.0.0.1', port: 8080 }], warning, since: 1 } }, op: { state: 'succeeded' } },
+    ]);
+    const t0 = Date.now();
+    const { d } = await waitSettled(client, result, 5000);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
+    expect(d?.listen?.warning?.code).toBe('E_LISTENING_LOCALHOST_ONLY');
+  });
+
+  it('a running app without published ports, or from a peer without the check, is settled at once', async () => {
+    for (const listen of [{ health: 'no-ports' as const, ports: [], listeners: [], warning: null, since: 0 }, undefined]) {
+      const client = timeline([{ at: 0, d: { state: 'running', ...(listen ? { listen } : {}) }, op: { state: 'succeeded' } }]);
+      const t0 = Date.now();
+      expect((await waitSettled(client, result, 5000)).d?.state).toBe('running');
+      expect(Date.now() - t0).toBeLessThan(1000);
+    }
+  });
 });

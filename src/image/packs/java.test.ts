@@ -1,4 +1,4 @@
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { deflateRawSync } from 'node:zlib';
@@ -7,9 +7,11 @@ import { UserError } from '../../errors.js';
 import type { BuildContext, BuildMode } from '../pack.js';
 import { RootfsBuilder } from '../rootfs.js';
 import { javaPack } from './java.js';
-import { parseManifest, readJarManifest } from './java/jar.js';
+import { gradleIncludes, gradleLockProblems, gradleTask, scriptMainClass } from './java/gradle.js';
+import { extractJar, parseManifest, readJarManifest } from './java/jar.js';
 import { chooseModules, findJdk, jdepsArgs, jlinkArgs, jvmOptions, mavenArgs, parseModuleDeps, pickRunnableJar } from './java/plan.js';
 import { looseVersion, mavenModelProblems, pomLockProblems, readPom } from './java/pom.js';
+import { SPRING_BOOT_FALLBACK_MODULES, springBootLayout, unpackSpringBoot } from './java/springboot.js';
 
 let tmp: string;
 beforeEach(() => {
@@ -222,16 +224,15 @@ describe('java pack: missing toolchains', () => {
     expect(e.hint).toContain('Maven');
   });
 
-  it('a Gradle project without gradle or ./gradlew: E_TOOLCHAIN_MISSING naming Gradle; with a wrapper: E_NOT_IMPLEMENTED', async () => {
+  it('a Gradle project without gradle or ./gradlew: E_TOOLCHAIN_MISSING naming both', async () => {
     const empty = join(tmp, 'empty');
     mkdirSync(empty);
     const dir = project({ 'build.gradle': "plugins { id 'application' }\n" });
     const e = await errorOf(javaPack.build(ctxFor(dir, 'release', { PATH: empty }), new RootfsBuilder(join(tmp, 'stage'))));
     expect(e.code).toBe('E_TOOLCHAIN_MISSING');
-    expect(e.message).toContain('Gradle');
-    script(join(dir, 'gradlew'), 'exit 0');
-    const e2 = await errorOf(javaPack.build(ctxFor(dir, 'release', { PATH: empty }), new RootfsBuilder(join(tmp, 'stage2'))));
-    expect(e2.code).toBe('E_NOT_IMPLEMENTED');
+    expect(e.message).toContain('./gradlew');
+    expect(e.message).toContain('gradle is not on PATH');
+    expect(e.hint).toContain('wrapper');
   });
 });
 
@@ -307,7 +308,7 @@ describe('java pack: the runnable jar', () => {
     rmSync(join(t, 'app-jar-with-dependencies.jar'));
     zip(join(t, 'lib', 'dep.jar'), { 'd/D.class': 'x' });
     const thin = pickRunnableJar(t);
-    expect(thin).toEqual({ jar: join(t, 'app.jar'), mainClass: 'a.Main', classPath: ['lib/dep.jar'], skipped: ['lib/missing.jar', '../outside.jar'] });
+    expect(thin).toMatchObject({ jar: join(t, 'app.jar'), mainClass: 'a.Main', classPath: ['lib/dep.jar'], skipped: ['lib/missing.jar', '../outside.jar'] });
     expect(pickRunnableJar(join(tmp, 'nope'))).toBeNull();
   });
 
@@ -319,5 +320,269 @@ describe('java pack: the runnable jar', () => {
     const e = await errorOf(javaPack.build(ctxFor(dir, 'release', env), new RootfsBuilder(join(tmp, 'stage'))));
     expect(e.code).toBe('E_ARTIFACT_MISSING');
     expect(e.hint).toContain('mainClass');
+  });
+});
+
+/**
+ * A fake JDK whose jlink makes a runtime directory (bin/java that exits 0, so the CDS dump finds no archive)
+ * and whose jdeps prints `modules` (or fails with `jdepsError`), and a bin dir for the build tool stand-ins.
+ */
+function linkingToolchain(opts: { modules?: string; jdepsError?: string } = {}): NodeJS.ProcessEnv {
+  const env = fakeToolchain({ mvn: false });
+  const jdk = join(tmp, 'jdk');
+  script(join(jdk, 'bin', 'jdeps'), opts.jdepsError ? `echo "${opts.jdepsError}" >&2; exit 1` : `echo "${opts.modules ?? 'java.base'}"`);
+  script(join(jdk, 'bin', 'jlink'), 'out=""; prev=""; for a in "$@"; do [ "$prev" = "--output" ] && out="$a"; prev="$a"; done\nmkdir -p "$out/bin" "$out/lib"\nprintf "#!/bin/sh\\nexit 0\\n" > "$out/bin/java"; chmod +x "$out/bin/java"');
+  writeFileSync(join(jdk, 'release'), 'IMPLEMENTOR="Test"\nJAVA_VERSION="17.0.99"\nMODULES="java.base java.desktop java.logging java.management java.naming java.sql java.xml jdk.crypto.ec jdk.httpserver jdk.unsupported java.compiler java.instrument java.net.http java.prefs java.rmi java.scripting java.security.jgss jdk.jfr jdk.management jdk.zipfs"\n');
+  return env;
+}
+
+const MANIFEST = (main: string, extra = ''): string => `Manifest-Version: 1.0\nMain-Class: ${main}\n${extra}`;
+const BOOT_MANIFEST = MANIFEST('org.springframework.boot.loader.launch.JarLauncher', 'Start-Class: example.App\nSpring-Boot-Version: 3.5.7\nSpring-Boot-Classes: BOOT-INF/classes/\nSpring-Boot-Lib: BOOT-INF/lib/\n');
+
+/** The parent pom of a two-module build (lib + app). */
+const PARENT_POM = (modules: string[]): string => `<project><modelVersion>4.0.0</modelVersion><groupId>example</groupId><artifactId>parent</artifactId><version>1</version>
+  <packaging>pom</packaging><modules>${modules.map((m) => `<module>${m}</module>`).join('')}</modules>
+  <properties><project.build.outputTimestamp>2024-01-01T00:00:00Z</project.build.outputTimestamp></properties>
+  <profiles><profile><id>extra</id><modules><module>not-built</module></modules></profile></profiles></project>`;
+const MODULE_POM = (a: string): string => `<project><parent><groupId>example</groupId><artifactId>parent</artifactId><version>1</version></parent><artifactId>${a}</artifactId></project>`;
+
+describe('java pack: Spring Boot nested jars', () => {
+  it('reads the Boot layout from the manifest; other jars are not Boot jars', () => {
+    expect(springBootLayout(parseManifest(BOOT_MANIFEST))).toEqual({ startClass: 'example.App', classes: 'BOOT-INF/classes/', lib: 'BOOT-INF/lib/', version: '3.5.7' });
+    // Boot before 3.2: the launcher's old package, default directories
+    expect(springBootLayout({ 'Main-Class': 'org.springframework.boot.loader.JarLauncher', 'Start-Class': 'a.B' })).toMatchObject({ lib: 'BOOT-INF/lib/', version: null });
+    expect(springBootLayout({ 'Main-Class': 'a.Main' })).toBeNull();
+  });
+
+  it('unpacks the app classes, the launcher and the nested jars for jdeps; refuses entries escaping the directory', () => {
+    const jar = join(tmp, 'boot.jar');
+    zip(jar, {
+      'META-INF/MANIFEST.MF': BOOT_MANIFEST, 'BOOT-INF/classes/example/App.class': 'app', 'BOOT-INF/classes/application.properties': 'x=1',
+      'BOOT-INF/lib/spring-core.jar': 'core', 'BOOT-INF/lib/tomcat.jar': 'tc', 'BOOT-INF/classpath.idx': '-', 'org/springframework/boot/loader/launch/JarLauncher.class': 'l',
+    }, true);
+    const out = join(tmp, 'unpacked');
+    const layout = springBootLayout(parseManifest(BOOT_MANIFEST));
+    if (!layout) throw new Error('not a Boot manifest');
+    const u = unpackSpringBoot(jar, layout, out);
+    expect(u).toEqual({ inputs: [join(out, 'classes'), join(out, 'loader'), join(out, 'lib', 'spring-core.jar'), join(out, 'lib', 'tomcat.jar')], libs: 2 });
+    expect(readFileSync(join(out, 'lib', 'tomcat.jar'), 'utf8')).toBe('tc');
+    expect(existsSync(join(out, 'classes', 'application.properties'))).toBe(false);
+    zip(join(tmp, 'evil.jar'), { 'META-INF/MANIFEST.MF': BOOT_MANIFEST, 'BOOT-INF/classes/../../../x.class': 'x' });
+    expect(() => extractJar(join(tmp, 'evil.jar'), join(tmp, 'e'), (n) => n.slice('BOOT-INF/classes/'.length))).toThrow(/outside the archive root/);
+  });
+
+  it('builds a Boot jar: jdeps over the unpacked jar, java -jar through JarLauncher, 512 MiB', async () => {
+    const env = linkingToolchain({ modules: 'java.base,java.desktop,java.sql' });
+    script(join(tmp, 'bin', 'mvn'), 'echo "Apache Maven 3.9.9"; exit 0');
+    const dir = project({ 'pom.xml': POM() });
+    zip(join(dir, 'target', 'app.jar'), { 'META-INF/MANIFEST.MF': BOOT_MANIFEST, 'BOOT-INF/classes/example/App.class': 'a', 'BOOT-INF/lib/x.jar': 'x' });
+    const ctx = ctxFor(dir, 'release', env);
+    const rootfs = new RootfsBuilder(join(tmp, 'stage'));
+    const r = await javaPack.build(ctx, rootfs);
+    expect(r.run).toMatchObject({ command: ['/opt/java/bin/java', '-jar', '/app/app.jar'], memoryMiB: 512 });
+    expect(r.toolchain).toMatchObject({ springBoot: '3.5.7', jlinkModules: 'java.base,java.desktop,java.sql' });
+    expect(ctx.logs.join('\n')).toContain('Spring Boot 3.5.7 jar: Start-Class example.App, 1 nested jars in BOOT-INF/lib/');
+    expect(existsSync(rootfs.hostPath('/app/app.jar'))).toBe(true);
+  });
+
+  it('a Boot jar jdeps cannot read gets the documented fallback set, with a warning; a plain jar fails', async () => {
+    const env = linkingToolchain({ jdepsError: 'Error: unsupported class file major version 69' });
+    script(join(tmp, 'bin', 'mvn'), 'echo "Apache Maven 3.9.9"; exit 0');
+    const dir = project({ 'pom.xml': POM() });
+    zip(join(dir, 'target', 'app.jar'), { 'META-INF/MANIFEST.MF': BOOT_MANIFEST, 'BOOT-INF/lib/x.jar': 'x' });
+    const ctx = ctxFor(dir, 'release', env);
+    const r = await javaPack.build(ctx, new RootfsBuilder(join(tmp, 'stage')));
+    expect(r.toolchain.jlinkModules?.split(',')).toEqual([...SPRING_BOOT_FALLBACK_MODULES].sort());
+    expect(ctx.warnings.join('\n')).toMatch(/jdeps could not analyse the Spring Boot jar \(Error: unsupported class file major version 69\); linking the fallback/);
+
+    const plain = project({ 'pom.xml': POM() }, 'plain');
+    zip(join(plain, 'target', 'app.jar'), { 'META-INF/MANIFEST.MF': MANIFEST('a.Main') });
+    const e = await errorOf(javaPack.build(ctxFor(plain, 'release', env), new RootfsBuilder(join(tmp, 'stage2'))));
+    expect(e.code).toBe('E_BUILD_FAILED');
+    expect(e.message).toContain('unsupported class file major version 69');
+  });
+});
+
+describe('java pack: multi-module Maven', () => {
+  /** A fake mvn that records its argv and leaves the jars of `jars` (module → manifest) in module/target. */
+  function mvnMaking(jars: Record<string, string | null>): string {
+    const lines = Object.entries(jars).map(([m, manifest]) => {
+      const src = join(tmp, 'fixtures', `${m}.jar`);
+      zip(src, manifest ? { 'META-INF/MANIFEST.MF': manifest, 'x/X.class': m } : { 'x/X.class': m });
+      return `mkdir -p ${m}/target && cp ${src} ${m}/target/${m}.jar`;
+    });
+    script(join(tmp, 'bin', 'mvn'), `echo "$@" > ${join(tmp, 'mvn-argv')}\necho "Apache Maven 3.9.9"\n${lines.join('\n')}`);
+    return join(tmp, 'mvn-argv');
+  }
+
+  it('reads <modules> (not the profiles\' ones)', () => {
+    expect(readPom(PARENT_POM(['lib', 'app/'])).modules).toEqual(['lib', 'app']);
+    expect(readPom(POM()).modules).toEqual([]);
+  });
+
+  it('builds the whole reactor and runs the only module that made a runnable jar', async () => {
+    const env = linkingToolchain();
+    mvnMaking({ lib: null, app: MANIFEST('example.app.Main') });
+    const dir = project({ 'pom.xml': PARENT_POM(['lib', 'app']), 'lib/pom.xml': MODULE_POM('lib'), 'app/pom.xml': MODULE_POM('app') });
+    const ctx = ctxFor(dir, 'release', env);
+    const r = await javaPack.build(ctx, new RootfsBuilder(join(tmp, 'stage')));
+    expect(r.run.command).toEqual(['/opt/java/bin/java', '-jar', '/app/app.jar']);
+    expect(r.toolchain).toMatchObject({ mavenModule: 'app' });
+    expect(r.paths).toEqual({ 'app/target/app.jar': '/app/app.jar' });
+    expect(ctx.logs).toContain('module app: the only module that built a runnable jar');
+    expect(readFileSync(join(tmp, 'mvn-argv'), 'utf8')).not.toContain('--projects');
+  });
+
+  it('several runnable jars: E_ENTRY_AMBIGUOUS naming them and unik.yaml module:; module: picks one and builds only it', async () => {
+    const env = linkingToolchain();
+    mvnMaking({ tool: MANIFEST('example.tool.Main'), app: MANIFEST('example.app.Main') });
+    const dir = project({ 'pom.xml': PARENT_POM(['tool', 'app']), 'tool/pom.xml': MODULE_POM('tool'), 'app/pom.xml': MODULE_POM('app') });
+    const e = await errorOf(javaPack.build(ctxFor(dir, 'release', env), new RootfsBuilder(join(tmp, 'stage'))));
+    expect(e.code).toBe('E_ENTRY_AMBIGUOUS');
+    expect(e.message).toBe('the Maven build produced 2 runnable jars: tool (tool/target/tool.jar, Main-Class example.tool.Main); app (app/target/app.jar, Main-Class example.app.Main)');
+    expect(e.hint).toBe('say which module runs in unik.yaml, e.g. module: tool');
+
+    const ctx = { ...ctxFor(dir, 'release', env), config: { run: { env: {} }, module: 'app' } };
+    const r = await javaPack.build(ctx, new RootfsBuilder(join(tmp, 'stage2')));
+    expect(r.run.command).toEqual(['/opt/java/bin/java', '-jar', '/app/app.jar']);
+    expect(readFileSync(join(tmp, 'mvn-argv'), 'utf8')).toContain('--projects app --also-make clean package');
+
+    const wrong = { ...ctxFor(dir, 'release', env), config: { run: { env: {} }, module: 'nope' } };
+    const e2 = await errorOf(javaPack.build(wrong, new RootfsBuilder(join(tmp, 'stage3'))));
+    expect(e2.code).toBe('E_UNIKYAML_INVALID');
+    expect(e2.message).toContain('module: nope is not a module of this Maven build (its modules: tool, app)');
+  });
+
+  it('no module made a runnable jar: E_ARTIFACT_MISSING naming the modules looked at; unpinned module poms are refused', async () => {
+    const env = linkingToolchain();
+    mvnMaking({ lib: null, app: null });
+    const dir = project({ 'pom.xml': PARENT_POM(['lib', 'app']), 'lib/pom.xml': MODULE_POM('lib'), 'app/pom.xml': MODULE_POM('app') });
+    const e = await errorOf(javaPack.build(ctxFor(dir, 'release', env), new RootfsBuilder(join(tmp, 'stage'))));
+    expect(e.code).toBe('E_ARTIFACT_MISSING');
+    expect(e.message).toContain('looked in lib, app');
+    writeFileSync(join(dir, 'app', 'pom.xml'), MODULE_POM('app').replace('</artifactId></project>', `</artifactId><dependencies>${dep('r', '[1,2)')}</dependencies></project>`));
+    const e2 = await errorOf(javaPack.build(ctxFor(dir, 'release', env), new RootfsBuilder(join(tmp, 'stage2'))));
+    expect(e2.code).toBe('E_LOCK_REQUIRED');
+    expect(e2.message).toContain('app/pom.xml: dependency g:r uses a version range');
+  });
+});
+
+describe('java pack: Gradle (a stand-in gradle records its argv and leaves the output the real one would)', () => {
+  /**
+   * A fake Gradle at `path`: `--version` prints a version; a build records its argv (one line per call) and
+   * copies `outputs` (fixture file → project-relative path) into place, as the task would.
+   */
+  function fakeGradle(path: string, outputs: Record<string, string>): string {
+    const log = join(tmp, 'gradle-argv');
+    const copies = Object.entries(outputs).map(([src, dst]) => `mkdir -p "$(dirname ${dst})" && cp ${src} ${dst}`).join('\n');
+    script(path, `case "$*" in *--version*) echo; echo "------"; echo "Gradle 8.10.2"; exit 0;; esac\necho "$@" >> ${log}\necho "GRADLE_USER_HOME=$GRADLE_USER_HOME JAVA_HOME=$JAVA_HOME" >> ${log}\n${copies}`);
+    return log;
+  }
+  const fixtureJar = (name: string, entries: Record<string, string>): string => {
+    const p = join(tmp, 'fixtures', name);
+    zip(p, entries);
+    return p;
+  };
+
+  it('reads includes, plugins and the task from Groovy and Kotlin scripts', () => {
+    expect(gradleIncludes("rootProject.name = 'x'\ninclude 'lib', ':app'\n// include 'old'\ninclude(\":services:api\")\n")).toEqual(['lib', 'app', 'services/api']);
+    expect(gradleTask("plugins {\n  id 'java'\n  id 'org.springframework.boot' version '3.5.7'\n}")).toBe('bootJar');
+    expect(gradleTask('plugins {\n    id("org.springframework.boot") version "3.5.7"\n    kotlin("jvm") version "2.2.0"\n}')).toBe('bootJar');
+    expect(gradleTask('plugins {\n    application\n}\napplication { mainClass.set("a.Main") }')).toBe('installDist');
+    expect(gradleTask("apply plugin: 'application'")).toBe('installDist');
+    expect(gradleTask('plugins { id("com.gradleup.shadow") version "8.3.0"\n application }')).toBe('shadowJar');
+    expect(gradleTask("plugins { id 'java-library' }")).toBe('jar');
+    expect(gradleTask("// id 'application'\nplugins { id 'base' }")).toBeNull();
+    expect(scriptMainClass('application { mainClass = "a.B" }')).toBe('a.B');
+    expect(scriptMainClass("mainClassName = 'c.D'")).toBe('c.D');
+  });
+
+  it('flags dynamic versions', () => {
+    expect(gradleLockProblems(`implementation 'a:b:1.+'\nimplementation("c:d:latest.release")\nimplementation 'e:f:[1,2)'\nimplementation 'g:h:1.0-SNAPSHOT'\nimplementation 'i:j:1.2.3'`)).toEqual([
+      'a:b uses a dynamic version (1.+)', 'c:d uses latest.release (latest.release)', 'e:f uses a version range ([1,2))', 'g:h uses a SNAPSHOT (1.0-SNAPSHOT)',
+    ]);
+  });
+
+  it('Kotlin DSL + Spring Boot plugin, wrapper present: ./gradlew --no-daemon … clean bootJar; --offline once resolved; the Boot jar runs', async () => {
+    const env = linkingToolchain({ modules: 'java.base,java.sql' });
+    script(join(tmp, 'bin', 'gradle'), 'echo "the wrapper must win"; exit 1');
+    const dir = project({
+      'settings.gradle.kts': 'rootProject.name = "demo"\n',
+      'build.gradle.kts': 'plugins {\n    java\n    id("org.springframework.boot") version "3.5.7"\n    id("io.spring.dependency-management") version "1.1.7"\n}\n',
+      'src/main/java/example/App.java': 'class App {}',
+    });
+    const log = fakeGradle(join(dir, 'gradlew'), { [fixtureJar('boot.jar', { 'META-INF/MANIFEST.MF': BOOT_MANIFEST, 'BOOT-INF/lib/x.jar': 'x' })]: 'build/libs/demo-0.0.1.jar' });
+    zip(join(dir, 'build', 'libs', 'demo-0.0.1-plain.jar'), { 'x/X.class': 'plain' }); // Boot's plain jar: no Main-Class
+    const ctx = ctxFor(dir, 'release', env);
+    const r = await javaPack.build(ctx, new RootfsBuilder(join(tmp, 'stage')));
+    const gradleHome = join(dir, '.unikctl', 'cache', 'gradle');
+    expect(readFileSync(log, 'utf8').split('\n')).toEqual([
+      `--no-daemon --console=plain --no-build-cache --gradle-user-home=${gradleHome} -Dorg.gradle.java.installations.auto-download=false clean bootJar`,
+      `GRADLE_USER_HOME=${gradleHome} JAVA_HOME=${join(tmp, 'jdk')}`, '',
+    ]);
+    expect(ctx.logs).toContain('gradle: ./gradlew (the project\'s wrapper), Kotlin DSL, task bootJar');
+    expect(r.run).toMatchObject({ command: ['/opt/java/bin/java', '-jar', '/app/demo-0.0.1.jar'], memoryMiB: 512 });
+    expect(r.toolchain).toMatchObject({ gradle: '8.10.2', gradleDsl: 'kotlin', gradleTask: 'bootJar', springBoot: '3.5.7' });
+
+    // the same build scripts again: the dependencies are in the project's Gradle home, so no network is needed
+    await javaPack.build(ctxFor(dir, 'release', env), new RootfsBuilder(join(tmp, 'stage2')));
+    expect(readFileSync(log, 'utf8').split('\n')[2]).toContain('--no-build-cache --offline --gradle-user-home=');
+  });
+
+  it('Groovy DSL + application plugin, gradle on PATH, no wrapper: installDist, run with -cp and the start script\'s main class', async () => {
+    const env = linkingToolchain({ modules: 'java.base,jdk.httpserver' });
+    const log = fakeGradle(join(tmp, 'bin', 'gradle'), {
+      [fixtureJar('app.jar', { 'x/Main.class': 'm' })]: 'build/install/demo/lib/demo.jar',
+      [fixtureJar('dep.jar', { 'd/D.class': 'd' })]: 'build/install/demo/lib/dep-1.0.jar',
+      [join(tmp, 'fixtures', 'start')]: 'build/install/demo/bin/demo',
+    });
+    writeFileSync(join(tmp, 'fixtures', 'start'), '#!/bin/sh\nCLASSPATH=$APP_HOME/lib/demo.jar:$APP_HOME/lib/dep-1.0.jar\nset -- \\\n        "-Dorg.gradle.appname=$APP_BASE_NAME" \\\n        -classpath "$CLASSPATH" \\\n        example.Main \\\n        "$@"\n');
+    const dir = project({ 'build.gradle': "plugins {\n  id 'application'\n}\napplication {\n  mainClass = 'example.Main'\n}\ndependencies { implementation 'g:dep:1.0' }\n" });
+    const ctx = ctxFor(dir, 'release', env);
+    const r = await javaPack.build(ctx, new RootfsBuilder(join(tmp, 'stage')));
+    expect(readFileSync(log, 'utf8').split('\n')[0]).toMatch(/^--no-daemon --console=plain --no-build-cache --gradle-user-home=\S+ -Dorg\.gradle\.java\.installations\.auto-download=false clean installDist$/);
+    expect(ctx.logs.some((l) => l.startsWith(`gradle: ${join(tmp, 'bin', 'gradle')} (gradle on PATH; the project has no ./gradlew), Groovy DSL, task installDist`))).toBe(true);
+    expect(r.run.command).toEqual(['/opt/java/bin/java', '-cp', '/app/demo.jar:/app/dep-1.0.jar', 'example.Main']);
+    expect(r.artifacts.map((a) => a.path)).toEqual(['/app/demo.jar', '/app/dep-1.0.jar', '/opt/java']);
+  });
+
+  it('multi-project: the task path of unik.yaml\'s module; several runnable projects without it are ambiguous; dynamic versions refused', async () => {
+    const env = linkingToolchain();
+    const appJar = fixtureJar('a.jar', { 'META-INF/MANIFEST.MF': MANIFEST('example.App'), 'a/A.class': 'a' });
+    const toolJar = fixtureJar('t.jar', { 'META-INF/MANIFEST.MF': MANIFEST('example.Tool'), 't/T.class': 't' });
+    const log = fakeGradle(join(tmp, 'bin', 'gradle'), { [appJar]: 'app/build/libs/app.jar', [toolJar]: 'tools/cli/build/libs/cli.jar' });
+    const withMain = "plugins { id 'java' }\njar { manifest { attributes 'Main-Class': 'x' } }\n";
+    const dir = project({ 'settings.gradle': "include 'app', 'tools:cli'\n", 'build.gradle': '', 'app/build.gradle': withMain, 'tools/cli/build.gradle': withMain });
+    const e = await errorOf(javaPack.build(ctxFor(dir, 'release', env), new RootfsBuilder(join(tmp, 'stage'))));
+    expect(e.code).toBe('E_ENTRY_AMBIGUOUS');
+    expect(e.message).toContain('the Gradle build produced 2 runnable jars: app (app/build/libs/app.jar, Main-Class example.App); tools/cli (');
+    expect(e.hint).toContain('module: app');
+    expect(readFileSync(log, 'utf8').split('\n')[0]).toMatch(/ clean jar$/);
+
+    const ctx = { ...ctxFor(dir, 'release', env), config: { run: { env: {} }, module: 'tools/cli' } };
+    const r = await javaPack.build(ctx, new RootfsBuilder(join(tmp, 'stage2')));
+    expect(r.run.command).toEqual(['/opt/java/bin/java', '-jar', '/app/cli.jar']);
+    expect(readFileSync(log, 'utf8').split('\n')[2]).toMatch(/ :tools:cli:clean :tools:cli:jar$/);
+
+    writeFileSync(join(dir, 'app', 'build.gradle'), `${withMain}dependencies { implementation 'g:a:2.+' }\n`);
+    const e2 = await errorOf(javaPack.build(ctxFor(dir, 'release', env), new RootfsBuilder(join(tmp, 'stage3'))));
+    expect(e2.code).toBe('E_LOCK_REQUIRED');
+    expect(e2.message).toContain('app/build.gradle: g:a uses a dynamic version (2.+)');
+    writeFileSync(join(dir, 'gradle.lockfile'), 'g:a:2.1=runtimeClasspath\n'); // Gradle dependency locking pins it
+    expect((await javaPack.build(ctx, new RootfsBuilder(join(tmp, 'stage4')))).run.command).toEqual(['/opt/java/bin/java', '-jar', '/app/cli.jar']);
+  });
+
+  it('a wrapper that cannot run (no distribution reachable) is a missing toolchain; no Java plugin says what was read', async () => {
+    const env = linkingToolchain();
+    const dir = project({ 'build.gradle.kts': 'plugins { application }\n' });
+    script(join(dir, 'gradlew'), 'echo "Exception in thread main java.net.UnknownHostException: services.example" >&2; exit 1');
+    const e = await errorOf(javaPack.build(ctxFor(dir, 'release', env), new RootfsBuilder(join(tmp, 'stage'))));
+    expect(e.code).toBe('E_TOOLCHAIN_MISSING');
+    expect(e.message).toMatch(/\.\/gradlew \(the project's wrapper\) does not run \(--version: exit 1\): .*UnknownHostException/);
+
+    const none = project({ 'build.gradle': "plugins { id 'base' }\n", gradlew: '' }, 'none');
+    const e2 = await errorOf(javaPack.build(ctxFor(none, 'release', env), new RootfsBuilder(join(tmp, 'stage2'))));
+    expect(e2.code).toBe('E_NO_PACK');
+    expect(e2.message).toContain('read .: build.gradle');
   });
 });

@@ -115,15 +115,29 @@ describe('rust pack: which binary', () => {
     let err: unknown;
     try { selectBinaries(meta(pkg('srv', ['a', 'b'])), '/p'); } catch (e) { err = e; }
     expect(err).toBeInstanceOf(UserError);
-    expect((err as UserError).code).toBe('E_INVALID_ARGUMENT');
-    expect((err as UserError).message).toContain('a, b');
+    expect((err as UserError).code).toBe('E_ENTRY_AMBIGUOUS');
+    expect((err as UserError).message).toContain('a (package srv), b (package srv)');
+    expect((err as UserError).hint).toContain('main: a');
     expect((err as UserError).hint).toContain('default-run');
+  });
+
+  it('unik.yaml main: picks any binary of the workspace; one that does not exist lists the candidates', () => {
+    const ws = meta(pkg('api', ['api'], null, '/p/crates/api'), pkg('admin', ['admin'], null, '/p/crates/admin'), pkg('core', [], null, '/p/crates/core'));
+    expect(selectBinaries(ws, '/p', undefined, 'api')).toEqual({ bins: ['api'], command: 'api' });
+    // main: wins over run.command and over the package in DIR
+    expect(selectBinaries(ws, '/p/crates/api', ['/app/api'], 'admin')).toEqual({ bins: ['admin'], command: 'admin' });
+    let err: unknown;
+    try { selectBinaries(ws, '/p', undefined, 'server'); } catch (e) { err = e; }
+    expect((err as UserError).code).toBe('E_UNIKYAML_INVALID');
+    expect((err as UserError).message).toContain('main: "server" is not a binary target of the Cargo workspace; its binary targets are: admin, api');
+    expect((err as UserError).hint).toBe('set main: to one of admin, api');
+    expect(() => selectBinaries(meta(pkg('lib', [])), '/p', undefined, 'lib')).toThrow(/it has no binary target/);
   });
 
   it('a workspace: the package in DIR first, else every member', () => {
     const ws = meta(pkg('api', ['api'], null, '/p/api'), pkg('cli', ['cli'], null, '/p/cli'));
     expect(selectBinaries(ws, '/p/api')).toEqual({ bins: ['api'], command: 'api' });
-    expect(() => selectBinaries(ws, '/p')).toThrow(/several binary targets/);
+    expect(() => selectBinaries(ws, '/p')).toThrow('the Cargo workspace has several binary targets: api, cli; which one is the app?');
   });
 
   it('a library-only crate has nothing to run', () => {

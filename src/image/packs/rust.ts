@@ -36,15 +36,28 @@ export interface BinaryChoice {
 }
 
 /**
- * Which binary target(s) to ship: the single bin target of the project (the package in DIR, else the whole
- * workspace); with several, the one unik.yaml run.command names, else the package's `default-run`.
+ * Which binary target(s) to ship. unik.yaml `main:` names one of the workspace's binary targets; without it:
+ * the single bin target of the project (the package in DIR, else the whole workspace); with several, the one
+ * unik.yaml run.command names, else the package's `default-run`; else E_ENTRY_AMBIGUOUS naming the candidates.
  */
-export function selectBinaries(meta: CargoMetadata, dir: string, runCommand?: string[]): BinaryChoice {
+export function selectBinaries(meta: CargoMetadata, dir: string, runCommand?: string[], main?: string): BinaryChoice {
   const members = meta.packages.filter((p) => meta.workspace_members.includes(p.id));
   const binsOf = (p: CargoMetadata['packages'][number]): string[] => p.targets.filter((t) => t.kind.includes('bin')).map((t) => t.name);
   const own = members.find((p) => resolve(dirname(p.manifest_path)) === resolve(dir));
   const scope = own && binsOf(own).length > 0 ? [own] : members;
   const all = [...new Set(scope.flatMap(binsOf))].sort();
+  const describe = (bins: string[]): string => bins.map((b) => {
+    const pkg = members.find((p) => binsOf(p).includes(b));
+    return pkg && pkg.name !== b ? `${b} (package ${pkg.name})` : b;
+  }).join(', ');
+  if (main !== undefined) {
+    // main: may name any binary of the workspace, also outside the package in DIR
+    const everywhere = [...new Set(members.flatMap(binsOf))].sort();
+    if (everywhere.includes(main)) return { bins: [main], command: main };
+    throw new UserError('E_UNIKYAML_INVALID', `unik.yaml main: "${main}" is not a binary target of the Cargo ${members.length > 1 ? 'workspace' : 'package'}; ${everywhere.length ? `its binary targets are: ${describe(everywhere)}` : 'it has no binary target'}`, {
+      hint: everywhere.length ? `set main: to one of ${everywhere.join(', ')}` : 'add src/main.rs (or a [[bin]] target) to the package that builds the server',
+    });
+  }
   if (all.length === 0) {
     throw new UserError('E_INVALID_ARGUMENT', 'the Cargo project has no binary target (src/main.rs or a [[bin]] section): there is nothing to run', {
       hint: 'add src/main.rs (or a [[bin]] target) to the package, or point unikctl at the crate that builds the server',
@@ -59,8 +72,8 @@ export function selectBinaries(meta: CargoMetadata, dir: string, runCommand?: st
   }
   const defaults = [...new Set(scope.map((p) => p.default_run).filter((d): d is string => Boolean(d) && all.includes(d as string)))];
   if (defaults.length === 1) return { bins: defaults, command: defaults[0] as string };
-  throw new UserError('E_INVALID_ARGUMENT', `the Cargo project has several binary targets (${all.join(', ')}): which one is the app?`, {
-    hint: `set default-run = "<name>" in [package] of Cargo.toml, or add run: { command: [/app/${all[0]}] } to unik.yaml`,
+  throw new UserError('E_ENTRY_AMBIGUOUS', `the Cargo ${scope.length > 1 ? 'workspace' : 'package'} has several binary targets: ${describe(all)}; which one is the app?`, {
+    hint: `add main: ${all[0]} (or another of them) to unik.yaml, or set default-run = "<name>" in [package] of Cargo.toml`,
   });
 }
 
@@ -168,7 +181,7 @@ export const rustPack: Pack = {
     const m = await run([cargo, 'metadata', '--format-version', '1', '--no-deps'], { cwd: ctx.dir, env: baseEnv });
     if (m.code !== 0) throw compileFailed('cargo metadata (reading Cargo.toml)', m);
     const meta = JSON.parse(m.stdout) as CargoMetadata;
-    const choice = selectBinaries(meta, ctx.dir, ctx.config?.run.command);
+    const choice = selectBinaries(meta, ctx.dir, ctx.config?.run.command, ctx.config?.main);
 
     const lockFile = join(meta.workspace_root, 'Cargo.lock');
     requireLock(ctx, existsSync(lockFile), 'there is no Cargo.lock', 'run `cargo generate-lockfile` (or `cargo build`) and commit Cargo.lock');

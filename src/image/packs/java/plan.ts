@@ -96,12 +96,14 @@ export function jvmOptions(_mode: BuildMode): string[] {
  * timestamp when the pom has none (reproducible jars). `clean` because javac's debug flags are not part of
  * Maven's incremental-build check.
  */
-export function mavenArgs(opts: { mode: BuildMode; repo: string; hasOutputTimestamp: boolean }): string[] {
+export function mavenArgs(opts: { mode: BuildMode; repo: string; hasOutputTimestamp: boolean; module?: string }): string[] {
   return [
     '-B', '-V', '--no-transfer-progress', '-Dstyle.color=never',
     `-Dmaven.repo.local=${opts.repo}`,
     `-Dmaven.compiler.debug=${opts.mode === 'debug' ? 'true' : 'false'}`,
     ...(opts.hasOutputTimestamp ? [] : ['-Dproject.build.outputTimestamp=1980-01-01T00:00:02Z']),
+    // one module of a multi-module build: it and the modules it depends on (--also-make)
+    ...(opts.module ? ['--projects', opts.module, '--also-make'] : []),
     'clean', 'package',
   ];
 }
@@ -116,6 +118,7 @@ export function jlinkArgs(opts: { mode: BuildMode; modules: string[]; output: st
   return args;
 }
 
+/** jdeps over jars and class directories (a Spring Boot jar's unpacked classes). */
 export function jdepsArgs(opts: { feature: number; jars: string[] }): string[] {
   return ['--print-module-deps', '--ignore-missing-deps', '--multi-release', String(opts.feature), ...opts.jars];
 }
@@ -148,6 +151,7 @@ export interface RunnableJar {
   classPath: string[];
   /** Class-Path entries that are missing or point outside the jar's directory */
   skipped: string[];
+  manifest: Record<string, string>;
 }
 
 /**
@@ -182,5 +186,5 @@ export function pickRunnableJar(buildDir: string): RunnableJar | null {
     if (norm.startsWith('/') || norm.startsWith('..') || !existsSync(host) || !statSync(host).isFile()) skipped.push(entry);
     else classPath.push(relative(buildDir, host));
   }
-  return { jar: best.jar, mainClass: best.manifest['Main-Class'] ?? '', classPath, skipped };
+  return { jar: best.jar, mainClass: best.manifest['Main-Class'] ?? '', classPath, skipped, manifest: best.manifest };
 }

@@ -18,6 +18,8 @@ export interface PomInfo {
   addModules: string[];
   /** unikctl.cds (default true): dump a class data sharing archive into the runtime */
   cds: boolean;
+  /** <modules> of an aggregator pom (directories relative to it), profiles' modules excluded */
+  modules: string[];
 }
 
 /** XML comments and CDATA would confuse the tag scanning below. */
@@ -78,6 +80,8 @@ export function readPom(xmlRaw: string): PomInfo {
     packaging: /<packaging>([^<]*)<\/packaging>/.exec(topLevel)?.[1]?.trim() ?? 'jar',
     addModules,
     cds: (props['unikctl.cds'] ?? 'true').toLowerCase() !== 'false',
+    modules: [...(blocks(xml.replace(/<profiles(?:\s[^>]*)?>[\s\S]*?<\/profiles>/g, ''), 'modules')[0] ?? '').matchAll(/<module>([^<]*)<\/module>/g)]
+      .map((m) => (m[1] ?? '').trim().replace(/\/+$/, '')).filter(Boolean),
   };
 }
 
