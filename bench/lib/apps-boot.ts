@@ -22,7 +22,9 @@ async function firstHttp(url: string, expect: string, t0: number): Promise<numbe
   const deadline = t0 + FIRST_HTTP_TIMEOUT_MS;
   while (performance.now() < deadline) {
     try {
-      const r = await fetch(url, { signal: AbortSignal.timeout(3000) });
+      // one attempt may be long: a first server-side render (Next) or a worker still importing Django under TCG
+      // would be aborted by a short bound and asked for again, forever
+      const r = await fetch(url, { signal: AbortSignal.timeout(90_000) });
       const body = await r.text();
       if (r.ok && body.includes(expect)) return performance.now() - t0;
     } catch { /* not listening yet */ }

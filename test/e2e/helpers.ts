@@ -100,13 +100,17 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** GET with retries: `running` means the app process started, not that it already listens. */
-export async function httpGet(url: string, timeoutMs = 30_000): Promise<string> {
+/**
+ * GET with retries: `running` means the app process started, not that it already listens. `requestMs` bounds one
+ * attempt: raise it for an app whose first answer is slow work (a server-side render under TCG), which a short
+ * bound would abort and ask for again, forever.
+ */
+export async function httpGet(url: string, timeoutMs = 30_000, requestMs = 3000): Promise<string> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {
     try {
-      const r = await fetch(url, { signal: AbortSignal.timeout(3000) });
+      const r = await fetch(url, { signal: AbortSignal.timeout(Math.min(requestMs, Math.max(1, deadline - Date.now()))) });
       if (r.ok) return await r.text();
       last = new Error(`HTTP ${r.status}`);
     } catch (e) {
@@ -148,14 +152,17 @@ export function shareBuildCache(app: string, example: string): void {
 
 /**
  * Deploys the built example with -p, waits for `route` to answer (prints deploy → first HTTP response), waits for
- * `logLine` in the logs, destroys and checks that nothing answers any more. The body and logs are for the caller.
+ * `logLine` in the logs, runs `whileUp` (more requests, given the base URL), destroys and checks that nothing answers
+ * any more. The body and logs are for the caller.
  */
-export async function deployServeDestroy(home: TestHome, o: { dir: string; name: string; route: string; logLine: RegExp; timeoutMs: number }): Promise<{ body: string; logs: string }> {
+export async function deployServeDestroy(home: TestHome, o: {
+  dir: string; name: string; route: string; logLine: RegExp; timeoutMs: number; requestMs?: number; whileUp?: (base: string) => Promise<void>;
+}): Promise<{ body: string; logs: string }> {
   const port = await freePort();
   const t0 = Date.now();
   const r = await home.cli(['deploy', `local/${o.dir}`, '-p', `${port}:8080`, '--name', o.name, '--json']);
   expect(r.code, r.stderr).toBe(0);
-  const body = await httpGet(`http://127.0.0.1:${port}${o.route}`, o.timeoutMs);
+  const body = await httpGet(`http://127.0.0.1:${port}${o.route}`, o.timeoutMs, o.requestMs);
   console.log(`${o.dir}: deploy → first HTTP response ${((Date.now() - t0) / 1000).toFixed(1)} s (${process.env.UNIKCTL_ACCEL ?? 'tcg'})`);
 
   let logs = '';
@@ -164,6 +171,7 @@ export async function deployServeDestroy(home: TestHome, o: { dir: string; name:
     await new Promise((res) => setTimeout(res, 200));
   }
   expect(logs).toMatch(o.logLine);
+  await o.whileUp?.(`http://127.0.0.1:${port}`);
 
   const d = await home.cli(['destroy', o.name, '--wait', '--json']);
   expect(d.code, d.stderr).toBe(0);

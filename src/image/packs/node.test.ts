@@ -168,6 +168,14 @@ describe('the start command', () => {
     } catch (e) {
       expect((e as UserError).hint).toContain('unik.yaml:  run: { command: [/usr/bin/node, /app/server.js] }');
     }
+    // Next.js without output: 'standalone' (`next start` would need the compiler and the whole next package in the image)
+    try {
+      resolveEntry(proj, { scripts: { build: 'next build', start: 'next start' }, dependencies: { next: '16.4.6' } }, () => {});
+      expect.unreachable();
+    } catch (e) {
+      expect((e as UserError).message).toContain('the start script "next start" is not a simple `node file.js` command and package.json has no "main"');
+      expect((e as UserError).hint).toMatch(/^set output: 'standalone' in next\.config\.js .*\.next\/standalone\/server\.js/);
+    }
   });
 
   it('an app it cannot start: the message says what package.json and the tree hold, the hint the unik.yaml line', () => {

@@ -10,6 +10,7 @@ import { compileFailed, hasFile } from './common.js';
 import { installSteps, lockState, planInstall, toolLabel } from './node/managers.js';
 import { DEFAULT_MEMORY_MIB, GUEST_APP, GUEST_NODE, guestCommand, modeRuntime, resolveEntry, type PackageJson } from './node/plan.js';
 import { findHostNode, formatSize, npmEnv, preparedNode, sha256OfFile, stageApp, toolArgv, treeSize } from './node/runtime.js';
+import { completeStandalone, findStandalone, type StandaloneOutput } from './node/standalone.js';
 
 /**
  * Node.js: the host's node binary (stripped in release) with its shared-library closure at /usr/bin/node, and
@@ -39,7 +40,7 @@ export const nodePack: Pack = {
     const env = npmEnv(ctx.env, host.binary);
 
     // 1. the app, staged without node_modules/.git/.unikctl (and without the extra-root directory of unik.yaml)
-    const app = join(ctx.workDir, 'app');
+    let app = join(ctx.workDir, 'app');
     const extraRoot = ctx.config?.rootfs ? posix.normalize(ctx.config.rootfs).replace(/\/+$/, '') : null;
     stageApp(ctx.dir, app, extraRoot ? [extraRoot] : []);
 
@@ -48,7 +49,12 @@ export const nodePack: Pack = {
     const steps = installSteps(plan, ctx.cacheDir, env);
     if (!plan.production && plan.build === null) ctx.log('no production dependencies: nothing to install');
     const argv = steps.length > 0 ? await toolArgv(plan.tool, host, ctx.cacheDir, env, ctx.log) : [];
+    let standalone: StandaloneOutput | null = null;
     for (const step of steps) {
+      if (standalone && step.kind === 'production') {
+        ctx.log(`${step.what}: skipped (the standalone output carries the traced node_modules its server needs)`);
+        continue;
+      }
       if (step.clean) rmSync(join(app, 'node_modules'), { recursive: true, force: true });
       const stepEnv: NodeJS.ProcessEnv = { ...env, ...step.env };
       if (step.dropNodeEnv) delete stepEnv.NODE_ENV;
@@ -61,9 +67,16 @@ export const nodePack: Pack = {
         throw new UserError('E_TOOLCHAIN_MISSING', `cannot run ${argv.join(' ')}: ${(e as Error).message}`, { hint: 'install npm (apt-get install npm, or Node.js from https://nodejs.org)' });
       }
       if (r.code !== 0) throw compileFailed(label, r);
+      if (step.kind === 'build') {
+        standalone = findStandalone(app);
+        if (standalone) {
+          ctx.log(`build output: ${standalone.describe}${standalone.copies.length > 0 ? `, with ${standalone.copies.map((c) => c.from).join(' and ')} copied in` : ''}: it is /app`);
+          app = completeStandalone(app, standalone);
+        }
+      }
     }
     // the build's dev dependencies (and caches it left in node_modules) never reach the image
-    if (!plan.production) rmSync(join(app, 'node_modules'), { recursive: true, force: true });
+    if (!plan.production && !standalone) rmSync(join(app, 'node_modules'), { recursive: true, force: true });
     // install-time configuration (registry tokens!), the package managers' own state and unikctl's files do not belong in the image
     for (const f of ['.npmrc', '.yarnrc', '.yarnrc.yml', '.pnpmfile.cjs', '.yarn', 'unik.yaml', 'unik.yml']) rmSync(join(app, f), { recursive: true, force: true });
 
@@ -75,6 +88,11 @@ export const nodePack: Pack = {
       command = ctx.config.run.command;
       runEnv = runtime.env;
       ctx.log(`start: unik.yaml run.command ${command.join(' ')}`);
+    } else if (standalone) {
+      // the standalone server.js reads PORT and HOSTNAME (default 0.0.0.0) itself
+      const entry = { script: standalone.server, nodeArgs: [], args: [], env: {}, source: standalone.describe };
+      ctx.log(`start: ${entry.script} (from the ${entry.source})`);
+      ({ command, env: runEnv } = guestCommand(entry, ctx.mode));
     } else {
       const entry = resolveEntry(app, pkg, ctx.warn);
       ctx.log(`start: ${entry.script} (from ${entry.source})`);

@@ -7,11 +7,12 @@ import { fileDigest, treeDigest } from '../inputs.js';
 import type { BuildContext, BuildMode, Pack, PackArtifact } from '../pack.js';
 import { compileFailed, hasFile, requireLock, requireTool } from './common.js';
 import { dropRunpath } from './python/elfpatch.js';
-import { GUEST_PYTHON, launcher, planEntry, type EntryFile } from './python/entry.js';
+import { GUEST_PYTHON, launcher, planEntry, serverModules, type EntryFile } from './python/entry.js';
 import { HELPER_PY } from './python/helper.js';
 import { exportFailure, planInstall, toolEnv, type PyTool } from './python/install.js';
 import { checkRequirements } from './python/requirements.js';
 import { analyzeConfig, planStdlib, type FoundModule } from './python/stdlib.js';
+import { planTzdata, TZ_SKIP } from './python/tzdata.js';
 
 /**
  * Python (CPython from the host): the interpreter, its shared-library closure, ONLY the stdlib modules the app
@@ -22,7 +23,8 @@ import { analyzeConfig, planStdlib, type FoundModule } from './python/stdlib.js'
  *
  * Guest layout (Debian-like, prefix /usr): /usr/bin/python3, /usr/lib/x86_64-linux-gnu/libpython3.X.so.1.0
  * (a default loader directory: the interpreter's RUNPATH into the host prefix is removed), /usr/lib/python3.X
- * (pruned stdlib, lib-dynload), /usr/lib/python3.X/site-packages (dependencies), /app (the project).
+ * (pruned stdlib, lib-dynload), /usr/lib/python3.X/site-packages (dependencies), /app (the project), and
+ * /usr/share/zoneinfo when the app can import zoneinfo (python/tzdata.ts).
  *
  * release: stdlib, dependencies and app modules compiled to sourceless .pyc (optimize 2 = -OO, deterministic
  *          unchecked-hash headers, guest paths in code objects) with the .py dropped (the entry script stays a
@@ -53,6 +55,8 @@ export interface PythonInfo {
   dynloadRel: string;
   siteGuest: string;
   pyproject: null | { error: string } | PyprojectFacts;
+  /** the interpreter's compiled-in zoneinfo search path */
+  tzpath: string[];
 }
 
 /** pyproject.toml as helper.py reads it */
@@ -292,7 +296,7 @@ export const pythonPack: Pack = {
     const facts = await helper<{ consoleScripts: Record<string, string>; files: EntryFile[] }>(py, 'entry', {
       target, dir: ctx.dir, files: ['main.py', 'app.py'].filter((f) => existsSync(join(ctx.dir, f))),
     });
-    const entry = planEntry({ configured, files: facts.files, projectScripts: project?.scripts ?? {}, consoleScripts: facts.consoleScripts, flags });
+    const entry = planEntry({ configured, files: facts.files, projectScripts: project?.scripts ?? {}, consoleScripts: facts.consoleScripts, flags, serverModules: serverModules(appPy) });
     ctx.log(`entry point: ${entry.describe}`);
     const command = entry.command;
     // scripts started by path stay sources: the entry, anything the command names, and files no import can reach
@@ -322,6 +326,30 @@ export const pythonPack: Pack = {
     if (existsSync(target)) {
       mkdirSync(join(root, info.siteGuest), { recursive: true });
       copyTree(target, join(root, info.siteGuest));
+    }
+    // --- the time zone database, when the app can import zoneinfo (python/tzdata.ts)
+    const tz = planTzdata({
+      modules: plan.modules, tzpath: info.tzpath, siteHasTzdata: existsSync(join(target, 'tzdata', 'zoneinfo')),
+      isDir: (p) => { try { return statSync(p).isDirectory(); } catch { return false; } },
+    });
+    if (tz === 'missing') {
+      ctx.warn(`the app can import zoneinfo but this host has no time zone database (searched ${info.tzpath.join(', ') || 'no TZPATH'}): ZoneInfo("Region/City") will fail in the VM; add tzdata to ${lockName ?? 'requirements.txt'} or install the host's tzdata package`);
+    } else if (tz) {
+      for (const e of readdirSync(tz.host).sort()) {
+        if (TZ_SKIP.has(e)) continue;
+        const s = join(tz.host, e);
+        const d = join(root, tz.guest, e);
+        const st = lstatSync(s);
+        if (st.isDirectory()) copyTree(s, d);
+        else if (st.isSymbolicLink()) {
+          // localtime → /etc/localtime is the host's own setting: not the guest's
+          const to = readlinkSync(s);
+          if (to.startsWith('/')) continue;
+          mkdirSync(dirname(d), { recursive: true });
+          symlinkSync(to, d);
+        }
+        else if (st.isFile()) copyInto(s, d);
+      }
     }
 
     // --- interpreter and libpython
@@ -380,6 +408,7 @@ export const pythonPack: Pack = {
     // --- into the root filesystem, with the shared-library closure
     rootfs.addTree(join(root, 'usr'), '/usr');
     rootfs.addTree(appDir, '/app');
+    if (tz && tz !== 'missing' && !tz.guest.startsWith('/usr/')) rootfs.addTree(join(root, tz.guest), tz.guest);
     const elfs = [...rootfs.elfFilesUnder('/usr'), ...rootfs.elfFilesUnder('/app')].map((g) => rootfs.hostPath(g));
     const closure = libraryClosure(elfs, { searchDirs: [rootfs.hostPath(GUEST_LIBDIR), ...DEFAULT_SEARCH_DIRS] });
     let libs = 0;
@@ -403,6 +432,7 @@ export const pythonPack: Pack = {
     const stdlibSize = sizeOf(guestStdlib) - (existsSync(target) && info.siteGuest.startsWith(guestStdlib) ? sizeOf(info.siteGuest) : 0);
     const naive = statSync(py).size + (info.libpython ? statSync(info.libpython).size : 0) + stdlibFull + treeSize(target);
     ctx.log(`stdlib: kept ${plan.modules.length} modules (${plan.files.length} files, ${plan.extensions.length} extensions, ${mb(stdlibSize)}) of ${mb(stdlibFull)}; ${libs} shared libraries`);
+    if (tz && tz !== 'missing') ctx.log(`time zone database: ${tz.host} → ${tz.guest} (${mb(sizeOf(tz.guest))}; the app can import zoneinfo)`);
     ctx.log(`python closure: ${mb(sizeOf('/usr'))} uncompressed (a naive interpreter + whole stdlib + site-packages tree: ${mb(naive)})`);
 
     const artifacts: PackArtifact[] = [
@@ -410,6 +440,7 @@ export const pythonPack: Pack = {
       ...(libGuest ? [{ path: libGuest, size: sizeOf(libGuest) }] : []),
       { path: guestStdlib, size: stdlibSize },
       ...(existsSync(target) ? [{ path: info.siteGuest, size: sizeOf(info.siteGuest) }] : []),
+      ...(tz && tz !== 'missing' ? [{ path: tz.guest, size: sizeOf(tz.guest) }] : []),
       { path: '/app', size: sizeOf('/app') },
     ];
     return {

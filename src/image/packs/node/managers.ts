@@ -193,6 +193,8 @@ export function planInstall(pkg: PackageJson, locks: LockState, mode: BuildMode,
 export interface Step {
   /** what the step does, for the build log */
   what: string;
+  /** the full install, the build script, or the production install (skipped after a self-contained build output) */
+  kind: 'install' | 'build' | 'production';
   /** arguments after the tool's own argv */
   args: string[];
   /** environment added for this step */
@@ -210,31 +212,33 @@ export interface Step {
  */
 export function installSteps(plan: InstallPlan, cacheDir: string, env: NodeJS.ProcessEnv): Step[] {
   const frozen = plan.lock !== null;
-  const step = (what: string, args: string[], o: Partial<Step> = {}): Step => ({ what, args, env: toolEnv(plan.tool, frozen, cacheDir, env), clean: false, dropNodeEnv: false, ...o });
+  const step = (what: string, kind: Step['kind'], args: string[], o: Partial<Step> = {}): Step => ({ what, kind, args, env: toolEnv(plan.tool, frozen, cacheDir, env), clean: false, dropNodeEnv: false, ...o });
   const install = (dev: boolean): Step => {
     const what = dev ? 'install all dependencies for the build' : 'install production dependencies';
+    const kind = dev ? 'install' : 'production';
     const o = { clean: true, dropNodeEnv: dev };
     switch (plan.tool.name) {
       case 'npm': {
         const common = [dev ? '--include=dev' : '--omit=dev', '--ignore-scripts=false', '--no-audit', '--no-fund', '--prefer-offline', '--foreground-scripts', `--cache=${join(cacheDir, 'npm')}`];
-        return step(what, frozen ? ['ci', ...common] : ['install', ...common, '--no-save', '--no-package-lock'], o);
+        return step(what, kind, frozen ? ['ci', ...common] : ['install', ...common, '--no-save', '--no-package-lock'], o);
       }
       case 'pnpm':
-        return step(what, ['install', frozen ? '--frozen-lockfile' : '--no-frozen-lockfile', ...(dev ? [] : ['--prod']), '--config.node-linker=hoisted',
+        return step(what, kind, ['install', frozen ? '--frozen-lockfile' : '--no-frozen-lockfile', ...(dev ? [] : ['--prod']), '--config.node-linker=hoisted',
           `--config.store-dir=${join(cacheDir, 'pnpm-store')}`, '--config.package-import-method=copy', '--config.confirm-modules-purge=false', '--reporter=append-only'], o);
       case 'yarn':
         if (plan.tool.berry) {
           // berry has no production install: `workspaces focus --production` (built into yarn 4) is the one that omits dev dependencies
-          return step(what, dev ? ['install', ...(frozen ? ['--immutable'] : [])] : ['workspaces', 'focus', '--all', '--production'], o);
+          return step(what, kind, dev ? ['install', ...(frozen ? ['--immutable'] : [])] : ['workspaces', 'focus', '--all', '--production'], o);
         }
-        return step(what, ['install', frozen ? '--frozen-lockfile' : '--pure-lockfile', '--non-interactive', '--no-progress', `--production=${dev ? 'false' : 'true'}`,
+        return step(what, kind, ['install', frozen ? '--frozen-lockfile' : '--pure-lockfile', '--non-interactive', '--no-progress', `--production=${dev ? 'false' : 'true'}`,
           `--cache-folder=${join(cacheDir, 'yarn')}`], o);
     }
   };
   const steps: Step[] = [];
   if (plan.build !== null) {
     if (plan.fullInstall) steps.push(install(true));
-    steps.push(step(`build: ${plan.build}`, ['run', 'build'], { dropNodeEnv: true }));
+    // builds run offline and never report to anyone (Next.js sends telemetry unless told not to)
+    steps.push(step(`build: ${plan.build}`, 'build', ['run', 'build'], { dropNodeEnv: true, env: { ...toolEnv(plan.tool, frozen, cacheDir, env), NEXT_TELEMETRY_DISABLED: '1' } }));
   }
   if (plan.production) steps.push(install(false));
   return steps;

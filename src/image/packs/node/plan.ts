@@ -152,8 +152,12 @@ export function resolveEntry(dir: string, pkg: PackageJson, warn: (m: string) =>
     }
     const main = mainOf();
     if (!main) {
+      // `next start` needs the whole next package and its compiler at run time; the standalone output does not
+      const next = /^next(\s|$)/.test(start.trim())
+        ? 'set output: \'standalone\' in next.config.js (the build then writes .next/standalone/server.js, which the image runs with only the node_modules it traced), '
+        : '';
       throw new UserError('E_ARTIFACT_MISSING', `the start script "${start}" is not a simple \`node file.js\` command and ${pkg.main === undefined ? 'package.json has no "main"' : `"main" (${pkg.main}) is not in the project${built}`}`, {
-        hint: `make scripts.start a plain \`node server.js\`, or ${runCommandHint(dir)}`,
+        hint: `${next}make scripts.start a plain \`node server.js\`, or ${runCommandHint(dir)}`,
       });
     }
     warn(`the start script "${start}" is not a simple \`node file.js\` command; starting "main" (${main}) instead (set run.command in unik.yaml to choose)`);

@@ -36,6 +36,13 @@ export interface EntryFacts {
   consoleScripts: Readonly<Record<string, string>>;
   /** the interpreter flags of the guest command */
   flags: readonly string[];
+  /** project files named like a server entry module, `pkg/wsgi.py` / `pkg/asgi.py` (Django's startproject layout) */
+  serverModules?: readonly string[];
+}
+
+/** `mysite/wsgi.py` → the dotted module and its kind, for the servers' `module[:application]` targets. */
+export function serverModules(appFiles: readonly string[]): string[] {
+  return appFiles.filter((f) => /^[A-Za-z_]\w*\/(wsgi|asgi)\.py$/.test(f)).sort();
 }
 
 export interface EntryPlan {
@@ -122,16 +129,24 @@ export function planEntry(f: EntryFacts): EntryPlan {
   const found: string[] = [];
   let suggestion: string[] | null = null;
   let missingServer: string | null = null;
+  /** the first app found picks the suggested server: an installed one, else the usual one, said to be missing */
+  const suggest = (kind: 'asgi' | 'wsgi', target: string): void => {
+    const server = SERVERS[kind].find((s) => f.consoleScripts[s.script] !== undefined);
+    if (server && !suggestion) suggestion = [server.script, ...server.args(target)];
+    if (!server && !missingServer) missingServer = `${SERVERS[kind][0]?.script ?? 'a server'} (not installed: add it to the dependencies and the lock file)`;
+    if (!server && !suggestion) suggestion = [SERVERS[kind][0]?.script ?? 'uvicorn', ...(SERVERS[kind][0]?.args(target) ?? [])];
+  };
   for (const x of f.files) {
     const app = x.apps[0];
     if (!app) continue;
     found.push(`${x.name} defines a ${app.framework} app \`${app.name}\` but does not start a server (no \`if __name__ == "__main__":\`, no top-level call)`);
-    const kind = ASGI.has(app.framework) ? 'asgi' : 'wsgi';
-    const server = SERVERS[kind].find((s) => f.consoleScripts[s.script] !== undefined);
-    const target = `${x.name.replace(/\.py$/, '')}:${app.name}`;
-    if (server && !suggestion) suggestion = [server.script, ...server.args(target)];
-    if (!server && !missingServer) missingServer = `${SERVERS[kind][0]?.script ?? 'a server'} (not installed: add it to the dependencies and the lock file)`;
-    if (!server && !suggestion) suggestion = [SERVERS[kind][0]?.script ?? 'uvicorn', ...(SERVERS[kind][0]?.args(target) ?? [])];
+    suggest(ASGI.has(app.framework) ? 'asgi' : 'wsgi', `${x.name.replace(/\.py$/, '')}:${app.name}`);
+  }
+  for (const m of f.serverModules ?? []) {
+    // Django's layout (manage.py + mysite/wsgi.py defining `application`): a server names the module
+    const kind = m.endsWith('/asgi.py') ? 'asgi' : 'wsgi';
+    found.push(`${m} (a ${kind.toUpperCase()} module, as Django's startproject writes)`);
+    suggest(kind, `${m.replace(/\.py$/, '').replace('/', '.')}:application`);
   }
   found.push(`console scripts of the installed packages: ${names(f.consoleScripts)}`);
   if (f.files.length === 0) found.unshift('no main.py or app.py', 'no [project.scripts] or [tool.poetry.scripts] in pyproject.toml');

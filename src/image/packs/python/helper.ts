@@ -42,6 +42,8 @@ def info(cfg):
         'libpython': libpython,
         'pip': pip,
         'pyproject': None,
+        # where zoneinfo looks for the system time zone database (compiled in; PYTHONTZPATH is not set in the guest)
+        'tzpath': [p for p in (cv('TZPATH') or '').split(os.pathsep) if p],
     }
     # the image puts the interpreter under /usr: where would this interpreter look for its files there?
     import site

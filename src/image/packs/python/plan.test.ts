@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { UserError } from '../../../errors.js';
 import type { BuildMode } from '../../pack.js';
 import { importable } from '../python.js';
-import { launcher, planEntry, type EntryFacts, type EntryFile } from './entry.js';
+import { launcher, planEntry, serverModules, type EntryFacts, type EntryFile } from './entry.js';
 import { exportFailure, planInstall, PY_TOOLS, type ProjectFacts } from './install.js';
 
 function facts(files: string[], o: Partial<Omit<ProjectFacts, 'present'>> = {}): ProjectFacts {
@@ -136,6 +136,15 @@ describe('python pack: entry points (BLD-3)', () => {
     const api = thrown(() => entry({ files: [file('main.py', false, [{ name: 'api', framework: 'FastAPI' }])] }));
     expect(api.hint).toContain('[uvicorn, "main:api", --host, "0.0.0.0", --port, "8080"]');
     expect(api.hint).toContain('uvicorn (not installed');
+    // Django's startproject layout: no app file, a wsgi/asgi module a server names
+    expect(serverModules(['manage.py', 'mysite/__init__.py', 'mysite/asgi.py', 'mysite/settings.py', 'mysite/wsgi.py', 'hello/views.py', 'a/b/wsgi.py']))
+      .toEqual(['mysite/asgi.py', 'mysite/wsgi.py']);
+    const django = thrown(() => entry({ serverModules: ['mysite/wsgi.py'], consoleScripts: { 'django-admin': 'django.core.management:execute_from_command_line', gunicorn: 'gunicorn.app.wsgiapp:run' } }));
+    expect(django.message).toContain('mysite/wsgi.py (a WSGI module, as Django\'s startproject writes)');
+    expect(django.message).toContain('console scripts of the installed packages: django-admin, gunicorn');
+    expect(django.hint).toBe('add to unik.yaml: run: { command: [gunicorn, --bind, "0.0.0.0:8080", "mysite.wsgi:application"] }');
+    const asgi = thrown(() => entry({ serverModules: ['mysite/asgi.py'] }));
+    expect(asgi.hint).toContain('[uvicorn, "mysite.asgi:application", --host, "0.0.0.0", --port, "8080"] } — uvicorn (not installed');
     const nothing = thrown(() => entry({}));
     expect(nothing.message).toContain('no main.py or app.py');
     expect(nothing.hint).toContain('run.command');
