@@ -22,6 +22,7 @@ export const TENANT_TOKENS = {
   acme: 'unik_test_tenant_acme_0123456789abcdef',
   beta: 'unik_test_tenant_beta_0123456789abcdef',
   gamma: 'unik_test_tenant_gamma_0123456789abcdef',
+  delta: 'unik_test_tenant_delta_0123456789abcdef',
   ghost: 'unik_test_tenant_ghost_0123456789abcdef',
 } as const;
 export type TestTenant = keyof typeof TENANT_TOKENS;

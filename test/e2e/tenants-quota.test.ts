@@ -1,7 +1,11 @@
 import Database from 'better-sqlite3';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { packBundle } from '../../src/engine/bundle.js';
 import { ADMIN_TOKEN, DEPLOYER_TOKEN, TENANT_TOKENS, TestServer, writeFakePackage } from './cp-helpers.js';
 import { EtcdCluster } from './etcd-helpers.js';
 import { TestHome } from './helpers.js';
@@ -22,6 +26,8 @@ tenants:
     quota: { vms: 5 }
   gamma:
     ports: 20000-20099
+  delta:
+    quota: { artifacts: 1M }
 `;
 
 interface ApiError { code: string; message: string; trace_id: string; hint?: string; details?: Record<string, unknown>; }
@@ -192,6 +198,39 @@ describe('tenants on one control plane: credentials, ports, the CLI usage line, 
     expect([out.status, body.code]).toEqual([403, 'E_PORT_NOT_ALLOWED']);
     expect(body.message).toContain('20000-20099');
     expect((await deploy(s(), 'gamma', 'web', { ports: ['20050:80'] })).status).toBe(202);
+  });
+
+  it('stored artifacts: an upload that takes the tenant over its quota is removed again and answered 403; the same bytes again are no new bytes', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'unikctl-art-'));
+    const upload = async (content: Buffer): Promise<Response> => {
+      writeFileSync(join(dir, 'blob'), content);
+      const b = await packBundle(dir);
+      try {
+        return await fetch(`${s().url}/v1/artifacts`, { method: 'POST', headers: { authorization: `Bearer ${TENANT_TOKENS.delta}`, 'content-type': 'application/gzip' }, body: readFileSync(b.file) });
+      } finally {
+        b.cleanup();
+      }
+    };
+    try {
+      const blob = randomBytes(600 * 1024); // incompressible: the archive is about as large
+      const first = await upload(blob);
+      expect(first.status).toBe(201);
+      const a = (await first.json()) as { id: string; bytes: number };
+      const second = await upload(randomBytes(600 * 1024));
+      const body = (await second.json()) as ApiError;
+      expect([second.status, body.code]).toEqual([403, 'E_QUOTA_EXCEEDED']);
+      expect(body.details).toMatchObject({ tenant: 'delta', resource: 'artifacts', used: a.bytes, limit: 1024 * 1024 });
+      expect(Number(body.details?.requested)).toBeGreaterThan(600 * 1024);
+      expect((await quotaOf(s(), 'delta')).used.artifactBytes).toBe(a.bytes); // the refused upload is gone
+      const again = await upload(blob); // already stored: admitted without counting twice
+      expect([again.status, ((await again.json()) as { id: string }).id]).toEqual([201, a.id]);
+      expect((await quotaOf(s(), 'delta')).used.artifactBytes).toBe(a.bytes);
+      // deleting it frees the quota
+      expect((await s().api(`/v1/artifacts/${a.id}`, { method: 'DELETE', token: TENANT_TOKENS.delta })).status).toBe(204);
+      expect((await quotaOf(s(), 'delta')).used.artifactBytes).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('`unikctl status` in remote mode shows the tenant\'s usage line; an admin\'s shows none', async () => {
