@@ -12,6 +12,7 @@ import { Journal } from './journal.js';
 import type { QueuedOperation, OperationJournal, NewOperation } from './operation-journal.js';
 import type { QuotaCheck } from './tenants.js';
 import { NodeRegistry } from './nodes.js';
+import { emptyUsage, type QuotaCheck } from './tenants.js';
 import type { NodeIdentity, NodeStore, PlacementStore } from './node-store.js';
 
 /**
@@ -232,6 +233,50 @@ describe.each(impls)('JobStore contract: $name', (impl) => {
     await s.close();
   });
 
+  it('quota: a deploy reserves in its enqueue; over a limit or on a reserved name nothing is written; a destroy or a released deploy gives it back', async () => {
+    const s = impl.operations();
+    const quota = (name: string, limits: QuotaCheck['quota'] = { vms: 2, vcpus: 3 }, vcpus = 1): QuotaCheck => ({ tenant: 'acme', name, quota: limits, reservation: { vcpus, memoryMiB: 256 } });
+    const deploy = (name: string, o: Partial<NewOperation> = {}): NewOperation => newJob({ target: name, ...o });
+    expect(await s.usage('acme')).toEqual(emptyUsage());
+    await s.enqueue(deploy('acme--a'), quota('acme--a'));
+    await s.enqueue(deploy('acme--b'), quota('acme--b', undefined, 2));
+    expect(await s.usage('acme')).toEqual({ vms: 2, apps: 2, vcpus: 3, memoryMiB: 512 });
+    expect(await s.usage('beta')).toEqual(emptyUsage());
+    expect([await s.reserved('acme--a'), await s.reserved('acme--c')]).toEqual([true, false]);
+    const before = await s.counts();
+    expect(await code(s.enqueue(deploy('acme--c'), quota('acme--c')))).toBe('E_QUOTA_EXCEEDED');
+    expect(await code(s.enqueue(deploy('acme--c', { idempotencyKey: 'acme/k' }), quota('acme--c')))).toBe('E_QUOTA_EXCEEDED');
+    expect(await code(s.enqueue(deploy('acme--a'), quota('acme--a', {})))).toBe('E_NAME_TAKEN');
+    expect([await s.counts(), await s.byKey('acme/k'), await s.reserved('acme--c')]).toEqual([before, null, false]);
+    // a failed deploy keeps its reservation (its VM still holds the name) unless the runner releases it
+    for (const [target, outcome] of [['acme--a', { error: { code: 'E_DEPLOY_FAILED', message: 'x' } }], ['acme--b', { error: { code: 'E_DEPLOY_FAILED', message: 'x' }, release: true }]] as const) {
+      const op = (await s.recent(1, target))[0];
+      const claimed = await s.claim('w1', Date.now() + 1000);
+      expect(claimed?.id).toBe(op?.id);
+      expect(await s.finish(claimed?.id ?? '', 'w1', outcome)).toBe(true);
+    }
+    expect(await s.usage('acme')).toEqual({ vms: 1, apps: 1, vcpus: 1, memoryMiB: 256 });
+    // a destroy gives it back when it succeeds, not when it fails
+    await s.enqueue(newJob({ kind: 'destroy', target: 'acme--a' }));
+    const x = await s.claim('w1', Date.now() + 1000);
+    expect(await s.finish(x?.id ?? '', 'w1', { error: { code: 'E_TRANSIENT', message: 'x' } })).toBe(true);
+    expect((await s.usage('acme')).vms).toBe(1);
+    await s.enqueue(newJob({ kind: 'destroy', target: 'acme--a' }));
+    const y = await s.claim('w1', Date.now() + 1000);
+    expect(await s.finish(y?.id ?? '', 'w1', {})).toBe(true);
+    expect([await s.usage('acme'), await s.reserved('acme--a')]).toEqual([{ vms: 0, apps: 0, vcpus: 0, memoryMiB: 0 }, false]);
+    await s.close();
+  });
+
+  it('quota: 20 concurrent deploys of one tenant against vms: 5 reserve exactly 5', async () => {
+    const s = impl.operations();
+    const rs = await Promise.all(Array.from({ length: 20 }, (_, i) => code(s.enqueue(newJob({ target: `acme--r${i}` }), { tenant: 'acme', name: `acme--r${i}`, quota: { vms: 5 }, reservation: { vcpus: 1, memoryMiB: 64 } }))));
+    expect(rs.filter((r) => r === 'resolved')).toHaveLength(5);
+    expect(rs.filter((r) => r === 'E_QUOTA_EXCEEDED')).toHaveLength(15);
+    expect([(await s.counts()).queued, (await s.usage('acme')).vms]).toEqual([5, 5]);
+    await s.close();
+  });
+
   it('recent (all or one target, newest first), pendingDeploys (in order), counts, recordEffect', async () => {
     const s = impl.operations();
     const t0 = Date.now() - 1000;
@@ -327,6 +372,18 @@ describe('identities survive a restart', () => {
     await j1.close();
     const j2 = new Journal(file);
     expect(await new NodeRegistry(j2.database).identity('old')).toEqual(identity('o'));
+    await j2.close();
+  });
+
+  it('sqlite: a reopened journal has its tenants\' usage; one written before the per-tenant sums gets them rebuilt', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'unikctl-journal-')), 'journal.db');
+    const j1 = new Journal(file);
+    for (const name of ['acme--a', 'acme--b']) await j1.enqueue(newJob({ target: name }), { tenant: 'acme', name, quota: {}, reservation: { vcpus: 2, memoryMiB: 128 } });
+    // as the first tenants version left it: reservations without the sums
+    j1.database.exec('DROP TRIGGER reservations_add; DROP TRIGGER reservations_remove; DROP TABLE tenant_usage');
+    await j1.close();
+    const j2 = new Journal(file);
+    expect(await j2.usage('acme')).toEqual({ vms: 2, apps: 2, vcpus: 4, memoryMiB: 256 });
     await j2.close();
   });
 

@@ -98,8 +98,8 @@ export async function createBaseApp(o: BaseAppOptions): Promise<FastifyInstance>
     },
   });
 
-  const sendError = (reply: FastifyReply, status: number, code: string, message: string, hint?: string): void => {
-    void reply.code(status).type('application/json').send({ code, message, trace_id: reply.request.id, ...(hint ? { hint } : {}) });
+  const sendError = (reply: FastifyReply, status: number, code: string, message: string, hint?: string, details?: Record<string, unknown>): void => {
+    void reply.code(status).type('application/json').send({ code, message, trace_id: reply.request.id, ...(hint ? { hint } : {}), ...(details ? { details } : {}) });
   };
 
   app.addContentTypeParser(['application/gzip', 'application/x-gzip', 'application/x-tar', 'application/octet-stream'], (_req, payload, done) => done(null, payload));
@@ -146,7 +146,8 @@ export async function createBaseApp(o: BaseAppOptions): Promise<FastifyInstance>
       if (status >= 500) req.log.error({ err }, 'request failed');
       const challenge = (err as { challenge?: string }).challenge;
       if (challenge) void reply.header('www-authenticate', challenge);
-      return sendError(reply, status, err.code, err.message, err.hint);
+      // details are the error's typed fields (E_QUOTA_EXCEEDED: tenant, resource, requested, used, limit): clients read them, never parse the message
+      return sendError(reply, status, err.code, err.message, err.hint, err.details);
     }
     const fe = err as { validation?: unknown; statusCode?: number; code?: string; message: string };
     if (fe.validation) return sendError(reply, 400, 'E_VALIDATION', fe.message);

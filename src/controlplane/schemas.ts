@@ -8,7 +8,7 @@ export const errorSchema = {
   $id: 'Error',
   type: 'object',
   required: ['code', 'message', 'trace_id'],
-  properties: { code: str, message: str, trace_id: str, hint: str },
+  properties: { code: str, message: str, trace_id: str, hint: str, details: { type: 'object', additionalProperties: true } },
 } as const;
 
 const artifactId = { type: 'string', pattern: '^art_[0-9a-f]{16}$' } as const;

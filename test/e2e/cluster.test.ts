@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { homeLayout } from '../../src/paths.js';
 import { ADMIN_TOKEN, JOIN_TOKEN, TestServer } from './cp-helpers.js';
-import { freePort, httpGet, ROOT, TestHome, type DeploymentJson } from './helpers.js';
+import { freePort, httpGet, qemuUnder, removeNodeDirs, ROOT, TestHome, type DeploymentJson } from './helpers.js';
 
 type ClusterDeployment = DeploymentJson & { node?: string };
 
@@ -49,13 +49,6 @@ describe('cluster: agents, scheduler, drain, node failure', () => {
     if (!m) throw new Error(`no published port on ${d.name}: ${JSON.stringify(d)}`);
     return `http://${m[1]}:${m[2]}`;
   };
-  const qemuOn = (dir: string): string[] => {
-    try {
-      return execFileSync('pgrep', ['-af', `qemu-system.*${dir}`], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
-    } catch {
-      return [];
-    }
-  };
 
   beforeAll(async () => {
     execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', tls.key, '-out', tls.cert, '-days', '1', '-subj', '/CN=127.0.0.5', '-addext', 'subjectAltName=IP:127.0.0.5'], { stdio: 'ignore' });
@@ -73,15 +66,7 @@ describe('cluster: agents, scheduler, drain, node failure', () => {
     if (names.length) await home.cli(['destroy', ...names, '--wait', '--timeout', '1']).catch(() => undefined);
     for (const n of nodes) n.proc?.kill('SIGKILL');
     await server.stop();
-    // VMs of a killed agent outlive it (their supervisors are detached): remove them with the local engine of that node
-    const local = new TestHome();
-    for (const n of nodes) {
-      local.env.UNIKCTL_HOME = n.data;
-      const left = ((await local.status().catch(() => null))?.deployments ?? []).map((d) => d.name);
-      if (left.length) await local.cli(['destroy', ...left, '--wait', '--timeout', '1']);
-      expect(qemuOn(n.data)).toEqual([]);
-      rmSync(n.data, { recursive: true, force: true });
-    }
+    await removeNodeDirs(nodes.map((n) => n.data));
     server.cleanup();
     await home.cleanup();
     rmSync(tlsDir, { recursive: true, force: true });
@@ -138,7 +123,7 @@ describe('cluster: agents, scheduler, drain, node failure', () => {
       return moved.every((d) => d.node !== 'n3' && d.state === 'running') ? c : null;
     });
     for (const d of s.deployments.filter((x) => before.includes(x.name))) expect(await httpGet(`${addressOf(d)}/after-drain`)).toContain(`host ${d.name}`);
-    await until('no VM left on n3', async () => qemuOn(nodes[1]?.data ?? '').length === 0, 60_000);
+    await until('no VM left on n3', async () => qemuUnder(nodes[1]?.data ?? '').length === 0, 60_000);
     expect(s.nodes.find((n) => n.name === 'n3')?.cordoned).toBe(true);
   });
 
@@ -162,7 +147,7 @@ describe('cluster: agents, scheduler, drain, node failure', () => {
     const n4 = nodes[2];
     if (!n4) throw new Error('no n4');
     // the VMs of a killed agent outlive it (detached supervisors): the copies that now also run on n2
-    const stale = qemuOn(n4.data);
+    const stale = qemuUnder(n4.data);
     expect(stale.length).toBeGreaterThan(1);
     // one of the rescheduled apps is destroyed while n4 is still away: its copy on n4 must go too
     const gone = (await cluster()).deployments.find((d) => d.node === 'n2' && stale.some((l) => l.includes(`unikctl-${d.name},`)));
@@ -171,7 +156,7 @@ describe('cluster: agents, scheduler, drain, node failure', () => {
     await startAgent(n4);
     await until('n4 ready again', async () => (await cluster()).nodes.find((n) => n.name === 'n4')?.status === 'ready', 30_000);
     const t0 = Date.now();
-    await until('stale copies on n4 destroyed', async () => qemuOn(n4.data).length === 0, 60_000);
+    await until('stale copies on n4 destroyed', async () => qemuUnder(n4.data).length === 0, 60_000);
     console.log(`n4 back: ${stale.length} stale copies (one of an app destroyed meanwhile) destroyed ${Date.now() - t0} ms after it was ready again`);
     const onN2 = (await cluster()).deployments.filter((d) => d.node === 'n2');
     expect(onN2.length).toBeGreaterThan(0);
@@ -199,6 +184,6 @@ describe('cluster: agents, scheduler, drain, node failure', () => {
     }, 30_000);
     expect(logs.code).toBe(0);
     expect((await home.cli(['destroy', 'tls1', '--wait'])).code).toBe(0);
-    await until('tls1 gone from n5', async () => qemuOn(n5.data).length === 0, 30_000);
+    await until('tls1 gone from n5', async () => qemuUnder(n5.data).length === 0, 30_000);
   });
 });

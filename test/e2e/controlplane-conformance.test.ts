@@ -76,6 +76,8 @@ describe('control plane API conformance (unikctld --runner fake)', () => {
   const scratch = mkdtempSync(join(tmpdir(), 'unikctld-conformance-'));
   const dataDir = join(scratch, 'data');
   const token = `unik_conformance_${randomBytes(16).toString('hex')}`;
+  /** a tenant's credential (docs/tenants.md): the quota routes answer it 200 */
+  const tenantToken = `unik_conformance_tenant_${randomBytes(16).toString('hex')}`;
   const joinToken = `unik_join_${randomBytes(16).toString('hex')}`;
   let nodeCredential = '';
   let server: ChildProcess | null = null;
@@ -104,7 +106,7 @@ describe('control plane API conformance (unikctld --runner fake)', () => {
       delete env.UNIKCTL_CONTROL_PLANE_URL; // package references must resolve in this server's own store only
       const child = spawn(process.execPath, [
         SERVER_BIN, 'serve', '--listen', `127.0.0.1:${port}`, '--data', dataDir, '--auth', join(scratch, 'auth.yaml'),
-        '--runner', 'fake', '--fake-work-ms', '5', '--workers', '4', '--log-level', 'warn', '--join-token', joinToken,
+        '--runner', 'fake', '--fake-work-ms', '5', '--workers', '4', '--log-level', 'warn', '--join-token', joinToken, '--tenants', join(scratch, 'tenants.yaml'),
       ], { cwd: scratch, env, stdio: ['ignore', 'pipe', 'pipe'] });
       server = child;
       child.stdout?.on('data', (c: Buffer) => { serverLog += c.toString('utf8'); });
@@ -129,7 +131,10 @@ describe('control plane API conformance (unikctld --runner fake)', () => {
 
   beforeAll(async () => {
     if (!existsSync(join(ROOT, 'dist', 'controlplane', 'server.js'))) throw new Error('dist/ is missing: run npm run build');
-    writeFileSync(join(scratch, 'auth.yaml'), `tokens:\n  - name: admin\n    token: ${token}\n    scopes: [admin]\n`);
+    writeFileSync(join(scratch, 'auth.yaml'), `tokens:\n  - name: admin\n    token: ${token}\n    scopes: [admin]\n`
+      + `  - name: conf-tenant\n    token: ${tenantToken}\n    scopes: [deploy, destroy, read, logs]\n    tenant: conf\n`);
+    // with tenants on, the admin (the fuzzing below) acts for everyone as before, and GET /v1/quota answers it 403
+    writeFileSync(join(scratch, 'tenants.yaml'), 'tenants:\n  conf:\n    quota: { vms: 2, memory: 1G, artifacts: 10M }\n    vm: { memory: { default: 128M, max: 512M } }\n    ports: 20000-20999\n');
     fakePackage(dataDir, 'conf');
     // "0" is the first string Schemathesis's coverage phase tries for a free-form field: with a package of that
     // name, some of its generated deploys get past resolution, so the 202 response is checked against its schema too
@@ -206,13 +211,13 @@ describe('control plane API conformance (unikctld --runner fake)', () => {
     expect(r.code, `promtool check metrics failed:\n${r.out}\n--- metrics ---\n${text}`).toBe(0);
   }, 120_000);
 
-  it('conforms to its own OpenAPI document under Schemathesis (no 5xx, declared status codes, response schemas)', async () => {
+  /** One Schemathesis run against the served document with `who`'s token; `extra` narrows the operations. */
+  async function schemathesis(who: 'admin' | 'tenant', extra: string[] = []): Promise<void> {
     const st = requireTool(ST, `Schemathesis (${ST})`);
-    // Nothing is excluded. POST /v1/artifacts documents no request body (it streams a raw tar), so Schemathesis
-    // sends none and only its headers and error responses get exercised: that is still worth checking.
+    const bearer = who === 'admin' ? token : tenantToken;
     const argv = [
       st, 'run', `${base}/openapi.json`,
-      '--header', `Authorization: Bearer ${token}`,
+      '--header', `Authorization: Bearer ${bearer}`,
       '--checks', 'not_a_server_error,status_code_conformance,response_schema_conformance',
       '--max-examples', String(SCHEMATHESIS_MAX_EXAMPLES),
       '--seed', String(SCHEMATHESIS_SEED),
@@ -220,12 +225,13 @@ describe('control plane API conformance (unikctld --runner fake)', () => {
       '--generation-database', 'none', // no example database: runs do not depend on earlier ones
       '--request-timeout', '10',
       '--no-color',
+      ...extra,
     ];
     const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1' };
     delete env.SCHEMATHESIS_HOOKS; // no user hooks from the environment
     // cwd is the scratch dir: Schemathesis writes its .schemathesis/ and .hypothesis/ folders there, not in the repo
     const r = await runTool(argv, { cwd: scratch, timeoutMs: SCHEMATHESIS_TIMEOUT_MS, env });
-    const shown = argv.map((a) => (a.includes(token) ? 'Authorization: Bearer <admin token>' : a)).join(' ');
+    const shown = argv.map((a) => (a.includes(bearer) ? `Authorization: Bearer <${who} token>` : a)).join(' ');
     if (r.code === 0) {
       const at = r.out.indexOf('= SUMMARY =');
       const summary = at < 0 ? r.out : r.out.slice(r.out.lastIndexOf('\n', at) + 1).trim();
@@ -245,5 +251,26 @@ describe('control plane API conformance (unikctld --runner fake)', () => {
       try { return ((JSON.parse(l) as { level?: number }).level ?? 0) >= 50; } catch { return false; }
     });
     expect(errors, errors.join('\n')).toEqual([]);
+  }
+
+  it('conforms to its own OpenAPI document under Schemathesis (no 5xx, declared status codes, response schemas)', async () => {
+    // Nothing is excluded. POST /v1/artifacts documents no request body (it streams a raw tar), so Schemathesis
+    // sends none and only its headers and error responses get exercised: that is still worth checking.
+    await schemathesis('admin');
+  }, 360_000);
+
+  it('as a tenant: /v1/quota answers 200 (the admin 403 E_TENANT_REQUIRED), and quota refusals carry their details; Schemathesis stays clean', async () => {
+    const asTenant = { authorization: `Bearer ${tenantToken}` };
+    const admin = await api('GET', '/v1/quota');
+    expect([admin.status, admin.json.code]).toEqual([403, 'E_TENANT_REQUIRED']);
+    const q = await api('GET', '/v1/quota', undefined, asTenant);
+    expect(q.status, q.text).toBe(200);
+    expect(q.json).toMatchObject({ tenant: 'conf', quota: { vms: 2, memoryMiB: 1024, artifactBytes: 10 * 1024 * 1024 }, ports: { from: 20000, to: 20999 } });
+    const big = await api('POST', '/v1/deployments', { source: { package: 'conf' }, name: 'big', memory: '1G' }, asTenant);
+    expect([big.status, big.json.code, big.json.details]).toEqual([403, 'E_QUOTA_EXCEEDED', { tenant: 'conf', resource: 'vm.memory', requested: 1024, used: 0, limit: 512 }]);
+    const st = await api('GET', '/v1/status', undefined, asTenant);
+    expect([st.status, (st.json.quota as { tenant?: string } | undefined)?.tenant, st.json.nodes]).toEqual([200, 'conf', []]);
+    // the tenant's view of the routes it acts through: quota and status, and deploys that run into its quota and port range
+    await schemathesis('tenant', ['--include-path-regex', '^/v1/(quota|status|deployments)$']);
   }, 360_000);
 });

@@ -4,9 +4,8 @@ import { request as httpsRequest } from 'node:https';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SignJWT } from 'jose';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, DEPLOYER_TOKEN, JWT_SECRET, READER_TOKEN, TestServer, writeFakePackage } from './cp-helpers.js';
+import { ADMIN_TOKEN, DEPLOYER_TOKEN, READER_TOKEN, signJwt, TestServer, writeFakePackage } from './cp-helpers.js';
 
 /** CP-2…4 without VMs: the queue runs a fake runner that only records each job's effect. */
 describe('control plane: durable queue, idempotency, auth, TLS', () => {
@@ -87,9 +86,7 @@ describe('control plane: durable queue, idempotency, auth, TLS', () => {
     const s = server({ runner: 'fake' });
     writeFakePackage(s.data, 'pkg');
     await s.start();
-    const secret = new TextEncoder().encode(JWT_SECRET);
-    const jwt = (claims: Record<string, unknown>, exp: string | number = '5m'): Promise<string> =>
-      new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).setIssuer('unikctl-tests').setAudience('unikctld').setSubject('tester').setIssuedAt().setExpirationTime(exp).sign(secret);
+    const jwt = (claims: Record<string, unknown>, exp: string | number = '5m'): Promise<string> => signJwt(claims, { exp });
     const b64 = (o: unknown): string => Buffer.from(JSON.stringify(o)).toString('base64url');
     const algNone = `${b64({ alg: 'none', typ: 'JWT' })}.${b64({ sub: 'x', iss: 'unikctl-tests', aud: 'unikctld', scope: 'admin', exp: Math.floor(Date.now() / 1000) + 300 })}.`;
 

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { SignJWT } from 'jose';
 import { homeLayout } from '../../src/paths.js';
 import { freePort, ROOT } from './helpers.js';
 
@@ -13,8 +14,30 @@ export const NODE_TOKEN = 'unik_test_node_0123456789abcdef';
 /** what a new agent presents once to join (`unikctld serve --join-token`) */
 export const JOIN_TOKEN = 'unik_test_join_0123456789abcdef';
 export const JWT_SECRET = 'test-secret-for-hs256-jwt-0123456789abcdef';
+/**
+ * Tenant credentials in every test server's auth file (docs/tenants.md): they act for their tenant only when the
+ * server runs with --tenants (`ghost` is never declared: E_TENANT_UNKNOWN); without it the tenant is ignored.
+ */
+export const TENANT_TOKENS = {
+  acme: 'unik_test_tenant_acme_0123456789abcdef',
+  beta: 'unik_test_tenant_beta_0123456789abcdef',
+  gamma: 'unik_test_tenant_gamma_0123456789abcdef',
+  delta: 'unik_test_tenant_delta_0123456789abcdef',
+  ghost: 'unik_test_tenant_ghost_0123456789abcdef',
+} as const;
+export type TestTenant = keyof typeof TENANT_TOKENS;
 
-export interface ServerOptions { runner?: 'engine' | 'fake'; workers?: number; tls?: { cert: string; key: string }; data?: string; extra?: string[]; env?: Record<string, string>; }
+/** An HS256 JWT as the test servers accept it (issuer, audience, subject, 5 minutes); `secret` to sign with another key. */
+export function signJwt(claims: Record<string, unknown>, o: { exp?: string | number; secret?: string } = {}): Promise<string> {
+  return new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).setIssuer('unikctl-tests').setAudience('unikctld').setSubject('tester').setIssuedAt()
+    .setExpirationTime(o.exp ?? '5m').sign(new TextEncoder().encode(o.secret ?? JWT_SECRET));
+}
+
+export interface ServerOptions {
+  runner?: 'engine' | 'fake'; workers?: number; tls?: { cert: string; key: string }; data?: string; extra?: string[]; env?: Record<string, string>;
+  /** the text of a tenants file (YAML): written to the data dir and given as --tenants */
+  tenants?: string;
+}
 
 /** A real unikctld process on loopback with a throw-away data directory and a known auth file. */
 export class TestServer {
@@ -35,19 +58,33 @@ export class TestServer {
       `  - { name: reader, token: ${READER_TOKEN}, scopes: [read, logs] }`,
       `  - { name: deployer, token: ${DEPLOYER_TOKEN}, scopes: [deploy, read, logs] }`,
       `  - { name: nodes, token: ${NODE_TOKEN}, scopes: [nodes] }`,
+      ...Object.entries(TENANT_TOKENS).map(([tenant, token]) => `  - { name: ${tenant}-ci, token: ${token}, scopes: [deploy, destroy, read, logs], tenant: ${tenant} }`),
       'jwt:',
       '  secret_file: jwt.secret',
       '  issuer: unikctl-tests',
       '  audience: unikctld',
       '',
     ].join('\n'));
+    if (o.tenants !== undefined) this.writeTenants(o.tenants);
+  }
+
+  get tenantsFile(): string { return join(this.data, 'tenants.yaml'); }
+
+  /** Replaces the tenants file (the server picks it up on its own within about a second, or at once on hup()). */
+  writeTenants(text: string): void {
+    writeFileSync(this.tenantsFile, text);
+  }
+
+  hup(): void {
+    this.proc?.kill('SIGHUP');
   }
 
   async start(): Promise<void> {
     const port = await this.port;
     const args = [join(ROOT, 'bin', 'unikctld.js'), 'serve', '--listen', `127.0.0.1:${port}`, '--data', this.data, '--auth', join(this.data, 'auth.yaml'),
       '--runner', this.o.runner ?? 'engine', '--workers', String(this.o.workers ?? 2), '--retry-base-ms', '100', '--log-level', 'warn',
-      ...(this.o.tls ? ['--tls-cert', this.o.tls.cert, '--tls-key', this.o.tls.key] : []), ...(this.o.extra ?? [])];
+      ...(this.o.tls ? ['--tls-cert', this.o.tls.cert, '--tls-key', this.o.tls.key] : []), ...(this.o.tenants !== undefined ? ['--tenants', this.tenantsFile] : []),
+      ...(this.o.extra ?? [])];
     const env = { ...process.env, UNIKCTL_KERNEL_DIR: homeLayout(process.env).kernels, UNIKCTL_ACCEL: process.env.UNIKCTL_ACCEL ?? 'tcg', UNIKCTL_STOP_GRACE_MS: '3000', ...(this.o.env ?? {}) };
     this.proc = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc.stdout?.on('data', (c: Buffer) => { this.log += c.toString(); });

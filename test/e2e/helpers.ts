@@ -62,11 +62,7 @@ export class TestHome {
 
   /** QEMU processes whose command line mentions this home (every VM's rootfs lives under it). */
   qemuProcesses(): string[] {
-    try {
-      return execFileSync('pgrep', ['-af', `qemu-system.*${this.dir}`], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
-    } catch {
-      return [];
-    }
+    return qemuUnder(this.dir);
   }
 
   async cleanup(): Promise<void> {
@@ -78,6 +74,34 @@ export class TestHome {
       try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
     }
     rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** QEMU processes whose command line mentions `dir` (a home, or a node agent's data dir: every VM's rootfs lives under it). */
+export function qemuUnder(dir: string): string[] {
+  try {
+    return execFileSync('pgrep', ['-af', `qemu-system.*${dir}`], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * After a cluster test killed its agents: their VMs outlive them (the supervisors are detached), so each node's local
+ * engine destroys what is left; then no QEMU may remain and the data dirs are removed.
+ */
+export async function removeNodeDirs(dirs: string[]): Promise<void> {
+  const local = new TestHome();
+  try {
+    for (const dir of dirs) {
+      local.env.UNIKCTL_HOME = dir;
+      const left = ((await local.status().catch(() => null))?.deployments ?? []).map((d) => d.name);
+      if (left.length) await local.cli(['destroy', ...left, '--wait', '--timeout', '1']);
+      expect(qemuUnder(dir)).toEqual([]);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  } finally {
+    rmSync(local.dir, { recursive: true, force: true });
   }
 }
 
