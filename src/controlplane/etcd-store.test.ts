@@ -10,7 +10,6 @@ import { isUserError } from '../errors.js';
 import { EtcdElection, EtcdJournal, EtcdNodeStore, etcdClient, parseEtcdSpec } from './etcd-store.js';
 import { Journal } from './journal.js';
 import type { QueuedOperation, OperationJournal, NewOperation } from './operation-journal.js';
-import type { QuotaCheck } from './tenants.js';
 import { NodeRegistry } from './nodes.js';
 import { emptyUsage, type QuotaCheck } from './tenants.js';
 import type { NodeIdentity, NodeStore, PlacementStore } from './node-store.js';
@@ -130,48 +129,6 @@ describe.each(impls)('JobStore contract: $name', (impl) => {
     expect(new Set(rs.map((r) => r.op.id)).size).toBe(1);
     expect(rs.filter((r) => r.created)).toHaveLength(1);
     expect((await s.counts()).queued).toBe(1);
-    await s.close();
-  });
-
-  it('quota (issue 12): 20 concurrent deploys of one tenant against vms: 5 — exactly 5 journaled, the rest E_QUOTA_EXCEEDED with no row', async () => {
-    const s = impl.operations();
-    const quota = (name: string): QuotaCheck => ({ tenant: 'acme', name, quota: { vms: 5, vcpus: 100 }, reservation: { vcpus: 1, memoryMiB: 128 } });
-    const results = await Promise.all(Array.from({ length: 20 }, (_, i) =>
-      code(s.enqueue(newJob({ target: `acme--app${i}` }), quota(`acme--app${i}`)))));
-    expect(results.filter((r) => r === 'resolved')).toHaveLength(5);
-    expect(results.filter((r) => r === 'E_QUOTA_EXCEEDED')).toHaveLength(15);
-    expect((await s.counts()).queued).toBe(5);
-    expect(await s.usage('acme')).toEqual({ vms: 5, apps: 5, vcpus: 5, memoryMiB: 640 });
-    expect(await s.usage('beta')).toEqual({ vms: 0, apps: 0, vcpus: 0, memoryMiB: 0 });
-    // the refusal says what, how much, how much is used and the limit
-    const e = await s.enqueue(newJob({ target: 'acme--more' }), quota('acme--more')).catch((x: unknown) => x);
-    expect(isUserError(e) && e.details).toEqual({ tenant: 'acme', resource: 'vms', requested: 1, used: 5, limit: 5 });
-    await s.close();
-  });
-
-  it('quota: a name is reserved once; a succeeded destroy or a deploy that failed without a VM gives the reservation back', async () => {
-    const s = impl.operations();
-    const q = (name: string, vcpus = 2): QuotaCheck => ({ tenant: 'acme', name, quota: { vcpus: 4 }, reservation: { vcpus, memoryMiB: 256 } });
-    await s.enqueue(newJob({ target: 'acme--web' }), q('acme--web'));
-    expect(await code(s.enqueue(newJob({ target: 'acme--web' }), q('acme--web')))).toBe('E_NAME_TAKEN');
-    expect(await s.reserved('acme--web')).toBe(true);
-    const d = await s.enqueue(newJob({ target: 'acme--api' }), q('acme--api'));
-    expect(await code(s.enqueue(newJob({ target: 'acme--big' }), q('acme--big', 1)))).toBe('E_QUOTA_EXCEEDED');
-    // the deploy of api fails and leaves no VM: its vCPUs are free again
-    const claimed = await s.claim('w1');
-    expect(claimed?.id).toBeDefined();
-    let op = claimed;
-    while (op && op.id !== d.op.id) { await s.finish(op.id, 'w1', { result: null }); op = await s.claim('w1'); }
-    expect(await s.finish(d.op.id, 'w1', { error: { code: 'E_BUILD_FAILED', message: 'x' }, release: true })).toBe(true);
-    expect(await s.reserved('acme--api')).toBe(false);
-    expect((await s.usage('acme')).vcpus).toBe(2);
-    // destroying web: the reservation goes with the destroy's success, not before
-    const des = await s.enqueue(newJob({ kind: 'destroy', target: 'acme--web' }));
-    const c = await s.claim('w1');
-    expect(c?.id).toBe(des.op.id);
-    expect(await s.reserved('acme--web')).toBe(true);
-    await s.finish(des.op.id, 'w1', { result: null });
-    expect(await s.usage('acme')).toEqual({ vms: 0, apps: 0, vcpus: 0, memoryMiB: 0 });
     await s.close();
   });
 
