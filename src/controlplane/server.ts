@@ -22,6 +22,10 @@ import type { HostAdmission } from './host-admission.js';
 import { checkHostPorts, hostMemoryMiB } from '../engine/deploy-input.js';
 import { ControlPlane } from './service.js';
 import { openStores } from './open-stores.js';
+import { DEFAULT_OBJECTIVES, DEFAULT_PRICES, parseSloConfig, type SloConfig } from './slo.js';
+import { parseRetention, SloSamples } from './slo-samples.js';
+import { SloRecorder } from './slo-recorder.js';
+import { parse as parseYaml } from 'yaml';
 
 export interface ServeOptions {
   listen: string;
@@ -55,6 +59,28 @@ export interface ServeOptions {
   artifactTtlMs: number;
   /** --tenants FILE: declared tenants with quotas (absent: one implicit tenant, as before) */
   tenants?: string;
+  /** --slo-retention: how long SLO samples are kept (e.g. 30d) */
+  sloRetention: string;
+  /** --slo-config FILE: price table and objectives (docs/slo.md) */
+  sloConfig?: string;
+}
+
+/** The price table and objectives of --slo-config (defaults without one). */
+export function loadSloConfig(file: string | undefined): SloConfig {
+  if (file === undefined) return { prices: DEFAULT_PRICES, objectives: DEFAULT_OBJECTIVES };
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new UserError('E_INVALID_ARGUMENT', `--slo-config ${file} cannot be read: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  let doc: unknown;
+  try {
+    doc = file.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+  } catch (e) {
+    throw new UserError('E_INVALID_ARGUMENT', `--slo-config ${file} is not valid ${file.endsWith('.json') ? 'JSON' : 'YAML'}: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  return parseSloConfig(doc, `--slo-config ${file}`);
 }
 
 /** The slow-client bounds of both servers (serve and agent) from their flags. */
@@ -69,6 +95,9 @@ export async function serve(o: ServeOptions): Promise<{ close(deadlineMs?: numbe
   const [host, port] = [m[1].replace(/^\[|\]$/g, ''), Number(m[2])];
   if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw new UserError('E_INVALID_ARGUMENT', '--tls-cert and --tls-key go together');
 
+  const retentionMs = parseRetention(o.sloRetention);
+  if (retentionMs === null) throw new UserError('E_INVALID_ARGUMENT', `--slo-retention ${o.sloRetention} is not a duration of at least 1h (e.g. 30d, 12h, 90m)`);
+  const sloConfig = loadSloConfig(o.sloConfig);
   const auth = new Authenticator(loadAuthConfig(o.auth));
   const tenants = TenantRegistry.open(o.tenants ?? null, (msg, f) => log?.(msg, f ?? {}));
   const owner = o.replicaId ?? `unikctld-${process.pid}-${randomBytes(4).toString('hex')}`;
@@ -97,6 +126,10 @@ export async function serve(o: ServeOptions): Promise<{ close(deadlineMs?: numbe
     hostAdmission = { maxMemoryMiB: hostMemoryMiB(), checkPorts: checkHostPorts, requireSpace: () => local.store.requireSpace() };
   }
   const metrics = new Metrics(journal, node);
+  const samples = new SloSamples(stores.samples, retentionMs);
+  const prune = setInterval(() => samples.prune(), 3600_000);
+  prune.unref();
+  const slo = new SloRecorder(samples, node, (msg, f) => log?.(msg, f));
   const runner: Runner = o.runner === 'fake' ? new FakeRunner(journal, o.fakeWorkMs) : new EngineRunner(node, journal, fleet);
   let log: ((msg: string, f: Record<string, unknown>) => void) | null = null;
   const queue = new Queue(journal, runner, {
@@ -105,6 +138,7 @@ export async function serve(o: ServeOptions): Promise<{ close(deadlineMs?: numbe
       finished: (op, outcome, ms, error) => {
         metrics.opDuration.observe({ kind: op.kind, outcome, tenant: tenantLabel(op.target) }, ms / 1000);
         if (error) metrics.opFailures.inc({ kind: op.kind, code: error.code, tenant: tenantLabel(op.target) });
+        slo.finished(op, outcome, error);
         log?.(`operation ${outcome}`, { trace_id: op.traceId, operation: op.id, kind: op.kind, target: op.target, ms, ...(error ? { error } : {}) });
       },
       retried: (op, delayMs, error) => {
@@ -116,7 +150,8 @@ export async function serve(o: ServeOptions): Promise<{ close(deadlineMs?: numbe
   });
   const cp = new ControlPlane({ journal, queue, node, fleet, host: hostAdmission, nodeLayout, artifacts, maxAttempts: o.maxAttempts, placements: nodes });
   const https = o.tlsCert && o.tlsKey ? { cert: readFileSync(o.tlsCert), key: readFileSync(o.tlsKey) } : null;
-  const app = await buildApp({ cp, auth, artifacts, metrics, nodes, nodeAuth, version, https, logger: { level: o.logLevel }, timeouts: timeoutsOf(o), maxUploadBytes: o.maxUploadBytes, tenants });
+  const app = await buildApp({ cp, auth, artifacts, metrics, nodes, nodeAuth, version, https, logger: { level: o.logLevel }, timeouts: timeoutsOf(o), maxUploadBytes: o.maxUploadBytes, tenants,
+    slo: { source: samples, config: sloConfig } });
   log = (msg, f) => app.log.info(f, msg);
   // joined nodes keep working without it; only new nodes cannot join
   if (o.nodes === 'agents' && joinToken === null) app.log.warn('no --join-token: nodes that have not joined yet cannot join');
@@ -157,6 +192,7 @@ export async function serve(o: ServeOptions): Promise<{ close(deadlineMs?: numbe
      */
     async close(deadlineMs = Number.POSITIVE_INFINITY) {
       clearInterval(monitor);
+      clearInterval(prune);
       if (gc) clearInterval(gc);
       tenants.close();
       // no new requests from here; open ones (a logs --follow stream, a status call to a dead agent) do not hold the
