@@ -3,7 +3,8 @@
 # idempotently, on Debian 12:
 #   - promtool, from Debian's `prometheus` package (only when `promtool` is not on PATH already);
 #   - Schemathesis (pinned), from PyPI into a virtualenv at .venv-tools/ (only when that exact version is not
-#     there already).
+#     there already);
+#   - etcd, and Debian's chromium (the SLO page's browser test).
 # A second run only checks, and takes well under a second. Everything it does is said on stderr.
 # Environment: PYTHON (default python3) is the interpreter the venv is made from.
 set -euo pipefail
@@ -84,4 +85,14 @@ else
   fi
   command -v etcd >/dev/null 2>&1 || { say "etcd is still missing after installing etcd-server"; exit 1; }
   say "installed $(etcd --version 2>/dev/null | head -n1)"
+fi
+
+# 4. Debian's chromium, for the SLO page's browser test (test/e2e/slo-dashboard.test.ts, driven by playwright-core
+#    with executablePath /usr/bin/chromium: no browser is ever downloaded).
+if [ -x /usr/bin/chromium ]; then
+  say "chromium present: $(/usr/bin/chromium --version 2>/dev/null | head -n1)"
+else
+  apt_install chromium
+  [ -x /usr/bin/chromium ] || { say "chromium is still missing after installing it"; exit 1; }
+  say "installed $(/usr/bin/chromium --version 2>/dev/null | head -n1)"
 fi

@@ -136,11 +136,13 @@
     $('signin-error').textContent = message;
   }
 
-  function signedIn() {
+  /** `first`: the answer the sign-in already fetched (rendered at once, not fetched twice). */
+  function signedIn(first) {
     $('signin').classList.add('hidden');
     $('dashboard').classList.remove('hidden');
     $('controls').classList.remove('hidden');
-    void refresh();
+    if (first) render(first);
+    else void refresh();
     timer = setInterval(refresh, POLL_MS);
   }
 
@@ -152,8 +154,7 @@
       const s = await fetchSlo(token);
       sessionStorage.setItem(TOKEN_KEY, token);
       $('token').value = '';
-      signedIn();
-      render(s);
+      signedIn(s);
     } catch (e) {
       $('signin-error').textContent = e.status === 401 || e.status === 403 ? 'the token was refused' : String(e.message);
     }

@@ -15,7 +15,7 @@ import {
   artifactIdParams, artifactResultSchema, quotaSchema, deployBodySchema, deployResultSchema, destroyBodySchema, destroyResultSchema, errorResponses,
   heartbeatResultSchema, joinResultSchema, logsQuerySchema, nodeJoinSchema, nodeNameParams, nodeRegisterSchema, nodeRemovedSchema, nodeSchema, sloQuerySchema, sloSchema, statusSchema,
 } from './schemas.js';
-import { computeSlo, type SloConfig, type SloSource, type SloWindow } from './slo.js';
+import { computeSlo, type SloConfig, type SloSource, type SloWindow } from '../engine/slo.js';
 import { splitName } from './slo-recorder.js';
 import { registerUi } from './ui.js';
 import type { ControlPlane, DeployBody, DestroyBody } from './service.js';
@@ -209,7 +209,9 @@ export async function buildApp(d: AppDeps): Promise<FastifyInstance> {
       .filter((x) => (tenant === undefined || x.tenant === tenant) && (q.app === undefined || x.app === q.app))
       .map(({ app: name, ...rest }) => ({ name, ...rest }));
     // the nodes (and so other tenants' dedicated pools) are the operators'
-    const nodes = s.tenant ? [] : (await d.nodes.list()).map((n) => ({ name: n.name, status: n.status, cordoned: n.cordoned }));
+    const registered = (await d.nodes.list()).map((n) => ({ name: n.name, status: n.status, cordoned: n.cordoned }));
+    // without agents the control plane's own host runs every VM: the apps above name it `local`
+    const nodes = s.tenant ? [] : registered.length > 0 ? registered : [{ name: 'local', status: 'ready', cordoned: false }];
     return { ...report, apps, nodes };
   });
 

@@ -11,7 +11,7 @@ import { buildApp } from './app.js';
 import { ArtifactStore } from '../store/artifacts.js';
 import { Authenticator, hashToken } from './auth.js';
 import { SloSamples } from './slo-samples.js';
-import { DEFAULT_OBJECTIVES, DEFAULT_PRICES } from './slo.js';
+import { DEFAULT_OBJECTIVES, DEFAULT_PRICES } from '../engine/slo.js';
 import { Journal } from './journal.js';
 import { Metrics } from './metrics.js';
 import { NodeAuthenticator } from './node-identity.js';

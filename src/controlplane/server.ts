@@ -22,10 +22,9 @@ import type { HostAdmission } from './host-admission.js';
 import { checkHostPorts, hostMemoryMiB } from '../engine/deploy-input.js';
 import { ControlPlane } from './service.js';
 import { openStores } from './open-stores.js';
-import { DEFAULT_OBJECTIVES, DEFAULT_PRICES, parseSloConfig, type SloConfig } from './slo.js';
+import { loadSloConfig } from '../engine/slo.js';
 import { parseRetention, SloSamples } from './slo-samples.js';
 import { SloRecorder } from './slo-recorder.js';
-import { parse as parseYaml } from 'yaml';
 
 export interface ServeOptions {
   listen: string;
@@ -65,23 +64,7 @@ export interface ServeOptions {
   sloConfig?: string;
 }
 
-/** The price table and objectives of --slo-config (defaults without one). */
-export function loadSloConfig(file: string | undefined): SloConfig {
-  if (file === undefined) return { prices: DEFAULT_PRICES, objectives: DEFAULT_OBJECTIVES };
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new UserError('E_INVALID_ARGUMENT', `--slo-config ${file} cannot be read: ${e instanceof Error ? e.message : String(e)}`);
-  }
-  let doc: unknown;
-  try {
-    doc = file.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
-  } catch (e) {
-    throw new UserError('E_INVALID_ARGUMENT', `--slo-config ${file} is not valid ${file.endsWith('.json') ? 'JSON' : 'YAML'}: ${e instanceof Error ? e.message : String(e)}`);
-  }
-  return parseSloConfig(doc, `--slo-config ${file}`);
-}
+
 
 /** The slow-client bounds of both servers (serve and agent) from their flags. */
 export const timeoutsOf = (o: { headersTimeoutMs: number; bodyIdleTimeoutMs: number; bodyMinRate: number }): HttpTimeouts =>
@@ -129,7 +112,7 @@ export async function serve(o: ServeOptions): Promise<{ close(deadlineMs?: numbe
   const samples = new SloSamples(stores.samples, retentionMs);
   const prune = setInterval(() => samples.prune(), 3600_000);
   prune.unref();
-  const slo = new SloRecorder(samples, node, (msg, f) => log?.(msg, f));
+  const slo = new SloRecorder(samples, node, (msg, f) => log?.(msg, f), metrics);
   const runner: Runner = o.runner === 'fake' ? new FakeRunner(journal, o.fakeWorkMs) : new EngineRunner(node, journal, fleet);
   let log: ((msg: string, f: Record<string, unknown>) => void) | null = null;
   const queue = new Queue(journal, runner, {

@@ -1,14 +1,14 @@
 import type { Client } from '../engine/client.js';
 import type { OperationError } from '../store/types.js';
 import { parseSizeMiB } from '../util/size.js';
+import type { Metrics } from './metrics.js';
 import type { QueuedOperation } from './operation-journal.js';
 import type { DeployOperationRequest } from './runner.js';
-import { deployOutcome } from './slo.js';
+import { UNKNOWN_MEMORY_MIB } from '../engine/local-slo.js';
+import { deployOutcome } from '../engine/slo.js';
 import type { SloSamples } from './slo-samples.js';
 import { tenantOfName } from './tenants.js';
 
-/** A VM without a memory request gets its pack's default, which the control plane does not see: counted at this size. */
-export const UNKNOWN_MEMORY_MIB = 128;
 
 /** Tenant and app of an internal deployment name (`acme--web` → acme, web; `web` → '', web). */
 export function splitName(internal: string): { tenant: string; app: string } {
@@ -22,7 +22,11 @@ export function splitName(internal: string): { tenant: string; app: string } {
  * VM's life for VM-seconds (from its deploy to its destroy).
  */
 export class SloRecorder {
-  constructor(private readonly samples: SloSamples, private readonly node: Client, private readonly log: (msg: string, f: Record<string, unknown>) => void) {}
+  constructor(
+    private readonly samples: SloSamples, private readonly node: Client, private readonly log: (msg: string, f: Record<string, unknown>) => void,
+    /** the same SLIs as Prometheus series, for the shipped recording and alert rules (monitoring/) */
+    private readonly metrics: Pick<Metrics, 'deploys' | 'boots'> | null = null,
+  ) {}
 
   finished(op: QueuedOperation, outcome: 'succeeded' | 'failed', error?: OperationError): void {
     void this.record(op, outcome, error).catch((e: unknown) => this.log('recording an SLO sample failed', { operation: op.id, error: String(e) }));
@@ -37,12 +41,17 @@ export class SloRecorder {
     }
     if (op.kind !== 'deploy') return;
     const code = outcome === 'succeeded' ? null : (error?.code ?? 'E_INTERNAL');
-    this.samples.recordDeploy({ at: now, tenant, app, outcome: deployOutcome(code), code });
+    const kind = deployOutcome(code);
+    this.samples.recordDeploy({ at: now, tenant, app, outcome: kind, code });
+    this.metrics?.deploys.inc({ tenant, outcome: kind, code: code ?? '' });
     if (outcome !== 'succeeded') return;
     const d = await this.node.waitFor(op.target, () => true, 0);
     if (!d) return;
     const node = d.node ?? 'local';
-    if (d.bootMs !== null) this.samples.recordBoot({ at: now, tenant, app, version: d.image ?? d.id, node, accel: d.accel ?? 'unknown', ms: d.bootMs });
+    if (d.bootMs !== null) {
+      this.samples.recordBoot({ at: now, tenant, app, version: d.image ?? d.id, node, accel: d.accel ?? 'unknown', ms: d.bootMs });
+      this.metrics?.boots.observe({ tenant, accel: d.accel ?? 'unknown' }, d.bootMs / 1000);
+    }
     const r = op.request as DeployOperationRequest;
     this.samples.vmStarted({
       deployment: op.target, tenant, app, node, vcpus: r.cpus ?? 1, memoryMiB: (r.memory !== undefined ? parseSizeMiB(r.memory) : null) ?? UNKNOWN_MEMORY_MIB,

@@ -2,7 +2,7 @@ import type Database from 'better-sqlite3';
 import type { RequestCounter } from './request-counter.js';
 import {
   OUTCOME_CODE, overlapSeconds, type AppUse, type BootColumns, type DeployColumns, type DeployOutcome, type SampleFilter, type SloSource,
-} from './slo.js';
+} from '../engine/slo.js';
 
 export interface BootSample { at: number; tenant: string; app: string; version: string; node: string; accel: string; ms: number; }
 export interface DeploySample { at: number; tenant: string; app: string; outcome: DeployOutcome; code: string | null; }
@@ -126,6 +126,12 @@ export class SloSamples implements SloSource, RequestCounter {
   recordDeploy(s: DeploySample): void {
     this.stmt('INSERT INTO slo_deploys (at, tenant, app, outcome, code) VALUES (?, ?, ?, ?, ?)').run(s.at, s.tenant, s.app, s.outcome, s.code);
     this.pushDeploy(s);
+  }
+
+  /** Many deploy outcomes in one transaction (benchmarks and imports). */
+  recordDeploys(list: readonly DeploySample[]): void {
+    this.db.transaction(() => { for (const s of list) this.stmt('INSERT INTO slo_deploys (at, tenant, app, outcome, code) VALUES (?, ?, ?, ?, ?)').run(s.at, s.tenant, s.app, s.outcome, s.code); })();
+    for (const s of list) this.pushDeploy(s);
   }
 
   /** A VM came up: its VM-seconds count from now until vmEnded (a replayed start of the same life is ignored). */

@@ -4,7 +4,7 @@ import { SloSamples, parseRetention } from './slo-samples.js';
 import {
   budgetRemaining, burnRate, computeSlo, cost, costPerRequest, DEFAULT_OBJECTIVES, deployOutcome, deploySuccessRate, paging, percentile,
   type Prices,
-} from './slo.js';
+} from '../engine/slo.js';
 
 const HOUR = 3600_000;
 const prices: Prices = { vcpuSecond: 1e-5, gibSecond: 2e-6, request: 0, currency: 'USD' };

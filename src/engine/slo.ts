@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
 import { errorSpec, UserError } from '../errors.js';
 
 /**
@@ -291,4 +293,22 @@ export function parseSloConfig(doc: unknown, where: string): SloConfig {
       deploySuccess: num(o, 'deploySuccess', DEFAULT_OBJECTIVES.deploySuccess, (n) => n > 0 && n < 1, 'a fraction between 0 and 1 (e.g. 0.995)'),
     },
   };
+}
+
+/** The price table and objectives of a --slo-config file (unikctld) or UNIKCTL_SLO_CONFIG (local mode); defaults without one. */
+export function loadSloConfig(file: string | undefined): SloConfig {
+  if (file === undefined) return { prices: DEFAULT_PRICES, objectives: DEFAULT_OBJECTIVES };
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new UserError('E_INVALID_ARGUMENT', `--slo-config ${file} cannot be read: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  let doc: unknown;
+  try {
+    doc = file.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+  } catch (e) {
+    throw new UserError('E_INVALID_ARGUMENT', `--slo-config ${file} is not valid ${file.endsWith('.json') ? 'JSON' : 'YAML'}: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  return parseSloConfig(doc, `--slo-config ${file}`);
 }
