@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm run bench [-- --only boot|density|size|api|sched[,...]] [--quick] [--runs N] [--max N] [--ksm] [--reuse] [--render-only]`
+// `npm run bench [-- --only boot|density|size|api|sched|slo[,...]] [--quick] [--runs N] [--max N] [--ksm] [--reuse] [--render-only]`
 //
 // Runs every benchmark part as a child process, merges their results with the machine description and a KVM
 // probe into bench/results/<date>-<host>.json and renders bench/results/<date>-<host>.md with SVG charts.
@@ -23,7 +23,7 @@ const PART_DIR = dirname(fileURLToPath(import.meta.url));
 const ORDER = ['boot', 'size', 'density', 'api', 'sched', 'slo'] as const;
 type PartName = (typeof ORDER)[number];
 const USAGE = [
-  'usage: npm run bench [-- --only boot|density|size|api|sched[,...]] [--quick] [--runs N] [--max N] [--ksm] [--reuse] [--render-only]',
+  'usage: npm run bench [-- --only boot|density|size|api|sched|slo[,...]] [--quick] [--runs N] [--max N] [--ksm] [--reuse] [--render-only]',
   '',
   'Runs every benchmark part as a child process (node dist-bench/bench/<part>.js --json ...; a part whose script does',
   'not exist yet is skipped with a note), merges their results with the machine description and a KVM probe',

@@ -58,6 +58,8 @@ export class SloSamples implements SloSource, RequestCounter {
   private readonly dep = { at: f64(), outcome: u8(), code: i32(), tenant: i32(), app: i32() };
   private readonly statements = new Map<string, Database.Statement>();
   private source = false;
+  private bootSorted = true;
+  private depSorted = true;
 
   constructor(private readonly db: Database.Database, readonly retentionMs: number) {
     db.exec(`
@@ -93,11 +95,14 @@ export class SloSamples implements SloSource, RequestCounter {
       this.stmt('DELETE FROM slo_requests WHERE at < ?').run(cut);
     })();
     for (const c of [...Object.values(this.boot), ...Object.values(this.dep)]) c.clear();
+    this.bootSorted = true;
+    this.depSorted = true;
     for (const r of this.stmt('SELECT at, tenant, app, ms FROM slo_boots ORDER BY at').iterate() as IterableIterator<{ at: number; tenant: string; app: string; ms: number }>) this.pushBoot(r);
     for (const r of this.stmt('SELECT at, tenant, app, outcome, code FROM slo_deploys ORDER BY at').iterate() as IterableIterator<{ at: number; tenant: string; app: string; outcome: DeployOutcome; code: string | null }>) this.pushDeploy(r);
   }
 
   private pushBoot(s: { at: number; tenant: string; app: string; ms: number }): void {
+    if (this.boot.at.length > 0 && s.at < (this.boot.at.data[this.boot.at.length - 1] as number)) this.bootSorted = false;
     this.boot.at.push(s.at);
     this.boot.ms.push(s.ms);
     this.boot.tenant.push(this.names.id(s.tenant));
@@ -105,6 +110,7 @@ export class SloSamples implements SloSource, RequestCounter {
   }
 
   private pushDeploy(s: { at: number; tenant: string; app: string; outcome: DeployOutcome; code: string | null }): void {
+    if (this.dep.at.length > 0 && s.at < (this.dep.at.data[this.dep.at.length - 1] as number)) this.depSorted = false;
     this.dep.at.push(s.at);
     this.dep.outcome.push(OUTCOME_CODE[s.outcome]);
     this.dep.code.push(this.names.id(s.code ?? ''));
@@ -151,42 +157,81 @@ export class SloSamples implements SloSource, RequestCounter {
     this.stmt('INSERT INTO slo_requests (at, tenant, app, n) VALUES (?, ?, ?, ?)').run(at, tenant, app, n);
   }
 
-  private matcher(f: SampleFilter): (tenant: number, app: number) => boolean {
-    const t = this.names.find(f.tenant);
-    const a = this.names.find(f.app);
-    return (tenant, app) => (t === undefined || tenant === t) && (a === undefined || app === a);
+  /**
+   * Columns stay ordered by time (loaded ORDER BY at; new samples are the newest), so a window is a binary-searched
+   * range. A sample recorded out of order (an import) makes the next read sort the columns once.
+   */
+  private ordered<C extends Record<string, Column<Float64Array | Int32Array | Uint8Array>>>(cols: C & { at: Column<Float64Array> }, flag: 'bootSorted' | 'depSorted'): void {
+    if (this[flag]) return;
+    const n = cols.at.length;
+    const at = cols.at.data;
+    const idx = Int32Array.from({ length: n }, (_, i) => i).sort((x, y) => (at[x] as number) - (at[y] as number));
+    for (const c of Object.values(cols)) {
+      const copy = c.data.slice(0, n);
+      for (let i = 0; i < n; i++) c.data[i] = copy[idx[i] as number] as number;
+    }
+    this[flag] = true;
+  }
+
+  /** Index range [lo, hi) of the samples with from ≤ at < to in a time-ordered column. */
+  private static range(at: Float64Array, length: number, from: number, to: number): [number, number] {
+    const lower = (x: number): number => {
+      let lo = 0;
+      let hi = length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if ((at[mid] as number) < x) lo = mid + 1;
+        else hi = mid;
+      }
+      return lo;
+    };
+    return [lower(from), lower(to)];
   }
 
   boots(from: number, to: number, f: SampleFilter): BootColumns {
-    const ok = this.matcher(f);
+    this.ordered(this.boot, 'bootSorted');
     const { at, ms, tenant, app } = this.boot;
-    const outAt: number[] = [];
-    const outMs: number[] = [];
-    for (let i = 0; i < at.length; i++) {
-      const t = at.data[i] as number;
-      if (t >= from && t < to && ok(tenant.data[i] as number, app.data[i] as number)) {
-        outAt.push(t);
-        outMs.push(ms.data[i] as number);
+    const [lo, hi] = SloSamples.range(at.data, at.length, from, to);
+    // views, not copies: the figures only read them (and the next append may reallocate, never rewrite, the arrays)
+    if (f.tenant === undefined && f.app === undefined) return { at: at.data.subarray(lo, hi), ms: ms.data.subarray(lo, hi) };
+    const t = this.names.find(f.tenant) ?? -2;
+    const a = this.names.find(f.app) ?? -2;
+    const outAt = new Float64Array(hi - lo);
+    const outMs = new Float64Array(hi - lo);
+    let k = 0;
+    const td = tenant.data;
+    const ad = app.data;
+    for (let i = lo; i < hi; i++) {
+      if ((t === -2 || td[i] === t) && (a === -2 || ad[i] === a)) {
+        outAt[k] = at.data[i] as number;
+        outMs[k++] = ms.data[i] as number;
       }
     }
-    return { at: Float64Array.from(outAt), ms: Float64Array.from(outMs) };
+    return { at: outAt.subarray(0, k), ms: outMs.subarray(0, k) };
   }
 
   deploys(from: number, to: number, f: SampleFilter): DeployColumns {
-    const ok = this.matcher(f);
+    this.ordered(this.dep, 'depSorted');
     const { at, outcome, code, tenant, app } = this.dep;
-    const outAt: number[] = [];
-    const outO: number[] = [];
-    const outC: string[] = [];
-    for (let i = 0; i < at.length; i++) {
-      const t = at.data[i] as number;
-      if (t >= from && t < to && ok(tenant.data[i] as number, app.data[i] as number)) {
-        outAt.push(t);
-        outO.push(outcome.data[i] as number);
-        outC.push(this.names.names[code.data[i] as number] ?? '');
+    const [lo, hi] = SloSamples.range(at.data, at.length, from, to);
+    const codeName = (id: number): string => this.names.names[id] ?? '';
+    if (f.tenant === undefined && f.app === undefined) return { at: at.data.subarray(lo, hi), outcome: outcome.data.subarray(lo, hi), code: code.data.subarray(lo, hi), codeName };
+    const t = this.names.find(f.tenant) ?? -2;
+    const a = this.names.find(f.app) ?? -2;
+    const outAt = new Float64Array(hi - lo);
+    const outO = new Uint8Array(hi - lo);
+    const outC = new Int32Array(hi - lo);
+    let k = 0;
+    const td = tenant.data;
+    const ad = app.data;
+    for (let i = lo; i < hi; i++) {
+      if ((t === -2 || td[i] === t) && (a === -2 || ad[i] === a)) {
+        outAt[k] = at.data[i] as number;
+        outO[k] = outcome.data[i] as number;
+        outC[k++] = code.data[i] as number;
       }
     }
-    return { at: Float64Array.from(outAt), outcome: Uint8Array.from(outO), code: outC };
+    return { at: outAt.subarray(0, k), outcome: outO.subarray(0, k), code: outC.subarray(0, k), codeName };
   }
 
   vmUses(from: number, to: number, f: SampleFilter): AppUse[] {

@@ -105,6 +105,51 @@ describe('SLO arithmetic (docs/slo.md)', () => {
     expect(computeSlo(new SloSamples(db, 2 * HOUR), { window: '7d', now, filter: {}, prices, objectives: DEFAULT_OBJECTIVES }).boot.count).toBe(2);
   });
 
+  it('percentiles by selection equal the sorted nearest rank, duplicates and all', () => {
+    let seed = 7;
+    const rnd = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    for (const n of [1, 2, 3, 19, 20, 21, 100, 1000, 4097]) {
+      const v = Array.from({ length: n }, () => Math.floor(rnd() * (n < 50 ? 5 : 1000)));
+      const sorted = [...v].sort((a, b) => a - b);
+      for (const p of [50, 95, 99, 100]) expect(percentile(v, p), `n=${n} p${p}`).toBe(sorted[Math.ceil((p / 100) * n) - 1]);
+    }
+  });
+
+  it('whole-millisecond boots (counted) and fractional ones (selected) give the same nearest ranks, overall and per bucket', () => {
+    const now = Date.now();
+    let seed = 11;
+    const rnd = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const raw = Array.from({ length: 5000 }, () => ({ at: now - 1 - Math.floor(rnd() * HOUR), ms: 100 + Math.floor(rnd() * 3000) }));
+    const whole = samples();
+    whole.recordBoots(raw.map((r) => boot(r.at, r.ms)));
+    const frac = samples();
+    frac.recordBoots(raw.map((r) => boot(r.at, r.ms + 0.5)));
+    const q = (src: SloSamples) => computeSlo(src, { window: '1h', now, filter: {}, prices, objectives: DEFAULT_OBJECTIVES, buckets: 12 }).boot;
+    const [w, f] = [q(whole), q(frac)];
+    const sorted = raw.map((r) => r.ms).sort((a, b) => a - b);
+    expect([w.p50Ms, w.p95Ms]).toEqual([sorted[2499], sorted[4749]]);
+    expect([f.p50Ms, f.p95Ms]).toEqual([(w.p50Ms as number) + 0.5, (w.p95Ms as number) + 0.5]);
+    for (let k = 0; k < 12; k++) {
+      const inBucket = raw.filter((r) => Math.min(11, Math.floor((r.at - (now - HOUR)) / (HOUR / 12))) === k).map((r) => r.ms).sort((a, b) => a - b);
+      const at = (p: number): number | null => (inBucket.length ? (inBucket[Math.ceil((p / 100) * inBucket.length) - 1] as number) : null);
+      expect([w.series[k]?.count, w.series[k]?.p50Ms, w.series[k]?.p95Ms], `bucket ${k}`).toEqual([inBucket.length, at(50), at(95)]);
+      expect([f.series[k]?.p50Ms, f.series[k]?.p95Ms]).toEqual([at(50) === null ? null : (at(50) as number) + 0.5, at(95) === null ? null : (at(95) as number) + 0.5]);
+    }
+  });
+
+  it('samples recorded out of time order are found by window (the columns are re-ordered once)', () => {
+    const now = Date.now();
+    const s = samples();
+    s.recordBoots([boot(now - 10 * 60_000, 300), boot(now - 2 * HOUR, 100), boot(now - 60_000, 200), boot(now - 30 * HOUR, 900)]);
+    s.recordDeploy({ at: now - 1000, tenant: '', app: 'web', outcome: 'succeeded', code: null });
+    s.recordDeploy({ at: now - 2 * HOUR, tenant: '', app: 'web', outcome: 'platform', code: 'E_BOOT_TIMEOUT' });
+    const q = (window: '1h' | '24h' | '7d') => computeSlo(s, { window, now, filter: {}, prices, objectives: DEFAULT_OBJECTIVES });
+    expect([q('1h').boot.count, q('24h').boot.count, q('7d').boot.count]).toEqual([2, 3, 4]);
+    expect([q('1h').boot.p50Ms, q('24h').boot.p50Ms, q('7d').boot.p95Ms]).toEqual([200, 200, 900]);
+    expect([q('1h').deploys.successRate, q('24h').deploys.successRate]).toEqual([1, 0.5]);
+    expect(q('24h').deploys.platformByCode).toEqual([{ code: 'E_BOOT_TIMEOUT', count: 1 }]);
+  });
+
   it('--slo-retention', () => {
     expect(parseRetention('30d')).toBe(30 * 24 * HOUR);
     expect(parseRetention('90m')).toBe(90 * 60_000);

@@ -32,7 +32,8 @@ export class LocalSloSource implements SloSource {
   deploys(from: number, to: number, f: SampleFilter): DeployColumns {
     const at: number[] = [];
     const outcome: number[] = [];
-    const code: string[] = [];
+    const code: number[] = [];
+    const names = [''];
     for (const op of this.store.listOperations(this.historyLimit)) {
       const t = op.endedAt ?? op.updatedAt;
       if (op.kind !== 'deploy' || t < from || t >= to || !this.match(op.target, f)) continue;
@@ -40,9 +41,10 @@ export class LocalSloSource implements SloSource {
       const c = op.state === 'failed' ? (op.error?.code ?? 'E_INTERNAL') : null;
       at.push(t);
       outcome.push(OUTCOME_CODE[deployOutcome(c)]);
-      code.push(c ?? '');
+      if (c !== null && !names.includes(c)) names.push(c);
+      code.push(names.indexOf(c ?? ''));
     }
-    return { at: Float64Array.from(at), outcome: Uint8Array.from(outcome), code };
+    return { at: Float64Array.from(at), outcome: Uint8Array.from(outcome), code: Int32Array.from(code), codeName: (id) => names[id] ?? '' };
   }
 
   vmUses(from: number, to: number, f: SampleFilter): AppUse[] {

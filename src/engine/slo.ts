@@ -12,22 +12,53 @@ export const SLO_WINDOWS = { '5m': 5 * 60_000, '1h': 3600_000, '24h': 24 * 3600_
 export type SloWindow = '1h' | '24h' | '7d' | '30d';
 export const API_WINDOWS: readonly SloWindow[] = ['1h', '24h', '7d', '30d'];
 
+/** 0-based index of the nearest-rank p-th percentile among n values: rank ⌈p/100 · n⌉. */
+const rankIndex = (n: number, p: number): number => Math.min(n, Math.max(1, Math.ceil((p / 100) * n))) - 1;
+
+/**
+ * The k-th smallest of a[lo, hi) (0-based k within the range), found in place by quickselect (Hoare partition,
+ * middle pivot): O(n), where sorting a million samples per request would not fit the dashboard's latency budget.
+ */
+function select(a: Float64Array, lo: number, hi: number, k: number): number {
+  let l = lo;
+  let r = hi - 1;
+  const target = lo + k;
+  while (l < r) {
+    const pivot = a[(l + r) >>> 1] as number;
+    let i = l;
+    let j = r;
+    while (i <= j) {
+      while ((a[i] as number) < pivot) i++;
+      while ((a[j] as number) > pivot) j--;
+      if (i <= j) {
+        const t = a[i] as number;
+        a[i] = a[j] as number;
+        a[j] = t;
+        i++;
+        j--;
+      }
+    }
+    if (target <= j) r = j;
+    else if (target >= i) l = i;
+    else break;
+  }
+  return a[target] as number;
+}
+
 /** Nearest-rank percentile (p in 0…100) of raw values; null for none. 1…100 → p50 = 50, p95 = 95. */
 export function percentile(values: ArrayLike<number>, p: number): number | null {
   const n = values.length;
   if (n === 0) return null;
-  const sorted = Float64Array.from(values as ArrayLike<number>).sort();
-  const rank = Math.max(1, Math.ceil((p / 100) * n));
-  return sorted[Math.min(n, rank) - 1] ?? null;
+  return select(Float64Array.from(values), 0, n, rankIndex(n, p));
 }
 
-/** p50 and p95 of one sort (the dashboard asks for both of every bucket). */
-export function percentiles(values: Float64Array): { p50: number | null; p95: number | null } {
-  const n = values.length;
-  if (n === 0) return { p50: null, p95: null };
-  values.sort();
-  const at = (p: number): number => values[Math.min(n, Math.max(1, Math.ceil((p / 100) * n))) - 1] as number;
-  return { p50: at(50), p95: at(95) };
+/** p50 and p95 of a[lo, hi), reordering that range in place. */
+export function percentiles(a: Float64Array, lo = 0, hi = a.length): { p50: number | null; p95: number | null } {
+  const n = hi - lo;
+  if (n <= 0) return { p50: null, p95: null };
+  const p95 = select(a, lo, hi, rankIndex(n, 95));
+  // after selecting p95 everything at or below its index is ≤ it: p50 lies in that part
+  return { p50: select(a, lo, lo + rankIndex(n, 95) + 1, rankIndex(n, 50)), p95 };
 }
 
 export type DeployOutcome = 'succeeded' | 'platform' | 'user';
@@ -120,7 +151,8 @@ export interface SampleFilter { tenant?: string; app?: string; }
 
 /** Boot samples as columns (a dashboard reads up to millions of them per request). */
 export interface BootColumns { at: Float64Array; ms: Float64Array; }
-export interface DeployColumns { at: Float64Array; outcome: Uint8Array; code: string[]; }
+/** `code[i]` is an id the source's `codeName` turns into the error code ('' for a success). */
+export interface DeployColumns { at: Float64Array; outcome: Uint8Array; code: Int32Array; codeName(id: number): string; }
 export const OUTCOME_CODE: Record<DeployOutcome, number> = { succeeded: 0, platform: 1, user: 2 };
 export interface AppUse extends VmUse { tenant: string; app: string; }
 
@@ -168,8 +200,8 @@ export interface SloReport {
 
 export const NO_REQUEST_SOURCE = 'no request data (needs services)';
 
-const byCode = (m: Map<string, number>): Array<{ code: string; count: number }> =>
-  [...m].map(([code, count]) => ({ code, count })).sort((a, b) => b.count - a.count || a.code.localeCompare(b.code));
+const byCode = (m: Map<number, number>, name: (id: number) => string): Array<{ code: string; count: number }> =>
+  [...m].map(([id, count]) => ({ code: name(id), count })).sort((a, b) => b.count - a.count || a.code.localeCompare(b.code));
 
 /** Every figure of docs/slo.md for one window. */
 export function computeSlo(src: SloSource, q: SloQuery): SloReport {
@@ -180,16 +212,63 @@ export function computeSlo(src: SloSource, q: SloQuery): SloReport {
   const width = span / nb;
   const bucketOf = (at: number): number => Math.min(nb - 1, Math.max(0, Math.floor((at - from) / width)));
 
-  // boots: overall, per bucket, and the burn windows (1 h / 5 min end now; they may reach before a 1 h window's start)
+  // boots: percentiles overall and per bucket. Boot times are whole milliseconds in practice: then one pass counts
+  // them into per-bucket histograms and the nearest rank is read off the counts (exact, O(n + buckets × max)).
+  // Otherwise (fractions, huge values) the values are grouped by bucket and selected (quickselect, O(n)).
   const b = src.boots(from, to, q.filter);
-  const per: number[][] = Array.from({ length: nb }, () => []);
+  const n = b.ms.length;
   let good = 0;
-  for (let i = 0; i < b.ms.length; i++) {
-    const ms = b.ms[i] as number;
-    if (ms <= q.objectives.bootP95Ms) good++;
-    (per[bucketOf(b.at[i] as number)] as number[]).push(ms);
+  let max = 0;
+  let whole = true;
+  for (let i = 0; i < n; i++) {
+    const v = b.ms[i] as number;
+    if (v <= q.objectives.bootP95Ms) good++;
+    if (v > max) max = v;
+    if (whole && !(Number.isInteger(v) && v >= 0)) whole = false;
   }
-  const all = percentiles(Float64Array.from(b.ms));
+  const size = max + 1;
+  let series: SloReport['boot']['series'];
+  let all: { p50: number | null; p95: number | null };
+  if (whole && size * (nb + 1) <= Math.max(1 << 16, 4 * n)) {
+    const hist = new Uint32Array(size * (nb + 1)); // bucket k at k·size; the whole window at nb·size
+    const counts = new Int32Array(nb + 1);
+    for (let i = 0; i < n; i++) {
+      const k = bucketOf(b.at[i] as number);
+      const v = b.ms[i] as number;
+      (hist[k * size + v] as number)++;
+      (hist[nb * size + v] as number)++;
+      (counts[k] as number)++;
+    }
+    counts[nb] = n;
+    const fromCounts = (k: number): { p50: number | null; p95: number | null } => {
+      const c = counts[k] as number;
+      if (c === 0) return { p50: null, p95: null };
+      const r50 = rankIndex(c, 50);
+      const r95 = rankIndex(c, 95);
+      let p50: number | null = null;
+      let seen = 0;
+      for (let v = 0; v < size; v++) {
+        seen += hist[k * size + v] as number;
+        if (p50 === null && seen > r50) p50 = v;
+        if (seen > r95) return { p50, p95: v };
+      }
+      return { p50, p95: max };
+    };
+    series = Array.from({ length: nb }, (_, k) => ({ t: from + k * width, count: counts[k] as number, ...((p) => ({ p50Ms: p.p50, p95Ms: p.p95 }))(fromCounts(k)) }));
+    all = fromCounts(nb);
+  } else {
+    const starts = new Int32Array(nb + 1);
+    for (let i = 0; i < n; i++) (starts[bucketOf(b.at[i] as number) + 1] as number)++;
+    for (let k = 0; k < nb; k++) starts[k + 1] = (starts[k + 1] as number) + (starts[k] as number);
+    const grouped = new Float64Array(n);
+    const fillAt = starts.slice(0, nb);
+    for (let i = 0; i < n; i++) grouped[(fillAt[bucketOf(b.at[i] as number)] as number)++] = b.ms[i] as number;
+    series = Array.from({ length: nb }, (_, k) => {
+      const p = percentiles(grouped, starts[k] as number, starts[k + 1] as number);
+      return { t: from + k * width, count: (starts[k + 1] as number) - (starts[k] as number), p50Ms: p.p50, p95Ms: p.p95 };
+    });
+    all = percentiles(grouped); // a permutation of every value in the window: selection does not care about order
+  }
   const bootBurn = (w: number): number | null => {
     const c = w === span ? b : src.boots(to - w, to, q.filter);
     let bad = 0;
@@ -200,12 +279,12 @@ export function computeSlo(src: SloSource, q: SloQuery): SloReport {
   const d = src.deploys(from, to, q.filter);
   const counts: DeployCounts = { succeeded: 0, platformFailures: 0, userErrors: 0 };
   const dSeries = Array.from({ length: nb }, (_, i) => ({ t: from + i * width, succeeded: 0, platformFailures: 0, userErrors: 0, successRate: null as number | null }));
-  const platformCodes = new Map<string, number>();
-  const userCodes = new Map<string, number>();
+  const platformCodes = new Map<number, number>();
+  const userCodes = new Map<number, number>();
   for (let i = 0; i < d.outcome.length; i++) {
     const s = dSeries[bucketOf(d.at[i] as number)] as (typeof dSeries)[number];
     const o = d.outcome[i];
-    const code = d.code[i] ?? '';
+    const code = d.code[i] as number;
     if (o === OUTCOME_CODE.succeeded) { counts.succeeded++; s.succeeded++; }
     else if (o === OUTCOME_CODE.platform) { counts.platformFailures++; s.platformFailures++; platformCodes.set(code, (platformCodes.get(code) ?? 0) + 1); }
     else { counts.userErrors++; s.userErrors++; userCodes.set(code, (userCodes.get(code) ?? 0) + 1); }
@@ -237,16 +316,16 @@ export function computeSlo(src: SloSource, q: SloQuery): SloReport {
   return {
     window: q.window, from, to, filter: { tenant: q.filter.tenant ?? null, app: q.filter.app ?? null },
     boot: {
-      count: b.ms.length, p50Ms: all.p50, p95Ms: all.p95, objective: { p95Ms: q.objectives.bootP95Ms, goodFraction: BOOT_GOOD_FRACTION }, good,
-      budgetRemaining: budgetRemaining(b.ms.length - good, b.ms.length, BOOT_GOOD_FRACTION),
+      count: n, p50Ms: all.p50, p95Ms: all.p95, objective: { p95Ms: q.objectives.bootP95Ms, goodFraction: BOOT_GOOD_FRACTION }, good,
+      budgetRemaining: budgetRemaining(n - good, n, BOOT_GOOD_FRACTION),
       burnRate: { '1h': bootBurn(SLO_WINDOWS['1h']), '5m': bootBurn(SLO_WINDOWS['5m']) },
-      series: per.map((v, i) => ({ t: from + i * width, count: v.length, ...((p) => ({ p50Ms: p.p50, p95Ms: p.p95 }))(percentiles(Float64Array.from(v))) })),
+      series,
     },
     deploys: {
       ...counts, successRate: deploySuccessRate(counts), objective: q.objectives.deploySuccess,
       budgetRemaining: budgetRemaining(counts.platformFailures, counts.succeeded + counts.platformFailures, q.objectives.deploySuccess),
       burnRate: { '1h': deployBurn(SLO_WINDOWS['1h']), '5m': deployBurn(SLO_WINDOWS['5m']) },
-      platformByCode: byCode(platformCodes), userByCode: byCode(userCodes), series: dSeries,
+      platformByCode: byCode(platformCodes, d.codeName), userByCode: byCode(userCodes, d.codeName), series: dSeries,
     },
     cost: {
       currency: q.prices.currency, prices: q.prices, total, vmSeconds: uses.reduce((n, u) => n + u.seconds, 0), requests, perRequest: costPerRequest(total, requests),
