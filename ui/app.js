@@ -18,6 +18,16 @@
     rate: (v) => (v === null ? '–' : v.toFixed(2)),
   };
 
+  /** Each number of the page and where it is in /v1/slo's answer. */
+  const FIELDS = [
+    ['boot-p50', (s) => s.boot.p50Ms], ['boot-p95', (s) => s.boot.p95Ms], ['boot-objective', (s) => s.boot.objective.p95Ms],
+    ['boot-budget', (s) => s.boot.budgetRemaining], ['boot-burn-1h', (s) => s.boot.burnRate['1h']], ['boot-burn-5m', (s) => s.boot.burnRate['5m']],
+    ['deploy-rate', (s) => s.deploys.successRate], ['deploy-objective', (s) => s.deploys.objective], ['deploy-succeeded', (s) => s.deploys.succeeded],
+    ['deploy-platform', (s) => s.deploys.platformFailures], ['deploy-user', (s) => s.deploys.userErrors], ['deploy-budget', (s) => s.deploys.budgetRemaining],
+    ['deploy-burn-1h', (s) => s.deploys.burnRate['1h']], ['deploy-burn-5m', (s) => s.deploys.burnRate['5m']],
+    ['cost-total', (s) => s.cost.total], ['cost-vm-seconds', (s) => s.cost.vmSeconds], ['cost-per-request', (s) => s.cost.perRequest], ['rps', (s) => s.requests.perSecond],
+  ];
+
   function show(id, value) {
     const el = $(id);
     el.dataset.value = value === null ? 'null' : String(value);
@@ -79,24 +89,7 @@
   }
 
   function render(s) {
-    show('boot-p50', s.boot.p50Ms);
-    show('boot-p95', s.boot.p95Ms);
-    show('boot-objective', s.boot.objective.p95Ms);
-    show('boot-budget', s.boot.budgetRemaining);
-    show('boot-burn-1h', s.boot.burnRate['1h']);
-    show('boot-burn-5m', s.boot.burnRate['5m']);
-    show('deploy-rate', s.deploys.successRate);
-    show('deploy-objective', s.deploys.objective);
-    show('deploy-succeeded', s.deploys.succeeded);
-    show('deploy-platform', s.deploys.platformFailures);
-    show('deploy-user', s.deploys.userErrors);
-    show('deploy-budget', s.deploys.budgetRemaining);
-    show('deploy-burn-1h', s.deploys.burnRate['1h']);
-    show('deploy-burn-5m', s.deploys.burnRate['5m']);
-    show('cost-total', s.cost.total);
-    show('cost-vm-seconds', s.cost.vmSeconds);
-    show('cost-per-request', s.cost.perRequest);
-    show('rps', s.requests.perSecond);
+    for (const [id, pick] of FIELDS) show(id, pick(s));
     $('requests-note').textContent = s.requests.note || '';
 
     const t = s.boot.series.map((b) => b.t / 1000);

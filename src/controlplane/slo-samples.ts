@@ -1,5 +1,6 @@
 import type Database from 'better-sqlite3';
 import type { RequestCounter } from './request-counter.js';
+import { statementCache } from './statements.js';
 import {
   OUTCOME_CODE, overlapSeconds, type AppUse, type BootColumns, type DeployColumns, type DeployOutcome, type SampleFilter, type SloSource,
 } from '../engine/slo.js';
@@ -25,6 +26,13 @@ class Column<T extends Float64Array | Int32Array | Uint8Array> {
 const f64 = (): Column<Float64Array> => new Column(new Float64Array(1024), (n) => new Float64Array(n));
 const i32 = (): Column<Int32Array> => new Column(new Int32Array(1024), (n) => new Int32Array(n));
 const u8 = (): Column<Uint8Array> => new Column(new Uint8Array(1024), (n) => new Uint8Array(n));
+
+/** The values of `src` at `idx`, in a new array of the same kind. */
+function gather<T extends Float64Array | Int32Array | Uint8Array>(src: T, idx: Int32Array): T {
+  const out = new (src.constructor as new (n: number) => T)(idx.length);
+  for (let j = 0; j < idx.length; j++) out[j] = src[idx[j] as number] as number;
+  return out;
+}
 
 /** Strings (tenants, apps, codes) as small integers, so filtering compares numbers. */
 class Interner {
@@ -56,12 +64,14 @@ export class SloSamples implements SloSource, RequestCounter {
   private readonly names = new Interner();
   private readonly boot = { at: f64(), ms: f64(), tenant: i32(), app: i32() };
   private readonly dep = { at: f64(), outcome: u8(), code: i32(), tenant: i32(), app: i32() };
-  private readonly statements = new Map<string, Database.Statement>();
   private source = false;
   private bootSorted = true;
   private depSorted = true;
 
+  private readonly stmt: (sql: string) => Database.Statement;
+
   constructor(private readonly db: Database.Database, readonly retentionMs: number) {
+    this.stmt = statementCache(db);
     db.exec(`
       CREATE TABLE IF NOT EXISTS slo_boots (at INTEGER NOT NULL, tenant TEXT NOT NULL, app TEXT NOT NULL, version TEXT NOT NULL, node TEXT NOT NULL, accel TEXT NOT NULL, ms REAL NOT NULL);
       CREATE INDEX IF NOT EXISTS slo_boots_at ON slo_boots(at);
@@ -74,15 +84,6 @@ export class SloSamples implements SloSource, RequestCounter {
       CREATE INDEX IF NOT EXISTS slo_requests_at ON slo_requests(at);
     `);
     this.prune();
-  }
-
-  private stmt(sql: string): Database.Statement {
-    let st = this.statements.get(sql);
-    if (!st) {
-      st = this.db.prepare(sql);
-      this.statements.set(sql, st);
-    }
-    return st;
   }
 
   /** Deletes samples older than the retention (VMs that ended before it) and reloads the in-memory columns. */
@@ -188,50 +189,36 @@ export class SloSamples implements SloSource, RequestCounter {
     return [lower(from), lower(to)];
   }
 
+  /** Indices in [lo, hi) of the samples the filter keeps (an unknown tenant or app keeps none). */
+  private kept(cols: { tenant: Column<Int32Array>; app: Column<Int32Array> }, lo: number, hi: number, f: SampleFilter): Int32Array {
+    const t = this.names.find(f.tenant) ?? -2;
+    const a = this.names.find(f.app) ?? -2;
+    const td = cols.tenant.data;
+    const ad = cols.app.data;
+    const out = new Int32Array(hi - lo);
+    let k = 0;
+    for (let i = lo; i < hi; i++) if ((t === -2 || td[i] === t) && (a === -2 || ad[i] === a)) out[k++] = i;
+    return out.subarray(0, k);
+  }
+
   boots(from: number, to: number, f: SampleFilter): BootColumns {
     this.ordered(this.boot, 'bootSorted');
-    const { at, ms, tenant, app } = this.boot;
+    const { at, ms } = this.boot;
     const [lo, hi] = SloSamples.range(at.data, at.length, from, to);
     // views, not copies: the figures only read them (and the next append may reallocate, never rewrite, the arrays)
     if (f.tenant === undefined && f.app === undefined) return { at: at.data.subarray(lo, hi), ms: ms.data.subarray(lo, hi) };
-    const t = this.names.find(f.tenant) ?? -2;
-    const a = this.names.find(f.app) ?? -2;
-    const outAt = new Float64Array(hi - lo);
-    const outMs = new Float64Array(hi - lo);
-    let k = 0;
-    const td = tenant.data;
-    const ad = app.data;
-    for (let i = lo; i < hi; i++) {
-      if ((t === -2 || td[i] === t) && (a === -2 || ad[i] === a)) {
-        outAt[k] = at.data[i] as number;
-        outMs[k++] = ms.data[i] as number;
-      }
-    }
-    return { at: outAt.subarray(0, k), ms: outMs.subarray(0, k) };
+    const idx = this.kept(this.boot, lo, hi, f);
+    return { at: gather(at.data, idx), ms: gather(ms.data, idx) };
   }
 
   deploys(from: number, to: number, f: SampleFilter): DeployColumns {
     this.ordered(this.dep, 'depSorted');
-    const { at, outcome, code, tenant, app } = this.dep;
+    const { at, outcome, code } = this.dep;
     const [lo, hi] = SloSamples.range(at.data, at.length, from, to);
     const codeName = (id: number): string => this.names.names[id] ?? '';
     if (f.tenant === undefined && f.app === undefined) return { at: at.data.subarray(lo, hi), outcome: outcome.data.subarray(lo, hi), code: code.data.subarray(lo, hi), codeName };
-    const t = this.names.find(f.tenant) ?? -2;
-    const a = this.names.find(f.app) ?? -2;
-    const outAt = new Float64Array(hi - lo);
-    const outO = new Uint8Array(hi - lo);
-    const outC = new Int32Array(hi - lo);
-    let k = 0;
-    const td = tenant.data;
-    const ad = app.data;
-    for (let i = lo; i < hi; i++) {
-      if ((t === -2 || td[i] === t) && (a === -2 || ad[i] === a)) {
-        outAt[k] = at.data[i] as number;
-        outO[k] = outcome.data[i] as number;
-        outC[k++] = code.data[i] as number;
-      }
-    }
-    return { at: outAt.subarray(0, k), outcome: outO.subarray(0, k), code: outC.subarray(0, k), codeName };
+    const idx = this.kept(this.dep, lo, hi, f);
+    return { at: gather(at.data, idx), outcome: gather(outcome.data, idx), code: gather(code.data, idx), codeName };
   }
 
   vmUses(from: number, to: number, f: SampleFilter): AppUse[] {

@@ -31,7 +31,7 @@ interface Slo {
   deploys: { succeeded: number; platformFailures: number; userErrors: number; successRate: number | null; objective: number; budgetRemaining: number | null; burnRate: Record<'1h' | '5m', number | null>; userByCode: Array<{ code: string }> };
   cost: { total: number; vmSeconds: number; perRequest: number | null; requests: number | null; perApp: Array<{ tenant: string; app: string }> };
   requests: { perSecond: number | null; note: string | null };
-  apps: Array<{ tenant: string; name: string }>;
+  apps: Array<{ tenant: string; name: string; bootMs?: number | null }>;
 }
 
 const hasChromium = existsSync(CHROMIUM);
@@ -246,4 +246,31 @@ describe.skipIf(!hasChromium)('the SLO page at /ui/ in Chromium', () => {
     expect(foreign).toEqual([]);
     for (const u of requested) for (const t of [ADMIN_TOKEN, ACME, BOLT]) expect(u).not.toContain(t);
   });
+});
+
+describe('local mode: unikctl status --slo', () => {
+  const home = new TestHome();
+  afterAll(async () => { await home.cleanup(); }, 120_000);
+
+  it('the same figures for this host\'s deployments: a real boot, the deploy, VM-seconds; a bad build apart', async () => {
+    const r = await home.cli(['deploy', join(ROOT, 'examples', 'c-hello'), '--name', 'hello', '-m', '128M']);
+    expect(r.code, r.stderr).toBe(0);
+    const d = await home.waitState('hello', ['running', 'exited', 'failed'], 300_000);
+    expect(d.state).not.toBe('failed');
+    const broken = mkdtempSync(join(tmpdir(), 'slo-broken-'));
+    writeFileSync(join(broken, 'unik.yaml'), 'name: broken\nbuild:\n  command: "false"\nartifact:\n  path: broken\n');
+    await home.cli(['deploy', broken, '--name', 'broken']);
+    await home.waitState('broken', ['failed'], 300_000);
+
+    const s = await home.json<Slo>(['status', '--slo', '1h']);
+    expect(s.boot.count).toBe(1);
+    expect(s.boot.p50Ms).toBe(s.apps.find((a) => a.name === 'hello')?.bootMs);
+    expect([s.deploys.succeeded, s.deploys.platformFailures, s.deploys.userErrors, s.deploys.successRate]).toEqual([1, 0, 1, 1]);
+    expect(s.deploys.userByCode.map((c) => c.code)).toEqual(['E_BUILD_FAILED']);
+    expect(s.cost.perApp.map((a) => a.app)).toEqual(['hello']);
+    expect(s.requests.note).toBe('no request data (needs services)');
+    const text = await home.cli(['status', '--slo']);
+    expect(text.stdout).toMatch(/boot p50 \/ p95\s+\S+/);
+    expect(text.stdout).toContain('E_BUILD_FAILED 1');
+  }, 600_000);
 });
