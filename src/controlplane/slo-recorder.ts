@@ -19,7 +19,7 @@ export function splitName(internal: string): { tenant: string; app: string } {
 /**
  * Turns finished operations into SLO samples (docs/slo.md): every finished deploy (outcome and error code), the
  * boot of every deploy that came up (read from the deployment's view: VMM start → app start, accel, node) and the
- * VM's life for VM-seconds (from its deploy to its destroy).
+ * VM's life for VM-seconds (from its start to its destroy, or to its end when the app had already ended).
  */
 export class SloRecorder {
   constructor(
@@ -57,5 +57,7 @@ export class SloRecorder {
       deployment: op.target, tenant, app, node, vcpus: r.cpus ?? 1, memoryMiB: (r.memory !== undefined ? parseSizeMiB(r.memory) : null) ?? UNKNOWN_MEMORY_MIB,
       at: d.startedAt ? Date.parse(d.startedAt) : now,
     });
+    // an app that already ended (a batch job like c-hello) used its VM only until then
+    if (d.endedAt) this.samples.vmEnded(op.target, Date.parse(d.endedAt));
   }
 }
