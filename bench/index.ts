@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm run bench [-- --only boot|density|size|api|sched[,...]] [--quick] [--runs N] [--max N] [--ksm] [--reuse] [--render-only]`
+// `npm run bench [-- --only boot|density|size|api|sched|slo[,...]] [--quick] [--runs N] [--max N] [--ksm] [--reuse] [--render-only]`
 //
 // Runs every benchmark part as a child process, merges their results with the machine description and a KVM
 // probe into bench/results/<date>-<host>.json and renders bench/results/<date>-<host>.md with SVG charts.
@@ -20,10 +20,10 @@ import { renderReport } from './lib/report.js';
 
 /** The compiled parts (dist-bench/bench/<part>.js) sit next to this compiled file. */
 const PART_DIR = dirname(fileURLToPath(import.meta.url));
-const ORDER = ['boot', 'size', 'density', 'api', 'sched'] as const;
+const ORDER = ['boot', 'size', 'density', 'api', 'sched', 'slo'] as const;
 type PartName = (typeof ORDER)[number];
 const USAGE = [
-  'usage: npm run bench [-- --only boot|density|size|api|sched[,...]] [--quick] [--runs N] [--max N] [--ksm] [--reuse] [--render-only]',
+  'usage: npm run bench [-- --only boot|density|size|api|sched|slo[,...]] [--quick] [--runs N] [--max N] [--ksm] [--reuse] [--render-only]',
   '',
   'Runs every benchmark part as a child process (node dist-bench/bench/<part>.js --json ...; a part whose script does',
   'not exist yet is skipped with a note), merges their results with the machine description and a KVM probe',
@@ -79,6 +79,7 @@ const PARTS: Record<PartName, { script: string; args: () => string[] }> = {
   density: { script: 'density.js', args: () => ['--json', ...(opts.max ? ['--max', opts.max] : []), ...(opts.quick ? ['--quick'] : []), ...(opts.ksm ? ['--ksm'] : [])] },
   api: { script: 'api.js', args: () => ['--json', ...(opts.quick ? ['--duration', '2', '--warmup', '1'] : [])] },
   sched: { script: 'sched.js', args: () => ['--json', ...(opts.quick ? ['--quick'] : [])] },
+  slo: { script: 'slo.js', args: () => ['--json', ...(opts.quick ? ['--samples', '100000', '--requests', '48'] : [])] },
 };
 
 /** The newest bench/results/<part>-*.json (optionally written after `since`). */

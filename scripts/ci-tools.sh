@@ -8,6 +8,7 @@
 #     validator), pinned, into the same venv: the independent checks of signed images (test/e2e/supply-chain.test.ts).
 #   - etcd (test/e2e/controlplane-ha.test.ts);
 #   - libsqlite3-dev, the C library examples/go-gin-sqlite calls through cgo (test/e2e/pack-go-apps.test.ts).
+#   - Debian's chromium (the SLO page's browser test).
 # A second run only checks, and takes well under a second. Everything it does is said on stderr.
 # Environment: PYTHON (default python3) is the interpreter the venv is made from.
 set -euo pipefail
@@ -128,4 +129,14 @@ else
   mkdir -p "$TOOLS_BIN"
   GOBIN="$TOOLS_BIN" GOFLAGS=-mod=mod go install "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION" >&2
   say "installed actionlint $("$TOOLS_BIN/actionlint" -version | head -n1)"
+fi
+
+# 6. Debian's chromium, for the SLO page's browser test (test/e2e/slo-dashboard.test.ts, driven by playwright-core
+#    with executablePath /usr/bin/chromium: no browser is ever downloaded).
+if [ -x /usr/bin/chromium ]; then
+  say "chromium present: $(/usr/bin/chromium --version 2>/dev/null | head -n1)"
+else
+  apt_install chromium
+  [ -x /usr/bin/chromium ] || { say "chromium is still missing after installing it"; exit 1; }
+  say "installed $(/usr/bin/chromium --version 2>/dev/null | head -n1)"
 fi

@@ -269,8 +269,22 @@ export function recommendations(d: Json): string {
   return L.join('\n');
 }
 
+function sloSection(r: Json, ctx: Ctx): string[] {
+  const out = ['## SLO API (`GET /v1/slo`)', ''];
+  if (!r) return [...out, ctx.absent.slo ?? '_not run_', ''];
+  try {
+    out.push(`Method: \`bench/slo.ts\`: ${r.method ?? ''}; ${(r.options?.samples ?? 0).toLocaleString('en')} stored samples (${(r.bootsIn30d ?? 0).toLocaleString('en')} boots in the 30-day window), loaded by the daemon in ${ms(r.serverStartMs)}.`, '');
+    const rows = Object.entries(r.perWindow ?? {}).map(([w, x]) => [w, String((x as Json).n), ms((x as Json).p50), ms((x as Json).p95), ms((x as Json).p99)]);
+    out.push(table(['window', 'requests', 'p50', 'p95', 'p99'], [...rows, ['all', String(r.latencyMs?.n), ms(r.latencyMs?.p50), ms(r.latencyMs?.p95), ms(r.latencyMs?.p99)]]), '');
+    ctx.targets.push({ part: 'slo', target: `/v1/slo p99 ≤ ${r.target?.p99Ms} ms with ${(r.options?.samples ?? 0).toLocaleString('en')} samples`, value: `${f1(r.latencyMs?.p99)} ms`, pass: r.pass ?? null });
+  } catch (err) {
+    out.push(`_result format not recognized (${err instanceof Error ? err.message : String(err)}); see the raw file_`, '');
+  }
+  return out;
+}
+
 /**
- * merged: { startedAt, machine, kvm, parts: { boot, density, size, api, sched } } → { markdown, svgs }.
+ * merged: { startedAt, machine, kvm, parts: { boot, density, size, api, sched, slo } } → { markdown, svgs }.
  * svgFile(key) names the SVG file for a chart key (relative to the Markdown file).
  */
 export function renderReport(merged: Json, { svgFile }: { svgFile: (key: string) => string }): { markdown: string; svgs: Record<string, string> } {
@@ -283,17 +297,18 @@ export function renderReport(merged: Json, { svgFile }: { svgFile: (key: string)
     ...sizeSection(p.size?.result, ctx),
     ...apiSection(p.api?.result, ctx),
     ...schedSection(p.sched?.result, ctx),
+    ...sloSection(p.slo?.result, ctx),
   ];
   const head = [
     `# unikctl benchmark report — ${merged.startedAt?.slice(0, 10)} on \`${m.hostname}\``, '',
     `Machine: ${m.cpuModel}, ${m.cores} cores, ${f1(m.memTotalMiB / 1024)} GiB, Linux ${m.hostKernel}, ${m.qemu}, Node ${m.node}. **Accelerator: ${m.accelLabel}.** ${merged.kvm?.note ?? ''}`, '',
     'Absolute times are TCG times on this (shared) machine; the ratios against the baselines measured in the same run are the portable figures.', '',
     '| part | run | raw data |', '|---|---|---|',
-    ...['boot', 'density', 'size', 'api', 'sched'].map((k) => `| ${k} | ${p[k] ? `${p[k].reused ? `reused from an earlier run (${p[k].result?.startedAt ?? p[k].result?.at ?? '?'})` : 'this run'}${p[k].failed ? ', **exited with an error**' : ''}` : (ctx.absent[k] ?? 'not run')} | ${p[k]?.file ? `\`${p[k].file}\`` : ''} |`),
+    ...['boot', 'density', 'size', 'api', 'sched', 'slo'].map((k) => `| ${k} | ${p[k] ? `${p[k].reused ? `reused from an earlier run (${p[k].result?.startedAt ?? p[k].result?.at ?? '?'})` : 'this run'}${p[k].failed ? ', **exited with an error**' : ''}` : (ctx.absent[k] ?? 'not run')} | ${p[k]?.file ? `\`${p[k].file}\`` : ''} |`),
     '',
     '## Targets', '',
     table(['part', 'target', 'measured', 'verdict'], ctx.targets.map((t) => [t.part, t.target, t.value, `${verdict(t.pass)}${t.extrapolated && t.pass !== null ? ' (extrapolated)' : ''}`]), 4),
     '',
   ];
-  return { markdown: [...head, ...body, '## Reproduce', '', '```sh', 'npm ci && npm run build', 'npm run bench                        # everything: boot, density, size, api, sched', 'npm run bench -- --only density      # one part (boot|density|size|api|sched, comma-separated)', 'npm run bench:density -- --max 100   # more VMs, if the machine is yours', '```', ''].join('\n'), svgs: ctx.svgs };
+  return { markdown: [...head, ...body, '## Reproduce', '', '```sh', 'npm ci && npm run build', 'npm run bench                        # everything: boot, density, size, api, sched, slo', 'npm run bench -- --only density      # one part (boot|density|size|api|sched|slo, comma-separated)', 'npm run bench:density -- --max 100   # more VMs, if the machine is yours', '```', ''].join('\n'), svgs: ctx.svgs };
 }

@@ -140,6 +140,8 @@ export function createServerProgram(): Command {
     .addOption(new Option('--node-token <token>', 'former name of --join-token').hideHelp())
     .option('--policy <spread|binpack>', 'placement policy in agents mode: spread workloads (default) or fill nodes first', 'spread')
     .option('--artifact-ttl-ms <ms>', 'uploaded artifacts unused for this long and needed by no pending deploy or placement are removed (0: never)', int('--artifact-ttl-ms'), 24 * 3600_000)
+    .option('--slo-retention <duration>', 'how long boot, deploy and VM samples of the SLO figures are kept (e.g. 30d, 12h; at least 1h)', process.env.UNIKCTLD_SLO_RETENTION ?? '30d')
+    .option('--slo-config <file>', 'price table (per vCPU-second, GiB-second, request) and objectives (boot p95, deploy success) of /v1/slo and the /ui/ page (YAML or JSON; see docs/slo.md)', process.env.UNIKCTLD_SLO_CONFIG)
     .addHelpText('after', `
 Environment:
   UNIKCTLD_LISTEN, UNIKCTLD_DATA, UNIKCTLD_AUTH_FILE, UNIKCTLD_TLS_CERT, UNIKCTLD_TLS_KEY, UNIKCTLD_LOG_LEVEL, UNIKCTLD_STORE

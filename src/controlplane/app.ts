@@ -13,8 +13,11 @@ import { orphanedDeployments } from './nodes.js';
 import type { LastOperation, NodeStore, Placement, PlacementStore, ReportedDeployment } from './node-store.js';
 import {
   artifactIdParams, artifactResultSchema, quotaSchema, deployBodySchema, deployResultSchema, destroyBodySchema, destroyResultSchema, errorResponses,
-  heartbeatResultSchema, joinResultSchema, logsQuerySchema, nodeJoinSchema, nodeNameParams, nodeRegisterSchema, nodeRemovedSchema, nodeSchema, statusSchema,
+  heartbeatResultSchema, joinResultSchema, logsQuerySchema, nodeJoinSchema, nodeNameParams, nodeRegisterSchema, nodeRemovedSchema, nodeSchema, sloQuerySchema, sloSchema, statusSchema,
 } from './schemas.js';
+import { computeSlo, type SloConfig, type SloSource, type SloWindow } from '../engine/slo.js';
+import { splitName } from './slo-recorder.js';
+import { registerUi } from './ui.js';
 import type { ControlPlane, DeployBody, DestroyBody } from './service.js';
 
 declare module 'fastify' {
@@ -38,6 +41,8 @@ export interface AppDeps {
   maxUploadBytes?: number;
   /** --tenants: the declared tenants (off: one implicit tenant, as without tenants) */
   tenants: TenantRegistry;
+  /** the SLO samples and the --slo-config price table and objectives (docs/slo.md) */
+  slo: { source: SloSource; config: SloConfig };
 }
 
 /** The unikctld HTTP API (CP-1…4). Built without listening, so tests can use `inject`. */
@@ -179,6 +184,38 @@ export async function buildApp(d: AppDeps): Promise<FastifyInstance> {
     const tenant = scope(req).name;
     return reply.type(d.metrics.registry.contentType).send(tenant ? metricsForTenant(text, tenant) : text);
   });
+
+  app.get('/v1/slo', {
+    config: { scope: 'read' },
+    schema: {
+      summary: 'Boot latency percentiles, deploy success rate, error budgets and burn rates, cost, requests, current apps and nodes (docs/slo.md)',
+      querystring: sloQuerySchema,
+      response: { 200: sloSchema, ...errorResponses },
+    },
+  }, async (req) => {
+    const q = req.query as { window?: SloWindow; app?: string; tenant?: string };
+    const s = scope(req);
+    // a tenant's figures are its own, whatever it asks; an admin sees every tenant or filters by one
+    if (s.tenant && q.tenant !== undefined && q.tenant !== s.tenant.name) {
+      throw new UserError('E_FORBIDDEN', `tenant ${s.tenant.name} cannot read tenant ${q.tenant}'s figures`, { hint: 'leave tenant= out: your own figures are shown' });
+    }
+    const tenant = s.tenant?.name ?? q.tenant;
+    const report = computeSlo(d.slo.source, {
+      window: q.window ?? '1h', now: Date.now(), prices: d.slo.config.prices, objectives: d.slo.config.objectives,
+      filter: { ...(tenant !== undefined ? { tenant } : {}), ...(q.app !== undefined ? { app: q.app } : {}) },
+    });
+    const status = await d.cp.status(undefined, TenantScope.GLOBAL);
+    const apps = status.deployments.map((x) => ({ ...splitName(x.name), state: x.state, node: x.node ?? 'local', accel: x.accel, bootMs: x.bootMs }))
+      .filter((x) => (tenant === undefined || x.tenant === tenant) && (q.app === undefined || x.app === q.app))
+      .map(({ app: name, ...rest }) => ({ name, ...rest }));
+    // the nodes (and so other tenants' dedicated pools) are the operators'
+    const registered = (await d.nodes.list()).map((n) => ({ name: n.name, status: n.status, cordoned: n.cordoned }));
+    // without agents the control plane's own host runs every VM: the apps above name it `local`
+    const nodes = s.tenant ? [] : registered.length > 0 ? registered : [{ name: 'local', status: 'ready', cordoned: false }];
+    return { ...report, apps, nodes };
+  });
+
+  registerUi(app);
 
   app.post('/v1/nodes/join', {
     config: { join: true },

@@ -623,7 +623,7 @@ export class EtcdElection implements LeaderElection {
   }
 }
 
-export async function openEtcdStores(spec: string, o: StoreOptions): Promise<ControlPlaneStores> {
+export async function openEtcdStores(spec: string, o: StoreOptions): Promise<Omit<ControlPlaneStores, 'samples'>> {
   const { hosts, prefix } = parseEtcdSpec(spec);
   const client = etcdClient(hosts);
   try {

@@ -6,6 +6,7 @@ import { Worker } from 'node:worker_threads';
 import { UserError } from '../errors.js';
 import type { OperationError, OperationKind, OperationState } from '../store/types.js';
 import type { NewOperation, OperationJournal, QueuedOperation } from './operation-journal.js';
+import { statementCache } from './statements.js';
 import { checkQuota, deploymentNameTaken, emptyUsage, type QuotaCheck, type TenantUsage } from './tenants.js';
 
 interface OperationRow {
@@ -43,21 +44,12 @@ setInterval(() => {
 export class Journal implements OperationJournal {
   private readonly db: Database.Database;
   private readonly checkpointer: Worker;
-  private readonly statements = new Map<string, Database.Statement>();
-
-  /** Prepared statements are cached: preparing per call cost ~10 % CPU under load. */
-  private stmt(sql: string): Database.Statement {
-    let st = this.statements.get(sql);
-    if (!st) {
-      st = this.db.prepare(sql);
-      this.statements.set(sql, st);
-    }
-    return st;
-  }
+  private readonly stmt: (sql: string) => Database.Statement;
 
   constructor(file: string, opts: { synchronous?: 'NORMAL' | 'FULL' } = {}) {
     mkdirSync(dirname(file), { recursive: true });
     this.db = new Database(file);
+    this.stmt = statementCache(this.db);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('busy_timeout = 10000');
     this.db.pragma(`synchronous = ${opts.synchronous ?? 'NORMAL'}`);

@@ -11,6 +11,10 @@ export class Metrics {
   readonly opRetries: Counter<'kind' | 'tenant'>;
   readonly httpRequests: Counter<'method' | 'route' | 'status'>;
   readonly trustWarnings: Counter<'scope' | 'code'>;
+  /** finished deploys by SLO outcome (succeeded, platform, user: docs/slo.md) — the deploy success SLI */
+  readonly deploys: Counter<'tenant' | 'outcome' | 'code'>;
+  /** VMM start → app start of each deploy that came up — the boot latency SLI (1.5 s is a bucket bound) */
+  readonly boots: Histogram<'tenant' | 'accel'>;
 
   constructor(journal: OperationJournal, node: Client) {
     const registers = [this.registry];
@@ -23,6 +27,11 @@ export class Metrics {
     this.trustWarnings = new Counter({
       name: 'unikctld_trust_policy_warnings_total', help: 'Deploys a warn-mode trust policy let through although the image failed its check, by scope and error code.',
       labelNames: ['scope', 'code'], registers,
+    });
+    this.deploys = new Counter({ name: 'unikctld_deploys_total', help: 'Finished deploy operations by SLO outcome (succeeded, platform failure, user error) and error code.', labelNames: ['tenant', 'outcome', 'code'], registers });
+    this.boots = new Histogram({
+      name: 'unikctld_boot_seconds', help: 'VMM start to app start of each deploy that came up.', labelNames: ['tenant', 'accel'],
+      buckets: [0.1, 0.25, 0.5, 1, 1.5, 2, 5, 10, 30, 60, 120], registers,
     });
     this.httpRequests = new Counter({ name: 'unikctld_http_requests_total', help: 'HTTP requests by method, route and status.', labelNames: ['method', 'route', 'status'], registers });
     new Gauge({

@@ -10,6 +10,8 @@ import { homeLayout } from '../paths.js';
 import { buildApp } from './app.js';
 import { ArtifactStore } from '../store/artifacts.js';
 import { Authenticator, hashToken } from './auth.js';
+import { SloSamples } from './slo-samples.js';
+import { DEFAULT_OBJECTIVES, DEFAULT_PRICES } from '../engine/slo.js';
 import { Journal } from './journal.js';
 import { Metrics } from './metrics.js';
 import { NodeAuthenticator } from './node-identity.js';
@@ -43,7 +45,8 @@ async function controlPlane(journalFile: string, artifactsDir: string): Promise<
   const queue = new Queue(journal, { run: async () => null, holds: async () => false }, { concurrency: 1, owner: 'test' });
   const cp = new ControlPlane({ journal, queue, node, fleet: null, host: null, nodeLayout: homeLayout({ UNIKCTL_HOME: tmp() }), artifacts, maxAttempts: 1 });
   const auth = new Authenticator({ tokens: [{ name: 'admin', sha256: hashToken(ADMIN), scopes: ['admin'] }, { name: 'ops', sha256: hashToken(OPS), scopes: ['nodes'] }] });
-  const app = await buildApp({ cp, auth, artifacts, metrics: new Metrics(journal, node), nodes, nodeAuth: new NodeAuthenticator(nodes, JOIN), version: 'test', tenants: TenantRegistry.fixed([]) });
+  const app = await buildApp({ cp, auth, artifacts, metrics: new Metrics(journal, node), nodes, nodeAuth: new NodeAuthenticator(nodes, JOIN), version: 'test', tenants: TenantRegistry.fixed([]),
+    slo: { source: new SloSamples(journal.database, 3600_000), config: { prices: DEFAULT_PRICES, objectives: DEFAULT_OBJECTIVES } } });
   return { app, nodes, artifacts, async close() { await app.close(); await journal.close(); } };
 }
 

@@ -244,3 +244,56 @@ export const nodeNameParams = {
 export const errorResponses = {
   400: { $ref: 'Error#' }, 401: { $ref: 'Error#' }, 403: { $ref: 'Error#' }, 404: { $ref: 'Error#' }, 409: { $ref: 'Error#' },
 } as const;
+
+const burn = { type: 'object', required: ['1h', '5m'], properties: { '1h': nnum, '5m': nnum } } as const;
+const codeCounts = { type: 'array', items: { type: 'object', required: ['code', 'count'], properties: { code: str, count: count } } } as const;
+/** GET /v1/slo: the figures of docs/slo.md for one window. */
+export const sloQuerySchema = {
+  type: 'object', additionalProperties: false,
+  properties: {
+    window: { type: 'string', enum: ['1h', '24h', '7d', '30d'], default: '1h' },
+    app: { type: 'string', pattern: NAME_PATTERN },
+    tenant: { type: 'string', pattern: '^[a-z][a-z0-9]{0,15}$' },
+  },
+} as const;
+export const sloSchema = {
+  type: 'object',
+  required: ['window', 'from', 'to', 'filter', 'boot', 'deploys', 'cost', 'requests', 'apps', 'nodes'],
+  properties: {
+    window: str, from: { type: 'number' }, to: { type: 'number' },
+    filter: { type: 'object', required: ['tenant', 'app'], properties: { tenant: nstr, app: nstr } },
+    boot: {
+      type: 'object', required: ['count', 'p50Ms', 'p95Ms', 'objective', 'good', 'budgetRemaining', 'burnRate', 'series'],
+      properties: {
+        count, p50Ms: nnum, p95Ms: nnum, good: count, budgetRemaining: nnum, burnRate: burn,
+        objective: { type: 'object', required: ['p95Ms', 'goodFraction'], properties: { p95Ms: { type: 'number' }, goodFraction: { type: 'number' } } },
+        series: { type: 'array', items: { type: 'object', required: ['t', 'count', 'p50Ms', 'p95Ms'], properties: { t: { type: 'number' }, count, p50Ms: nnum, p95Ms: nnum } } },
+      },
+    },
+    deploys: {
+      type: 'object', required: ['succeeded', 'platformFailures', 'userErrors', 'successRate', 'objective', 'budgetRemaining', 'burnRate', 'platformByCode', 'userByCode', 'series'],
+      properties: {
+        succeeded: count, platformFailures: count, userErrors: count, successRate: nnum, objective: { type: 'number' }, budgetRemaining: nnum, burnRate: burn,
+        platformByCode: codeCounts, userByCode: codeCounts,
+        series: {
+          type: 'array',
+          items: { type: 'object', required: ['t', 'succeeded', 'platformFailures', 'userErrors', 'successRate'], properties: { t: { type: 'number' }, succeeded: count, platformFailures: count, userErrors: count, successRate: nnum } },
+        },
+      },
+    },
+    cost: {
+      type: 'object', required: ['currency', 'prices', 'total', 'vmSeconds', 'requests', 'perRequest', 'perApp'],
+      properties: {
+        currency: str, total: { type: 'number' }, vmSeconds: { type: 'number' }, requests: nnum, perRequest: nnum,
+        prices: { type: 'object', required: ['vcpuSecond', 'gibSecond', 'request', 'currency'], properties: { vcpuSecond: { type: 'number' }, gibSecond: { type: 'number' }, request: { type: 'number' }, currency: str } },
+        perApp: { type: 'array', items: { type: 'object', required: ['tenant', 'app', 'vmSeconds', 'cost'], properties: { tenant: str, app: str, vmSeconds: { type: 'number' }, cost: { type: 'number' } } } },
+      },
+    },
+    requests: { type: 'object', required: ['total', 'perSecond', 'note'], properties: { total: nnum, perSecond: nnum, note: nstr } },
+    apps: {
+      type: 'array',
+      items: { type: 'object', required: ['tenant', 'name', 'state', 'node', 'bootMs'], properties: { tenant: str, name: str, state: str, node: str, accel: nstr, bootMs: nnum } },
+    },
+    nodes: { type: 'array', items: { type: 'object', required: ['name', 'status'], properties: { name: str, status: str, cordoned: { type: 'boolean' } } } },
+  },
+} as const;

@@ -24,6 +24,9 @@ import { ControlPlane } from './service.js';
 import { openStores } from './open-stores.js';
 import { loadTrustPolicy, ruleFor } from '../image/trust.js';
 import { loadPrivateKey } from '../image/dsse.js';
+import { loadSloConfig } from '../engine/slo.js';
+import { parseRetention, SloSamples } from './slo-samples.js';
+import { SloRecorder } from './slo-recorder.js';
 
 export interface ServeOptions {
   listen: string;
@@ -61,7 +64,13 @@ export interface ServeOptions {
   trustPolicy?: string;
   /** signs the images this daemon builds for clients */
   signKey?: string;
+  /** --slo-retention: how long SLO samples are kept (e.g. 30d) */
+  sloRetention: string;
+  /** --slo-config FILE: price table and objectives (docs/slo.md) */
+  sloConfig?: string;
 }
+
+
 
 /** The slow-client bounds of both servers (serve and agent) from their flags. */
 export const timeoutsOf = (o: { headersTimeoutMs: number; bodyIdleTimeoutMs: number; bodyMinRate: number }): HttpTimeouts =>
@@ -75,6 +84,9 @@ export async function serve(o: ServeOptions): Promise<{ close(deadlineMs?: numbe
   const [host, port] = [m[1].replace(/^\[|\]$/g, ''), Number(m[2])];
   if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw new UserError('E_INVALID_ARGUMENT', '--tls-cert and --tls-key go together');
 
+  const retentionMs = parseRetention(o.sloRetention);
+  if (retentionMs === null) throw new UserError('E_INVALID_ARGUMENT', `--slo-retention ${o.sloRetention} is not a duration of at least 1h (e.g. 30d, 12h, 90m)`);
+  const sloConfig = loadSloConfig(o.sloConfig);
   const auth = new Authenticator(loadAuthConfig(o.auth));
   const tenants = TenantRegistry.open(o.tenants ?? null, (msg, f) => log?.(msg, f ?? {}));
   const owner = o.replicaId ?? `unikctld-${process.pid}-${randomBytes(4).toString('hex')}`;
@@ -105,6 +117,10 @@ export async function serve(o: ServeOptions): Promise<{ close(deadlineMs?: numbe
     hostAdmission = { maxMemoryMiB: hostMemoryMiB(), checkPorts: checkHostPorts, requireSpace: () => local.store.requireSpace() };
   }
   const metrics = new Metrics(journal, node);
+  const samples = new SloSamples(stores.samples, retentionMs);
+  const prune = setInterval(() => samples.prune(), 3600_000);
+  prune.unref();
+  const slo = new SloRecorder(samples, node, (msg, f) => log?.(msg, f), metrics);
   const runner: Runner = o.runner === 'fake' ? new FakeRunner(journal, o.fakeWorkMs) : new EngineRunner(node, journal, fleet);
   let log: ((msg: string, f: Record<string, unknown>) => void) | null = null;
   const queue = new Queue(journal, runner, {
@@ -113,6 +129,7 @@ export async function serve(o: ServeOptions): Promise<{ close(deadlineMs?: numbe
       finished: (op, outcome, ms, error) => {
         metrics.opDuration.observe({ kind: op.kind, outcome, tenant: tenantLabel(op.target) }, ms / 1000);
         if (error) metrics.opFailures.inc({ kind: op.kind, code: error.code, tenant: tenantLabel(op.target) });
+        slo.finished(op, outcome, error);
         log?.(`operation ${outcome}`, { trace_id: op.traceId, operation: op.id, kind: op.kind, target: op.target, ms, ...(error ? { error } : {}) });
       },
       retried: (op, delayMs, error) => {
@@ -127,7 +144,8 @@ export async function serve(o: ServeOptions): Promise<{ close(deadlineMs?: numbe
     trust, onTrustWarning: (code) => metrics.trustWarnings.inc({ scope: 'controlplane', code }),
   });
   const https = o.tlsCert && o.tlsKey ? { cert: readFileSync(o.tlsCert), key: readFileSync(o.tlsKey) } : null;
-  const app = await buildApp({ cp, auth, artifacts, metrics, nodes, nodeAuth, version, https, logger: { level: o.logLevel }, timeouts: timeoutsOf(o), maxUploadBytes: o.maxUploadBytes, tenants });
+  const app = await buildApp({ cp, auth, artifacts, metrics, nodes, nodeAuth, version, https, logger: { level: o.logLevel }, timeouts: timeoutsOf(o), maxUploadBytes: o.maxUploadBytes, tenants,
+    slo: { source: samples, config: sloConfig } });
   log = (msg, f) => app.log.info(f, msg);
   // joined nodes keep working without it; only new nodes cannot join
   if (o.nodes === 'agents' && joinToken === null) app.log.warn('no --join-token: nodes that have not joined yet cannot join');
@@ -168,6 +186,7 @@ export async function serve(o: ServeOptions): Promise<{ close(deadlineMs?: numbe
      */
     async close(deadlineMs = Number.POSITIVE_INFINITY) {
       clearInterval(monitor);
+      clearInterval(prune);
       if (gc) clearInterval(gc);
       tenants.close();
       // no new requests from here; open ones (a logs --follow stream, a status call to a dead agent) do not hold the

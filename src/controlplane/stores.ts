@@ -1,3 +1,4 @@
+import type Database from 'better-sqlite3';
 import type { OperationJournal } from './operation-journal.js';
 import type { NodeStore, PlacementStore } from './node-store.js';
 
@@ -17,6 +18,11 @@ export interface ControlPlaneStores {
   nodes: NodeStore & PlacementStore;
   /** null for the single-replica SQLite store: that replica always leads */
   election: LeaderElection | null;
+  /**
+   * Where the SLO samples live (slo-samples.ts): the journal's database on SQLite; on etcd this replica's own
+   * DATA/samples.db (samples are many small appends, kept out of etcd's consensus log).
+   */
+  samples: Database.Database;
   close(): Promise<void>;
 }
 

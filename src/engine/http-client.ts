@@ -1,4 +1,6 @@
 import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
+import type { SloWindow } from './slo.js';
+import type { SloReader, SloView } from './slo-reader.js';
 import { basename, isAbsolute, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { isElfFile } from '../image/elf.js';
@@ -21,7 +23,7 @@ interface ApiError { code?: string; message?: string; trace_id?: string; hint?: 
  * Remote mode (CP-5): the same Client contract over the control plane's HTTP API. Local sources, binaries and
  * --rootfs directories are packed and uploaded; everything else goes by reference.
  */
-export class HttpClient implements Client {
+export class HttpClient implements Client, SloReader {
   private readonly base: string;
 
   constructor(url: string, private readonly token: string | undefined) {
@@ -29,6 +31,11 @@ export class HttpClient implements Client {
   }
 
   close(): void {}
+
+  async slo(q: { window: SloWindow; app?: string }): Promise<SloView> {
+    const p = new URLSearchParams({ window: q.window, ...(q.app !== undefined ? { app: q.app } : {}) });
+    return (await (await this.call('GET', `/v1/slo?${p}`)).json()) as SloView;
+  }
 
   private async call(method: string, path: string, init: { json?: unknown; body?: Readable; headers?: Record<string, string> } = {}): Promise<Response> {
     const headers: Record<string, string> = { ...(init.headers ?? {}) };

@@ -1,4 +1,7 @@
 import { spawn } from 'node:child_process';
+import { LocalSloSource } from './local-slo.js';
+import { computeSlo, loadSloConfig, type SloWindow } from './slo.js';
+import type { SloReader, SloView } from './slo-reader.js';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, resolve as resolvePath } from 'node:path';
@@ -61,7 +64,7 @@ export function toView(d: Deployment, now = Date.now()): DeploymentView {
 }
 
 /** The embedded engine: state in SQLite, one detached supervisor process per deployment. */
-export class LocalClient implements Client {
+export class LocalClient implements Client, SloReader {
   readonly store: Store;
 
   /** `remoteBuild`: the engine of a daemon, which builds the projects clients send it (sandboxed unless the policy is null). */
@@ -75,6 +78,15 @@ export class LocalClient implements Client {
 
   close(): void {
     this.store.close();
+  }
+
+  /** The SLO figures of this host's deployments (`unikctl status --slo`; prices from UNIKCTL_SLO_CONFIG). */
+  async slo(q: { window: SloWindow; app?: string }): Promise<SloView> {
+    const config = loadSloConfig(process.env.UNIKCTL_SLO_CONFIG || undefined);
+    const report = computeSlo(new LocalSloSource(this.store), { window: q.window, now: Date.now(), filter: q.app !== undefined ? { app: q.app } : {}, ...config });
+    const apps = this.store.listDeployments().filter((d) => q.app === undefined || d.name === q.app)
+      .map((d) => ({ tenant: '', name: d.name, state: d.state, node: 'local', accel: d.accel, bootMs: d.boot.vmmStartToAppStartMs ?? null }));
+    return { ...report, apps, nodes: [{ name: 'local', status: 'ready' }] };
   }
 
   private spawnWorker(args: string[]): void {

@@ -4,6 +4,35 @@ import type { ListenHealth } from '../../store/types.js';
 import { ago, formatDuration, table, type Output } from '../output.js';
 import { formatBytes } from '../../util/size.js';
 import { makeClient } from '../context.js';
+import { API_WINDOWS, type SloWindow } from '../../engine/slo.js';
+import type { SloView } from '../../engine/slo-reader.js';
+import { UserError } from '../../errors.js';
+
+const pct = (v: number | null): string => (v === null ? '-' : `${(v * 100).toFixed(2)} %`);
+const times = (v: number | null): string => (v === null ? '-' : `${v.toFixed(1)}x`);
+const money = (v: number | null, cur: string): string => (v === null ? '-' : `${v < 0.01 && v !== 0 ? v.toExponential(2) : v.toFixed(4)} ${cur}`);
+
+/** `status --slo`: the figures of docs/slo.md for one window (local store, or the control plane's /v1/slo). */
+export function renderSlo(s: SloView): string {
+  const b = s.boot;
+  const d = s.deploys;
+  const c = s.cost;
+  const lines = [
+    `SLO (${s.window}${s.filter.app ? `, app ${s.filter.app}` : ''}${s.filter.tenant ? `, tenant ${s.filter.tenant}` : ''})`,
+    table([
+      ['boot p50 / p95', `${formatDuration(b.p50Ms)} / ${formatDuration(b.p95Ms)}`, `objective p95 <= ${formatDuration(b.objective.p95Ms)} (${b.count} boots, ${b.good} within)`],
+      ['boot budget left', pct(b.budgetRemaining), `burn 1h ${times(b.burnRate['1h'])}, 5m ${times(b.burnRate['5m'])}`],
+      ['deploy success', pct(d.successRate), `objective ${pct(d.objective)} (${d.succeeded} succeeded, ${d.platformFailures} platform failures)`],
+      ['deploy budget left', pct(d.budgetRemaining), `burn 1h ${times(d.burnRate['1h'])}, 5m ${times(d.burnRate['5m'])}`],
+      ['user errors', String(d.userErrors), d.userByCode.map((x) => `${x.code} ${x.count}`).join(', ') || 'not in the rate'],
+      ['cost', money(c.total, c.currency), `${Math.round(c.vmSeconds)} VM-seconds`],
+      ['cost per request', money(c.perRequest, c.currency), s.requests.note ?? ''],
+      ['requests / s', s.requests.perSecond === null ? '-' : s.requests.perSecond.toFixed(2), s.requests.note ?? ''],
+    ], ['FIGURE', 'VALUE', 'DETAIL']),
+  ];
+  if (c.perApp.length > 0) lines.push('', table(c.perApp.map((a) => [a.tenant || '-', a.app, String(Math.round(a.vmSeconds)), money(a.cost, c.currency)]), ['TENANT', 'APP', 'VM-SECONDS', 'COST']));
+  return lines.join('\n');
+}
 
 function stateCell(o: Output, state: string, exitCode: number | null): string {
   const text = state === 'exited' ? `exited(${exitCode ?? '?'})` : state;
@@ -73,12 +102,26 @@ export function registerStatus(program: Command, out: () => Output): void {
     .description('lifecycle state of deployments plus recent operations, in one view')
     .argument('[app]', 'only this deployment')
     .option('-w, --watch', 'refresh every 2 seconds (Ctrl-C to stop)')
-    .addHelpText('after', '\nStates: pending → building → starting → running → exited(code) | failed(reason); destroying → gone.\nHealth of a running app with published ports: checking → listening | localhost-only | not-listening (a warning with its code and fix).\n\nExamples:\n  unikctl status\n  unikctl status web --json')
-    .action(async (app: string | undefined, f: { watch?: boolean }) => {
+    .option('--slo [window]', `SLO figures instead: boot p50/p95, deploy success rate, error budgets and burn rates, cost (window ${API_WINDOWS.join('|')}, default 1h; docs/slo.md)`)
+    .addHelpText('after', '\nStates: pending → building → starting → running → exited(code) | failed(reason); destroying → gone.\nHealth of a running app with published ports: checking → listening | localhost-only | not-listening (a warning with its code and fix).\n\nExamples:\n  unikctl status\n  unikctl status web --json\n  unikctl status --slo 24h')
+    .action(async (app: string | undefined, f: { watch?: boolean; slo?: string | true }) => {
       const o = out();
+      const window = f.slo === true ? '1h' : f.slo;
+      if (window !== undefined && !API_WINDOWS.includes(window as SloWindow)) throw new UserError('E_USAGE', `--slo ${window} is not a window`, { hint: `use one of ${API_WINDOWS.join(', ')}` });
       const client = makeClient();
       try {
         for (;;) {
+          if (window !== undefined) {
+            const v = await client.slo({ window: window as SloWindow, ...(app !== undefined ? { app } : {}) });
+            if (o.json) process.stdout.write(`${JSON.stringify(v, null, f.watch ? 0 : 2)}\n`);
+            else {
+              if (f.watch && process.stdout.isTTY) process.stdout.write('\x1b[2J\x1b[H');
+              o.data(renderSlo(v));
+            }
+            if (!f.watch) break;
+            await new Promise((r) => setTimeout(r, 2000));
+            continue;
+          }
           const s = await client.status(app);
           if (o.json) {
             process.stdout.write(`${JSON.stringify(s, null, f.watch ? 0 : 2)}\n`);
