@@ -338,7 +338,16 @@ export async function sandboxedBuild(o: {
       partial = lines.pop() ?? '';
       for (const l of lines) if (l) onEvent(l);
     });
-    child.stderr?.setEncoding('utf8').on('data', (c: string) => { for (const l of c.split('\n')) if (l.trim()) o.progress.line(l.slice(0, MAX_LINE)); });
+    // the last lines on stderr name what failed when the build ends without reporting (bwrap, setpriv, node itself)
+    const stderrTail: string[] = [];
+    child.stderr?.setEncoding('utf8').on('data', (c: string) => {
+      for (const l of c.split('\n')) {
+        if (!l.trim()) continue;
+        o.progress.line(l.slice(0, MAX_LINE));
+        stderrTail.push(l.slice(0, MAX_LINE));
+        if (stderrTail.length > 3) stderrTail.shift();
+      }
+    });
 
     let limit: string | null = null;
     const stop = (why: string): void => {
@@ -383,7 +392,7 @@ export async function sandboxedBuild(o: {
       throw new UserError(code, String(last.message ?? 'the build failed').slice(0, MAX_LINE), hint ? { hint } : {});
     }
     if (last?.t !== 'result' || res.code !== 0) {
-      throw new UserError('E_BUILD_FAILED', `the build ended without a result (exit ${res.code ?? res.signal})`);
+      throw new UserError('E_BUILD_FAILED', `the build ended without a result (exit ${res.code ?? res.signal})${stderrTail.length ? `: ${stderrTail.join(' | ')}` : ''}`);
     }
     const run = checkRun(last.run);
     const name = typeof last.name === 'string' ? last.name.slice(0, 63) : o.cacheKey;
