@@ -22,7 +22,7 @@ import type { HostAdmission } from './host-admission.js';
 import { checkHostPorts, hostMemoryMiB } from '../engine/deploy-input.js';
 import { ControlPlane } from './service.js';
 import { openStores } from './open-stores.js';
-import { loadTrustPolicy, ruleFor } from '../image/trust.js';
+import { loadTrustPolicy, ruleFor, tenantRuleFor } from '../image/trust.js';
 import { loadPrivateKey } from '../image/dsse.js';
 import { loadSloConfig } from '../engine/slo.js';
 import { parseRetention, SloSamples } from './slo-samples.js';
@@ -102,7 +102,8 @@ export async function serve(o: ServeOptions): Promise<{ close(deadlineMs?: numbe
     throw new UserError('E_INVALID_ARGUMENT', `--join-token must be at least ${MIN_PLAIN_TOKEN_LENGTH} characters`, { hint: 'generate one with: openssl rand -hex 32' });
   }
   const nodeAuth = new NodeAuthenticator(nodes, joinToken);
-  const trust = ruleFor(o.trustPolicy ? loadTrustPolicy(o.trustPolicy) : null, 'controlplane');
+  const trustPolicy = o.trustPolicy ? loadTrustPolicy(o.trustPolicy) : null;
+  const trust = ruleFor(trustPolicy, 'controlplane');
   if (o.signKey) loadPrivateKey(o.signKey); // fails at start, not at the first build
   let node: Client;
   let fleet: Fleet | null = null;
@@ -141,7 +142,7 @@ export async function serve(o: ServeOptions): Promise<{ close(deadlineMs?: numbe
   });
   const cp = new ControlPlane({
     journal, queue, node, fleet, host: hostAdmission, nodeLayout, artifacts, maxAttempts: o.maxAttempts, placements: nodes,
-    trust, onTrustWarning: (code) => metrics.trustWarnings.inc({ scope: 'controlplane', code }),
+    trust, tenantTrust: (tenant) => tenantRuleFor(trustPolicy, tenant), onTrustWarning: (code, scope) => metrics.trustWarnings.inc({ scope, code }),
   });
   const https = o.tlsCert && o.tlsKey ? { cert: readFileSync(o.tlsCert), key: readFileSync(o.tlsKey) } : null;
   const app = await buildApp({ cp, auth, artifacts, metrics, nodes, nodeAuth, version, https, logger: { level: o.logLevel }, timeouts: timeoutsOf(o), maxUploadBytes: o.maxUploadBytes, tenants,

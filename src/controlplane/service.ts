@@ -51,7 +51,9 @@ export class ControlPlane {
     placements?: PlacementStore;
     /** the control plane's trust-policy rule (default off) and where a warn-mode failure is counted */
     trust?: TrustRule;
-    onTrustWarning?: (code: string) => void;
+    /** a tenant's own rule (the policy's `tenants:`), checked in addition to `trust`; null: none */
+    tenantTrust?: (tenant: string) => TrustRule | null;
+    onTrustWarning?: (code: string, scope: string) => void;
   }) {}
 
   /** The artifact if this scope may use it: another tenant's id is as unknown as one never uploaded. */
@@ -154,8 +156,12 @@ export class ControlPlane {
     let trust: DeployOperationRequest['trust'];
     if (resolved.source.kind === 'package') {
       const out = checkImage(target, this.o.trust ?? OFF_RULE('controlplane'));
-      if (out.warning) this.o.onTrustWarning?.(out.warning.code);
-      trust = { manifestSha256: manifestDigest(target), keyid: out.verified?.keyid ?? null };
+      if (out.warning) this.o.onTrustWarning?.(out.warning.code, 'controlplane');
+      // a tenant may require more than the operator (its own keys, enforce), never less: both rules must pass
+      const own = t ? this.o.tenantTrust?.(t.name) ?? null : null;
+      const mine = own ? checkImage(target, own) : null;
+      if (own && mine?.warning) this.o.onTrustWarning?.(mine.warning.code, own.scope);
+      trust = { manifestSha256: manifestDigest(target), keyid: (mine?.verified ?? out.verified)?.keyid ?? null };
     }
 
     const taken = async (n: string): Promise<boolean> =>

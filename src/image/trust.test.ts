@@ -8,7 +8,7 @@ import { ATTESTATION_FILE, attestImage, type BuildFacts } from './attest.js';
 import { keyIdOf, pae, parseEnvelope, publicKeyPem, writeKeyPair } from './dsse.js';
 import { makeErofs, MANIFEST_SCHEMA, type ImageManifest } from './image.js';
 import { SBOM_FILE } from './sbom.js';
-import { checkImage, loadTrustPolicy, manifestDigest, ruleFor } from './trust.js';
+import { checkImage, loadTrustPolicy, manifestDigest, ruleFor, tenantRuleFor } from './trust.js';
 import type { TrustRule } from '../store/types.js';
 
 const sha = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');
@@ -178,6 +178,20 @@ describe('trust policy file', () => {
     expect(ruleFor(p, 'local')).toMatchObject({ mode: 'enforce', keys: [{ keyid: keyIdOf(k1) }], builders: ['urn:unikctl:builder:ci'] });
     expect(ruleFor(p, 'controlplane')).toMatchObject({ mode: 'warn', keys: [{ keyid: keyIdOf(k2) }] });
     expect(ruleFor(null, 'local').mode).toBe('off');
+  });
+
+  it('reads per-tenant rules (checked in addition to controlplane); a bad tenant name or rule is E_TRUST_CONFIG', () => {
+    writeFileSync(join(tmp, 'k2.pub'), publicKeyPem(k2));
+    const file = join(tmp, 'tenants.yaml');
+    writeFileSync(file, ['controlplane:', '  mode: off', 'tenants:', '  acme:', '    mode: enforce', '    keys: [k2.pub]', ''].join('\n'));
+    const p = loadTrustPolicy(file);
+    expect(tenantRuleFor(p, 'acme')).toMatchObject({ scope: 'tenant:acme', mode: 'enforce', keys: [{ keyid: keyIdOf(k2) }] });
+    expect(tenantRuleFor(p, 'beta')).toBeNull();
+    expect(tenantRuleFor(null, 'acme')).toBeNull();
+    for (const text of ['tenants:\n  Bad-Name:\n    mode: off\n', 'tenants: [acme]\n', 'tenants:\n  acme:\n    mode: enforce\n']) {
+      writeFileSync(file, text);
+      expect(codeOf(() => loadTrustPolicy(file)), text).toBe('E_TRUST_CONFIG');
+    }
   });
 
   it('refuses unknown scopes, modes and enforce without keys (E_TRUST_CONFIG)', () => {

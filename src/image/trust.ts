@@ -9,6 +9,8 @@
  *   controlplane:          # unikctld serve and its agents (--trust-policy)
  *     mode: warn
  *     keys: [...]
+ *   tenants:               # per tenant of the control plane (docs/tenants.md): checked IN ADDITION to controlplane
+ *     acme: { mode: enforce, keys: [acme.pub.pem] }
  *
  * A rule is resolved once (keys read, ids computed) into a plain JSON-able TrustRule, which travels with the
  * deployment record so the supervisor re-checks the image with the same rule right before boot.
@@ -20,19 +22,19 @@ import { isUserError, UserError } from '../errors.js';
 import { verifyAttestation, type Verified } from './attest.js';
 import { keyIdOf, parsePublicKey, publicKeyPem } from './dsse.js';
 import { readImage, sha256File } from './image.js';
-import type { TrustMode, TrustRule } from '../store/types.js';
+import { TENANT_NAME_RE, type TrustMode, type TrustRule } from '../store/types.js';
 
 export type { TrustMode, TrustRule };
 
 /**
  * Where a deploy is checked: on this host (local mode) or by the control plane (API, its local node and agents).
- * A per-tenant scope (issue 12) is one more member, `{ tenant: string }` resolved as the tenant's rule and else the
- * control plane's; the file would gain a `tenants:` map. Nothing else changes: checks take a resolved TrustRule.
+ * A tenant's rule (`tenants:` in the file) is checked at the control plane's admission in addition to the
+ * controlplane scope's, so a tenant can require more (its own keys, enforce) but never less than the operator.
  */
 export type TrustScope = 'local' | 'controlplane';
 export const TRUST_SCOPES: readonly TrustScope[] = ['local', 'controlplane'];
 
-export interface TrustPolicy { file: string; scopes: Partial<Record<TrustScope, TrustRule>>; }
+export interface TrustPolicy { file: string; scopes: Partial<Record<TrustScope, TrustRule>>; tenants: Record<string, TrustRule>; }
 
 export const OFF_RULE = (scope: string): TrustRule => ({ scope, mode: 'off', keys: [], builders: [] });
 
@@ -48,22 +50,36 @@ export function loadTrustPolicy(file: string): TrustPolicy {
   }
   if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw bad(file, 'must be a map of scopes (local, controlplane)');
   const scopes: TrustPolicy['scopes'] = {};
+  const tenants: TrustPolicy['tenants'] = {};
   for (const [name, raw] of Object.entries(doc as Record<string, unknown>)) {
-    if (!TRUST_SCOPES.includes(name as TrustScope)) throw bad(file, `unknown scope "${name}" (known: ${TRUST_SCOPES.join(', ')})`);
-    const r = (raw ?? {}) as { mode?: unknown; keys?: unknown; builders?: unknown };
-    if (r.mode !== 'enforce' && r.mode !== 'warn' && r.mode !== 'off') throw bad(file, `${name}.mode must be enforce, warn or off`);
-    if (r.keys !== undefined && !Array.isArray(r.keys)) throw bad(file, `${name}.keys must be a list`);
-    if (r.builders !== undefined && !(Array.isArray(r.builders) && r.builders.every((b) => typeof b === 'string'))) throw bad(file, `${name}.builders must be a list of builder ids`);
-    const keys = ((r.keys ?? []) as unknown[]).map((k, i) => {
-      if (typeof k !== 'string') throw bad(file, `${name}.keys[${i}] must be a PEM file path or PEM text`);
-      const pem = k.includes('-----BEGIN') ? k : readKeyFile(resolve(dirname(file), k), file);
-      const key = parsePublicKey(pem, `${name}.keys[${i}] of ${file}`);
-      return { keyid: keyIdOf(key), publicKeyPem: publicKeyPem(key) };
-    });
-    if (r.mode !== 'off' && keys.length === 0) throw bad(file, `${name} is ${r.mode} but trusts no key`);
-    scopes[name as TrustScope] = { scope: name, mode: r.mode, keys, builders: (r.builders ?? []) as string[] };
+    if (name === 'tenants') {
+      if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw bad(file, 'tenants must be a map of tenant names to rules');
+      for (const [tenant, r] of Object.entries(raw as Record<string, unknown>)) {
+        if (!TENANT_NAME_RE.test(tenant)) throw bad(file, `tenants.${tenant} is not a tenant name (${TENANT_NAME_RE.source})`);
+        tenants[tenant] = { ...readRule(file, `tenants.${tenant}`, r), scope: `tenant:${tenant}` };
+      }
+      continue;
+    }
+    if (!TRUST_SCOPES.includes(name as TrustScope)) throw bad(file, `unknown scope "${name}" (known: ${TRUST_SCOPES.join(', ')}, tenants)`);
+    scopes[name as TrustScope] = readRule(file, name, raw);
   }
-  return { file, scopes };
+  return { file, scopes, tenants };
+}
+
+/** One scope's rule, its keys read and identified. */
+function readRule(file: string, name: string, raw: unknown): TrustRule {
+  const r = (raw ?? {}) as { mode?: unknown; keys?: unknown; builders?: unknown };
+  if (r.mode !== 'enforce' && r.mode !== 'warn' && r.mode !== 'off') throw bad(file, `${name}.mode must be enforce, warn or off`);
+  if (r.keys !== undefined && !Array.isArray(r.keys)) throw bad(file, `${name}.keys must be a list`);
+  if (r.builders !== undefined && !(Array.isArray(r.builders) && r.builders.every((b) => typeof b === 'string'))) throw bad(file, `${name}.builders must be a list of builder ids`);
+  const keys = ((r.keys ?? []) as unknown[]).map((k, i) => {
+    if (typeof k !== 'string') throw bad(file, `${name}.keys[${i}] must be a PEM file path or PEM text`);
+    const pem = k.includes('-----BEGIN') ? k : readKeyFile(resolve(dirname(file), k), file);
+    const key = parsePublicKey(pem, `${name}.keys[${i}] of ${file}`);
+    return { keyid: keyIdOf(key), publicKeyPem: publicKeyPem(key) };
+  });
+  if (r.mode !== 'off' && keys.length === 0) throw bad(file, `${name} is ${r.mode} but trusts no key`);
+  return { scope: name, mode: r.mode, keys, builders: (r.builders ?? []) as string[] };
 }
 
 function readKeyFile(path: string, policy: string): string {
@@ -73,6 +89,9 @@ function readKeyFile(path: string, policy: string): string {
 
 /** The rule of a scope; a policy that does not name the scope (or no policy) leaves it off. */
 export const ruleFor = (policy: TrustPolicy | null, scope: TrustScope): TrustRule => policy?.scopes[scope] ?? OFF_RULE(scope);
+
+/** A tenant's own rule, or null when the policy has none for it (the controlplane scope alone applies). */
+export const tenantRuleFor = (policy: TrustPolicy | null, tenant: string): TrustRule | null => policy?.tenants[tenant] ?? null;
 
 /** The outcome of a check: the verified signer, or (warn mode) the failure that was let through. */
 export interface TrustOutcome {

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lockedDependencies } from '../../src/image/lockdeps.js';
 import { makeSbom } from '../../src/image/sbom.js';
 import type { ImageManifest } from '../../src/image/image.js';
-import { TestServer } from './cp-helpers.js';
+import { TENANT_TOKENS, TestServer } from './cp-helpers.js';
 import { ROOT, TestHome, type DeploymentJson } from './helpers.js';
 
 const PY = join(ROOT, '.venv-tools', 'bin', 'python');
@@ -188,6 +188,30 @@ describe('control plane, enforce', () => {
   }, T);
 });
 
+describe('control plane, a tenant\'s own rule (docs/tenants.md)', () => {
+  const data = join(scratch, 'cp-tenants');
+  let server: TestServer;
+  afterAll(async () => {
+    await server?.stop();
+    expect(qemuUnder(data)).toEqual([]);
+  });
+
+  it('acme requires its own key on top of the operator\'s (off) rule; beta, without a rule of its own, is not held to it', async () => {
+    const file = join(scratch, 'cp-tenant-policy.yaml');
+    writeFileSync(file, `controlplane:\n  mode: off\ntenants:\n  acme:\n    mode: enforce\n    keys: [${keys.k2.file}.pub]\n`);
+    server = new TestServer({ data, workers: 0, extra: ['--trust-policy', file], tenants: 'tenants:\n  acme: {}\n  beta: {}\n' });
+    await server.start();
+    const deploy = async (token: string, image: string, name: string): Promise<{ code: number; error?: string }> => {
+      const r = await execCli(server, ['deploy', image, '--name', name, '--json'], token);
+      return { code: r.code, ...(r.code !== 0 ? { error: (JSON.parse(r.stdout) as { error: { code: string } }).error.code } : {}) };
+    };
+    expect(await deploy(TENANT_TOKENS.acme, img.unsigned ?? '', 'u')).toEqual({ code: 1, error: 'E_SIGNATURE_MISSING' });
+    expect(await deploy(TENANT_TOKENS.acme, img.signed ?? '', 's')).toEqual({ code: 1, error: 'E_SIGNATURE_UNTRUSTED' }); // k1 is not acme's key
+    expect((await deploy(TENANT_TOKENS.acme, img.otherkey ?? '', 'k2')).code).toBe(0); // signed with k2: acme's key
+    expect((await deploy(TENANT_TOKENS.beta, img.unsigned ?? '', 'u')).code).toBe(0);
+  }, T);
+});
+
 describe('control plane, warn', () => {
   const data = join(scratch, 'cp-warn');
   let server: TestServer;
@@ -253,9 +277,9 @@ describe.skipIf(!INTEROP)('independent verifiers', () => {
 });
 
 /** The CLI in remote mode against `server`, with the test home's environment otherwise. */
-function execCli(server: TestServer, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+function execCli(server: TestServer, args: string[], token?: string): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((res) => {
-    execFile(process.execPath, [join(ROOT, 'bin', 'unikctl.js'), ...args], { env: { ...home.env, ...server.cliEnv(), UNIKCTL_TRUST_POLICY: '' }, cwd: ROOT, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [join(ROOT, 'bin', 'unikctl.js'), ...args], { env: { ...home.env, ...server.cliEnv(token), UNIKCTL_TRUST_POLICY: '' }, cwd: ROOT, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
       res({ code: err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0, stdout, stderr });
     });
   });
