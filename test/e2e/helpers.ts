@@ -1,5 +1,5 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -79,11 +79,19 @@ export class TestHome {
 
 /** QEMU processes whose command line mentions `dir` (a home, or a node agent's data dir: every VM's rootfs lives under it). */
 export function qemuUnder(dir: string): string[] {
-  try {
-    return execFileSync('pgrep', ['-af', `qemu-system.*${dir}`], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
-  } catch {
-    return [];
-  }
+  // a tenant's QEMU gets its kernel and rootfs as file descriptors, so its own command line names no path: it
+  // belongs to `dir` when its command line names the directory, or its parent (the supervisor) runs with a
+  // UNIKCTL_HOME inside it
+  const homeOf = (pid: string): string => {
+    try {
+      return readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').find((e) => e.startsWith('UNIKCTL_HOME='))?.slice(13) ?? '';
+    } catch {
+      return ''; // gone meanwhile
+    }
+  };
+  const rows = execFileSync('ps', ['-eo', 'pid=,ppid=,args='], { encoding: 'utf8' }).split('\n').map((l) => /^\s*(\d+)\s+(\d+)\s+(.*)$/.exec(l)).filter((m): m is RegExpExecArray => m !== null);
+  return rows.filter((m) => /(^|\/)qemu-system/.test((m[3] ?? '').split(' ')[0] ?? '') && ((m[3] ?? '').includes(dir) || homeOf(m[2] ?? '').startsWith(dir)))
+    .map((m) => `${m[1]} ${m[3]}`);
 }
 
 /**

@@ -138,6 +138,8 @@ describe('listener check: what the app listens on against the published ports (r
       expect(await (await server.api('/v1/metrics')).text()).toContain('unikctld_deployment_listening{deployment="rlo",tenant=""} 0');
       expect((await remote.cli(['destroy', 'rlo', '--wait'])).code).toBe(0);
     } finally {
+      // a failed assertion above must not leave the VM running: its supervisor is detached from the server
+      await remote.cli(['destroy', 'rlo', '--wait']).catch(() => undefined);
       await server.stop();
       server.cleanup();
       await remote.cleanup();
