@@ -1,9 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import type { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isUserError } from '../errors.js';
@@ -13,22 +13,13 @@ import type { QueuedOperation, OperationJournal, NewOperation } from './operatio
 import { NodeRegistry } from './nodes.js';
 import { emptyUsage, type QuotaCheck } from './tenants.js';
 import type { NodeIdentity, NodeStore, PlacementStore } from './node-store.js';
+import { which } from '../util/exec.js';
 
 /**
  * The etcd store against a real single-member etcd (Debian's etcd-server; scripts/ci-tools.sh installs it), and
  * the JobStore/NodeStore contract run against both implementations, SQLite and etcd, so they keep the same
  * semantics. Fails, rather than skips, when etcd is not installed.
  */
-
-function onPath(cmd: string): string | null {
-  for (const dir of (process.env.PATH ?? '').split(delimiter).filter(Boolean).concat(['/usr/bin', '/usr/local/bin'])) {
-    try {
-      accessSync(join(dir, cmd), constants.X_OK);
-      return join(dir, cmd);
-    } catch { /* not here */ }
-  }
-  return null;
-}
 
 const freePort = (): Promise<number> => new Promise((res, rej) => {
   const srv = createServer();
@@ -52,7 +43,7 @@ const client = (): Etcd3 => {
 const prefix = (): string => `/t-${randomBytes(4).toString('hex')}/`;
 
 beforeAll(async () => {
-  const bin = onPath('etcd');
+  const bin = which('etcd', { ...process.env, PATH: `${process.env.PATH ?? ''}:/usr/bin:/usr/local/bin` });
   if (!bin) throw new Error('etcd is not installed: run scripts/ci-tools.sh (it installs Debian\'s etcd-server; CI runs it before the tests)');
   dir = mkdtempSync(join(tmpdir(), 'unikctl-etcd-unit-'));
   const [cp, pp] = [await freePort(), await freePort()];

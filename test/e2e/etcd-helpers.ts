@@ -1,22 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import { freePort } from './helpers.js';
+import { which } from '../../src/util/exec.js';
 
 // etcd for the control-plane tests that run on the etcd store (controlplane-ha, tenants-quota). It is installed by
 // scripts/ci-tools.sh (CI runs it); these tests fail, rather than skip, when it is missing.
 const INSTALL_HINT = 'run scripts/ci-tools.sh (it installs Debian\'s etcd-server; CI runs it before the tests)';
-
-function onPath(cmd: string): string | null {
-  for (const dir of (process.env.PATH ?? '').split(delimiter).filter(Boolean).concat(['/usr/bin', '/usr/local/bin'])) {
-    try {
-      accessSync(join(dir, cmd), constants.X_OK);
-      return join(dir, cmd);
-    } catch { /* not here */ }
-  }
-  return null;
-}
 
 /** A throw-away etcd cluster of `size` members on loopback, each with its own client/peer port and data dir. */
 export class EtcdCluster {
@@ -26,7 +17,7 @@ export class EtcdCluster {
   log = '';
 
   async start(size: number): Promise<void> {
-    const bin = onPath('etcd');
+    const bin = which('etcd', { ...process.env, PATH: `${process.env.PATH ?? ''}:/usr/bin:/usr/local/bin` });
     if (!bin) throw new Error(`etcd is not installed: ${INSTALL_HINT}`);
     const members = [];
     for (let i = 1; i <= size; i++) members.push({ name: `m${i}`, client: await freePort(), peer: await freePort() });
