@@ -3,6 +3,7 @@ import { createReadStream, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
+import type { ArtifactRecord } from '../store/artifacts.js';
 import { homeLayout } from '../paths.js';
 
 // Fake node agents: a deploy starts a copy that reports `running` after a short delay.
@@ -69,13 +70,7 @@ describe('ClusterClient.move', () => {
   it('a deploy lets only the node it is placed on fetch its artifact, and destroy takes that back', async () => {
     const store = new NodeRegistry(new Database(':memory:'), 60_000);
     for (const name of ['x', 'y']) await store.join({ name, address: `http://${name}`, capacity: { cpus: 4, memoryMiB: 4096 } }, { credentialSha256: '0'.repeat(64), agentKey: `key-${name}` });
-    const dir = mkdtempSync(join(tmpdir(), 'unikctl-cluster-'));
-    writeFileSync(join(dir, 'main.go'), 'package main');
-    const artifacts = new ArtifactStore({ dir: join(dir, 'artifacts'), maxUploadBytes: 1 << 20, maxExtractedBytes: 1 << 20, maxEntries: 10 });
-    const bundle = await packBundle(dir, { exclude: ['artifacts'] });
-    const rec = await artifacts.put(createReadStream(bundle.file));
-    bundle.cleanup();
-    const cluster = new ClusterClient({ store, artifacts, policy: 'spread', staleAfterMs: 60_000, layout: homeLayout({ UNIKCTL_HOME: dir }) });
+    const { cluster, rec } = await uploadedProject(store);
     await cluster.deploy({ target: rec.dir, name: 'web', idempotencyKey: 'k1', ports: [], env: ['SECRET=1'], labels: [], debug: false, cwd: '/' });
     const on = (await store.getPlacement('web'))?.node ?? '';
     const other = on === 'x' ? 'y' : 'x';
@@ -89,15 +84,20 @@ describe('ClusterClient.deploy of a tenant\'s deployment', () => {
   it('places the tenant with the request the agent gets (and a move reuses)', async () => {
     const store = new NodeRegistry(new Database(':memory:'), 60_000);
     await store.join({ name: 'n1', address: 'http://n1', capacity: { cpus: 4, memoryMiB: 4096 } }, { credentialSha256: '0'.repeat(64), agentKey: 'key-n1' });
-    const dir = mkdtempSync(join(tmpdir(), 'unikctl-cluster-'));
-    writeFileSync(join(dir, 'main.go'), 'package main');
-    const artifacts = new ArtifactStore({ dir: join(dir, 'artifacts'), maxUploadBytes: 1 << 20, maxExtractedBytes: 1 << 20, maxEntries: 10 });
-    const bundle = await packBundle(dir, { exclude: ['artifacts'] });
-    const rec = await artifacts.put(createReadStream(bundle.file));
-    bundle.cleanup();
-    const cluster = new ClusterClient({ store, artifacts, policy: 'spread', staleAfterMs: 60_000, layout: homeLayout({ UNIKCTL_HOME: dir }) });
+    const { cluster, rec } = await uploadedProject(store);
     const tenant = { name: 'acme', cpus: 2, memoryMiB: 1024 };
     await cluster.deploy({ target: rec.dir, name: 'api', idempotencyKey: 'k2', ports: [], env: [], labels: [], debug: false, cwd: '/', tenant });
     expect((await store.getPlacement('api'))?.request).toMatchObject({ name: 'api', tenant });
   });
 });
+
+/** A cluster over `store` and one uploaded Go project (its artifact record). */
+async function uploadedProject(store: InstanceType<typeof NodeRegistry>): Promise<{ cluster: InstanceType<typeof ClusterClient>; rec: ArtifactRecord }> {
+  const dir = mkdtempSync(join(tmpdir(), 'unikctl-cluster-'));
+  writeFileSync(join(dir, 'main.go'), 'package main');
+  const artifacts = new ArtifactStore({ dir: join(dir, 'artifacts'), maxUploadBytes: 1 << 20, maxExtractedBytes: 1 << 20, maxEntries: 10 });
+  const bundle = await packBundle(dir, { exclude: ['artifacts'] });
+  const rec = await artifacts.put(createReadStream(bundle.file));
+  bundle.cleanup();
+  return { cluster: new ClusterClient({ store, artifacts, policy: 'spread', staleAfterMs: 60_000, layout: homeLayout({ UNIKCTL_HOME: dir }) }), rec };
+}
