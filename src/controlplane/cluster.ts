@@ -15,6 +15,7 @@ import type { NodeRecord, NodeStore, Placement, PlacementStore } from './node-st
 import { place, type NodeInfo, type Policy } from './scheduler.js';
 import { tenantOfName } from './tenants.js';
 import type { Fleet } from './fleet.js';
+import { describeMissingDeployment } from '../runtime/supervisor.js';
 
 const LIVE = new Set(['pending', 'building', 'starting', 'running']);
 
@@ -221,7 +222,7 @@ export class ClusterClient implements Client, Fleet {
 
   async *logs(req: LogsRequest): AsyncIterable<LogEntry> {
     const p = await this.o.store.getPlacement(req.name);
-    if (!p) throw new UserError('E_UNKNOWN_APP', `no deployment named "${req.name}"`, { hint: 'see the deployments with unikctl status' });
+    if (!p) throw describeMissingDeployment(req.name);
     const { agent } = await this.agentOf(p.node);
     yield* agent.logs(req);
   }

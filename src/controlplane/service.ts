@@ -22,6 +22,7 @@ import { quotaExceeded, TENANT_DEFAULT_MEMORY_MIB, TenantScope, type QuotaCheck,
 import { formatLabels, parseLabels } from '../util/labels.js';
 import { checkImage, manifestDigest, OFF_RULE } from '../image/trust.js';
 import type { TrustRule } from '../store/types.js';
+import { describeMissingDeployment } from '../runtime/supervisor.js';
 
 export interface DeployBody {
   source: { artifact: string; kind: 'project' | 'binary' | 'package' } | { package: string };
@@ -255,7 +256,7 @@ export class ControlPlane {
     // another tenant's name is looked up under this tenant's prefix: it is missing exactly like a name never used
     for (const n of names) if (!live.has(scope.inside(n)) && !(await this.reserved(scope.inside(n)))) missing.push(n);
     if (missing.length > 0) {
-      throw new UserError('E_UNKNOWN_APP', `no deployment named "${missing.join('", "')}"`, { hint: 'see the deployments with unikctl status' });
+      throw describeMissingDeployment(missing.join('", "'));
     }
     const graceMs = Math.round((body.timeoutSeconds ?? 10) * 1000);
     const out: DestroyResult[] = [];
@@ -294,7 +295,7 @@ export class ControlPlane {
     const recent = name ? await this.o.journal.recent(10, scope.inside(name)) : await this.recentOf(scope, 15);
     const operations = recent.map((j) => ({ ...toOperation(j), target: scope.outside(j.target) ?? j.target, idempotencyKey: scope.keyOutside(j.idempotencyKey) }));
     if (name && filtered.length === 0 && operations.length === 0) {
-      throw unknownApp(name);
+      throw describeMissingDeployment(name);
     }
     return { deployments: filtered, operations };
   }
@@ -345,7 +346,7 @@ export class ControlPlane {
   async *logs(req: { name: string; follow: boolean; tail?: number; since?: string; signal: AbortSignal }, scope: TenantScope): AsyncIterable<LogEntry> {
     const name = scope.inside(req.name);
     // the node's own answer would name the prefixed name: a tenant gets the same words for any name it does not have
-    if (scope.tenant && !(await this.o.node.has(name))) throw unknownApp(req.name);
+    if (scope.tenant && !(await this.o.node.has(name))) throw describeMissingDeployment(req.name);
     yield* this.o.node.logs({ ...req, name });
   }
 }
@@ -367,8 +368,6 @@ export function toOperation(j: QueuedOperation): Operation {
     error: j.state === 'failed' || j.state === 'queued' ? j.error : null, createdAt: j.createdAt, updatedAt: j.updatedAt, endedAt: j.endedAt,
   };
 }
-
-const unknownApp = (name: string): UserError => new UserError('E_UNKNOWN_APP', `no deployment named "${name}"`, { hint: 'see the deployments with unikctl status' });
 
 export const newTraceId = (): string => randomBytes(8).toString('hex');
 
