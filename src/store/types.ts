@@ -1,6 +1,7 @@
 import type { PortMapping } from '../util/port.js';
 import type { ProcessRef } from '../util/proc.js';
 import type { ErrorCode } from '../errors.js';
+import type { ReplicaOf } from './service-types.js';
 
 /** Lifecycle states (RT-3). `destroying` ends with the record removed. */
 export type DeploymentState = 'pending' | 'building' | 'starting' | 'running' | 'exited' | 'failed' | 'destroying';
@@ -36,6 +37,8 @@ export interface DeploymentSpec {
   signKey?: string;
   /** Set by the control plane for a tenant's deployment: its VM runs as the tenant's user in the tenant's cgroup. */
   tenant?: TenantIsolation;
+  /** a replica of a service (src/store/service-types.ts): its app and version; its ports are loopback forwards the front uses */
+  service?: ReplicaOf;
 }
 
 export type TrustMode = 'enforce' | 'warn' | 'off';
