@@ -1,5 +1,6 @@
 import type { ErrorCode } from '../errors.js';
 import type { ProcessRef } from '../util/proc.js';
+import type { PortMapping } from '../util/port.js';
 import type { DeploymentSpec } from './types.js';
 
 /**
@@ -88,6 +89,15 @@ export interface RolloutState {
   reason: string | null;
 }
 
+/**
+ * A replica's health (beside its lifecycle state): starting (booting, or in its check's grace period), healthy (in
+ * rotation), unhealthy (failed its check `failures` times in a row), draining (leaving rotation before it stops),
+ * stopped (its VM ended).
+ */
+export type ReplicaHealth = 'starting' | 'healthy' | 'unhealthy' | 'draining' | 'stopped';
+
+export interface ReplicaHealthRecord { health: ReplicaHealth; since: number; detail: string | null; }
+
 /** One replica's restarts, for backoff and the crash-loop verdict. */
 export interface RestartRecord { at: number; replica: string; code: ErrorCode | null; exitCode: number | null; reason: string | null; }
 
@@ -97,6 +107,12 @@ export interface Service {
   /** desired: run; destroying: the controller drains and removes every replica, then the record */
   desired: 'run' | 'destroy';
   policy: ServicePolicy;
+  /** the published ports, the front's: the same for every version (a deploy that changes them is refused) */
+  ports: PortMapping[];
+  /** replica → its health as the controller last saw it */
+  health: Record<string, ReplicaHealthRecord>;
+  /** traffic through the front per version (string key: the version number) */
+  traffic: Record<string, FrontVersionStats>;
   versions: ServiceVersion[];
   /** the version that serves (null before the first version is healthy) */
   current: number | null;

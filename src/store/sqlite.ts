@@ -4,6 +4,7 @@ import { existsSync, mkdirSync, renameSync, rmSync, statfsSync, unlinkSync, writ
 import { dirname } from 'node:path';
 import { isUserError, UserError, type ErrorCode } from '../errors.js';
 import { LIVE_STATES } from './types.js';
+import type { Service } from './service-types.js';
 import type {
   Deployment, DeploymentEvent, DeploymentPatch, DeploymentState, Operation, OperationError, OperationState, Store,
 } from './types.js';
@@ -49,6 +50,12 @@ CREATE TABLE IF NOT EXISTS events (
   message TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_deployment ON events(deployment, id);
+CREATE TABLE IF NOT EXISTS services (
+  name TEXT PRIMARY KEY,
+  rev INTEGER NOT NULL,
+  data TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+);
 `;
 
 interface DeploymentRow {
@@ -263,20 +270,7 @@ export class SqliteStore implements Store {
 
   createDeployment(d: Deployment, op: Operation): void {
     this.immediate(() => {
-      const exists = this.db.prepare('SELECT 1 FROM deployments WHERE name = ?').get(d.name);
-      if (exists) {
-        throw new UserError('E_NAME_TAKEN', `a deployment named "${d.name}" already exists`, {
-          hint: `pick another --name, or remove it first: unikctl destroy ${d.name}`,
-        });
-      }
-      // checked inside the IMMEDIATE transaction: two concurrent deploys of one host port cannot both pass
-      const wanted = d.spec.ports.map((p) => p.hostPort);
-      if (wanted.length > 0) {
-        const holder = this.db.prepare(`SELECT d.name AS name, json_extract(p.value, '$.hostPort') AS port FROM deployments d, json_each(d.spec, '$.ports') p
-          WHERE d.state IN (${LIVE_STATES.map(() => '?').join(', ')}) AND json_extract(p.value, '$.hostPort') IN (${wanted.map(() => '?').join(', ')}) LIMIT 1`)
-          .get(...LIVE_STATES, ...wanted) as { name: string; port: number } | undefined;
-        if (holder) throw portInUse(holder.port, holder.name);
-      }
+      this.checkFree(d.name, d.spec.ports.map((p) => p.hostPort));
       this.db.prepare(`INSERT INTO deployments (name, id, state, exit_code, code, reason, spec, image, supervisor, vmm, accel, boot, listen,
         created_at, updated_at, started_at, ended_at) VALUES (@name, @id, @state, @exit_code, @code, @reason, @spec, @image, @supervisor,
         @vmm, @accel, @boot, @listen, @created_at, @updated_at, @started_at, @ended_at)`).run({
@@ -289,9 +283,59 @@ export class SqliteStore implements Store {
     });
   }
 
+  /** Inside an IMMEDIATE transaction: two concurrent deploys of one name or host port cannot both pass. */
+  private checkFree(name: string, wanted: number[]): void {
+    const exists = this.db.prepare('SELECT 1 FROM deployments WHERE name = ? UNION ALL SELECT 1 FROM services WHERE name = ?').get(name, name);
+    if (exists) {
+      throw new UserError('E_NAME_TAKEN', `a deployment named "${name}" already exists`, {
+        hint: `pick another --name, or remove it first: unikctl destroy ${name}`,
+      });
+    }
+    if (wanted.length === 0) return;
+    const marks = wanted.map(() => '?').join(', ');
+    const holder = this.db.prepare(`SELECT d.name AS name, json_extract(p.value, '$.hostPort') AS port FROM deployments d, json_each(d.spec, '$.ports') p
+      WHERE d.state IN (${LIVE_STATES.map(() => '?').join(', ')}) AND json_extract(p.value, '$.hostPort') IN (${marks})
+      UNION ALL SELECT s.name AS name, json_extract(p.value, '$.hostPort') AS port FROM services s, json_each(s.data, '$.ports') p
+      WHERE json_extract(p.value, '$.hostPort') IN (${marks}) LIMIT 1`)
+      .get(...LIVE_STATES, ...wanted, ...wanted) as { name: string; port: number } | undefined;
+    if (holder) throw portInUse(holder.port, holder.name);
+  }
+
+  createService(s: Service, op: Operation): void {
+    this.immediate(() => {
+      this.checkFree(s.name, s.ports.map((p) => p.hostPort));
+      this.db.prepare('INSERT INTO services (name, rev, data, created_at) VALUES (?, ?, ?, ?)').run(s.name, s.rev, JSON.stringify(s), s.createdAt);
+      this.insertOperation(op);
+      this.insertEvent(s.name, 'service', `created (operation ${op.id})`);
+    });
+  }
+
+  getService(name: string): Service | null {
+    const r = this.guard(() => this.db.prepare('SELECT rev, data FROM services WHERE name = ?').get(name)) as { rev: number; data: string } | undefined;
+    return r ? { ...(JSON.parse(r.data) as Service), rev: r.rev } : null;
+  }
+
+  listServices(): Service[] {
+    const rows = this.guard(() => this.db.prepare('SELECT rev, data FROM services ORDER BY created_at').all()) as Array<{ rev: number; data: string }>;
+    return rows.map((r) => ({ ...(JSON.parse(r.data) as Service), rev: r.rev }));
+  }
+
+  updateService(s: Service): boolean {
+    const next = { ...s, rev: s.rev + 1, updatedAt: Date.now() };
+    const r = this.guard(() => this.db.prepare('UPDATE services SET rev = ?, data = ? WHERE name = ? AND rev = ?').run(next.rev, JSON.stringify(next), s.name, s.rev));
+    return r.changes === 1;
+  }
+
+  deleteService(name: string): void {
+    this.immediate(() => {
+      this.db.prepare('DELETE FROM services WHERE name = ?').run(name);
+      this.insertEvent(name, 'service', 'removed');
+    });
+  }
+
   freeName(base: string): string {
     const taken = new Set(
-      (this.guard(() => this.db.prepare("SELECT name FROM deployments WHERE name = ? OR name LIKE ? || '-%'").all(base, base)) as Array<{ name: string }>)
+      (this.guard(() => this.db.prepare("SELECT name FROM deployments WHERE name = ? OR name LIKE ? || '-%' UNION SELECT name FROM services WHERE name = ? OR name LIKE ? || '-%'").all(base, base, base, base)) as Array<{ name: string }>)
         .map((r) => r.name),
     );
     if (!taken.has(base)) return base;

@@ -1,7 +1,7 @@
 import type { PortMapping } from '../util/port.js';
 import type { ProcessRef } from '../util/proc.js';
 import type { ErrorCode } from '../errors.js';
-import type { ReplicaOf } from './service-types.js';
+import type { Service, ReplicaOf } from './service-types.js';
 
 /** Lifecycle states (RT-3). `destroying` ends with the record removed. */
 export type DeploymentState = 'pending' | 'building' | 'starting' | 'running' | 'exited' | 'failed' | 'destroying';
@@ -218,5 +218,15 @@ export interface Store {
   listOperations(limit: number, target?: string): Operation[];
   addEvent(deployment: string, type: string, message: string): void;
   listEvents(deployment: string, limit: number): DeploymentEvent[];
+  /**
+   * Inserts a service and its deploy operation atomically: E_NAME_TAKEN when a deployment or service has the name,
+   * E_PORT_IN_USE when a live deployment or another service publishes one of its host ports.
+   */
+  createService(s: Service, op: Operation): void;
+  getService(name: string): Service | null;
+  listServices(): Service[];
+  /** Compare-and-set on `rev`: writes `s` (with rev + 1) only if the stored rev is still `s.rev`; false otherwise. */
+  updateService(s: Service): boolean;
+  deleteService(name: string): void;
   close(): void;
 }
