@@ -60,3 +60,8 @@ export const setupCommand = (): string => (existsSync(join(projectRoot, 'src')) 
 /** The VMM launcher built by the set-up from host/launch.c (death signal + no transparent huge pages). */
 export const vmmLauncherPath = (): string => join(projectRoot, 'host', 'build', 'unikctl-launch');
 export const guestInitPath = (): string => process.env.UNIKCTL_INIT && process.env.UNIKCTL_INIT.length > 0 ? resolve(process.env.UNIKCTL_INIT) : join(projectRoot, 'guest', 'build', 'unik-init');
+
+/** A service's own files (its controller's log, the front's config and sockets, the images its versions build). */
+export function serviceDir(layout: HomeLayout, name: string): string {
+  return join(layout.home, 'services', name);
+}

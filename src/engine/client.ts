@@ -1,5 +1,15 @@
 import type { LogEntry } from '../runtime/logstore.js';
 import type { Deployment, ListenStatus, Operation, OperationError, TenantIsolation } from '../store/types.js';
+import type { FrontVersionStats, ReplicaHealth, RolloutState, ServicePolicy, VersionState } from '../store/service-types.js';
+
+/**
+ * The service settings of a deploy as the user wrote them (flags; unik.yaml's `deploy:`, `check:` and `restart:`
+ * fill what they leave out): parsed by src/engine/service-policy.ts. Any of them makes the deploy a service.
+ */
+export interface ServiceFlags {
+  replicas?: string; check?: string; restart?: string; strategy?: string; maxSurge?: string; maxUnavailable?: string;
+  canary?: string; minHealthy?: string; healthyDeadline?: string; autoRevert?: boolean;
+}
 
 export interface DeployRequest {
   /** a project dir, a package (path or name[:tag]) or an ELF binary */
@@ -23,6 +33,10 @@ export interface DeployRequest {
   expectManifestSha256?: string;
   /** a tenant's deployment (set by the control plane, never by the CLI): isolated on the node (docs/security.md) */
   tenant?: TenantIsolation;
+  /** service settings (replicas, check, restart, rollout): the deploy creates or updates a service */
+  service?: ServiceFlags;
+  /** a deploy of a service during its rollout replaces that rollout instead of failing with E_ROLLOUT_IN_PROGRESS */
+  supersede?: boolean;
 }
 
 export interface DeployResult {
@@ -40,6 +54,8 @@ export interface DeployResult {
    * operation, so retrying a failed deploy takes a new key.
    */
   error?: OperationError | null;
+  /** the deploy created or updated a service (`name` is the app; deploymentId the service's id) */
+  service?: boolean;
 }
 
 export interface DestroyResult { name: string; operationId: string; state: 'destroying' | 'gone'; }
@@ -55,7 +71,30 @@ export interface QuotaView {
   used: { vms: number; vcpus: number; memoryMiB: number; apps: number; artifactBytes: number };
 }
 
-export interface StatusResult { deployments: DeploymentView[]; operations: Operation[]; nodes?: NodeView[]; quota?: QuotaView; }
+export interface StatusResult { deployments: DeploymentView[]; operations: Operation[]; nodes?: NodeView[]; quota?: QuotaView; services?: ServiceView[]; }
+
+/** A service as status shows it (docs/services.md): versions, replicas with their health, the rollout, traffic. */
+export interface ServiceView {
+  name: string;
+  id: string;
+  /** the desired replica count (0 while it is destroyed) */
+  desired: number;
+  destroying: boolean;
+  /** the serving version */
+  current: number | null;
+  ports: string[];
+  policy: ServicePolicy;
+  rollout: RolloutState | null;
+  versions: Array<{ version: number; state: VersionState; code: string | null; reason: string | null; createdAt: string; image: string; healthy: number; running: number; total: number }>;
+  replicas: Array<{ name: string; version: number; state: Deployment['state']; health: ReplicaHealth; healthDetail: string | null; pid: number | null; exitCode: number | null; code: string | null; reason: string | null }>;
+  /** replicas replaced after ending or failing their check (recent ones count for the crash loop) */
+  restarts: number;
+  crashLoop: { since: string; reason: string } | null;
+  /** the controller process (null: none runs; the next command starts one) */
+  controller: { pid: number } | null;
+  /** traffic through the front per version (cumulative; key: version number) */
+  traffic: Record<string, FrontVersionStats>;
+}
 
 export interface DeploymentView {
   name: string;

@@ -12,6 +12,8 @@ export interface LogEntry {
   t: number;
   s: 'app' | 'kernel' | 'init' | 'build';
   m: string;
+  /** in a service's merged logs: the replica (or the app, for its controller's lines) the line comes from; never stored */
+  src?: string;
 }
 
 const STREAMS: ReadonlySet<string> = new Set(['app', 'kernel', 'init', 'build']);

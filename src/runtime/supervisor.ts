@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, cpSync, existsSync, mkdirSync, rmSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BuildProgress } from '../image/build.js';
 import { materializeKernel, readImage, type ImageManifest } from '../image/image.js';
-import { copyImageDir, normalizeRef, PackageStore } from '../image/package-store.js';
-import { loadPrivateKey } from '../image/dsse.js';
+import { copyImageDir } from '../image/package-store.js';
+import { buildInto } from './build-into.js';
 import { checkImage, OFF_RULE } from '../image/trust.js';
 import { toUserError, UserError, type ErrorCode } from '../errors.js';
 import { deploymentDir, type HomeLayout } from '../paths.js';
@@ -135,43 +135,7 @@ export class Supervisor {
         line: (l) => this.logLine('build', l),
         warn: (m) => this.logLine('build', `warning: ${m}`),
       };
-      const mode = d.spec.debug ? 'debug' : 'release';
-      // loaded only here: a supervisor that runs a built package never holds the packs' code (less memory per VM)
-      const { buildBinaryImage, buildProject } = await import('../image/build.js');
-      const remote = d.spec.remoteBuild;
-      if (src.kind === 'project' && remote?.sandbox) {
-        // code a client sent to a daemon: built as the build user in a sandbox, never in the artifact itself
-        const { sandboxedBuild } = await import('../image/sandbox.js');
-        const r = await sandboxedBuild({
-          layout, projectDir: src.dir, mode, cacheKey: name, policy: remote.sandbox, progress, env: this.o.env ?? process.env,
-          signal: this.buildAbort.signal, ...(d.spec.rootfsDir ? { rootfsDir: d.spec.rootfsDir } : {}),
-          signKey: d.spec.signKey ? loadPrivateKey(d.spec.signKey) : null,
-        });
-        try {
-          rmSync(imageDir, { recursive: true, force: true });
-          copyImageDir(r.imageDir, imageDir, { private: true });
-          new PackageStore(layout).put(normalizeRef(`${r.manifest.name}:latest`), r.imageDir);
-        } finally {
-          rmSync(r.workRoot, { recursive: true, force: true });
-        }
-      } else if (src.kind === 'project') {
-        // a daemon without the sandbox (trusted clients) still builds a copy: a stored artifact never changes
-        const copy = remote ? join(this.dir, 'project') : null;
-        if (copy) {
-          rmSync(copy, { recursive: true, force: true });
-          cpSync(src.dir, copy, { recursive: true, verbatimSymlinks: true });
-        }
-        try {
-          const r = await buildProject({ dir: copy ?? src.dir, mode, layout, rootfsDir: d.spec.rootfsDir, progress, env: this.o.env, ...(d.spec.signKey ? { signKey: d.spec.signKey } : {}) });
-          rmSync(imageDir, { recursive: true, force: true });
-          copyImageDir(r.imageDir, imageDir, { private: true });
-        } finally {
-          if (copy) rmSync(copy, { recursive: true, force: true });
-        }
-      } else {
-        const signKey = d.spec.signKey ?? ((this.o.env ?? process.env).UNIKCTL_SIGNING_KEY || null);
-        await buildBinaryImage({ binary: src.path, outDir: imageDir, layout, mode, name, rootfsDir: d.spec.rootfsDir, workDir: join(this.dir, 'work'), signKey });
-      }
+      await buildInto({ layout, spec: d.spec, name, imageDir, workDir: join(this.dir, 'work'), copyDir: join(this.dir, 'project'), progress, signal: this.buildAbort.signal, env: this.o.env });
     }
     // right before boot: the private copy against the rule the deploy was admitted under and the digest it accepted
     const trust = d.spec.trust;

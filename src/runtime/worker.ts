@@ -1,6 +1,7 @@
 /**
  * The detached background process behind an async operation: `worker.js deploy NAME OPID` supervises a
- * deployment for its whole life; `worker.js destroy NAME OPID GRACE_MS` stops and removes one.
+ * deployment for its whole life; `worker.js destroy NAME OPID GRACE_MS` stops and removes one; `worker.js service
+ * NAME -` runs the controller of a service (src/runtime/service-controller.ts).
  * It never writes to a terminal: diagnostics go to the deployment's supervisor.log and the store.
  */
 import { appendFileSync, mkdirSync, readFileSync } from 'node:fs';
@@ -38,6 +39,15 @@ async function main(): Promise<void> {
     process.on('SIGHUP', () => { /* the CLI's terminal closing must not stop a deployment */ });
     await sup.run();
     if (stopping) await stopping;
+  } else if (mode === 'service') {
+    // `worker.js service NAME -`: the controller of a service (no operation of its own: rollouts carry theirs)
+    const { ServiceController } = await import('./service-controller.js');
+    const { haproxyFront } = await import('./haproxy-front.js');
+    const ctl = new ServiceController({ layout, store, name, driver: haproxyFront, env: process.env });
+    process.on('SIGTERM', () => ctl.stop());
+    process.on('SIGINT', () => ctl.stop());
+    process.on('SIGHUP', () => { /* the CLI's terminal closing must not stop a service */ });
+    await ctl.run();
   } else if (mode === 'destroy') {
     await runDestroy({ layout, store, name, operationId, graceMs: Number(graceArg ?? 10_000) });
   } else {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 
 /** Sortable, unique ids: `<prefix>_<ms base36><random>`. */
-export function newId(prefix: 'op' | 'dep'): string {
+export function newId(prefix: 'op' | 'dep' | 'svc'): string {
   return `${prefix}_${Date.now().toString(36)}${randomBytes(5).toString('hex')}`;
 }
 
