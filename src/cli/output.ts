@@ -1,4 +1,5 @@
 import { isUserError, toUserError, type UserError } from '../errors.js';
+import { formatElapsed } from '../util/duration.js';
 
 export interface GlobalOptions { json?: boolean; verbose?: boolean; color?: boolean; }
 
@@ -58,18 +59,7 @@ export function table(rows: string[][], header: string[]): string {
 // eslint-disable-next-line no-control-regex -- strips our own ANSI color codes
 const visibleLength = (s: string): number => s.replace(/\x1b\[[0-9;]*m/g, '').length;
 
-export function formatDuration(ms: number | null | undefined): string {
-  if (ms === null || ms === undefined || Number.isNaN(ms)) return '-';
-  if (ms < 1000) return `${Math.round(ms)}ms`;
-  const s = ms / 1000;
-  if (s < 60) return `${s.toFixed(1)}s`;
-  const m = Math.floor(s / 60);
-  if (m < 60) return `${m}m${Math.floor(s % 60)}s`;
-  const h = Math.floor(m / 60);
-  return h < 48 ? `${h}h${m % 60}m` : `${Math.floor(h / 24)}d${h % 24}h`;
-}
-
 export function ago(iso: string | number, now = Date.now()): string {
   const t = typeof iso === 'number' ? iso : Date.parse(iso);
-  return `${formatDuration(now - t)} ago`;
+  return `${formatElapsed(now - t)} ago`;
 }

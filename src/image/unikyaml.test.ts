@@ -143,3 +143,66 @@ describe('run.memory', () => {
   });
 });
 
+
+describe('service settings: deploy:, check:, restart:', () => {
+  it('reads every key, typed (durations in ms), nothing defaulted', () => {
+    write(`
+deploy:
+  replicas: 3
+  strategy: canary
+  max_surge: 25%
+  max_unavailable: 1
+  canary: 2
+  min_healthy: 10s
+  healthy_deadline: 5m
+  auto_revert: false
+check: http:8080/healthz,interval=2s
+restart: always
+`);
+    expect(loadUnikYaml(dir)).toEqual({
+      run: { env: {} },
+      deploy: {
+        replicas: 3, strategy: 'canary', maxSurge: '25%', maxUnavailable: 1, canary: 2, minHealthyMs: 10_000, healthyDeadlineMs: 300_000,
+        autoRevert: false, check: 'http:8080/healthz,interval=2s', restart: 'always',
+      },
+    });
+  });
+
+  it('reads the map form of check:', () => {
+    write('check: { http: 8080, path: /healthz, interval: 500ms, timeout: 250ms, grace: 10s, failures: 5 }\n');
+    expect(loadUnikYaml(dir)?.deploy).toEqual({ check: { kind: 'http', port: 8080, path: '/healthz', intervalMs: 500, timeoutMs: 250, graceMs: 10_000, failures: 5 } });
+    write('check:\n  tcp: 5432\n');
+    expect(loadUnikYaml(dir)?.deploy).toEqual({ check: { kind: 'tcp', port: 5432 } });
+  });
+
+  it('has no deploy settings when none of the keys is written', () => {
+    write('name: x\n');
+    expect(loadUnikYaml(dir)?.deploy).toBeUndefined();
+    write('restart: never\n');
+    expect(loadUnikYaml(dir)?.deploy).toEqual({ restart: 'never' });
+  });
+
+  it.each([
+    ['an unknown deploy key', 'deploy:\n  replica: 3\n', 'unknown key "deploy.replica"'],
+    ['deploy as a list', 'deploy: [1]\n', 'deploy must be a mapping'],
+    ['replicas as a string', 'deploy:\n  replicas: "3"\n', 'deploy.replicas must be an integer'],
+    ['fractional replicas', 'deploy:\n  replicas: 1.5\n', 'deploy.replicas must be an integer'],
+    ['an unknown strategy', 'deploy:\n  strategy: blue-green\n', 'deploy.strategy must be one of rolling, canary, immediate'],
+    ['a max surge that is no count', 'deploy:\n  max_surge: lots\n', 'deploy.max_surge must be an integer or a percentage'],
+    ['a fractional percentage', 'deploy:\n  max_unavailable: 2.5%\n', 'deploy.max_unavailable'],
+    ['a duration without a unit', 'deploy:\n  min_healthy: 10\n', 'deploy.min_healthy must be a duration'],
+    ['a bad duration', 'deploy:\n  healthy_deadline: 5 minutes\n', 'deploy.healthy_deadline must be a duration'],
+    ['auto_revert as a string', 'deploy:\n  auto_revert: "yes"\n', 'deploy.auto_revert must be true or false'],
+    ['an unknown restart policy', 'restart: sometimes\n', 'restart must be one of always, on-failure, never'],
+    ['an empty check', 'check: ""\n', 'check is empty'],
+    ['check: false', 'check: false\n', 'check must be a string like http:8080/healthz'],
+    ['a check map with both kinds', 'check: { tcp: 1, http: 2 }\n', 'exactly one of tcp: PORT or http: PORT'],
+    ['a check map with no kind', 'check: { path: /x }\n', 'exactly one of tcp: PORT or http: PORT'],
+    ['a check port that is a string', 'check: { http: "8080" }\n', 'check.http must be an integer'],
+    ['a tcp check with a path', 'check: { tcp: 8080, path: /x }\n', 'check.path is for http checks'],
+    ['a bad check interval', 'check: { tcp: 8080, interval: soon }\n', 'check.interval must be a duration'],
+    ['an unknown check key', 'check: { tcp: 8080, retries: 3 }\n', 'unknown key "check.retries"'],
+  ])('rejects %s with E_UNIKYAML_INVALID', (_what, text, mentions) => {
+    expect(invalidMessage(text)).toContain(mentions);
+  });
+});

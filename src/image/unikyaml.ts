@@ -2,6 +2,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { UserError } from '../errors.js';
+import { RESTART_POLICIES, ROLLOUT_STRATEGIES, type RestartPolicy, type RolloutStrategy } from '../store/service-types.js';
+import { durationMs } from '../util/duration.js';
 import { parseSizeMiB } from '../util/size.js';
 
 /**
@@ -26,6 +28,20 @@ import { parseSizeMiB } from '../util/size.js';
  *   include: [config.toml, templates/]   # project files the compiled packs copy next to the binary (/app)
  *   module: app                # the build module that produces the runnable program (Maven module, Gradle subproject)
  *   main: ./cmd/api          # the program to build when the project has several (Go main package, Rust binary)
+ *
+ * Service settings (docs/unik-yaml.md "Services"; deploy flags override each one):
+ *   deploy:
+ *     replicas: 3              # --replicas
+ *     strategy: rolling        # rolling | canary | immediate (--strategy)
+ *     max_surge: 1             # an integer or a percentage of the replicas: 25% (--max-surge)
+ *     max_unavailable: 0       # likewise (--max-unavailable)
+ *     canary: 1                # --canary
+ *     min_healthy: 10s         # --min-healthy
+ *     healthy_deadline: 5m     # --healthy-deadline
+ *     auto_revert: true        # --no-auto-revert
+ *   check: http:8080/healthz,interval=2s    # the --check form, `none`, or a map:
+ *   #  check: { http: 8080, path: /healthz, interval: 2s, timeout: 1s, grace: 5s, failures: 3 }   (or tcp: 8080)
+ *   restart: on-failure        # always | on-failure | never (--restart)
  */
 export interface UnikYaml {
   name?: string;
@@ -46,6 +62,39 @@ export interface UnikYaml {
    * package directory (./cmd/api), import path or binary name; a Rust binary target name
    */
   main?: string;
+  /** the service settings of the keys deploy:, check: and restart: (absent when none is written) */
+  deploy?: UnikYamlDeploy;
+}
+
+/**
+ * unik.yaml's service settings: shapes and types checked, durations in ms, nothing defaulted or combined yet —
+ * src/engine/service-policy.ts resolveServicePolicy combines them with the deploy flags, applies the defaults and
+ * checks the ranges.
+ */
+export interface UnikYamlDeploy {
+  replicas?: number;
+  strategy?: RolloutStrategy;
+  /** an integer or a percentage of the replicas */
+  maxSurge?: number | `${number}%`;
+  maxUnavailable?: number | `${number}%`;
+  canary?: number;
+  minHealthyMs?: number;
+  healthyDeadlineMs?: number;
+  autoRevert?: boolean;
+  /** `check:` in the --check flag's form (`http:8080/healthz,interval=2s`, `none`) or its map form */
+  check?: string | UnikYamlCheck;
+  restart?: RestartPolicy;
+}
+
+/** The map form of `check:` (`{ http: 8080, path: /healthz, interval: 2s }`); what is left out takes the flag's defaults. */
+export interface UnikYamlCheck {
+  kind: 'tcp' | 'http';
+  port: number;
+  path?: string;
+  intervalMs?: number;
+  timeoutMs?: number;
+  graceMs?: number;
+  failures?: number;
 }
 
 const invalid = (file: string, msg: string): UserError =>
@@ -81,7 +130,82 @@ function rejectUnknown(section: Record<string, unknown>, known: string[], where:
   }
 }
 
-const KNOWN_TOP = new Set(['name', 'pack', 'build', 'artifact', 'run', 'rootfs', 'process', 'include', 'module', 'main']);
+function integer(v: unknown, where: string, file: string): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v)) throw invalid(file, `${where} must be an integer (got ${JSON.stringify(v)})`);
+  return v;
+}
+
+function duration(v: unknown, where: string, file: string): number {
+  const ms = typeof v === 'string' ? durationMs(v) : null;
+  if (ms === null) throw invalid(file, `${where} must be a duration like 500ms, 2s, 1m30s or 1h (got ${JSON.stringify(v)})`);
+  return ms;
+}
+
+function count(v: unknown, where: string, file: string): number | `${number}%` {
+  if (typeof v === 'string' && /^\d+%$/.test(v.trim())) return v.trim() as `${number}%`;
+  if (typeof v === 'number' && Number.isSafeInteger(v)) return v;
+  throw invalid(file, `${where} must be an integer or a percentage of the replicas like 25% (got ${JSON.stringify(v)})`);
+}
+
+function oneOf<T extends string>(v: unknown, values: readonly T[], where: string, file: string): T {
+  if (typeof v !== 'string' || !(values as readonly string[]).includes(v)) throw invalid(file, `${where} must be one of ${values.join(', ')} (got ${JSON.stringify(v)})`);
+  return v as T;
+}
+
+function mapping(v: unknown, where: string, file: string): Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw invalid(file, `${where} must be a mapping`);
+  return v as Record<string, unknown>;
+}
+
+/** The keys deploy:, check: and restart:, or undefined when none is written. */
+function serviceSettings(y: Record<string, unknown>, file: string): UnikYamlDeploy | undefined {
+  if (y.deploy === undefined && y.check === undefined && y.restart === undefined) return undefined;
+  const out: UnikYamlDeploy = {};
+  if (y.deploy !== undefined) {
+    const d = mapping(y.deploy, 'deploy', file);
+    rejectUnknown(d, ['replicas', 'strategy', 'max_surge', 'max_unavailable', 'canary', 'min_healthy', 'healthy_deadline', 'auto_revert'], 'deploy', file);
+    if (d.replicas !== undefined) out.replicas = integer(d.replicas, 'deploy.replicas', file);
+    if (d.strategy !== undefined) out.strategy = oneOf(d.strategy, ROLLOUT_STRATEGIES, 'deploy.strategy', file);
+    if (d.max_surge !== undefined) out.maxSurge = count(d.max_surge, 'deploy.max_surge', file);
+    if (d.max_unavailable !== undefined) out.maxUnavailable = count(d.max_unavailable, 'deploy.max_unavailable', file);
+    if (d.canary !== undefined) out.canary = integer(d.canary, 'deploy.canary', file);
+    if (d.min_healthy !== undefined) out.minHealthyMs = duration(d.min_healthy, 'deploy.min_healthy', file);
+    if (d.healthy_deadline !== undefined) out.healthyDeadlineMs = duration(d.healthy_deadline, 'deploy.healthy_deadline', file);
+    if (d.auto_revert !== undefined) {
+      if (typeof d.auto_revert !== 'boolean') throw invalid(file, `deploy.auto_revert must be true or false (got ${JSON.stringify(d.auto_revert)})`);
+      out.autoRevert = d.auto_revert;
+    }
+  }
+  if (y.check !== undefined) {
+    if (typeof y.check === 'string') {
+      if (y.check.trim() === '') throw invalid(file, 'check is empty (write none for no check)');
+      out.check = y.check.trim();
+    } else {
+      if (typeof y.check !== 'object' || y.check === null || Array.isArray(y.check)) {
+        throw invalid(file, `check must be a string like http:8080/healthz (or none) or a mapping like { http: 8080, path: /healthz } (got ${JSON.stringify(y.check)})`);
+      }
+      const c = y.check as Record<string, unknown>;
+      rejectUnknown(c, ['tcp', 'http', 'path', 'interval', 'timeout', 'grace', 'failures'], 'check', file);
+      if ((c.tcp === undefined) === (c.http === undefined)) throw invalid(file, 'check needs exactly one of tcp: PORT or http: PORT');
+      const kind = c.tcp !== undefined ? 'tcp' : 'http';
+      const check: UnikYamlCheck = { kind, port: integer(c[kind], `check.${kind}`, file) };
+      if (c.path !== undefined) {
+        if (kind !== 'http') throw invalid(file, 'check.path is for http checks (tcp checks have no path)');
+        if (typeof c.path !== 'string') throw invalid(file, `check.path must be a request path like /healthz (got ${JSON.stringify(c.path)})`);
+        check.path = c.path;
+      }
+      if (c.interval !== undefined) check.intervalMs = duration(c.interval, 'check.interval', file);
+      if (c.timeout !== undefined) check.timeoutMs = duration(c.timeout, 'check.timeout', file);
+      if (c.grace !== undefined) check.graceMs = duration(c.grace, 'check.grace', file);
+      if (c.failures !== undefined) check.failures = integer(c.failures, 'check.failures', file);
+      out.check = check;
+    }
+  }
+  if (y.restart !== undefined) out.restart = oneOf(y.restart, RESTART_POLICIES, 'restart', file);
+  return out;
+}
+
+const KNOWN_TOP = new Set(['name', 'pack', 'build', 'artifact', 'run', 'rootfs', 'process', 'include', 'module', 'main', 'deploy', 'check', 'restart']);
 
 export function loadUnikYaml(dir: string): UnikYaml | null {
   const file = join(dir, 'unik.yaml');
@@ -168,5 +292,7 @@ export function loadUnikYaml(dir: string): UnikYaml | null {
     }
     out.main = y.main.trim();
   }
+  const deploy = serviceSettings(y, path);
+  if (deploy) out.deploy = deploy;
   return out;
 }

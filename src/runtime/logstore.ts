@@ -7,6 +7,7 @@ import type { Stats } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { UserError } from '../errors.js';
+import { durationMs } from '../util/duration.js';
 
 export interface LogEntry {
   t: number;
@@ -260,18 +261,13 @@ class Tailer {
 }
 
 /**
- * Parses `since` values: a duration ('30s', '5m', '2h', '1d', '1h30m') meaning that long before `now`, or
+ * Parses `since` values: a duration ('30s', '5m', '2h', '1d', '1h30m'; util/duration.ts) meaning that long before `now`, or
  * an ISO-8601 date / timestamp. Returns epoch milliseconds.
  */
 export function parseSince(value: string, now: number = Date.now()): number {
   const v = value.trim();
-  if (/^(?:\d+(?:\.\d+)?[smhd])+$/.test(v)) {
-    let ms = 0;
-    for (const m of v.matchAll(/(\d+(?:\.\d+)?)([smhd])/g)) {
-      ms += Number(m[1]) * UNIT_MS[m[2] as keyof typeof UNIT_MS];
-    }
-    return now - Math.round(ms);
-  }
+  const ago = durationMs(v);
+  if (ago !== null) return now - ago;
   const iso = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?$/i.exec(v);
   if (iso) {
     const [y, mo, d, h, mi, s] = iso.slice(1).map((x) => (x === undefined ? 0 : Number(x)));
@@ -285,8 +281,6 @@ export function parseSince(value: string, now: number = Date.now()): number {
     hint: 'use a duration like 10m or an ISO timestamp',
   });
 }
-
-const UNIT_MS = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
 
 // -----------------------------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ import type { DeploymentSpec } from './types.js';
 /** How a replica's health is checked. `tcp`: a connection to the guest port opens; `http`: GET path answers 2xx/3xx. */
 export interface CheckSpec {
   kind: 'tcp' | 'http';
-  /** the guest port checked (a published one, or any port the app listens on) */
+  /** the guest port checked: one of the published guest ports (the controller checks through its loopback forward) */
   port: number;
   /** http: the request path (starts with /) */
   path?: string;
@@ -29,8 +29,10 @@ export interface CheckSpec {
 
 /** always: any end is replaced; on-failure: a non-zero exit or a failure (crash, failed check); never: left as it ended. */
 export type RestartPolicy = 'always' | 'on-failure' | 'never';
+export const RESTART_POLICIES = ['always', 'on-failure', 'never'] as const satisfies readonly RestartPolicy[];
 
 export type RolloutStrategy = 'rolling' | 'canary' | 'immediate';
+export const ROLLOUT_STRATEGIES = ['rolling', 'canary', 'immediate'] as const satisfies readonly RolloutStrategy[];
 
 export interface RolloutPolicy {
   strategy: RolloutStrategy;

@@ -1,8 +1,9 @@
 import type { Command } from 'commander';
 import { buildProject } from '../../image/build.js';
 import { homeLayout } from '../../paths.js';
-import { formatDuration, type Output } from '../output.js';
+import type { Output } from '../output.js';
 import { formatBytes } from '../../util/size.js';
+import { formatElapsed } from '../../util/duration.js';
 
 export function registerBuild(program: Command, out: () => Output): void {
   program
@@ -32,7 +33,7 @@ export function registerBuild(program: Command, out: () => Output): void {
       }
       const m = r.manifest;
       o.data([
-        `built ${r.ref} (${r.pack} pack, ${r.mode}) in ${formatDuration(r.durationMs)}`,
+        `built ${r.ref} (${r.pack} pack, ${r.mode}) in ${formatElapsed(r.durationMs)}`,
         `  image     ${r.imageDir}`,
         `  kernel    ${formatBytes(m.kernel.size).padEnd(10)} sha256:${m.kernel.sha256.slice(0, 16)}…`,
         `  rootfs    ${formatBytes(m.rootfs.size).padEnd(10)} sha256:${m.rootfs.sha256.slice(0, 16)}…`,

@@ -3,8 +3,9 @@ import type { Client, DeploymentView, DeployResult } from '../../engine/client.j
 import { UserError } from '../../errors.js';
 import type { ListenHealth, Operation } from '../../store/types.js';
 import { sleep } from '../../util/proc.js';
-import { formatDuration, type Output } from '../output.js';
+import type { Output } from '../output.js';
 import { makeClient } from '../context.js';
+import { formatElapsed } from '../../util/duration.js';
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
@@ -71,7 +72,7 @@ export function registerDeploy(program: Command, out: () => Output): void {
         const reason = d?.reason ?? (exitedNonZero ? `the app exited with code ${d.exitCode}` : null) ?? op?.error?.message ?? unhealthy?.message ?? null;
         const health = d?.state === 'running' ? d.listen?.health ?? null : null;
         if (o.json) o.jsonData({ ...r, state: d?.state ?? 'gone', health, exitCode: d?.exitCode ?? null, code, reason, listen: d?.listen ?? null, boot: d?.boot ?? null });
-        else o.data(`${r.name} ${d?.state ?? 'gone'}${healthText(health)}${d?.boot.vmmStartToAppStartMs !== undefined ? ` (app started ${formatDuration(d.boot.vmmStartToAppStartMs)} after the VM)` : ''}${reason ? `: ${reason}` : ''}`);
+        else o.data(`${r.name} ${d?.state ?? 'gone'}${healthText(health)}${d?.boot.vmmStartToAppStartMs !== undefined ? ` (app started ${formatElapsed(d.boot.vmmStartToAppStartMs)} after the VM)` : ''}${reason ? `: ${reason}` : ''}`);
         if (failed || unhealthy) {
           if (o.json) { process.exitCode = 1; return; } // the JSON above already carries state, code and reason
           if (unhealthy) {

@@ -1,12 +1,13 @@
 import type { Command } from 'commander';
 import type { DeploymentView, QuotaView, StatusResult } from '../../engine/client.js';
 import type { ListenHealth } from '../../store/types.js';
-import { ago, formatDuration, table, type Output } from '../output.js';
+import { ago, table, type Output } from '../output.js';
 import { formatBytes } from '../../util/size.js';
 import { makeClient } from '../context.js';
 import { API_WINDOWS, type SloWindow } from '../../engine/slo.js';
 import type { SloView } from '../../engine/slo-reader.js';
 import { UserError } from '../../errors.js';
+import { formatElapsed } from '../../util/duration.js';
 
 const pct = (v: number | null): string => (v === null ? '-' : `${(v * 100).toFixed(2)} %`);
 const times = (v: number | null): string => (v === null ? '-' : `${v.toFixed(1)}x`);
@@ -20,7 +21,7 @@ export function renderSlo(s: SloView): string {
   const lines = [
     `SLO (${s.window}${s.filter.app ? `, app ${s.filter.app}` : ''}${s.filter.tenant ? `, tenant ${s.filter.tenant}` : ''})`,
     table([
-      ['boot p50 / p95', `${formatDuration(b.p50Ms)} / ${formatDuration(b.p95Ms)}`, `objective p95 <= ${formatDuration(b.objective.p95Ms)} (${b.count} boots, ${b.good} within)`],
+      ['boot p50 / p95', `${formatElapsed(b.p50Ms)} / ${formatElapsed(b.p95Ms)}`, `objective p95 <= ${formatElapsed(b.objective.p95Ms)} (${b.count} boots, ${b.good} within)`],
       ['boot budget left', pct(b.budgetRemaining), `burn 1h ${times(b.burnRate['1h'])}, 5m ${times(b.burnRate['5m'])}`],
       ['deploy success', pct(d.successRate), `objective ${pct(d.objective)} (${d.succeeded} succeeded, ${d.platformFailures} platform failures)`],
       ['deploy budget left', pct(d.budgetRemaining), `burn 1h ${times(d.burnRate['1h'])}, 5m ${times(d.burnRate['5m'])}`],
@@ -75,7 +76,7 @@ export function renderStatus(o: Output, s: StatusResult): string {
     const cluster = s.deployments.some((d) => d.node !== undefined);
     lines.push(table(s.deployments.map((d) => [
       d.name, stateCell(o, d.state, d.exitCode), healthCell(o, d), ...(cluster ? [d.node ?? '-'] : []), d.ports.join(',') || '-', formatBytes(d.imageBytes), d.accel ?? '-',
-      formatDuration(d.bootMs), formatDuration(d.uptimeMs), formatBytes(d.metrics?.rssBytes), d.reason ?? '',
+      formatElapsed(d.bootMs), formatElapsed(d.uptimeMs), formatBytes(d.metrics?.rssBytes), d.reason ?? '',
     ]), ['NAME', 'STATE', 'HEALTH', ...(cluster ? ['NODE'] : []), 'PORTS', 'IMAGE', 'ACCEL', 'BOOT', 'UPTIME', 'MEM', 'REASON']));
   }
   if (s.quota) lines.push('', quotaLine(s.quota));
