@@ -20,6 +20,8 @@ import { isAlive, sleep } from '../util/proc.js';
 import { checkHostPorts, checkTenantPorts, hostMemoryMiB, validateDeployInput } from './deploy-input.js';
 import type { Client, DeployRequest, DeployResult, DeploymentView, DestroyResult, LogsRequest, StatusResult } from './client.js';
 import { extractPackageArchive, isPackageArchive, resolveTarget } from './resolve.js';
+import { resolveServicePolicy } from './service-policy.js';
+import { deployService, destroyService, ensureController, followServiceLogs, projectServiceYaml, serviceLogEntries, serviceView } from './services.js';
 
 const isUniqueViolation = (e: unknown): boolean => (e as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE';
 
@@ -108,6 +110,21 @@ export class LocalClient implements Client, SloReader {
     const target = fromArchive ? { ...resolved, resolvedFrom: `package archive ${archivePath}` } : resolved;
     // the trust check comes before anything is recorded: an image the policy refuses never gets a deployment
     const trust = this.admitImage(target.source, req.expectManifestSha256);
+    const existing = req.name !== undefined ? this.store.getService(req.name) : null;
+    const policy = resolveServicePolicy({ flags: req.service ?? {}, yaml: projectServiceYaml(target.source)?.deploy, ports });
+    if (policy || existing) {
+      if (req.idempotencyKey) throw new UserError('E_NOT_IMPLEMENTED', '--idempotency-key is not implemented for services yet', { hint: 'deploy the service without it (a repeated deploy of the same spec is already a no-op scale)' });
+      if (tenant) throw new UserError('E_NOT_IMPLEMENTED', "a tenant's services (replicas, checks, rollouts) are not implemented yet", { hint: 'deploy without --replicas/--check/--restart/--strategy' });
+      const name = req.name ?? this.store.freeName(target.defaultName);
+      if (!existing) await checkHostPorts(ports);
+      const signKey = this.opts.signKey ?? (req.signKey ? resolvePath(req.cwd, req.signKey) : undefined);
+      const spec: Deployment['spec'] = {
+        source: target.source, resolvedFrom: target.resolvedFrom, ports, memoryMiB, cpus, env, debug: req.debug, rootfsDir: req.rootfs, labels,
+        ...(this.opts.remoteBuild && target.source.kind === 'project' ? { remoteBuild: this.opts.remoteBuild } : {}),
+        trust, ...(signKey ? { signKey } : {}),
+      };
+      return deployService({ store: this.store, layout: this.layout, name, spec, policy, manifestSha256: trust.manifestSha256, supersede: Boolean(req.supersede), resolvedFrom: target.resolvedFrom, candidates: target.candidates });
+    }
     const requestHash = createHash('sha256').update(JSON.stringify({ t: target.source, n: req.name, ports, env, memoryMiB, cpus, d: req.debug, r: req.rootfs, labels, ...(tenant ? { tenant } : {}) })).digest('hex');
     if (req.idempotencyKey) {
       const prior = this.store.findOperationByKey(req.idempotencyKey);
@@ -185,7 +202,7 @@ export class LocalClient implements Client, SloReader {
   }
 
   async destroy(names: string[], opts: { graceMs: number }): Promise<DestroyResult[]> {
-    const missing = names.filter((n) => !this.store.getDeployment(n));
+    const missing = names.filter((n) => !this.store.getDeployment(n) && !this.store.getService(n));
     if (missing.length > 0) {
       // nothing is touched when any name is unknown: a typo must not destroy half a list
       const err = describeMissingDeployment(missing.join('", "'));
@@ -193,6 +210,12 @@ export class LocalClient implements Client, SloReader {
     }
     const results: DestroyResult[] = [];
     for (const name of [...new Set(names)]) {
+      if (this.store.getService(name)) {
+        // a service: its controller drains and stops every replica, then the front, then removes the record
+        const op = destroyService(this.layout, this.store, name);
+        results.push({ name, operationId: op.id, state: op.state === 'succeeded' ? 'gone' : 'destroying' });
+        continue;
+      }
       const inflight = this.store.listOperations(20, name).find((o) => o.kind === 'destroy' && (o.state === 'queued' || o.state === 'running'));
       const d = this.store.getDeployment(name);
       if (inflight && d?.state === 'destroying') {
@@ -229,6 +252,8 @@ export class LocalClient implements Client, SloReader {
 
   /** RT-3: status never guesses — a live state whose supervisor is gone becomes `failed`. */
   reconcile(): Deployment[] {
+    // a service whose controller died (kill -9, a reboot) gets a new one: it resumes from the journaled record
+    for (const svc of this.store.listServices()) ensureController(this.layout, this.store, svc.name);
     const out: Deployment[] = [];
     for (const d of this.store.listDeployments()) {
       const age = Date.now() - d.createdAt;
@@ -258,14 +283,26 @@ export class LocalClient implements Client, SloReader {
 
   async status(name?: string): Promise<StatusResult> {
     let deployments = this.reconcile();
+    let services = this.store.listServices();
     if (name !== undefined) {
-      deployments = deployments.filter((d) => d.name === name);
-      if (deployments.length === 0 && this.store.listOperations(1, name).length === 0) throw describeMissingDeployment(name);
+      services = services.filter((s) => s.name === name);
+      deployments = deployments.filter((d) => d.name === name || (services.length > 0 && d.spec.service?.app === name));
+      if (deployments.length === 0 && services.length === 0 && this.store.listOperations(1, name).length === 0) throw describeMissingDeployment(name);
     }
-    return { deployments: deployments.map((d) => toView(d)), operations: this.store.listOperations(name ? 10 : 15, name) };
+    const all = deployments;
+    return {
+      deployments: deployments.map((d) => toView(d)), operations: this.store.listOperations(name ? 10 : 15, name),
+      services: services.map((s) => serviceView(s, all.filter((d) => d.spec.service?.app === s.name))),
+    };
   }
 
   async *logs(req: LogsRequest): AsyncIterable<LogEntry> {
+    if (this.store.getService(req.name)) {
+      const sopts: ReadOptions = { streams: ['app', 'init', 'build'], ...(req.tail !== undefined ? { tail: req.tail } : {}), ...(req.since ? { sinceMs: parseSince(req.since) } : {}) };
+      if (!req.follow) yield* serviceLogEntries(this.layout, this.store, req.name, sopts);
+      else yield* followServiceLogs(this.layout, this.store, req.name, { ...sopts, signal: req.signal });
+      return;
+    }
     const d = this.store.getDeployment(req.name);
     if (!d) throw describeMissingDeployment(req.name);
     const streams: LogEntry['s'][] = d.spec.debug || d.image?.mode === 'debug' ? ['app', 'init', 'kernel'] : ['app', 'init'];
@@ -284,11 +321,19 @@ export class LocalClient implements Client, SloReader {
   }
 
   async has(name: string): Promise<boolean> {
-    return this.store.getDeployment(name) !== null;
+    return this.store.getDeployment(name) !== null || this.store.getService(name) !== null;
   }
 
   async waitFor(name: string, until: (d: DeploymentView | null) => boolean, timeoutMs: number): Promise<DeploymentView | null> {
     const deadline = Date.now() + timeoutMs;
+    if (this.store.getService(name)) {
+      // a service has no one deployment view: what is waited on is that it is gone (destroy --wait)
+      while (this.store.getService(name) && Date.now() < deadline) {
+        this.reconcile();
+        await sleep(200);
+      }
+      return null;
+    }
     for (;;) {
       this.reconcile();
       const d = this.store.getDeployment(name);

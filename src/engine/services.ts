@@ -9,7 +9,7 @@ import { serviceLogFile } from '../runtime/service-controller.js';
 import { readLogs, followLogs, type LogEntry, type ReadOptions } from '../runtime/logstore.js';
 import { consoleLogFile } from '../runtime/supervisor.js';
 import type { Service, ServicePolicy, ServiceVersion } from '../store/service-types.js';
-import type { Deployment, DeploymentSpec, Operation, Store } from '../store/types.js';
+import type { Deployment, DeploymentSpec, DeploySource, Operation, Store } from '../store/types.js';
 import { formatPort, type PortMapping } from '../util/port.js';
 import { newId } from '../util/ids.js';
 import { isAlive, processRef } from '../util/proc.js';
@@ -31,8 +31,8 @@ export function versionHash(spec: DeploymentSpec, manifestSha256: string | null)
 }
 
 /** unik.yaml's deploy settings, from a project (a package or a binary carries none). */
-export function projectServiceYaml(spec: DeploymentSpec): ReturnType<typeof loadUnikYaml> | null {
-  return spec.source.kind === 'project' ? loadUnikYaml(spec.source.dir) : null;
+export function projectServiceYaml(source: DeploySource): ReturnType<typeof loadUnikYaml> | null {
+  return source.kind === 'project' ? loadUnikYaml(source.dir) : null;
 }
 
 const samePorts = (a: PortMapping[], b: PortMapping[]): boolean =>

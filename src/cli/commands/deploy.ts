@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { Client, DeploymentView, DeployResult } from '../../engine/client.js';
+import type { Client, DeploymentView, DeployResult, ServiceFlags, ServiceView } from '../../engine/client.js';
 import { UserError } from '../../errors.js';
 import type { ListenHealth, Operation } from '../../store/types.js';
 import { sleep } from '../../util/proc.js';
@@ -12,6 +12,20 @@ const collect = (v: string, prev: string[]): string[] => [...prev, v];
 interface DeployFlags {
   port: string[]; memory?: string; cpus?: string; env: string[]; name?: string; debug?: boolean; idempotencyKey?: string;
   rootfs?: string; label: string[]; wait?: boolean; timeout: string; signKey?: string;
+  replicas?: string; check?: string; restart?: string; strategy?: string; maxSurge?: string; maxUnavailable?: string; canary?: string;
+  minHealthy?: string; healthyDeadline?: string; autoRevert?: boolean; supersede?: boolean;
+}
+
+/** The service settings the user typed (undefined ones are left to unik.yaml and the defaults). */
+function serviceFlags(f: DeployFlags): ServiceFlags | undefined {
+  const picked: ServiceFlags = {
+    ...(f.replicas !== undefined ? { replicas: f.replicas } : {}), ...(f.check !== undefined ? { check: f.check } : {}),
+    ...(f.restart !== undefined ? { restart: f.restart } : {}), ...(f.strategy !== undefined ? { strategy: f.strategy } : {}),
+    ...(f.maxSurge !== undefined ? { maxSurge: f.maxSurge } : {}), ...(f.maxUnavailable !== undefined ? { maxUnavailable: f.maxUnavailable } : {}),
+    ...(f.canary !== undefined ? { canary: f.canary } : {}), ...(f.minHealthy !== undefined ? { minHealthy: f.minHealthy } : {}),
+    ...(f.healthyDeadline !== undefined ? { healthyDeadline: f.healthyDeadline } : {}), ...(f.autoRevert !== undefined ? { autoRevert: f.autoRevert } : {}),
+  };
+  return Object.keys(picked).length > 0 ? picked : undefined;
 }
 
 export function registerDeploy(program: Command, out: () => Output): void {
@@ -29,7 +43,19 @@ export function registerDeploy(program: Command, out: () => Output): void {
     .option('--rootfs <dir>', 'a directory merged into the image root (never a Dockerfile)')
     .option('--label <k=v>', 'placement label (repeatable; used by the cluster scheduler)', collect, [])
     .option('--sign-key <pem>', 'local mode: sign the image this deploy builds with this Ed25519 private key (default: $UNIKCTL_SIGNING_KEY)')
-    .option('--wait', 'block until the app runs and listens on its published ports (or fails) instead of returning at once')
+    .option('--replicas <n>', 'run N replicas behind a front on the published ports (a service; docs/services.md)')
+    .option('--check <spec>', 'health check: tcp:PORT or http:PORT/PATH[,interval=2s,timeout=1s,grace=5s,failures=3], or none')
+    .option('--restart <policy>', 'replace replicas that end: always | on-failure (services\' default) | never')
+    .option('--strategy <s>', 'how a new version replaces the old: rolling (default) | canary | immediate')
+    .option('--max-surge <n>', 'rolling: replicas above the count during a rollout (a number or N%)')
+    .option('--max-unavailable <n>', 'rolling: replicas below the count that may be out of rotation (a number or N%)')
+    .option('--canary <n>', 'canary: replicas of the new version that take a share of traffic before promotion')
+    .option('--min-healthy <duration>', 'a new replica counts once healthy this long')
+    .option('--healthy-deadline <duration>', 'the new version must be healthy by then, or the rollout fails')
+    .option('--auto-revert', 'revert a failed rollout to the previous version (default)')
+    .option('--no-auto-revert', 'leave a failed rollout where it stopped')
+    .option('--supersede', 'replace a rollout in progress instead of failing with E_ROLLOUT_IN_PROGRESS')
+    .option('--wait', 'block until the app runs and listens on its published ports (or fails) instead of returning at once; a service: until its rollout ends')
     .option('--timeout <seconds>', 'with --wait: how long to wait', '300')
     .addHelpText('after', '\nExamples:\n  unikctl deploy examples/go-http -p 8080:8080\n  unikctl deploy local/go-http:latest --name web -e GREETING=hi\n  unikctl deploy ./server-binary -p 9000:9000 --wait')
     .action(async (target: string, f: DeployFlags) => {
@@ -44,6 +70,8 @@ export function registerDeploy(program: Command, out: () => Output): void {
           ...(f.idempotencyKey !== undefined ? { idempotencyKey: f.idempotencyKey } : {}),
           ...(f.rootfs !== undefined ? { rootfs: f.rootfs } : {}),
           ...(f.signKey !== undefined ? { signKey: f.signKey } : {}),
+          ...(serviceFlags(f) ? { service: serviceFlags(f) } : {}),
+          ...(f.supersede ? { supersede: true } : {}),
         });
         if (r.reused && r.error) {
           // the key's operation already failed: answering "deploying" would hide that; a retry needs a new key
@@ -62,6 +90,10 @@ export function registerDeploy(program: Command, out: () => Output): void {
           return;
         }
         o.progress(`deploying ${r.name} from ${r.resolvedFrom} (operation ${r.operationId}) …`);
+        if (r.service) {
+          await waitService(o, client, r, Number(f.timeout) * 1000);
+          return;
+        }
         const { d, op } = await waitSettled(client, r, Number(f.timeout) * 1000);
         // the failure's code is a typed field of the deployment (or of the operation when no deployment is left)
         const exitedNonZero = d?.state === 'exited' && d.exitCode !== 0;
@@ -111,5 +143,39 @@ export async function waitSettled(client: Client, r: DeployResult, timeoutMs: nu
     const retrying = (d === null || d.state === 'failed') && (op?.state === 'queued' || op?.state === 'running');
     if (!retrying || Date.now() > deadline) return { d, op };
     await sleep(500);
+  }
+}
+
+/** The operation of this deploy has ended (a rollout) and the serving version has its replicas healthy (a scale). */
+function serviceSettled(v: ServiceView | undefined, op: Operation | null): boolean {
+  if (!v) return true;
+  if (op && (op.state === 'failed' || (op.state === 'succeeded' && v.rollout?.operationId === op.id))) return true;
+  const serving = v.versions.find((x) => x.version === v.current);
+  return op?.state === 'succeeded' && serving !== undefined && serving.healthy === v.desired && serving.total === v.desired;
+}
+
+/** deploy --wait of a service: until its rollout succeeded (exit 0) or failed/reverted (exit 1 with the code). */
+async function waitService(o: Output, client: Client, r: DeployResult, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let v: ServiceView | undefined;
+  let op: Operation | null = null;
+  for (;;) {
+    const st = await client.status(r.name);
+    v = st.services?.find((x) => x.name === r.name);
+    op = st.operations.find((x) => x.id === r.operationId) ?? null;
+    if (serviceSettled(v, op) || Date.now() > deadline) break;
+    await sleep(250);
+  }
+  const rollout = v?.rollout && v.rollout.operationId === r.operationId ? v.rollout : null;
+  const failed = op?.state === 'failed';
+  const timedOut = !failed && !serviceSettled(v, op);
+  const code = failed ? op?.error?.code ?? 'E_ROLLOUT_FAILED' : timedOut ? 'E_ROLLOUT_IN_PROGRESS' : null;
+  const reason = failed ? op?.error?.message ?? rollout?.reason ?? null : timedOut ? `still rolling out after ${Math.round(timeoutMs / 1000)}s` : null;
+  const serving = v?.versions.find((x) => x.version === v?.current);
+  if (o.json) o.jsonData({ ...r, state: failed ? 'failed' : timedOut ? 'pending' : 'running', code, reason, rollout, current: v?.current ?? null, service: v ?? null });
+  else o.data(`${r.name} ${failed ? 'failed' : timedOut ? 'rolling out' : 'running'}: v${v?.current ?? '?'} serving, ${serving?.healthy ?? 0}/${v?.desired ?? 0} healthy${reason ? ` — ${reason}` : ''}`);
+  if (code) {
+    if (o.json) { process.exitCode = 1; return; }
+    throw new UserError(code, `deploy of ${r.name}: ${reason ?? code}`, { hint: `see unikctl status ${r.name} and unikctl logs ${r.name}` });
   }
 }

@@ -7,7 +7,7 @@ export function registerLogs(program: Command, out: () => Output): void {
   program
     .command('logs')
     .description("print the app's output captured from the VM's serial console")
-    .argument('<app>', 'deployment name')
+    .argument('<app>', 'deployment name; a service merges its replicas (APP.N selects one)')
     .option('-f, --follow', 'keep printing new output until the app ends (Ctrl-C to stop)')
     .option('-n, --tail <n>', 'only the last N lines')
     .option('--since <when>', 'only lines newer than a duration (10m, 1h30m) or an ISO timestamp')
@@ -26,8 +26,12 @@ export function registerLogs(program: Command, out: () => Output): void {
       process.on('SIGINT', onSigint);
       try {
         for await (const e of client.logs({ name: app, follow: Boolean(f.follow), signal: abort.signal, ...(tail !== undefined ? { tail } : {}), ...(f.since ? { since: f.since } : {}) })) {
-          if (o.json) process.stdout.write(`${JSON.stringify({ time: new Date(e.t).toISOString(), stream: e.s, message: e.m })}\n`);
-          else o.data(f.timestamps ? `${new Date(e.t).toISOString()} ${e.m}` : e.m);
+          // a service's merged lines name their replica (or the app, for its controller's own lines)
+          if (o.json) process.stdout.write(`${JSON.stringify({ time: new Date(e.t).toISOString(), stream: e.s, message: e.m, ...(e.src ? { source: e.src } : {}) })}\n`);
+          else {
+            const m = e.src ? `[${e.src}] ${e.m}` : e.m;
+            o.data(f.timestamps ? `${new Date(e.t).toISOString()} ${m}` : m);
+          }
         }
       } finally {
         process.off('SIGINT', onSigint);

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { DeploymentView, QuotaView, StatusResult } from '../../engine/client.js';
+import type { DeploymentView, QuotaView, ServiceView, StatusResult } from '../../engine/client.js';
 import type { ListenHealth } from '../../store/types.js';
 import { ago, table, type Output } from '../output.js';
 import { formatBytes } from '../../util/size.js';
@@ -68,6 +68,22 @@ function listenWarnings(o: Output, s: StatusResult): string[] {
   return lines.length > 0 ? ['', 'WARNINGS', ...lines] : [];
 }
 
+/** Each service: its serving version and replicas (healthy/running/total), the rollout, restarts and why it is not well. */
+function renderServices(o: Output, services: ServiceView[]): string[] {
+  const rows = services.map((v) => {
+    const serving = v.versions.find((x) => x.version === v.current);
+    const r = v.rollout;
+    const moving = r && ['canary', 'progressing', 'reverting'].includes(r.phase);
+    const rollout = r ? `v${r.from ?? '-'}→v${r.to} ${r.phase}` : '-';
+    const healthy = serving ? `${serving.healthy}/${serving.running}/${v.desired}` : `0/0/${v.desired}`;
+    const why = v.crashLoop ? o.paint(`crash-loop: ${v.crashLoop.reason}`, 'red') : r?.reason && r.phase !== 'succeeded' ? `${r.code ?? ''} ${r.reason}`.trim() : '';
+    return [v.name, v.destroying ? o.paint('destroying', 'cyan') : v.current === null ? '-' : `v${v.current}`, healthy,
+      moving ? o.paint(rollout, 'cyan') : r?.phase === 'reverted' || r?.phase === 'failed' ? o.paint(rollout, 'red') : rollout,
+      v.ports.join(',') || '-', String(v.restarts), why];
+  });
+  return [table(rows, ['APP', 'SERVING', 'HEALTHY/RUNNING/WANT', 'ROLLOUT', 'PORTS', 'RESTARTS', 'REASON'])];
+}
+
 export function renderStatus(o: Output, s: StatusResult): string {
   const now = Date.now();
   const lines: string[] = [];
@@ -79,6 +95,7 @@ export function renderStatus(o: Output, s: StatusResult): string {
       formatElapsed(d.bootMs), formatElapsed(d.uptimeMs), formatBytes(d.metrics?.rssBytes), d.reason ?? '',
     ]), ['NAME', 'STATE', 'HEALTH', ...(cluster ? ['NODE'] : []), 'PORTS', 'IMAGE', 'ACCEL', 'BOOT', 'UPTIME', 'MEM', 'REASON']));
   }
+  if (s.services && s.services.length > 0) lines.push('', 'SERVICES', ...renderServices(o, s.services));
   if (s.quota) lines.push('', quotaLine(s.quota));
   lines.push(...listenWarnings(o, s));
   if (s.nodes && s.nodes.length > 0) {
