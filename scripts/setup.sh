@@ -13,7 +13,7 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 # 1. Debian packages (the host tools; no Docker anywhere)
-PKGS=(qemu-system-x86 erofs-utils linux-source-6.1 patch flex bison libelf-dev bc xz-utils make gcc libc6-dev musl-tools util-linux bubblewrap slirp4netns passwd)
+PKGS=(qemu-system-x86 erofs-utils linux-source-6.1 patch flex bison libelf-dev bc xz-utils make gcc libc6-dev musl-tools util-linux bubblewrap slirp4netns passwd haproxy)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -22,6 +22,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# haproxy is the services' traffic front (docs/services.md): unikctl starts its own instances, one per service.
+# The distribution's haproxy.service would hold ports of its own config, so it is switched off (no systemd: nothing runs).
+if command -v systemctl >/dev/null 2>&1; then
+  $SUDO systemctl disable --now haproxy >/dev/null 2>&1 || true
 fi
 
 # the unprivileged user that sandboxed remote builds run as (docs/security.md)

@@ -108,6 +108,7 @@ export const ERROR_CODES = {
   E_NODE_NAME_TAKEN: user(409, 'another node has already joined with that name'),
   E_REQUEST_TIMEOUT: user(408, 'the client sent the request too slowly'),
   E_ARTIFACT_IN_USE: user(409, 'the artifact is used by a queued or running deployment'),
+  E_FRONT_UNAVAILABLE: platform(500, 'the traffic front of a service (HAProxy) is not installed or did not start', false),
   E_TENANT_ISOLATION: platform(500, 'this node cannot isolate a tenant\'s VMs (needs root, useradd and the cpu and memory cgroups)', false),
   E_DISK_FULL: platform(507, 'the disk holding the unikctl state is full', false),
   E_SIGNATURE_MISSING: user(403, 'the trust policy requires a signed image and the image has no signature'),

@@ -25,11 +25,16 @@ export type SlotState = 'ready' | 'drain' | 'maint';
 /** Cumulative counters of one slot since the front started (all ports together). */
 export interface SlotCounters { connections: number; requests: number; bytesIn: number; bytesOut: number; errors: number; active: number; }
 
-/** One request (HTTP ports) or connection (TCP ports) that ended, from the front's log. */
+/**
+ * One request (HTTP ports) or connection (TCP ports) that ended, from the front's log. `port`: the published host
+ * port; `status`: 0 on a TCP port; `totalMs`: HTTP: the request's active time (no keep-alive idle), TCP: the connection's.
+ */
 export interface FrontRequest { slot: number | null; port: number; status: number; totalMs: number; bytesOut: number; }
 
 export interface Front {
   readonly record: FrontRecord;
+  /** set when the front runs but lacks something (an adopted front whose log port could not be bound again) */
+  readonly warning: string | null;
   /** points `slot` at a replica (state maint until setState) or, with null, empties it (maint) */
   setTarget(slot: number, target: SlotTarget | null): Promise<void>;
   setState(slot: number, state: SlotState): Promise<void>;

@@ -138,6 +138,8 @@ export interface FrontRecord {
   startTime: number;
   /** the front's control channel (HAProxy: its admin socket) */
   control: string;
+  /** the UDP port on 127.0.0.1 the front sends its request log to (a controller that adopts the front binds it again) */
+  logPort: number;
   /** slot number → replica name, per published port's backend (the same slot in every backend) */
   slots: Record<string, string>;
 }
