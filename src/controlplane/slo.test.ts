@@ -60,7 +60,7 @@ describe('SLO arithmetic (docs/slo.md)', () => {
     // no front yet: no request figures at all
     let r = computeSlo(s, { window: '1h', now, filter: {}, prices, objectives: DEFAULT_OBJECTIVES });
     expect(r.cost.total).toBeCloseTo(0.0756, 12);
-    expect([r.cost.requests, r.cost.perRequest, r.requests.perSecond, r.requests.note]).toEqual([null, null, null, 'no request data (needs services)']);
+    expect([r.cost.requests, r.cost.perRequest, r.requests.perSecond, r.requests.note]).toEqual([null, null, null, 'no request data (requests are counted by the fronts of services: deploy with --replicas)']);
     expect(r.cost.perApp.map((a) => a.app)).toEqual(['api']);
     s.attach();
     s.count('', 'api', 1000, now - 1000);

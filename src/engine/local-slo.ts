@@ -54,7 +54,9 @@ export class LocalSloSource implements SloSource {
     })).filter((u) => u.seconds > 0);
   }
 
-  requests(): number | null {
-    return null;
+  /** what the services' fronts served (src/runtime/service-controller.ts records it); null where no service ever ran */
+  requests(from: number, to: number, f: SampleFilter): number | null {
+    if (f.tenant) return null;
+    return this.store.countRequests(from, to, f.app);
   }
 }

@@ -1,11 +1,13 @@
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UserError } from '../errors.js';
 import { loadUnikYaml } from '../image/unikyaml.js';
 import type { HomeLayout } from '../paths.js';
 import { crashLooping, RESTART_WINDOW_MS } from '../runtime/restart.js';
-import { serviceLogFile } from '../runtime/service-controller.js';
+import { endedLogDir, serviceLogFile } from '../runtime/service-controller.js';
 import { readLogs, followLogs, type LogEntry, type ReadOptions } from '../runtime/logstore.js';
 import { consoleLogFile } from '../runtime/supervisor.js';
 import type { Service, ServicePolicy, ServiceVersion } from '../store/service-types.js';
@@ -185,8 +187,11 @@ export function serviceView(s: Service, replicas: Deployment[], now = Date.now()
 
 /** `logs APP` of a service: every replica's lines (and the controller's) merged by time, each with its source. */
 export function serviceLogEntries(layout: HomeLayout, store: Store, name: string, opts: ReadOptions): LogEntry[] {
+  const ended = endedLogDir(layout, name);
+  const archived = existsSync(ended) ? readdirSync(ended).filter((f) => f.endsWith('.log')).map((f) => ({ file: join(ended, f), source: f.slice(0, -4) })) : [];
   const files: Array<{ file: string; source: string }> = [
     { file: serviceLogFile(layout, name), source: name },
+    ...archived,
     ...replicasOf(store, name).map((d) => ({ file: consoleLogFile(layout, d.name), source: d.name })),
   ];
   const all = files.flatMap(({ file, source }) => readLogs(file, { ...opts, tail: undefined } as ReadOptions).map((e) => ({ ...e, src: source })));

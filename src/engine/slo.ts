@@ -158,7 +158,8 @@ export interface AppUse extends VmUse { tenant: string; app: string; }
 
 /**
  * Where the figures come from: the control plane's durable samples (slo-samples.ts), or local mode's store.
- * Requests have no source until the services' traffic front exists (issue 13): `requests` answers null then.
+ * Requests come from the services' traffic fronts (local mode: src/runtime/service-controller.ts records what each
+ * front served); `requests` answers null where no service ever ran (the control plane: services run in local mode only).
  */
 export interface SloSource {
   boots(from: number, to: number, f: SampleFilter): BootColumns;
@@ -198,7 +199,7 @@ export interface SloReport {
   requests: { total: number | null; perSecond: number | null; note: string | null };
 }
 
-export const NO_REQUEST_SOURCE = 'no request data (needs services)';
+export const NO_REQUEST_SOURCE = 'no request data (requests are counted by the fronts of services: deploy with --replicas)';
 
 const byCode = (m: Map<number, number>, name: (id: number) => string): Array<{ code: string; count: number }> =>
   [...m].map(([id, count]) => ({ code: name(id), count })).sort((a, b) => b.count - a.count || a.code.localeCompare(b.code));

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
+import { mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { toUserError } from '../errors.js';
@@ -14,6 +15,7 @@ import { buildInto } from './build-into.js';
 import type { Front, FrontDriver, FrontPort, SlotCounters, SlotState } from './front.js';
 import { probe } from './health-probe.js';
 import { LogWriter } from './logstore.js';
+import { consoleLogFile } from './supervisor.js';
 import { restartDelayMs, RESTART_WINDOW_MS, shouldRestart } from './restart.js';
 import { plan, type PlanAction, type ReplicaSnapshot } from './service-plan.js';
 
@@ -27,6 +29,27 @@ const DRAIN_MS = 10_000;
 const DEFAULT_GRACE_MS = 1000;
 
 export const serviceLogFile = (layout: HomeLayout, name: string): string => join(serviceDir(layout, name), 'console.log');
+
+/** Replaced and scaled-down replicas' logs, kept beside the service (a crash's last lines outlive its replica). */
+export const endedLogDir = (layout: HomeLayout, name: string): string => join(serviceDir(layout, name), 'ended');
+const ENDED_LOGS_KEPT = 10;
+
+/**
+ * Moves a replica's console log out of its deployment directory (which its destroy removes) into the service's, and
+ * keeps the newest few. A supervisor still writing keeps writing into the moved file (same inode).
+ */
+export function archiveReplicaLog(layout: HomeLayout, app: string, replica: string): void {
+  const dir = endedLogDir(layout, app);
+  try {
+    mkdirSync(dir, { recursive: true });
+    renameSync(consoleLogFile(layout, replica), join(dir, `${replica}.log`));
+    const kept = readdirSync(dir).filter((f) => f.endsWith('.log'))
+      .map((f) => ({ f, n: Number(f.slice(app.length + 1, -4)) || 0 })).sort((a, b) => b.n - a.n);
+    for (const { f } of kept.slice(ENDED_LOGS_KEPT)) rmSync(join(dir, f), { force: true });
+  } catch {
+    // no log (the replica never booted) or no room: the replica goes anyway
+  }
+}
 
 /** The front's mode per port: HTTP (balanced request by request) when the service's check speaks HTTP to it. */
 export function frontPorts(s: Service): FrontPort[] {
@@ -68,6 +91,7 @@ export class ServiceController {
   private lastCounters = new Map<number, SlotCounters>();
   /** what each slot was last set to (a command only when it changes) */
   private readonly slotStates = new Map<number, SlotState>();
+  private baselinePending = false;
   private pendingTraffic = new Map<number, FrontVersionStats>();
   private stopped = false;
   private readonly abort = new AbortController();
@@ -133,6 +157,9 @@ export class ServiceController {
       const op = store.listOperations(20, name).find((o) => o.kind === 'destroy' && o.state !== 'succeeded' && o.state !== 'failed');
       if (op) store.updateOperation(op.id, 'succeeded');
       this.say('destroyed: every replica and the front are gone');
+      this.log.close();
+      // its files (front config and sockets, built images, ended replicas' logs) go with the record
+      rmSync(serviceDir(this.o.layout, name), { recursive: true, force: true });
       return true;
     }
 
@@ -164,7 +191,9 @@ export class ServiceController {
       else if (a.kind === 'remove') this.startRemove(a.replica);
     }
     // drains a killed controller left half done
-    for (const [replica, h] of Object.entries(next.health)) if (h.health === 'draining' && records.some((d) => d.name === replica)) this.startDrain(replica);
+    for (const [replica, h] of Object.entries(next.health)) {
+      if (h.health === 'draining' && records.some((d) => d.name === replica && d.state !== 'destroying')) this.startDrain(replica);
+    }
     await this.syncFront(next, records);
     return false;
   }
@@ -343,6 +372,7 @@ export class ServiceController {
     const { store, layout } = this.o;
     const d = store.getDeployment(replica);
     if (!d || d.state === 'destroying') return;
+    archiveReplicaLog(layout, this.o.name, replica);
     const now = Date.now();
     const op: Operation = { id: newId('op'), kind: 'destroy', target: replica, state: 'queued', idempotencyKey: null, requestHash: null, error: null, createdAt: now, updatedAt: now, endedAt: null };
     store.createOperation(op);
@@ -354,7 +384,10 @@ export class ServiceController {
     const { store, name, layout, driver } = this.o;
     const opts = { dir: join(serviceDir(layout, name), 'front'), ports: frontPorts(s), slots: FRONT_SLOTS };
     this.front = s.front ? await driver.adopt(s.front, opts) : null;
-    if (this.front) this.say(`adopted the front (pid ${this.front.record.pid})`);
+    if (this.front) {
+      this.baselinePending = true;
+      this.say(`adopted the front (pid ${this.front.record.pid})`);
+    }
     else {
       this.front = await driver.start(opts);
       this.say(`front started on ${s.ports.map((p) => `${p.hostAddress}:${p.hostPort}`).join(', ')} (pid ${this.front.record.pid})`);
@@ -437,8 +470,16 @@ export class ServiceController {
       if (this.slotStates.get(slot) === want) continue;
       await front.setState(slot, want).then(() => this.slotStates.set(slot, want), () => undefined);
     }
-    if (counters) this.lastCounters = counters;
+    if (counters) {
+      // an adopted front counted before this controller: its first reading is the baseline, not new traffic
+      if (this.baselinePending) trafficAdd.clear();
+      this.baselinePending = false;
+      this.lastCounters = counters;
+    }
     const traffic = structuredClone(s.traffic);
+    const served = [...trafficAdd.values()].reduce((n, c) => n + c.requests, 0);
+    // the SLO figures (requests per second, cost per request) read these as a time series
+    if (served > 0) this.o.store.recordRequests(this.o.name, served, Date.now());
     for (const [slot, add] of trafficAdd) {
       const version = records.find((d) => d.name === slots[String(slot)] || bySlot.get(d.name) === slot)?.spec.service?.version;
       if (version === undefined || (add.connections === 0 && add.requests === 0)) continue;

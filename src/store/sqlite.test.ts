@@ -305,3 +305,46 @@ describe('SqliteStore schema migration', () => {
     expect(store.getDeployment('app')).toMatchObject({ state: 'failed', code: 'E_QEMU_FAILED', reason: 'QEMU exited (code 1)' });
   });
 });
+
+describe('services', () => {
+  const svc = (name: string, hostPort: number): import('./service-types.js').Service => ({
+    name, id: `svc_${name}`, desired: 'run', ports: [{ hostAddress: '0.0.0.0', hostPort, guestPort: 8080, protocol: 'tcp' }], health: {}, traffic: {},
+    policy: { replicas: 2, check: null, restart: 'on-failure', rollout: { strategy: 'rolling', maxSurge: 1, maxUnavailable: 0, canary: 1, minHealthyMs: 1000, healthyDeadlineMs: 60_000, autoRevert: true } },
+    versions: [], current: null, rollout: null, restarts: [], nextReplica: 1, controller: null, front: null, createdAt: 1, updatedAt: 1, rev: 0,
+  });
+
+  it('a service takes its name and host ports from deployments and other services, both ways', () => {
+    store.createService(svc('web', 18080), op({ target: 'web' }));
+    expect(() => store.createDeployment(dep('web'), op())).toThrow(expect.objectContaining({ code: 'E_NAME_TAKEN' }));
+    const d = dep('api');
+    d.spec.ports = [{ hostAddress: '0.0.0.0', hostPort: 18080, guestPort: 80, protocol: 'tcp' }];
+    expect(() => store.createDeployment(d, op())).toThrow(expect.objectContaining({ code: 'E_PORT_IN_USE' }));
+    expect(() => store.createService(svc('other', 18080), op())).toThrow(expect.objectContaining({ code: 'E_PORT_IN_USE' }));
+    store.createDeployment(dep('db'), op());
+    expect(() => store.createService(svc('db', 18081), op())).toThrow(expect.objectContaining({ code: 'E_NAME_TAKEN' }));
+    expect(store.freeName('web')).toBe('web-2');
+  });
+
+  it('updates are compare-and-set on the revision: a stale writer loses and nothing it wrote lands', () => {
+    store.createService(svc('web', 18080), op({ target: 'web' }));
+    const a = store.getService('web');
+    const b = store.getService('web');
+    if (!a || !b) throw new Error('missing');
+    expect(store.updateService({ ...a, policy: { ...a.policy, replicas: 5 } })).toBe(true);
+    expect(store.updateService({ ...b, policy: { ...b.policy, replicas: 1 } })).toBe(false);
+    expect(store.getService('web')?.policy.replicas).toBe(5);
+    expect(store.getService('web')?.rev).toBe(1);
+    store.deleteService('web');
+    expect(store.getService('web')).toBeNull();
+  });
+
+  it('requests are a time series per app; null while no service ever existed', () => {
+    expect(store.countRequests(0, 10_000)).toBeNull();
+    store.recordRequests('web', 5, 1000);
+    store.recordRequests('web', 7, 2000);
+    store.recordRequests('api', 1, 2500);
+    expect(store.countRequests(0, 10_000)).toBe(13);
+    expect(store.countRequests(1500, 10_000, 'web')).toBe(7);
+    expect(store.countRequests(3000, 10_000)).toBe(0);
+  });
+});

@@ -50,6 +50,12 @@ CREATE TABLE IF NOT EXISTS events (
   message TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_deployment ON events(deployment, id);
+CREATE TABLE IF NOT EXISTS requests (
+  at INTEGER NOT NULL,
+  app TEXT NOT NULL,
+  n INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS requests_at ON requests(at);
 CREATE TABLE IF NOT EXISTS services (
   name TEXT PRIMARY KEY,
   rev INTEGER NOT NULL,
@@ -330,6 +336,21 @@ export class SqliteStore implements Store {
     this.immediate(() => {
       this.db.prepare('DELETE FROM services WHERE name = ?').run(name);
       this.insertEvent(name, 'service', 'removed');
+    });
+  }
+
+  recordRequests(app: string, n: number, at: number): void {
+    this.guard(() => this.db.prepare('INSERT INTO requests (at, app, n) VALUES (?, ?, ?)').run(at, app, n));
+  }
+
+  countRequests(from: number, to: number, app?: string): number | null {
+    return this.guard(() => {
+      const any = this.db.prepare('SELECT 1 FROM requests UNION ALL SELECT 1 FROM services LIMIT 1').get();
+      if (!any) return null;
+      const r = (app === undefined
+        ? this.db.prepare('SELECT COALESCE(SUM(n), 0) AS n FROM requests WHERE at >= ? AND at < ?').get(from, to)
+        : this.db.prepare('SELECT COALESCE(SUM(n), 0) AS n FROM requests WHERE at >= ? AND at < ? AND app = ?').get(from, to, app)) as { n: number };
+      return r.n;
     });
   }
 

@@ -228,5 +228,9 @@ export interface Store {
   /** Compare-and-set on `rev`: writes `s` (with rev + 1) only if the stored rev is still `s.rev`; false otherwise. */
   updateService(s: Service): boolean;
   deleteService(name: string): void;
+  /** `n` requests (or connections, on TCP ports) that the front of service `app` served, counted at `at` */
+  recordRequests(app: string, n: number, at: number): void;
+  /** requests in [from, to) (of one app); null while no service ever existed here (no request source) */
+  countRequests(from: number, to: number, app?: string): number | null;
   close(): void;
 }

@@ -12,17 +12,10 @@ import { expect } from 'vitest';
 import { homeLayout } from '../../src/paths.js';
 import { ROOT, type StatusJson, type TestHome } from './helpers.js';
 
-export type ReplicaHealth = 'starting' | 'healthy' | 'unhealthy' | 'draining' | 'stopped';
-export interface ReplicaView {
-  name: string; version: number; state: string; health: ReplicaHealth; pid: number | null; exitCode: number | null; code: string | null; restarts: number;
-}
-export interface RolloutView { from: number | null; to: number; strategy: string; phase: string; code: string | null; reason: string | null; }
-export interface VersionView { version: number; state: string; code: string | null; reason: string | null; healthy: number; running: number; total: number; }
-export interface TrafficView { connections: number; requests: number; errors: number; bytesIn: number; bytesOut: number; latency: { count: number; sumMs: number }; }
-export interface ServiceView {
-  name: string; desired: number; current: number | null; rollout: RolloutView | null; versions: VersionView[]; replicas: ReplicaView[];
-  crashLoop: { since: number; reason: string } | null; controller: { pid: number } | null; traffic: Record<string, TrafficView>;
-}
+import type { ServiceView } from '../../src/engine/client.js';
+
+export type { ServiceView };
+export type ReplicaView = ServiceView['replicas'][number];
 export interface ServiceStatusJson extends StatusJson { services: ServiceView[]; }
 /** `deploy --json` of a service */
 export interface ServiceDeployJson {
@@ -37,7 +30,7 @@ export const sameVersion = (a: number | string | null | undefined, b: number | s
 /** replicas that are VMs (anything but stopped: starting, healthy, unhealthy, draining) */
 export const existing = (s: ServiceView): ReplicaView[] => s.replicas.filter((r) => r.health !== 'stopped');
 export const healthy = (s: ServiceView): ReplicaView[] => s.replicas.filter((r) => r.health === 'healthy');
-export const brief = (s: ServiceView | undefined): string => !s ? 'no service' : `current=${s.current} rollout=${JSON.stringify(s.rollout)} replicas=${s.replicas.map((r) => `${r.name}:v${r.version}:${r.state}/${r.health}:pid${r.pid}:r${r.restarts}`).join(' ')}`;
+export const brief = (s: ServiceView | undefined): string => !s ? 'no service' : `current=${s.current} rollout=${JSON.stringify(s.rollout)} replicas=${s.replicas.map((r) => `${r.name}:v${r.version}:${r.state}/${r.health}:pid${r.pid}`).join(' ')} restarts=${s.restarts}`;
 
 // ---------------------------------------------------------------------------------------------------------------------
 // status: in-process through the built engine (fast enough for 100 ms samples under load), else the CLI

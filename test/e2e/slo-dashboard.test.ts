@@ -147,7 +147,7 @@ describe.skipIf(!hasChromium)('the SLO page at /ui/ in Chromium', () => {
     expect(s.deploys.userByCode.map((c) => c.code)).toEqual(['E_BUILD_FAILED']);
     expect(s.cost.perApp.map((a) => `${a.tenant}/${a.app}`)).toEqual(['acme/hello']);
     expect(s.cost.total).toBeGreaterThan(0);
-    expect([s.cost.requests, s.cost.perRequest, s.requests.perSecond, s.requests.note]).toEqual([null, null, null, 'no request data (needs services)']);
+    expect([s.cost.requests, s.cost.perRequest, s.requests.perSecond, s.requests.note]).toEqual([null, null, null, 'no request data (requests are counted by the fronts of services: deploy with --replicas)']);
   });
 
   it('a wrong token is refused and nothing is shown', async () => {
@@ -197,7 +197,7 @@ describe.skipIf(!hasChromium)('the SLO page at /ui/ in Chromium', () => {
     const now = await api(ADMIN_TOKEN);
     for (const [id, pick] of NUMBERS.filter(([id]) => !id.startsWith('cost-'))) expect(values[id]?.value, id).toBe(String(pick(now)));
     expect(Number(values['cost-total']?.value)).toBeGreaterThan(0);
-    expect(await page.textContent('#requests-note')).toBe('no request data (needs services)');
+    expect(await page.textContent('#requests-note')).toBe('no request data (requests are counted by the fronts of services: deploy with --replicas)');
     expect(await page.textContent('#apps')).toContain('hello');
 
     mkdirSync(join(REPORT, '..'), { recursive: true });
@@ -268,7 +268,7 @@ describe('local mode: unikctl status --slo', () => {
     expect([s.deploys.succeeded, s.deploys.platformFailures, s.deploys.userErrors, s.deploys.successRate]).toEqual([1, 0, 1, 1]);
     expect(s.deploys.userByCode.map((c) => c.code)).toEqual(['E_BUILD_FAILED']);
     expect(s.cost.perApp.map((a) => a.app)).toEqual(['hello']);
-    expect(s.requests.note).toBe('no request data (needs services)');
+    expect(s.requests.note).toBe('no request data (requests are counted by the fronts of services: deploy with --replicas)');
     const text = await home.cli(['status', '--slo']);
     expect(text.stdout).toMatch(/boot p50 \/ p95\s+\S+/);
     expect(text.stdout).toContain('E_BUILD_FAILED 1');
