@@ -1,6 +1,6 @@
 import type { ErrorCode } from '../errors.js';
 import type { DeploymentState } from '../store/types.js';
-import type { ReplicaHealth, RestartPolicy, RestartRecord, RolloutState, Service, ServiceVersion } from '../store/service-types.js';
+import type { ReplicaHealth, RestartPolicy, RolloutState, Service, ServiceVersion } from '../store/service-types.js';
 
 /**
  * The service controller's decisions as one pure function (docs/services.md): from the service record and what its
