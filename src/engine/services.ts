@@ -120,8 +120,13 @@ export function ensureController(layout: HomeLayout, store: Store, name: string)
   const env = { ...process.env, UNIKCTL_HOME: layout.home, UNIKCTL_KERNEL_DIR: layout.kernels };
   const child = spawn(process.execPath, [WORKER, 'service', name, '-'], { detached: true, stdio: 'ignore', env });
   child.unref();
-  // recorded at once, so two commands in a row do not start two (the controller itself also refuses a second one)
-  if (child.pid) store.updateService({ ...s, controller: processRef(child.pid) });
+  const me = child.pid ? processRef(child.pid) : null;
+  // recorded at once, so two commands in a row do not start two; a live other one recorded meanwhile keeps the job
+  // (and this child, finding it, exits)
+  for (let cur = store.getService(name); cur && me; cur = store.getService(name)) {
+    if (cur.controller && cur.controller.pid !== me.pid && isAlive(cur.controller)) return;
+    if (cur.controller?.pid === me.pid || store.updateService({ ...cur, controller: me })) return;
+  }
 }
 
 export function destroyService(layout: HomeLayout, store: Store, name: string): Operation {
@@ -173,7 +178,7 @@ export function serviceView(s: Service, replicas: Deployment[], now = Date.now()
     }),
     replicas: replicas.map((d) => ({
       name: d.name, version: d.spec.service?.version ?? 0, state: d.state,
-      health: s.health[d.name]?.health ?? (d.state === 'exited' || d.state === 'failed' ? 'stopped' : 'starting'),
+      health: d.state === 'destroying' && !isAlive(d.vmm) ? 'stopped' : s.health[d.name]?.health ?? (d.state === 'exited' || d.state === 'failed' ? 'stopped' : 'starting'),
       healthDetail: s.health[d.name]?.detail ?? null,
       pid: d.state === 'running' && d.vmm && isAlive(d.vmm) ? d.vmm.pid : null,
       exitCode: d.exitCode, code: d.code, reason: d.reason,

@@ -6,11 +6,11 @@ import { fileURLToPath } from 'node:url';
 import { toUserError } from '../errors.js';
 import { serviceDir, type HomeLayout } from '../paths.js';
 import {
-  LATENCY_BUCKETS_MS, type CheckSpec, type FrontVersionStats, type ReplicaHealth, type ReplicaHealthRecord, type Service, type ServiceVersion,
+  LATENCY_BUCKETS_MS, type CheckSpec, type FrontRecord, type FrontVersionStats, type ReplicaHealth, type ReplicaHealthRecord, type Service, type ServiceVersion,
 } from '../store/service-types.js';
 import type { Deployment, Operation, Store } from '../store/types.js';
 import { newId } from '../util/ids.js';
-import { isAlive, processRef, sleep } from '../util/proc.js';
+import { isAlive, processRef, signalRef, sleep, waitUntilDead } from '../util/proc.js';
 import { buildInto } from './build-into.js';
 import type { Front, FrontDriver, FrontPort, SlotCounters, SlotState } from './front.js';
 import { probe } from './health-probe.js';
@@ -120,10 +120,20 @@ export class ServiceController {
       if (store.updateService({ ...s, controller: me })) break;
     }
     try {
+      let failures = 0;
       while (!this.stopped) {
-        const done = await this.tick();
+        let done = false;
+        try {
+          done = await this.tick();
+          failures = 0;
+        } catch (e) {
+          // one bad round (a busy store, a front that does not answer) must not end the controller: say it, retry
+          failures++;
+          const err = toUserError(e);
+          if (failures === 1 || failures % 20 === 0) this.say(`controller round failed (${failures}×): ${err.code}: ${err.message}`);
+        }
         if (done) break;
-        await sleep(TICK_MS);
+        await sleep(TICK_MS * Math.min(8, 1 + failures));
       }
     } finally {
       await this.front?.detach().catch(() => undefined);
@@ -151,7 +161,8 @@ export class ServiceController {
     });
 
     if (s.desired === 'destroy' && records.length === 0) {
-      await this.front?.stop().catch((e: unknown) => this.say(`the front did not stop cleanly: ${(e as Error).message}`));
+      if (this.front) await this.front.stop().catch((e: unknown) => this.say(`the front did not stop cleanly: ${(e as Error).message}`));
+      else if (s.front) await stopRecordedFront(s.front);
       this.front = null;
       store.deleteService(name);
       const op = store.listOperations(20, name).find((o) => o.kind === 'destroy' && o.state !== 'succeeded' && o.state !== 'failed');
@@ -213,7 +224,9 @@ export class ServiceController {
     for (const d of records) {
       const prior = s.health[d.name];
       if (prior?.health === 'draining' || d.state === 'destroying') {
-        out[d.name] = prior?.health === 'draining' ? prior : { health: 'draining', since: now, detail: 'destroying' };
+        // a destroy whose VM has ended is no VM any more (the rollout bounds count VMs)
+        if (d.state === 'destroying' && !isAlive(d.vmm)) out[d.name] = { health: 'stopped', since: now, detail: prior?.detail ?? 'destroyed' };
+        else out[d.name] = prior?.health === 'draining' ? prior : { health: 'draining', since: now, detail: 'destroying' };
         continue;
       }
       if (d.state === 'exited' || d.state === 'failed') {
@@ -384,6 +397,8 @@ export class ServiceController {
     const { store, name, layout, driver } = this.o;
     const opts = { dir: join(serviceDir(layout, name), 'front'), ports: frontPorts(s), slots: FRONT_SLOTS };
     this.front = s.front ? await driver.adopt(s.front, opts) : null;
+    // a recorded front that cannot be adopted (its admin socket does not answer) still holds the ports: it goes first
+    if (!this.front && s.front) await stopRecordedFront(s.front);
     if (this.front) {
       this.baselinePending = true;
       this.say(`adopted the front (pid ${this.front.record.pid})`);
@@ -497,6 +512,17 @@ export class ServiceController {
     if (!cur?.front) return;
     // slots and counters only: the next tick's plan works from the rest
     this.o.store.updateService({ ...cur, front: { ...cur.front, slots }, traffic: mergeCounters(cur.traffic, traffic, s.traffic) });
+  }
+}
+
+/** Stops a front process by its record (pid and start time: never another process that took the pid). */
+async function stopRecordedFront(f: FrontRecord): Promise<void> {
+  const ref = { pid: f.pid, startTime: String(f.startTime) };
+  if (!isAlive(ref)) return;
+  signalRef(ref, 'SIGTERM');
+  if (!(await waitUntilDead(ref, 5000))) {
+    signalRef(ref, 'SIGKILL');
+    await waitUntilDead(ref, 2000);
   }
 }
 

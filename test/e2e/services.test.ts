@@ -6,7 +6,7 @@
  * process through the built engine: spawning the CLI that often is too slow under TCG load).
  */
 import { existsSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { which } from '../../src/util/exec.js';
 import { exampleCopy, freePort, httpGet, shareBuildCache, type TestHome } from './helpers.js';
 import {
@@ -85,6 +85,11 @@ describe.skipIf(!front)('services: replicas, health checks, rollouts and restart
     expect((JSON.parse(r.stdout) as { pack: string }).pack).toBe('go');
     console.log(`go-service: built in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   }, BUILD_TIMEOUT);
+
+  // a failed test's services go at once: the next test checks that no VM of this home outlives its own destroy
+  afterEach(async (ctx) => {
+    if (ctx.task.result?.state === 'fail') await removeServices(home);
+  });
 
   afterAll(async () => {
     reader.close();
