@@ -261,7 +261,8 @@ export function portFree(port: number): Promise<boolean> {
 }
 
 /** HAProxy processes of this home: their command line (config path) or environment names it. */
-export function frontProcesses(home: TestHome): number[] {
+/** HAProxy processes of this home (of one service's front when `service` is given: its config lives under services/<name>/). */
+export function frontProcesses(home: TestHome, service?: string): number[] {
   const rows = execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' }).split('\n').map((l) => /^\s*(\d+)\s+(.*)$/.exec(l)).filter((m): m is RegExpExecArray => m !== null);
   const envHome = (pid: string): string => {
     try {
@@ -270,7 +271,8 @@ export function frontProcesses(home: TestHome): number[] {
       return '';
     }
   };
-  return rows.filter((m) => /haproxy/.test((m[2] ?? '').split(' ')[0] ?? '') && ((m[2] ?? '').includes(home.dir) || envHome(m[1] ?? '') === home.dir)).map((m) => Number(m[1]));
+  return rows.filter((m) => /haproxy/.test((m[2] ?? '').split(' ')[0] ?? '') && ((m[2] ?? '').includes(home.dir) || envHome(m[1] ?? '') === home.dir)
+    && (service === undefined || (m[2] ?? '').includes(`/services/${service}/`))).map((m) => Number(m[1]));
 }
 
 /**
@@ -283,9 +285,10 @@ export async function destroyService(home: TestHome, name: string, ports: number
   const s = await home.json<ServiceStatusJson>(['status']);
   expect(s.deployments.filter((x) => x.name === name || x.name.startsWith(`${name}.`)).map((x) => `${x.name} ${x.state}`)).toEqual([]);
   expect((s.services ?? []).filter((x) => x.name === name).map(brief)).toEqual([]);
-  expect(home.qemuProcesses()).toEqual([]);
+  // other services of the home may still run (test d has two): only this one's VMs and front must be gone
+  expect(home.qemuProcesses().filter((l) => new RegExp(`unikctl-${name}\\.\\d+[ ,]`).test(l))).toEqual([]);
   for (const p of ports) expect(await portFree(p), `host port ${p} is still taken after destroy ${name}`).toBe(true);
-  expect(frontProcesses(home), 'a HAProxy of this home outlived the destroy').toEqual([]);
+  expect(frontProcesses(home, name), `the front (HAProxy) of ${name} outlived the destroy`).toEqual([]);
   if (controllerPid !== null) expect(await waitDead(controllerPid, 5000), `the controller ${controllerPid} of ${name} outlived the destroy`).toBe(true);
 }
 
