@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { UserError } from '../errors.js';
-import { expandArgv, expandWord, isPackageStart, mapStartCommand, parseProcfile, procfileStart, splitCommand, startCommand } from './procfile.js';
+import { expandArgv, expandWord, isPackageStart, mapStartCommand, parseProcfile, procfileStart, renderStart, splitCommand, startCommand } from './procfile.js';
 
 const words = (cmd: string): string[] => splitCommand(cmd, 'Procfile web: (line 1)').words;
 const codeOf = (f: () => unknown): string | undefined => {
@@ -125,5 +125,38 @@ describe('procfileStart', () => {
     expect(codeOf(() => procfileStart(dir, 'web', () => {}))).toBe('E_PROCFILE_INVALID');
     writeFileSync(join(dir, 'Procfile'), 'worker: python w.py\n');
     expect(procfileStart(dir, undefined, () => {})).toBeNull();
+  });
+});
+
+describe('renderStart (render.yaml, without a Procfile)', () => {
+  let dir: string;
+  beforeEach(() => { dir = mkdtempSync(join(tmpdir(), 'unik-render-')); });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+  const warnings: string[] = [];
+  const warn = (m: string): void => { warnings.push(m); };
+
+  it('takes the startCommand of the one native web service, like a Procfile web line (render-examples/fastapi)', () => {
+    writeFileSync(join(dir, 'render.yaml'), 'services:\n  - type: web\n    name: fastapi-example\n    runtime: python\n    buildCommand: pip install -r requirements.txt\n    startCommand: uvicorn main:app --host 0.0.0.0 --port $PORT\n');
+    const s = procfileStart(dir, undefined, warn);
+    expect(s?.source).toBe('render.yaml service fastapi-example startCommand');
+    expect(s?.argv).toEqual(['uvicorn', 'main:app', '--host', '0.0.0.0', '--port', '${PORT}']);
+    expect(s?.expand).toBe(true);
+  });
+
+  it('a Procfile wins; docker/static services, another rootDir, several web services or a shell command give null', () => {
+    writeFileSync(join(dir, 'render.yaml'), 'services:\n  - type: web\n    name: a\n    runtime: node\n    startCommand: node a.js\n');
+    writeFileSync(join(dir, 'Procfile'), 'web: node b.js\n');
+    expect(procfileStart(dir, undefined, warn)?.argv).toEqual(['node', 'b.js']);
+    const only = (yaml: string): unknown => { writeFileSync(join(dir, 'render.yaml'), yaml); return renderStart(dir, warn); };
+    expect(only('services:\n  - type: web\n    runtime: docker\n    startCommand: node a.js\n')).toBeNull();
+    expect(only('services:\n  - type: web\n    rootDir: api\n    startCommand: node a.js\n')).toBeNull();
+    expect(only('services:\n  - type: worker\n    startCommand: node a.js\n')).toBeNull();
+    warnings.length = 0;
+    expect(only('services:\n  - {type: web, name: a, startCommand: node a.js}\n  - {type: web, name: b, startCommand: node b.js}\n')).toBeNull();
+    expect(warnings[0]).toMatch(/2 web services .*a, b/);
+    expect(only('services:\n  - type: web\n    startCommand: cd app && node a.js\n')).toBeNull();
+    expect(warnings[1]).toMatch(/render\.yaml service web startCommand.*not used/);
+    expect(only('services: [\n')).toBeNull();
+    expect(only('services:\n  - type: web\n    name: next-js\n    runtime: node\n    startCommand: yarn start\n')).toMatchObject({ argv: ['yarn', 'start'] });
   });
 });

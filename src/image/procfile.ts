@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, posix } from 'node:path';
+import { parse as parseYaml } from 'yaml';
 import { UserError } from '../errors.js';
 
 /**
@@ -199,13 +200,13 @@ export function startCommand(cmd: string, source: string): StartCommand {
 
 /**
  * The start command from the project's Procfile: the `web` process type (or `process:` from unik.yaml), or null
- * when there is no Procfile or it has no web process and none was asked for. `release` types are reported as not run.
+ * when it has no web process and none was asked for; without a Procfile, render.yaml's web startCommand (renderStart). `release` types are reported as not run.
  */
 export function procfileStart(dir: string, processType: string | undefined, warn: (m: string) => void): StartCommand | null {
   const pf = loadProcfile(dir);
   if (!pf) {
     if (processType) throw new UserError('E_PROCFILE_INVALID', `unik.yaml names process: ${processType} but the project has no Procfile`, { hint: 'add a Procfile, or remove process: from unik.yaml' });
-    return null;
+    return renderStart(dir, warn);
   }
   if (pf.ignored.length > 0) warn(`Procfile: line(s) ${pf.ignored.join(', ')} are not "type: command" and are ignored`);
   const wanted = processType ?? 'web';
@@ -220,6 +221,43 @@ export function procfileStart(dir: string, processType: string | undefined, warn
     });
   }
   return startCommand(entry.command, `Procfile ${entry.type}: (line ${entry.line})`);
+}
+
+/**
+ * Render's Blueprint (render.yaml at the project root) when there is no Procfile: the `startCommand` of its one
+ * web service that builds from this directory with a native runtime (not `runtime: docker`/`image`, no `rootDir`
+ * elsewhere), read like a Procfile web line. Several such services, or none, give null (a warning names them);
+ * a file that is not YAML is ignored with a warning — render.yaml is Render's, unik.yaml is the place to be precise.
+ */
+export function renderStart(dir: string, warn: (m: string) => void): StartCommand | null {
+  const file = join(dir, 'render.yaml');
+  if (!existsSync(file)) return null;
+  let doc: unknown;
+  try { doc = parseYaml(readFileSync(file, 'utf8')); } catch (e) {
+    warn(`render.yaml is not valid YAML (${(e as Error).message.split('\n')[0]}): its startCommand is not used`);
+    return null;
+  }
+  const services = (doc as { services?: unknown } | null)?.services;
+  if (!Array.isArray(services)) return null;
+  const here = (root: unknown): boolean => root === undefined || root === null || ['', '.', './'].includes(String(root).trim());
+  const web = services.filter((x): x is Record<string, unknown> => typeof x === 'object' && x !== null
+    && x.type === 'web' && typeof x.startCommand === 'string' && x.startCommand.trim() !== ''
+    && !['docker', 'image', 'static'].includes(String(x.runtime ?? x.env ?? '')) && here(x.rootDir));
+  if (web.length === 0) return null;
+  if (web.length > 1) {
+    warn(`render.yaml has ${web.length} web services with a startCommand (${web.map((x) => String(x.name ?? '?')).join(', ')}): none is used; set run.command in unik.yaml`);
+    return null;
+  }
+  const svc = web[0]!;
+  const source = `render.yaml service ${String(svc.name ?? 'web')} startCommand`;
+  try {
+    return startCommand(String(svc.startCommand).trim(), source);
+  } catch (e) {
+    // Render runs it with a shell; without one the pack's own detection is the better guess than a failed build
+    if (!(e instanceof UserError)) throw e;
+    warn(`${e.message}: not used (the pack detects the start command; set run.command in unik.yaml)`);
+    return null;
+  }
 }
 
 /** `npm start`, `yarn start`, `pnpm start` (or `… run start`) with nothing else: "run package.json's start script". */

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { UserError } from '../errors.js';
 import type { BuildContext } from './pack.js';
-import { addRuntimeFiles, DEFAULT_RUNTIME_FILES_LIMIT } from './runtime-files.js';
+import { addRuntimeFiles, DEFAULT_RUNTIME_FILES_LIMIT, referencedDirs } from './runtime-files.js';
 import { RootfsBuilder } from './rootfs.js';
 import type { UnikYaml } from './unikyaml.js';
 
@@ -85,5 +85,26 @@ describe('addRuntimeFiles', () => {
     expect(existsSync(guest('/app/templates/passwd'))).toBe(false);
     expect(lstatSync(guest('/app/templates/b.html')).isSymbolicLink()).toBe(true); // the same file twice: one copy, a link in the guest
     expect(warnings).toEqual(['templates/passwd is a symlink that leaves the project (or dangles): not copied into the image']);
+  });
+
+  it('also copies the top-level directories the source names as relative paths (render-examples/go-gin-web-server), never code', () => {
+    put('go.mod', 'module example.com/chat');
+    put('main.go', 'router.LoadHTMLGlob("resources/*.templ.html")\nrouter.Static("/static", "resources/static")\nhttp.Dir(`./web`)\nimport "example.com/chat/handlers"\nx := "data"');
+    put('resources/room.templ.html', '<h1>');
+    put('resources/static/app.js');
+    put('web/index.html');
+    put('data/words.txt'); // named only as a bare word: not a path
+    put('handlers/h.go'); // a Go package
+    put('lib/deep/x.go'); put('main_test.go', '"lib/fixture.json"');
+    put('vendor/a.txt'); put('internal/util.txt');
+    expect(referencedDirs(proj, ['.go'])).toEqual(['resources', 'web']);
+    put('templates/a.html');
+    expect(addRuntimeFiles(ctx(), rootfs, '/app', ['.go'])).toEqual(['templates', 'resources', 'web']);
+    expect(readFileSync(guest('/app/resources/room.templ.html'), 'utf8')).toBe('<h1>');
+    for (const p of ['/app/data', '/app/handlers', '/app/vendor', '/app/lib']) expect(existsSync(guest(p)), p).toBe(false);
+    // without source extensions (java) or with include:, nothing is guessed
+    const other = new RootfsBuilder(join(tmp, 'stage2'));
+    expect(addRuntimeFiles(ctx(), other)).toEqual(['templates']);
+    expect(addRuntimeFiles(ctx(['web']), other)).toEqual(['web']);
   });
 });

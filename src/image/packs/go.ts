@@ -163,7 +163,7 @@ export const goPack: Pack = {
       const libs = rootfs.addLibraryClosure([guest]);
       ctx.log(`added ${libs} shared libraries (the ELF closure of the cgo binary)`);
     }
-    addRuntimeFiles(ctx, rootfs);
+    addRuntimeFiles(ctx, rootfs, '/app', ['.go']);
     const version = (await run([go, 'env', 'GOVERSION'], { env })).stdout.trim();
     const lockFiles = modules.flatMap((m) => ['go.mod', 'go.sum'].map((f) => join(m, f))).concat(workspace ? [join(ctx.dir, 'go.work'), join(ctx.dir, 'go.work.sum')] : []);
     return {

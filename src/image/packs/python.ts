@@ -10,7 +10,7 @@ import { dropRunpath } from './python/elfpatch.js';
 import { GUEST_PYTHON, launcher, planEntry, serverModules, type EntryFile } from './python/entry.js';
 import { HELPER_PY } from './python/helper.js';
 import { exportFailure, planInstall, toolEnv, type PyTool } from './python/install.js';
-import { checkRequirements } from './python/requirements.js';
+import { checkRequirements, FREEZE_OMITS, planFreezeOmitted } from './python/requirements.js';
 import { analyzeConfig, planStdlib, type FoundModule } from './python/stdlib.js';
 import { planTzdata, TZ_SKIP } from './python/tzdata.js';
 
@@ -283,7 +283,23 @@ export const pythonPack: Pack = {
     }
     rmSync(join(target, 'bin'), { recursive: true, force: true }); // console scripts with host shebangs: useless without a shell (python/entry.ts)
     if (mode === 'release' && existsSync(target)) {
-      const chk = await helper<{ missing: Array<{ name: string; requiredBy: string }> }>(py, 'check-deps', { target });
+      let chk = await helper<{ missing: Array<{ name: string; requiredBy: string }> }>(py, 'check-deps', { target });
+      if (chk.missing.length > 0 && install.source === 'requirements') {
+        // `pip freeze` leaves setuptools/pip/wheel out: install the host interpreter's own version of those
+        const q = await run([py, '-c', `import importlib.metadata as m, json\nv = {}\nfor n in ${JSON.stringify(FREEZE_OMITS)}:\n  try: v[n] = m.version(n)\n  except Exception: pass\nprint(json.dumps(v))`], { env: helperEnv });
+        const host = q.code === 0 ? JSON.parse(q.stdout.trim() || '{}') as Record<string, string> : {};
+        const plan = planFreezeOmitted(chk.missing, host);
+        if (plan.implicit.length > 0) {
+          for (const i of plan.implicit) {
+            ctx.warn(`${lockName ?? 'requirements.txt'} does not pin ${i.name} (required by ${i.requiredBy.map((m) => m.requiredBy).join(', ')}; \`pip freeze\` leaves it out): installing ${i.name}==${i.version}, the version of the build's python`);
+            inputs[`implicit:${i.name}`] = i.version;
+          }
+          const pins = plan.implicit.map((i) => `${i.name}==${i.version}`);
+          await pip(`--no-deps ${pins.join(' ')}`, ['--no-deps', ...pins]);
+          rmSync(join(target, 'bin'), { recursive: true, force: true });
+          chk = await helper<{ missing: Array<{ name: string; requiredBy: string }> }>(py, 'check-deps', { target });
+        }
+      }
       if (chk.missing.length > 0) {
         throw new UserError('E_LOCK_REQUIRED', `${lockName ?? 'the lock file'} is not complete: ${chk.missing.map((m) => `${m.name} (required by ${m.requiredBy})`).join(', ')} is not pinned`, {
           hint: install.tool ? `run \`${install.tool.name} lock\` and commit ${lockName ?? 'the lock file'}` : 'a release build installs exactly the lock file (pip --no-deps): pin the whole dependency tree, e.g. `pip freeze` in a venv, `pip-compile` or `uv pip compile`',

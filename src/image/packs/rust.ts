@@ -212,7 +212,7 @@ export const rustPack: Pack = {
       artifacts.push({ path: guest, size: statSync(out).size });
     }
     const libs = rootfs.addLibraryClosure(guestPaths);
-    addRuntimeFiles(ctx, rootfs);
+    addRuntimeFiles(ctx, rootfs, '/app', ['.rs']);
     ctx.log(libs > 0 ? `added ${libs} shared libraries (the ELF closure of the ${target} binary)` : `static ${target} binary: no shared libraries needed`);
 
     const rustc = (await run(['rustc', '--version'], { cwd: ctx.dir, env: baseEnv }).catch(() => null))?.stdout.trim() ?? '';

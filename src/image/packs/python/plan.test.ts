@@ -4,6 +4,7 @@ import type { BuildMode } from '../../pack.js';
 import { importable } from '../python.js';
 import { launcher, planEntry, serverModules, type EntryFacts, type EntryFile } from './entry.js';
 import { exportFailure, planInstall, PY_TOOLS, type ProjectFacts } from './install.js';
+import { planFreezeOmitted } from './requirements.js';
 
 function facts(files: string[], o: Partial<Omit<ProjectFacts, 'present'>> = {}): ProjectFacts {
   return { present: (f) => files.includes(f), declared: [], buildSystem: false, packageMode: true, ...o };
@@ -155,5 +156,18 @@ describe('python pack: entry points (BLD-3)', () => {
     expect(importable('pkg/mod.py')).toBe(true);
     expect(importable('gunicorn.conf.py')).toBe(false);
     expect(importable('my-scripts/run.py')).toBe(false);
+  });
+});
+
+describe('python pack: what `pip freeze` leaves out (fly-apps/python-hellofly-flask)', () => {
+  it('installs the build python\'s setuptools/pip/wheel for a pinned dependency that requires them; anything else stays missing', () => {
+    const missing = [
+      { name: 'setuptools', requiredBy: 'gunicorn' }, { name: 'Setuptools', requiredBy: 'zope.interface' },
+      { name: 'wheel', requiredBy: 'x' }, { name: 'click', requiredBy: 'Flask' },
+    ];
+    const plan = planFreezeOmitted(missing, { setuptools: '65.5.0', pip: '23.2' });
+    expect(plan.implicit).toEqual([{ name: 'setuptools', version: '65.5.0', requiredBy: missing.slice(0, 2) }]);
+    expect(plan.missing).toEqual([missing[2], missing[3]]); // the host has no wheel: still an E_LOCK_REQUIRED
+    expect(planFreezeOmitted(missing, {}).implicit).toEqual([]);
   });
 });

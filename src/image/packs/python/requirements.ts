@@ -79,3 +79,29 @@ export function checkRequirements(file: string, root = dirname(file), seen = new
   }
   return result;
 }
+
+/**
+ * The distributions `pip freeze` leaves out of its output (they belong to the environment, not the app): a
+ * requirements file made the way the error hints (`pip freeze > requirements.txt`) never pins them, even when a
+ * pinned dependency requires one (gunicorn < 22 requires setuptools, for pkg_resources).
+ */
+export const FREEZE_OMITS = ['setuptools', 'pip', 'wheel', 'distribute'] as const;
+
+/**
+ * Splits what check-deps found missing from a release install: the FREEZE_OMITS names the host interpreter has
+ * (`hostVersions`, canonical name → version) are installed at that version — what a virtualenv of that interpreter,
+ * where `pip freeze` ran, holds too — and the rest is really not pinned.
+ */
+export function planFreezeOmitted<M extends { name: string }>(missing: readonly M[], hostVersions: Readonly<Record<string, string>>): { implicit: Array<{ name: string; version: string; requiredBy: M[] }>; missing: M[] } {
+  const implicit = new Map<string, { name: string; version: string; requiredBy: M[] }>();
+  const rest: M[] = [];
+  for (const m of missing) {
+    const name = m.name.toLowerCase().replace(/[-_.]+/g, '-');
+    const version = (FREEZE_OMITS as readonly string[]).includes(name) ? hostVersions[name] : undefined;
+    if (!version) { rest.push(m); continue; }
+    const e = implicit.get(name) ?? { name, version, requiredBy: [] };
+    e.requiredBy.push(m);
+    implicit.set(name, e);
+  }
+  return { implicit: [...implicit.values()], missing: rest };
+}
