@@ -96,9 +96,11 @@ export function deployService(o: {
     const s: Service = structuredClone(prior);
     if (o.policy) s.policy = o.policy;
     const same = s.versions.find((v) => v.version === (s.current ?? s.rollout?.to))?.specHash === hash;
+    // the operation is written once the record is: a lost compare-and-set (the controller writes every tick) retries
+    let record: Operation;
     if (same && !rolloutActive(prior)) {
       // a scale or a policy change: the controller adds or drains replicas of the serving version, no rollout
-      store.createOperation({ ...op, state: 'succeeded', endedAt: now });
+      record = { ...op, state: 'succeeded', endedAt: now };
     } else {
       const next = Math.max(0, ...s.versions.map((v) => v.version)) + 1;
       if (rolloutActive(prior) && prior.rollout) {
@@ -109,9 +111,10 @@ export function deployService(o: {
       }
       s.versions = [...s.versions.filter((v) => v.state !== 'retired' || v.version === s.current), version(next)];
       s.rollout = rolloutTo(s, next);
-      store.createOperation(op);
+      record = op;
     }
     if (store.updateService(s)) {
+      store.createOperation(record);
       ensureController(o.layout, store, name);
       return result(s);
     }
