@@ -144,8 +144,6 @@ export class HttpClient implements Client, SloReader {
       ...(req.memory !== undefined ? { memory: req.memory } : {}),
       ...(req.cpus !== undefined ? { cpus: req.cpus } : {}),
       ...(rootfsArtifact ? { rootfsArtifact } : {}),
-      ...(req.service ? { service: req.service } : {}),
-      ...(req.supersede ? { supersede: true } : {}),
     };
     const res = await this.call('POST', '/v1/deployments', { json: body, ...(req.idempotencyKey ? { headers: { 'idempotency-key': req.idempotencyKey } } : {}) });
     const r = (await res.json()) as DeployResult;
@@ -173,8 +171,7 @@ export class HttpClient implements Client, SloReader {
 
   async has(name: string): Promise<boolean> {
     try {
-      const s = await this.status(name);
-      return s.deployments.some((d) => d.name === name) || (s.services ?? []).some((v) => v.name === name);
+      return (await this.status(name)).deployments.some((d) => d.name === name);
     } catch (e) {
       if (isUserError(e) && e.code === 'E_UNKNOWN_APP') return false;
       throw e;
@@ -186,9 +183,8 @@ export class HttpClient implements Client, SloReader {
     for (;;) {
       const s = await this.status();
       const d = s.deployments.find((x) => x.name === name) ?? null;
-      // no deployment yet while its operation is queued is not "gone"; nor is a service (it has no deployment of its name)
-      const pendingOp = s.operations.some((o) => o.target === name && (o.state === 'queued' || o.state === 'running'))
-        || (s.services ?? []).some((v) => v.name === name);
+      // no deployment yet while its operation is queued is not "gone"
+      const pendingOp = s.operations.some((o) => o.target === name && (o.state === 'queued' || o.state === 'running'));
       if ((until(d) && !(d === null && pendingOp)) || Date.now() > deadline) return d;
       await sleep(300);
     }
