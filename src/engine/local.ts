@@ -1,11 +1,9 @@
-import { spawn } from 'node:child_process';
 import { LocalSloSource } from './local-slo.js';
 import { computeSlo, loadSloConfig, type SloWindow } from './slo.js';
 import type { SloReader, SloView } from './slo-reader.js';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, resolve as resolvePath } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { isUserError, UserError } from '../errors.js';
 import { killAndRemove } from '../runtime/destroy.js';
 import type { HomeLayout } from '../paths.js';
@@ -21,11 +19,11 @@ import { checkHostPorts, checkTenantPorts, hostMemoryMiB, validateDeployInput } 
 import type { Client, DeployRequest, DeployResult, DeploymentView, DestroyResult, LogsRequest, StatusResult } from './client.js';
 import { extractPackageArchive, isPackageArchive, resolveTarget } from './resolve.js';
 import { resolveServicePolicy } from './service-policy.js';
+import { spawnWorker } from '../runtime/spawn-worker.js';
 import { deployService, destroyService, ensureController, followServiceLogs, projectServiceYaml, serviceLogEntries, serviceView } from './services.js';
 
 const isUniqueViolation = (e: unknown): boolean => (e as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE';
 
-const WORKER = fileURLToPath(new URL('../runtime/worker.js', import.meta.url));
 
 function procMetrics(pid: number): { cpuSeconds: number | null; rssBytes: number | null } {
   try {
@@ -92,10 +90,7 @@ export class LocalClient implements Client, SloReader {
   }
 
   private spawnWorker(args: string[]): void {
-    // the worker finds the same state through the environment
-    const env = { ...process.env, UNIKCTL_HOME: this.layout.home, UNIKCTL_KERNEL_DIR: this.layout.kernels };
-    const child = spawn(process.execPath, [WORKER, ...args], { detached: true, stdio: 'ignore', env });
-    child.unref();
+    spawnWorker(this.layout, process.env, args);
   }
 
   async deploy(req: DeployRequest): Promise<DeployResult> {

@@ -1,8 +1,6 @@
-import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { UserError } from '../errors.js';
 import { loadUnikYaml } from '../image/unikyaml.js';
 import type { HomeLayout } from '../paths.js';
@@ -10,6 +8,7 @@ import { crashLooping, RESTART_WINDOW_MS } from '../runtime/restart.js';
 import { endedLogDir, serviceLogFile } from '../runtime/service-controller.js';
 import { readLogs, followLogs, type LogEntry, type ReadOptions } from '../runtime/logstore.js';
 import { consoleLogFile } from '../runtime/supervisor.js';
+import { spawnWorker } from '../runtime/spawn-worker.js';
 import type { Service, ServicePolicy, ServiceVersion } from '../store/service-types.js';
 import type { Deployment, DeploymentSpec, DeploySource, Operation, Store } from '../store/types.js';
 import { formatPort, type PortMapping } from '../util/port.js';
@@ -17,7 +16,6 @@ import { newId } from '../util/ids.js';
 import { isAlive, processRef } from '../util/proc.js';
 import type { DeployResult, ServiceView } from './client.js';
 
-const WORKER = fileURLToPath(new URL('../runtime/worker.js', import.meta.url));
 
 /** A rollout still moving (a deploy of the same app waits for it, or supersedes it). */
 export const rolloutActive = (s: Service): boolean => s.rollout !== null && ['canary', 'progressing', 'reverting'].includes(s.rollout.phase);
@@ -120,10 +118,8 @@ export function deployService(o: {
 export function ensureController(layout: HomeLayout, store: Store, name: string): void {
   const s = store.getService(name);
   if (!s || (s.controller && isAlive(s.controller))) return;
-  const env = { ...process.env, UNIKCTL_HOME: layout.home, UNIKCTL_KERNEL_DIR: layout.kernels };
-  const child = spawn(process.execPath, [WORKER, 'service', name, '-'], { detached: true, stdio: 'ignore', env });
-  child.unref();
-  const me = child.pid ? processRef(child.pid) : null;
+  const pid = spawnWorker(layout, process.env, ['service', name, '-']);
+  const me = pid ? processRef(pid) : null;
   // recorded at once, so two commands in a row do not start two; a live other one recorded meanwhile keeps the job
   // (and this child, finding it, exits)
   for (let cur = store.getService(name); cur && me; cur = store.getService(name)) {

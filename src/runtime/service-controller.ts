@@ -1,8 +1,6 @@
-import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { toUserError } from '../errors.js';
 import { serviceDir, type HomeLayout } from '../paths.js';
 import {
@@ -12,6 +10,7 @@ import type { Deployment, Operation, Store } from '../store/types.js';
 import { newId } from '../util/ids.js';
 import { isAlive, processRef, signalRef, sleep, waitUntilDead } from '../util/proc.js';
 import { buildInto } from './build-into.js';
+import { spawnWorker } from './spawn-worker.js';
 import type { Front, FrontDriver, FrontPort, SlotCounters, SlotState } from './front.js';
 import { probe } from './health-probe.js';
 import { LogWriter } from './logstore.js';
@@ -19,7 +18,6 @@ import { consoleLogFile } from './supervisor.js';
 import { restartDelayMs, RESTART_WINDOW_MS, shouldRestart } from './restart.js';
 import { plan, type PlanAction, type ReplicaSnapshot } from './service-plan.js';
 
-const WORKER = fileURLToPath(new URL('./worker.js', import.meta.url));
 const TICK_MS = 250;
 /** slots of the front per published port: replicas plus surge plus the ones still draining */
 export const FRONT_SLOTS = 64;
@@ -349,8 +347,7 @@ export class ServiceController {
   }
 
   private spawnWorker(args: string[], layout: HomeLayout): void {
-    const env = { ...this.o.env, UNIKCTL_HOME: layout.home, UNIKCTL_KERNEL_DIR: layout.kernels };
-    spawn(process.execPath, [WORKER, ...args], { detached: true, stdio: 'ignore', env }).unref();
+    spawnWorker(layout, this.o.env, args);
   }
 
   /** Out of rotation, then its connections finish (or the drain time ends), then its VM stops and its record goes. */
