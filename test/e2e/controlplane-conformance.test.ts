@@ -232,12 +232,15 @@ describe('control plane API conformance (unikctld --runner fake)', () => {
     // cwd is the scratch dir: Schemathesis writes its .schemathesis/ and .hypothesis/ folders there, not in the repo
     const r = await runTool(argv, { cwd: scratch, timeoutMs: SCHEMATHESIS_TIMEOUT_MS, env });
     const shown = argv.map((a) => (a.includes(bearer) ? `Authorization: Bearer <${who} token>` : a)).join(' ');
+    // Schemathesis closes with pytest's banner ("==== 3 warnings in 114s ===="): CI reads such a line as a pytest run
+    // that executed no test, so the banners are left out of what is printed (the test counts stay)
+    const unbannered = (out: string): string => out.split('\n').filter((l) => !/^=+ .* =+$/.test(l.trim())).join('\n');
     if (r.code === 0) {
       const at = r.out.indexOf('= SUMMARY =');
       const summary = at < 0 ? r.out : r.out.slice(r.out.lastIndexOf('\n', at) + 1).trim();
-      console.log(`${shown}\n${summary}`);
+      console.log(`${shown}\n${unbannered(summary)}`);
     } else {
-      console.log(`${shown}\n${r.out}`);
+      console.log(`${shown}\n${unbannered(r.out)}`);
     }
     expect(r.code, `Schemathesis failed (exit ${r.code ?? r.signal}); reproduce with the command above:\n${r.out}\n--- server log ---\n${serverLog}`).toBe(0);
 
