@@ -144,6 +144,8 @@ export class HttpClient implements Client, SloReader {
       ...(req.memory !== undefined ? { memory: req.memory } : {}),
       ...(req.cpus !== undefined ? { cpus: req.cpus } : {}),
       ...(rootfsArtifact ? { rootfsArtifact } : {}),
+      ...(req.service ? { service: req.service } : {}),
+      ...(req.supersede ? { supersede: true } : {}),
     };
     const res = await this.call('POST', '/v1/deployments', { json: body, ...(req.idempotencyKey ? { headers: { 'idempotency-key': req.idempotencyKey } } : {}) });
     const r = (await res.json()) as DeployResult;
@@ -171,7 +173,8 @@ export class HttpClient implements Client, SloReader {
 
   async has(name: string): Promise<boolean> {
     try {
-      return (await this.status(name)).deployments.some((d) => d.name === name);
+      const s = await this.status(name);
+      return s.deployments.some((d) => d.name === name) || (s.services ?? []).some((v) => v.name === name);
     } catch (e) {
       if (isUserError(e) && e.code === 'E_UNKNOWN_APP') return false;
       throw e;
@@ -183,8 +186,9 @@ export class HttpClient implements Client, SloReader {
     for (;;) {
       const s = await this.status();
       const d = s.deployments.find((x) => x.name === name) ?? null;
-      // no deployment yet while its operation is queued is not "gone"
-      const pendingOp = s.operations.some((o) => o.target === name && (o.state === 'queued' || o.state === 'running'));
+      // no deployment yet while its operation is queued is not "gone"; nor is a service (it has no deployment of its name)
+      const pendingOp = s.operations.some((o) => o.target === name && (o.state === 'queued' || o.state === 'running'))
+        || (s.services ?? []).some((v) => v.name === name);
       if ((until(d) && !(d === null && pendingOp)) || Date.now() > deadline) return d;
       await sleep(300);
     }
