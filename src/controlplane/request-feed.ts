@@ -17,7 +17,7 @@ export class RequestFeed {
 
   async tick(now = Date.now()): Promise<number> {
     const s = await this.node.status();
-    // the figures have a source from the first service on: until then they stay "no request data (needs services)"
+    // the figures have a source from the first service on: until then they stay "no request data"
     if ((s.services ?? []).length > 0 && !this.counter.attached) this.counter.attach();
     const totals = new Map<string, number>();
     for (const v of s.services ?? []) totals.set(v.name, Object.values(v.traffic).reduce((n, t) => n + t.requests, 0));
