@@ -415,9 +415,12 @@ export function toOperation(j: QueuedOperation): Operation {
 
 export const newTraceId = (): string => randomBytes(8).toString('hex');
 
-/** Refused at admission (nothing is journaled): a tenant's services are not implemented (docs/services.md, Limits). */
+/**
+ * Refused at admission (nothing is journaled): a tenant's services are not implemented (docs/services.md, Limits).
+ * A user fault (403), not E_NOT_IMPLEMENTED's 501: the API answers no well-formed request with a 5xx.
+ */
 function tenantServices(tenant: string, why: string): UserError {
-  return new UserError('E_NOT_IMPLEMENTED', `${why}: services (replicas, health checks, rollouts) of a tenant are not implemented yet (tenant ${tenant})`, {
+  return new UserError('E_TENANT_UNSUPPORTED', `${why}: services (replicas, health checks, rollouts) of a tenant are not implemented yet (tenant ${tenant})`, {
     hint: 'deploy without --replicas/--check/--restart/--strategy/--supersede (and without deploy:/check:/restart: in unik.yaml), or as an operator without a tenant',
   });
 }

@@ -109,14 +109,15 @@ describe('services through the control plane (admission, status)', () => {
     expect(enqueued).toEqual([]);
   });
 
-  it("a tenant's service is refused with a 501 E_NOT_IMPLEMENTED before anything is queued", async () => {
+  it("a tenant's service is refused with a 403 E_TENANT_UNSUPPORTED before anything is queued", async () => {
     const tenant = new TenantScope(acme);
     for (const extra of [{ service: { replicas: '2' } }, { supersede: true }]) {
       const e = await cp.deploy(body({ name: 'api', ...extra }), 't', undefined, tenant).then(() => null, (x: { code: string; message: string }) => x);
-      expect(e?.code).toBe('E_NOT_IMPLEMENTED');
+      expect(e?.code).toBe('E_TENANT_UNSUPPORTED');
       expect(e?.message).toContain('tenant acme');
     }
-    expect(errorSpec('E_NOT_IMPLEMENTED').status).toBe(501);
+    // a user fault, not a 5xx: the API conformance test holds the control plane to no 5xx for any well-formed request
+    expect(errorSpec('E_TENANT_UNSUPPORTED')).toMatchObject({ status: 403, fault: 'user', retryable: false });
     expect(enqueued).toEqual([]);
   });
 

@@ -117,7 +117,7 @@ export class LocalClient implements Client, SloReader {
       if (prior) return this.reuse(prior, requestHash, target);
     }
     if (policy || existing) {
-      if (tenant) throw new UserError('E_NOT_IMPLEMENTED', "a tenant's services (replicas, checks, rollouts) are not implemented yet", { hint: 'deploy without --replicas/--check/--restart/--strategy' });
+      if (tenant) throw new UserError('E_TENANT_UNSUPPORTED', "a tenant's services (replicas, checks, rollouts) are not implemented yet", { hint: 'deploy without --replicas/--check/--restart/--strategy' });
       const name = req.name ?? this.store.freeName(target.defaultName);
       if (!existing) await checkHostPorts(ports);
       const signKey = this.opts.signKey ?? (req.signKey ? resolvePath(req.cwd, req.signKey) : undefined);
