@@ -85,12 +85,6 @@ export class HttpClient implements Client, SloReader {
   }
 
   async deploy(req: DeployRequest): Promise<DeployResult> {
-    if (req.service || req.supersede) {
-      // refused rather than dropped: a deploy asking for 3 replicas must not quietly become one VM
-      throw new UserError('E_NOT_IMPLEMENTED', 'services (--replicas, --check, --restart, rollouts) run in local mode only so far; the control plane does not take them yet', {
-        hint: 'deploy the service on the host itself (no UNIKCTL_API_URL), or deploy without the service flags',
-      });
-    }
     if (req.signKey) {
       // the key stays on this machine: a project sent to the control plane is built (and signed) there
       throw new UserError('E_INVALID_ARGUMENT', '--sign-key signs local builds only; in remote mode the control plane signs what it builds (unikctld --sign-key)', {
