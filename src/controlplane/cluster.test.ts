@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { createReadStream, mkdtempSync, writeFileSync } from 'node:fs';
+import { createReadStream, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
@@ -88,6 +88,23 @@ describe('ClusterClient.deploy of a tenant\'s deployment', () => {
     const tenant = { name: 'acme', cpus: 2, memoryMiB: 1024 };
     await cluster.deploy({ target: rec.dir, name: 'api', idempotencyKey: 'k2', ports: [], env: [], labels: [], debug: false, cwd: '/', tenant });
     expect((await store.getPlacement('api'))?.request).toMatchObject({ name: 'api', tenant });
+  });
+});
+
+describe('ClusterClient.deploy of a package', () => {
+  it('sends the package directory admission resolved (not only a reference) to the agent as an artifact', async () => {
+    const store = new NodeRegistry(new Database(':memory:'), 60_000);
+    await store.join({ name: 'p1', address: 'http://p1', capacity: { cpus: 4, memoryMiB: 4096 } }, { credentialSha256: '0'.repeat(64), agentKey: 'key-p1' });
+    const { cluster } = await uploadedProject(store);
+    const pkg = mkdtempSync(join(tmpdir(), 'unikctl-cluster-pkg-'));
+    writeFileSync(join(pkg, 'manifest.json'), '{}');
+    writeFileSync(join(pkg, 'rootfs.erofs'), 'x');
+    await cluster.deploy({ target: pkg, name: 'boxed', idempotencyKey: 'k-pkg', ports: [], env: [], labels: [], debug: false, cwd: '/' });
+    const placed = await store.getPlacement('boxed');
+    const source = (placed?.request as { source?: { artifact: string; kind: string } } | undefined)?.source;
+    expect(source?.kind).toBe('package');
+    expect(await store.artifactGranted('p1', source?.artifact ?? '')).toBe(true);
+    rmSync(pkg, { recursive: true, force: true });
   });
 });
 

@@ -80,9 +80,10 @@ export class ClusterClient implements Client, Fleet {
       statSync(path).isFile() ? 'binary' : existsSync(join(path, 'manifest.json')) ? 'package' : 'project';
     const m = /\/(art_[0-9a-f]{16})\//.exec(target);
     if (m?.[1] && existsSync(target)) return { artifact: m[1], kind: kindOf(target) };
-    const pkg = new PackageStore(this.o.layout).get(normalizeRef(target));
-    if (!pkg) throw new UserError('E_PACKAGE_NOT_FOUND', `${target} is neither an uploaded artifact nor in the control plane's package store`);
-    const bundle = await packBundle(pkg.dir, { exclude: [] });
+    // admission resolves a package to its directory in the package store; a reference is looked up there
+    const dir = existsSync(join(target, 'manifest.json')) ? target : new PackageStore(this.o.layout).get(normalizeRef(target))?.dir;
+    if (!dir) throw new UserError('E_PACKAGE_NOT_FOUND', `${target} is neither an uploaded artifact nor in the control plane's package store`);
+    const bundle = await packBundle(dir, { exclude: [] });
     try {
       const { createReadStream } = await import('node:fs');
       return { artifact: (await this.o.artifacts.put(createReadStream(bundle.file))).id, kind: 'package' };
