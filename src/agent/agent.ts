@@ -6,7 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import { ArtifactStore } from '../store/artifacts.js';
 import { Authenticator, hashToken } from '../controlplane/auth.js';
 import { createBaseApp, ndjsonReply, type HttpTimeouts } from '../controlplane/http.js';
-import { agentDeployBodySchema, agentDestroyBodySchema, logsQuerySchema, nodeNameParams } from '../controlplane/schemas.js';
+import { agentDeployBodySchema, agentDestroyBodySchema, agentStatusQuerySchema, logsQuerySchema, nodeNameParams } from '../controlplane/schemas.js';
 import type { StatusResult } from '../engine/client.js';
 import { parsePort } from '../util/port.js';
 import { LocalClient } from '../engine/local.js';
@@ -165,6 +165,8 @@ export async function runAgent(o: AgentOptions): Promise<{ app: FastifyInstance;
       ...(r.memory !== undefined ? { memory: r.memory } : {}),
       ...(r.cpus !== undefined ? { cpus: r.cpus } : {}),
       ...(r.tenant !== undefined ? { tenant: r.tenant } : {}),
+      ...(r.service !== undefined ? { service: r.service } : {}),
+      ...(r.supersede ? { supersede: true } : {}),
     });
     return reply.code(202).send(res);
   });
@@ -172,7 +174,7 @@ export async function runAgent(o: AgentOptions): Promise<{ app: FastifyInstance;
     const r = req.body as { names: string[]; graceMs: number };
     return reply.code(202).send(await engine.destroy(r.names, { graceMs: r.graceMs }));
   });
-  app.get('/v1/agent/status', { config: { scope: 'nodes' } }, async () => engine.status());
+  app.get('/v1/agent/status', { config: { scope: 'nodes' }, schema: { querystring: agentStatusQuerySchema } }, async (req) => engine.status((req.query as { app?: string }).app));
   app.get('/v1/agent/logs/:name', { config: { scope: 'nodes' }, schema: { params: nodeNameParams, querystring: logsQuerySchema } }, async (req, reply) => {
     const q = req.query as { follow?: string; tail?: string; since?: string };
     return ndjsonReply(req, reply, (signal) => engine.logs({
@@ -205,8 +207,14 @@ export async function runAgent(o: AgentOptions): Promise<{ app: FastifyInstance;
       try {
         const local = await engine.status().catch(() => null);
         const now = Date.now();
-        const deployments = (local?.deployments ?? []).filter((d) => d.state !== 'destroying')
-          .map((d) => ({ name: d.name, ageMs: Math.max(0, now - Date.parse(d.createdAt)) }));
+        // a service is reported by its name (the control plane places services, not their replicas `app.N`)
+        const replicas = new Set((local?.services ?? []).flatMap((v) => v.replicas.map((x) => x.name)));
+        const deployments = [
+          ...(local?.deployments ?? []).filter((d) => d.state !== 'destroying' && !replicas.has(d.name))
+            .map((d) => ({ name: d.name, ageMs: Math.max(0, now - Date.parse(d.createdAt)) })),
+          ...(local?.services ?? []).filter((v) => !v.destroying)
+            .map((v) => ({ name: v.name, ageMs: Math.max(0, now - Math.min(now, ...v.versions.map((x) => Date.parse(x.createdAt)))) })),
+        ];
         const res = await cpCall('POST', '/v1/nodes/heartbeat', credential, { name: o.name, capacity: await capacity(local), deployments });
         const { orphans = [] } = (await res.json()) as { orphans?: string[] };
         if (orphans.length) {

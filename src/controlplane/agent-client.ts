@@ -1,4 +1,4 @@
-import type { DeployResult, DestroyResult, StatusResult } from '../engine/client.js';
+import type { DeployResult, DestroyResult, ServiceFlags, StatusResult } from '../engine/client.js';
 import { UserError, type ErrorCode } from '../errors.js';
 import type { LogEntry } from '../runtime/logstore.js';
 import type { TenantIsolation } from '../store/types.js';
@@ -18,6 +18,9 @@ export interface AgentDeployRequest {
   /** the manifest digest the control plane's trust check accepted: the agent boots that image or refuses */
   expectManifestSha256?: string;
   tenant?: TenantIsolation;
+  /** a service's deploy (all its replicas run on this node, behind its front) */
+  service?: ServiceFlags;
+  supersede?: boolean;
 }
 
 /** The control plane's side of the agent API (node token auth, optional TLS via NODE_EXTRA_CA_CERTS). */
@@ -51,8 +54,9 @@ export class AgentClient {
     return (await (await this.call('POST', '/v1/agent/destroy', { names, graceMs })).json()) as DestroyResult[];
   }
 
-  async status(): Promise<StatusResult> {
-    return (await (await this.call('GET', '/v1/agent/status', undefined, 10_000)).json()) as StatusResult;
+  /** Everything on the node, or one app (a deployment, or a service with its replicas and its operations). */
+  async status(app?: string): Promise<StatusResult> {
+    return (await (await this.call('GET', `/v1/agent/status${app !== undefined ? `?app=${encodeURIComponent(app)}` : ''}`, undefined, 10_000)).json()) as StatusResult;
   }
 
   async *logs(req: { name: string; follow: boolean; tail?: number; since?: string; signal: AbortSignal }): AsyncIterable<LogEntry> {

@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { createReadStream, mkdtempSync, writeFileSync } from 'node:fs';
+import { createReadStream, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
@@ -7,12 +7,12 @@ import type { ArtifactRecord } from '../store/artifacts.js';
 import { homeLayout } from '../paths.js';
 
 // Fake node agents: a deploy starts a copy that reports `running` after a short delay.
-const agents = vi.hoisted(() => ({ running: new Map<string, Set<string>>(), deploys: [] as Array<{ address: string; name: string }>, keys: [] as string[] }));
+const agents = vi.hoisted(() => ({ running: new Map<string, Set<string>>(), deploys: [] as Array<{ address: string; name: string; idempotencyKey?: string; env?: string[] }>, keys: [] as string[] }));
 vi.mock('./agent-client.js', () => ({
   AgentClient: class {
     constructor(readonly address: string, readonly key: string) {}
-    async deploy(req: { name: string }) {
-      agents.deploys.push({ address: this.address, name: req.name });
+    async deploy(req: { name: string; idempotencyKey?: string; env?: string[] }) {
+      agents.deploys.push({ address: this.address, name: req.name, idempotencyKey: req.idempotencyKey, env: req.env });
       agents.keys.push(this.key);
       setTimeout(() => {
         const set = agents.running.get(this.address) ?? new Set<string>();
@@ -88,6 +88,43 @@ describe('ClusterClient.deploy of a tenant\'s deployment', () => {
     const tenant = { name: 'acme', cpus: 2, memoryMiB: 1024 };
     await cluster.deploy({ target: rec.dir, name: 'api', idempotencyKey: 'k2', ports: [], env: [], labels: [], debug: false, cwd: '/', tenant });
     expect((await store.getPlacement('api'))?.request).toMatchObject({ name: 'api', tenant });
+  });
+});
+
+describe('ClusterClient.deploy of a package', () => {
+  it('sends the package directory admission resolved (not only a reference) to the agent as an artifact', async () => {
+    const store = new NodeRegistry(new Database(':memory:'), 60_000);
+    await store.join({ name: 'p1', address: 'http://p1', capacity: { cpus: 4, memoryMiB: 4096 } }, { credentialSha256: '0'.repeat(64), agentKey: 'key-p1' });
+    const { cluster } = await uploadedProject(store);
+    const pkg = mkdtempSync(join(tmpdir(), 'unikctl-cluster-pkg-'));
+    writeFileSync(join(pkg, 'manifest.json'), '{}');
+    writeFileSync(join(pkg, 'rootfs.erofs'), 'x');
+    await cluster.deploy({ target: pkg, name: 'boxed', idempotencyKey: 'k-pkg', ports: [], env: [], labels: [], debug: false, cwd: '/' });
+    const placed = await store.getPlacement('boxed');
+    const source = (placed?.request as { source?: { artifact: string; kind: string } } | undefined)?.source;
+    expect(source?.kind).toBe('package');
+    expect(await store.artifactGranted('p1', source?.artifact ?? '')).toBe(true);
+    rmSync(pkg, { recursive: true, force: true });
+  });
+});
+
+describe('ClusterClient.deploy of a service', () => {
+  it('places all its replicas on one node; its next version goes to that node; a replayed attempt sends the same request', async () => {
+    const store = new NodeRegistry(new Database(':memory:'), 60_000);
+    for (const name of ['s1', 's2']) await store.join({ name, address: `http://${name}`, capacity: { cpus: 4, memoryMiB: 4096 } }, { credentialSha256: '0'.repeat(64), agentKey: `key-${name}` });
+    const { cluster, rec } = await uploadedProject(store);
+    const base = { target: rec.dir, name: 'svc', ports: ['8080:8080'], labels: [], debug: false, cwd: '/', cpus: 1, memory: '256M' };
+    await cluster.deploy({ ...base, idempotencyKey: 'op_1', env: ['VERSION=v1'], service: { replicas: '3' } });
+    const first = await store.getPlacement('svc');
+    expect(first).toMatchObject({ cpus: 3, memoryMiB: 768, request: { service: { replicas: '3' }, idempotencyKey: 'op_1' } });
+    agents.deploys.length = 0;
+    await cluster.deploy({ ...base, idempotencyKey: 'op_1', env: ['VERSION=v1'], service: { replicas: '3' } }); // the same operation again
+    await cluster.deploy({ ...base, idempotencyKey: 'op_2', env: ['VERSION=v2'], service: {} }); // the next version, count kept
+    const next = await store.getPlacement('svc');
+    expect(next).toMatchObject({ node: first?.node, cpus: 3, memoryMiB: 768, placedAt: first?.placedAt, request: { env: ['VERSION=v2'], idempotencyKey: 'op_2' } });
+    expect(agents.deploys.map((d) => [d.address, d.idempotencyKey, d.env?.[0]])).toEqual([
+      [`http://${first?.node}`, 'op_1', 'VERSION=v1'], [`http://${first?.node}`, 'op_2', 'VERSION=v2'],
+    ]);
   });
 });
 

@@ -5,7 +5,7 @@ import { PackageStore, normalizeRef } from '../image/package-store.js';
 import { parseSizeMiB } from '../util/size.js';
 import { parseLabels } from '../util/labels.js';
 import { packBundle } from '../engine/bundle.js';
-import type { Client, DeployRequest, DeployResult, DeploymentView, DestroyResult, LogsRequest, StatusResult } from '../engine/client.js';
+import type { Client, DeployRequest, DeployResult, DeploymentView, DestroyResult, LogsRequest, ServiceView, StatusResult } from '../engine/client.js';
 import { UserError, isUserError } from '../errors.js';
 import type { HomeLayout } from '../paths.js';
 import type { LogEntry } from '../runtime/logstore.js';
@@ -80,9 +80,10 @@ export class ClusterClient implements Client, Fleet {
       statSync(path).isFile() ? 'binary' : existsSync(join(path, 'manifest.json')) ? 'package' : 'project';
     const m = /\/(art_[0-9a-f]{16})\//.exec(target);
     if (m?.[1] && existsSync(target)) return { artifact: m[1], kind: kindOf(target) };
-    const pkg = new PackageStore(this.o.layout).get(normalizeRef(target));
-    if (!pkg) throw new UserError('E_PACKAGE_NOT_FOUND', `${target} is neither an uploaded artifact nor in the control plane's package store`);
-    const bundle = await packBundle(pkg.dir, { exclude: [] });
+    // admission resolves a package to its directory in the package store; a reference is looked up there
+    const dir = existsSync(join(target, 'manifest.json')) ? target : new PackageStore(this.o.layout).get(normalizeRef(target))?.dir;
+    if (!dir) throw new UserError('E_PACKAGE_NOT_FOUND', `${target} is neither an uploaded artifact nor in the control plane's package store`);
+    const bundle = await packBundle(dir, { exclude: [] });
     try {
       const { createReadStream } = await import('node:fs');
       return { artifact: (await this.o.artifacts.put(createReadStream(bundle.file))).id, kind: 'package' };
@@ -105,17 +106,30 @@ export class ClusterClient implements Client, Fleet {
     if (!name || !idempotencyKey) throw new UserError('E_INTERNAL', 'cluster deploys need a name and an idempotency key');
     const p = await this.serialized(async () => {
       const existing = await this.o.store.getPlacement(name);
-      if (existing) return existing;
       const labels = parseLabels(req.labels);
       const memoryMiB = req.memory ? (parseSizeMiB(req.memory) ?? 128) : 128; // validated at admission
       const cpus = req.cpus ?? 1;
-      const node = await this.schedule({ name, cpus, memoryMiB, labels });
-      const request: AgentDeployRequest = {
+      // a service's replicas all run on its node (behind its front): it is placed with room for all of them
+      const replicas = req.service !== undefined ? Math.max(1, Number(req.service.replicas) || 1) : 1;
+      const requestOf = async (): Promise<AgentDeployRequest> => ({
         name, source: await this.sourceOf(req.target), ports: req.ports, env: req.env, debug: req.debug, labels: req.labels, idempotencyKey,
         ...(req.memory !== undefined ? { memory: req.memory } : {}), cpus, ...(req.tenant ? { tenant: req.tenant } : {}),
         ...(req.expectManifestSha256 ? { expectManifestSha256: req.expectManifestSha256 } : {}),
-      };
-      const placed: Placement = { deployment: name, node, cpus, memoryMiB, request, placedAt: Date.now() };
+        ...(req.service !== undefined ? { service: req.service } : {}), ...(req.supersede ? { supersede: true } : {}),
+      });
+      if (existing) {
+        // the same operation replayed: the same request; a service's next deploy: its new version on the same node
+        if (req.service === undefined || (existing.request as AgentDeployRequest).idempotencyKey === idempotencyKey) return existing;
+        const request = await requestOf();
+        // without --replicas the count stays what it was (so does the room the placement holds)
+        const next: Placement = { ...existing, ...(req.service.replicas !== undefined ? { cpus: cpus * replicas, memoryMiB: memoryMiB * replicas } : {}), request };
+        await this.o.store.grantArtifact({ node: existing.node, deployment: name, artifact: request.source.artifact });
+        await this.o.store.setPlacement(next);
+        return next;
+      }
+      const node = await this.schedule({ name, cpus: cpus * replicas, memoryMiB: memoryMiB * replicas, labels });
+      const request = await requestOf();
+      const placed: Placement = { deployment: name, node, cpus: cpus * replicas, memoryMiB: memoryMiB * replicas, request, placedAt: Date.now() };
       // the node may fetch the artifact from now on (and only that node): granted before a replay could skip it
       await this.o.store.grantArtifact({ node, deployment: name, artifact: request.source.artifact });
       await this.o.store.setPlacement(placed); // persisted before the agent starts anything: a replay finds it
@@ -145,11 +159,30 @@ export class ClusterClient implements Client, Fleet {
       const { agent } = await this.agentOf(to);
       // a live copy there is this move's, replayed after a restart: adopt it. Otherwise deploy with a key of this
       // try: a retried move must boot again, not be answered with the failed copy of the previous try
-      const copy = (await agent.status()).deployments.find((x) => x.name === name);
+      const here = async (): Promise<StatusResult> => agent.status(name).catch((e: unknown) => {
+        if (isUserError(e) && e.code === 'E_UNKNOWN_APP') return { deployments: [], operations: [] };
+        throw e;
+      });
+      const first = await here();
+      const copy = first.deployments.find((x) => x.name === name) ?? first.services?.find((x) => x.name === name);
       if (!copy) await agent.deploy({ ...request, idempotencyKey: `${request.idempotencyKey}:${Date.now()}` });
       const deadline = Date.now() + 30 * 60_000;
       for (;;) {
-        const d = (await agent.status()).deployments.find((x) => x.name === name);
+        const now = await here();
+        // a service starts over on its new node (version 1 of its latest deploy): moved once it serves
+        const v = now.services?.find((x) => x.name === name);
+        if (v) {
+          const moving = v.rollout !== null && ['canary', 'progressing', 'reverting'].includes(v.rollout.phase);
+          if (v.current !== null && !moving) break;
+          if (v.current === null && !moving && v.rollout !== null) {
+            await destroyOn(agent, name, 0).catch(() => undefined);
+            throw new UserError(v.rollout.code ?? 'E_ROLLOUT_FAILED', `moving ${name} to ${to}: ${v.rollout.reason ?? v.rollout.phase}`);
+          }
+          if (Date.now() > deadline) throw new UserError('E_TRANSIENT', `moving ${name} to ${to}: not serving yet`);
+          await sleep(300);
+          continue;
+        }
+        const d = now.deployments.find((x) => x.name === name);
         if (d?.state === 'running') break;
         if (d && (d.state === 'failed' || d.state === 'exited')) {
           // the failed copy is removed, so a retry starts clean and the node does not keep a copy nobody places
@@ -192,32 +225,57 @@ export class ClusterClient implements Client, Fleet {
   }
 
   async status(name?: string): Promise<StatusResult> {
+    if (name !== undefined) return this.statusOf(name);
     const [nodes, placements] = await Promise.all([this.o.store.list(), this.o.store.listPlacements()]);
     const views: DeploymentView[] = [];
+    const services: ServiceView[] = [];
     const reported = new Set<string>();
     await Promise.all(nodes.filter((n) => n.status === 'ready').map(async (n) => {
       const s = await this.agentFor(n).then((a) => a.status()).catch(() => null);
+      // an agent may still hold a copy that was moved away: report what the placement says
+      const here = (x: string): boolean => {
+        const p = placements.find((y) => y.deployment === x);
+        return !p || p.node === n.name;
+      };
+      for (const v of s?.services ?? []) {
+        if (!here(v.name)) continue;
+        services.push(v);
+        reported.add(v.name);
+      }
+      const replicas = new Set(services.flatMap((v) => v.replicas.map((r) => r.name)));
       for (const d of s?.deployments ?? []) {
-        // an agent may still hold a copy that was moved away: report what the placement says
-        const p = placements.find((x) => x.deployment === d.name);
-        if (p && p.node !== n.name) continue;
+        if (!here(d.name) && !replicas.has(d.name)) continue;
         views.push({ ...d, node: n.name } as DeploymentView);
         reported.add(d.name);
       }
     }));
     for (const p of placements) {
       if (reported.has(p.deployment)) continue;
-      const node = nodes.find((n) => n.name === p.node);
-      views.push({
-        name: p.deployment, id: '', state: 'pending', exitCode: null, code: null,
-        reason: node?.status === 'down' ? `node ${p.node} is down; the workload is being rescheduled` : `placed on node ${p.node}`,
-        ports: [], imageBytes: null, image: null, pack: null, mode: null, accel: null, bootMs: null, boot: {}, uptimeMs: null, listen: null,
-        createdAt: new Date(p.placedAt).toISOString(), startedAt: null, endedAt: null, metrics: { cpuSeconds: null, rssBytes: null, supervisorRssBytes: null }, node: p.node,
-        signedBy: null, trust: null,
-      } as DeploymentView);
+      views.push(placeholderOf(p, nodes.find((n) => n.name === p.node)));
     }
     views.sort((a, b) => a.name.localeCompare(b.name));
-    return { deployments: name ? views.filter((v) => v.name === name) : views, operations: [] };
+    services.sort((a, b) => a.name.localeCompare(b.name));
+    return { deployments: views, operations: [], services };
+  }
+
+  /** One app: asked of the node its placement names (a service comes with its replicas and the node's operations on it). */
+  private async statusOf(name: string): Promise<StatusResult> {
+    const p = await this.o.store.getPlacement(name);
+    if (!p) return { deployments: [], operations: [], services: [] };
+    const node = await this.o.store.get(p.node);
+    let s: StatusResult | null = null;
+    if (node?.status === 'ready') {
+      try {
+        s = await (await this.agentFor(node)).status(name);
+      } catch (e) {
+        // E_UNKNOWN_APP: placed, not started there yet; anything else: the node cannot answer now
+        s = isUserError(e) && e.code === 'E_UNKNOWN_APP' ? { deployments: [], operations: [] } : null;
+      }
+    }
+    const deployments = (s?.deployments ?? []).map((d) => ({ ...d, node: p.node }) as DeploymentView);
+    const services = s?.services ?? [];
+    if (!deployments.some((d) => d.name === name) && !services.some((v) => v.name === name)) deployments.push(placeholderOf(p, node ?? undefined));
+    return { deployments, operations: s?.operations ?? [], services };
   }
 
   async *logs(req: LogsRequest): AsyncIterable<LogEntry> {
@@ -234,7 +292,7 @@ export class ClusterClient implements Client, Fleet {
   async waitFor(name: string, until: (d: DeploymentView | null) => boolean, timeoutMs: number): Promise<DeploymentView | null> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const d = (await this.status(name)).deployments[0] ?? null;
+      const d = (await this.status(name)).deployments.find((x) => x.name === name) ?? null;
       if (until(d) || Date.now() > deadline) return d;
       await sleep(300);
     }
@@ -254,7 +312,20 @@ export class ClusterClient implements Client, Fleet {
 async function destroyOn(agent: AgentClient, name: string, graceMs: number): Promise<void> {
   await agent.destroy([name], graceMs);
   const deadline = Date.now() + graceMs + 30_000;
-  while ((await agent.status()).deployments.some((d) => d.name === name) && Date.now() < deadline) await sleep(200);
+  // a service is gone once its record is (its controller drains the replicas, then stops the front)
+  const listed = (s: StatusResult): boolean => s.deployments.some((d) => d.name === name) || (s.services ?? []).some((v) => v.name === name);
+  while (listed(await agent.status()) && Date.now() < deadline) await sleep(200);
+}
+
+/** What status shows of a placement whose node does not report it (yet, or any more). */
+function placeholderOf(p: Placement, node: NodeRecord | undefined): DeploymentView {
+  return {
+    name: p.deployment, id: '', state: 'pending', exitCode: null, code: null,
+    reason: node?.status === 'down' ? `node ${p.node} is down; the workload is being rescheduled` : `placed on node ${p.node}`,
+    ports: [], imageBytes: null, image: null, pack: null, mode: null, accel: null, bootMs: null, boot: {}, uptimeMs: null, listen: null,
+    createdAt: new Date(p.placedAt).toISOString(), startedAt: null, endedAt: null, metrics: { cpuSeconds: null, rssBytes: null, supervisorRssBytes: null }, node: p.node,
+    signedBy: null, trust: null,
+  };
 }
 
 function tenantCounts(names: string[]): Record<string, number> {

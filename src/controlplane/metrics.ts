@@ -1,5 +1,6 @@
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { Client } from '../engine/client.js';
+import { Counter, Gauge, Histogram, Registry, type Metric } from 'prom-client';
+import type { Client, ServiceView } from '../engine/client.js';
+import { LATENCY_BUCKETS_MS } from '../store/service-types.js';
 import type { OperationJournal } from './operation-journal.js';
 import { tenantOfName } from './tenants.js';
 
@@ -59,7 +60,83 @@ export class Metrics {
     perDeployment('unikctld_deployment_listening', 'Whether each running deployment listens where its published ports forward (1), or not (0: localhost-only, not-listening); absent while checking or without ports.',
       (d) => { const h = d.listen?.health; return h === 'listening' ? 1 : h === 'localhost-only' || h === 'not-listening' ? 0 : null; });
     perDeployment('unikctld_deployment_supervisor_memory_bytes', 'Resident memory of the supervisor process that owns each running VM.', (d) => d.metrics.supervisorRssBytes);
+    registerServiceMetrics(this.registry, node);
   }
+}
+
+/**
+ * The services' series (docs/services.md): the traffic through each front per app and version (cumulative counters
+ * from the service records: they restart from 0 with the front), its latency histogram, and the replica counts.
+ * One status read per scrape serves them all.
+ */
+function registerServiceMetrics(registry: Registry, node: Client): void {
+  const registers = [registry];
+  let cached: { at: number; services: Promise<ServiceView[]> } | null = null;
+  const services = (): Promise<ServiceView[]> => {
+    if (!cached || Date.now() - cached.at > 500) cached = { at: Date.now(), services: node.status().then((s) => s.services ?? [], () => []) };
+    return cached.services;
+  };
+  const traffic = async (each: (labels: { app: string; version: string; tenant: string }, t: ServiceView['traffic'][string]) => void): Promise<void> => {
+    for (const v of await services()) {
+      for (const [version, t] of Object.entries(v.traffic)) each({ app: v.name, version, tenant: tenantOfName(v.name) ?? '' }, t);
+    }
+  };
+  const counter = (name: string, help: string, pick: (t: ServiceView['traffic'][string]) => number): void => {
+    new Counter({
+      name, help, labelNames: ['app', 'version', 'tenant'], registers,
+      async collect() {
+        this.reset();
+        await traffic((labels, t) => this.inc(labels, Math.max(0, pick(t))));
+      },
+    });
+  };
+  counter('unikctld_front_requests_total', 'Requests (HTTP ports) or connections (TCP ports) the front of a service passed to a version, as the front counts them.', (t) => t.requests);
+  counter('unikctld_front_connections_total', 'Client connections the front of a service passed to a version.', (t) => t.connections);
+  counter('unikctld_front_errors_total', 'Answers with status >= 500 and connections that reached no replica, per service version.', (t) => t.errors);
+  new Counter({
+    name: 'unikctld_front_bytes_total', help: 'Bytes through the front of a service per version: in (from clients), out (to clients).', labelNames: ['app', 'version', 'tenant', 'direction'], registers,
+    async collect() {
+      this.reset();
+      await traffic((labels, t) => {
+        this.inc({ ...labels, direction: 'in' }, Math.max(0, t.bytesIn));
+        this.inc({ ...labels, direction: 'out' }, Math.max(0, t.bytesOut));
+      });
+    },
+  });
+  // the records keep the histogram's bucket counts; prom-client's Histogram only observes, so this one is exposed as it is
+  const histogramName = 'unikctld_front_request_duration_seconds';
+  const histogram = {
+    name: histogramName, help: 'Request latency through the front of a service per version (from the front\'s request log).', type: 'histogram', aggregator: 'sum',
+    reset(): void {},
+    async get() {
+      const values: Array<{ metricName: string; labels: Record<string, string | number>; value: number }> = [];
+      await traffic((labels, t) => {
+        let cumulative = 0;
+        LATENCY_BUCKETS_MS.forEach((le, i) => {
+          cumulative += t.latency.buckets[i] ?? 0;
+          values.push({ metricName: `${histogramName}_bucket`, labels: { ...labels, le: le / 1000 }, value: cumulative });
+        });
+        const total = cumulative + (t.latency.buckets[LATENCY_BUCKETS_MS.length] ?? 0);
+        values.push({ metricName: `${histogramName}_bucket`, labels: { ...labels, le: '+Inf' }, value: total });
+        values.push({ metricName: `${histogramName}_sum`, labels, value: t.latency.sumMs / 1000 });
+        values.push({ metricName: `${histogramName}_count`, labels, value: total });
+      });
+      return { name: histogramName, help: this.help, type: 'histogram', values, aggregator: 'sum' };
+    },
+  };
+  registry.registerMetric(histogram as unknown as Metric);
+  new Gauge({
+    name: 'unikctld_service_replicas', help: 'Replicas of each service: desired, running (VM up) and healthy (in rotation), over all its versions.', labelNames: ['app', 'tenant', 'state'], registers,
+    async collect() {
+      this.reset();
+      for (const v of await services()) {
+        const tenant = tenantOfName(v.name) ?? '';
+        this.set({ app: v.name, tenant, state: 'desired' }, v.desired);
+        this.set({ app: v.name, tenant, state: 'running' }, v.replicas.filter((r) => r.state === 'running').length);
+        this.set({ app: v.name, tenant, state: 'healthy' }, v.replicas.filter((r) => r.health === 'healthy').length);
+      }
+    },
+  });
 }
 
 /** The `tenant` label of an operation's series: its deployment's tenant, '' without tenants. */

@@ -1,9 +1,9 @@
 /**
- * What a services' traffic front would feed the control plane's SLO figures: requests per app and tenant,
- * as counts over short intervals (e.g. one call per app every 10 s with the requests served in it). The samples
- * store (slo-samples.ts) keeps them in `slo_requests`; cost per request and requests per second are computed from
- * them. Services run in local mode only so far (their fronts record into the local store, src/engine/local-slo.ts);
- * until the control plane runs them and a front calls `count`, its request figures are null.
+ * What the services' traffic fronts feed the control plane's SLO figures (through RequestFeed, request-feed.ts):
+ * requests per app and tenant, as counts over short intervals (one call per app every 10 s with the requests served
+ * in it). The samples store (slo-samples.ts) keeps them in `slo_requests`; cost per request and requests per second
+ * are computed from them. Until a source attaches (a service is seen), every request figure is null. (Local mode
+ * reads its fronts' requests from the local store instead: src/engine/local-slo.ts.)
  */
 export interface RequestCounter {
   /** `n` requests to `app` of `tenant` ('' without tenants) finished by time `at` (ms since the epoch). */

@@ -1,4 +1,5 @@
-import type { Client } from '../engine/client.js';
+import type { Client, DeployResult, ServiceFlags, StatusResult } from '../engine/client.js';
+import { sleep } from '../util/proc.js';
 import { UserError, isUserError } from '../errors.js';
 import type { Deployment, TenantIsolation } from '../store/types.js';
 import type { QueuedOperation, OperationJournal } from './operation-journal.js';
@@ -21,6 +22,10 @@ export interface DeployOperationRequest {
   tenant?: TenantIsolation;
   /** the trust check at admission (a package): the node refuses any image but the one with this manifest digest */
   trust?: { manifestSha256: string; keyid: string | null };
+  /** a service's deploy (set by admission: flags, unik.yaml's settings or an existing service; may be empty) */
+  service?: ServiceFlags;
+  /** replaces a rollout in progress */
+  supersede?: boolean;
 }
 export interface DestroyOperationRequest { graceMs: number; }
 export interface MoveOperationRequest { from: string; sourceDown: boolean; graceMs: number; }
@@ -65,6 +70,7 @@ export class EngineRunner implements Runner {
     // a destroy issued while this operation waited for its retry wins: the user no longer wants the deployment
     const [newest] = await this.journal.recent(1, op.target);
     if (newest && newest.id !== op.id && newest.kind === 'destroy') throw new UserError('E_CANCELLED', `deployment ${op.target} was destroyed before it started`);
+    if (r.service !== undefined) return this.deployService(op, r);
     let prior = await this.node.waitFor(op.target, () => true, 0);
     if (prior?.state === 'destroying') throw new UserError('E_CANCELLED', `deployment ${op.target} is being destroyed`);
     if (prior?.state === 'failed') {
@@ -84,12 +90,70 @@ export class EngineRunner implements Runner {
         ...(r.trust ? { expectManifestSha256: r.trust.manifestSha256 } : {}),
         ...(r.tenant !== undefined ? { tenant: r.tenant } : {}),
       });
+      // the node made it a service after all (a service of this name appeared meanwhile): follow its rollout
+      if ((deployed as DeployResult).service) return this.followRollout(op.target, (deployed as DeployResult).operationId);
     }
     const d = await this.node.waitFor(op.target, (x) => !x || SETTLED.includes(x.state), BUILD_AND_BOOT_TIMEOUT_MS);
     if (!d) throw new UserError('E_CANCELLED', `deployment ${op.target} was removed before it started`);
     if (d.state === 'failed') throw deploymentFailure(d);
     if (!SETTLED.includes(d.state)) throw new UserError('E_BOOT_TIMEOUT', `deployment ${op.target} is still ${d.state} after ${BUILD_AND_BOOT_TIMEOUT_MS / 60_000} minutes`);
     return { name: deployed.name, deploymentId: deployed.deploymentId || d.id, state: d.state, ...(d.code ? { code: d.code, exitCode: d.exitCode } : {}) };
+  }
+
+  /**
+   * A service's deploy: the node's deploy operation is its rollout (or a scale), and this operation ends when that one
+   * does. The node's idempotency key is this operation's id, the same for every attempt: an attempt replayed after a
+   * crash, or retried after an error, is answered with the node's first operation — never a second version.
+   */
+  private async deployService(op: QueuedOperation, r: DeployOperationRequest): Promise<unknown> {
+    const res = await this.node.deploy({
+      target: r.target, name: op.target, ports: r.ports, env: r.env, debug: r.debug, labels: r.labels, cwd: '/',
+      idempotencyKey: op.id, service: r.service ?? {}, ...(r.supersede ? { supersede: true } : {}),
+      ...(r.memory !== undefined ? { memory: r.memory } : {}),
+      ...(r.cpus !== undefined ? { cpus: r.cpus } : {}),
+      ...(r.rootfs !== undefined ? { rootfs: r.rootfs } : {}),
+      ...(r.trust ? { expectManifestSha256: r.trust.manifestSha256 } : {}),
+    });
+    if (!res.service) {
+      // no service settings anywhere after all (the service was destroyed meanwhile, no unik.yaml settings): a plain deployment
+      const d = await this.node.waitFor(op.target, (x) => !x || SETTLED.includes(x.state), BUILD_AND_BOOT_TIMEOUT_MS);
+      if (!d) throw new UserError('E_CANCELLED', `deployment ${op.target} was removed before it started`);
+      if (d.state === 'failed') throw deploymentFailure(d);
+      return { name: op.target, deploymentId: res.deploymentId || d.id, state: d.state };
+    }
+    return this.followRollout(op.target, res.operationId);
+  }
+
+  /** Waits for the node's operation of a service deploy to end: succeeded, or failed with its code (never retried: the key answers with it). */
+  private async followRollout(name: string, nodeOperationId: string): Promise<unknown> {
+    const deadline = Date.now() + BUILD_AND_BOOT_TIMEOUT_MS;
+    for (;;) {
+      let st: StatusResult | null;
+      try {
+        st = await this.node.status(name);
+      } catch (e) {
+        if (!(isUserError(e) && e.code === 'E_UNKNOWN_APP')) throw e;
+        st = null;
+      }
+      const nodeOp = st?.operations.find((o) => o.id === nodeOperationId);
+      const v = st?.services?.find((x) => x.name === name) ?? null;
+      if (nodeOp?.state === 'succeeded') {
+        return { name, service: true, nodeOperationId, state: 'running', current: v?.current ?? null, deploymentId: v?.id ?? '' };
+      }
+      if (nodeOp?.state === 'failed') {
+        const code = nodeOp.error?.code ?? 'E_ROLLOUT_FAILED';
+        throw new UserError(code, nodeOp.error?.message ?? `the deploy of ${name} failed`, { hint: `see unikctl status ${name} and unikctl logs ${name}` });
+      }
+      // the operation fell out of the node's recent list: the rollout it started says how it ended
+      const phase = !nodeOp && v?.rollout?.operationId === nodeOperationId ? v.rollout.phase : null;
+      if (phase === 'succeeded') return { name, service: true, nodeOperationId, state: 'running', current: v?.current ?? null, deploymentId: v?.id ?? '' };
+      if (phase === 'failed' || phase === 'reverted') {
+        throw new UserError(v?.rollout?.code ?? 'E_ROLLOUT_FAILED', v?.rollout?.reason ?? `the rollout of ${name} ${phase === 'reverted' ? 'was reverted' : 'failed'}`);
+      }
+      if (!v && !(await this.node.has(name))) throw new UserError('E_CANCELLED', `service ${name} was removed before its deploy ended`);
+      if (Date.now() > deadline) throw new UserError('E_BOOT_TIMEOUT', `the deploy of ${name} has not ended after ${BUILD_AND_BOOT_TIMEOUT_MS / 60_000} minutes`);
+      await sleep(500);
+    }
   }
 
   /** Destroys a deployment and waits until it is gone; one already gone is done (a replayed destroy). */
@@ -100,7 +164,8 @@ export class EngineRunner implements Runner {
       if (!(isUserError(e) && e.code === 'E_UNKNOWN_APP')) throw e;
     }
     const left = await this.node.waitFor(name, (x) => x === null, graceMs + 30_000);
-    if (left) throw new UserError('E_TRANSIENT', `deployment ${name} is still being destroyed`);
+    // a service has no deployment view of its name: it is gone once the node no longer has it
+    if (left || (await this.node.has(name))) throw new UserError('E_TRANSIENT', `deployment ${name} is still being destroyed`);
   }
 }
 

@@ -15,6 +15,18 @@ const artifactId = { type: 'string', pattern: '^art_[0-9a-f]{16}$' } as const;
 export const artifactIdParams = { type: 'object', required: ['id'], properties: { id: artifactId } } as const;
 const NAME_PATTERN = '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$';
 
+const flag = { type: 'string', minLength: 1, maxLength: 256 } as const;
+/** A service's settings as the deploy flags spell them (src/engine/client.ts ServiceFlags; parsed by the engine). */
+export const serviceFlagsSchema = {
+  type: 'object',
+  additionalProperties: false,
+  description: 'service settings (docs/services.md), as the deploy flags spell them; any of them makes the deploy a service',
+  properties: {
+    replicas: flag, check: flag, restart: flag, strategy: flag, maxSurge: flag, maxUnavailable: flag, canary: flag, minHealthy: flag, healthyDeadline: flag,
+    autoRevert: { type: 'boolean' },
+  },
+} as const;
+
 export const deployBodySchema = {
   type: 'object',
   additionalProperties: false,
@@ -36,6 +48,8 @@ export const deployBodySchema = {
     rootfsArtifact: artifactId,
     labels: { type: 'array', maxItems: 64, items: { type: 'string', minLength: 1, maxLength: 256 } },
     idempotencyKey: { type: 'string', minLength: 1, maxLength: 200 },
+    service: serviceFlagsSchema,
+    supersede: { type: 'boolean', description: 'a deploy of a service during its rollout replaces that rollout instead of failing with E_ROLLOUT_IN_PROGRESS' },
   },
 } as const;
 
@@ -46,6 +60,7 @@ export const deployResultSchema = {
     name: str, deploymentId: str, operationId: str, state: str, source: str, resolvedFrom: str,
     candidates: { type: 'array', items: str }, reused: { type: 'boolean' },
     error: { type: 'object', nullable: true, required: ['code', 'message'], properties: { code: str, message: str } },
+    service: { type: 'boolean', description: 'the deploy creates or updates a service' },
   },
 } as const;
 
@@ -102,6 +117,56 @@ const deploymentSchema = {
   },
 } as const;
 
+const int = { type: 'integer' } as const;
+const free = { type: 'object', additionalProperties: true } as const;
+/** A service as status shows it (src/engine/client.ts ServiceView; docs/services.md). */
+export const serviceViewSchema = {
+  type: 'object',
+  required: ['name', 'id', 'desired', 'destroying', 'current', 'versions', 'replicas'],
+  properties: {
+    name: str, id: str, desired: int, destroying: { type: 'boolean' }, current: { type: 'integer', nullable: true },
+    ports: { type: 'array', items: str },
+    policy: free,
+    rollout: {
+      type: 'object', nullable: true,
+      properties: {
+        from: { type: 'integer', nullable: true }, to: int, strategy: str, phase: str, startedAt: { type: 'number' }, updatedAt: { type: 'number' },
+        operationId: str, code: nstr, reason: nstr,
+      },
+    },
+    versions: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: { version: int, state: str, code: nstr, reason: nstr, createdAt: str, image: nstr, healthy: int, running: int, total: int },
+      },
+    },
+    replicas: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          name: str, version: int, state: str, health: str, healthDetail: nstr, pid: { type: 'integer', nullable: true }, exitCode: { type: 'integer', nullable: true },
+          code: nstr, reason: nstr,
+        },
+      },
+    },
+    restarts: int,
+    crashLoop: { type: 'object', nullable: true, properties: { since: str, reason: str } },
+    controller: { type: 'object', nullable: true, properties: { pid: int } },
+    traffic: {
+      type: 'object', description: 'traffic through the front per version (key: the version number), cumulative',
+      additionalProperties: {
+        type: 'object',
+        properties: {
+          connections: { type: 'number' }, requests: { type: 'number' }, bytesIn: { type: 'number' }, bytesOut: { type: 'number' }, errors: { type: 'number' },
+          latency: { type: 'object', properties: { buckets: { type: 'array', items: { type: 'number' } }, count: { type: 'number' }, sumMs: { type: 'number' } } },
+        },
+      },
+    },
+  },
+} as const;
+
 export const nodeSchema = {
   type: 'object',
   required: ['name', 'status', 'cordoned'],
@@ -135,6 +200,8 @@ export const statusSchema = {
     deployments: { type: 'array', items: deploymentSchema },
     operations: { type: 'array', items: operationSchema },
     nodes: { type: 'array', items: nodeSchema },
+    /** the services (docs/services.md); their replicas are in `deployments` */
+    services: { type: 'array', items: serviceViewSchema },
     /** present when the request acts for a tenant */
     quota: quotaSchema,
   },
@@ -209,7 +276,14 @@ export const agentDeployBodySchema = {
       type: 'object', additionalProperties: false, required: ['name'],
       properties: { name: { type: 'string', pattern: TENANT_NAME_RE.source }, cpus: { type: 'number', exclusiveMinimum: 0 }, memoryMiB: { type: 'integer', minimum: 16 } },
     },
+    service: serviceFlagsSchema,
+    supersede: { type: 'boolean' },
   },
+} as const;
+
+/** `GET /v1/agent/status?app=NAME`: one app (a deployment, or a service with its replicas). */
+export const agentStatusQuerySchema = {
+  type: 'object', additionalProperties: false, properties: { app: { type: 'string', pattern: NAME_PATTERN } },
 } as const;
 
 export const agentDestroyBodySchema = {

@@ -27,6 +27,10 @@ import { loadPrivateKey } from '../image/dsse.js';
 import { loadSloConfig } from '../engine/slo.js';
 import { parseRetention, SloSamples } from './slo-samples.js';
 import { SloRecorder } from './slo-recorder.js';
+import { RequestFeed } from './request-feed.js';
+
+/** How often the services' request counts are read into the SLO samples. */
+const REQUEST_FEED_MS = 10_000;
 
 export interface ServeOptions {
   listen: string;
@@ -122,6 +126,13 @@ export async function serve(o: ServeOptions): Promise<{ close(deadlineMs?: numbe
   const prune = setInterval(() => samples.prune(), 3600_000);
   prune.unref();
   const slo = new SloRecorder(samples, node, (msg, f) => log?.(msg, f), metrics);
+  // the services' request counts feed the SLO request figures (the replica that runs the queue counts, once)
+  const requestFeed = new RequestFeed(node, samples);
+  const feed = setInterval(() => {
+    if (!queue.isRunning || o.runner === 'fake') return;
+    void requestFeed.tick().catch((e: unknown) => log?.('reading the services\' request counts failed', { error: String(e) }));
+  }, REQUEST_FEED_MS);
+  feed.unref();
   const runner: Runner = o.runner === 'fake' ? new FakeRunner(journal, o.fakeWorkMs) : new EngineRunner(node, journal, fleet);
   let log: ((msg: string, f: Record<string, unknown>) => void) | null = null;
   const queue = new Queue(journal, runner, {
@@ -188,6 +199,7 @@ export async function serve(o: ServeOptions): Promise<{ close(deadlineMs?: numbe
     async close(deadlineMs = Number.POSITIVE_INFINITY) {
       clearInterval(monitor);
       clearInterval(prune);
+      clearInterval(feed);
       if (gc) clearInterval(gc);
       tenants.close();
       // no new requests from here; open ones (a logs --follow stream, a status call to a dead agent) do not hold the

@@ -1,7 +1,9 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Client, DeployResult, DeploymentView, DestroyResult, QuotaView, StatusResult } from '../engine/client.js';
+import type { Client, DeployResult, DeploymentView, DestroyResult, QuotaView, ServiceFlags, ServiceView, StatusResult } from '../engine/client.js';
+import { resolveServicePolicy } from '../engine/service-policy.js';
+import { projectServiceYaml } from '../engine/services.js';
 import { parseMemoryFlag, validateDeployInput } from '../engine/deploy-input.js';
 import { formatPort, parsePort } from '../util/port.js';
 import { resolveTarget } from '../engine/resolve.js';
@@ -36,6 +38,9 @@ export interface DeployBody {
   rootfsArtifact?: string;
   labels?: string[];
   idempotencyKey?: string;
+  /** service settings (docs/services.md): the deploy creates or updates a service */
+  service?: ServiceFlags;
+  supersede?: boolean;
 }
 
 export interface DestroyBody { names: string[]; timeoutSeconds?: number; idempotencyKey?: string; }
@@ -132,6 +137,7 @@ export class ControlPlane {
     }
     // a tenant's per-VM defaults, limits, port range and node selector turn into the request itself
     const t = scope.tenant;
+    if (t && (body.service !== undefined || body.supersede)) throw tenantServices(t.name, 'the deploy asks for service settings');
     if (t) body = admitForTenant(t, body);
     // fail fast on bad input, exactly like local mode, before anything is journaled
     // a cluster's scheduler weighs memory against each node's capacity; a single node is this host
@@ -145,13 +151,19 @@ export class ControlPlane {
         });
       }
     }
+    // an existing service of this name: the deploy is its next version (or a scale); its front holds the ports
+    const svc = !t && body.name !== undefined ? await this.serviceOf(body.name) : null;
     if (host) {
-      await host.checkPorts(valid.ports);
+      if (!svc) await host.checkPorts(valid.ports);
       host.requireSpace(); // refused now, not after a 202
     }
     const { target } = this.resolveSource(body, scope);
     const rootfs = body.rootfsArtifact ? this.artifactDir(body.rootfsArtifact, scope) : undefined;
     const resolved = resolveTarget(target, '/', this.o.nodeLayout, rootfs);
+    // the service settings are checked now (a bad --check is a 400, not a failed operation); unik.yaml's count too
+    const policy = resolveServicePolicy({ flags: body.service ?? {}, yaml: projectServiceYaml(resolved.source)?.deploy, ports: valid.ports });
+    if (t && policy) throw tenantServices(t.name, "the project's unik.yaml declares service settings (deploy:, check: or restart:)");
+    const isService = policy !== null || svc !== null;
     // a package is checked against the trust policy before anything is journaled (enforce: refused with its code);
     // the digest checked travels with the operation, so the node boots exactly this image or nothing
     let trust: DeployOperationRequest['trust'];
@@ -173,7 +185,15 @@ export class ControlPlane {
         throw new UserError('E_INVALID_NAME', `"${body.name}" is longer than the ${scope.maxNameLength} characters a name of tenant ${scope.name ?? ''} may have`, { hint: `use at most ${scope.maxNameLength} characters` });
       }
       name = scope.inside(body.name);
-      if (await taken(name)) {
+      if (svc) {
+        // a new version of a service: one rollout at a time, unless this deploy supersedes the one in progress
+        const active = svc.rollout !== null && ['canary', 'progressing', 'reverting'].includes(svc.rollout.phase);
+        if (!body.supersede && (active || (await this.o.journal.hasPendingDeploy(name)))) {
+          throw new UserError('E_ROLLOUT_IN_PROGRESS', `a deploy of ${body.name} is in progress${svc.rollout && active ? ` (v${svc.rollout.from ?? '-'} → v${svc.rollout.to}, ${svc.rollout.phase})` : ''}`, {
+            hint: `wait for it (unikctl status ${body.name}), or deploy again with --supersede to replace it with this version`,
+          });
+        }
+      } else if (await taken(name)) {
         throw new UserError('E_NAME_TAKEN', `a deployment named "${body.name}" already exists`, { hint: `pick another name, or destroy it first` });
       }
     } else {
@@ -188,6 +208,9 @@ export class ControlPlane {
       ...(rootfs !== undefined ? { rootfs } : {}),
       ...(t ? { tenant: { name: t.name, ...(t.quota.vcpus !== undefined ? { cpus: t.quota.vcpus } : {}), ...(t.quota.memoryMiB !== undefined ? { memoryMiB: t.quota.memoryMiB } : {}) } } : {}),
       ...(trust ? { trust } : {}),
+      // `service` marks the operation as a service's deploy (its settings may all come from unik.yaml or the service)
+      ...(isService ? { service: body.service ?? {} } : {}),
+      ...(isService && body.supersede ? { supersede: true } : {}),
     };
     const quota: QuotaCheck | undefined = t ? { tenant: t.name, name, quota: t.quota, reservation: { vcpus: valid.cpus, memoryMiB: valid.memoryMiB ?? TENANT_DEFAULT_MEMORY_MIB } } : undefined;
     const { op, created } = await this.o.journal.enqueue({
@@ -195,6 +218,12 @@ export class ControlPlane {
     }, quota);
     if (created) this.o.queue.notify();
     return created ? this.deployResultOf(op, false, scope) : this.reusedResult(op, scope);
+  }
+
+  /** The service of this (internal) name on the node, or null (not a service, or the node cannot say now). */
+  private async serviceOf(name: string): Promise<ServiceView | null> {
+    const s = await this.o.node.status(name).catch(() => null);
+    return s?.services?.find((v) => v.name === name) ?? null;
   }
 
   /** A tenant's limits and usage (GET /v1/quota, and a field of /v1/status for a tenant). */
@@ -245,13 +274,14 @@ export class ControlPlane {
     const r = op.request as DeployOperationRequest;
     return {
       name: scope.outside(op.target) ?? op.target, deploymentId: '', operationId: op.id, state: 'pending', source: 'project', resolvedFrom: r.resolvedFrom,
-      candidates: [], reused,
+      candidates: [], reused, ...(r.service ? { service: true } : {}),
     };
   }
 
   async destroy(body: DestroyBody, traceId: string, scope: TenantScope): Promise<DestroyResult[]> {
     const names = [...new Set(body.names)];
-    const live = new Set((await this.o.node.status()).deployments.map((d) => d.name));
+    const onNode = await this.o.node.status();
+    const live = new Set([...onNode.deployments.map((d) => d.name), ...(onNode.services ?? []).map((v) => v.name)]);
     const missing: string[] = [];
     // another tenant's name is looked up under this tenant's prefix: it is missing exactly like a name never used
     for (const n of names) if (!live.has(scope.inside(n)) && !(await this.reserved(scope.inside(n)))) missing.push(n);
@@ -291,13 +321,27 @@ export class ControlPlane {
       const outside = scope.outside(d.name);
       return outside === null ? [] : [{ ...d, name: outside }];
     });
-    const filtered = name ? mine.filter((d) => d.name === name) : mine;
     const recent = name ? await this.o.journal.recent(10, scope.inside(name)) : await this.recentOf(scope, 15);
     const operations = recent.map((j) => ({ ...toOperation(j), target: scope.outside(j.target) ?? j.target, idempotencyKey: scope.keyOutside(j.idempotencyKey) }));
-    if (name && filtered.length === 0 && operations.length === 0) {
+    // the node's operation of a rollout is this control plane's deploy operation that followed it (once it ended)
+    const ours = new Map<string, string>();
+    const withResults = !nodeStatus.services?.length ? [] : name ? recent : await this.o.journal.recent(100);
+    for (const j of withResults) {
+      const nodeOp = (j.result as { nodeOperationId?: string } | null)?.nodeOperationId;
+      if (j.kind === 'deploy' && nodeOp) ours.set(nodeOp, j.id);
+    }
+    const services = (nodeStatus.services ?? []).flatMap((v) => {
+      const outside = scope.outside(v.name);
+      if (outside === null || (name && outside !== name)) return [];
+      const rollout = v.rollout ? { ...v.rollout, operationId: ours.get(v.rollout.operationId) ?? v.rollout.operationId } : null;
+      return [{ ...v, name: outside, rollout }];
+    });
+    const replicas = new Set(services.flatMap((v) => v.replicas.map((r) => r.name)));
+    const filtered = name ? mine.filter((d) => d.name === name || replicas.has(d.name)) : mine;
+    if (name && filtered.length === 0 && operations.length === 0 && services.length === 0) {
       throw describeMissingDeployment(name);
     }
-    return { deployments: filtered, operations };
+    return { deployments: filtered, operations, services };
   }
 
   /** The newest operations of a scope (a tenant's are found among a wider window of everyone's). */
@@ -370,6 +414,16 @@ export function toOperation(j: QueuedOperation): Operation {
 }
 
 export const newTraceId = (): string => randomBytes(8).toString('hex');
+
+/**
+ * Refused at admission (nothing is journaled): a tenant's services are not implemented (docs/services.md, Limits).
+ * A user fault (403), not E_NOT_IMPLEMENTED's 501: the API answers no well-formed request with a 5xx.
+ */
+function tenantServices(tenant: string, why: string): UserError {
+  return new UserError('E_TENANT_UNSUPPORTED', `${why}: services (replicas, health checks, rollouts) of a tenant are not implemented yet (tenant ${tenant})`, {
+    hint: 'deploy without --replicas/--check/--restart/--strategy/--supersede (and without deploy:/check:/restart: in unik.yaml), or as an operator without a tenant',
+  });
+}
 
 /** A tenant's per-VM defaults and limits, and its node selector ANDed with the deploy's labels. */
 function admitForTenant(t: TenantSpec, body: DeployBody): DeployBody {

@@ -85,12 +85,6 @@ export class HttpClient implements Client, SloReader {
   }
 
   async deploy(req: DeployRequest): Promise<DeployResult> {
-    if (req.service || req.supersede) {
-      // refused rather than dropped: a deploy asking for 3 replicas must not quietly become one VM
-      throw new UserError('E_NOT_IMPLEMENTED', 'services (--replicas, --check, --restart, rollouts) run in local mode only so far; the control plane does not take them yet', {
-        hint: 'deploy the service on the host itself (no UNIKCTL_API_URL), or deploy without the service flags',
-      });
-    }
     if (req.signKey) {
       // the key stays on this machine: a project sent to the control plane is built (and signed) there
       throw new UserError('E_INVALID_ARGUMENT', '--sign-key signs local builds only; in remote mode the control plane signs what it builds (unikctld --sign-key)', {
@@ -144,6 +138,8 @@ export class HttpClient implements Client, SloReader {
       ...(req.memory !== undefined ? { memory: req.memory } : {}),
       ...(req.cpus !== undefined ? { cpus: req.cpus } : {}),
       ...(rootfsArtifact ? { rootfsArtifact } : {}),
+      ...(req.service ? { service: req.service } : {}),
+      ...(req.supersede ? { supersede: true } : {}),
     };
     const res = await this.call('POST', '/v1/deployments', { json: body, ...(req.idempotencyKey ? { headers: { 'idempotency-key': req.idempotencyKey } } : {}) });
     const r = (await res.json()) as DeployResult;
@@ -171,7 +167,8 @@ export class HttpClient implements Client, SloReader {
 
   async has(name: string): Promise<boolean> {
     try {
-      return (await this.status(name)).deployments.some((d) => d.name === name);
+      const s = await this.status(name);
+      return s.deployments.some((d) => d.name === name) || (s.services ?? []).some((v) => v.name === name);
     } catch (e) {
       if (isUserError(e) && e.code === 'E_UNKNOWN_APP') return false;
       throw e;
@@ -183,8 +180,9 @@ export class HttpClient implements Client, SloReader {
     for (;;) {
       const s = await this.status();
       const d = s.deployments.find((x) => x.name === name) ?? null;
-      // no deployment yet while its operation is queued is not "gone"
-      const pendingOp = s.operations.some((o) => o.target === name && (o.state === 'queued' || o.state === 'running'));
+      // no deployment yet while its operation is queued is not "gone"; nor is a service (it has no deployment of its name)
+      const pendingOp = s.operations.some((o) => o.target === name && (o.state === 'queued' || o.state === 'running'))
+        || (s.services ?? []).some((v) => v.name === name);
       if ((until(d) && !(d === null && pendingOp)) || Date.now() > deadline) return d;
       await sleep(300);
     }

@@ -107,9 +107,17 @@ export class LocalClient implements Client, SloReader {
     const trust = this.admitImage(target.source, req.expectManifestSha256);
     const existing = req.name !== undefined ? this.store.getService(req.name) : null;
     const policy = resolveServicePolicy({ flags: req.service ?? {}, yaml: projectServiceYaml(target.source)?.deploy, ports });
+    // what a repeated idempotency key must match (a plain deploy's fields hash as they always did)
+    const requestHash = createHash('sha256').update(JSON.stringify({
+      t: target.source, n: req.name, ports, env, memoryMiB, cpus, d: req.debug, r: req.rootfs, labels, ...(tenant ? { tenant } : {}),
+      ...(req.service ? { service: req.service } : {}), ...(req.supersede ? { supersede: true } : {}),
+    })).digest('hex');
+    if (req.idempotencyKey) {
+      const prior = this.store.findOperationByKey(req.idempotencyKey);
+      if (prior) return this.reuse(prior, requestHash, target);
+    }
     if (policy || existing) {
-      if (req.idempotencyKey) throw new UserError('E_NOT_IMPLEMENTED', '--idempotency-key is not implemented for services yet', { hint: 'deploy the service without it (a repeated deploy of the same spec is already a no-op scale)' });
-      if (tenant) throw new UserError('E_NOT_IMPLEMENTED', "a tenant's services (replicas, checks, rollouts) are not implemented yet", { hint: 'deploy without --replicas/--check/--restart/--strategy' });
+      if (tenant) throw new UserError('E_TENANT_UNSUPPORTED', "a tenant's services (replicas, checks, rollouts) are not implemented yet", { hint: 'deploy without --replicas/--check/--restart/--strategy' });
       const name = req.name ?? this.store.freeName(target.defaultName);
       if (!existing) await checkHostPorts(ports);
       const signKey = this.opts.signKey ?? (req.signKey ? resolvePath(req.cwd, req.signKey) : undefined);
@@ -118,12 +126,17 @@ export class LocalClient implements Client, SloReader {
         ...(this.opts.remoteBuild && target.source.kind === 'project' ? { remoteBuild: this.opts.remoteBuild } : {}),
         trust, ...(signKey ? { signKey } : {}),
       };
-      return deployService({ store: this.store, layout: this.layout, name, spec, policy, manifestSha256: trust.manifestSha256, supersede: Boolean(req.supersede), resolvedFrom: target.resolvedFrom, candidates: target.candidates });
-    }
-    const requestHash = createHash('sha256').update(JSON.stringify({ t: target.source, n: req.name, ports, env, memoryMiB, cpus, d: req.debug, r: req.rootfs, labels, ...(tenant ? { tenant } : {}) })).digest('hex');
-    if (req.idempotencyKey) {
-      const prior = this.store.findOperationByKey(req.idempotencyKey);
-      if (prior) return this.reuse(prior, requestHash, target);
+      try {
+        return deployService({
+          store: this.store, layout: this.layout, name, spec, policy, manifestSha256: trust.manifestSha256, supersede: Boolean(req.supersede),
+          resolvedFrom: target.resolvedFrom, candidates: target.candidates, idempotencyKey: req.idempotencyKey ?? null, requestHash,
+        });
+      } catch (e) {
+        // a concurrent deploy with the same key wrote its operation first: answer with that one
+        const prior = req.idempotencyKey && isUniqueViolation(e) ? this.store.findOperationByKey(req.idempotencyKey) : null;
+        if (prior) return this.reuse(prior, requestHash, target);
+        throw e;
+      }
     }
 
     // the OS-level probe; ports published by other deployments are checked inside the insert's transaction
@@ -186,6 +199,15 @@ export class LocalClient implements Client, SloReader {
   private reuse(prior: Operation, requestHash: string, target: { resolvedFrom: string; candidates: string[]; source: { kind: Deployment['spec']['source']['kind'] } }): DeployResult {
     if (prior.requestHash !== requestHash) {
       throw new UserError('E_IDEMPOTENCY_CONFLICT', `idempotency key was already used by operation ${prior.id} with a different request`, { hint: 'use a new --idempotency-key for a different deployment' });
+    }
+    const svc = this.store.getService(prior.target);
+    if (svc) {
+      // a service's deploy: the same operation (its rollout, or a scale), never a second version
+      const state = prior.state === 'failed' ? 'failed' : prior.state === 'succeeded' ? 'running' : 'pending';
+      return {
+        name: prior.target, deploymentId: svc.id, operationId: prior.id, state, source: target.source.kind, resolvedFrom: target.resolvedFrom,
+        candidates: target.candidates, reused: true, error: prior.state === 'failed' ? prior.error : null, service: true,
+      };
     }
     const d = this.store.getDeployment(prior.target);
     // the operation's real outcome, never a made-up state: a failed one says so with its code

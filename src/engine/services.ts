@@ -45,10 +45,15 @@ const samePorts = (a: PortMapping[], b: PortMapping[]): boolean =>
 export function deployService(o: {
   store: Store; layout: HomeLayout; name: string; spec: DeploymentSpec; policy: ServicePolicy | null; manifestSha256: string | null;
   supersede: boolean; resolvedFrom: string; candidates: string[];
+  /** a repeat-safe deploy: the operation records the key (a repeat is answered with this operation by the caller) */
+  idempotencyKey?: string | null; requestHash?: string | null;
 }): DeployResult {
   const { store, name, spec } = o;
   const now = Date.now();
-  const op: Operation = { id: newId('op'), kind: 'deploy', target: name, state: 'running', idempotencyKey: null, requestHash: null, error: null, createdAt: now, updatedAt: now, endedAt: null };
+  const op: Operation = {
+    id: newId('op'), kind: 'deploy', target: name, state: 'running', idempotencyKey: o.idempotencyKey ?? null, requestHash: o.requestHash ?? null,
+    error: null, createdAt: now, updatedAt: now, endedAt: null,
+  };
   const hash = versionHash(spec, o.manifestSha256);
   const version = (n: number): ServiceVersion => ({ version: n, spec, specHash: hash, state: 'rolling-out', code: null, reason: null, createdAt: now });
   const rolloutTo = (s: Pick<Service, 'current' | 'policy'>, to: number): Service['rollout'] => ({

@@ -159,7 +159,7 @@ export interface AppUse extends VmUse { tenant: string; app: string; }
 /**
  * Where the figures come from: the control plane's durable samples (slo-samples.ts), or local mode's store.
  * Requests come from the services' traffic fronts (local mode: src/runtime/service-controller.ts records what each
- * front served); `requests` answers null where no service ever ran (the control plane: services run in local mode only).
+ * front served; the control plane: request-feed.ts counts its services' fronts); `requests` answers null where no service ever ran.
  */
 export interface SloSource {
   boots(from: number, to: number, f: SampleFilter): BootColumns;

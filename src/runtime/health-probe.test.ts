@@ -2,7 +2,7 @@ import { createServer as createHttpServer, type IncomingMessage, type Server as 
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { CheckSpec } from '../store/service-types.js';
-import { HealthTracker, probe } from './health-probe.js';
+import { BOOT_ALLOWANCE_MS, HealthTracker, graceEndsAt, probe } from './health-probe.js';
 
 const servers: (Server | HttpServer)[] = [];
 const sockets = new Set<Socket>();
@@ -167,5 +167,15 @@ describe('HealthTracker', () => {
     const restarted = start + 30_000;
     expect(t.feed(fail, restarted + 1000, restarted)).toBe('starting');
     expect(t).toMatchObject({ since: restarted, consecutiveFailures: 0 });
+  });
+});
+
+describe('graceEndsAt', () => {
+  it('counts the grace from the app start the guest reported, not from the VM start', () => {
+    // a 7 s boot (TCG on a loaded host) and a 2 s grace: failures count from 9 s after the VM started
+    expect(graceEndsAt({ vmStartedAt: 1000, appStartMs: 7000, graceMs: 2000 })).toBe(10_000);
+  });
+  it('without a report of the app start, the VM gets the boot allowance on top of the grace', () => {
+    expect(graceEndsAt({ vmStartedAt: 1000, appStartMs: null, graceMs: 2000 })).toBe(1000 + BOOT_ALLOWANCE_MS + 2000);
   });
 });

@@ -88,6 +88,18 @@ export function probe(check: CheckSpec, target: ProbeTarget, signal?: AbortSigna
   });
 }
 
+/** How long a VM may take to start its app before a replica's grace time counts from the VM's start instead. */
+export const BOOT_ALLOWANCE_MS = 60_000;
+
+/**
+ * When a replica's grace time ends: it counts from the app's start in the guest (the init reports it, `appStartMs`
+ * after the VM's start), so a slow boot (TCG, a loaded host) does not use it up. A VM that has not reported its
+ * app's start gets BOOT_ALLOWANCE_MS on top, counted from the VM's start (a VM that never starts its app still fails).
+ */
+export function graceEndsAt(o: { vmStartedAt: number; appStartMs: number | null; graceMs: number }): number {
+  return o.appStartMs !== null ? o.vmStartedAt + o.appStartMs + o.graceMs : o.vmStartedAt + BOOT_ALLOWANCE_MS + o.graceMs;
+}
+
 export type ReplicaHealth = 'starting' | 'healthy' | 'unhealthy';
 
 /**

@@ -12,7 +12,7 @@ import { isAlive, processRef, signalRef, sleep, waitUntilDead } from '../util/pr
 import { buildInto } from './build-into.js';
 import { spawnWorker } from './spawn-worker.js';
 import type { Front, FrontDriver, FrontPort, SlotCounters, SlotState } from './front.js';
-import { probe } from './health-probe.js';
+import { graceEndsAt, probe } from './health-probe.js';
 import { LogWriter } from './logstore.js';
 import { consoleLogFile } from './supervisor.js';
 import { restartDelayMs, RESTART_WINDOW_MS, shouldRestart } from './restart.js';
@@ -241,23 +241,24 @@ export class ServiceController {
         continue;
       }
       const check = s.policy.check;
+      const graceEnds = (graceMs: number): number => graceEndsAt({ vmStartedAt: d.startedAt!, appStartMs: d.boot.vmmStartToAppStartMs ?? null, graceMs });
       if (!check) {
         // no check: healthy once it ran its grace period and listens where it publishes (the guest init's report)
         const listening = !d.listen || d.listen.health === 'listening' || d.listen.health === 'no-ports' || d.listen.health === 'unknown';
-        const healthy = now - d.startedAt >= DEFAULT_GRACE_MS && listening;
+        const healthy = now >= graceEnds(DEFAULT_GRACE_MS) && listening;
         this.setHealth(t, healthy ? 'healthy' : 'starting', now, healthy ? null : d.listen?.warning?.message ?? null);
       } else if (!t.inFlight && now >= t.nextAt) {
         const port = d.spec.ports.find((p) => p.guestPort === check.port);
         t.inFlight = true;
         t.nextAt = now + check.intervalMs;
-        const startedAt = d.startedAt;
+        const graceEndsAt = graceEnds(check.graceMs);
         void probe(check, { address: '127.0.0.1', port: port?.hostPort ?? 0 }, this.abort.signal).then((r) => {
           const at = Date.now();
           if (r.ok) {
             t.failures = 0;
             t.passedOnce = true;
             this.setHealth(t, 'healthy', at, null);
-          } else if (at - startedAt < check.graceMs && !t.passedOnce) {
+          } else if (at < graceEndsAt && !t.passedOnce) {
             this.setHealth(t, 'starting', at, r.detail);
           } else if (++t.failures >= check.failures) {
             this.setHealth(t, 'unhealthy', at, r.detail);

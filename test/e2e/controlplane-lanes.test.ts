@@ -205,13 +205,13 @@ describe('control plane: a platform failure is retried and really runs again', (
     expect(JSON.parse(r.stdout)).toMatchObject({ state: 'running', code: null });
     const starts = readFileSync(join(wrapperDir, 'starts'), 'utf8').trim().split('\n');
     expect(starts).toHaveLength(2); // the VMM really started again
-    const db = new Database(join(server.data, 'journal.db'), { readonly: true });
-    try {
-      const job = db.prepare("SELECT state, attempts FROM jobs WHERE target = 'retried' AND kind = 'deploy'").get();
-      expect(job).toEqual({ state: 'succeeded', attempts: 2 });
-    } finally {
-      db.close();
-    }
+    // --wait returns when the deployment runs; the operation ends at the runner's next look (≤ 100 ms later)
+    const job = (): unknown => {
+      const db = new Database(join(server.data, 'journal.db'), { readonly: true });
+      try { return db.prepare("SELECT state, attempts FROM jobs WHERE target = 'retried' AND kind = 'deploy'").get(); } finally { db.close(); }
+    };
+    for (let i = 0; i < 50 && (job() as { state?: string } | undefined)?.state === 'running'; i++) await new Promise((res) => setTimeout(res, 100));
+    expect(job()).toEqual({ state: 'succeeded', attempts: 2 });
     const metrics = await (await server.api('/v1/metrics')).text();
     expect(metrics).toMatch(/^unikctld_operation_retries_total\{kind="deploy",tenant=""\} 1$/m);
     expect((await home.cli(['logs', 'retried'])).stdout).toContain('probe: started with 1 args');

@@ -1,0 +1,125 @@
+/**
+ * Services through the control plane (issue 13, remote mode): `unikctl deploy --replicas … --check … --wait` with
+ * UNIKCTL_CONTROL_PLANE_URL set goes to a real `unikctld serve` on loopback, which runs the replicas and the front on
+ * its own host. examples/go-service is built once in the CLI's home and uploaded as a package. Kept short: two
+ * replicas, one rollout (TCG boots are slow).
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { which } from '../../src/util/exec.js';
+import { TestServer } from './cp-helpers.js';
+import { exampleCopy, freePort, httpGet, shareBuildCache } from './helpers.js';
+import { portFree, type ServiceDeployJson, type ServiceStatusJson } from './service-helpers.js';
+
+const PKG = 'local/go-service:latest';
+const CHECK = 'http:8080/healthz,interval=1s,timeout=1s,grace=2s,failures=2';
+const BUILD_TIMEOUT = 900_000;
+/** two replicas boot under TCG, then a rollout replaces them one by one */
+const T = 480_000;
+
+const front = which('haproxy') ?? (existsSync('/usr/sbin/haproxy') ? '/usr/sbin/haproxy' : null);
+if (!front) console.log('services-remote e2e skipped: haproxy (the services\' front) is not installed (apt-get install haproxy)');
+
+const { home, app } = exampleCopy('go-service', /\/\.unikctl(\/|$)/);
+shareBuildCache(app, 'go-http');
+
+/** Processes whose command line names the server's data directory (its VMs' and fronts' files live under it). */
+function processesOf(dir: string, pattern: string): string[] {
+  try {
+    return execFileSync('pgrep', ['-af', `${pattern}.*${dir}`], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
+  } catch {
+    return [];
+  }
+}
+
+describe.skipIf(!front)('services in remote mode: unikctl → unikctld → replicas behind a front', () => {
+  const server = new TestServer({ runner: 'engine' });
+  let port = 0;
+
+  beforeAll(async () => {
+    const t0 = Date.now();
+    const r = await home.cli(['build', app, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    console.log(`go-service: built in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    port = await freePort();
+    await server.start();
+    Object.assign(home.env, server.cliEnv());
+  }, BUILD_TIMEOUT);
+
+  afterAll(async () => {
+    await home.cli(['destroy', 'rweb', '--wait']).catch(() => undefined);
+    await server.stop();
+    const left = [...processesOf(server.data, 'qemu-system'), ...processesOf(server.data, 'haproxy')];
+    for (const line of left) {
+      try { process.kill(Number(line.split(' ')[0]), 'SIGKILL'); } catch { /* gone */ }
+    }
+    server.cleanup();
+    expect(left).toEqual([]);
+  });
+
+  const deploy = async (env: string): Promise<{ code: number; out: ServiceDeployJson; text: string }> => {
+    const args = ['deploy', PKG, '--name', 'rweb', '-p', `${port}:8080`, '--replicas', '2', '--check', CHECK, '--min-healthy', '1s', '-e', env, '--wait', '--timeout', String(T / 1000 - 60), '--json'];
+    const t0 = Date.now();
+    const r = await home.cli(args);
+    const text = `unikctl ${args.join(' ')} → exit ${r.code} in ${((Date.now() - t0) / 1000).toFixed(1)} s\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
+    console.log(text.split('\n')[0]);
+    return { code: r.code, out: JSON.parse(r.stdout || 'null') as ServiceDeployJson, text };
+  };
+
+  it('deploy --replicas 2 --check … --wait, traffic through the published port, a rollout to v2, metrics, destroy', async () => {
+    const v1 = await deploy('VERSION=v1');
+    expect(v1.code, v1.text).toBe(0);
+    expect(v1.out.state, v1.text).toBe('running');
+    expect(v1.out.rollout?.phase, v1.text).toBe('succeeded');
+    let s = await home.json<ServiceStatusJson>(['status', 'rweb']);
+    const svc = s.services.find((x) => x.name === 'rweb');
+    expect(svc?.desired).toBe(2);
+    expect(svc?.replicas.filter((r) => r.health === 'healthy')).toHaveLength(2);
+    // the replicas are deployments of their own in the status the API returns
+    expect(s.deployments.map((d) => d.name).sort()).toEqual(svc?.replicas.map((r) => r.name).sort());
+
+    const seen = new Set<string>();
+    for (let i = 0; i < 10; i++) {
+      const body = (await httpGet(`http://127.0.0.1:${port}/`, 20_000)).trim();
+      expect(body).toMatch(/^version=v1 replica=rweb\.\d+$/);
+      seen.add(body);
+    }
+    expect(seen.size, [...seen].join(', ')).toBe(2);
+
+    const v2 = await deploy('VERSION=v2');
+    expect(v2.code, v2.text).toBe(0);
+    expect(v2.out.rollout?.phase, v2.text).toBe('succeeded');
+    expect(v2.out.rollout?.to, v2.text).toBe(2);
+    expect((await httpGet(`http://127.0.0.1:${port}/`, 20_000)).trim()).toMatch(/^version=v2 replica=rweb\.\d+$/);
+    s = await home.json<ServiceStatusJson>(['status', 'rweb']);
+    expect(s.services.find((x) => x.name === 'rweb')?.current).toBe(2);
+    const ops = s.operations.filter((o) => o.kind === 'deploy');
+    expect(ops.map((o) => o.state)).toEqual(['succeeded', 'succeeded']);
+
+    // logs of the app merge its replicas (and its controller), each line with its source
+    const logs = await home.cli(['logs', 'rweb', '--json']);
+    expect(logs.code, logs.stderr).toBe(0);
+    expect(logs.stdout).toMatch(/"source":"rweb\.\d+"/);
+
+    // the front's traffic in the control plane's metrics (the controller adds it up every few seconds)
+    let metrics = '';
+    for (let i = 0; i < 40 && !/unikctld_front_requests_total\{app="rweb",version="2"/.test(metrics); i++) {
+      await httpGet(`http://127.0.0.1:${port}/`, 20_000);
+      metrics = await (await server.api('/v1/metrics')).text();
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    expect(metrics).toMatch(/unikctld_front_requests_total\{app="rweb",version="1",tenant=""\} [1-9]/);
+    expect(metrics).toMatch(/unikctld_front_requests_total\{app="rweb",version="2",tenant=""\} [1-9]/);
+    expect(metrics).toContain('unikctld_service_replicas{app="rweb",tenant="",state="desired"} 2');
+
+    const d = await home.cli(['destroy', 'rweb', '--wait', '--json']);
+    expect(d.code, `${d.stdout}\n${d.stderr}`).toBe(0);
+    s = await home.json<ServiceStatusJson>(['status']);
+    expect(s.deployments.filter((x) => x.name.startsWith('rweb'))).toEqual([]);
+    expect((s.services ?? []).filter((x) => x.name === 'rweb')).toEqual([]);
+    expect(processesOf(server.data, 'qemu-system')).toEqual([]);
+    expect(processesOf(server.data, 'haproxy')).toEqual([]);
+    expect(await portFree(port)).toBe(true);
+  }, 2 * T);
+});
