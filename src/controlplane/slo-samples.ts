@@ -141,11 +141,26 @@ export class SloSamples implements SloSource, RequestCounter {
     for (const s of list) this.pushDeploy(s);
   }
 
-  /** A VM came up: its VM-seconds count from now until vmEnded (a replayed start of the same life is ignored). */
-  vmStarted(v: VmStart): void {
-    if (this.stmt('SELECT 1 FROM slo_vms WHERE deployment = ? AND ended_at IS NULL').get(v.deployment) !== undefined) return;
+  /**
+   * A VM came up: its VM-seconds count from now until vmEnded (a replayed start of the same life is ignored).
+   * Returns whether this was a new life.
+   */
+  vmStarted(v: VmStart): boolean {
+    if (this.stmt('SELECT 1 FROM slo_vms WHERE deployment = ? AND ended_at IS NULL').get(v.deployment) !== undefined) return false;
     this.stmt('INSERT INTO slo_vms (deployment, tenant, app, node, vcpus, memory_mib, started_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
       .run(v.deployment, v.tenant, v.app, v.node, v.vcpus, v.memoryMiB, v.at);
+    return true;
+  }
+
+  /** Deployments whose VM life is open (started, not ended). */
+  openLives(): string[] {
+    return (this.stmt('SELECT deployment FROM slo_vms WHERE ended_at IS NULL').all() as Array<{ deployment: string }>).map((r) => r.deployment);
+  }
+
+  /** The size of the last VM recorded for an app (a service's next replica after a restart of unikctld), or null. */
+  lastSize(tenant: string, app: string): { vcpus: number; memoryMiB: number } | null {
+    const r = this.stmt('SELECT vcpus, memory_mib FROM slo_vms WHERE tenant = ? AND app = ? ORDER BY id DESC LIMIT 1').get(tenant, app) as { vcpus: number; memory_mib: number } | undefined;
+    return r ? { vcpus: r.vcpus, memoryMiB: r.memory_mib } : null;
   }
 
   vmEnded(deployment: string, at: number): void {
