@@ -1,4 +1,4 @@
-import type { Store } from '../store/types.js';
+import type { Deployment, Store } from '../store/types.js';
 import { deployOutcome, OUTCOME_CODE, overlapSeconds, type AppUse, type BootColumns, type DeployColumns, type SampleFilter, type SloSource } from './slo.js';
 
 /** A VM without a memory request runs with its pack's default, which the store does not record: counted at this size. */
@@ -16,8 +16,8 @@ export class LocalSloSource implements SloSource {
   constructor(private readonly store: Store, private readonly historyLimit = 100_000) {}
 
   /** the app a deployment counts under: its service for a replica, else its own name */
-  private static appOf(d: { name: string; service?: { app: string } }): string {
-    return d.service?.app ?? d.name;
+  private static appOf(d: Deployment): string {
+    return d.spec.service?.app ?? d.name;
   }
 
   private match(name: string, f: SampleFilter): boolean {

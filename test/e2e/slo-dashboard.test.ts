@@ -57,7 +57,7 @@ interface Slo {
   boot: { count: number; p50Ms: number | null; p95Ms: number | null; objective: { p95Ms: number }; budgetRemaining: number | null; burnRate: Record<'1h' | '5m', number | null> };
   deploys: { succeeded: number; platformFailures: number; userErrors: number; successRate: number | null; objective: number; budgetRemaining: number | null; burnRate: Record<'1h' | '5m', number | null>; userByCode: Array<{ code: string }> };
   cost: { total: number; vmSeconds: number; perRequest: number | null; requests: number | null; perApp: Array<{ tenant: string; app: string; vmSeconds: number }> };
-  requests: { total: number | null; perSecond: number | null; note: string | null };
+  requests: { total: number | null; perSecond: number | null; note: string | null; series: Array<{ t: number; requests: number | null; perSecond: number | null }> };
   apps: Array<{ tenant: string; name: string; bootMs?: number | null }>;
 }
 
@@ -228,6 +228,8 @@ describe.skipIf(!hasChromium || !haproxy)('the SLO page at /ui/ in Chromium', ()
     expect([s.requests.total, s.cost.requests, s.requests.note]).toEqual([SENT, SENT, null]);
     expect(s.requests.perSecond).toBe(SENT / 3600);
     expect(s.cost.perRequest).toBe(s.cost.total / SENT);
+    // the chart's series: the same requests, in the buckets they were counted in
+    expect(s.requests.series.reduce((n, b) => n + (b.requests ?? 0), 0)).toBe(SENT);
     // per app: the service's own requests and cost; an app without a front has none
     const one = await api(ADMIN_TOKEN, `window=1h&app=${SVC}`);
     expect(one.requests.total).toBe(SENT);
