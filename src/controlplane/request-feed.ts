@@ -11,6 +11,7 @@ export interface ReplicaSamples {
   openLives(): string[];
   lastSize(tenant: string, app: string): { vcpus: number; memoryMiB: number } | null;
   recordBoot(s: BootSample): void;
+  hasBoot(tenant: string, app: string, at: number): boolean;
 }
 
 /** A service replica's deployment name: `<service>.<n>` (app names have no dots, so nothing else looks like it). */
@@ -26,7 +27,8 @@ const REPLICA = /^(.+)\.\d+$/;
  *
  * With `replicas`, the same read also records the replicas' VMs, which no operation of the control plane names (a
  * service's deploy operation is named after the service; its controller starts and replaces the replicas): a
- * running replica not seen before opens a VM life (from its start) and records its boot; a replica life that is no
+ * running replica not seen before opens a VM life (from its start); its boot is recorded once per start time, at the
+ * first read that knows it (also after a restart of unikctld, which finds it recorded); a replica life that is no
  * longer running ends (at its end, or now). Their size is the service deploy's (`sized`, from the SloRecorder), or
  * the app's last recorded VM's after a restart of unikctld, or 1 vCPU and 128 MiB.
  */
@@ -79,7 +81,9 @@ export class RequestFeed {
         const size = this.sizes.get(v.name) ?? r.lastSize(tenant, app) ?? { vcpus: 1, memoryMiB: UNKNOWN_MEMORY_MIB };
         const node = d.node ?? 'local';
         const at = Date.parse(d.startedAt);
-        if (r.vmStarted({ deployment: rep.name, tenant, app, node, ...size, at }) && d.bootMs !== null) {
+        r.vmStarted({ deployment: rep.name, tenant, app, node, ...size, at });
+        // once per life (its start time), whenever its boot time is first known: also after a restart of unikctld
+        if (d.bootMs !== null && !r.hasBoot(tenant, app, at)) {
           r.recordBoot({ at, tenant, app, version: d.image ?? d.id, node, accel: d.accel ?? 'unknown', ms: d.bootMs });
         }
       }

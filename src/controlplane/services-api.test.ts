@@ -261,12 +261,18 @@ describe('services in /v1/metrics and in the SLO request figures', () => {
     svcs = [serviceView({ name: 'acme--web', replicas: serviceView().replicas.map((r) => ({ ...r, name: r.name.replace('web', 'acme--web') })) })];
     // a plain deployment with an open life (its deploy operation recorded it) is not the feed's to end
     samples.vmStarted({ deployment: 'acme--plain', tenant: 'acme', app: 'plain', node: 'local', vcpus: 1, memoryMiB: 128, at: t0 });
+    const all = (now: number) => computeSlo(samples, { window: '1h', now, filter: { tenant: 'acme', app: 'web' }, prices: { vcpuSecond: 1e-5, gibSecond: 0, request: 0, currency: 'USD' }, objectives: DEFAULT_OBJECTIVES });
+    // running before its boot time is known: the life opens, the boot is recorded at the read that knows it
+    deployments = [{ ...up('acme--web.1', t0, 300), bootMs: null }, { ...replicaView('acme--web.2'), state: 'starting' }];
+    await feed.tick(t0 + 500);
+    expect(all(t0 + 500).boot.count).toBe(0);
+    expect(samples.openLives().sort()).toEqual(['acme--plain', 'acme--web.1']);
     deployments = [up('acme--web.1', t0, 300), { ...replicaView('acme--web.2'), state: 'starting' }];
     await feed.tick(t0 + 1000);
+    expect(all(t0 + 1000).boot.count).toBe(1);
     await feed.tick(t0 + 2000); // seen again: no second boot, no second life
     deployments = [up('acme--web.1', t0, 300), up('acme--web.2', t0 + 60_000, 500)];
     await feed.tick(t0 + 61_000);
-    const all = (now: number) => computeSlo(samples, { window: '1h', now, filter: { tenant: 'acme', app: 'web' }, prices: { vcpuSecond: 1e-5, gibSecond: 0, request: 0, currency: 'USD' }, objectives: DEFAULT_OBJECTIVES });
     expect([all(t0 + 61_000).boot.count, all(t0 + 61_000).boot.p95Ms]).toEqual([2, 500]);
     // web.2 went away (replaced, destroyed): its life ends at the read that no longer sees it running
     deployments = [up('acme--web.1', t0, 300)];

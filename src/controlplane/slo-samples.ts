@@ -124,6 +124,11 @@ export class SloSamples implements SloSource, RequestCounter {
     this.pushBoot(s);
   }
 
+  /** Whether a boot of this app that started at `at` is recorded (a replica's boot is recorded once, whenever seen). */
+  hasBoot(tenant: string, app: string, at: number): boolean {
+    return this.stmt('SELECT 1 FROM slo_boots WHERE at = ? AND tenant = ? AND app = ?').get(at, tenant, app) !== undefined;
+  }
+
   /** Many boots in one transaction (benchmarks and imports). */
   recordBoots(list: readonly BootSample[]): void {
     this.db.transaction(() => { for (const s of list) this.stmt('INSERT INTO slo_boots (at, tenant, app, version, node, accel, ms) VALUES (?, ?, ?, ?, ?, ?, ?)').run(s.at, s.tenant, s.app, s.version, s.node, s.accel, s.ms); })();

@@ -196,7 +196,7 @@ describe.skipIf(!hasChromium || !haproxy)('the SLO page at /ui/ in Chromium', ()
     // a few more feed periods: nothing else may be counted (health checks go to the replicas, not through the front)
     await new Promise((res) => setTimeout(res, 3 * FEED_MS + 500));
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
-  }, 900_000);
+  }, 1_800_000);
 
   afterAll(async () => {
     await browser?.close();
