@@ -97,8 +97,10 @@
       [t, s.boot.series.map((b) => b.p50Ms), s.boot.series.map((b) => b.p95Ms)]);
     chart('chart-deploys', [{ label: 'success %', stroke: '#5ad17a', width: 2, spanGaps: true, points: { show: true } }, { label: 'objective %', stroke: '#8a939c', dash: [4, 4] }],
       [s.deploys.series.map((b) => b.t / 1000), s.deploys.series.map((b) => (b.successRate === null ? null : b.successRate * 100)), s.deploys.series.map(() => s.deploys.objective * 100)]);
-    // no request source until the services' front exists: the chart keeps its axes, the tile says why
-    chart('chart-requests', [{ label: 'req/s', stroke: '#c792ea', width: 2 }], [t, t.map(() => s.requests.perSecond)]);
+    // requests per second in each bucket; without a request source (no service yet) the chart keeps its axes and the
+    // tile says why
+    chart('chart-requests', [{ label: 'req/s', stroke: '#c792ea', width: 2, points: { show: true } }],
+      [s.requests.series.map((b) => b.t / 1000), s.requests.series.map((b) => b.perSecond)]);
 
     rows('cost-apps', s.cost.perApp, (a) => [a.tenant || '–', a.app, fmt.int(a.vmSeconds), fmt.money(a.cost)]);
     rows('codes', [...s.deploys.platformByCode.map((c) => ({ ...c, fault: 'platform' })), ...s.deploys.userByCode.map((c) => ({ ...c, fault: 'user' }))], (c) => [c.code, c.fault, String(c.count)]);

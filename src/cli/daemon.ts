@@ -141,6 +141,7 @@ export function createServerProgram(): Command {
     .option('--policy <spread|binpack>', 'placement policy in agents mode: spread workloads (default) or fill nodes first', 'spread')
     .option('--artifact-ttl-ms <ms>', 'uploaded artifacts unused for this long and needed by no pending deploy or placement are removed (0: never)', int('--artifact-ttl-ms'), 24 * 3600_000)
     .option('--slo-retention <duration>', 'how long boot, deploy and VM samples of the SLO figures are kept (e.g. 30d, 12h; at least 1h)', process.env.UNIKCTLD_SLO_RETENTION ?? '30d')
+    .option('--slo-request-feed-ms <ms>', 'how often the services\' request counts are read into the SLO request figures (default 10000; tests shorten it)', int('--slo-request-feed-ms'), 10_000)
     .option('--slo-config <file>', 'price table (per vCPU-second, GiB-second, request) and objectives (boot p95, deploy success) of /v1/slo and the /ui/ page (YAML or JSON; see docs/slo.md)', process.env.UNIKCTLD_SLO_CONFIG)
     .addHelpText('after', `
 Environment:

@@ -363,7 +363,13 @@ export const sloSchema = {
         perApp: { type: 'array', items: { type: 'object', required: ['tenant', 'app', 'vmSeconds', 'cost'], properties: { tenant: str, app: str, vmSeconds: { type: 'number' }, cost: { type: 'number' } } } },
       },
     },
-    requests: { type: 'object', required: ['total', 'perSecond', 'note'], properties: { total: nnum, perSecond: nnum, note: nstr } },
+    requests: {
+      type: 'object', required: ['total', 'perSecond', 'note', 'series'],
+      properties: {
+        total: nnum, perSecond: nnum, note: nstr,
+        series: { type: 'array', items: { type: 'object', required: ['t', 'requests', 'perSecond'], properties: { t: { type: 'number' }, requests: nnum, perSecond: nnum } } },
+      },
+    },
     apps: {
       type: 'array',
       items: { type: 'object', required: ['tenant', 'name', 'state', 'node', 'bootMs'], properties: { tenant: str, name: str, state: str, node: str, accel: nstr, bootMs: nnum } },

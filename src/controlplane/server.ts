@@ -72,6 +72,8 @@ export interface ServeOptions {
   sloRetention: string;
   /** --slo-config FILE: price table and objectives (docs/slo.md) */
   sloConfig?: string;
+  /** --slo-request-feed-ms: how often the services' request counts are read into the SLO figures (default 10 s) */
+  sloRequestFeedMs?: number;
 }
 
 
@@ -88,6 +90,9 @@ export async function serve(o: ServeOptions): Promise<{ close(deadlineMs?: numbe
   const [host, port] = [m[1].replace(/^\[|\]$/g, ''), Number(m[2])];
   if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw new UserError('E_INVALID_ARGUMENT', '--tls-cert and --tls-key go together');
 
+  const feedMs = o.sloRequestFeedMs ?? REQUEST_FEED_MS;
+  // each read is a status call to the node (or every agent): faster than 10 times a second only loads them
+  if (!Number.isInteger(feedMs) || feedMs < 100) throw new UserError('E_INVALID_ARGUMENT', `--slo-request-feed-ms ${feedMs} must be a whole number of milliseconds ≥ 100`);
   const retentionMs = parseRetention(o.sloRetention);
   if (retentionMs === null) throw new UserError('E_INVALID_ARGUMENT', `--slo-retention ${o.sloRetention} is not a duration of at least 1h (e.g. 30d, 12h, 90m)`);
   const sloConfig = loadSloConfig(o.sloConfig);
@@ -125,13 +130,14 @@ export async function serve(o: ServeOptions): Promise<{ close(deadlineMs?: numbe
   const samples = new SloSamples(stores.samples, retentionMs);
   const prune = setInterval(() => samples.prune(), 3600_000);
   prune.unref();
-  const slo = new SloRecorder(samples, node, (msg, f) => log?.(msg, f), metrics);
-  // the services' request counts feed the SLO request figures (the replica that runs the queue counts, once)
-  const requestFeed = new RequestFeed(node, samples);
+  // the services' request counts feed the SLO request figures (the replica that runs the queue counts, once); the
+  // same reads record the services' replica VMs, which no operation names
+  const requestFeed = new RequestFeed(node, samples, samples);
+  const slo = new SloRecorder(samples, node, (msg, f) => log?.(msg, f), metrics, (service, size) => requestFeed.sized(service, size));
   const feed = setInterval(() => {
     if (!queue.isRunning || o.runner === 'fake') return;
     void requestFeed.tick().catch((e: unknown) => log?.('reading the services\' request counts failed', { error: String(e) }));
-  }, REQUEST_FEED_MS);
+  }, feedMs);
   feed.unref();
   const runner: Runner = o.runner === 'fake' ? new FakeRunner(journal, o.fakeWorkMs) : new EngineRunner(node, journal, fleet);
   let log: ((msg: string, f: Record<string, unknown>) => void) | null = null;

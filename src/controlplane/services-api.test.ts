@@ -1,3 +1,4 @@
+import Database from 'better-sqlite3';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +17,8 @@ import { ControlPlane } from './service.js';
 import { TenantScope, type TenantSpec } from './tenants.js';
 import { Metrics } from './metrics.js';
 import { RequestFeed } from './request-feed.js';
+import { SloSamples } from './slo-samples.js';
+import { computeSlo, DEFAULT_OBJECTIVES } from '../engine/slo.js';
 
 /** A one-file tar archive holding an ELF binary (the artifact of `deploy ./binary`). */
 function tarOfBinary(): Buffer {
@@ -244,5 +247,46 @@ describe('services in /v1/metrics and in the SLO request figures', () => {
     svcs = [view()];
     expect(await feed.tick(4)).toBe(2);
     expect(counted).toEqual([['', 'web', 7, 2], ['', 'web', 3, 3], ['', 'web', 2, 4]]);
+  });
+
+  it('the same reads record the replicas\' VMs (no operation names them): their boots once, their VM-seconds until they go', async () => {
+    const samples = new SloSamples(new Database(':memory:'), 30 * 86_400_000);
+    const t0 = Date.now() - 600_000;
+    let deployments: StatusResult['deployments'] = [];
+    let svcs: ServiceView[] = [];
+    const node = { status: async () => ({ deployments, operations: [], services: svcs }) } as unknown as Client;
+    const feed = new RequestFeed(node, samples, samples);
+    feed.sized('acme--web', { vcpus: 2, memoryMiB: 1024 });
+    const up = (name: string, startedAt: number, bootMs: number): StatusResult['deployments'][number] => ({ ...replicaView(name), startedAt: new Date(startedAt).toISOString(), bootMs });
+    svcs = [serviceView({ name: 'acme--web', replicas: serviceView().replicas.map((r) => ({ ...r, name: r.name.replace('web', 'acme--web') })) })];
+    // a plain deployment with an open life (its deploy operation recorded it) is not the feed's to end
+    samples.vmStarted({ deployment: 'acme--plain', tenant: 'acme', app: 'plain', node: 'local', vcpus: 1, memoryMiB: 128, at: t0 });
+    const all = (now: number) => computeSlo(samples, { window: '1h', now, filter: { tenant: 'acme', app: 'web' }, prices: { vcpuSecond: 1e-5, gibSecond: 0, request: 0, currency: 'USD' }, objectives: DEFAULT_OBJECTIVES });
+    // running before its boot time is known: the life opens, the boot is recorded at the read that knows it
+    deployments = [{ ...up('acme--web.1', t0, 300), bootMs: null }, { ...replicaView('acme--web.2'), state: 'starting' }];
+    await feed.tick(t0 + 500);
+    expect(all(t0 + 500).boot.count).toBe(0);
+    expect(samples.openLives().sort()).toEqual(['acme--plain', 'acme--web.1']);
+    deployments = [up('acme--web.1', t0, 300), { ...replicaView('acme--web.2'), state: 'starting' }];
+    await feed.tick(t0 + 1000);
+    expect(all(t0 + 1000).boot.count).toBe(1);
+    await feed.tick(t0 + 2000); // seen again: no second boot, no second life
+    deployments = [up('acme--web.1', t0, 300), up('acme--web.2', t0 + 60_000, 500)];
+    await feed.tick(t0 + 61_000);
+    expect([all(t0 + 61_000).boot.count, all(t0 + 61_000).boot.p95Ms]).toEqual([2, 500]);
+    // web.2 went away (replaced, destroyed): its life ends at the read that no longer sees it running
+    deployments = [up('acme--web.1', t0, 300)];
+    await feed.tick(t0 + 120_000);
+    const r = all(t0 + 300_000);
+    // web.1: 300 s, web.2: 60 s, at 2 vCPUs
+    expect(r.cost.perApp).toEqual([{ tenant: 'acme', app: 'web', vmSeconds: 360, cost: expect.closeTo(360 * 2 * 1e-5, 12) as number }]);
+    expect(samples.openLives().sort()).toEqual(['acme--plain', 'acme--web.1']);
+    // after a restart of unikctld (no size from a deploy): the app's last recorded size
+    const again = new RequestFeed(node, samples, samples);
+    svcs = [{ ...svcs[0] as ServiceView, replicas: (svcs[0] as ServiceView).replicas.map((r) => (r.name === 'acme--web.2' ? { ...r, name: 'acme--web.3' } : r)) }];
+    deployments = [up('acme--web.1', t0, 300), up('acme--web.3', t0 + 200_000, 400)];
+    await again.tick(t0 + 201_000);
+    expect(samples.lastSize('acme', 'web')).toEqual({ vcpus: 2, memoryMiB: 1024 });
+    expect(all(t0 + 300_000).boot.count).toBe(3);
   });
 });

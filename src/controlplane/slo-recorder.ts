@@ -26,6 +26,8 @@ export class SloRecorder {
     private readonly samples: SloSamples, private readonly node: Client, private readonly log: (msg: string, f: Record<string, unknown>) => void,
     /** the same SLIs as Prometheus series, for the shipped recording and alert rules (monitoring/) */
     private readonly metrics: Pick<Metrics, 'deploys' | 'boots'> | null = null,
+    /** a service's deploy succeeded: the size its replicas run with (their VMs are recorded by the RequestFeed) */
+    private readonly serviceSized: ((service: string, size: { vcpus: number; memoryMiB: number }) => void) | null = null,
   ) {}
 
   finished(op: QueuedOperation, outcome: 'succeeded' | 'failed', error?: OperationError): void {
@@ -45,6 +47,13 @@ export class SloRecorder {
     this.samples.recordDeploy({ at: now, tenant, app, outcome: kind, code });
     this.metrics?.deploys.inc({ tenant, outcome: kind, code: code ?? '' });
     if (outcome !== 'succeeded') return;
+    const r = op.request as DeployOperationRequest;
+    const size = { vcpus: r.cpus ?? 1, memoryMiB: (r.memory !== undefined ? parseSizeMiB(r.memory) : null) ?? UNKNOWN_MEMORY_MIB };
+    // a service has no deployment of its name: its replicas' boots and VM lives come from the RequestFeed's reads
+    if (r.service !== undefined) {
+      this.serviceSized?.(op.target, size);
+      return;
+    }
     const d = await this.node.waitFor(op.target, () => true, 0);
     if (!d) return;
     const node = d.node ?? 'local';
@@ -52,11 +61,7 @@ export class SloRecorder {
       this.samples.recordBoot({ at: now, tenant, app, version: d.image ?? d.id, node, accel: d.accel ?? 'unknown', ms: d.bootMs });
       this.metrics?.boots.observe({ tenant, accel: d.accel ?? 'unknown' }, d.bootMs / 1000);
     }
-    const r = op.request as DeployOperationRequest;
-    this.samples.vmStarted({
-      deployment: op.target, tenant, app, node, vcpus: r.cpus ?? 1, memoryMiB: (r.memory !== undefined ? parseSizeMiB(r.memory) : null) ?? UNKNOWN_MEMORY_MIB,
-      at: d.startedAt ? Date.parse(d.startedAt) : now,
-    });
+    this.samples.vmStarted({ deployment: op.target, tenant, app, node, ...size, at: d.startedAt ? Date.parse(d.startedAt) : now });
     // an app that already ended (a batch job like c-hello) used its VM only until then
     if (d.endedAt) this.samples.vmEnded(op.target, Date.parse(d.endedAt));
   }

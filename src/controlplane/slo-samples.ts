@@ -124,6 +124,11 @@ export class SloSamples implements SloSource, RequestCounter {
     this.pushBoot(s);
   }
 
+  /** Whether a boot of this app that started at `at` is recorded (a replica's boot is recorded once, whenever seen). */
+  hasBoot(tenant: string, app: string, at: number): boolean {
+    return this.stmt('SELECT 1 FROM slo_boots WHERE at = ? AND tenant = ? AND app = ?').get(at, tenant, app) !== undefined;
+  }
+
   /** Many boots in one transaction (benchmarks and imports). */
   recordBoots(list: readonly BootSample[]): void {
     this.db.transaction(() => { for (const s of list) this.stmt('INSERT INTO slo_boots (at, tenant, app, version, node, accel, ms) VALUES (?, ?, ?, ?, ?, ?, ?)').run(s.at, s.tenant, s.app, s.version, s.node, s.accel, s.ms); })();
@@ -141,11 +146,26 @@ export class SloSamples implements SloSource, RequestCounter {
     for (const s of list) this.pushDeploy(s);
   }
 
-  /** A VM came up: its VM-seconds count from now until vmEnded (a replayed start of the same life is ignored). */
-  vmStarted(v: VmStart): void {
-    if (this.stmt('SELECT 1 FROM slo_vms WHERE deployment = ? AND ended_at IS NULL').get(v.deployment) !== undefined) return;
+  /**
+   * A VM came up: its VM-seconds count from now until vmEnded (a replayed start of the same life is ignored).
+   * Returns whether this was a new life.
+   */
+  vmStarted(v: VmStart): boolean {
+    if (this.stmt('SELECT 1 FROM slo_vms WHERE deployment = ? AND ended_at IS NULL').get(v.deployment) !== undefined) return false;
     this.stmt('INSERT INTO slo_vms (deployment, tenant, app, node, vcpus, memory_mib, started_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
       .run(v.deployment, v.tenant, v.app, v.node, v.vcpus, v.memoryMiB, v.at);
+    return true;
+  }
+
+  /** Deployments whose VM life is open (started, not ended). */
+  openLives(): string[] {
+    return (this.stmt('SELECT deployment FROM slo_vms WHERE ended_at IS NULL').all() as Array<{ deployment: string }>).map((r) => r.deployment);
+  }
+
+  /** The size of the last VM recorded for an app (a service's next replica after a restart of unikctld), or null. */
+  lastSize(tenant: string, app: string): { vcpus: number; memoryMiB: number } | null {
+    const r = this.stmt('SELECT vcpus, memory_mib FROM slo_vms WHERE tenant = ? AND app = ? ORDER BY id DESC LIMIT 1').get(tenant, app) as { vcpus: number; memory_mib: number } | undefined;
+    return r ? { vcpus: r.vcpus, memoryMiB: r.memory_mib } : null;
   }
 
   vmEnded(deployment: string, at: number): void {

@@ -69,6 +69,26 @@ describe('SLO arithmetic (docs/slo.md)', () => {
     expect(r.requests.perSecond).toBeCloseTo(1000 / 3600, 12);
   });
 
+  it('requests per bucket for the chart: each bucket\'s requests over its 150 s (1h ÷ 24); null without a source', () => {
+    const now = Date.now();
+    const s = samples();
+    let r = computeSlo(s, { window: '1h', now, filter: {}, prices, objectives: DEFAULT_OBJECTIVES });
+    expect(r.requests.series).toHaveLength(24);
+    expect(r.requests.series.every((b) => b.requests === null && b.perSecond === null)).toBe(true);
+    s.attach();
+    r = computeSlo(s, { window: '1h', now, filter: {}, prices, objectives: DEFAULT_OBJECTIVES });
+    expect(r.requests.series.every((b) => b.requests === 0 && b.perSecond === 0)).toBe(true);
+    s.count('', 'web', 300, now - HOUR + 10_000); // first bucket
+    s.count('', 'web', 30, now - 1000); // last bucket
+    s.count('acme', 'api', 15, now - 1000);
+    r = computeSlo(s, { window: '1h', now, filter: {}, prices, objectives: DEFAULT_OBJECTIVES });
+    expect(r.requests.series[0]).toEqual({ t: now - HOUR, requests: 300, perSecond: 2 });
+    expect(r.requests.series[23]).toMatchObject({ requests: 45, perSecond: 0.3 });
+    expect(r.requests.series.reduce((n, b) => n + (b.requests ?? 0), 0)).toBe(r.requests.total);
+    const acme = computeSlo(s, { window: '1h', now, filter: { tenant: 'acme' }, prices, objectives: DEFAULT_OBJECTIVES });
+    expect(acme.requests.series.map((b) => b.requests ?? 0).filter((n) => n > 0)).toEqual([15]);
+  });
+
   it('burn rates, budget and the multi-window page condition', () => {
     expect(burnRate(1, 100, 0.99)).toBeCloseTo(1, 12);
     expect(budgetRemaining(1, 200, 0.99)).toBeCloseTo(0.5, 12);

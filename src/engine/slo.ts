@@ -196,7 +196,11 @@ export interface SloReport {
     currency: string; prices: Prices; total: number; vmSeconds: number; requests: number | null; perRequest: number | null;
     perApp: Array<{ tenant: string; app: string; vmSeconds: number; cost: number }>;
   };
-  requests: { total: number | null; perSecond: number | null; note: string | null };
+  requests: {
+    total: number | null; perSecond: number | null; note: string | null;
+    /** per bucket: requests in it and their rate over the bucket (null without a request source) */
+    series: Array<{ t: number; requests: number | null; perSecond: number | null }>;
+  };
 }
 
 export const NO_REQUEST_SOURCE = 'no request data (requests are counted by the fronts of services: deploy with --replicas)';
@@ -332,7 +336,15 @@ export function computeSlo(src: SloSource, q: SloQuery): SloReport {
       currency: q.prices.currency, prices: q.prices, total, vmSeconds: uses.reduce((n, u) => n + u.seconds, 0), requests, perRequest: costPerRequest(total, requests),
       perApp: [...perApp.values()].sort((x, y) => y.cost - x.cost || x.app.localeCompare(y.app)),
     },
-    requests: { total: requests, perSecond: requests === null ? null : requests / (span / 1000), note: requests === null ? NO_REQUEST_SOURCE : null },
+    requests: {
+      total: requests, perSecond: requests === null ? null : requests / (span / 1000), note: requests === null ? NO_REQUEST_SOURCE : null,
+      // per bucket only when the window has requests at all (else every bucket is 0, or null without a source)
+      series: Array.from({ length: nb }, (_, k) => {
+        const a = from + k * width;
+        const r = requests === null ? null : requests === 0 ? 0 : src.requests(a, k === nb - 1 ? to : a + width, q.filter);
+        return { t: a, requests: r, perSecond: r === null ? null : r / (width / 1000) };
+      }),
+    },
   };
 }
 
