@@ -41,8 +41,16 @@ export async function runApps(o: { runs: number; accel: string; only: string[] |
   onExit(() => { for (const n of live) runSync([process.execPath, CLI, 'destroy', n, '--wait'], { env }); });
   const started = new Date();
   const results: AppResult[] = [];
-  const apps = FRAMEWORK_APPS.filter((a) => (!o.only || o.only.includes(a.example)) && existsSync(join(ROOT, 'examples', a.example)));
-  for (const app of apps) results.push(await oneApp(app));
+  // --apps=a,b: in the order given (the ones that matter most first on a slow host), unknown names refused
+  const unknown = (o.only ?? []).filter((n) => !FRAMEWORK_APPS.some((a) => a.example === n));
+  if (unknown.length) throw new Error(`not a framework example (bench/lib/apps.ts): ${unknown.join(', ')}`);
+  const chosen = o.only ? o.only.map((n) => FRAMEWORK_APPS.find((a) => a.example === n) as FrameworkApp) : FRAMEWORK_APPS;
+  const apps = chosen.filter((a) => existsSync(join(ROOT, 'examples', a.example)));
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  const file = join(RESULTS_DIR, `boot-apps-${fileStamp(started)}-${hostname()}.json`);
+  // rewritten after every app: a run stopped part-way (a long TCG run on a busy host) keeps what it measured
+  const save = (): void => writeFileSync(file, `${JSON.stringify({ schema: 'unikctl.bench.boot-apps/v1', startedAt: started.toISOString(), finishedAt: new Date().toISOString(), accel: o.accel, runs: o.runs, results }, null, 2)}\n`);
+  for (const app of apps) { results.push(await oneApp(app)); save(); }
 
   async function oneApp(app: FrameworkApp): Promise<AppResult> {
     const dir = join(ROOT, 'examples', app.example);
@@ -74,8 +82,6 @@ export async function runApps(o: { runs: number; accel: string; only: string[] |
     return { example: app.example, framework: app.framework, imageBytes: manifest.size, samples, summary: summarize(samples.map((s) => s.deployToFirstHttpMs)), loadAvg: { before: round(before), after: round(loadavg()[0] ?? NaN) } };
   }
 
-  mkdirSync(RESULTS_DIR, { recursive: true });
-  const file = join(RESULTS_DIR, `boot-apps-${fileStamp(started)}-${hostname()}.json`);
-  writeFileSync(file, `${JSON.stringify({ schema: 'unikctl.bench.boot-apps/v1', startedAt: started.toISOString(), finishedAt: new Date().toISOString(), accel: o.accel, runs: o.runs, results }, null, 2)}\n`);
+  save();
   return { file, results };
 }
