@@ -93,14 +93,14 @@ async function apps(only: string[] | null): Promise<void> {
   if (opts.json) { process.stdout.write(`${JSON.stringify({ file: relative(ROOT, file), results }, null, 2)}\n`); return; }
   const w = Math.max(...results.map((r) => r.example.length), 7);
   const out = ['', `deploy → first HTTP response (framework route), ${m.accelLabel}, ${opts.runs} deploys per app${opts.quick ? ' (--quick: a smoke test)' : ''}`, '',
-    `${'example'.padEnd(w)} ${'image'.padStart(10)} ${'n'.padStart(3)} ${'p50'.padStart(8)} ${'p95'.padStart(8)} ${'max'.padStart(8)}  framework`];
+    `${'example'.padEnd(w)} ${'image'.padStart(10)} ${'n'.padStart(3)} ${'p50'.padStart(8)} ${'p95'.padStart(8)} ${'max'.padStart(8)} ${'load'.padStart(11)}  framework`];
   for (const r of results) {
     out.push(r.error ? `${r.example.padEnd(w)} skipped: ${r.error}`
-      : `${r.example.padEnd(w)} ${MiB(r.imageBytes ?? NaN).padStart(10)} ${String(r.summary.n).padStart(3)} ${fmtS(r.summary.p50).padStart(8)} ${fmtS(r.summary.p95).padStart(8)} ${fmtS(r.summary.max).padStart(8)}  ${r.framework}`);
+      : `${r.example.padEnd(w)} ${MiB(r.imageBytes ?? NaN).padStart(10)} ${String(r.summary.n).padStart(3)} ${fmtS(r.summary.p50).padStart(8)} ${fmtS(r.summary.p95).padStart(8)} ${fmtS(r.summary.max).padStart(8)} ${(r.loadAvg ? `${r.loadAvg.before.toFixed(1)}→${r.loadAvg.after.toFixed(1)}` : '').padStart(11)}  ${r.framework}`);
   }
-  out.push('', `raw samples: ${relative(ROOT, file)}`);
+  out.push('', 'load: the host\'s 1-minute load average before → after the app\'s deploys', `raw samples: ${relative(ROOT, file)}`);
   process.stdout.write(`${out.join('\n')}\n`);
-  if (results.some((r) => r.error || r.samples.some((s) => !s.ok))) process.exitCode = 1;
+  if (results.some((r) => (r.error && !r.skipped) || r.samples.some((s) => !s.ok))) process.exitCode = 1;
 }
 
 async function main(): Promise<void> {

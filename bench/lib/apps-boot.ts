@@ -3,10 +3,10 @@
 // -p; the time runs from the deploy command's start to the first answer of the framework route that holds the
 // expected text (so a listening socket that answers 404 does not count), then the deployment is destroyed.
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { hostname } from 'node:os';
+import { hostname, loadavg } from 'node:os';
 import { join, relative } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { FRAMEWORK_APPS, type FrameworkApp } from './apps.js';
+import { FRAMEWORK_APPS, type FrameworkApp, unavailable } from './apps.js';
 import { CLI, fileStamp, privateHome, RESULTS_DIR, ROOT } from './harness.js';
 import { freePort, killByEnv, onExit, runSync, sleep } from './proc.js';
 import { summarize, type Summary } from './stats.js';
@@ -15,7 +15,8 @@ import { summarize, type Summary } from './stats.js';
 const FIRST_HTTP_TIMEOUT_MS = 600_000;
 
 interface Sample { ok: boolean; deployToFirstHttpMs: number | null; error?: string }
-interface AppResult { example: string; framework: string; imageBytes: number | null; samples: Sample[]; summary: Summary; error?: string }
+/** `skipped`: the example's build tool is missing here (not a failure); `loadAvg`: the host's 1-minute load before and after */
+interface AppResult { example: string; framework: string; imageBytes: number | null; samples: Sample[]; summary: Summary; error?: string; skipped?: true; loadAvg?: { before: number; after: number } }
 
 /** GET until the body holds `expect` or the deadline passes; the time of the first good answer, or null. */
 async function firstHttp(url: string, expect: string, t0: number): Promise<number | null> {
@@ -40,16 +41,30 @@ export async function runApps(o: { runs: number; accel: string; only: string[] |
   onExit(() => { for (const n of live) runSync([process.execPath, CLI, 'destroy', n, '--wait'], { env }); });
   const started = new Date();
   const results: AppResult[] = [];
-  const apps = FRAMEWORK_APPS.filter((a) => (!o.only || o.only.includes(a.example)) && existsSync(join(ROOT, 'examples', a.example)));
-  for (const app of apps) results.push(await oneApp(app));
+  // --apps=a,b: in the order given (the ones that matter most first on a slow host), unknown names refused
+  const unknown = (o.only ?? []).filter((n) => !FRAMEWORK_APPS.some((a) => a.example === n));
+  if (unknown.length) throw new Error(`not a framework example (bench/lib/apps.ts): ${unknown.join(', ')}`);
+  const chosen = o.only ? o.only.map((n) => FRAMEWORK_APPS.find((a) => a.example === n) as FrameworkApp) : FRAMEWORK_APPS;
+  const apps = chosen.filter((a) => existsSync(join(ROOT, 'examples', a.example)));
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  const file = join(RESULTS_DIR, `boot-apps-${fileStamp(started)}-${hostname()}.json`);
+  // rewritten after every app: a run stopped part-way (a long TCG run on a busy host) keeps what it measured
+  const save = (): void => writeFileSync(file, `${JSON.stringify({ schema: 'unikctl.bench.boot-apps/v1', startedAt: started.toISOString(), finishedAt: new Date().toISOString(), accel: o.accel, runs: o.runs, results }, null, 2)}\n`);
+  for (const app of apps) { results.push(await oneApp(app)); save(); }
 
   async function oneApp(app: FrameworkApp): Promise<AppResult> {
     const dir = join(ROOT, 'examples', app.example);
+    const why = unavailable(app, dir);
+    if (why) {
+      o.say(`bench: examples/${app.example} skipped: ${why}`);
+      return { example: app.example, framework: app.framework, imageBytes: null, samples: [], summary: summarize([]), error: why, skipped: true };
+    }
     o.say(`bench: unikctl build ${relative(ROOT, dir)}`);
     const b = await cli(['build', dir, '--json']);
     if (b.code !== 0) return { example: app.example, framework: app.framework, imageBytes: null, samples: [], summary: summarize([]), error: b.stderr.trim().split('\n').at(-1) ?? `exit ${b.code}` };
     const manifest = (JSON.parse(b.stdout) as { manifest: { size: number } }).manifest;
     const samples: Sample[] = [];
+    const before = loadavg()[0] ?? NaN;
     for (let i = 1; i <= o.runs; i++) {
       const name = `${app.example.slice(0, 16)}-${i}`.replace(/-+$/, '');
       const port = await freePort();
@@ -63,11 +78,10 @@ export async function runApps(o: { runs: number; accel: string; only: string[] |
       const x = await cli(['destroy', name, '--wait']);
       if (x.code === 0) live.delete(name);
     }
-    return { example: app.example, framework: app.framework, imageBytes: manifest.size, samples, summary: summarize(samples.map((s) => s.deployToFirstHttpMs)) };
+    const round = (x: number): number => Math.round(x * 100) / 100;
+    return { example: app.example, framework: app.framework, imageBytes: manifest.size, samples, summary: summarize(samples.map((s) => s.deployToFirstHttpMs)), loadAvg: { before: round(before), after: round(loadavg()[0] ?? NaN) } };
   }
 
-  mkdirSync(RESULTS_DIR, { recursive: true });
-  const file = join(RESULTS_DIR, `boot-apps-${fileStamp(started)}-${hostname()}.json`);
-  writeFileSync(file, `${JSON.stringify({ schema: 'unikctl.bench.boot-apps/v1', startedAt: started.toISOString(), finishedAt: new Date().toISOString(), accel: o.accel, runs: o.runs, results }, null, 2)}\n`);
+  save();
   return { file, results };
 }
