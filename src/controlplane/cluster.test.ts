@@ -64,6 +64,11 @@ vi.mock('./agent-client.js', () => ({
         })),
       };
     }
+    async *logs(req: { name: string }) {
+      const node = this.address.replace('http://', '');
+      const t = node === 'a' ? [1, 3] : [2, 4];
+      for (const x of t) yield { t: x, s: 'app', m: `line ${x} of ${req.name}`, src: `${req.name}.1` };
+    }
     async destroy(names: string[]) {
       for (const n of names) {
         agents.running.get(this.address)?.delete(n);
@@ -176,6 +181,17 @@ describe('ClusterClient.deployService: replicas spread over nodes, rolled out on
     const v = (await cluster.status('svc')).services?.[0];
     expect([v?.desired, v?.replicas.map((x) => `${x.name}@${x.node}`), v?.shards?.map((x) => `${x.node}:${x.desired}`)]).toEqual([3, ['svc.1@a', 'svc.1@b', 'svc.1@c'], ['a:1', 'b:1', 'c:1']]);
     expect(v?.traffic['1']?.requests).toBe(30);
+    // logs: every node's lines merged by time, each naming replica and node; following them, or one replica's by name, is refused
+    const lines: string[] = [];
+    const signal = new AbortController().signal;
+    for await (const e of cluster.logs({ name: 'svc', follow: false, signal })) lines.push(`${e.t} ${e.src}`);
+    expect(lines).toEqual(['1 svc.1@a', '2 svc.1@b', '2 svc.1@c', '3 svc.1@a', '4 svc.1@b', '4 svc.1@c']);
+    const drain = async (name: string, follow: boolean): Promise<unknown> => {
+      for await (const e of cluster.logs({ name, follow, signal })) void e;
+      return null;
+    };
+    await expect(drain('svc', true)).rejects.toMatchObject({ code: 'E_NOT_IMPLEMENTED' });
+    await expect(drain('svc.1', false)).rejects.toMatchObject({ code: 'E_NOT_IMPLEMENTED' });
     const all = await cluster.status();
     expect(all.services?.map((x) => [x.name, x.desired])).toEqual([['svc', 3]]);
   });

@@ -491,8 +491,13 @@ export class ClusterClient implements Client, Fleet {
   }
 
   async *logs(req: LogsRequest): AsyncIterable<LogEntry> {
-    const p = await this.o.store.getPlacement(req.name);
+    // a replica (APP.N, a dot no user name has) lives on its app's node(s)
+    const dot = req.name.indexOf('.');
+    const p = await this.o.store.getPlacement(req.name) ?? (dot > 0 ? await this.o.store.getPlacement(req.name.slice(0, dot)) : null);
     if (!p) throw describeMissingDeployment(req.name);
+    if (p.deployment !== req.name && p.shards && p.shards.length > 1) {
+      throw new UserError('E_NOT_IMPLEMENTED', `${req.name}: the replicas of ${p.deployment} are spread over ${p.shards.length} nodes, and a replica's logs by its name are not implemented there`, { hint: `unikctl logs ${p.deployment} (every node's lines, each with its replica and node)` });
+    }
     if (!p.shards || p.shards.length === 1) {
       const { agent } = await this.agentOf(p.shards?.[0]?.node ?? p.node);
       yield* agent.logs(req);
