@@ -194,6 +194,10 @@ describe('ClusterClient.deployService: replicas spread over nodes, rolled out on
     await expect(drain('svc.1', false)).rejects.toMatchObject({ code: 'E_NOT_IMPLEMENTED' });
     const all = await cluster.status();
     expect(all.services?.map((x) => [x.name, x.desired])).toEqual([['svc', 3]]);
+    // a node not asked yet (or silent): the plan's total stays desired, and the shard says it did not report
+    const { mergeShards } = await import('./cluster.js');
+    const only = mergeShards(r.shards, [{ node: 'a', view: v as NonNullable<typeof v> }].map((x) => ({ ...x, view: { ...x.view, desired: 1, replicas: x.view.replicas.filter((y) => y.node === 'a') } })));
+    expect([only.desired, only.replicas.length, only.shards?.map((x) => `${x.node}:${x.desired}:${x.reported}`)]).toEqual([3, 1, ['a:1:true', 'b:1:false', 'c:1:false']]);
   });
 
   it('4 replicas on 2 nodes: 2 + 2 (spread counts each placed replica before the next)', async () => {

@@ -541,7 +541,7 @@ export class ClusterClient implements Client, Fleet {
 
 /**
  * One view of a service spread over nodes: its shards' views merged (docs/services.md, Cluster mode). Totals for the
- * counts, every node's replicas (each naming its node), the rollout of the shard rolling now (else of the last
+ * counts (`desired`: the shard map's), every node's replicas (each naming its node), the rollout of the shard rolling now (else of the last
  * shard, the one the deploy operation ended with), the rest from the first shard that answered.
  */
 export function mergeShards(shards: Shard[], parts: Array<{ node: string; view: ServiceView }>): ServiceView {
@@ -568,7 +568,8 @@ export function mergeShards(shards: Shard[], parts: Array<{ node: string; view: 
   }
   return {
     ...first.view,
-    desired: ordered.reduce((a, x) => a + x.view.desired, 0),
+    // the plan's total: a node not asked yet (or silent) still counts what it is to run
+    desired: shards.reduce((a, x) => a + x.replicas, 0),
     destroying: ordered.some((x) => x.view.destroying),
     rollout: (active ?? ordered[ordered.length - 1] ?? first).view.rollout,
     versions: [...versions.values()].sort((a, b) => a.version - b.version),
@@ -578,7 +579,7 @@ export function mergeShards(shards: Shard[], parts: Array<{ node: string; view: 
     traffic,
     shards: shards.map((s) => {
       const v = parts.find((x) => x.node === s.node)?.view;
-      return { node: s.node, desired: v?.desired ?? s.replicas, current: v?.current ?? null, rollout: v?.rollout?.phase ?? null, reachable: v !== undefined };
+      return { node: s.node, desired: v?.desired ?? s.replicas, current: v?.current ?? null, rollout: v?.rollout?.phase ?? null, reported: v !== undefined };
     }),
   };
 }

@@ -153,7 +153,7 @@ export const serviceViewSchema = {
     },
     shards: {
       type: 'array', description: 'cluster mode: the service spread over nodes, one shard per node in rollout order',
-      items: { type: 'object', properties: { node: str, desired: int, current: { type: 'integer', nullable: true }, rollout: nstr, reachable: { type: 'boolean' } } },
+      items: { type: 'object', properties: { node: str, desired: int, current: { type: 'integer', nullable: true }, rollout: nstr, reported: { type: 'boolean', description: 'the node reported its shard (false: not asked yet, or not answering)' } } },
     },
     restarts: int,
     crashLoop: { type: 'object', nullable: true, properties: { since: str, reason: str } },

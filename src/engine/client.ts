@@ -92,7 +92,7 @@ export interface ServiceView {
    * behind its own front; version numbers are each node's own). The other fields merge the shards: `desired` and
    * `restarts` are totals, `replicas` come from every node (each with its node), `current` is the first shard's.
    */
-  shards?: Array<{ node: string; desired: number; current: number | null; rollout: string | null; reachable: boolean }>;
+  shards?: Array<{ node: string; desired: number; current: number | null; rollout: string | null; reported: boolean }>;
   /** replicas replaced after ending or failing their check (recent ones count for the crash loop) */
   restarts: number;
   crashLoop: { since: string; reason: string } | null;
