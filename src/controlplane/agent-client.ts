@@ -18,7 +18,7 @@ export interface AgentDeployRequest {
   /** the manifest digest the control plane's trust check accepted: the agent boots that image or refuses */
   expectManifestSha256?: string;
   tenant?: TenantIsolation;
-  /** a service's deploy (all its replicas run on this node, behind its front) */
+  /** a service's deploy: this node's shard of it (its replicas here, behind this node's front; docs/services.md, Cluster mode) */
   service?: ServiceFlags;
   supersede?: boolean;
 }

@@ -274,6 +274,11 @@ describe.each(impls)('NodeStore + PlacementStore contract: $name', (impl) => {
     await s.deletePlacement('web');
     expect(await s.getPlacement('web')).toBeNull();
     expect(await s.listPlacements()).toHaveLength(1);
+    // a spread service keeps its shard map and the rollout that set it; the records above (without) read as one node
+    const spread = { ...p, deployment: 'svc', shards: [{ node: 'n1', replicas: 2 }, { node: 'n2', replicas: 1 }], rollout: { key: 'op_1', previous: null, from: [], request: { env: ['V=1'] } } };
+    await s.setPlacement(spread);
+    expect(await s.getPlacement('svc')).toEqual(spread);
+    expect((await s.getPlacement('api'))?.shards).toBeUndefined();
   });
 
   it('identities: a joined name cannot be joined again (even concurrently), survives a reopen, and goes with remove', async () => {

@@ -483,7 +483,11 @@ export class EtcdNodeStore implements NodeStore, PlacementStore {
   }
 
   async setPlacement(p: Placement): Promise<void> {
-    const stored: Placement = JSON.parse(JSON.stringify({ deployment: p.deployment, node: p.node, cpus: p.cpus, memoryMiB: p.memoryMiB, request: p.request, placedAt: p.placedAt })) as Placement;
+    const stored: Placement = JSON.parse(JSON.stringify({
+      deployment: p.deployment, node: p.node, cpus: p.cpus, memoryMiB: p.memoryMiB, request: p.request, placedAt: p.placedAt,
+      // a spread service's shard map (absent in documents written before: they read as one node)
+      ...(p.shards ? { shards: p.shards } : {}), ...(p.shards && p.rollout ? { rollout: p.rollout } : {}),
+    })) as Placement;
     await this.c.put(this.k.placement(p.deployment)).value(JSON.stringify(stored)).exec();
   }
 

@@ -1,3 +1,4 @@
+import type { DeployRequest } from '../engine/client.js';
 import type { Placement } from './node-store.js';
 
 /**
@@ -8,6 +9,11 @@ import type { Placement } from './node-store.js';
 export interface Fleet {
   /** Recreates `name` on another node and removes the copy on `from` (skipped when the source is down). */
   move(name: string, from: string, opts: { sourceDown: boolean; graceMs: number }): Promise<{ name: string; from: string; to: string } | null>;
-  /** The workloads placed on a node. */
+  /**
+   * A service's deploy (its idempotency key: the control-plane operation id): spread over nodes, rolled out one node
+   * at a time, ended when the last node's rollout ends (docs/services.md, Cluster mode).
+   */
+  deployService(req: DeployRequest): Promise<unknown>;
+  /** The workloads placed on a node (a spread service: those with a shard there). */
   placementsOn(node: string): Promise<Placement[]>;
 }

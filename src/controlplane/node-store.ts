@@ -46,6 +46,33 @@ export interface Placement {
   /** the deploy operation request, so the workload can be recreated elsewhere */
   request: unknown;
   placedAt: number;
+  /**
+   * A service in cluster mode: its replicas per node, in rollout order (`node` is the first shard's; `cpus` and
+   * `memoryMiB` are then per replica). Absent in records written before services were spread: every replica runs
+   * on `node`, and `cpus`/`memoryMiB` are the whole service's.
+   */
+  shards?: Shard[];
+  /** The deploy operation that set `shards` (replayed attempts reuse this plan) and what it replaced. */
+  rollout?: ShardRollout;
+}
+
+/** One node's part of a spread service: that node runs `replicas` replicas behind its own front. */
+export interface Shard { node: string; replicas: number; }
+
+export interface ShardRollout {
+  /** the control-plane operation id (the per-node idempotency keys derive from it) */
+  key: string;
+  /** the request of the version before it (sent back to shards already moved when a later shard fails), null for a new service */
+  previous: unknown;
+  /** the shards before it (nodes no longer in `shards` have their copy removed at its end) */
+  from: Shard[];
+  /** the version it rolls out (the placement's `request` goes back to `previous` when it fails) */
+  request: unknown;
+}
+
+/** The nodes a placement runs on. */
+export function nodesOf(p: Pick<Placement, 'node' | 'shards'>): string[] {
+  return p.shards ? p.shards.map((s) => s.node) : [p.node];
 }
 
 export interface PlacementStore {

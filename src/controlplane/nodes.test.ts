@@ -44,3 +44,27 @@ describe('orphanedDeployments', () => {
     expect(orphanedDeployments('n1', [{ name: 'moved-away', ageMs: 50_000 }], placements, now)).toEqual([]);
   });
 });
+
+describe('spread services in the node registry', () => {
+  it('a shard on the node is not an orphan; a node the service left is', () => {
+    const p: Placement = { deployment: 'svc', node: 'n1', cpus: 1, memoryMiB: 64, request: {}, placedAt: 900_000, shards: [{ node: 'n1', replicas: 1 }, { node: 'n2', replicas: 2 }] };
+    const placements = new Map([['svc', p]]);
+    const reported = [{ name: 'svc', ageMs: 400_000 }];
+    expect(orphanedDeployments('n2', reported, placements, 1_000_000)).toEqual([]);
+    expect(orphanedDeployments('n3', reported, placements, 1_000_000)).toEqual(['svc']);
+  });
+
+  it('reads placements written before the shard column existed (one node), and keeps a shard map', async () => {
+    const Database = (await import('better-sqlite3')).default;
+    const { NodeRegistry } = await import('./nodes.js');
+    const db = new Database(':memory:');
+    db.exec(`CREATE TABLE placements (deployment TEXT PRIMARY KEY, node TEXT NOT NULL, cpus REAL NOT NULL, memory_mib INTEGER NOT NULL,
+      request TEXT NOT NULL, placed_at INTEGER NOT NULL)`);
+    db.prepare('INSERT INTO placements VALUES (?, ?, ?, ?, ?, ?)').run('old', 'n1', 3, 768, JSON.stringify({ service: { replicas: '3' } }), 5);
+    const reg = new NodeRegistry(db);
+    expect(await reg.getPlacement('old')).toEqual({ deployment: 'old', node: 'n1', cpus: 3, memoryMiB: 768, request: { service: { replicas: '3' } }, placedAt: 5 });
+    const spread: Placement = { deployment: 'new', node: 'n2', cpus: 1, memoryMiB: 256, request: {}, placedAt: 6, shards: [{ node: 'n2', replicas: 2 }], rollout: { key: 'op_9', previous: null, from: [], request: {} } };
+    await reg.setPlacement(spread);
+    expect(await reg.getPlacement('new')).toEqual(spread);
+  });
+});

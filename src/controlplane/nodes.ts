@@ -1,16 +1,21 @@
 import type Database from 'better-sqlite3';
 import { UserError } from '../errors.js';
-import type { ArtifactGrant, LastOperation, NodeIdentity, NodeInput, NodeRecord, NodeStore, Placement, PlacementStore, ReportedDeployment } from './node-store.js';
+import { nodesOf, type ArtifactGrant, type LastOperation, type NodeIdentity, type NodeInput, type NodeRecord, type NodeStore, type Placement, type PlacementStore, type ReportedDeployment } from './node-store.js';
 
 /** A join for a name another node holds (E_NODE_NAME_TAKEN, 409). */
 export const nameTaken = (name: string): UserError => new UserError('E_NODE_NAME_TAKEN', `node ${name} has already joined with another credential`, {
   hint: `pick another --name, or have an administrator remove the node first (DELETE /v1/nodes/${name})`,
 });
 
-interface PlacementRow { deployment: string; node: string; cpus: number; memory_mib: number; request: string; placed_at: number; }
-const toPlacement = (r: PlacementRow): Placement => ({
-  deployment: r.deployment, node: r.node, cpus: r.cpus, memoryMiB: r.memory_mib, request: JSON.parse(r.request) as unknown, placedAt: r.placed_at,
-});
+interface PlacementRow { deployment: string; node: string; cpus: number; memory_mib: number; request: string; placed_at: number; shards: string | null; }
+const toPlacement = (r: PlacementRow): Placement => {
+  // `shards` (a spread service's shard map and rollout) is null in rows written before services were spread
+  const extra = r.shards ? JSON.parse(r.shards) as Pick<Placement, 'shards' | 'rollout'> : {};
+  return {
+    deployment: r.deployment, node: r.node, cpus: r.cpus, memoryMiB: r.memory_mib, request: JSON.parse(r.request) as unknown, placedAt: r.placed_at,
+    ...(extra.shards ? { shards: extra.shards } : {}), ...(extra.rollout ? { rollout: extra.rollout } : {}),
+  };
+};
 
 interface NodeRow { name: string; address: string; labels: string; capacity: string; cordoned: number; last_heartbeat: number; credential_sha256: string | null; agent_key: string | null; }
 
@@ -29,7 +34,7 @@ export function orphanedDeployments(
   return reported.filter((r) => {
     const createdAt = now - r.ageMs;
     const p = placements.get(r.name);
-    if (p) return p.node !== node && createdAt < p.placedAt;
+    if (p) return !nodesOf(p).includes(node) && createdAt < p.placedAt;
     const op = lastOperations.get(r.name);
     return op !== undefined && op.kind === 'destroy' && op.state === 'succeeded' && createdAt < op.createdAt;
   }).map((r) => r.name);
@@ -45,6 +50,9 @@ export class NodeRegistry implements NodeStore, PlacementStore {
     // journals written before nodes had identities: add the columns (their nodes join once to claim their names)
     const columns = new Set((db.prepare('PRAGMA table_info(nodes)').all() as Array<{ name: string }>).map((c) => c.name));
     for (const c of ['credential_sha256', 'agent_key']) if (!columns.has(c)) db.exec(`ALTER TABLE nodes ADD COLUMN ${c} TEXT`);
+    // journals written before services were spread over nodes: placements gain the shard map (null: one node)
+    const placementColumns = new Set((db.prepare('PRAGMA table_info(placements)').all() as Array<{ name: string }>).map((c) => c.name));
+    if (!placementColumns.has('shards')) db.exec('ALTER TABLE placements ADD COLUMN shards TEXT');
   }
 
   private toRecord(r: NodeRow, now: number): NodeRecord {
@@ -113,8 +121,9 @@ export class NodeRegistry implements NodeStore, PlacementStore {
   }
 
   async setPlacement(p: Placement): Promise<void> {
-    this.db.prepare('INSERT OR REPLACE INTO placements (deployment, node, cpus, memory_mib, request, placed_at) VALUES (?, ?, ?, ?, ?, ?)')
-      .run(p.deployment, p.node, p.cpus, p.memoryMiB, JSON.stringify(p.request), p.placedAt);
+    const extra = p.shards ? JSON.stringify({ shards: p.shards, ...(p.rollout ? { rollout: p.rollout } : {}) }) : null;
+    this.db.prepare('INSERT OR REPLACE INTO placements (deployment, node, cpus, memory_mib, request, placed_at, shards) VALUES (?, ?, ?, ?, ?, ?, ?)')
+      .run(p.deployment, p.node, p.cpus, p.memoryMiB, JSON.stringify(p.request), p.placedAt, extra);
   }
 
   async getPlacement(deployment: string): Promise<Placement | null> {

@@ -1,11 +1,11 @@
-import type { Client, DeployResult, ServiceFlags, StatusResult } from '../engine/client.js';
-import { sleep } from '../util/proc.js';
+import type { Client, DeployRequest, DeployResult, ServiceFlags, StatusResult } from '../engine/client.js';
 import { UserError, isUserError } from '../errors.js';
 import type { Deployment, TenantIsolation } from '../store/types.js';
 import type { QueuedOperation, OperationJournal } from './operation-journal.js';
 import { isRetryable } from './queue.js';
 import type { Runner } from './operation-runner.js';
 import type { Fleet } from './fleet.js';
+import { BUILD_AND_BOOT_TIMEOUT_MS, followServiceOperation } from './follow.js';
 
 /** What a deploy operation carries: a resolved target on this host plus the deploy flags. */
 export interface DeployOperationRequest {
@@ -30,7 +30,6 @@ export interface DeployOperationRequest {
 export interface DestroyOperationRequest { graceMs: number; }
 export interface MoveOperationRequest { from: string; sourceDown: boolean; graceMs: number; }
 
-const BUILD_AND_BOOT_TIMEOUT_MS = 30 * 60_000;
 const SETTLED = ['running', 'exited', 'failed'];
 
 /** A failed deployment as an error: its typed code (never parsed from the reason), E_DEPLOY_FAILED for old records without one. */
@@ -106,14 +105,17 @@ export class EngineRunner implements Runner {
    * crash, or retried after an error, is answered with the node's first operation — never a second version.
    */
   private async deployService(op: QueuedOperation, r: DeployOperationRequest): Promise<unknown> {
-    const res = await this.node.deploy({
+    const req: DeployRequest = {
       target: r.target, name: op.target, ports: r.ports, env: r.env, debug: r.debug, labels: r.labels, cwd: '/',
       idempotencyKey: op.id, service: r.service ?? {}, ...(r.supersede ? { supersede: true } : {}),
       ...(r.memory !== undefined ? { memory: r.memory } : {}),
       ...(r.cpus !== undefined ? { cpus: r.cpus } : {}),
       ...(r.rootfs !== undefined ? { rootfs: r.rootfs } : {}),
       ...(r.trust ? { expectManifestSha256: r.trust.manifestSha256 } : {}),
-    });
+    };
+    // cluster mode: the service is spread over nodes, and the fleet rolls it out node by node
+    if (this.fleet) return this.fleet.deployService(req);
+    const res = await this.node.deploy(req);
     if (!res.service) {
       // no service settings anywhere after all (the service was destroyed meanwhile, no unik.yaml settings): a plain deployment
       const d = await this.node.waitFor(op.target, (x) => !x || SETTLED.includes(x.state), BUILD_AND_BOOT_TIMEOUT_MS);
@@ -125,35 +127,16 @@ export class EngineRunner implements Runner {
   }
 
   /** Waits for the node's operation of a service deploy to end: succeeded, or failed with its code (never retried: the key answers with it). */
-  private async followRollout(name: string, nodeOperationId: string): Promise<unknown> {
-    const deadline = Date.now() + BUILD_AND_BOOT_TIMEOUT_MS;
-    for (;;) {
-      let st: StatusResult | null;
+  private followRollout(name: string, nodeOperationId: string): Promise<unknown> {
+    const status = async (): Promise<StatusResult | null> => {
       try {
-        st = await this.node.status(name);
+        return await this.node.status(name);
       } catch (e) {
         if (!(isUserError(e) && e.code === 'E_UNKNOWN_APP')) throw e;
-        st = null;
+        return null;
       }
-      const nodeOp = st?.operations.find((o) => o.id === nodeOperationId);
-      const v = st?.services?.find((x) => x.name === name) ?? null;
-      if (nodeOp?.state === 'succeeded') {
-        return { name, service: true, nodeOperationId, state: 'running', current: v?.current ?? null, deploymentId: v?.id ?? '' };
-      }
-      if (nodeOp?.state === 'failed') {
-        const code = nodeOp.error?.code ?? 'E_ROLLOUT_FAILED';
-        throw new UserError(code, nodeOp.error?.message ?? `the deploy of ${name} failed`, { hint: `see unikctl status ${name} and unikctl logs ${name}` });
-      }
-      // the operation fell out of the node's recent list: the rollout it started says how it ended
-      const phase = !nodeOp && v?.rollout?.operationId === nodeOperationId ? v.rollout.phase : null;
-      if (phase === 'succeeded') return { name, service: true, nodeOperationId, state: 'running', current: v?.current ?? null, deploymentId: v?.id ?? '' };
-      if (phase === 'failed' || phase === 'reverted') {
-        throw new UserError(v?.rollout?.code ?? 'E_ROLLOUT_FAILED', v?.rollout?.reason ?? `the rollout of ${name} ${phase === 'reverted' ? 'was reverted' : 'failed'}`);
-      }
-      if (!v && !(await this.node.has(name))) throw new UserError('E_CANCELLED', `service ${name} was removed before its deploy ended`);
-      if (Date.now() > deadline) throw new UserError('E_BOOT_TIMEOUT', `the deploy of ${name} has not ended after ${BUILD_AND_BOOT_TIMEOUT_MS / 60_000} minutes`);
-      await sleep(500);
-    }
+    };
+    return followServiceOperation(name, nodeOperationId, status, { has: () => this.node.has(name) });
   }
 
   /** Destroys a deployment and waits until it is gone; one already gone is done (a replayed destroy). */

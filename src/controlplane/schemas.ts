@@ -147,9 +147,13 @@ export const serviceViewSchema = {
         type: 'object',
         properties: {
           name: str, version: int, state: str, health: str, healthDetail: nstr, pid: { type: 'integer', nullable: true }, exitCode: { type: 'integer', nullable: true },
-          code: nstr, reason: nstr,
+          code: nstr, reason: nstr, node: str,
         },
       },
+    },
+    shards: {
+      type: 'array', description: 'cluster mode: the service spread over nodes, one shard per node in rollout order',
+      items: { type: 'object', properties: { node: str, desired: int, current: { type: 'integer', nullable: true }, rollout: nstr, reported: { type: 'boolean', description: 'the node reported its shard (false: not asked yet, or not answering)' } } },
     },
     restarts: int,
     crashLoop: { type: 'object', nullable: true, properties: { since: str, reason: str } },

@@ -86,7 +86,13 @@ export interface ServiceView {
   policy: ServicePolicy;
   rollout: RolloutState | null;
   versions: Array<{ version: number; state: VersionState; code: string | null; reason: string | null; createdAt: string; image: string; healthy: number; running: number; total: number }>;
-  replicas: Array<{ name: string; version: number; state: Deployment['state']; health: ReplicaHealth; healthDetail: string | null; pid: number | null; exitCode: number | null; code: string | null; reason: string | null }>;
+  replicas: Array<{ name: string; version: number; state: Deployment['state']; health: ReplicaHealth; healthDetail: string | null; pid: number | null; exitCode: number | null; code: string | null; reason: string | null; node?: string }>;
+  /**
+   * Cluster mode: the service spread over nodes, one shard per node in rollout order (each node runs its replicas
+   * behind its own front; version numbers are each node's own). The other fields merge the shards: `desired` and
+   * `restarts` are totals, `replicas` come from every node (each with its node), `current` is the first shard's.
+   */
+  shards?: Array<{ node: string; desired: number; current: number | null; rollout: string | null; reported: boolean }>;
   /** replicas replaced after ending or failing their check (recent ones count for the crash loop) */
   restarts: number;
   crashLoop: { since: string; reason: string } | null;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Client, DeploymentView, DeployResult, StatusResult } from '../../engine/client.js';
 import type { Operation } from '../../store/types.js';
-import { waitSettled } from './deploy.js';
+import { serviceSettled, waitSettled } from './deploy.js';
 
 const result = { name: 'web', operationId: 'op_1' } as DeployResult;
 
@@ -74,5 +74,16 @@ describe('deploy --wait (waitSettled)', () => {
       expect((await waitSettled(client, result, 5000)).d?.state).toBe('running');
       expect(Date.now() - t0).toBeLessThan(1000);
     }
+  });
+});
+
+describe('deploy --wait of a service: serviceSettled', () => {
+  const op = (state: Operation['state']): Operation => ({ id: 'op_1', kind: 'deploy', target: 'web', state } as Operation);
+  it('no service yet while its operation runs (a cluster node not asked yet) is not settled; once the operation ended, it is', () => {
+    expect(serviceSettled(undefined, op('queued'))).toBe(false);
+    expect(serviceSettled(undefined, op('running'))).toBe(false);
+    expect(serviceSettled(undefined, op('succeeded'))).toBe(true);
+    expect(serviceSettled(undefined, op('failed'))).toBe(true);
+    expect(serviceSettled(undefined, null)).toBe(true);
   });
 });

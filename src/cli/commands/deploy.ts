@@ -147,8 +147,10 @@ export async function waitSettled(client: Client, r: DeployResult, timeoutMs: nu
 }
 
 /** The operation of this deploy has ended (a rollout) and the serving version has its replicas healthy (a scale). */
-function serviceSettled(v: ServiceView | undefined, op: Operation | null): boolean {
-  if (!v) return true;
+export function serviceSettled(v: ServiceView | undefined, op: Operation | null): boolean {
+  // no service (destroyed, or a plain deployment after all) is settled once the operation ended; while it runs, the
+  // service may not be there yet (a cluster's node has not been asked yet, or has not answered)
+  if (!v) return !op || op.state === 'succeeded' || op.state === 'failed';
   if (op && (op.state === 'failed' || (op.state === 'succeeded' && v.rollout?.operationId === op.id))) return true;
   const serving = v.versions.find((x) => x.version === v.current);
   return op?.state === 'succeeded' && serving !== undefined && serving.healthy === v.desired && serving.total === v.desired;
