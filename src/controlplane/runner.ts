@@ -113,6 +113,8 @@ export class EngineRunner implements Runner {
       ...(r.cpus !== undefined ? { cpus: r.cpus } : {}),
       ...(r.rootfs !== undefined ? { rootfs: r.rootfs } : {}),
       ...(r.trust ? { expectManifestSha256: r.trust.manifestSha256 } : {}),
+      // a tenant's service: every replica VM runs isolated like a plain tenant deployment
+      ...(r.tenant !== undefined ? { tenant: r.tenant } : {}),
     });
     if (!res.service) {
       // no service settings anywhere after all (the service was destroyed meanwhile, no unik.yaml settings): a plain deployment
