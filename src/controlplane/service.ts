@@ -265,7 +265,7 @@ export class ControlPlane {
    */
   private async reusedResult(op: QueuedOperation, scope: TenantScope): Promise<DeployResult> {
     const base = this.deployResultOf(op, true, scope);
-    if (op.state === 'failed') return { ...base, state: 'failed', error: op.error };
+    if (op.state === 'failed') return { ...base, state: 'failed', error: op.error ? { ...op.error, message: scope.strip(op.error.message) } : null };
     if (op.state === 'queued') return { ...base, error: null };
     const d = await this.o.node.waitFor(op.target, () => true, 0).catch(() => null);
     // a running operation whose last attempt's deployment failed is deciding on a retry: still pending
@@ -326,7 +326,11 @@ export class ControlPlane {
       return outside === null ? [] : [{ ...d, name: outside, reason: scope.strip(d.reason) }];
     });
     const recent = name ? await this.o.journal.recent(10, scope.inside(name)) : await this.recentOf(scope, 15);
-    const operations = recent.map((j) => ({ ...toOperation(j), target: scope.outside(j.target) ?? j.target, idempotencyKey: scope.keyOutside(j.idempotencyKey) }));
+    const operations = recent.map((j) => {
+      const o = toOperation(j);
+      // an error the node wrote (a failed rollout names its replica) reads with the tenant's names too
+      return { ...o, target: scope.outside(j.target) ?? j.target, idempotencyKey: scope.keyOutside(j.idempotencyKey), error: o.error ? { ...o.error, message: scope.strip(o.error.message) } : null };
+    });
     // the node's operation of a rollout is this control plane's deploy operation that followed it (once it ended)
     const ours = new Map<string, string>();
     const withResults = !nodeStatus.services?.length ? [] : name ? recent : await this.o.journal.recent(100);

@@ -218,6 +218,10 @@ describe('services through the control plane (admission, status)', () => {
     const mineStatus = await cp.status('web', a);
     expect(mineStatus.services?.map((v) => [v.name, v.replicas.map((r) => r.name), v.replicas[0]?.reason, v.rollout?.reason])).toEqual([['web', ['web.1', 'web.2'], 'replica web.2 failed its health check', 'replica web.2 failed its health check']]);
     expect(mineStatus.deployments.map((d) => d.name).sort()).toEqual(['web.1', 'web.2']);
+    // a failed operation's error as the node wrote it (naming a replica) reads with acme's names
+    journalOps = [{ id: 'op_1', kind: 'deploy', target: 'acme--web', state: 'failed', idempotencyKey: null, requestHash: 'h', request: {}, attempts: 1, maxAttempts: 3, nextRunAt: 0, leaseOwner: null, result: null, error: { code: 'E_CHECK_FAILED', message: reason }, traceId: 't', createdAt: 1, updatedAt: 1, endedAt: 1 }];
+    expect((await cp.status('web', a)).operations.map((o) => [o.target, o.error?.message])).toEqual([['web', 'replica web.2 failed its health check']]);
+    journalOps = [];
     const lines = [];
     for await (const e of cp.logs({ name: 'web', follow: false, signal: new AbortController().signal }, a)) lines.push(e);
     expect(lines).toEqual([{ t: 1, s: 'app', m: 'hello', src: 'web.1' }, { t: 2, s: 'init', m: 'replica web.2 exited with code 1; replaced', src: 'web' }]);
