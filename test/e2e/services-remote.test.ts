@@ -150,7 +150,7 @@ tenants:
 
 interface ApiError { code: string; message: string; details?: Record<string, unknown>; }
 /** the check with a boot-sized grace: under TCG on a loaded host a replica's port may reset connections for seconds after start */
-const TENANT_CHECK = 'http:8080/healthz,interval=1s,timeout=2s,grace=30s,failures=3';
+const TENANT_CHECK = 'http:8080/healthz,interval=1s,timeout=1s,grace=30s,failures=3';
 
 describe.skipIf(!front)("a tenant's service: replicas under the tenant's user, quotas counting surge replicas, invisible to other tenants", () => {
   const server = new TestServer({ runner: 'engine', tenants: TENANTS });
