@@ -75,7 +75,6 @@ export const ERROR_CODES = {
   E_CHECK_FAILED: user(422, 'a replica failed its health check'),
   E_PORTS_CHANGED: user(409, 'a new version of a service must publish the same ports'),
   E_NOT_IMPLEMENTED: platform(501, 'not implemented yet', false),
-  E_TENANT_UNSUPPORTED: user(403, "not available to a tenant's deployments yet (services)"),
   E_DEPLOY_FAILED: platform(500, 'the deployment failed for an unrecorded reason', false),
   E_TRANSIENT: platform(503, 'a temporary failure; the operation is retried'),
   E_NOT_FOUND: user(404, 'no such API resource'),

@@ -216,6 +216,40 @@ describe.each(impls)('JobStore contract: $name', (impl) => {
     await s.close();
   });
 
+  it("quota: a service reserves its VMs (replicas + surge); its next deploy replaces the reservation, checked without it; a destroy gives it all back", async () => {
+    const s = impl.operations();
+    const limits = { vms: 6, vcpus: 6, memoryMiB: 1536 };
+    // 2 replicas + 1 surge of 1 vCPU / 256 MiB
+    const svc = (vms: number, replace = true): QuotaCheck => ({ tenant: 'acme', name: 'acme--web', quota: limits, reservation: { vms, vcpus: vms, memoryMiB: 256 * vms }, ...(replace ? { replace } : {}) });
+    await s.enqueue(newJob({ target: 'acme--plain' }), { tenant: 'acme', name: 'acme--plain', quota: limits, reservation: { vcpus: 1, memoryMiB: 256 } });
+    await s.enqueue(newJob({ target: 'acme--web' }), svc(3, false));
+    expect(await s.usage('acme')).toEqual({ vms: 4, apps: 2, vcpus: 4, memoryMiB: 1024 });
+    // a scale to 4 (+1 surge = 5 VMs): 1 + 5 = 6 ≤ 6 — the old 3 are not added to it
+    await s.enqueue(newJob({ target: 'acme--web' }), svc(5));
+    expect(await s.usage('acme')).toEqual({ vms: 6, apps: 2, vcpus: 6, memoryMiB: 1536 });
+    // a scale to 5 (+1 = 6 VMs): 1 + 6 > 6, refused naming the first resource over, with the usage without the service's own reservation
+    const e = await s.enqueue(newJob({ target: 'acme--web' }), svc(6)).then(() => null, (x: unknown) => x as { code: string; details: unknown });
+    expect(e?.code).toBe('E_QUOTA_EXCEEDED');
+    expect(e?.details).toEqual({ tenant: 'acme', resource: 'vms', requested: 6, used: 1, limit: 6 });
+    expect(await s.usage('acme')).toEqual({ vms: 6, apps: 2, vcpus: 6, memoryMiB: 1536 }); // the refused one changed nothing
+    // without replace (a new deploy of a reserved name), the name is still taken
+    expect(await code(s.enqueue(newJob({ target: 'acme--web' }), svc(2, false)))).toBe('E_NAME_TAKEN');
+    // a scale down frees the difference at once
+    await s.enqueue(newJob({ target: 'acme--web' }), svc(2));
+    expect(await s.usage('acme')).toEqual({ vms: 3, apps: 2, vcpus: 3, memoryMiB: 768 });
+    // replace of a name not reserved yet (a service the journal never reserved): a plain insert
+    await s.enqueue(newJob({ target: 'acme--new' }), { ...svc(2), name: 'acme--new' });
+    expect((await s.usage('acme')).vms).toBe(5);
+    // claim and finish every queued deploy, then destroy the service: all its VMs come back
+    for (let op = await s.claim('w1', Date.now() + 1000); op; op = await s.claim('w1', Date.now() + 1000)) await s.finish(op.id, 'w1', { result: {} });
+    await s.enqueue(newJob({ kind: 'destroy', target: 'acme--web' }));
+    const d = await s.claim('w1', Date.now() + 1000);
+    expect(await s.finish(d?.id ?? '', 'w1', {})).toBe(true);
+    expect(await s.usage('acme')).toEqual({ vms: 3, apps: 2, vcpus: 3, memoryMiB: 768 });
+    expect(await s.reserved('acme--web')).toBe(false);
+    await s.close();
+  });
+
   it('quota: 20 concurrent deploys of one tenant against vms: 5 reserve exactly 5', async () => {
     const s = impl.operations();
     const rs = await Promise.all(Array.from({ length: 20 }, (_, i) => code(s.enqueue(newJob({ target: `acme--r${i}` }), { tenant: 'acme', name: `acme--r${i}`, quota: { vms: 5 }, reservation: { vcpus: 1, memoryMiB: 64 } }))));
@@ -465,4 +499,31 @@ describe('etcd store specifics', () => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     }
   }, 30_000);
+});
+
+describe('Journal (SQLite): a journal from before services reserved VMs', () => {
+  it('opens with one VM per old reservation and keeps apps and VMs apart from then on', async () => {
+    const d = mkdtempSync(join(tmpdir(), 'unikctl-journal-upgrade-'));
+    try {
+      const file = join(d, 'journal.db');
+      const old = new Journal(file);
+      // the old shape: no vms column, a tenant_usage without apps, triggers adding 1 VM per row
+      old.database.exec(`DROP TRIGGER reservations_add; DROP TRIGGER reservations_remove; DROP TABLE tenant_usage; DROP TABLE reservations;
+        CREATE TABLE reservations (name TEXT PRIMARY KEY, tenant TEXT NOT NULL, vcpus INTEGER NOT NULL, memory_mib INTEGER NOT NULL, created_at INTEGER NOT NULL);
+        CREATE TABLE tenant_usage (tenant TEXT PRIMARY KEY, vms INTEGER NOT NULL, vcpus INTEGER NOT NULL, memory_mib INTEGER NOT NULL);
+        INSERT INTO reservations VALUES ('acme--a', 'acme', 2, 512, 1), ('acme--b', 'acme', 1, 256, 1);`);
+      await old.close();
+      const j = new Journal(file);
+      expect(await j.usage('acme')).toEqual({ vms: 2, apps: 2, vcpus: 3, memoryMiB: 768 });
+      await j.enqueue(newJob({ target: 'acme--web' }), { tenant: 'acme', name: 'acme--web', quota: {}, reservation: { vms: 3, vcpus: 3, memoryMiB: 768 } });
+      expect(await j.usage('acme')).toEqual({ vms: 5, apps: 3, vcpus: 6, memoryMiB: 1536 });
+      await j.close();
+      // reopened: the sums rebuilt from the rows are the same
+      const again = new Journal(file);
+      expect(await again.usage('acme')).toEqual({ vms: 5, apps: 3, vcpus: 6, memoryMiB: 1536 });
+      await again.close();
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
+  });
 });

@@ -2,7 +2,7 @@ import { Etcd3, Range, type Campaign, type Election, type IKeyValue, type IOpera
 import { UserError } from '../errors.js';
 import type { OperationError, OperationKind, OperationState } from '../store/types.js';
 import type { QueuedOperation, OperationJournal, NewOperation } from './operation-journal.js';
-import { addUsage, checkQuota, deploymentNameTaken, emptyUsage, tenantOfName, type QuotaCheck, type Reservation, type TenantUsage } from './tenants.js';
+import { addUsage, checkQuota, deploymentNameTaken, emptyUsage, subtractUsage, tenantOfName, type QuotaCheck, type Reservation, type TenantUsage } from './tenants.js';
 import { nameTaken } from './nodes.js';
 import type { ArtifactGrant, NodeIdentity, NodeInput, NodeRecord, NodeStore, Placement, PlacementStore } from './node-store.js';
 import type { ControlPlaneStores, LeaderElection, StoreOptions } from './stores.js';
@@ -123,9 +123,12 @@ export class EtcdJournal implements OperationJournal {
       if (prior) return { op: this.sameRequest(prior, j), created: false };
     }
     const seen = quota ? await this.usageAt(quota.tenant) : null;
+    // the name's reservation as read with the usage (the tenant's version key guards both): a service's next deploy
+    // replaces it, so it is checked against the usage without it
+    const priorRes = quota && seen ? seen.byName.get(quota.name) ?? null : null;
     if (quota && seen) {
-      if (await this.reserved(quota.name)) throw deploymentNameTaken(quota.name);
-      checkQuota(quota, seen.usage);
+      if (priorRes && !quota.replace) throw deploymentNameTaken(quota.name);
+      checkQuota(quota, priorRes ? subtractUsage(seen.usage, priorRes) : seen.usage);
     }
     // the revision of this put is unique and grows: the operation's place in the queue
     const seq = pad((await this.c.put(this.k.seq()).value('').exec()).header.revision);
@@ -137,7 +140,11 @@ export class EtcdJournal implements OperationJournal {
     const value = JSON.stringify(stored);
     let txn = this.c.if(this.k.id(j.id), 'Create', '==', 0);
     if (j.idempotencyKey) txn = txn.and(this.k.idem(j.idempotencyKey), 'Create', '==', 0);
-    if (quota && seen) txn = txn.and(this.k.tenantVersion(quota.tenant), 'Mod', '==', seen.versionMod).and(this.k.reservation(quota.tenant, quota.name), 'Create', '==', 0);
+    if (quota && seen) {
+      txn = txn.and(this.k.tenantVersion(quota.tenant), 'Mod', '==', seen.versionMod);
+      // no reservation written meanwhile under this name (a replaced one: the version compare covers it)
+      if (!priorRes) txn = txn.and(this.k.reservation(quota.tenant, quota.name), 'Create', '==', 0);
+    }
     const ops: IOperation[] = [
       this.c.put(this.k.op(seq)).value(value),
       this.c.put(this.k.state('queued', seq)).value(value),
@@ -288,13 +295,19 @@ export class EtcdJournal implements OperationJournal {
     return (await this.usageAt(tenant)).usage;
   }
 
-  private async usageAt(tenant: string): Promise<{ usage: TenantUsage; versionMod: string }> {
+  private async usageAt(tenant: string): Promise<{ usage: TenantUsage; versionMod: string; byName: Map<string, Reservation> }> {
     const ver = (await this.c.get(this.k.tenantVersion(tenant)).exec());
     const rev = ver.header.revision;
     const r = await this.c.getAll().prefix(this.k.reservation(tenant)).revision(rev).exec();
     let usage = emptyUsage();
-    for (const kv of r.kvs) usage = addUsage(usage, parse<Reservation>(kv));
-    return { usage, versionMod: ver.kvs[0]?.mod_revision ?? '0' };
+    const byName = new Map<string, Reservation>();
+    const prefix = this.k.reservation(tenant);
+    for (const kv of r.kvs) {
+      const res = parse<Reservation>(kv);
+      usage = addUsage(usage, res);
+      byName.set(kv.key.toString('utf8').slice(prefix.length), res);
+    }
+    return { usage, versionMod: ver.kvs[0]?.mod_revision ?? '0', byName };
   }
 
   async reserved(name: string): Promise<boolean> {

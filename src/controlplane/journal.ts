@@ -7,7 +7,7 @@ import { UserError } from '../errors.js';
 import type { OperationError, OperationKind, OperationState } from '../store/types.js';
 import type { NewOperation, OperationJournal, QueuedOperation } from './operation-journal.js';
 import { statementCache } from './statements.js';
-import { checkQuota, deploymentNameTaken, emptyUsage, type QuotaCheck, type TenantUsage } from './tenants.js';
+import { checkQuota, deploymentNameTaken, emptyUsage, subtractUsage, type QuotaCheck, type TenantUsage } from './tenants.js';
 
 interface OperationRow {
   id: string; kind: string; target: string; state: string; idempotency_key: string | null; request_hash: string; request: string;
@@ -88,21 +88,31 @@ export class Journal implements OperationJournal {
       CREATE TABLE IF NOT EXISTS reservations (name TEXT PRIMARY KEY, tenant TEXT NOT NULL, vcpus INTEGER NOT NULL, memory_mib INTEGER NOT NULL, created_at INTEGER NOT NULL);
       -- nothing reads reservations by tenant any more (tenant_usage below): one index less to write per deploy
       DROP INDEX IF EXISTS reservations_tenant;
-      -- each tenant's sums, kept by triggers in the writing transaction: a quota check reads one row instead of
-      -- summing all of a tenant's reservations on every deploy (bench:api --tenants: that sum doubled an enqueue's cost)
-      CREATE TABLE IF NOT EXISTS tenant_usage (tenant TEXT PRIMARY KEY, vms INTEGER NOT NULL, vcpus INTEGER NOT NULL, memory_mib INTEGER NOT NULL);
-      CREATE TRIGGER IF NOT EXISTS reservations_add AFTER INSERT ON reservations BEGIN
-        INSERT INTO tenant_usage (tenant, vms, vcpus, memory_mib) VALUES (NEW.tenant, 1, NEW.vcpus, NEW.memory_mib)
-          ON CONFLICT (tenant) DO UPDATE SET vms = vms + 1, vcpus = vcpus + NEW.vcpus, memory_mib = memory_mib + NEW.memory_mib;
-      END;
-      CREATE TRIGGER IF NOT EXISTS reservations_remove AFTER DELETE ON reservations BEGIN
-        UPDATE tenant_usage SET vms = vms - 1, vcpus = vcpus - OLD.vcpus, memory_mib = memory_mib - OLD.memory_mib WHERE tenant = OLD.tenant;
-      END;
     `);
-    // a journal written before the sums existed (or by a crash between versions): rebuilt from the reservations
+    // one transaction (another process may open the journal at the same time): the reservations' VM count, then the
+    // per-tenant sums and their triggers, rebuilt from the reservations (a journal written before they existed, or a
+    // crash between versions)
     this.db.transaction(() => {
-      this.db.exec(`DELETE FROM tenant_usage;
-        INSERT INTO tenant_usage (tenant, vms, vcpus, memory_mib) SELECT tenant, COUNT(*), SUM(vcpus), SUM(memory_mib) FROM reservations GROUP BY tenant;`);
+      // a service reserves its rollout's worst case of VMs (replicas + surge): a journal from before has one VM per row
+      if (!(this.db.pragma('table_info(reservations)') as Array<{ name: string }>).some((c) => c.name === 'vms')) {
+        this.db.exec('ALTER TABLE reservations ADD COLUMN vms INTEGER NOT NULL DEFAULT 1');
+      }
+      this.db.exec(`
+        -- each tenant's sums, kept by triggers in the writing transaction: a quota check reads one row instead of
+        -- summing all of a tenant's reservations on every deploy (bench:api --tenants: that sum doubled an enqueue's cost)
+        DROP TRIGGER IF EXISTS reservations_add;
+        DROP TRIGGER IF EXISTS reservations_remove;
+        DROP TABLE IF EXISTS tenant_usage;
+        CREATE TABLE tenant_usage (tenant TEXT PRIMARY KEY, apps INTEGER NOT NULL, vms INTEGER NOT NULL, vcpus INTEGER NOT NULL, memory_mib INTEGER NOT NULL);
+        CREATE TRIGGER reservations_add AFTER INSERT ON reservations BEGIN
+          INSERT INTO tenant_usage (tenant, apps, vms, vcpus, memory_mib) VALUES (NEW.tenant, 1, NEW.vms, NEW.vcpus, NEW.memory_mib)
+            ON CONFLICT (tenant) DO UPDATE SET apps = apps + 1, vms = vms + NEW.vms, vcpus = vcpus + NEW.vcpus, memory_mib = memory_mib + NEW.memory_mib;
+        END;
+        CREATE TRIGGER reservations_remove AFTER DELETE ON reservations BEGIN
+          UPDATE tenant_usage SET apps = apps - 1, vms = vms - OLD.vms, vcpus = vcpus - OLD.vcpus, memory_mib = memory_mib - OLD.memory_mib WHERE tenant = OLD.tenant;
+        END;
+        INSERT INTO tenant_usage (tenant, apps, vms, vcpus, memory_mib) SELECT tenant, COUNT(*), SUM(vms), SUM(vcpus), SUM(memory_mib) FROM reservations GROUP BY tenant;
+      `);
     }).immediate();
   }
 
@@ -129,10 +139,14 @@ export class Journal implements OperationJournal {
       }
       if (quota) {
         // inside the immediate transaction: no other writer can add a reservation between this sum and the insert
-        checkQuota(quota, this.usageSync(quota.tenant));
-        if (this.stmt('SELECT 1 FROM reservations WHERE name = ?').get(quota.name) !== undefined) throw deploymentNameTaken(quota.name);
-        this.stmt('INSERT INTO reservations (name, tenant, vcpus, memory_mib, created_at) VALUES (?, ?, ?, ?, ?)')
-          .run(quota.name, quota.tenant, quota.reservation.vcpus, quota.reservation.memoryMiB, j.createdAt);
+        const prior = this.stmt('SELECT vms, vcpus, memory_mib AS mem FROM reservations WHERE name = ?').get(quota.name) as { vms: number; vcpus: number; mem: number } | undefined;
+        if (prior && !quota.replace) throw deploymentNameTaken(quota.name);
+        // a service's next deploy: its reservation is replaced, so it is checked against the usage without the old one
+        const used = this.usageSync(quota.tenant);
+        checkQuota(quota, prior ? subtractUsage(used, { vms: prior.vms, vcpus: prior.vcpus, memoryMiB: prior.mem }) : used);
+        if (prior) this.stmt('DELETE FROM reservations WHERE name = ?').run(quota.name);
+        this.stmt('INSERT INTO reservations (name, tenant, vcpus, memory_mib, vms, created_at) VALUES (?, ?, ?, ?, ?, ?)')
+          .run(quota.name, quota.tenant, quota.reservation.vcpus, quota.reservation.memoryMiB, quota.reservation.vms ?? 1, j.createdAt);
       }
       this.stmt(`INSERT INTO jobs (id, kind, target, state, idempotency_key, request_hash, request, attempts, max_attempts, next_run_at,
         trace_id, created_at, updated_at) VALUES (?, ?, ?, 'queued', ?, ?, ?, 0, ?, ?, ?, ?, ?)`).run(
@@ -149,8 +163,8 @@ export class Journal implements OperationJournal {
   }
 
   private usageSync(tenant: string): TenantUsage {
-    const r = this.stmt('SELECT vms, vcpus, memory_mib AS mem FROM tenant_usage WHERE tenant = ?').get(tenant) as { vms: number; vcpus: number; mem: number } | undefined;
-    return r ? { vms: r.vms, apps: r.vms, vcpus: r.vcpus, memoryMiB: r.mem } : emptyUsage();
+    const r = this.stmt('SELECT apps, vms, vcpus, memory_mib AS mem FROM tenant_usage WHERE tenant = ?').get(tenant) as { apps: number; vms: number; vcpus: number; mem: number } | undefined;
+    return r ? { vms: r.vms, apps: r.apps, vcpus: r.vcpus, memoryMiB: r.mem } : emptyUsage();
   }
 
   async reserved(name: string): Promise<boolean> {

@@ -160,8 +160,8 @@ export function metricsForTenant(text: string, tenant: string): string {
     } else if (line.includes(mine)) {
       if (!emitted) out.push(...header);
       emitted = true;
-      // its deployments under its own names
-      out.push(line.replaceAll(`deployment="${tenant}--`, 'deployment="'));
+      // its deployments and services (the fronts' and replica series' `app`) under its own names
+      out.push(line.replaceAll(`deployment="${tenant}--`, 'deployment="').replaceAll(`app="${tenant}--`, 'app="'));
     }
   }
   return out.length ? `${out.join('\n')}\n` : '';

@@ -112,6 +112,8 @@ export class EngineRunner implements Runner {
       ...(r.cpus !== undefined ? { cpus: r.cpus } : {}),
       ...(r.rootfs !== undefined ? { rootfs: r.rootfs } : {}),
       ...(r.trust ? { expectManifestSha256: r.trust.manifestSha256 } : {}),
+      // a tenant's service: every replica VM runs isolated like a plain tenant deployment
+      ...(r.tenant !== undefined ? { tenant: r.tenant } : {}),
     };
     // cluster mode: the service is spread over nodes, and the fleet rolls it out node by node
     if (this.fleet) return this.fleet.deployService(req);

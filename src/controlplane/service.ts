@@ -25,6 +25,7 @@ import { formatLabels, parseLabels } from '../util/labels.js';
 import { checkImage, manifestDigest, OFF_RULE } from '../image/trust.js';
 import type { TrustRule } from '../store/types.js';
 import { describeMissingDeployment } from '../runtime/supervisor.js';
+import { serviceWorstCaseVms } from '../runtime/service-plan.js';
 
 export interface DeployBody {
   source: { artifact: string; kind: 'project' | 'binary' | 'package' } | { package: string };
@@ -137,7 +138,6 @@ export class ControlPlane {
     }
     // a tenant's per-VM defaults, limits, port range and node selector turn into the request itself
     const t = scope.tenant;
-    if (t && (body.service !== undefined || body.supersede)) throw tenantServices(t.name, 'the deploy asks for service settings');
     if (t) body = admitForTenant(t, body);
     // fail fast on bad input, exactly like local mode, before anything is journaled
     // a cluster's scheduler weighs memory against each node's capacity; a single node is this host
@@ -151,8 +151,9 @@ export class ControlPlane {
         });
       }
     }
-    // an existing service of this name: the deploy is its next version (or a scale); its front holds the ports
-    const svc = !t && body.name !== undefined ? await this.serviceOf(body.name) : null;
+    // an existing service of this name (of this tenant: another tenant's is looked up under this one's prefix, so it
+    // is never found): the deploy is its next version (or a scale); its front holds the ports
+    const svc = body.name !== undefined && body.name.length <= scope.maxNameLength ? await this.serviceOf(scope.inside(body.name)) : null;
     if (host) {
       if (!svc) await host.checkPorts(valid.ports);
       host.requireSpace(); // refused now, not after a 202
@@ -162,7 +163,6 @@ export class ControlPlane {
     const resolved = resolveTarget(target, '/', this.o.nodeLayout, rootfs);
     // the service settings are checked now (a bad --check is a 400, not a failed operation); unik.yaml's count too
     const policy = resolveServicePolicy({ flags: body.service ?? {}, yaml: projectServiceYaml(resolved.source)?.deploy, ports: valid.ports });
-    if (t && policy) throw tenantServices(t.name, "the project's unik.yaml declares service settings (deploy:, check: or restart:)");
     const isService = policy !== null || svc !== null;
     // a package is checked against the trust policy before anything is journaled (enforce: refused with its code);
     // the digest checked travels with the operation, so the node boots exactly this image or nothing
@@ -185,6 +185,10 @@ export class ControlPlane {
         throw new UserError('E_INVALID_NAME', `"${body.name}" is longer than the ${scope.maxNameLength} characters a name of tenant ${scope.name ?? ''} may have`, { hint: `use at most ${scope.maxNameLength} characters` });
       }
       name = scope.inside(body.name);
+      if (svc?.destroying) {
+        // refused now, not by the node later: a deploy admitted meanwhile would outlive the destroy's release of the name's reservation
+        throw new UserError('E_NAME_TAKEN', `the app ${body.name} is being destroyed`, { hint: `wait until unikctl status ${body.name} no longer shows it, then deploy again` });
+      }
       if (svc) {
         // a new version of a service: one rollout at a time, unless this deploy supersedes the one in progress
         const active = svc.rollout !== null && ['canary', 'progressing', 'reverting'].includes(svc.rollout.phase);
@@ -212,7 +216,7 @@ export class ControlPlane {
       ...(isService ? { service: body.service ?? {} } : {}),
       ...(isService && body.supersede ? { supersede: true } : {}),
     };
-    const quota: QuotaCheck | undefined = t ? { tenant: t.name, name, quota: t.quota, reservation: { vcpus: valid.cpus, memoryMiB: valid.memoryMiB ?? TENANT_DEFAULT_MEMORY_MIB } } : undefined;
+    const quota: QuotaCheck | undefined = t ? tenantQuotaCheck(t, name, { cpus: valid.cpus, memoryMiB: valid.memoryMiB ?? TENANT_DEFAULT_MEMORY_MIB }, isService ? policy ?? svc?.policy ?? null : null, svc !== null) : undefined;
     const { op, created } = await this.o.journal.enqueue({
       id: newId('op'), kind: 'deploy', target: name, idempotencyKey, requestHash, request, maxAttempts: this.o.maxAttempts, traceId, createdAt: Date.now(),
     }, quota);
@@ -261,7 +265,7 @@ export class ControlPlane {
    */
   private async reusedResult(op: QueuedOperation, scope: TenantScope): Promise<DeployResult> {
     const base = this.deployResultOf(op, true, scope);
-    if (op.state === 'failed') return { ...base, state: 'failed', error: op.error };
+    if (op.state === 'failed') return { ...base, state: 'failed', error: op.error ? { ...op.error, message: scope.strip(op.error.message) } : null };
     if (op.state === 'queued') return { ...base, error: null };
     const d = await this.o.node.waitFor(op.target, () => true, 0).catch(() => null);
     // a running operation whose last attempt's deployment failed is deciding on a retry: still pending
@@ -319,10 +323,14 @@ export class ControlPlane {
     // a tenant sees its own deployments and operations, under its own names
     const mine = deployments.flatMap((d) => {
       const outside = scope.outside(d.name);
-      return outside === null ? [] : [{ ...d, name: outside }];
+      return outside === null ? [] : [{ ...d, name: outside, reason: scope.strip(d.reason) }];
     });
     const recent = name ? await this.o.journal.recent(10, scope.inside(name)) : await this.recentOf(scope, 15);
-    const operations = recent.map((j) => ({ ...toOperation(j), target: scope.outside(j.target) ?? j.target, idempotencyKey: scope.keyOutside(j.idempotencyKey) }));
+    const operations = recent.map((j) => {
+      const o = toOperation(j);
+      // an error the node wrote (a failed rollout names its replica) reads with the tenant's names too
+      return { ...o, target: scope.outside(j.target) ?? j.target, idempotencyKey: scope.keyOutside(j.idempotencyKey), error: o.error ? { ...o.error, message: scope.strip(o.error.message) } : null };
+    });
     // the node's operation of a rollout is this control plane's deploy operation that followed it (once it ended)
     const ours = new Map<string, string>();
     const withResults = !nodeStatus.services?.length ? [] : name ? recent : await this.o.journal.recent(100);
@@ -333,8 +341,14 @@ export class ControlPlane {
     const services = (nodeStatus.services ?? []).flatMap((v) => {
       const outside = scope.outside(v.name);
       if (outside === null || (name && outside !== name)) return [];
-      const rollout = v.rollout ? { ...v.rollout, operationId: ours.get(v.rollout.operationId) ?? v.rollout.operationId } : null;
-      return [{ ...v, name: outside, rollout }];
+      const rollout = v.rollout ? { ...v.rollout, operationId: ours.get(v.rollout.operationId) ?? v.rollout.operationId, reason: scope.strip(v.rollout.reason) } : null;
+      // a tenant's replicas (`acme--web.1`) and the reasons naming them read without the prefix, like every name it sees
+      return [{
+        ...v, name: outside, rollout,
+        replicas: v.replicas.map((r) => ({ ...r, name: scope.outside(r.name) ?? r.name, reason: scope.strip(r.reason) })),
+        versions: v.versions.map((x) => ({ ...x, reason: scope.strip(x.reason) })),
+        crashLoop: v.crashLoop ? { ...v.crashLoop, reason: scope.strip(v.crashLoop.reason) ?? '' } : null,
+      }];
     });
     const replicas = new Set(services.flatMap((v) => v.replicas.map((r) => r.name)));
     const filtered = name ? mine.filter((d) => d.name === name || replicas.has(d.name)) : mine;
@@ -391,7 +405,15 @@ export class ControlPlane {
     const name = scope.inside(req.name);
     // the node's own answer would name the prefixed name: a tenant gets the same words for any name it does not have
     if (scope.tenant && !(await this.o.node.has(name))) throw describeMissingDeployment(req.name);
-    yield* this.o.node.logs({ ...req, name });
+    if (!scope.tenant) {
+      yield* this.o.node.logs({ ...req, name });
+      return;
+    }
+    // a service's merged logs name each line's replica (`src`), and its controller's lines name replicas: without the prefix
+    for await (const e of this.o.node.logs({ ...req, name })) {
+      const src = e.src === undefined ? undefined : scope.outside(e.src) ?? e.src;
+      yield { ...e, ...(src !== undefined ? { src } : {}), ...(e.src === name ? { m: scope.strip(e.m) ?? e.m } : {}) };
+    }
   }
 }
 
@@ -416,13 +438,17 @@ export function toOperation(j: QueuedOperation): Operation {
 export const newTraceId = (): string => randomBytes(8).toString('hex');
 
 /**
- * Refused at admission (nothing is journaled): a tenant's services are not implemented (docs/services.md, Limits).
- * A user fault (403), not E_NOT_IMPLEMENTED's 501: the API answers no well-formed request with a 5xx.
+ * What a tenant's deploy reserves of its quota. A plain deployment: one VM. A service: its rollout's worst case of
+ * VMs at once (serviceWorstCaseVms: replicas + surge, surge ones included) × the per-VM vCPUs and memory; `policy` is
+ * the deploy's own, or the existing service's when the deploy changes none (the node keeps it). The next deploy of an
+ * existing service (a version or a scale) replaces its reservation (`replace`), it does not add to it.
  */
-function tenantServices(tenant: string, why: string): UserError {
-  return new UserError('E_TENANT_UNSUPPORTED', `${why}: services (replicas, health checks, rollouts) of a tenant are not implemented yet (tenant ${tenant})`, {
-    hint: 'deploy without --replicas/--check/--restart/--strategy/--supersede (and without deploy:/check:/restart: in unik.yaml), or as an operator without a tenant',
-  });
+export function tenantQuotaCheck(t: TenantSpec, name: string, perVm: { cpus: number; memoryMiB: number }, policy: Parameters<typeof serviceWorstCaseVms>[0] | null, replace: boolean): QuotaCheck {
+  const vms = policy ? serviceWorstCaseVms(policy) : 1;
+  return {
+    tenant: t.name, name, quota: t.quota, reservation: { vcpus: perVm.cpus * vms, memoryMiB: perVm.memoryMiB * vms, ...(policy ? { vms } : {}) },
+    ...(replace ? { replace: true } : {}),
+  };
 }
 
 /** A tenant's per-VM defaults and limits, and its node selector ANDed with the deploy's labels. */

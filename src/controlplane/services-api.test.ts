@@ -13,8 +13,8 @@ import type { Operation } from '../store/types.js';
 import type { NewOperation, OperationJournal, QueuedOperation } from './operation-journal.js';
 import type { Queue } from './queue.js';
 import { EngineRunner, type DeployOperationRequest } from './runner.js';
-import { ControlPlane } from './service.js';
-import { TenantScope, type TenantSpec } from './tenants.js';
+import { ControlPlane, tenantQuotaCheck } from './service.js';
+import { checkQuota, emptyUsage, scopeFor, TENANT_DEFAULT_MEMORY_MIB, TenantRegistry, TenantScope, type QuotaCheck, type TenantSpec } from './tenants.js';
 import { Metrics } from './metrics.js';
 import { RequestFeed } from './request-feed.js';
 import { SloSamples } from './slo-samples.js';
@@ -63,29 +63,39 @@ describe('services through the control plane (admission, status)', () => {
   let pending: boolean;
   let cp: ControlPlane;
   let artifact: string;
+  let acmeArtifact: string;
   let journalOps: QueuedOperation[];
+  let quotas: QuotaCheck[];
 
   beforeEach(async () => {
     dir = mkdtempSync(join(tmpdir(), 'unik-cp-svc-'));
     artifacts = new ArtifactStore({ dir: join(dir, 'artifacts'), maxUploadBytes: 1 << 22, maxExtractedBytes: 1 << 22, maxEntries: 10 });
     artifact = (await artifacts.put(Readable.from([tarOfBinary()]))).id;
+    acmeArtifact = (await artifacts.put(Readable.from([tarOfBinary()]), { tenant: 'acme' })).id;
     enqueued = [];
     services = [];
     pending = false;
     journalOps = [];
+    quotas = [];
     const journal = {
       byKey: async () => null,
       hasPendingDeploy: async () => pending,
       reserved: async () => false,
       pendingDeploys: async () => [],
       recent: async () => journalOps,
-      enqueue: async (j: NewOperation) => {
+      enqueue: async (j: NewOperation, q?: QuotaCheck) => {
         enqueued.push(j);
+        if (q) quotas.push(q);
         return { op: { ...j, state: 'queued', attempts: 0, leaseOwner: null, result: null, error: null, updatedAt: j.createdAt, endedAt: null, nextRunAt: 0 }, created: true };
       },
     } as unknown as OperationJournal;
     const node = {
       has: async (n: string) => n === 'plain' || services.some((v) => v.name === n),
+      // a service's merged logs as the node gives them: each line's replica, and the controller's lines naming replicas
+      logs: async function* (req: { name: string }) {
+        yield { t: 1, s: 'app', m: 'hello', src: `${req.name}.1` };
+        yield { t: 2, s: 'init', m: `replica ${req.name}.2 exited with code 1; replaced`, src: req.name };
+      },
       status: async (n?: string): Promise<StatusResult> => {
         const svcs = services.filter((v) => n === undefined || v.name === n);
         const deployments = [...(n === undefined || n === 'plain' ? [replicaView('plain')] : []), ...svcs.flatMap((v) => v.replicas.map((r) => replicaView(r.name)))];
@@ -98,6 +108,8 @@ describe('services through the control plane (admission, status)', () => {
 
   const code = async (p: Promise<unknown>): Promise<string> => p.then(() => 'ok', (e: { code: string }) => e.code);
   const body = (extra: Record<string, unknown> = {}): Parameters<ControlPlane['deploy']>[0] => ({ source: { artifact, kind: 'binary' }, ports: ['18080:8080'], ...extra });
+  /** a deploy of tenant acme: its own upload (another tenant's artifact is unknown to it) */
+  const mine = (extra: Record<string, unknown> = {}): Parameters<ControlPlane['deploy']>[0] => ({ ...body(extra), source: { artifact: acmeArtifact, kind: 'binary' } });
 
   it('a deploy with service settings is journaled with them and answers as a service', async () => {
     const r = await cp.deploy(body({ name: 'api', service: { replicas: '2', check: 'http:8080/healthz' } }), 't1', undefined, TenantScope.GLOBAL);
@@ -112,16 +124,58 @@ describe('services through the control plane (admission, status)', () => {
     expect(enqueued).toEqual([]);
   });
 
-  it("a tenant's service is refused with a 403 E_TENANT_UNSUPPORTED before anything is queued", async () => {
+  it("a tenant's service is journaled with the tenant's isolation and reserves its rollout's worst case of VMs", async () => {
+    const tenant = new TenantScope({ ...acme, quota: { vcpus: 8, memoryMiB: 4096, vms: 10 } });
+    const r = await cp.deploy(mine({ name: 'api', memory: '128M', cpus: 2, service: { replicas: '3', maxSurge: '2' } }), 't', undefined, tenant);
+    expect(r).toMatchObject({ name: 'api', service: true });
+    expect(enqueued[0]?.target).toBe('acme--api');
+    expect((enqueued[0]?.request as DeployOperationRequest).tenant).toEqual({ name: 'acme', cpus: 8, memoryMiB: 4096 });
+    // rolling: 3 replicas + 2 surge = 5 VMs of 2 vCPUs / 128 MiB
+    expect(quotas[0]).toEqual({ tenant: 'acme', name: 'acme--api', quota: { vcpus: 8, memoryMiB: 4096, vms: 10 }, reservation: { vms: 5, vcpus: 10, memoryMiB: 640 } });
+    // canary: replicas + the canary; immediate: every replica twice (the old ones drain while the new ones boot)
+    await cp.deploy(mine({ name: 'can', service: { replicas: '4', strategy: 'canary', canary: '3' } }), 't', undefined, tenant);
+    expect(quotas[1]?.reservation).toEqual({ vms: 7, vcpus: 7, memoryMiB: 7 * TENANT_DEFAULT_MEMORY_MIB });
+    await cp.deploy(mine({ name: 'imm', service: { replicas: '3', strategy: 'immediate' } }), 't', undefined, tenant);
+    expect(quotas[2]?.reservation).toEqual({ vms: 6, vcpus: 6, memoryMiB: 6 * TENANT_DEFAULT_MEMORY_MIB });
+    // a plain deployment of a tenant: one VM, as before (no vms field: old journals read it as 1)
+    await cp.deploy(mine({ name: 'one' }), 't', undefined, tenant);
+    expect(quotas[3]?.reservation).toEqual({ vcpus: 1, memoryMiB: TENANT_DEFAULT_MEMORY_MIB });
+    expect(quotas.map((q) => q.replace ?? false)).toEqual([false, false, false, false]);
+  });
+
+  it("the next deploy of a tenant's service (a scale, a version) replaces its reservation; without settings it keeps the service's policy", async () => {
     const tenant = new TenantScope(acme);
-    for (const extra of [{ service: { replicas: '2' } }, { supersede: true }]) {
-      const e = await cp.deploy(body({ name: 'api', ...extra }), 't', undefined, tenant).then(() => null, (x: { code: string; message: string }) => x);
-      expect(e?.code).toBe('E_TENANT_UNSUPPORTED');
-      expect(e?.message).toContain('tenant acme');
-    }
-    // a user fault, not a 5xx: the API conformance test holds the control plane to no 5xx for any well-formed request
-    expect(errorSpec('E_TENANT_UNSUPPORTED')).toMatchObject({ status: 403, fault: 'user', retryable: false });
-    expect(enqueued).toEqual([]);
+    services = [serviceView({ name: 'acme--web', replicas: [] })];
+    await cp.deploy(mine({ name: 'web', service: { replicas: '5' } }), 't', undefined, tenant);
+    expect(quotas[0]).toMatchObject({ name: 'acme--web', replace: true, reservation: { vms: 6 } });
+    await cp.deploy(mine({ name: 'web', env: ['VERSION=v2'] }), 't', undefined, tenant);
+    // no settings: the service's own policy (2 replicas, max-surge 1)
+    expect(quotas[1]).toMatchObject({ name: 'acme--web', replace: true, reservation: { vms: 3, vcpus: 3 } });
+    expect((enqueued[1]?.request as DeployOperationRequest).service).toEqual({});
+    // a service being destroyed takes no deploy (its destroy would free the reservation this one replaced)
+    services = [serviceView({ name: 'acme--web', replicas: [], destroying: true })];
+    expect(await code(cp.deploy(mine({ name: 'web', service: { replicas: '2' } }), 't', undefined, tenant))).toBe('E_NAME_TAKEN');
+    expect(enqueued).toHaveLength(2);
+  });
+
+  it('tenantQuotaCheck: the worst case × per-VM resources, the first resource over names itself with {tenant, resource, requested, used, limit}', () => {
+    const policy = (strategy: 'rolling' | 'canary' | 'immediate', replicas: number, maxSurge = 1, canary = 1): ServiceView['policy'] => ({ ...serviceView().policy, replicas, rollout: { ...serviceView().policy.rollout, strategy, maxSurge, canary } });
+    const t: TenantSpec = { ...acme, quota: { vms: 4, vcpus: 8, memoryMiB: 1024 } };
+    const q = (p: ServiceView['policy'] | null): QuotaCheck => tenantQuotaCheck(t, 'acme--web', { cpus: 2, memoryMiB: 256 }, p, false);
+    expect(q(policy('rolling', 3)).reservation).toEqual({ vms: 4, vcpus: 8, memoryMiB: 1024 });
+    expect(() => checkQuota(q(policy('rolling', 3)), emptyUsage())).not.toThrow(); // exactly at every limit
+    const over = (c: QuotaCheck, used = emptyUsage()): unknown => { try { checkQuota(c, used); return null; } catch (e) { return (e as { details: unknown }).details; } };
+    // 4 replicas + 1 surge: 5 VMs; the surge one is what takes it over
+    expect(over(q(policy('rolling', 4)))).toEqual({ tenant: 'acme', resource: 'vms', requested: 5, used: 0, limit: 4 });
+    // max-surge 0 still reserves 1 (a revert surges by one, an unhealthy replica's replacement boots while it drains)
+    expect(q(policy('rolling', 3, 0)).reservation.vms).toBe(4);
+    expect(q(policy('immediate', 2)).reservation.vms).toBe(4);
+    expect(over(q(policy('immediate', 3)))).toEqual({ tenant: 'acme', resource: 'vms', requested: 6, used: 0, limit: 4 });
+    expect(q(policy('canary', 2, 1, 2)).reservation.vms).toBe(4);
+    // with other deployments of the tenant: the used part counts
+    expect(over(q(policy('rolling', 1)), { vms: 3, apps: 3, vcpus: 3, memoryMiB: 256 })).toEqual({ tenant: 'acme', resource: 'vms', requested: 2, used: 3, limit: 4 });
+    expect(over(q(policy('rolling', 1)), { vms: 0, apps: 0, vcpus: 6, memoryMiB: 0 })).toEqual({ tenant: 'acme', resource: 'vcpus', requested: 4, used: 6, limit: 8 });
+    expect(over(q(policy('rolling', 1)), { vms: 0, apps: 0, vcpus: 0, memoryMiB: 800 })).toEqual({ tenant: 'acme', resource: 'memory', requested: 512, used: 800, limit: 1024 });
   });
 
   it('a deploy to an existing service is its next version; during a rollout only with supersede', async () => {
@@ -152,6 +206,46 @@ describe('services through the control plane (admission, status)', () => {
     expect(all.deployments.map((d) => d.name).sort()).toEqual(['plain', 'web.1', 'web.2']);
     // a tenant sees no one else's services
     expect((await cp.status(undefined, new TenantScope(acme))).services).toEqual([]);
+  });
+
+  it("ATTACK: tenant beta against acme's service — status, logs, destroy, a deploy of the same name, the tenant header — answers like a name never used", async () => {
+    const beta = new TenantScope({ ...acme, name: 'beta' });
+    const a = new TenantScope(acme);
+    const reason = 'replica acme--web.2 failed its health check';
+    services = [serviceView({
+      name: 'acme--web',
+      replicas: serviceView().replicas.map((r) => ({ ...r, name: `acme--${r.name}`, reason })),
+      rollout: { ...ACTIVE, phase: 'succeeded', from: null, to: 1, operationId: 'op_node1', reason },
+    })];
+    // acme sees its service under its own names, the prefix gone from replicas, reasons and log sources
+    const mineStatus = await cp.status('web', a);
+    expect(mineStatus.services?.map((v) => [v.name, v.replicas.map((r) => r.name), v.replicas[0]?.reason, v.rollout?.reason])).toEqual([['web', ['web.1', 'web.2'], 'replica web.2 failed its health check', 'replica web.2 failed its health check']]);
+    expect(mineStatus.deployments.map((d) => d.name).sort()).toEqual(['web.1', 'web.2']);
+    // a failed operation's error as the node wrote it (naming a replica) reads with acme's names
+    journalOps = [{ id: 'op_1', kind: 'deploy', target: 'acme--web', state: 'failed', idempotencyKey: null, requestHash: 'h', request: {}, attempts: 1, maxAttempts: 3, nextRunAt: 0, leaseOwner: null, result: null, error: { code: 'E_CHECK_FAILED', message: reason }, traceId: 't', createdAt: 1, updatedAt: 1, endedAt: 1 }];
+    expect((await cp.status('web', a)).operations.map((o) => [o.target, o.error?.message])).toEqual([['web', 'replica web.2 failed its health check']]);
+    journalOps = [];
+    const lines = [];
+    for await (const e of cp.logs({ name: 'web', follow: false, signal: new AbortController().signal }, a)) lines.push(e);
+    expect(lines).toEqual([{ t: 1, s: 'app', m: 'hello', src: 'web.1' }, { t: 2, s: 'init', m: 'replica web.2 exited with code 1; replaced', src: 'web' }]);
+
+    const refusal = async (p: Promise<unknown>): Promise<unknown> => p.then(() => 'ok', (e: { code: string; message: string }) => [e.code, e.message]);
+    const asNever = (name: string): [string, string] => ['E_UNKNOWN_APP', `no deployment named "${name}"`];
+    expect(await refusal(cp.status('web', beta))).toEqual(asNever('web'));
+    expect(await refusal(cp.status('never', beta))).toEqual(asNever('never'));
+    const everything = await cp.status(undefined, beta);
+    expect([everything.services, everything.deployments]).toEqual([[], []]);
+    expect(await refusal((async () => { for await (const _ of cp.logs({ name: 'web', follow: false, signal: new AbortController().signal }, beta)) { /* none */ } })())).toEqual(asNever('web'));
+    expect(await refusal(cp.destroy({ names: ['web'] }, 't', beta))).toEqual(asNever('web'));
+    expect(enqueued).toEqual([]);
+    // beta's "web" is beta's own: a new service of its own, reserving for beta, never replacing acme's reservation
+    await cp.deploy({ ...body({ name: 'web', service: { replicas: '2' } }), source: { artifact: (await artifacts.put(Readable.from([tarOfBinary()]), { tenant: 'beta' })).id, kind: 'binary' } }, 't', undefined, beta);
+    expect(enqueued.map((j) => j.target)).toEqual(['beta--web']);
+    expect(quotas.map((q) => [q.tenant, q.name, q.replace ?? false])).toEqual([['beta', 'beta--web', false]]);
+    // acme's artifact is as unknown to beta as one never uploaded
+    expect(await code(cp.deploy(mine({ name: 'web2' }), 't', undefined, beta))).toBe('E_UNKNOWN_ARTIFACT');
+    // beta's credential cannot pick acme's scope with the header only an admin may use
+    expect(() => scopeFor({ subject: 'beta-ci', scopes: ['deploy', 'read', 'logs', 'destroy'], via: 'token', tenant: 'beta' }, 'acme', TenantRegistry.fixed([acme, { ...acme, name: 'beta' }]))).toThrow(expect.objectContaining({ code: 'E_FORBIDDEN' }));
   });
 
   it('destroy accepts a service name', async () => {
@@ -197,6 +291,12 @@ describe('EngineRunner: a service deploy follows the node operation, one version
     await runner.run(op(request, 2)); // a retried attempt: the same key, so the node answers with its first operation
     expect(deploys.map((d) => d.idempotencyKey)).toEqual(['op_cp', 'op_cp']);
   }, 10_000);
+
+  it("a tenant's service deploy carries the tenant's isolation to the node (every replica VM runs with it)", async () => {
+    const { node, deploys } = fakeNode(() => 'succeeded');
+    await new EngineRunner(node, journal).run(op({ ...request, tenant: { name: 'acme', cpus: 2, memoryMiB: 1024 } }));
+    expect(deploys[0]?.tenant).toEqual({ name: 'acme', cpus: 2, memoryMiB: 1024 });
+  });
 
   it('a failed rollout fails the operation with its code (a user error: not retried)', async () => {
     const { node } = fakeNode(() => 'failed', { code: 'E_ROLLOUT_FAILED', message: 'v2 did not become healthy; reverted to v1' });

@@ -234,6 +234,18 @@ describe('metricsForTenant', () => {
     ].join('\n'));
   });
 
+  it("a tenant's service series (front traffic, replicas) name the app without the prefix; another tenant's are not there", () => {
+    const svc = [
+      '# HELP unikctld_service_replicas Replicas of each service.',
+      '# TYPE unikctld_service_replicas gauge',
+      'unikctld_service_replicas{app="acme--web",tenant="acme",state="desired"} 2',
+      'unikctld_service_replicas{app="beta--web",tenant="beta",state="desired"} 3',
+      '',
+    ].join('\n');
+    expect(metricsForTenant(svc, 'acme')).toBe(['# HELP unikctld_service_replicas Replicas of each service.', '# TYPE unikctld_service_replicas gauge', 'unikctld_service_replicas{app="web",tenant="acme",state="desired"} 2', ''].join('\n'));
+    expect(metricsForTenant(svc, 'beta')).not.toContain('acme');
+  });
+
   it('a tenant whose name begins another\'s sees only its own; a tenant without series sees nothing', () => {
     const ab = metricsForTenant(text, 'ab');
     expect(ab).toContain('unikctld_deployment_memory_bytes{deployment="web",tenant="ab"} 5');

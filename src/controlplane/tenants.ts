@@ -40,13 +40,20 @@ export interface TenantSpec {
   selector: Record<string, string>;
 }
 
-/** What one deployment holds of its tenant's quota (one VM, one app today; replicas will count VMs apart). */
-export interface Reservation { vcpus: number; memoryMiB: number; }
+/**
+ * What one deployment holds of its tenant's quota: one app, and `vms` VMs (absent: 1, a plain deployment; a service:
+ * its rollout's worst case, replicas + surge) with `vcpus`/`memoryMiB` in total over those VMs.
+ */
+export interface Reservation { vcpus: number; memoryMiB: number; vms?: number; }
 export interface TenantUsage { vms: number; vcpus: number; memoryMiB: number; apps: number; }
 export type QuotaResource = 'vms' | 'vcpus' | 'memory' | 'apps' | 'artifacts' | 'vm.memory' | 'vm.cpus';
 
-/** The quota check a deploy's journal insert runs in its own transaction (SQLite) or compare-and-set (etcd). */
-export interface QuotaCheck { tenant: string; name: string; reservation: Reservation; quota: TenantQuota; }
+/**
+ * The quota check a deploy's journal insert runs in its own transaction (SQLite) or compare-and-set (etcd).
+ * `replace`: the next deploy of an existing service — its reservation takes the place of the name's current one
+ * (checked against the usage without it) instead of being refused as a name already reserved.
+ */
+export interface QuotaCheck { tenant: string; name: string; reservation: Reservation; quota: TenantQuota; replace?: boolean; }
 
 export function quotaExceeded(tenant: string, resource: QuotaResource, requested: number, used: number, limit: number): UserError {
   const unit = resource === 'memory' || resource === 'vm.memory' ? ' MiB' : resource === 'artifacts' ? ' bytes' : '';
@@ -66,7 +73,7 @@ export function checkQuota(c: QuotaCheck, used: TenantUsage): void {
     if (limit !== undefined && u + requested > limit) throw quotaExceeded(c.tenant, resource, requested, u, limit);
   };
   over('apps', 1, used.apps, q.apps);
-  over('vms', 1, used.vms, q.vms);
+  over('vms', c.reservation.vms ?? 1, used.vms, q.vms);
   over('vcpus', c.reservation.vcpus, used.vcpus, q.vcpus);
   over('memory', c.reservation.memoryMiB, used.memoryMiB, q.memoryMiB);
 }
@@ -78,8 +85,12 @@ export const deploymentNameTaken = (internal: string): UserError => new UserErro
 
 export const emptyUsage = (): TenantUsage => ({ vms: 0, vcpus: 0, memoryMiB: 0, apps: 0 });
 export function addUsage(u: TenantUsage, r: Reservation): TenantUsage {
-  return { vms: u.vms + 1, apps: u.apps + 1, vcpus: u.vcpus + r.vcpus, memoryMiB: u.memoryMiB + r.memoryMiB };
+  return { vms: u.vms + (r.vms ?? 1), apps: u.apps + 1, vcpus: u.vcpus + r.vcpus, memoryMiB: u.memoryMiB + r.memoryMiB };
 }
+export function subtractUsage(u: TenantUsage, r: Reservation): TenantUsage {
+  return { vms: u.vms - (r.vms ?? 1), apps: u.apps - 1, vcpus: u.vcpus - r.vcpus, memoryMiB: u.memoryMiB - r.memoryMiB };
+}
+
 
 /**
  * Deployment names are per tenant: tenant `acme`'s `web` is `acme--web` on the nodes and in the journal. A tenant name
@@ -102,6 +113,11 @@ export class TenantScope {
   outside(internal: string): string | null {
     if (!this.tenant) return internal;
     return internal.startsWith(this.prefix) ? internal.slice(this.prefix.length) : null;
+  }
+
+  /** A text of the node's (a reason, an event) with this tenant's internal names written as the tenant's own. */
+  strip<T extends string | null>(text: T): T {
+    return (text === null || !this.tenant ? text : text.split(this.prefix).join('')) as T;
   }
 
   /** Idempotency keys are per tenant too: B reusing A's key makes B's own operation. */

@@ -215,7 +215,12 @@ describe('a tenant\'s deploy request', () => {
       await expect(client.deploy({ ...base, tenant: { name: 'other' } })).rejects.toMatchObject({ code: 'E_IDEMPOTENCY_CONFLICT' });
       await client.deploy({ target: process.execPath, ports: [], env: [], debug: false, labels: [], cwd: tmp, name: 'plain' });
       expect(client.store.getDeployment('plain')?.spec).not.toHaveProperty('tenant');
+      // a tenant's service: accepted, and its version's spec (which every replica's spec copies) carries the tenant
+      const svc = await client.deploy({ ...base, name: 'svc', idempotencyKey: 'k2', service: { replicas: '2' } });
+      expect(svc.service).toBe(true);
+      expect(client.store.getService('svc')?.versions[0]?.spec.tenant).toEqual({ name: 'acme', cpus: 1.5, memoryMiB: 512 });
     } finally {
+      await client.destroy(client.store.listServices().map((v) => v.name), { graceMs: 0 }).catch(() => []);
       await client.destroy(client.store.listDeployments().map((d) => d.name), { graceMs: 0 }).catch(() => []);
       client.close();
       rmSync(tmp, { recursive: true, force: true });

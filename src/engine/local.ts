@@ -117,7 +117,6 @@ export class LocalClient implements Client, SloReader {
       if (prior) return this.reuse(prior, requestHash, target);
     }
     if (policy || existing) {
-      if (tenant) throw new UserError('E_TENANT_UNSUPPORTED', "a tenant's services (replicas, checks, rollouts) are not implemented yet", { hint: 'deploy without --replicas/--check/--restart/--strategy' });
       const name = req.name ?? this.store.freeName(target.defaultName);
       if (!existing) await checkHostPorts(ports);
       const signKey = this.opts.signKey ?? (req.signKey ? resolvePath(req.cwd, req.signKey) : undefined);
@@ -125,6 +124,9 @@ export class LocalClient implements Client, SloReader {
         source: target.source, resolvedFrom: target.resolvedFrom, ports, memoryMiB, cpus, env, debug: req.debug, rootfsDir: req.rootfs, labels,
         ...(this.opts.remoteBuild && target.source.kind === 'project' ? { remoteBuild: this.opts.remoteBuild } : {}),
         trust, ...(signKey ? { signKey } : {}),
+        // a tenant's service (from a control plane): each replica's spec is the version's, so every replica VM runs
+        // as the tenant's user in its cgroup, exactly like a plain tenant deployment
+        ...(tenant ? { tenant } : {}),
       };
       try {
         return deployService({

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { RolloutPolicy, Service, ServiceVersion } from '../store/service-types.js';
 import type { DeploymentSpec } from '../store/types.js';
-import { plan, type PlanRules, type ReplicaSnapshot } from './service-plan.js';
+import { plan, serviceWorstCaseVms, type PlanRules, type ReplicaSnapshot } from './service-plan.js';
 
 const rules: PlanRules = {
   restartDelayMs: (n) => Math.min(1000 * 2 ** n, 30_000),
@@ -148,6 +148,31 @@ describe('service plan', () => {
     expect(good.svc.rollout?.phase).toBe('succeeded');
     expect(good.versionsRunning()).toEqual([2, 2, 2]);
   });
+
+  // a tenant's quota reserves serviceWorstCaseVms (docs/tenants.md): no rollout of the plan may have more VMs at once,
+  // good or bad (a revert surges too), and a good one reaches it (the reservation is not larger than needed)
+  for (const strategy of ['rolling', 'canary', 'immediate'] as const) {
+    for (const [surge, unavailable, canary] of [[1, 0, 1], [0, 1, 1], [2, 1, 1], [1, 0, 2], [3, 0, 3]] as const) {
+      it(`serviceWorstCaseVms bounds every moment of a ${strategy} rollout (max-surge ${surge}, max-unavailable ${unavailable}, canary ${canary})`, () => {
+        const policy = { replicas: 3, rollout: { strategy, maxSurge: surge, maxUnavailable: unavailable, canary } };
+        const bound = serviceWorstCaseVms(policy);
+        let peakGood = 0;
+        for (const outcome of ['ok', 'unhealthy', 'exits'] as const) {
+          const w = new World(service({ replicas: 3, rollout: policy.rollout }), (v) => (v === 2 ? outcome : 'ok'));
+          w.run(settled(w));
+          w.deploy(2, strategy);
+          w.run(settled(w));
+          // (an immediate revert with a small surge can wait on its unhealthy replicas past these ticks: the bound still holds)
+          if (outcome === 'ok' || strategy !== 'immediate') expect(w.svc.rollout?.phase).toBe(outcome === 'ok' ? 'succeeded' : 'reverted');
+          const peak = Math.max(...w.samples.map((x) => x.existing));
+          expect(peak).toBeLessThanOrEqual(bound);
+          if (outcome === 'ok') peakGood = peak;
+        }
+        // tight where the surge is what the strategy starts at once
+        if (surge > 0 && !(strategy === 'canary' && canary < surge)) expect(peakGood).toBe(bound);
+      });
+    }
+  }
 
   it('immediate replaces everything at once', () => {
     const w = new World(service({ replicas: 2 }));

@@ -1,6 +1,6 @@
 import type { ErrorCode } from '../errors.js';
 import type { DeploymentState } from '../store/types.js';
-import type { ReplicaHealth, RestartPolicy, RolloutState, Service, ServiceVersion } from '../store/service-types.js';
+import type { ReplicaHealth, RestartPolicy, RolloutPolicy, RolloutState, Service, ServiceVersion } from '../store/service-types.js';
 
 /**
  * The service controller's decisions as one pure function (docs/services.md): from the service record and what its
@@ -225,4 +225,20 @@ export function plan(input: Service, replicas: ReplicaSnapshot[], now: number, r
     }
   }
   return { service: s, actions, events };
+}
+
+/**
+ * How many VMs a service may have at once under plan() above (a tenant's quota reserves it, src/controlplane/tenants.ts):
+ * - rolling: new replicas start while replicas whose VM exists < replicas + max-surge; a reverting rollout surges by
+ *   at least 1, and an unhealthy replica is replaced while its VM drains (replicas + 1) → replicas + max(surge, 1);
+ * - canary: the canary replicas start next to all the old ones, then it goes on as rolling → replicas + max(canary, surge, 1);
+ * - immediate: every new replica starts while the old ones drain (their VMs exist until stopped) → 2 × replicas,
+ *   or the rolling bound of a revert when that is larger.
+ */
+export function serviceWorstCaseVms(p: { replicas: number; rollout: Pick<RolloutPolicy, 'strategy' | 'maxSurge' | 'canary'> }): number {
+  const n = p.replicas;
+  const surge = Math.max(p.rollout.maxSurge, 1);
+  if (p.rollout.strategy === 'canary') return n + Math.max(p.rollout.canary, surge);
+  if (p.rollout.strategy === 'immediate') return Math.max(2 * n, n + surge);
+  return n + surge;
 }

@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { which } from '../../src/util/exec.js';
-import { TestServer } from './cp-helpers.js';
+import { TENANT_TOKENS, TestServer } from './cp-helpers.js';
 import { exampleCopy, freePort, httpGet, shareBuildCache } from './helpers.js';
 import { portFree, type ServiceDeployJson, type ServiceStatusJson } from './service-helpers.js';
 
@@ -23,6 +23,15 @@ if (!front) console.log('services-remote e2e skipped: haproxy (the services\' fr
 
 const { home, app } = exampleCopy('go-service', /\/\.unikctl(\/|$)/);
 shareBuildCache(app, 'go-http');
+
+/** The pids of a user's processes whose command line matches `pattern` (a tenant's VMs run as its own user). */
+function pidsOfUser(user: string, pattern: string): number[] {
+  try {
+    return execFileSync('pgrep', ['-u', user, '-f', pattern], { encoding: 'utf8' }).trim().split('\n').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
 
 /** Processes whose command line names the server's data directory (its VMs' and fronts' files live under it). */
 function processesOf(dir: string, pattern: string): string[] {
@@ -120,6 +129,128 @@ describe.skipIf(!front)('services in remote mode: unikctl → unikctld → repli
     expect((s.services ?? []).filter((x) => x.name === 'rweb')).toEqual([]);
     expect(processesOf(server.data, 'qemu-system')).toEqual([]);
     expect(processesOf(server.data, 'haproxy')).toEqual([]);
+    expect(await portFree(port)).toBe(true);
+  }, 2 * T);
+});
+
+/**
+ * A tenant's service through the control plane (docs/tenants.md, "Services"): tenant acme deploys 2 replicas (a
+ * rolling service reserves replicas + max-surge = 3 VMs of its quota of 4), a scale to 4 (5 VMs at worst) is refused
+ * at admission while the service keeps serving, and tenant beta sees nothing of it.
+ */
+const TENANTS = `
+tenants:
+  acme:
+    quota: { vms: 4, memory: 1G }
+    vm:
+      memory: { default: 64M, max: 128M }
+  beta:
+    quota: { vms: 4 }
+`;
+
+interface ApiError { code: string; message: string; details?: Record<string, unknown>; }
+/** the check with a boot-sized grace: under TCG on a loaded host a replica's port may reset connections for seconds after start */
+const TENANT_CHECK = 'http:8080/healthz,interval=1s,timeout=1s,grace=30s,failures=3';
+
+describe.skipIf(!front)("a tenant's service: replicas under the tenant's user, quotas counting surge replicas, invisible to other tenants", () => {
+  const server = new TestServer({ runner: 'engine', tenants: TENANTS });
+  let port = 0;
+  // the CLI's environment names the credential: the tenant's own token, as a tenant's user would have it
+  const cli = (args: string[]): ReturnType<typeof home.cli> => {
+    Object.assign(home.env, server.cliEnv(TENANT_TOKENS.acme));
+    return home.cli(args);
+  };
+
+  beforeAll(async () => {
+    // the package is built locally (the block above pointed the CLI at its own server, stopped since; cached build)
+    delete home.env.UNIKCTL_CONTROL_PLANE_URL;
+    delete home.env.UNIKCTL_TOKEN;
+    const r = await home.cli(['build', app, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    port = await freePort();
+    await server.start();
+  }, BUILD_TIMEOUT);
+
+  afterAll(async () => {
+    await cli(['destroy', 'tweb', '--wait']).catch(() => undefined);
+    await server.stop();
+    const left = [...processesOf(server.data, 'qemu-system'), ...processesOf(server.data, 'haproxy')];
+    for (const line of left) {
+      try { process.kill(Number(line.split(' ')[0]), 'SIGKILL'); } catch { /* gone */ }
+    }
+    server.cleanup();
+    expect(left).toEqual([]);
+  });
+
+  const deploy = async (replicas: number): Promise<{ code: number; out: ServiceDeployJson & { error?: ApiError }; text: string }> => {
+    const args = ['deploy', PKG, '--name', 'tweb', '-p', `${port}:8080`, '--replicas', String(replicas), '--check', TENANT_CHECK, '--min-healthy', '1s', '--wait', '--timeout', String(T / 1000 - 60), '--json'];
+    const t0 = Date.now();
+    const r = await cli(args);
+    const text = `unikctl ${args.join(' ')} → exit ${r.code} in ${((Date.now() - t0) / 1000).toFixed(1)} s\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
+    console.log(text.split('\n')[0]);
+    return { code: r.code, out: JSON.parse(r.stdout || 'null') as ServiceDeployJson & { error?: ApiError }, text };
+  };
+  const used = async (tenant: 'acme' | 'beta'): Promise<Record<string, number>> => ((await (await server.api('/v1/quota', { token: TENANT_TOKENS[tenant] })).json()) as { used: Record<string, number> }).used;
+
+  it('acme deploys 2 replicas that answer through the front; a scale past its quota (4 + 1 surge > 4 VMs) is refused while it keeps serving; beta sees nothing', async () => {
+    // the tenant user's VMs (left by nothing else under the e2e lock, but counted from here to be sure)
+    const before = pidsOfUser('unikctl-t-acme', 'qemu-system').length;
+    const v1 = await deploy(2);
+    expect(v1.code, v1.text).toBe(0);
+    expect(v1.out.rollout?.phase, v1.text).toBe('succeeded');
+    // the quota holds the rollout's worst case: 2 replicas + 1 surge, 64M each
+    expect(await used('acme')).toMatchObject({ vms: 3, apps: 1, vcpus: 3, memoryMiB: 192 });
+    for (let i = 0; i < 4; i++) expect((await httpGet(`http://127.0.0.1:${port}/`, 20_000)).trim()).toMatch(/^version=v1 replica=\S+$/);
+    // the tenant's names, without the prefix: the service, its replicas (and their deployments)
+    const s = JSON.parse((await cli(['status', 'tweb', '--json'])).stdout) as ServiceStatusJson;
+    const svc = s.services.find((x) => x.name === 'tweb');
+    expect(svc?.replicas.map((r) => r.name).sort()).toEqual(['tweb.1', 'tweb.2']);
+    expect(s.deployments.map((d) => d.name).sort()).toEqual(['tweb.1', 'tweb.2']);
+    // every replica VM runs as the tenant's user (in its cgroup), like a plain tenant deployment
+    expect(pidsOfUser('unikctl-t-acme', 'qemu-system').length).toBe(before + 2);
+    const logs = await cli(['logs', 'tweb', '--json']);
+    expect(logs.code, logs.stderr).toBe(0);
+    expect(logs.stdout).toMatch(/"source":"tweb\.\d+"/);
+    // every line's source is the tenant's own name (the app's own text may say what it likes, e.g. its hostname)
+    expect([...logs.stdout.matchAll(/"source":"([^"]*)"/g)].map((m) => m[1]).filter((x) => x?.startsWith('acme--'))).toEqual([]);
+
+    // 4 replicas + 1 surge = 5 VMs > 4: refused at admission (the service's own 3 are replaced, not added: used 0)
+    const big = await deploy(4);
+    expect(big.code, big.text).not.toBe(0);
+    expect(big.out.error?.code, big.text).toBe('E_QUOTA_EXCEEDED');
+    // (the CLI adds the request's trace id to the API's message)
+    expect(big.out.error?.message, big.text).toMatch(/^tenant acme: vms quota exceeded: requested 5, used 0, limit 4 \(trace [0-9a-f]+\)$/);
+    expect(await used('acme')).toMatchObject({ vms: 3, apps: 1 });
+    const after = JSON.parse((await cli(['status', 'tweb', '--json'])).stdout) as ServiceStatusJson;
+    expect(after.services.find((x) => x.name === 'tweb')?.desired).toBe(2);
+    expect(after.operations.filter((o) => o.kind === 'deploy')).toHaveLength(1); // nothing journaled for the refused one
+    for (let i = 0; i < 4; i++) expect((await httpGet(`http://127.0.0.1:${port}/`, 20_000)).trim()).toMatch(/^version=v1 replica=\S+$/);
+
+    // beta: acme's service answers exactly like a name that never existed
+    const api = (path: string, init: Parameters<TestServer['api']>[1] = {}): Promise<Response> => server.api(path, { token: TENANT_TOKENS.beta, ...init });
+    const same = async (f: (name: string) => Promise<Response>): Promise<void> => {
+      const [a, n] = [await f('tweb'), await f('never')];
+      const [ja, jn] = [(await a.json()) as ApiError, (await n.json()) as ApiError];
+      expect([a.status, ja.code, ja.message.replaceAll('tweb', 'X')]).toEqual([n.status, jn.code, jn.message.replaceAll('never', 'X')]);
+      expect(a.status).toBe(404);
+    };
+    await same((n) => api(`/v1/status?app=${n}`));
+    await same((n) => api(`/v1/logs/${n}`));
+    await same((n) => api('/v1/destroy', { json: { names: [n] } }));
+    const all = (await (await api('/v1/status')).json()) as ServiceStatusJson;
+    expect([all.deployments, all.services ?? []]).toEqual([[], []]);
+    expect(await used('beta')).toMatchObject({ vms: 0, apps: 0 });
+    // beta cannot borrow acme's scope with the admin's header
+    const hdr = await api('/v1/status?app=tweb', { headers: { 'x-unikctl-tenant': 'acme' } });
+    expect([hdr.status, ((await hdr.json()) as ApiError).code]).toEqual([403, 'E_FORBIDDEN']);
+    expect((await httpGet(`http://127.0.0.1:${port}/`, 20_000)).trim()).toMatch(/^version=v1 replica=\S+$/);
+
+    // destroy gives every reserved VM back
+    const d = await cli(['destroy', 'tweb', '--wait', '--json']);
+    expect(d.code, `${d.stdout}\n${d.stderr}`).toBe(0);
+    for (let i = 0; i < 100 && (await used('acme')).vms !== 0; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(await used('acme')).toMatchObject({ vms: 0, apps: 0, vcpus: 0, memoryMiB: 0 });
+    expect(pidsOfUser('unikctl-t-acme', 'qemu-system').length).toBe(before);
     expect(await portFree(port)).toBe(true);
   }, 2 * T);
 });

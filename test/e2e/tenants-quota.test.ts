@@ -27,7 +27,7 @@ tenants:
   gamma:
     ports: 20000-20099
   delta:
-    quota: { artifacts: 1M }
+    quota: { artifacts: 1M, vms: 4, vcpus: 4 }
 `;
 
 interface ApiError { code: string; message: string; trace_id: string; hint?: string; details?: Record<string, unknown>; }
@@ -171,6 +171,25 @@ describe('tenants on one control plane: credentials, ports, the CLI usage line, 
   afterAll(async () => {
     await env?.close();
     await home.cleanup();
+  });
+
+  it("a service reserves replicas + surge VMs: 3 rolling replicas take delta's 4 VMs; one more VM of any kind is refused; destroy frees all 4", async () => {
+    const svc = await deploy(s(), 'delta', 'svc', { service: { replicas: '3' } });
+    expect(svc.status, await svc.clone().text()).toBe(202);
+    expect(((await svc.json()) as { service?: boolean }).service).toBe(true);
+    expect((await quotaOf(s(), 'delta')).used).toMatchObject({ vms: 4, vcpus: 4, apps: 1 });
+    const rows = await env?.journalRows();
+    for (const [name, extra, requested] of [['svc2', { service: { replicas: '1' } }, 2], ['one', {}, 1], ['can', { service: { replicas: '1', strategy: 'canary' } }, 2]] as const) {
+      const r = await deploy(s(), 'delta', name, extra);
+      const body = (await r.json()) as ApiError;
+      expect([r.status, body.code], name).toEqual([403, 'E_QUOTA_EXCEEDED']);
+      expect(body.details, name).toEqual({ tenant: 'delta', resource: 'vms', requested, used: 4, limit: 4 });
+    }
+    expect(await env?.journalRows()).toBe(rows);
+    const d = await s().api('/v1/destroy', { token: TENANT_TOKENS.delta, json: { names: ['svc'] } });
+    expect(d.status).toBe(202);
+    await until('the service reservation given back', async () => (await quotaOf(s(), 'delta')).used.vms === 0);
+    expect((await quotaOf(s(), 'delta')).used).toMatchObject({ vms: 0, vcpus: 0, apps: 0 });
   });
 
   it('a credential without a tenant, or naming an undeclared one, acts for nobody; an admin has no quota of its own', async () => {
