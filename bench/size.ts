@@ -14,8 +14,9 @@
 //   c       the binary + every shared library it loads (whole files)
 //   python  the interpreter + its libraries + the WHOLE stdlib directory + site-packages with every dependency of
 //           the lock (requirements file, or uv.lock / poetry.lock exported by the pack's pinned tool) + the app
-//   node    the node binary + its libraries + the app + node_modules with dev dependencies, installed by the
-//           project's package manager (npm ci --include=dev; pnpm / yarn the way the pack runs them)
+//   node    the node distribution installed with the binary (the binary, its libraries the base lacks, the bundled
+//           npm and corepack, the headers) + the app + node_modules with dev dependencies, installed by the
+//           project's package manager (npm ci --include=dev; pnpm / yarn the way the pack runs them) + a distro base
 // The distro base is what a distribution base image holds: the Debian packages of priority `required` installed
 // on this host (their Installed-Size, as debootstrap --variant=minbase lays them out), measured in the run.
 // The framework examples (bench/lib/apps.ts) are checked against the issue's target: naive ≥ 3× the image.
@@ -255,12 +256,24 @@ const BASELINES: Record<string, (i: BaselineInput) => Promise<Naive>> = {
     const exe = realpathSync(nodeBin);
     const dev = await nodeDevInstall(dir, env);
     if (dev.error) return { error: dev.error };
-    const libs = await libClosure(exe);
+    // like go and rust: the libraries a distro base lacks + that base (a naive image is a distro base with node on it)
+    const base = await distroBase();
+    const libs = (await libClosure(exe)).filter((l) => !base.files.has(l));
+    // the rest of the node distribution installed with this binary (what its release tarball and a node base image
+    // hold): npm and corepack under PREFIX/lib/node_modules, the headers under PREFIX/include/node
+    const prefix = dirname(dirname(exe));
+    const bundled = ['npm', 'corepack'].map((t) => join(prefix, 'lib', 'node_modules', t)).filter((d) => existsSync(d));
+    const headers = join(prefix, 'include', 'node');
     const seen = new Set<string>();
     const nm = treeBytes(join(dir, 'node_modules'), seen);
     return {
-      what: `the node binary + its libraries + the app + node_modules from ${dev.how}`,
-      parts: parts([['node binary', fileSize(exe), exe], ...libs.map(libPart), ['node_modules incl. dev deps', nm], ['app', appBytes(dir, seen)]]),
+      what: `the node distribution (binary, its libraries, ${bundled.map((d) => basename(d)).join(' and ') || 'no bundled tools'}${existsSync(headers) ? ', headers' : ''}) + the app + node_modules from ${dev.how} + ${base.what}`,
+      parts: parts([
+        ['node binary', fileSize(exe), exe], ...libs.map(libPart),
+        ...bundled.map((d): [string, number, string] => [`bundled ${basename(d)}`, treeBytes(d), d]),
+        ...(existsSync(headers) ? [['headers', treeBytes(headers), headers] as [string, number, string]] : []),
+        ['node_modules incl. dev deps', nm], ['app', appBytes(dir, seen)], ['distro base', base.bytes],
+      ]),
     };
   },
   async java({ metadata, manifestArtifacts }) {
