@@ -162,8 +162,7 @@ describe('service plan', () => {
           w.run(settled(w));
           w.deploy(2, strategy);
           w.run(settled(w));
-          // (an immediate revert with a small surge can wait on its unhealthy replicas past these ticks: the bound still holds)
-          if (outcome === 'ok' || strategy !== 'immediate') expect(w.svc.rollout?.phase).toBe(outcome === 'ok' ? 'succeeded' : 'reverted');
+          expect(w.svc.rollout?.phase).toBe(outcome === 'ok' ? 'succeeded' : 'reverted');
           const peak = Math.max(...w.samples.map((x) => x.existing));
           expect(peak).toBeLessThanOrEqual(bound);
           if (outcome === 'ok') peakGood = peak;
@@ -173,6 +172,17 @@ describe('service plan', () => {
       });
     }
   }
+
+  it('an immediate rollout of a version that never gets healthy is reverted (its unhealthy replicas leave at once)', () => {
+    for (const [surge, unavailable] of [[1, 0], [0, 1], [0, 0]] as const) {
+      const w = new World(service({ replicas: 3, rollout: { strategy: 'immediate', maxSurge: surge, maxUnavailable: unavailable } }), (v) => (v === 2 ? 'unhealthy' : 'ok'));
+      w.run(settled(w));
+      w.deploy(2, 'immediate');
+      w.run(settled(w));
+      expect(w.svc.rollout?.phase).toBe('reverted');
+      expect(w.versionsRunning()).toEqual([1, 1, 1]);
+    }
+  });
 
   it('immediate replaces everything at once', () => {
     const w = new World(service({ replicas: 2 }));

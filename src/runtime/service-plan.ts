@@ -197,6 +197,9 @@ export function plan(input: Service, replicas: ReplicaSnapshot[], now: number, r
     // new replicas while the surge allows (a reverting rollout restores the old version the same way)
     while (occupied(newV) < N && existing() < N + surge && (cur.phase !== 'reverting' || backoffOver())) create(newV);
     if (oldV !== null) {
+      // reverting: the failed version's replicas out of rotation go at once — they serve nobody, and they hold the
+      // surge the restored version needs (after an immediate rollout they are all of them: the revert never ended)
+      if (cur.phase === 'reverting') for (const r of live(oldV).filter((x) => !isHealthy(x))) drain(r, `v${oldV} is reverted`);
       // old replicas leave while the replicas in rotation stay ≥ N − max-unavailable
       for (const r of live(oldV).sort(byNewestFirst)) {
         const healthyAfter = live(oldV).filter(isHealthy).length - (isHealthy(r) ? 1 : 0) + ready(newV, minHealthy);
