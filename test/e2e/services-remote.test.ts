@@ -10,13 +10,24 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { which } from '../../src/util/exec.js';
 import { TENANT_TOKENS, TestServer } from './cp-helpers.js';
 import { exampleCopy, freePort, httpGet, shareBuildCache } from './helpers.js';
-import { portFree, type ServiceDeployJson, type ServiceStatusJson } from './service-helpers.js';
+import { brief, describeFailures, portFree, sleep, startLoad, type ServiceDeployJson, type ServiceStatusJson } from './service-helpers.js';
 
 const PKG = 'local/go-service:latest';
 const CHECK = 'http:8080/healthz,interval=1s,timeout=1s,grace=2s,failures=2';
 const BUILD_TIMEOUT = 900_000;
 /** two replicas boot under TCG, then a rollout replaces them one by one */
 const T = 480_000;
+
+/** Polls `f` until it answers something (or throws after `timeoutMs`, naming `what`). */
+async function waitFor<T>(f: () => Promise<T | null>, timeoutMs: number, what: string): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await f().catch(() => null);
+    if (v !== null) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(250);
+  }
+}
 
 const front = which('haproxy') ?? (existsSync('/usr/sbin/haproxy') ? '/usr/sbin/haproxy' : null);
 if (!front) console.log('services-remote e2e skipped: haproxy (the services\' front) is not installed (apt-get install haproxy)');
@@ -105,6 +116,33 @@ describe.skipIf(!front)('services in remote mode: unikctl → unikctld → repli
     expect(s.services.find((x) => x.name === 'rweb')?.current).toBe(2);
     const ops = s.operations.filter((o) => o.kind === 'deploy');
     expect(ops.map((o) => o.state)).toEqual(['succeeded', 'succeeded']);
+
+    // unikctld killed (-9) in the middle of the rollout to v3: the node's controller is a process of its own and
+    // carries on; the restarted daemon replays the operation, which follows the same rollout (the operation's id is
+    // the node's idempotency key: no second version) and ends with it; the front serves throughout
+    const load = startLoad(port, { workers: 4 });
+    const v3 = await home.cli(['deploy', PKG, '--name', 'rweb', '-p', `${port}:8080`, '--replicas', '2', '--check', CHECK, '--min-healthy', '1s', '-e', 'VERSION=v3', '--json']);
+    expect(v3.code, v3.stderr).toBe(0);
+    const v3op = (JSON.parse(v3.stdout) as { operationId: string }).operationId;
+    const rolling = await waitFor(async () => {
+      const svc3 = (await home.json<ServiceStatusJson>(['status', 'rweb'])).services.find((x) => x.name === 'rweb');
+      return svc3?.rollout?.to === 3 && ['progressing', 'canary'].includes(svc3.rollout.phase) ? svc3 : null;
+    }, T, 'the rollout to v3 to start on the node');
+    await server.kill9();
+    console.log(`unikctld killed (-9) during the rollout to v3 (${brief(rolling)})`);
+    await server.start();
+    const ended = await waitFor(async () => {
+      const st = await home.json<ServiceStatusJson>(['status', 'rweb']);
+      const op = st.operations.find((o) => o.id === v3op);
+      return op && (op.state === 'succeeded' || op.state === 'failed') ? { st, op } : null;
+    }, T, 'the replayed operation to end');
+    const served = await load.stop();
+    expect(ended.op.state, JSON.stringify(ended.op)).toBe('succeeded');
+    const after = ended.st.services.find((x) => x.name === 'rweb');
+    expect(after?.current, brief(after)).toBe(3);
+    expect(after?.versions.map((v) => v.version), brief(after)).not.toContain(4); // the replay started no second version
+    expect(served.failures, describeFailures(served.failures)).toEqual([]);
+    expect(served.answers.some((a) => a.version === 'v3')).toBe(true);
 
     // logs of the app merge its replicas (and its controller), each line with its source
     const logs = await home.cli(['logs', 'rweb', '--json']);
