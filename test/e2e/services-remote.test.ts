@@ -53,6 +53,17 @@ function processesOf(dir: string, pattern: string): string[] {
   }
 }
 
+/** Stops the server, kills any VM or front left under its data directory (then fails: none may be left), removes it. */
+async function stopAndSweep(server: TestServer): Promise<void> {
+  await server.stop();
+  const left = [...processesOf(server.data, 'qemu-system'), ...processesOf(server.data, 'haproxy')];
+  for (const line of left) {
+    try { process.kill(Number(line.split(' ')[0]), 'SIGKILL'); } catch { /* gone */ }
+  }
+  server.cleanup();
+  expect(left).toEqual([]);
+}
+
 describe.skipIf(!front)('services in remote mode: unikctl → unikctld → replicas behind a front', () => {
   const server = new TestServer({ runner: 'engine' });
   let port = 0;
@@ -69,13 +80,7 @@ describe.skipIf(!front)('services in remote mode: unikctl → unikctld → repli
 
   afterAll(async () => {
     await home.cli(['destroy', 'rweb', '--wait']).catch(() => undefined);
-    await server.stop();
-    const left = [...processesOf(server.data, 'qemu-system'), ...processesOf(server.data, 'haproxy')];
-    for (const line of left) {
-      try { process.kill(Number(line.split(' ')[0]), 'SIGKILL'); } catch { /* gone */ }
-    }
-    server.cleanup();
-    expect(left).toEqual([]);
+    await stopAndSweep(server);
   });
 
   const deploy = async (env: string): Promise<{ code: number; out: ServiceDeployJson; text: string }> => {
@@ -211,13 +216,7 @@ describe.skipIf(!front)("a tenant's service: replicas under the tenant's user, q
 
   afterAll(async () => {
     await cli(['destroy', 'tweb', '--wait']).catch(() => undefined);
-    await server.stop();
-    const left = [...processesOf(server.data, 'qemu-system'), ...processesOf(server.data, 'haproxy')];
-    for (const line of left) {
-      try { process.kill(Number(line.split(' ')[0]), 'SIGKILL'); } catch { /* gone */ }
-    }
-    server.cleanup();
-    expect(left).toEqual([]);
+    await stopAndSweep(server);
   });
 
   const deploy = async (replicas: number): Promise<{ code: number; out: ServiceDeployJson & { error?: ApiError }; text: string }> => {
