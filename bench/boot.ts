@@ -330,7 +330,7 @@ async function main(): Promise<void> {
       `generic / unikctl (spawn → first output): p50 ${ratios.p50}×, p95 ${ratios.p95}×`,
       '',
       'sizes',
-      `  unikctl image: vmlinux.gz ${MiB(sizes.unikctlKernelGz)} + rootfs.erofs ${MiB(sizes.rootfs)} = ${MiB(sizes.unikctlImage)} (${MB(sizes.unikctlImage)})`,
+      `  unikctl image: kernel (vmlinux.br or .gz) ${MiB(sizes.unikctlKernelGz)} + rootfs.erofs ${MiB(sizes.rootfs)} = ${MiB(sizes.unikctlImage)} (${MB(sizes.unikctlImage)})`,
       `  unikctl raw vmlinux (what QEMU loads): ${MiB(sizes.unikctlVmlinux)}`,
       `  generic: vmlinuz ${MiB(sizes.genericVmlinuz)} + initramfs ${MiB(sizes.genericInitramfs)} (${generic.modules.length} modules ${MiB(sizes.genericModules)}, loader ${MiB(sizes.genericLoader)}) + same rootfs = ${MiB(sizes.genericImage)} (${MB(sizes.genericImage)})`,
       '',

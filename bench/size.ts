@@ -368,7 +368,7 @@ async function main(): Promise<void> {
   const written = {
     schema: 'unikctl.bench.size/v1', startedAt: started.toISOString(), finishedAt: new Date().toISOString(),
     machine: { hostname: hostname(), cores: cpus().length }, warmCaches: opts.warmCaches,
-    note: 'sizes are bytes as stored: the unikctl image is vmlinux.gz + rootfs.erofs (compressed); the naive baseline is uncompressed files as they would sit on an ext4 disk image, plus the generic kernel',
+    note: 'sizes are bytes as stored: the unikctl image is the compressed kernel (vmlinux.br; vmlinux.gz before 2026-12-03) + rootfs.erofs (compressed); the naive baseline is uncompressed files as they would sit on an ext4 disk image, plus the generic kernel',
     genericKernel: kernel, rows,
   };
   mkdirSync(RESULTS_DIR, { recursive: true });

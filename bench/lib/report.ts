@@ -70,7 +70,7 @@ function bootSection(boot: Json, ctx: Ctx): string[] {
     out.push('QEMU argv differences, generic vs unikctl (everything else identical):', '', ...boot.comparison.flagDiffs.map((d: Json) => `- \`${d}\``), ...(boot.generic?.why ?? []).map((w: Json) => `- why: ${w}`), '');
   }
   const sz = boot.sizes;
-  if (sz) out.push(`Sizes in this run: unikctl image ${mib(sz.unikctlImage)} (vmlinux.gz ${mib(sz.unikctlKernelGz)} + rootfs ${mib(sz.rootfs)}); generic vmlinuz ${mib(sz.genericVmlinuz)} + initramfs ${mib(sz.genericInitramfs)}.`, '');
+  if (sz) out.push(`Sizes in this run: unikctl image ${mib(sz.unikctlImage)} (compressed kernel ${mib(sz.unikctlKernelGz)} + rootfs ${mib(sz.rootfs)}); generic vmlinuz ${mib(sz.genericVmlinuz)} + initramfs ${mib(sz.genericInitramfs)}.`, '');
   const failures = boot.failures ?? 0;
   if (failures) out.push(`**${failures} boot(s) failed** — see the raw file.`, '');
   ctx.targets.push(...(boot.targets ?? []).map((t: Json) => ({ part: 'boot', target: t.target, value: t.value, pass: t.pass })));
@@ -176,7 +176,7 @@ function sizeSection(sz: Json, ctx: Ctx): string[] {
   if (!sz) return [...out, '_not run_', ''];
   const rows = sz.rows ?? [];
   const ok = rows.filter((r: Json) => r.ok && r.naive && !r.naive.error);
-  out.push(`Method: \`bench/size.ts\`: every \`examples/*\` is built with \`unikctl build DIR --json\`; the image is what the manifest stores (kernel ${'`vmlinux.gz`'} + ${'`rootfs.erofs`'}). The naive baseline, measured on this host in the same run, is the same app with its whole runtime copied in, uncompressed, plus the generic kernel (${sz.genericKernel ? `${sz.genericKernel.package}: vmlinuz ${mib(sz.genericKernel.vmlinuzBytes)} + initramfs ${mib(sz.genericKernel.initramfsBytes)}` : 'not cached: compared without a kernel'}).`, '');
+  out.push(`Method: \`bench/size.ts\`: every \`examples/*\` is built with \`unikctl build DIR --json\`; the image is what the manifest stores (compressed kernel ${'`vmlinux.br`'} + ${'`rootfs.erofs`'}). The naive baseline, measured on this host in the same run, is the same app with its whole runtime copied in, uncompressed, plus the generic kernel (${sz.genericKernel ? `${sz.genericKernel.package}: vmlinuz ${mib(sz.genericKernel.vmlinuzBytes)} + initramfs ${mib(sz.genericKernel.initramfsBytes)}` : 'not cached: compared without a kernel'}).`, '');
   if (ok.length) {
     ctx.svgs.size = barChart({
       title: 'Image size per pack vs its naive baseline', subtitle: 'naive = whole runtime + generic kernel, uncompressed', log: true, unit: 'MiB',

@@ -2,7 +2,7 @@
  * Signed images: `attestation.dsse.json` in the image directory is a DSSE envelope whose payload is an in-toto
  * Statement v1 with an SLSA Provenance v1 predicate. Its subjects are the image's four files by sha256:
  * manifest.json (which pins the kernel and rootfs digests), sbom.cdx.json (so the SBOM is signed too),
- * vmlinux.gz and rootfs.erofs (which name the image's identity even when the manifest is edited).
+ * the kernel (vmlinux.br) and rootfs.erofs (which name the image's identity even when the manifest is edited).
  * Verification (verifyAttestation) maps each way an image can fail to one stable code (docs/supply-chain.md).
  */
 import { createHash, type KeyObject } from 'node:crypto';

@@ -1,13 +1,13 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { gzipSync } from 'node:zlib';
+import { brotliCompressSync, gzipSync } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { UserError } from '../errors.js';
 import { homeLayout } from '../paths.js';
 import { resolveTarget } from '../engine/resolve.js';
-import { MANIFEST_SCHEMA, readImage } from './image.js';
+import { MANIFEST_SCHEMA, materializeKernel, readImage } from './image.js';
 
 const sha = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');
 
@@ -79,5 +79,60 @@ describe('readImage refuses manifests naming files outside the package', () => {
     writeFileSync(join(pkg, 'rootfs.erofs'), outside);
     writeFileSync(join(pkg, 'manifest.json'), manifest('rootfs.erofs'));
     expect(readImage(pkg, { verify: true }).rootfs.file).toBe('rootfs.erofs');
+  });
+});
+
+/** Images carry the kernel brotli-compressed; images built before that carry it gzip'd and must still boot. */
+describe('the kernel file: brotli, and gzip from older images', () => {
+  let root: string;
+  const kernelRaw = Buffer.from('\x7fELF a kernel, long enough to compress: '.repeat(50));
+  const write = (encoding: string, file: string, packed: Buffer, rawSha = sha(kernelRaw)): string => {
+    const pkg = join(root, `${encoding}-${file}`);
+    mkdirSync(pkg, { recursive: true });
+    writeFileSync(join(pkg, file), packed);
+    writeFileSync(join(pkg, 'rootfs.erofs'), 'root');
+    writeFileSync(join(pkg, 'manifest.json'), JSON.stringify({
+      schema: MANIFEST_SCHEMA, name: 'k', pack: 'go', mode: 'release',
+      kernel: { file, encoding, sha256: sha(packed), size: packed.length, rawSha256: rawSha, rawSize: kernelRaw.length, variant: 'release', configHash: 'x' },
+      rootfs: { file: 'rootfs.erofs', sha256: sha('root'), size: 4, format: 'erofs' },
+      run: { command: ['/app'], env: {}, workdir: '/', memoryMiB: 64, ports: [] },
+      size: 1,
+    }));
+    return pkg;
+  };
+  const unpack = (pkg: string): Buffer => readFileSync(materializeKernel(pkg, readImage(pkg, { verify: true }), join(root, 'cache')));
+  beforeEach(() => { root = mkdtempSync(join(tmpdir(), 'unik-kernel-')); });
+  afterEach(() => rmSync(root, { recursive: true, force: true }));
+
+  it('a brotli kernel and a gzip kernel both unpack to the raw kernel', () => {
+    expect(unpack(write('br', 'vmlinux.br', brotliCompressSync(kernelRaw)))).toEqual(kernelRaw);
+    rmSync(join(root, 'cache'), { recursive: true });
+    expect(unpack(write('gzip', 'vmlinux.gz', gzipSync(kernelRaw)))).toEqual(kernelRaw);
+  });
+
+  it('an unknown encoding is E_PACKAGE_INVALID naming the field', () => {
+    const pkg = write('zstd', 'vmlinux.zst', gzipSync(kernelRaw));
+    let err: unknown;
+    try { readImage(pkg); } catch (e) { err = e; }
+    expect(err).toBeInstanceOf(UserError);
+    expect((err as UserError).code).toBe('E_PACKAGE_INVALID');
+    expect((err as UserError).message).toContain('kernel.encoding "zstd"');
+  });
+
+  it('a kernel file that is not the stream its encoding says is E_PACKAGE_INVALID, and nothing is cached', () => {
+    const pkg = write('br', 'vmlinux.br', gzipSync(kernelRaw));
+    let err: unknown;
+    try { unpack(pkg); } catch (e) { err = e; }
+    expect((err as UserError).code).toBe('E_PACKAGE_INVALID');
+    expect((err as UserError).message).toContain('is not a br stream');
+    expect(existsSync(join(root, 'cache', 'vmlinux', sha(kernelRaw)))).toBe(false);
+  });
+
+  it('a kernel that unpacks to other bytes than rawSha256 names is E_PACKAGE_INVALID', () => {
+    const pkg = write('br', 'vmlinux.br', brotliCompressSync(kernelRaw), sha('another kernel'));
+    let err: unknown;
+    try { unpack(pkg); } catch (e) { err = e; }
+    expect((err as UserError).code).toBe('E_PACKAGE_INVALID');
+    expect((err as UserError).message).toContain('does not unpack to the kernel named in manifest.json');
   });
 });

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, lstatSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { gunzipSync } from 'node:zlib';
+import { brotliDecompressSync, gunzipSync } from 'node:zlib';
 import { UserError } from '../errors.js';
 import type { KernelInfo } from '../kernel/kernel.js';
 import { run, which } from '../util/exec.js';
@@ -20,13 +20,18 @@ export interface RunConfig {
   envTemplates?: Record<string, string>;
 }
 
+/** How an image's kernel file is compressed: 'br' is what builds write; 'gzip' is what images built before it carry. */
+export type KernelEncoding = 'br' | 'gzip';
+const KERNEL_DECODERS: Record<KernelEncoding, (b: Buffer) => Buffer> = { br: brotliDecompressSync, gzip: gunzipSync };
+const isKernelEncoding = (x: unknown): x is KernelEncoding => typeof x === 'string' && Object.hasOwn(KERNEL_DECODERS, x);
+
 export interface ImageManifest {
   schema: typeof MANIFEST_SCHEMA;
   name: string;
   pack: string;
   mode: 'release' | 'debug';
-  /** the PVH vmlinux, stored gzip-compressed; the runtime unpacks it once per digest into a cache */
-  kernel: { file: string; encoding: 'gzip'; sha256: string; size: number; rawSha256: string; rawSize: number; variant: string; configHash: string };
+  /** the PVH vmlinux, stored compressed; the runtime unpacks it once per digest into a cache */
+  kernel: { file: string; encoding: KernelEncoding; sha256: string; size: number; rawSha256: string; rawSize: number; variant: string; configHash: string };
   rootfs: { file: string; sha256: string; size: number; format: 'erofs' };
   run: RunConfig;
   /** sum of kernel and rootfs sizes */
@@ -44,10 +49,14 @@ export async function makeErofs(stagingDir: string, outFile: string): Promise<vo
   if (!which('mkfs.erofs')) {
     throw new UserError('E_TOOL_MISSING', 'mkfs.erofs is not installed', { hint: 'apt-get install erofs-utils (or run make setup)' });
   }
-  // 64 KiB compression clusters: ~15 % smaller images than the 4 KiB default, and no slower to boot
-  const r = await run(['mkfs.erofs', '--quiet', '-zlz4hc', '-C65536', '-T0', '--all-root', '-x-1', `-U${EROFS_UUID}`, outFile, stagingDir]);
+  // 64 KiB compression clusters: ~15 % smaller images than the 4 KiB default, and no slower to boot.
+  // ztailpacking stores each file's compressed tail inline with its inode instead of in a block of its own
+  // (Express's root: 43.40 → 43.01 MB); the guest kernel (6.1) reads it since 5.17.
+  const r = await run(['mkfs.erofs', '--quiet', '-zlz4hc', '-C65536', '-Eztailpacking', '-T0', '--all-root', '-x-1', `-U${EROFS_UUID}`, outFile, stagingDir]);
   if (r.code !== 0) throw new UserError('E_INTERNAL', `mkfs.erofs failed: ${r.stderr.trim() || r.stdout.trim()}`);
 }
+
+const KERNEL_FILE = 'vmlinux.br';
 
 /**
  * Writes kernel + rootfs + manifest into `outDir` (replaced atomically: a failed build leaves the old image).
@@ -64,8 +73,8 @@ export async function writeImage(opts: {
   try {
     if ('stagingDir' in opts.rootfs) await makeErofs(opts.rootfs.stagingDir, join(tmp, 'rootfs.erofs'));
     else copyFileSync(opts.rootfs.erofsFile, join(tmp, 'rootfs.erofs'));
-    copyFileSync(opts.kernel.vmlinuxGz, join(tmp, 'vmlinux.gz'));
-    const kernelSize = statSync(join(tmp, 'vmlinux.gz')).size;
+    copyFileSync(opts.kernel.vmlinuxBr, join(tmp, KERNEL_FILE));
+    const kernelSize = statSync(join(tmp, KERNEL_FILE)).size;
     const rootfsSize = statSync(join(tmp, 'rootfs.erofs')).size;
     const manifest: ImageManifest = {
       schema: MANIFEST_SCHEMA,
@@ -73,7 +82,7 @@ export async function writeImage(opts: {
       pack: opts.pack,
       mode: opts.mode,
       kernel: {
-        file: 'vmlinux.gz', encoding: 'gzip', sha256: sha256File(join(tmp, 'vmlinux.gz')), size: kernelSize,
+        file: KERNEL_FILE, encoding: 'br', sha256: sha256File(join(tmp, KERNEL_FILE)), size: kernelSize,
         rawSha256: sha256File(opts.kernel.vmlinux), rawSize: statSync(opts.kernel.vmlinux).size, variant: opts.kernel.variant, configHash: opts.kernel.hash,
       },
       rootfs: { file: 'rootfs.erofs', sha256: sha256File(join(tmp, 'rootfs.erofs')), size: rootfsSize, format: 'erofs' },
@@ -135,6 +144,11 @@ export function readImage(dir: string, opts: { verify?: boolean } = {}): ImageMa
   if (manifest.schema !== MANIFEST_SCHEMA || !manifest.kernel?.rawSha256 || !manifest.rootfs || !Array.isArray(manifest.run?.command)) {
     throw new UserError('E_PACKAGE_INVALID', `${file} is not a unikctl image manifest (schema ${String(manifest.schema)})`);
   }
+  if (!isKernelEncoding(manifest.kernel.encoding)) {
+    throw new UserError('E_PACKAGE_INVALID', `${file}: kernel.encoding ${JSON.stringify(manifest.kernel.encoding)} is not one this unikctl reads (${Object.keys(KERNEL_DECODERS).join(', ')})`, {
+      hint: 'rebuild the image with this unikctl', details: { field: 'kernel.encoding' },
+    });
+  }
   for (const [field, part] of [['kernel.file', manifest.kernel], ['rootfs.file', manifest.rootfs]] as const) {
     // A package may come from an upload: its manifest must not make us read, copy or hand QEMU a host file
     // outside the image directory (`../x`, `/etc/x`, or a symlink), so the parts are plain regular files in it.
@@ -163,7 +177,13 @@ export function readImage(dir: string, opts: { verify?: boolean } = {}): ImageMa
 export function materializeKernel(imageDir: string, manifest: ImageManifest, cacheDir: string): string {
   const out = join(cacheDir, 'vmlinux', manifest.kernel.rawSha256);
   if (existsSync(out)) return out;
-  const raw = gunzipSync(readFileSync(join(imageDir, manifest.kernel.file)));
+  const packed = readFileSync(join(imageDir, manifest.kernel.file));
+  let raw: Buffer;
+  try {
+    raw = KERNEL_DECODERS[manifest.kernel.encoding](packed);
+  } catch (e) {
+    throw new UserError('E_PACKAGE_INVALID', `${join(imageDir, manifest.kernel.file)} is not a ${manifest.kernel.encoding} stream (${(e as Error).message})`, { hint: 'the package is corrupted: rebuild it' });
+  }
   if (createHash('sha256').update(raw).digest('hex') !== manifest.kernel.rawSha256) {
     throw new UserError('E_PACKAGE_INVALID', `${join(imageDir, manifest.kernel.file)} does not unpack to the kernel named in manifest.json`, { hint: 'the package is corrupted: rebuild it' });
   }

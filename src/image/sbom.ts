@@ -78,7 +78,7 @@ export function makeSbom(i: SbomInput): Record<string, unknown> {
   const components: Component[] = [
     {
       type: 'operating-system', 'bom-ref': 'kernel', name: 'linux', version: i.kernelVersion,
-      description: `unikctl guest kernel (${m.kernel.variant}), gzip-compressed PVH vmlinux`,
+      description: `unikctl guest kernel (${m.kernel.variant}), ${m.kernel.encoding === 'br' ? 'brotli' : m.kernel.encoding}-compressed PVH vmlinux`,
       hashes: [{ alg: 'SHA-256', content: m.kernel.sha256 }],
       properties: [
         { name: 'unikctl:kernel:configHash', value: m.kernel.configHash },
