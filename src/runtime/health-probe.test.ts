@@ -114,59 +114,70 @@ describe('HealthTracker', () => {
   const pass = { ok: true, detail: 'HTTP 200' };
   const fail = { ok: false, detail: 'HTTP 500' };
   const start = 10_000;
+  const fresh = (graceMs: number, failures: number): [HealthTracker, { graceEndsAt: number; failures: number }] =>
+    [new HealthTracker({ health: 'starting', since: start, detail: null }), { graceEndsAt: start + graceMs, failures }];
 
   it('stays starting while failures fall in the grace time, then counts them', () => {
-    const t = new HealthTracker({ graceMs: 5000, failures: 3 });
-    expect(t.feed(fail, start + 1000, start)).toBe('starting');
-    expect(t.feed(fail, start + 3000, start)).toBe('starting');
+    const [t, grace] = fresh(5000, 3);
+    expect(t.feed(fail, start + 1000, grace)).toBe('starting');
+    expect(t.feed(fail, start + 3000, grace)).toBe('starting');
     expect(t.consecutiveFailures).toBe(0);
-    expect(t.feed(fail, start + 5000, start)).toBe('starting');
-    expect(t.feed(fail, start + 7000, start)).toBe('starting');
-    expect(t.feed(fail, start + 9000, start)).toBe('unhealthy');
+    expect(t.detail).toBe('HTTP 500'); // shown in status while starting
+    expect(t.feed(fail, start + 5000, grace)).toBe('starting');
+    expect(t.feed(fail, start + 7000, grace)).toBe('starting');
+    expect(t.feed(fail, start + 9000, grace)).toBe('unhealthy');
     expect(t.since).toBe(start + 9000);
-    expect(t.lastDetail).toBe('HTTP 500');
+    expect(t.detail).toBe('HTTP 500');
   });
 
   it('a pass in the grace time makes the replica healthy at once', () => {
-    const t = new HealthTracker({ graceMs: 5000, failures: 3 });
-    expect(t.feed(fail, start + 500, start)).toBe('starting');
-    expect(t.feed(pass, start + 1000, start)).toBe('healthy');
-    expect(t.since).toBe(start + 1000);
+    const [t, grace] = fresh(5000, 3);
+    expect(t.feed(fail, start + 500, grace)).toBe('starting');
+    expect(t.since).toBe(start);
+    expect(t.feed(pass, start + 1000, grace)).toBe('healthy');
+    expect(t).toMatchObject({ since: start + 1000, detail: null });
   });
 
   it('after a pass, grace no longer shields: consecutive failures make it unhealthy, a pass heals it', () => {
-    const t = new HealthTracker({ graceMs: 5000, failures: 2 });
-    t.feed(pass, start + 1000, start);
-    expect(t.feed(fail, start + 2000, start)).toBe('healthy');
-    expect(t.feed(pass, start + 3000, start)).toBe('healthy'); // not consecutive
-    expect(t.feed(fail, start + 4000, start)).toBe('healthy');
-    expect(t.feed({ ok: false, detail: 'timeout after 1s' }, start + 4500, start)).toBe('unhealthy');
-    expect(t).toMatchObject({ since: start + 4500, lastDetail: 'timeout after 1s', consecutiveFailures: 2 });
-    expect(t.feed(fail, start + 6000, start)).toBe('unhealthy');
+    const [t, grace] = fresh(5000, 2);
+    t.feed(pass, start + 1000, grace);
+    expect(t.feed(fail, start + 2000, grace)).toBe('healthy');
+    expect(t.feed(pass, start + 3000, grace)).toBe('healthy'); // not consecutive
+    expect(t.feed(fail, start + 4000, grace)).toBe('healthy');
+    expect(t.feed({ ok: false, detail: 'timeout after 1s' }, start + 4500, grace)).toBe('unhealthy');
+    expect(t).toMatchObject({ since: start + 4500, detail: 'timeout after 1s', consecutiveFailures: 2 });
+    expect(t.feed(fail, start + 6000, grace)).toBe('unhealthy');
     expect(t.since).toBe(start + 4500);
-    expect(t.feed(pass, start + 8000, start)).toBe('healthy');
-    expect(t).toMatchObject({ since: start + 8000, consecutiveFailures: 0, lastDetail: 'HTTP 200' });
+    expect(t.feed(pass, start + 8000, grace)).toBe('healthy');
+    expect(t).toMatchObject({ since: start + 8000, consecutiveFailures: 0, detail: null });
   });
 
   it('with no grace, failures count from the first', () => {
-    const t = new HealthTracker({ graceMs: 0, failures: 1 });
-    expect(t.feed(fail, start, start)).toBe('unhealthy');
+    const [t, grace] = fresh(0, 1);
+    expect(t.feed(fail, start, grace)).toBe('unhealthy');
   });
 
   it('ignores a result older than the last one fed', () => {
-    const t = new HealthTracker({ graceMs: 0, failures: 1 });
-    t.feed(pass, start + 2000, start);
-    expect(t.feed(fail, start + 1000, start)).toBe('healthy');
+    const [t, grace] = fresh(0, 1);
+    t.feed(pass, start + 2000, grace);
+    expect(t.feed(fail, start + 1000, grace)).toBe('healthy');
   });
 
-  it('starts over when the app was restarted (a new startedAt)', () => {
-    const t = new HealthTracker({ graceMs: 5000, failures: 1 });
-    t.feed(pass, start + 1000, start);
-    t.feed(fail, start + 2000, start);
-    expect(t.health).toBe('unhealthy');
-    const restarted = start + 30_000;
-    expect(t.feed(fail, restarted + 1000, restarted)).toBe('starting');
-    expect(t).toMatchObject({ since: restarted, consecutiveFailures: 0 });
+  it('seeded healthy (a restarted controller): grace does not shield it, and its since is kept until it changes', () => {
+    const t = new HealthTracker({ health: 'healthy', since: 500, detail: null });
+    const graceEndsLater = { graceEndsAt: start + 60_000, failures: 2 };
+    expect(t.feed(fail, start, graceEndsLater)).toBe('healthy');
+    expect(t.since).toBe(500);
+    expect(t.feed(fail, start + 1000, graceEndsLater)).toBe('unhealthy');
+    expect(t.since).toBe(start + 1000);
+  });
+
+  it('set() decides without a probe and keeps since while the health stays', () => {
+    const [t] = fresh(0, 1);
+    t.set('starting', start + 100, 'not listening on 8080 yet');
+    expect(t).toMatchObject({ health: 'starting', since: start, detail: 'not listening on 8080 yet' });
+    t.set('healthy', start + 200, null);
+    expect(t).toMatchObject({ health: 'healthy', since: start + 200, detail: null });
   });
 });
 

@@ -1,7 +1,7 @@
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import type { CheckSpec } from '../store/service-types.js';
+import type { CheckSpec, ReplicaHealth } from '../store/service-types.js';
 import { formatDuration } from '../util/duration.js';
 
 /**
@@ -100,57 +100,63 @@ export function graceEndsAt(o: { vmStartedAt: number; appStartMs: number | null;
   return o.appStartMs !== null ? o.vmStartedAt + o.appStartMs + o.graceMs : o.vmStartedAt + BOOT_ALLOWANCE_MS + o.graceMs;
 }
 
-export type ReplicaHealth = 'starting' | 'healthy' | 'unhealthy';
+/** The part of a replica's health its probes decide (draining and stopped are the controller's doing). */
+export type ProbedHealth = Extract<ReplicaHealth, 'starting' | 'healthy' | 'unhealthy'>;
+
+/** A replica's health as the service record keeps it: since when, and the last failing probe's answer. */
+export interface HealthState { health: ProbedHealth; since: number; detail: string | null }
 
 /**
- * A replica's health from its probe results (pure: the caller feeds results and times).
- * - `starting`: no probe has passed yet and the failures do not count yet (within the grace time after the app
- *   started), or fewer than `failures` consecutive ones have failed since;
+ * A replica's health from its probe results (pure: the caller feeds results and times). The service controller
+ * keeps one per replica; a restarted replica is a new replica (service-plan.ts), so a tracker sees one run.
+ * - `starting`: no probe has passed yet and the failures do not count yet (before the grace time ends, see
+ *   graceEndsAt), or fewer than `failures` consecutive ones have failed since;
  * - `healthy`: the last probe passed — a pass makes the replica healthy at once, even within the grace time — or
  *   fewer than `failures` consecutive probes failed after a pass;
  * - `unhealthy`: `failures` consecutive probes failed (those in the grace time before the first pass do not count).
- * Grace shields only a replica that has not passed yet. A new `startedAt` (the app was restarted) starts over.
+ * `detail` is the last failing probe's answer ("HTTP 500", "connection refused"); a pass clears it.
+ * Seeded from the stored record, a controller that was restarted carries on where the killed one was.
  */
-export class HealthTracker {
-  health: ReplicaHealth = 'starting';
-  /** when the health last changed (the first feed's start time while starting) */
-  since: number | null = null;
-  lastDetail: string | null = null;
-  lastAt: number | null = null;
+export class HealthTracker implements HealthState {
+  health: ProbedHealth;
+  /** when the health last changed */
+  since: number;
+  detail: string | null;
   consecutiveFailures = 0;
-  private passed = false;
-  private startedAt: number | null = null;
+  private passed: boolean;
+  private lastAt: number | null = null;
 
-  constructor(private readonly check: Pick<CheckSpec, 'graceMs' | 'failures'>) {}
+  constructor(seed: HealthState) {
+    this.health = seed.health;
+    this.since = seed.since;
+    this.detail = seed.detail;
+    this.passed = seed.health === 'healthy';
+  }
 
-  feed(result: Pick<ProbeResult, 'ok' | 'detail'>, at: number, startedAt: number): ReplicaHealth {
-    if (this.startedAt !== startedAt) {
-      this.startedAt = startedAt;
-      this.health = 'starting';
-      this.since = startedAt;
-      this.passed = false;
-      this.consecutiveFailures = 0;
-      this.lastAt = null;
-    }
+  /**
+   * A probe's result; `at` is when it answered. `failures` consecutive failures make the replica unhealthy (the
+   * service's current check: a redeploy may change it); before the first pass, failures count from `graceEndsAt` on.
+   */
+  feed(result: Pick<ProbeResult, 'ok' | 'detail'>, at: number, rule: { graceEndsAt: number; failures: number }): ProbedHealth {
     if (this.lastAt !== null && at < this.lastAt) return this.health; // a late answer of an older probe
     this.lastAt = at;
-    this.lastDetail = result.detail;
     if (result.ok) {
       this.passed = true;
       this.consecutiveFailures = 0;
-      return this.set('healthy', at);
+      return this.set('healthy', at, null);
     }
-    if (!this.passed && at - startedAt < this.check.graceMs) return this.health;
+    if (!this.passed && at < rule.graceEndsAt) return this.set(this.health, at, result.detail);
     this.consecutiveFailures += 1;
-    if (this.consecutiveFailures >= this.check.failures) return this.set('unhealthy', at);
-    return this.health;
+    return this.set(this.consecutiveFailures >= rule.failures ? 'unhealthy' : this.health, at, result.detail);
   }
 
-  private set(health: ReplicaHealth, at: number): ReplicaHealth {
+  /** The health decided without a probe (a replica with no check: its grace time and where it listens). */
+  set(health: ProbedHealth, at: number, detail: string | null): ProbedHealth {
     if (this.health !== health) {
       this.health = health;
       this.since = at;
     }
+    this.detail = detail;
     return health;
   }
 }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { toUserError } from '../errors.js';
 import { serviceDir, type HomeLayout } from '../paths.js';
 import {
-  LATENCY_BUCKETS_MS, type CheckSpec, type FrontRecord, type FrontVersionStats, type ReplicaHealth, type ReplicaHealthRecord, type Service, type ServiceVersion,
+  LATENCY_BUCKETS_MS, type FrontRecord, type FrontVersionStats, type ReplicaHealthRecord, type Service, type ServiceVersion,
 } from '../store/service-types.js';
 import type { Deployment, Operation, Store } from '../store/types.js';
 import { newId } from '../util/ids.js';
@@ -12,7 +12,7 @@ import { isAlive, processRef, signalRef, sleep, waitUntilDead } from '../util/pr
 import { buildInto } from './build-into.js';
 import { spawnWorker } from './spawn-worker.js';
 import type { Front, FrontDriver, FrontPort, SlotCounters, SlotState } from './front.js';
-import { graceEndsAt, probe } from './health-probe.js';
+import { HealthTracker, graceEndsAt, probe } from './health-probe.js';
 import { LogWriter } from './logstore.js';
 import { consoleLogFile } from './supervisor.js';
 import { restartDelayMs, RESTART_WINDOW_MS, shouldRestart } from './restart.js';
@@ -70,7 +70,8 @@ async function freePort(): Promise<number> {
 
 const emptyStats = (): FrontVersionStats => ({ connections: 0, requests: 0, bytesIn: 0, bytesOut: 0, errors: 0, latency: { buckets: LATENCY_BUCKETS_MS.map(() => 0).concat(0), count: 0, sumMs: 0 } });
 
-interface Tracker { check: CheckSpec | null; failures: number; passedOnce: boolean; health: ReplicaHealth; since: number; detail: string | null; nextAt: number; inFlight: boolean; }
+/** A replica's health tracker, and when its next probe is due (one probe in flight at a time). */
+interface Tracker { health: HealthTracker; nextAt: number; inFlight: boolean; }
 
 /**
  * The controller of one service (docs/services.md), a detached process (`worker.js service NAME`): every tick it
@@ -233,11 +234,12 @@ export class ServiceController {
       }
       let t = this.trackers.get(d.name);
       if (!t) {
-        t = { check: s.policy.check, failures: 0, passedOnce: false, health: prior?.health ?? 'starting', since: prior?.since ?? now, detail: prior?.detail ?? null, nextAt: 0, inFlight: false };
+        t = { health: new HealthTracker({ health: prior?.health === 'healthy' || prior?.health === 'unhealthy' ? prior.health : 'starting', since: prior?.since ?? now, detail: prior?.detail ?? null }), nextAt: 0, inFlight: false };
         this.trackers.set(d.name, t);
       }
+      const h = t.health;
       if (d.state !== 'running' || d.startedAt === null) {
-        out[d.name] = { health: 'starting', since: t.since, detail: null };
+        out[d.name] = { health: 'starting', since: h.since, detail: null };
         continue;
       }
       const check = s.policy.check;
@@ -246,39 +248,20 @@ export class ServiceController {
         // no check: healthy once it ran its grace period and listens where it publishes (the guest init's report)
         const listening = !d.listen || d.listen.health === 'listening' || d.listen.health === 'no-ports' || d.listen.health === 'unknown';
         const healthy = now >= graceEnds(DEFAULT_GRACE_MS) && listening;
-        this.setHealth(t, healthy ? 'healthy' : 'starting', now, healthy ? null : d.listen?.warning?.message ?? null);
+        h.set(healthy ? 'healthy' : 'starting', now, healthy ? null : d.listen?.warning?.message ?? null);
       } else if (!t.inFlight && now >= t.nextAt) {
         const port = d.spec.ports.find((p) => p.guestPort === check.port);
         t.inFlight = true;
         t.nextAt = now + check.intervalMs;
-        const graceEndsAt = graceEnds(check.graceMs);
-        void probe(check, { address: '127.0.0.1', port: port?.hostPort ?? 0 }, this.abort.signal).then((r) => {
-          const at = Date.now();
-          if (r.ok) {
-            t.failures = 0;
-            t.passedOnce = true;
-            this.setHealth(t, 'healthy', at, null);
-          } else if (at < graceEndsAt && !t.passedOnce) {
-            this.setHealth(t, 'starting', at, r.detail);
-          } else if (++t.failures >= check.failures) {
-            this.setHealth(t, 'unhealthy', at, r.detail);
-          } else {
-            t.detail = r.detail;
-          }
-        }).finally(() => { t.inFlight = false; });
+        const rule = { graceEndsAt: graceEnds(check.graceMs), failures: check.failures };
+        void probe(check, { address: '127.0.0.1', port: port?.hostPort ?? 0 }, this.abort.signal)
+          .then((r) => { h.feed(r, Date.now(), rule); })
+          .finally(() => { t.inFlight = false; });
       }
-      out[d.name] = { health: t.health, since: t.since, detail: t.detail };
+      out[d.name] = { health: h.health, since: h.since, detail: h.detail };
     }
     for (const name of this.trackers.keys()) if (!records.some((d) => d.name === name)) this.trackers.delete(name);
     return out;
-  }
-
-  private setHealth(t: Tracker, h: ReplicaHealth, at: number, detail: string | null): void {
-    if (t.health !== h) {
-      t.health = h;
-      t.since = at;
-    }
-    t.detail = detail;
   }
 
   private async buildVersion(version: number): Promise<void> {
