@@ -35,6 +35,16 @@ if ! getent passwd unikctl-build >/dev/null; then
   $SUDO useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin unikctl-build
 fi
 
+# 5 (started here, waited for at the end). The kernels: release and debug variants, cached by config hash. On a
+# fresh machine they are the longest step (minutes of CPU), and npm ci (step 2) mostly waits on the network, so
+# they build in the background meanwhile. They need only the Debian packages of step 1. Their output is kept and
+# shown when they are done, so it does not interleave with npm's.
+kernels_log=$(mktemp)
+# A session of their own, so that a set-up that fails or is interrupted stops every make and compiler of theirs.
+setsid bash -c 'for variant in release debug; do kernel/build.sh "$variant" || exit 1; done' >"$kernels_log" 2>&1 &
+kernels_pid=$!
+trap 'kill -- "-$kernels_pid" 2>/dev/null || true' EXIT
+
 # a source checkout has src/; an installed release has dist/ instead
 checkout=0; [ -d src ] && checkout=1
 
@@ -61,8 +71,10 @@ for d in guest host; do
   if [ -w "$d" ]; then make -s -C "$d"; else say "building $d/ with sudo ($PWD/$d is not writable)"; $SUDO make -s -C "$d"; fi
 done
 
-# 5. the kernels: release and debug variants, cached by config hash
-for variant in release debug; do
-  kernel/build.sh "$variant"
-done
+# 5. the kernels (started after step 1): wait for them, and show what they said
+if ! wait "$kernels_pid"; then
+  cat "$kernels_log" >&2; rm -f "$kernels_log"
+  say "the kernel build failed (above)"; exit 1
+fi
+cat "$kernels_log" >&2; rm -f "$kernels_log"
 say "set-up complete: $(node bin/unikctl.js --version)"
