@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // Prints one line over every vitest JSON report in a directory: `tests: N passed, N failed, N skipped`.
 // A suite that never ran (an earlier step failed) contributes nothing; a report that cannot be read counts as one failure.
+// A file that failed outside its tests (a beforeAll hook that threw, an import error) has its tests reported as
+// skipped and none as failed: the tests it did not run count as failed here, and such a file with none as one failure.
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -20,6 +22,13 @@ for (const f of files) {
     passed += r.numPassedTests ?? 0;
     failed += r.numFailedTests ?? 0;
     skipped += (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
+    for (const file of r.testResults ?? []) {
+      const tests = file.assertionResults ?? [];
+      if (file.status !== 'failed' || tests.some((t) => t.status === 'failed')) continue;
+      const notRun = tests.filter((t) => t.status !== 'passed').length;
+      skipped -= notRun;
+      failed += Math.max(notRun, 1);
+    }
   } catch {
     failed += 1;
   }

@@ -42,6 +42,8 @@ interface FakeHandle extends VmmHandle {
   consoleInput: PassThrough;
   stderr: PassThrough;
   exit(r: { code: number | null; signal: NodeJS.Signals | null }): void;
+  /** QEMU's exit is seen first; `last` arrives through the console `afterMs` later, then the pipe ends */
+  exitLate(r: { code: number | null; signal: NodeJS.Signals | null }, last: string, afterMs: number): void;
   input(): string;
 }
 
@@ -64,10 +66,14 @@ class FakeVmm implements Vmm {
     const consoleInput = new PassThrough();
     let input = '';
     consoleInput.setEncoding('utf8').on('data', (c: string) => { input += c; });
-    const child = { pid: FAKE_PID, kill: (sig?: NodeJS.Signals) => { resolveExit({ code: null, signal: sig ?? 'SIGTERM' }); return true; } } as unknown as ChildProcess;
+    const console = new PassThrough();
+    // like QEMU's stdout pipe: it ends when the process exits (exitLate: the pipe still delivers bytes afterwards)
+    const end = (r: { code: number | null; signal: NodeJS.Signals | null }): void => { resolveExit(r); console.end(); };
+    const child = { pid: FAKE_PID, kill: (sig?: NodeJS.Signals) => { end({ code: null, signal: sig ?? 'SIGTERM' }); return true; } } as unknown as ChildProcess;
     const h: FakeHandle = {
-      pid: FAKE_PID, child, console: new PassThrough(), consoleInput, stderr: new PassThrough(), exited,
-      exit: resolveExit, input: () => input,
+      pid: FAKE_PID, child, console, consoleInput, stderr: new PassThrough(), exited,
+      exit: end, input: () => input,
+      exitLate: (r, last, afterMs) => { resolveExit(r); setTimeout(() => { console.write(last); console.end(); }, afterMs); },
     };
     this.handles.push(h);
     for (const w of this.waiters.splice(0)) w(h);
@@ -279,6 +285,18 @@ describe('Supervisor', () => {
     expect(d.exitCode).toBeNull();
     expect(d.reason).toBe('the app was killed by signal 11 (SIGSEGV)');
     expect(store.getOperation(op.id)?.state).toBe('succeeded'); // the deploy itself did succeed
+  });
+
+  it('an exit report still in the console pipe when QEMU\'s exit is seen is read: the app exited, no guest crash', async () => {
+    // seen in CI with two e2e files at once: c-hello exited 0, but its report came 20+ ms after QEMU's exit
+    createDeployment();
+    const run = supervisor().run();
+    const { h, nonce } = await bootToRunning();
+    h.exitLate({ code: 0, signal: null }, `last line\n${marker(nonce, 'exit code=0 uptime_ms=900')}`, 300);
+    await run;
+    const d = dep();
+    expect([d.state, d.exitCode, d.code]).toEqual(['exited', 0, null]);
+    expect(appLines()).toEqual(['last line']);
   });
 
   it('QEMU ending after the start without an exit marker is a guest crash', async () => {

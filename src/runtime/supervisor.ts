@@ -20,6 +20,8 @@ import { prepareTenant, type TenantNode } from './tenant.js';
 import type { Accel, Vmm, VmmHandle } from './vmm.js';
 
 const SIGNAL_NAMES: Record<number, string> = { 1: 'SIGHUP', 2: 'SIGINT', 4: 'SIGILL', 6: 'SIGABRT', 7: 'SIGBUS', 8: 'SIGFPE', 9: 'SIGKILL', 11: 'SIGSEGV', 13: 'SIGPIPE', 15: 'SIGTERM' };
+/** How long the supervisor reads the console after QEMU exited, at most (it stops at the pipe's end, normally at once). */
+const CONSOLE_DRAIN_MAX_MS = 3000;
 
 export const consoleLogFile = (layout: HomeLayout, name: string): string => join(deploymentDir(layout, name), 'console.log');
 
@@ -317,6 +319,11 @@ export class Supervisor {
       },
     });
     handle.console.on('data', (c: Buffer) => parser.push(c));
+    const consoleEnded = new Promise<void>((resolve) => {
+      handle.console.once('end', resolve);
+      handle.console.once('close', resolve);
+      handle.console.once('error', () => resolve());
+    });
 
     let timedOut = false;
     const bootTimeoutMs = probeTimeoutMs ?? envMs(this.o.env ?? process.env, 'UNIKCTL_BOOT_TIMEOUT_MS', 120_000);
@@ -329,7 +336,10 @@ export class Supervisor {
     const result = await handle.exited;
     clearTimeout(bootTimer);
     listen.stop();
-    await sleep(20); // let the last console bytes arrive
+    // QEMU's exit can be seen before the console pipe is read to its end, and the guest's last lines (the app's exit
+    // report among them) may still be in it: under load a fixed 20 ms was not enough, and a VM whose app exited 0
+    // was failed E_GUEST_CRASHED. Read to the pipe's end; the bound is for a pipe something else still holds open.
+    await Promise.race([consoleEnded, sleep(CONSOLE_DRAIN_MAX_MS)]);
     parser.flush();
     parser.close();
     this.current = null;
