@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { finished } from 'node:stream/promises';
 import type { BuildProgress } from '../image/build.js';
 import { materializeKernel, readImage, type ImageManifest } from '../image/image.js';
 import { copyImageDir } from '../image/package-store.js';
@@ -319,11 +320,7 @@ export class Supervisor {
       },
     });
     handle.console.on('data', (c: Buffer) => parser.push(c));
-    const consoleEnded = new Promise<void>((resolve) => {
-      handle.console.once('end', resolve);
-      handle.console.once('close', resolve);
-      handle.console.once('error', () => resolve());
-    });
+    const consoleEnded = finished(handle.console).catch(() => undefined); // an error or early close ends it too
 
     let timedOut = false;
     const bootTimeoutMs = probeTimeoutMs ?? envMs(this.o.env ?? process.env, 'UNIKCTL_BOOT_TIMEOUT_MS', 120_000);
